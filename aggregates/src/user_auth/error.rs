@@ -1,0 +1,41 @@
+use chrono::{DateTime, Utc};
+
+/// Why a command was refused. A refusal records nothing; failures that
+/// count against the account are recorded as events instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserAuthError {
+    #[error("an account with this email already exists")]
+    AlreadyRegistered,
+    #[error("the email or password is incorrect")]
+    InvalidCredentials,
+    #[error("the sign-in attempt is no longer valid; sign in with your password again")]
+    LoginAttemptInvalid,
+    #[error("too many failed attempts; try again after {retry_after}")]
+    Throttled { retry_after: DateTime<Utc> },
+    #[error("the account is locked; an administrator must unlock it")]
+    AccountLocked,
+    #[error("the account has no authenticator yet; enroll one first")]
+    EnrollmentRequired,
+    #[error("the account already has an authenticator")]
+    AlreadyEnrolled,
+    #[error("no enrollment was started in this sign-in attempt")]
+    EnrollmentNotStarted,
+    #[error("the sign-in link is no longer valid")]
+    EmailLinkInvalid,
+    #[error("the session is not valid")]
+    SessionInvalid,
+    #[error("this needs a recent sign-in: sign in again or include your password")]
+    ReauthenticationRequired,
+    #[error("the account is neither locked nor throttled")]
+    NotLocked,
+    #[error("no such user")]
+    UnknownUser,
+    #[error("a service failed: {0}")]
+    Service(String),
+}
+
+impl From<super::services::ServiceError> for UserAuthError {
+    fn from(err: super::services::ServiceError) -> Self {
+        Self::Service(err.0)
+    }
+}

@@ -1,0 +1,231 @@
+use chrono::{DateTime, Utc};
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::recovery_code::CodeDigest;
+use super::reference::Reference;
+use super::services::Sealed;
+
+/// Facts about a user's credentials. Each carries its domain time `at`.
+/// Secrets appear only sealed (AEAD) or as keyed hashes; tokens never appear,
+/// only the references they are derived from. Stored type names and
+/// versions never change; a new shape gets a new version and an upcaster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserAuthEvent {
+    UserRegistered {
+        user_id: Uuid,
+        email: String,
+        password_hash: Sealed,
+        at: DateTime<Utc>,
+    },
+    /// A correct password opened a login attempt.
+    PasswordVerified {
+        attempt: Reference,
+        expires_at: DateTime<Utc>,
+        next: SecondFactor,
+        at: DateTime<Utc>,
+    },
+    PasswordRejected {
+        at: DateTime<Utc>,
+    },
+    /// The password was hashed again with the current parameters.
+    PasswordRehashed {
+        password_hash: Sealed,
+        at: DateTime<Utc>,
+    },
+    TotpVerified {
+        attempt: Reference,
+        step: u64,
+        at: DateTime<Utc>,
+    },
+    TotpRejected {
+        attempt: Reference,
+        reason: TotpRejection,
+        at: DateTime<Utc>,
+    },
+    EmailLinkRequested {
+        link: Reference,
+        attempt: Reference,
+        expires_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    EmailLinkUsed {
+        link: Reference,
+        at: DateTime<Utc>,
+    },
+    RecoveryCodeUsed {
+        attempt: Reference,
+        at: DateTime<Utc>,
+    },
+    RecoveryCodeRejected {
+        attempt: Reference,
+        at: DateTime<Utc>,
+    },
+    RecoveryCodeIssued {
+        digest: CodeDigest,
+        at: DateTime<Utc>,
+    },
+    MfaEnrollmentStarted {
+        attempt: Reference,
+        secret: Sealed,
+        at: DateTime<Utc>,
+    },
+    MfaEnrolled {
+        attempt: Reference,
+        step: u64,
+        at: DateTime<Utc>,
+    },
+    /// The authenticator and recovery code are forgotten; the next sign-in
+    /// enrolls a new authenticator.
+    MfaReset {
+        actor: Actor,
+        reason: Option<String>,
+        at: DateTime<Utc>,
+    },
+    SessionStarted {
+        session: Reference,
+        method: SignInMethod,
+        aal: Assurance,
+        expires_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    SessionActive {
+        session: Reference,
+        at: DateTime<Utc>,
+    },
+    SessionEnded {
+        session: Reference,
+        reason: SessionEndReason,
+        at: DateTime<Utc>,
+    },
+    SignInThrottled {
+        failures: u32,
+        until: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    AccountLocked {
+        failures: u32,
+        at: DateTime<Utc>,
+    },
+    AccountUnlocked {
+        reason: String,
+        at: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecondFactor {
+    Totp,
+    Enroll,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TotpRejection {
+    WrongCode,
+    Replayed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignInMethod {
+    Totp,
+    Enrollment,
+    RecoveryCode,
+    EmailLink,
+}
+
+impl SignInMethod {
+    /// NIST assurance level: an email link proves no device, so it is aal1.
+    pub fn assurance(self) -> Assurance {
+        match self {
+            Self::Totp | Self::Enrollment | Self::RecoveryCode => Assurance::Aal2,
+            Self::EmailLink => Assurance::Aal1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Assurance {
+    Aal1,
+    Aal2,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionEndReason {
+    Logout,
+    MfaReset,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Actor {
+    User,
+    Admin,
+}
+
+impl UserAuthEvent {
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            Self::UserRegistered { at, .. }
+            | Self::PasswordVerified { at, .. }
+            | Self::PasswordRejected { at }
+            | Self::PasswordRehashed { at, .. }
+            | Self::TotpVerified { at, .. }
+            | Self::TotpRejected { at, .. }
+            | Self::EmailLinkRequested { at, .. }
+            | Self::EmailLinkUsed { at, .. }
+            | Self::RecoveryCodeUsed { at, .. }
+            | Self::RecoveryCodeRejected { at, .. }
+            | Self::RecoveryCodeIssued { at, .. }
+            | Self::MfaEnrollmentStarted { at, .. }
+            | Self::MfaEnrolled { at, .. }
+            | Self::MfaReset { at, .. }
+            | Self::SessionStarted { at, .. }
+            | Self::SessionActive { at, .. }
+            | Self::SessionEnded { at, .. }
+            | Self::SignInThrottled { at, .. }
+            | Self::AccountLocked { at, .. }
+            | Self::AccountUnlocked { at, .. } => *at,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::UserRegistered { .. } => "UserRegistered",
+            Self::PasswordVerified { .. } => "PasswordVerified",
+            Self::PasswordRejected { .. } => "PasswordRejected",
+            Self::PasswordRehashed { .. } => "PasswordRehashed",
+            Self::TotpVerified { .. } => "TotpVerified",
+            Self::TotpRejected { .. } => "TotpRejected",
+            Self::EmailLinkRequested { .. } => "EmailLinkRequested",
+            Self::EmailLinkUsed { .. } => "EmailLinkUsed",
+            Self::RecoveryCodeUsed { .. } => "RecoveryCodeUsed",
+            Self::RecoveryCodeRejected { .. } => "RecoveryCodeRejected",
+            Self::RecoveryCodeIssued { .. } => "RecoveryCodeIssued",
+            Self::MfaEnrollmentStarted { .. } => "MfaEnrollmentStarted",
+            Self::MfaEnrolled { .. } => "MfaEnrolled",
+            Self::MfaReset { .. } => "MfaReset",
+            Self::SessionStarted { .. } => "SessionStarted",
+            Self::SessionActive { .. } => "SessionActive",
+            Self::SessionEnded { .. } => "SessionEnded",
+            Self::SignInThrottled { .. } => "SignInThrottled",
+            Self::AccountLocked { .. } => "AccountLocked",
+            Self::AccountUnlocked { .. } => "AccountUnlocked",
+        }
+    }
+}
+
+impl DomainEvent for UserAuthEvent {
+    fn event_type(&self) -> String {
+        self.name().to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_owned()
+    }
+}

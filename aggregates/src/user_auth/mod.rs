@@ -1,0 +1,514 @@
+//! The `UserAuth` aggregate: one user's credentials, attempts and sessions.
+mod commands;
+mod email;
+mod error;
+mod events;
+mod password;
+mod recovery_code;
+mod reference;
+mod services;
+mod state;
+mod totp;
+
+#[cfg(test)]
+mod tests;
+
+use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+
+pub use commands::UserAuthCommand;
+pub use email::{Email, InvalidEmail};
+pub use error::UserAuthError;
+pub use events::{
+    Actor, Assurance, SecondFactor, SessionEndReason, SignInMethod, TotpRejection, UserAuthEvent,
+};
+pub use password::{NewPassword, Password, PasswordError, MAX_PASSWORD_CHARS};
+pub use recovery_code::{CodeDigest, InvalidRecoveryCode, RecoveryCode, RECOVERY_CODE_BYTES};
+pub use reference::Reference;
+pub use services::{
+    Clock, PasswordCheck, PasswordHash, PasswordHasher, Policy, Randomness, SealPurpose, Sealed,
+    SecretKeeper, ServiceError, UserAuthServices,
+};
+pub use state::{Profile, Session, UserAuth};
+pub use totp::{
+    check_code, code_at_step, time_step, InvalidTotpCode, TotpCheck, TotpCode, TotpSecret,
+    TOTP_PERIOD_SECS, TOTP_SECRET_BYTES,
+};
+
+use events::UserAuthEvent as E;
+use UserAuthError as Error;
+
+type Decision = Result<Vec<UserAuthEvent>, UserAuthError>;
+
+impl Aggregate for UserAuth {
+    const TYPE: &'static str = "UserAuth";
+    type Command = UserAuthCommand;
+    type Event = UserAuthEvent;
+    type Error = UserAuthError;
+    type Services = UserAuthServices;
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        let events = self.decide(command, services).await?;
+        for event in events {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        self.apply_event(event);
+    }
+}
+
+fn unix_secs(at: DateTime<Utc>) -> u64 {
+    u64::try_from(at.timestamp()).unwrap_or(0)
+}
+
+impl UserAuth {
+    async fn decide(&self, command: UserAuthCommand, s: &UserAuthServices) -> Decision {
+        use UserAuthCommand as C;
+        let now = s.clock.now();
+        match command {
+            C::RegisterUser { email, password } => {
+                if self.is_registered() {
+                    return Err(Error::AlreadyRegistered);
+                }
+                let hash = s.hasher.hash(password.as_password()).await?;
+                Ok(vec![E::UserRegistered {
+                    user_id: email.user_id(),
+                    email: email.into(),
+                    password_hash: s
+                        .keeper
+                        .seal(SealPurpose::PasswordHash, hash.0.as_bytes())?,
+                    at: now,
+                }])
+            }
+            C::SubmitPassword { password } => self.submit_password(password, s, now).await,
+            C::SubmitTotp { attempt, code } => self.submit_totp(attempt, &code, s, now),
+            C::BeginEnrollment { attempt, secret } => {
+                self.open_attempt(&attempt, now, &s.policy)?;
+                if self.is_enrolled() {
+                    return Err(Error::AlreadyEnrolled);
+                }
+                Ok(vec![E::MfaEnrollmentStarted {
+                    attempt,
+                    secret: s.keeper.seal(SealPurpose::TotpSecret, secret.expose())?,
+                    at: now,
+                }])
+            }
+            C::EnrollMfa {
+                attempt,
+                code,
+                recovery_code,
+            } => self.enroll(attempt, &code, &recovery_code, s, now),
+            C::UseRecoveryCode {
+                attempt,
+                code,
+                replacement,
+            } => self.use_recovery_code(attempt, &code, &replacement, s, now),
+            C::RequestEmailLink { attempt } => self.request_email_link(attempt, s, now),
+            C::UseEmailLink { link } => self.use_email_link(link, s, now),
+            C::TouchSession { session } => {
+                let live = self
+                    .live_session(&session, now, &s.policy)
+                    .ok_or(Error::SessionInvalid)?;
+                if now - live.last_active_at < s.policy.session_activity_granularity {
+                    return Ok(vec![]);
+                }
+                Ok(vec![E::SessionActive { session, at: now }])
+            }
+            C::ResetMfa { session, password } => self.reset_mfa(session, password, s, now).await,
+            C::Logout { session } => {
+                self.live_session(&session, now, &s.policy)
+                    .ok_or(Error::SessionInvalid)?;
+                Ok(vec![E::SessionEnded {
+                    session,
+                    reason: SessionEndReason::Logout,
+                    at: now,
+                }])
+            }
+            C::AdminResetMfa { reason } => {
+                if !self.is_registered() {
+                    return Err(Error::UnknownUser);
+                }
+                Ok(self.mfa_reset(Actor::Admin, Some(reason), s, now))
+            }
+            C::UnlockAccount { reason } => {
+                if !self.is_registered() {
+                    return Err(Error::UnknownUser);
+                }
+                if !self.locked
+                    && self.throttled_at(now).is_none()
+                    && self.consecutive_failures == 0
+                {
+                    return Err(Error::NotLocked);
+                }
+                Ok(vec![E::AccountUnlocked { reason, at: now }])
+            }
+        }
+    }
+
+    async fn submit_password(
+        &self,
+        password: Password,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        if !self.is_registered() {
+            // Same work as for a known account, so timing tells nothing.
+            s.hasher.verify(None, &password).await?;
+            return Err(Error::InvalidCredentials);
+        }
+        let hash = self.password_hash(s)?;
+        let check = s.hasher.verify(Some(&hash), &password).await?;
+        // A throttled or locked account answers like a wrong password, after
+        // the same work; its owner learns of it by mail, not an attacker here.
+        if self.locked || self.throttled_at(now).is_some() {
+            return Err(Error::InvalidCredentials);
+        }
+        match check {
+            PasswordCheck::Mismatch => Ok(self.failure(E::PasswordRejected { at: now }, s, now)),
+            PasswordCheck::Match { needs_rehash } => {
+                let mut events = Vec::with_capacity(2);
+                if needs_rehash {
+                    let fresh = s.hasher.hash(&password).await?;
+                    events.push(E::PasswordRehashed {
+                        password_hash: s
+                            .keeper
+                            .seal(SealPurpose::PasswordHash, fresh.0.as_bytes())?,
+                        at: now,
+                    });
+                }
+                events.push(E::PasswordVerified {
+                    attempt: s.randomness.reference(),
+                    expires_at: now + s.policy.login_attempt_ttl,
+                    next: if self.is_enrolled() {
+                        SecondFactor::Totp
+                    } else {
+                        SecondFactor::Enroll
+                    },
+                    at: now,
+                });
+                Ok(events)
+            }
+        }
+    }
+
+    fn submit_totp(
+        &self,
+        attempt: Reference,
+        code: &TotpCode,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        self.open_attempt(&attempt, now, &s.policy)?;
+        let authenticator = self
+            .authenticator
+            .as_ref()
+            .ok_or(Error::EnrollmentRequired)?;
+        let secret = self.totp_secret(&authenticator.secret, s)?;
+        let check = check_code(
+            &secret,
+            code,
+            unix_secs(now),
+            s.policy.totp_skew_steps,
+            Some(authenticator.last_used_step),
+        );
+        match check {
+            TotpCheck::Accepted { step } => Ok(vec![
+                E::TotpVerified {
+                    attempt,
+                    step,
+                    at: now,
+                },
+                self.session_started(SignInMethod::Totp, s, now),
+            ]),
+            TotpCheck::Replayed => Ok(self.failure(
+                E::TotpRejected {
+                    attempt,
+                    reason: TotpRejection::Replayed,
+                    at: now,
+                },
+                s,
+                now,
+            )),
+            TotpCheck::Wrong => Ok(self.failure(
+                E::TotpRejected {
+                    attempt,
+                    reason: TotpRejection::WrongCode,
+                    at: now,
+                },
+                s,
+                now,
+            )),
+        }
+    }
+
+    fn enroll(
+        &self,
+        attempt: Reference,
+        code: &TotpCode,
+        recovery_code: &RecoveryCode,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        self.open_attempt(&attempt, now, &s.policy)?;
+        if self.is_enrolled() {
+            return Err(Error::AlreadyEnrolled);
+        }
+        let pending = self
+            .pending_enrollment
+            .as_ref()
+            .filter(|p| p.attempt == attempt)
+            .ok_or(Error::EnrollmentNotStarted)?;
+        let secret = self.totp_secret(&pending.secret, s)?;
+        match check_code(
+            &secret,
+            code,
+            unix_secs(now),
+            s.policy.totp_skew_steps,
+            None,
+        ) {
+            TotpCheck::Accepted { step } => Ok(vec![
+                E::MfaEnrolled {
+                    attempt,
+                    step,
+                    at: now,
+                },
+                E::RecoveryCodeIssued {
+                    digest: s.keeper.digest_recovery_code(recovery_code),
+                    at: now,
+                },
+                self.session_started(SignInMethod::Enrollment, s, now),
+            ]),
+            TotpCheck::Replayed | TotpCheck::Wrong => Ok(self.failure(
+                E::TotpRejected {
+                    attempt,
+                    reason: TotpRejection::WrongCode,
+                    at: now,
+                },
+                s,
+                now,
+            )),
+        }
+    }
+
+    fn use_recovery_code(
+        &self,
+        attempt: Reference,
+        code: &RecoveryCode,
+        replacement: &RecoveryCode,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        self.open_attempt(&attempt, now, &s.policy)?;
+        if !self.is_enrolled() {
+            return Err(Error::EnrollmentRequired);
+        }
+        let offered = s.keeper.digest_recovery_code(code);
+        let matches = self
+            .recovery_code
+            .as_ref()
+            .is_some_and(|stored| stored.matches(&offered));
+        if !matches {
+            return Ok(self.failure(E::RecoveryCodeRejected { attempt, at: now }, s, now));
+        }
+        Ok(vec![
+            E::RecoveryCodeUsed { attempt, at: now },
+            E::RecoveryCodeIssued {
+                digest: s.keeper.digest_recovery_code(replacement),
+                at: now,
+            },
+            self.session_started(SignInMethod::RecoveryCode, s, now),
+        ])
+    }
+
+    fn request_email_link(
+        &self,
+        attempt: Reference,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        self.live_attempt(&attempt, now, &s.policy)
+            .ok_or(Error::LoginAttemptInvalid)?;
+        if !self.is_enrolled() {
+            return Err(Error::EnrollmentRequired);
+        }
+        let window_start = now - s.policy.email_link_window;
+        let recent = self
+            .link_requests
+            .iter()
+            .filter(|at| **at > window_start)
+            .count();
+        if recent >= s.policy.email_links_per_window {
+            // Same answer as a sent link, and no mail: the limit protects
+            // the inbox, and says nothing to whoever is asking.
+            return Ok(vec![]);
+        }
+        Ok(vec![E::EmailLinkRequested {
+            link: s.randomness.reference(),
+            attempt,
+            expires_at: now + s.policy.email_link_ttl,
+            at: now,
+        }])
+    }
+
+    fn use_email_link(
+        &self,
+        link: Reference,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        let current = self
+            .email_link
+            .as_ref()
+            .filter(|l| l.reference == link && !l.used && now < l.expires_at)
+            .ok_or(Error::EmailLinkInvalid)?;
+        // The link completes the attempt it was asked from; a newer password
+        // sign-in, a finished sign-in or an exhausted attempt voids it. The
+        // attempt's own five minutes do not apply: the link has its own life.
+        self.attempt
+            .as_ref()
+            .filter(|a| a.reference == current.attempt && a.failures < s.policy.second_factor_tries)
+            .ok_or(Error::EmailLinkInvalid)?;
+        if self.locked {
+            return Err(Error::AccountLocked);
+        }
+        if let Some(until) = self.throttled_at(now) {
+            return Err(Error::Throttled { retry_after: until });
+        }
+        Ok(vec![
+            E::EmailLinkUsed { link, at: now },
+            self.session_started(SignInMethod::EmailLink, s, now),
+        ])
+    }
+
+    async fn reset_mfa(
+        &self,
+        session: Reference,
+        password: Option<Password>,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        let live = self
+            .live_session(&session, now, &s.policy)
+            .ok_or(Error::SessionInvalid)?;
+        let fresh = now - live.started_at <= s.policy.reauthentication_window;
+        if !fresh {
+            let password = password.ok_or(Error::ReauthenticationRequired)?;
+            if self.locked {
+                return Err(Error::AccountLocked);
+            }
+            if let Some(until) = self.throttled_at(now) {
+                return Err(Error::Throttled { retry_after: until });
+            }
+            let hash = self.password_hash(s)?;
+            if s.hasher.verify(Some(&hash), &password).await? == PasswordCheck::Mismatch {
+                return Ok(self.failure(E::PasswordRejected { at: now }, s, now));
+            }
+        }
+        Ok(self.mfa_reset(Actor::User, None, s, now))
+    }
+
+    fn mfa_reset(
+        &self,
+        actor: Actor,
+        reason: Option<String>,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Vec<UserAuthEvent> {
+        let mut events = vec![E::MfaReset {
+            actor,
+            reason,
+            at: now,
+        }];
+        events.extend(
+            self.live_sessions(now, &s.policy)
+                .map(|session| E::SessionEnded {
+                    session: session.reference,
+                    reason: SessionEndReason::MfaReset,
+                    at: now,
+                }),
+        );
+        events
+    }
+
+    /// Checks that a second factor may be tried in `attempt` now.
+    fn open_attempt(
+        &self,
+        attempt: &Reference,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Result<(), Error> {
+        self.live_attempt(attempt, now, policy)
+            .ok_or(Error::LoginAttemptInvalid)?;
+        if self.locked {
+            return Err(Error::AccountLocked);
+        }
+        if let Some(until) = self.throttled_at(now) {
+            return Err(Error::Throttled { retry_after: until });
+        }
+        Ok(())
+    }
+
+    /// A failed factor and what it brings: a delay once failures pile up,
+    /// a lock at the limit.
+    fn failure(
+        &self,
+        failed: UserAuthEvent,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Vec<UserAuthEvent> {
+        let failures = self.consecutive_failures.saturating_add(1);
+        let mut events = vec![failed];
+        if failures >= s.policy.lock_after_failures {
+            if !self.locked {
+                events.push(E::AccountLocked { failures, at: now });
+            }
+        } else if let Some(delay) = s.policy.throttle_delay(failures) {
+            events.push(E::SignInThrottled {
+                failures,
+                until: now + delay,
+                at: now,
+            });
+        }
+        events
+    }
+
+    fn session_started(
+        &self,
+        method: SignInMethod,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> UserAuthEvent {
+        E::SessionStarted {
+            session: s.randomness.reference(),
+            method,
+            aal: method.assurance(),
+            expires_at: now + s.policy.session_absolute,
+            at: now,
+        }
+    }
+
+    fn password_hash(&self, s: &UserAuthServices) -> Result<PasswordHash, Error> {
+        let account = self.account.as_ref().ok_or(Error::UnknownUser)?;
+        let bytes = s
+            .keeper
+            .unseal(SealPurpose::PasswordHash, &account.password_hash)?;
+        String::from_utf8(bytes)
+            .map(PasswordHash)
+            .map_err(|_| Error::Service("a sealed password hash is not text".into()))
+    }
+
+    fn totp_secret(&self, sealed: &Sealed, s: &UserAuthServices) -> Result<TotpSecret, Error> {
+        let bytes = s.keeper.unseal(SealPurpose::TotpSecret, sealed)?;
+        TotpSecret::from_slice(&bytes)
+            .ok_or_else(|| Error::Service("a sealed TOTP secret has the wrong length".into()))
+    }
+}

@@ -1,0 +1,153 @@
+//! What the aggregate needs from the world, as traits: the binary supplies
+//! real implementations, the tests fixed ones.
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::password::Password;
+use super::recovery_code::{CodeDigest, RecoveryCode};
+use super::reference::Reference;
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+pub trait Randomness: Send + Sync {
+    fn reference(&self) -> Reference;
+}
+
+/// A password hash as a PHC string. Only ever stored sealed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(pub String);
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash(<redacted>)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordCheck {
+    Mismatch,
+    /// `needs_rehash` when the hash was made with other parameters than the
+    /// current ones.
+    Match {
+        needs_rehash: bool,
+    },
+}
+
+#[async_trait::async_trait]
+pub trait PasswordHasher: Send + Sync {
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, ServiceError>;
+    /// With `None`, verifies against a dummy hash so that an unknown account
+    /// costs the same time as a known one, and answers `Mismatch`.
+    async fn verify(
+        &self,
+        hash: Option<&PasswordHash>,
+        password: &Password,
+    ) -> Result<PasswordCheck, ServiceError>;
+}
+
+/// What a sealed value is for; part of the authenticated data, so a value
+/// sealed for one purpose cannot be unsealed as another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealPurpose {
+    PasswordHash,
+    TotpSecret,
+}
+
+impl SealPurpose {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::PasswordHash => "password-hash",
+            Self::TotpSecret => "totp-secret",
+        }
+    }
+}
+
+/// A secret encrypted with an AEAD under the server key named by `key_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealed {
+    pub key_id: String,
+    pub nonce: String,
+    pub ciphertext: String,
+}
+
+pub trait SecretKeeper: Send + Sync {
+    fn seal(&self, purpose: SealPurpose, plaintext: &[u8]) -> Result<Sealed, ServiceError>;
+    fn unseal(&self, purpose: SealPurpose, sealed: &Sealed) -> Result<Vec<u8>, ServiceError>;
+    /// HMAC-SHA256 of the code under the server key.
+    fn digest_recovery_code(&self, code: &RecoveryCode) -> CodeDigest;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ServiceError(pub String);
+
+/// The rules' numbers. Defaults follow NIST SP 800-63B and OWASP ASVS.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub login_attempt_ttl: Duration,
+    pub second_factor_tries: u32,
+    pub totp_skew_steps: u64,
+    pub throttle_after_failures: u32,
+    pub throttle_base: Duration,
+    pub throttle_max: Duration,
+    pub lock_after_failures: u32,
+    pub email_link_ttl: Duration,
+    pub email_link_window: Duration,
+    pub email_links_per_window: usize,
+    pub session_absolute: Duration,
+    pub session_idle: Duration,
+    /// How stale a session's last recorded activity may get before a request
+    /// records it again; bounds writes for the idle timeout.
+    pub session_activity_granularity: Duration,
+    pub reauthentication_window: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            login_attempt_ttl: Duration::minutes(5),
+            second_factor_tries: 5,
+            totp_skew_steps: 1,
+            throttle_after_failures: 5,
+            throttle_base: Duration::seconds(30),
+            throttle_max: Duration::hours(1),
+            lock_after_failures: 100,
+            email_link_ttl: Duration::minutes(15),
+            email_link_window: Duration::minutes(15),
+            email_links_per_window: 3,
+            session_absolute: Duration::hours(12),
+            session_idle: Duration::hours(1),
+            session_activity_granularity: Duration::minutes(5),
+            reauthentication_window: Duration::minutes(15),
+        }
+    }
+}
+
+impl Policy {
+    /// The wait after `failures` consecutive failures, if any: doubling from
+    /// the base once the threshold is reached, capped at the maximum.
+    pub fn throttle_delay(&self, failures: u32) -> Option<Duration> {
+        let over = failures.checked_sub(self.throttle_after_failures)?;
+        let factor = 1_i32.checked_shl(over.min(30)).unwrap_or(i32::MAX);
+        let delay = self
+            .throttle_base
+            .checked_mul(factor)
+            .unwrap_or(self.throttle_max);
+        Some(delay.min(self.throttle_max))
+    }
+}
+
+/// Everything the aggregate uses from outside, in one place.
+#[derive(Clone)]
+pub struct UserAuthServices {
+    pub clock: Arc<dyn Clock>,
+    pub randomness: Arc<dyn Randomness>,
+    pub hasher: Arc<dyn PasswordHasher>,
+    pub keeper: Arc<dyn SecretKeeper>,
+    pub policy: Policy,
+}

@@ -1,0 +1,277 @@
+//! The aggregate's state: a pure fold over its events.
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::events::{Assurance, SignInMethod, UserAuthEvent};
+use super::recovery_code::CodeDigest;
+use super::reference::Reference;
+use super::services::{Policy, Sealed};
+
+/// How many recent email-link request times are kept for the rate limit.
+const LINK_REQUEST_HISTORY: usize = 32;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserAuth {
+    pub(super) account: Option<Account>,
+    pub(super) authenticator: Option<Authenticator>,
+    pub(super) pending_enrollment: Option<PendingEnrollment>,
+    pub(super) recovery_code: Option<CodeDigest>,
+    pub(super) attempt: Option<LoginAttempt>,
+    pub(super) email_link: Option<EmailLink>,
+    pub(super) link_requests: Vec<DateTime<Utc>>,
+    pub(super) sessions: Vec<Session>,
+    pub(super) consecutive_failures: u32,
+    pub(super) throttled_until: Option<DateTime<Utc>>,
+    pub(super) locked: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct Account {
+    pub user_id: Uuid,
+    pub email: String,
+    pub password_hash: Sealed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct Authenticator {
+    pub secret: Sealed,
+    pub enrolled_at: DateTime<Utc>,
+    pub last_used_step: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct PendingEnrollment {
+    pub attempt: Reference,
+    pub secret: Sealed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct LoginAttempt {
+    pub reference: Reference,
+    pub expires_at: DateTime<Utc>,
+    pub failures: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct EmailLink {
+    pub reference: Reference,
+    pub attempt: Reference,
+    pub expires_at: DateTime<Utc>,
+    pub used: bool,
+}
+
+/// A signed-in session, as the aggregate knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub reference: Reference,
+    pub method: SignInMethod,
+    pub aal: Assurance,
+    pub started_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub last_active_at: DateTime<Utc>,
+}
+
+impl Session {
+    pub fn is_live(&self, now: DateTime<Utc>, policy: &Policy) -> bool {
+        now < self.expires_at && now < self.last_active_at + policy.session_idle
+    }
+}
+
+/// A read-only view of a user's MFA state, for profiles.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub user_id: Uuid,
+    pub email: String,
+    pub enrolled_at: Option<DateTime<Utc>>,
+}
+
+impl UserAuth {
+    pub fn is_registered(&self) -> bool {
+        self.account.is_some()
+    }
+
+    pub fn is_enrolled(&self) -> bool {
+        self.authenticator.is_some()
+    }
+
+    pub fn profile(&self) -> Option<Profile> {
+        self.account.as_ref().map(|account| Profile {
+            user_id: account.user_id,
+            email: account.email.clone(),
+            enrolled_at: self.authenticator.as_ref().map(|a| a.enrolled_at),
+        })
+    }
+
+    /// The session named by `reference` if it is still live at `now`.
+    pub fn live_session(
+        &self,
+        reference: &Reference,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Option<&Session> {
+        self.sessions
+            .iter()
+            .find(|s| &s.reference == reference)
+            .filter(|s| s.is_live(now, policy))
+    }
+
+    pub(super) fn live_sessions<'a>(
+        &'a self,
+        now: DateTime<Utc>,
+        policy: &'a Policy,
+    ) -> impl Iterator<Item = &'a Session> + 'a {
+        self.sessions.iter().filter(move |s| s.is_live(now, policy))
+    }
+
+    /// The open login attempt named by `reference`, if it can still take a
+    /// second factor at `now`.
+    pub(super) fn live_attempt(
+        &self,
+        reference: &Reference,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Option<&LoginAttempt> {
+        self.attempt.as_ref().filter(|a| {
+            &a.reference == reference
+                && now < a.expires_at
+                && a.failures < policy.second_factor_tries
+        })
+    }
+
+    pub(super) fn throttled_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.throttled_until.filter(|until| now < *until)
+    }
+
+    pub(super) fn apply_event(&mut self, event: UserAuthEvent) {
+        use UserAuthEvent as E;
+        match event {
+            E::UserRegistered {
+                user_id,
+                email,
+                password_hash,
+                ..
+            } => {
+                self.account = Some(Account {
+                    user_id,
+                    email,
+                    password_hash,
+                });
+            }
+            E::PasswordVerified {
+                attempt,
+                expires_at,
+                ..
+            } => {
+                self.attempt = Some(LoginAttempt {
+                    reference: attempt,
+                    expires_at,
+                    failures: 0,
+                });
+                self.pending_enrollment = None;
+            }
+            E::PasswordRejected { .. } => self.consecutive_failures += 1,
+            E::PasswordRehashed { password_hash, .. } => {
+                if let Some(account) = &mut self.account {
+                    account.password_hash = password_hash;
+                }
+            }
+            E::TotpVerified { step, .. } => {
+                if let Some(authenticator) = &mut self.authenticator {
+                    authenticator.last_used_step = step;
+                }
+            }
+            E::TotpRejected { attempt, .. } | E::RecoveryCodeRejected { attempt, .. } => {
+                self.consecutive_failures += 1;
+                if let Some(open) = self.attempt.as_mut().filter(|a| a.reference == attempt) {
+                    open.failures += 1;
+                }
+            }
+            E::EmailLinkRequested {
+                link,
+                attempt,
+                expires_at,
+                at,
+            } => {
+                self.email_link = Some(EmailLink {
+                    reference: link,
+                    attempt,
+                    expires_at,
+                    used: false,
+                });
+                self.link_requests.push(at);
+                let excess = self
+                    .link_requests
+                    .len()
+                    .saturating_sub(LINK_REQUEST_HISTORY);
+                self.link_requests.drain(..excess);
+            }
+            E::EmailLinkUsed { .. } => {
+                if let Some(link) = &mut self.email_link {
+                    link.used = true;
+                }
+            }
+            E::RecoveryCodeUsed { .. } => self.recovery_code = None,
+            E::RecoveryCodeIssued { digest, .. } => self.recovery_code = Some(digest),
+            E::MfaEnrollmentStarted {
+                attempt, secret, ..
+            } => {
+                self.pending_enrollment = Some(PendingEnrollment { attempt, secret });
+            }
+            E::MfaEnrolled { step, at, .. } => {
+                if let Some(pending) = self.pending_enrollment.take() {
+                    self.authenticator = Some(Authenticator {
+                        secret: pending.secret,
+                        enrolled_at: at,
+                        last_used_step: step,
+                    });
+                }
+            }
+            E::MfaReset { .. } => {
+                self.authenticator = None;
+                self.pending_enrollment = None;
+                self.recovery_code = None;
+                self.attempt = None;
+                self.email_link = None;
+            }
+            E::SessionStarted {
+                session,
+                method,
+                aal,
+                expires_at,
+                at,
+            } => {
+                // Sessions past their absolute expiry can never come back;
+                // dropping them keeps the state (and snapshots) small.
+                self.sessions.retain(|s| s.expires_at > at);
+                self.sessions.push(Session {
+                    reference: session,
+                    method,
+                    aal,
+                    started_at: at,
+                    expires_at,
+                    last_active_at: at,
+                });
+                self.attempt = None;
+                self.pending_enrollment = None;
+                self.consecutive_failures = 0;
+                self.throttled_until = None;
+            }
+            E::SessionActive { session, at } => {
+                if let Some(s) = self.sessions.iter_mut().find(|s| s.reference == session) {
+                    s.last_active_at = at;
+                }
+            }
+            E::SessionEnded { session, .. } => {
+                self.sessions.retain(|s| s.reference != session);
+            }
+            E::SignInThrottled { until, .. } => self.throttled_until = Some(until),
+            E::AccountLocked { .. } => self.locked = true,
+            E::AccountUnlocked { .. } => {
+                self.locked = false;
+                self.throttled_until = None;
+                self.consecutive_failures = 0;
+            }
+        }
+    }
+}
