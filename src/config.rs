@@ -1,0 +1,158 @@
+//! Configuration from environment variables and the matching flags. The
+//! defaults match docker-compose.yml and a local Postgres.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use authledger_aggregates::Policy;
+use chrono::Duration;
+use clap::{Args, Parser, Subcommand};
+
+use crate::keys::MasterKey;
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/authledger";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "authledger",
+    version,
+    about = "Event-sourced authentication with mandatory MFA"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API.
+    Serve(ServeArgs),
+    /// Everything in one process; the default for development.
+    All(ServeArgs),
+    /// Apply pending database migrations, then exit.
+    Migrate(DatabaseArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Postgres connection URL.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+    /// Connections in the pool.
+    #[arg(long, env = "AUTHLEDGER_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Address to listen on.
+    #[arg(long, env = "AUTHLEDGER_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// The URL users reach this service at; links are built from it, never
+    /// from a request's Host header.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub public_url: String,
+    /// Base64 of the 32-byte server key. Without it a development key is
+    /// generated once into AUTHLEDGER_KEY_FILE.
+    #[arg(long, env = "AUTHLEDGER_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<MasterKey>,
+    /// Where the development key is kept when no AUTHLEDGER_SECRET_KEY is set.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_KEY_FILE",
+        default_value = "authledger-dev.key"
+    )]
+    pub key_file: PathBuf,
+    /// Issuer shown in authenticator apps.
+    #[arg(long, env = "AUTHLEDGER_ISSUER", default_value = "authledger")]
+    pub issuer: String,
+    /// Store a snapshot of a user's state every N events.
+    #[arg(long, env = "AUTHLEDGER_SNAPSHOT_EVERY", default_value_t = 50)]
+    pub snapshot_every: usize,
+    /// Do not run pending migrations at start.
+    #[arg(long, env = "AUTHLEDGER_NO_MIGRATE")]
+    pub no_migrate: bool,
+    #[command(flatten)]
+    pub hashing: HashingArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HashingArgs {
+    /// argon2id memory cost in KiB (OWASP: 19456).
+    #[arg(long, env = "AUTHLEDGER_ARGON2_MEMORY_KIB", default_value_t = 19456)]
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations (OWASP: 2).
+    #[arg(long, env = "AUTHLEDGER_ARGON2_ITERATIONS", default_value_t = 2)]
+    pub argon2_iterations: u32,
+    /// argon2id lanes (OWASP: 1).
+    #[arg(long, env = "AUTHLEDGER_ARGON2_PARALLELISM", default_value_t = 1)]
+    pub argon2_parallelism: u32,
+    /// Hashes computed at once; default one per core, so a burst of sign-ins
+    /// queues instead of exhausting memory.
+    #[arg(long, env = "AUTHLEDGER_HASHING_THREADS")]
+    pub hashing_threads: Option<usize>,
+    /// A failed password step answers no sooner than this, so whether the
+    /// account exists, is throttled or recorded a failure cannot be timed.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_SIGN_IN_FAILURE_FLOOR_MS",
+        default_value_t = 100
+    )]
+    pub sign_in_failure_floor_ms: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PolicyArgs {
+    #[arg(long, env = "AUTHLEDGER_LOGIN_ATTEMPT_TTL_SECS", default_value_t = 300)]
+    pub login_attempt_ttl_secs: i64,
+    #[arg(long, env = "AUTHLEDGER_SECOND_FACTOR_TRIES", default_value_t = 5)]
+    pub second_factor_tries: u32,
+    #[arg(long, env = "AUTHLEDGER_THROTTLE_AFTER_FAILURES", default_value_t = 5)]
+    pub throttle_after_failures: u32,
+    #[arg(long, env = "AUTHLEDGER_THROTTLE_BASE_SECS", default_value_t = 30)]
+    pub throttle_base_secs: i64,
+    #[arg(long, env = "AUTHLEDGER_THROTTLE_MAX_SECS", default_value_t = 3600)]
+    pub throttle_max_secs: i64,
+    #[arg(long, env = "AUTHLEDGER_LOCK_AFTER_FAILURES", default_value_t = 100)]
+    pub lock_after_failures: u32,
+    #[arg(long, env = "AUTHLEDGER_EMAIL_LINK_TTL_SECS", default_value_t = 900)]
+    pub email_link_ttl_secs: i64,
+    #[arg(long, env = "AUTHLEDGER_EMAIL_LINKS_PER_15_MIN", default_value_t = 3)]
+    pub email_links_per_window: usize,
+    #[arg(long, env = "AUTHLEDGER_SESSION_TTL_SECS", default_value_t = 43200)]
+    pub session_ttl_secs: i64,
+    #[arg(long, env = "AUTHLEDGER_SESSION_IDLE_SECS", default_value_t = 3600)]
+    pub session_idle_secs: i64,
+    #[arg(
+        long,
+        env = "AUTHLEDGER_REAUTHENTICATION_WINDOW_SECS",
+        default_value_t = 900
+    )]
+    pub reauthentication_window_secs: i64,
+}
+
+impl PolicyArgs {
+    pub fn policy(&self) -> Policy {
+        Policy {
+            login_attempt_ttl: Duration::seconds(self.login_attempt_ttl_secs),
+            second_factor_tries: self.second_factor_tries,
+            throttle_after_failures: self.throttle_after_failures,
+            throttle_base: Duration::seconds(self.throttle_base_secs),
+            throttle_max: Duration::seconds(self.throttle_max_secs),
+            lock_after_failures: self.lock_after_failures,
+            email_link_ttl: Duration::seconds(self.email_link_ttl_secs),
+            email_links_per_window: self.email_links_per_window,
+            session_absolute: Duration::seconds(self.session_ttl_secs),
+            session_idle: Duration::seconds(self.session_idle_secs),
+            reauthentication_window: Duration::seconds(self.reauthentication_window_secs),
+            ..Policy::default()
+        }
+    }
+}

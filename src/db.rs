@@ -1,0 +1,29 @@
+//! The Postgres pool and migrations. SQL schema lives in `migrations/`.
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Session settings for every connection of ours. A transaction left idle
+/// holds back the snapshot xmin that projectors read below, cluster-wide.
+pub fn configure(options: PgConnectOptions) -> PgConnectOptions {
+    options.application_name("authledger").options([
+        ("idle_in_transaction_session_timeout", "10s"),
+        ("statement_timeout", "30s"),
+    ])
+}
+
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = url.parse()?;
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(configure(options))
+        .await
+}
+
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}

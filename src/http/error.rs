@@ -1,0 +1,331 @@
+//! One error type at the HTTP edge, answered as RFC 9457 problem+json with a
+//! stable `type` per error. Internal causes are logged, never shown.
+use authledger_aggregates::UserAuthError;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::command_bus::BusError;
+
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+const TYPE_PREFIX: &str = "urn:authledger:problem:";
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// Stable identifier of the error, `urn:authledger:problem:<slug>`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Seconds to wait before retrying, when throttled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<i64>,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    slug: &'static str,
+    title: &'static str,
+    detail: Option<String>,
+    retry_after: Option<i64>,
+}
+
+impl ApiError {
+    const fn new(status: StatusCode, slug: &'static str, title: &'static str) -> Self {
+        Self {
+            status,
+            slug,
+            title,
+            detail: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn slug(&self) -> &'static str {
+        self.slug
+    }
+
+    pub fn malformed_body() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-body",
+            "The request body is not valid JSON",
+        )
+    }
+    pub fn invalid_body() -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+            "A field is missing or has the wrong type",
+        )
+    }
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "The body must be application/json",
+        )
+    }
+    pub fn body_too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "The request body is too large",
+        )
+    }
+    pub fn invalid_query() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            "A query parameter is missing or malformed",
+        )
+    }
+    pub fn invalid_email() -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-email",
+            "The email address is not valid",
+        )
+    }
+    pub fn unacceptable_password() -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unacceptable-password",
+            "The password is not acceptable",
+        )
+    }
+    pub fn invalid_code_format() -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-code-format",
+            "The code is not in the expected format",
+        )
+    }
+    pub fn email_taken() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "email-taken",
+            "An account with this email already exists",
+        )
+    }
+    pub fn invalid_credentials() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid-credentials",
+            "The email or password is incorrect",
+        )
+    }
+    pub fn invalid_login_token() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid-login-token",
+            "The login token is not valid",
+        )
+    }
+    pub fn invalid_token() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid-token",
+            "The token is not valid",
+        )
+    }
+    pub fn login_attempt_invalid() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "login-attempt-invalid",
+            "The sign-in attempt is over; sign in with your password again",
+        )
+    }
+    pub fn invalid_code() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid-code",
+            "The code is not correct",
+        )
+    }
+    pub fn unauthenticated() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "A valid session token is required",
+        )
+    }
+    pub fn email_link_invalid() -> Self {
+        Self::new(
+            StatusCode::GONE,
+            "email-link-invalid",
+            "The sign-in link is no longer valid",
+        )
+    }
+    pub fn enrollment_required() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "enrollment-required",
+            "The account has no authenticator; enroll one first",
+        )
+    }
+    pub fn already_enrolled() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "already-enrolled",
+            "The account already has an authenticator",
+        )
+    }
+    pub fn enrollment_not_started() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "enrollment-not-started",
+            "No enrollment was started in this sign-in attempt",
+        )
+    }
+    pub fn account_locked() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "account-locked",
+            "The account is locked; an administrator must unlock it",
+        )
+    }
+    pub fn throttled(retry_after: chrono::DateTime<Utc>) -> Self {
+        #[allow(clippy::disallowed_methods)] // only turns a deadline into a header value
+        let seconds = (retry_after - Utc::now()).num_seconds().max(1);
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "throttled",
+            "Too many failed attempts",
+        );
+        error.retry_after = Some(seconds);
+        error.detail = Some(format!("try again after {}", retry_after.to_rfc3339()));
+        error
+    }
+    pub fn reauthentication_required() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "reauthentication-required",
+            "This needs a sign-in within the last 15 minutes, or the password",
+        )
+    }
+    pub fn reauthentication_failed() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "reauthentication-failed",
+            "The password is incorrect",
+        )
+    }
+    pub fn contended() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "contended",
+            "The account changed concurrently; try again",
+        )
+    }
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", "No such resource")
+    }
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "The method is not allowed here",
+        )
+    }
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "A dependency is unavailable",
+        )
+    }
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Something went wrong on our side",
+        )
+    }
+
+    /// Logs the cause and answers a generic 500.
+    pub fn internal_from(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::internal()
+    }
+}
+
+impl From<UserAuthError> for ApiError {
+    fn from(err: UserAuthError) -> Self {
+        use UserAuthError as E;
+        match err {
+            E::AlreadyRegistered => Self::email_taken(),
+            E::InvalidCredentials => Self::invalid_credentials(),
+            E::LoginAttemptInvalid => Self::login_attempt_invalid(),
+            E::Throttled { retry_after } => Self::throttled(retry_after),
+            E::AccountLocked => Self::account_locked(),
+            E::EnrollmentRequired => Self::enrollment_required(),
+            E::AlreadyEnrolled => Self::already_enrolled(),
+            E::EnrollmentNotStarted => Self::enrollment_not_started(),
+            E::EmailLinkInvalid => Self::email_link_invalid(),
+            E::SessionInvalid => Self::unauthenticated(),
+            E::ReauthenticationRequired => Self::reauthentication_required(),
+            E::NotLocked => Self::new(
+                StatusCode::CONFLICT,
+                "not-locked",
+                "The account is neither locked nor throttled",
+            ),
+            E::UnknownUser => Self::not_found(),
+            E::Service(cause) => Self::internal_from(cause),
+        }
+    }
+}
+
+impl From<BusError> for ApiError {
+    fn from(err: BusError) -> Self {
+        match err {
+            BusError::Refused(refusal) => refusal.into(),
+            BusError::Contended => Self::contended(),
+            BusError::Store(cause) => {
+                tracing::error!(error = %cause, "event store failure");
+                Self::unavailable()
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = Problem {
+            problem_type: format!("{TYPE_PREFIX}{}", self.slug),
+            title: self.title.to_owned(),
+            status: self.status.as_u16(),
+            detail: self.detail,
+            retry_after: self.retry_after,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (self.status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(seconds) = self.retry_after {
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                headers.insert(header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}

@@ -1,0 +1,122 @@
+//! Extractors that answer bad input with a problem, never a bare 4xx or 500.
+use std::net::SocketAddr;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::header::{AUTHORIZATION, USER_AGENT};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use super::RequestId;
+use crate::command_bus::CommandMetadata;
+
+/// `axum::Json` with problem+json rejections. Serde's messages can quote
+/// the offending value, which may be a password, so only the kind of
+/// mistake is reported, and a missing or unknown field by name.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+pub fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::JsonDataError(err) => {
+            let text = err.body_text();
+            let field = ["missing field `", "unknown field `"]
+                .iter()
+                .find_map(|marker| {
+                    let start = text.find(marker)?;
+                    let rest = &text[start..];
+                    let end = rest[marker.len()..].find('`')? + marker.len() + 1;
+                    Some(rest[..end].to_owned())
+                });
+            match field {
+                Some(field) => ApiError::invalid_body().with_detail(field),
+                None => ApiError::invalid_body(),
+            }
+        }
+        JsonRejection::JsonSyntaxError(_) => ApiError::malformed_body(),
+        JsonRejection::MissingJsonContentType(_) => ApiError::unsupported_media_type(),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::body_too_large(),
+        _ => ApiError::malformed_body(),
+    }
+}
+
+/// Who is asking: recorded as metadata on every event a request causes.
+#[derive(Debug, Clone)]
+pub struct RequestMeta {
+    pub request_id: String,
+    pub client_ip: String,
+    pub user_agent: String,
+}
+
+impl RequestMeta {
+    pub fn as_user(&self) -> CommandMetadata {
+        CommandMetadata {
+            request_id: self.request_id.clone(),
+            client_ip: self.client_ip.clone(),
+            user_agent: self.user_agent.clone(),
+            actor: "user",
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let request_id = parts
+            .extensions
+            .get::<RequestId>()
+            .map(|id| id.0.clone())
+            .unwrap_or_default();
+        let client_ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let user_agent = parts
+            .headers
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(256).collect())
+            .unwrap_or_default();
+        Ok(Self {
+            request_id,
+            client_ip,
+            user_agent,
+        })
+    }
+}
+
+/// The token from `Authorization: Bearer <token>`.
+pub struct BearerToken(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let value = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(ApiError::unauthenticated)?;
+        let (scheme, token) = value
+            .split_once(' ')
+            .ok_or_else(ApiError::unauthenticated)?;
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+            return Err(ApiError::unauthenticated());
+        }
+        Ok(Self(token.trim().to_owned()))
+    }
+}

@@ -1,0 +1,201 @@
+//! The signed-in user: profile, MFA reset, logout.
+use authledger_aggregates::{Assurance, Password, SignInMethod, UserAuthCommand, UserAuthEvent};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::extract::{BearerToken, RequestMeta};
+use super::{ApiContext, ApiError, Problem, Result};
+
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    user_id: Uuid,
+    email: String,
+    mfa: MfaStatus,
+    session: SessionInfo,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MfaStatus {
+    enrolled: bool,
+    enrolled_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionInfo {
+    /// How this session was won: `totp`, `enrollment`, `recovery_code` or `email_link`.
+    #[schema(value_type = String)]
+    method: SignInMethod,
+    /// `aal2`, or `aal1` for an email link (email proves no device).
+    #[schema(value_type = String)]
+    aal: Assurance,
+    started_at: DateTime<Utc>,
+    /// The absolute end; an hour without use ends it sooner.
+    expires_at: DateTime<Utc>,
+    idle_expires_at: DateTime<Utc>,
+}
+
+/// The signed-in user's profile and how this session was won.
+#[utoipa::path(get, path = "/v1/me", tag = "me",
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The profile", body = Me),
+        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`contended`", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn profile(
+    State(ctx): State<ApiContext>,
+    meta: RequestMeta,
+    BearerToken(token): BearerToken,
+) -> Result<axum::Json<Me>> {
+    let (user, session) = ctx.session_token(&token)?;
+    let services = ctx.bus.services();
+    let state = ctx.bus.load(user).await?;
+    let now = services.clock.now();
+    let live = state
+        .live_session(&session, now, &services.policy)
+        .cloned()
+        .ok_or_else(ApiError::unauthenticated)?;
+    let profile = state.profile().ok_or_else(ApiError::unauthenticated)?;
+    let touched = ctx
+        .bus
+        .execute(
+            user,
+            UserAuthCommand::TouchSession { session },
+            &meta.as_user(),
+        )
+        .await?;
+    let last_active = touched
+        .iter()
+        .find_map(|e| match e {
+            UserAuthEvent::SessionActive { at, .. } => Some(*at),
+            _ => None,
+        })
+        .unwrap_or(live.last_active_at);
+    Ok(axum::Json(Me {
+        user_id: profile.user_id,
+        email: profile.email,
+        mfa: MfaStatus {
+            enrolled: profile.enrolled_at.is_some(),
+            enrolled_at: profile.enrolled_at,
+        },
+        session: SessionInfo {
+            method: live.method,
+            aal: live.aal,
+            started_at: live.started_at,
+            expires_at: live.expires_at,
+            idle_expires_at: (last_active + services.policy.session_idle).min(live.expires_at),
+        },
+    }))
+}
+
+#[derive(Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    /// Needed when this session was not won in the last 15 minutes.
+    password: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ResetDone {
+    /// Sessions ended, this one included.
+    sessions_ended: usize,
+}
+
+/// "Reset my multi-factor authentication": forgets the authenticator and
+/// recovery code and ends every session of the user. The next sign-in
+/// enrolls a new authenticator. The body may be empty.
+#[utoipa::path(post, path = "/v1/me/mfa/reset", tag = "me",
+    security(("session" = [])),
+    request_body(content = Option<ResetRequest>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Reset; signed out everywhere", body = ResetDone),
+        (status = 400, description = "`malformed-body`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`reauthentication-required`, `reauthentication-failed`, `account-locked`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`contended`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`body-too-large`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-body`, `unacceptable-password`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`throttled`, with Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn reset_mfa(
+    State(ctx): State<ApiContext>,
+    meta: RequestMeta,
+    BearerToken(token): BearerToken,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<ResetDone>> {
+    let (user, session) = ctx.session_token(&token)?;
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::body_too_large()
+        } else {
+            ApiError::malformed_body()
+        }
+    })?;
+    let request: ResetRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ResetRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            if e.is_data() {
+                ApiError::invalid_body()
+            } else {
+                ApiError::malformed_body()
+            }
+        })?
+    };
+    let password = request
+        .password
+        .map(|p| Password::parse(&p))
+        .transpose()
+        .map_err(|e| ApiError::unacceptable_password().with_detail(e.to_string()))?;
+    let events = ctx
+        .bus
+        .execute(
+            user,
+            UserAuthCommand::ResetMfa { session, password },
+            &meta.as_user(),
+        )
+        .await?;
+    if events
+        .iter()
+        .any(|e| matches!(e, UserAuthEvent::PasswordRejected { .. }))
+    {
+        return Err(ApiError::reauthentication_failed());
+    }
+    let sessions_ended = events
+        .iter()
+        .filter(|e| matches!(e, UserAuthEvent::SessionEnded { .. }))
+        .count();
+    Ok(axum::Json(ResetDone { sessions_ended }))
+}
+
+/// Ends this session.
+#[utoipa::path(post, path = "/v1/logout", tag = "me",
+    security(("session" = [])),
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`contended`", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn logout(
+    State(ctx): State<ApiContext>,
+    meta: RequestMeta,
+    BearerToken(token): BearerToken,
+) -> Result<StatusCode> {
+    let (user, session) = ctx.session_token(&token)?;
+    ctx.bus
+        .execute(user, UserAuthCommand::Logout { session }, &meta.as_user())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,14 @@
+//! authledger: an event-sourced authentication backend that enforces
+//! multi-factor authentication.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod command_bus;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod keys;
+pub mod services;
+pub mod startup;
+pub mod telemetry;
+pub mod tokens;
