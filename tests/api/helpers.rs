@@ -1,0 +1,311 @@
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use authledger::keys::{Keyring, MasterKey};
+use authledger::startup::{Application, Settings};
+use authledger::tokens::{TokenCodec, TokenKind};
+use authledger_aggregates::Reference;
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use totp_rs::Totp;
+use uuid::Uuid;
+
+/// Everything every test's server logged, to search for leaked secrets.
+pub fn captured_logs() -> String {
+    let buffer = log_buffer();
+    let bytes = buffer.lock().unwrap();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUFFER.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter("debug,sqlx=info,hyper=info,h2=info,reqwest=info")
+            .with_ansi(false)
+            .with_writer(move || SharedWriter(writer.clone()))
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        buffer
+    })
+}
+
+struct SharedWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for SharedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub const PASSWORD: &str = "violet-tangerine-harbour-42";
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub pool: PgPool,
+    /// Derives the tokens a mailed link would carry, as the mail worker does.
+    pub tokens: TokenCodec,
+}
+
+pub async fn spawn_app(pool: PgPool) -> TestApp {
+    spawn_app_with(pool, |_| {}).await
+}
+
+/// Starts the server on a free port against `pool`, a fresh database with
+/// the migrations applied.
+pub async fn spawn_app_with(pool: PgPool, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    log_buffer();
+    let key = MasterKey::generate();
+    let mut settings = Settings::with_key(key.clone());
+    settings.addr = "127.0.0.1:0".parse().unwrap();
+    settings.hashing_threads = 2;
+    adjust(&mut settings);
+    let app = Application::build(settings, pool.clone())
+        .await
+        .expect("build the app");
+    let addr = app.local_addr().unwrap();
+    tokio::spawn(app.run_until(std::future::pending()));
+    TestApp {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        pool,
+        tokens: TokenCodec::new(Arc::new(Keyring::new(&key))),
+    }
+}
+
+pub fn unique_email() -> String {
+    format!("user-{}@example.com", Uuid::new_v4().simple())
+}
+
+/// An authenticator app: holds the secret from the enrollment URI and never
+/// shows the same time step's code twice (the server would refuse it).
+pub struct Device {
+    pub totp: Totp,
+    last_step: Option<u64>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+impl Device {
+    pub fn from_uri(uri: &str) -> Self {
+        Self {
+            totp: Totp::from_url(uri).expect("a valid otpauth URI"),
+            last_step: None,
+        }
+    }
+
+    /// The code of the next unused step: the current one, or the one after
+    /// it (inside the server's one-step skew), waiting if both were used.
+    pub async fn next_code(&mut self) -> String {
+        let now = unix_now();
+        let current = now / 30;
+        let step = self
+            .last_step
+            .map_or(current, |last| (last + 1).max(current));
+        if step > current + 1 {
+            tokio::time::sleep(Duration::from_secs((step - 1) * 30 - now + 1)).await;
+        }
+        self.last_step = Some(step);
+        self.totp.generate(step * 30).to_string()
+    }
+}
+
+pub struct SignedIn {
+    pub email: String,
+    pub session_token: String,
+    pub recovery_code: String,
+    pub device: Device,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_with_session(
+        &self,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Response {
+        let mut request = self.client.post(self.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn me(&self, token: &str) -> Response {
+        self.client
+            .get(self.url("/v1/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn register(&self, email: &str) {
+        let response = self
+            .post("/v1/users", json!({"email": email, "password": PASSWORD}))
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "{}",
+            response.text().await.unwrap()
+        );
+    }
+
+    /// The password step, which must succeed; returns its answer.
+    pub async fn password_step(&self, email: &str) -> Value {
+        let response = self
+            .post(
+                "/v1/login/password",
+                json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "{}",
+            response.text().await.unwrap()
+        );
+        response.json().await.unwrap()
+    }
+
+    /// Registers a new user and signs in through enrollment.
+    pub async fn signed_up(&self) -> SignedIn {
+        let email = unique_email();
+        self.register(&email).await;
+        let login = self.password_step(&email).await;
+        assert_eq!(login["next"], "enroll");
+        self.enroll(&email, login["login_token"].as_str().unwrap())
+            .await
+    }
+
+    pub async fn enroll(&self, email: &str, login_token: &str) -> SignedIn {
+        let enrollment: Value = self
+            .post("/v1/login/enrollment", json!({"login_token": login_token}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let mut device = Device::from_uri(enrollment["otpauth_uri"].as_str().unwrap());
+        let code = device.next_code().await;
+        let response = self
+            .post(
+                "/v1/login/enrollment/confirm",
+                json!({"login_token": login_token, "code": code}),
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "{}",
+            response.text().await.unwrap()
+        );
+        let confirmed: Value = response.json().await.unwrap();
+        SignedIn {
+            email: email.to_owned(),
+            session_token: confirmed["session_token"].as_str().unwrap().to_owned(),
+            recovery_code: confirmed["recovery_code"].as_str().unwrap().to_owned(),
+            device,
+        }
+    }
+
+    /// Password and TOTP; returns the session token.
+    pub async fn sign_in_with_totp(&self, user: &mut SignedIn) -> String {
+        let login = self.password_step(&user.email).await;
+        assert_eq!(login["next"], "totp");
+        let code = user.device.next_code().await;
+        let response = self
+            .post(
+                "/v1/login/totp",
+                json!({"login_token": login["login_token"], "code": code}),
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "{}",
+            response.text().await.unwrap()
+        );
+        let session: Value = response.json().await.unwrap();
+        session["session_token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn email_link_references(&self, user: Uuid) -> Vec<Reference> {
+        let payloads: Vec<(sqlx::types::Json<Value>,)> = sqlx::query_as(
+            "SELECT payload FROM events WHERE aggregate_id = $1 AND event_type = 'EmailLinkRequested' ORDER BY sequence",
+        )
+        .bind(user.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .unwrap();
+        payloads
+            .into_iter()
+            .map(|(payload,)| {
+                let hex = payload.0["EmailLinkRequested"]["link"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                let bytes: [u8; 16] = (0..16)
+                    .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+                    .collect::<Vec<_>>()
+                    .try_into()
+                    .unwrap();
+                Reference::from_bytes(bytes)
+            })
+            .collect()
+    }
+
+    pub fn link_token(&self, user: Uuid, link: &Reference) -> String {
+        self.tokens.encode(TokenKind::EmailLink, user, link)
+    }
+}
+
+pub fn user_id_of(email: &str) -> Uuid {
+    authledger_aggregates::Email::parse(email)
+        .unwrap()
+        .user_id()
+}
+
+/// Asserts a problem+json answer with the given status and slug.
+pub async fn assert_problem(response: Response, status: StatusCode, slug: &str) -> Value {
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(
+        problem["type"],
+        format!("urn:authledger:problem:{slug}"),
+        "{problem}"
+    );
+    assert_eq!(problem["status"], status.as_u16());
+    problem
+}

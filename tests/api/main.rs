@@ -1,0 +1,14 @@
+//! Integration tests: the real server on a free port, against a fresh
+//! Postgres database per test.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+mod helpers;
+
+mod bad_input;
+mod email_link;
+mod event_store;
+mod journey;
+mod openapi;
+mod races;
+mod secrets;
+mod throttling;

@@ -1,0 +1,51 @@
+use reqwest::StatusCode;
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::helpers::*;
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn the_openapi_document_describes_every_route(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let response = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let doc: Value = response.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let expected = [
+        ("/v1/users", "post", vec!["201", "409", "422"]),
+        ("/v1/login/password", "post", vec!["200", "401", "422"]),
+        ("/v1/login/totp", "post", vec!["200", "401", "429"]),
+        ("/v1/login/enrollment", "post", vec!["200", "401", "409"]),
+        (
+            "/v1/login/enrollment/confirm",
+            "post",
+            vec!["200", "401", "409"],
+        ),
+        ("/v1/login/recovery-code", "post", vec!["200", "401", "429"]),
+        ("/v1/login/email-link", "post", vec!["202", "401"]),
+        ("/v1/login/email-link", "get", vec!["200", "400"]),
+        ("/v1/login/email-link/redeem", "post", vec!["200", "410"]),
+        ("/v1/me", "get", vec!["200", "401"]),
+        ("/v1/me/mfa/reset", "post", vec!["200", "401", "403"]),
+        ("/v1/logout", "post", vec!["204", "401"]),
+        ("/healthz", "get", vec!["200"]),
+        ("/readyz", "get", vec!["200", "503"]),
+    ];
+    for (path, method, statuses) in expected {
+        let operation = &doc["paths"][path][method];
+        assert!(operation.is_object(), "{method} {path} is documented");
+        for status in statuses {
+            assert!(
+                operation["responses"][status].is_object(),
+                "{method} {path} documents {status}"
+            );
+        }
+    }
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+}

@@ -1,0 +1,102 @@
+//! One-time things raced by concurrent requests are used exactly once.
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::helpers::*;
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn twenty_concurrent_submissions_of_one_totp_code_start_one_session(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let mut user = app.signed_up().await;
+    let login = app.password_step(&user.email).await;
+    let code = user.device.next_code().await;
+    let body = json!({"login_token": login["login_token"], "code": code});
+
+    let statuses: Vec<StatusCode> =
+        join_all((0..20).map(|_| app.post("/v1/login/totp", body.clone())))
+            .await
+            .into_iter()
+            .map(|r| r.status())
+            .collect();
+
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::OK || *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
+    let sessions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'SessionStarted'",
+    )
+    .bind(user_id_of(&user.email).to_string())
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(sessions, 2, "the enrollment session and exactly one more");
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn twenty_concurrent_uses_of_one_recovery_code_sign_in_once(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let user = app.signed_up().await;
+    let login = app.password_step(&user.email).await;
+    let body = json!({"login_token": login["login_token"], "code": user.recovery_code});
+
+    let statuses: Vec<StatusCode> =
+        join_all((0..20).map(|_| app.post("/v1/login/recovery-code", body.clone())))
+            .await
+            .into_iter()
+            .map(|r| r.status())
+            .collect();
+
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "{statuses:?}"
+    );
+    let used: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'RecoveryCodeUsed'",
+    )
+    .bind(user_id_of(&user.email).to_string())
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(used, 1);
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn ten_concurrent_registrations_of_one_email_create_one_account(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let email = unique_email();
+    let body = json!({"email": email, "password": PASSWORD});
+
+    let statuses: Vec<StatusCode> = join_all((0..10).map(|_| app.post("/v1/users", body.clone())))
+        .await
+        .into_iter()
+        .map(|r| r.status())
+        .collect();
+
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CREATED)
+            .count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CONFLICT)
+            .count(),
+        9,
+        "{statuses:?}"
+    );
+}
