@@ -3,20 +3,22 @@
 //! bounded number of times, so two racing requests each see a consistent
 //! user and a one-time thing is used once.
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use authledger_aggregates::{
-    UserAuth, UserAuthCommand, UserAuthError, UserAuthEvent, UserAuthServices,
+    Password, PasswordCheck, PasswordHash, PasswordHasher, ServiceError, UserAuth, UserAuthCommand,
+    UserAuthError, UserAuthEvent, UserAuthServices,
 };
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, EventStore};
 use postgres_es::PostgresEventRepository;
 use rand::Rng;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-type Store = PersistedEventStore<PostgresEventRepository, UserAuth>;
+use crate::snapshots;
 
 const MAX_ATTEMPTS: u32 = 10;
 
@@ -51,16 +53,32 @@ pub enum BusError {
 }
 
 pub struct CommandBus {
-    store: Store,
+    /// Appends events with optimistic concurrency. Snapshots are kept here
+    /// rather than by cqrs-es: its snapshot store records a snapshot's
+    /// sequence as the batch's last event while folding only up to the
+    /// snapshot boundary, so events after the boundary in the same batch
+    /// would be skipped on the next load.
+    store: PersistedEventStore<PostgresEventRepository, UserAuth>,
+    repo: PostgresEventRepository,
+    pool: PgPool,
     services: UserAuthServices,
+    snapshot_every: usize,
+}
+
+/// A user's state as of `sequence`.
+struct Loaded {
+    state: UserAuth,
+    sequence: usize,
 }
 
 impl CommandBus {
     pub fn new(pool: PgPool, services: UserAuthServices, snapshot_every: usize) -> Self {
-        let repo = PostgresEventRepository::new(pool);
         Self {
-            store: PersistedEventStore::new_snapshot_store(repo, snapshot_every.max(1)),
+            store: PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone())),
+            repo: PostgresEventRepository::new(pool.clone()),
+            pool,
             services,
+            snapshot_every: snapshot_every.max(1),
         }
     }
 
@@ -75,22 +93,38 @@ impl CommandBus {
         metadata: &CommandMetadata,
     ) -> Result<Vec<UserAuthEvent>, BusError> {
         let id = user.to_string();
+        // A retry decides again on the new state, but the same password
+        // needs hashing only once: argon2 is the expensive part, and a
+        // retried wrong password must cost no more than a first one.
+        let services = UserAuthServices {
+            hasher: Arc::new(OncePerCommand::new(self.services.hasher.clone())),
+            ..self.services.clone()
+        };
         for attempt in 1..=MAX_ATTEMPTS {
-            let context = self.store.load_aggregate(&id).await.map_err(store_error)?;
-            // Handle on a copy: the sink applies events to the aggregate it
-            // is given, and the snapshot store applies them to the context's
-            // aggregate again when it writes a snapshot.
-            let mut working = context.aggregate.clone();
+            let loaded = self.load_at(&id).await?;
+            // Handle on a copy: the sink applies each event to it, which
+            // leaves it as the state after the commit, for the snapshot.
+            let mut working = loaded.state.clone();
             let sink = EventSink::default();
-            working
-                .handle(command.clone(), &self.services, &sink)
-                .await?;
+            working.handle(command.clone(), &services, &sink).await?;
             let events = sink.collect().await;
             if events.is_empty() {
                 return Ok(events);
             }
+            let context = EventStoreAggregateContext {
+                aggregate_id: id.clone(),
+                aggregate: loaded.state,
+                current_sequence: loaded.sequence,
+                current_snapshot: None,
+            };
             match self.store.commit(events, context, metadata.to_map()).await {
-                Ok(committed) => return Ok(committed.into_iter().map(|e| e.payload).collect()),
+                Ok(committed) => {
+                    let sequence = loaded.sequence + committed.len();
+                    if sequence / self.snapshot_every > loaded.sequence / self.snapshot_every {
+                        self.save_snapshot(&id, sequence, &working).await;
+                    }
+                    return Ok(committed.into_iter().map(|e| e.payload).collect());
+                }
                 Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
                     let pause = rand::thread_rng().gen_range(1..=5 * u64::from(attempt));
                     tokio::time::sleep(Duration::from_millis(pause)).await;
@@ -102,13 +136,56 @@ impl CommandBus {
         Err(BusError::Contended)
     }
 
+    /// The user's current state.
     pub async fn load(&self, user: Uuid) -> Result<UserAuth, BusError> {
-        let context = self
-            .store
-            .load_aggregate(&user.to_string())
+        Ok(self.load_at(&user.to_string()).await?.state)
+    }
+
+    /// The newest snapshot, then the events after it.
+    async fn load_at(&self, id: &str) -> Result<Loaded, BusError> {
+        let snapshot = snapshots::latest(&self.pool, UserAuth::TYPE, id)
             .await
-            .map_err(store_error)?;
-        Ok(context.aggregate)
+            .map_err(|e| BusError::Store(e.to_string()))?
+            .and_then(|(sequence, payload)| {
+                // A snapshot of an older state shape is skipped: the events
+                // are the truth, the snapshot only a shortcut.
+                serde_json::from_value::<UserAuth>(payload)
+                    .ok()
+                    .map(|state| Loaded { state, sequence })
+            });
+        let mut loaded = snapshot.unwrap_or(Loaded {
+            state: UserAuth::default(),
+            sequence: 0,
+        });
+        let events = self
+            .repo
+            .get_last_events::<UserAuth>(id, loaded.sequence)
+            .await
+            .map_err(|e| BusError::Store(e.to_string()))?;
+        for event in events {
+            let payload: UserAuthEvent = serde_json::from_value(event.payload).map_err(|e| {
+                BusError::Store(format!(
+                    "event {} of {id} does not deserialize: {e}",
+                    event.sequence
+                ))
+            })?;
+            loaded.state.apply(payload);
+            loaded.sequence = event.sequence;
+        }
+        Ok(loaded)
+    }
+
+    async fn save_snapshot(&self, id: &str, sequence: usize, state: &UserAuth) {
+        let saved = match serde_json::to_value(state) {
+            Ok(payload) => snapshots::save(&self.pool, UserAuth::TYPE, id, sequence, &payload)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(error) = saved {
+            // The command is committed; only the shortcut is missing.
+            tracing::warn!(%error, "could not store a snapshot");
+        }
     }
 }
 
@@ -117,5 +194,57 @@ fn store_error(err: AggregateError<UserAuthError>) -> BusError {
         AggregateError::UserError(refusal) => BusError::Refused(refusal),
         AggregateError::AggregateConflict => BusError::Contended,
         other => BusError::Store(other.to_string()),
+    }
+}
+
+/// Remembers, for the retries of one command, what hashing and verifying
+/// its password gave.
+struct OncePerCommand {
+    inner: Arc<dyn PasswordHasher>,
+    hashed: Mutex<Option<PasswordHash>>,
+    verified: Mutex<Vec<(Option<PasswordHash>, PasswordCheck)>>,
+}
+
+impl OncePerCommand {
+    fn new(inner: Arc<dyn PasswordHasher>) -> Self {
+        Self {
+            inner,
+            hashed: Mutex::new(None),
+            verified: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl PasswordHasher for OncePerCommand {
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, ServiceError> {
+        if let Some(hash) = self.hashed.lock().ok().and_then(|h| h.clone()) {
+            return Ok(hash);
+        }
+        let hash = self.inner.hash(password).await?;
+        if let Ok(mut slot) = self.hashed.lock() {
+            *slot = Some(hash.clone());
+        }
+        Ok(hash)
+    }
+
+    async fn verify(
+        &self,
+        hash: Option<&PasswordHash>,
+        password: &Password,
+    ) -> Result<PasswordCheck, ServiceError> {
+        let known = self.verified.lock().ok().and_then(|v| {
+            v.iter()
+                .find(|(h, _)| h.as_ref() == hash)
+                .map(|(_, check)| *check)
+        });
+        if let Some(check) = known {
+            return Ok(check);
+        }
+        let check = self.inner.verify(hash, password).await?;
+        if let Ok(mut verified) = self.verified.lock() {
+            verified.push((hash.cloned(), check));
+        }
+        Ok(check)
     }
 }

@@ -103,7 +103,7 @@ pub struct HashingArgs {
     #[arg(
         long,
         env = "AUTHLEDGER_SIGN_IN_FAILURE_FLOOR_MS",
-        default_value_t = 100
+        default_value_t = 200
     )]
     pub sign_in_failure_floor_ms: u64,
 }
@@ -124,8 +124,12 @@ pub struct PolicyArgs {
     pub lock_after_failures: u32,
     #[arg(long, env = "AUTHLEDGER_EMAIL_LINK_TTL_SECS", default_value_t = 900)]
     pub email_link_ttl_secs: i64,
-    #[arg(long, env = "AUTHLEDGER_EMAIL_LINKS_PER_15_MIN", default_value_t = 3)]
+    #[arg(long, env = "AUTHLEDGER_EMAIL_LINK_LIMIT", default_value_t = 3)]
     pub email_links_per_window: usize,
+    #[arg(long, env = "AUTHLEDGER_EMAIL_LINK_WINDOW_SECS", default_value_t = 900)]
+    pub email_link_window_secs: i64,
+    #[arg(long, env = "AUTHLEDGER_TOTP_SKEW_STEPS", default_value_t = 1)]
+    pub totp_skew_steps: u64,
     #[arg(long, env = "AUTHLEDGER_SESSION_TTL_SECS", default_value_t = 43200)]
     pub session_ttl_secs: i64,
     #[arg(long, env = "AUTHLEDGER_SESSION_IDLE_SECS", default_value_t = 3600)]
@@ -140,19 +144,24 @@ pub struct PolicyArgs {
 
 impl PolicyArgs {
     pub fn policy(&self) -> Policy {
+        let session_idle = Duration::seconds(self.session_idle_secs);
         Policy {
             login_attempt_ttl: Duration::seconds(self.login_attempt_ttl_secs),
             second_factor_tries: self.second_factor_tries,
+            totp_skew_steps: self.totp_skew_steps,
             throttle_after_failures: self.throttle_after_failures,
             throttle_base: Duration::seconds(self.throttle_base_secs),
             throttle_max: Duration::seconds(self.throttle_max_secs),
             lock_after_failures: self.lock_after_failures,
             email_link_ttl: Duration::seconds(self.email_link_ttl_secs),
+            email_link_window: Duration::seconds(self.email_link_window_secs),
             email_links_per_window: self.email_links_per_window,
             session_absolute: Duration::seconds(self.session_ttl_secs),
-            session_idle: Duration::seconds(self.session_idle_secs),
+            session_idle,
+            // Activity is recorded often enough that a session in use never
+            // reaches its idle limit.
+            session_activity_granularity: Duration::minutes(5).min(session_idle / 4),
             reauthentication_window: Duration::seconds(self.reauthentication_window_secs),
-            ..Policy::default()
         }
     }
 }

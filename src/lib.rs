@@ -9,6 +9,7 @@ pub mod db;
 pub mod http;
 pub mod keys;
 pub mod services;
+pub mod snapshots;
 pub mod startup;
 pub mod telemetry;
 pub mod tokens;

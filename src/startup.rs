@@ -42,7 +42,7 @@ impl Settings {
             argon2_iterations: 2,
             argon2_parallelism: 1,
             hashing_threads: default_hashing_threads(),
-            sign_in_failure_floor: Duration::from_millis(100),
+            sign_in_failure_floor: Duration::from_millis(200),
             policy: Policy::default(),
         }
     }

@@ -169,7 +169,23 @@ pub async fn reset_mfa(
         .iter()
         .any(|e| matches!(e, UserAuthEvent::PasswordRejected { .. }))
     {
-        return Err(ApiError::reauthentication_failed());
+        let throttled = events.iter().find_map(|e| match e {
+            UserAuthEvent::SignInThrottled { until, .. } => Some(*until),
+            _ => None,
+        });
+        return Err(
+            if events
+                .iter()
+                .any(|e| matches!(e, UserAuthEvent::AccountLocked { .. }))
+            {
+                ApiError::account_locked()
+            } else if let Some(until) = throttled {
+                ApiError::throttled(until)
+                    .with_detail("the password is incorrect; wait before trying again")
+            } else {
+                ApiError::reauthentication_failed()
+            },
+        );
     }
     let sessions_ended = events
         .iter()

@@ -1,4 +1,11 @@
 //! The event store's own guarantees: the hash chain, metadata, snapshots.
+use std::sync::Arc;
+
+use authledger::command_bus::CommandBus;
+use authledger::keys::{Keyring, MasterKey};
+use authledger::services::{Argon2Hasher, OsRandomness, SystemClock};
+use authledger_aggregates::{Policy, UserAuth, UserAuthEvent, UserAuthServices};
+use cqrs_es::Aggregate;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -79,36 +86,75 @@ async fn every_event_records_who_asked_and_from_where(pool: PgPool) {
     assert_eq!(metadata.0["actor"], "user");
 }
 
-#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
-async fn snapshots_are_taken_and_give_the_same_answers(pool: PgPool) {
-    let app = spawn_app_with(pool, |s| s.snapshot_every = 3).await;
-    let mut user = app.signed_up().await;
-    let session = app.sign_in_with_totp(&mut user).await;
-    let snapshots: i64 = sqlx::query_scalar("SELECT count(*) FROM snapshots")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert!(snapshots >= 1);
-    let me: Value = app.me(&session).await.json().await.unwrap();
-    assert_eq!(me["session"]["method"], "totp");
-    assert_eq!(me["mfa"]["enrolled"], true);
-    // The failure counter survives snapshots too: the fifth wrong password throttles.
-    for _ in 0..4 {
-        app.post(
-            "/v1/login/password",
-            json!({"email": user.email, "password": "wrong password here"}),
-        )
-        .await;
-    }
-    app.post(
-        "/v1/login/password",
-        json!({"email": user.email, "password": "wrong password here"}),
-    )
-    .await;
-    let throttled: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'SignInThrottled'")
-            .fetch_one(&app.pool)
+/// The state a user would have if every event were replayed from the start.
+async fn full_replay(pool: &PgPool, user: uuid::Uuid) -> UserAuth {
+    let payloads: Vec<sqlx::types::Json<UserAuthEvent>> =
+        sqlx::query_scalar("SELECT payload FROM events WHERE aggregate_id = $1 ORDER BY sequence")
+            .bind(user.to_string())
+            .fetch_all(pool)
             .await
             .unwrap();
-    assert_eq!(throttled, 1);
+    payloads
+        .into_iter()
+        .fold(UserAuth::default(), |mut state, event| {
+            state.apply(event.0);
+            state
+        })
+}
+
+fn bus(pool: &PgPool, snapshot_every: usize) -> CommandBus {
+    let keyring = Arc::new(Keyring::new(&MasterKey::generate()));
+    let services = UserAuthServices {
+        clock: Arc::new(SystemClock),
+        randomness: Arc::new(OsRandomness),
+        hasher: Arc::new(Argon2Hasher::new(1024, 1, 1, 1).unwrap()),
+        keeper: keyring,
+        policy: Policy::default(),
+    };
+    CommandBus::new(pool.clone(), services, snapshot_every)
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_state_loaded_from_snapshots_equals_a_full_replay(pool: PgPool) {
+    for every in [2, 3] {
+        let app = spawn_app_with(pool.clone(), |s| s.snapshot_every = every).await;
+        let mut user = app.signed_up().await;
+        let second = app.sign_in_with_totp(&mut user).await;
+        // Five wrong passwords: each failure is one event, the fifth two.
+        for _ in 0..5 {
+            app.post(
+                "/v1/login/password",
+                json!({"email": user.email, "password": "wrong password here"}),
+            )
+            .await;
+        }
+        // The reset ends two sessions: a batch of three events that
+        // crosses a snapshot boundary.
+        let reset = app
+            .post_with_session("/v1/me/mfa/reset", &user.session_token, None)
+            .await;
+        assert_eq!(reset.status(), reqwest::StatusCode::OK);
+        assert_problem(
+            app.me(&second).await,
+            reqwest::StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        )
+        .await;
+
+        let id = user_id_of(&user.email);
+        let snapshots: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM snapshots WHERE aggregate_id = $1")
+                .bind(id.to_string())
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+        assert_eq!(snapshots, 1, "one snapshot per user, the newest");
+        let loaded = bus(&app.pool, every).load(id).await.unwrap();
+        assert_eq!(
+            loaded,
+            full_replay(&app.pool, id).await,
+            "snapshot every {every}"
+        );
+        assert!(!loaded.is_enrolled());
+    }
 }
