@@ -1,11 +1,11 @@
 //! One error type at the HTTP edge, answered as RFC 9457 problem+json with a
 //! stable `type` per error. Internal causes are logged, never shown.
-use authledger_aggregates::UserAuthError;
+use authledger_aggregates::{UserAuthError, UserAuthEvent};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::{IntoResponses, ToSchema};
 
 use crate::command_bus::BusError;
 
@@ -26,6 +26,48 @@ pub struct Problem {
     /// Seconds to wait before retrying, when throttled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<i64>,
+}
+
+/// Problems every route with a JSON body can answer, for the OpenAPI
+/// document (never constructed).
+#[allow(dead_code)]
+#[derive(IntoResponses)]
+pub enum BodyProblems {
+    /// `malformed-body`: the body is not JSON
+    #[response(status = 400, content_type = "application/problem+json")]
+    Malformed(Problem),
+    /// `body-too-large`: over 16 KiB
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// `unsupported-media-type`: not `application/json`
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Problem),
+}
+
+/// Problems of the second-factor routes, for the OpenAPI document (never
+/// constructed).
+#[allow(dead_code)]
+#[derive(IntoResponses)]
+pub enum SecondFactorProblems {
+    /// `account-locked`: an administrator must unlock the account
+    #[response(status = 403, content_type = "application/problem+json")]
+    Locked(Problem),
+    /// `throttled`: too many failures; `Retry-After` says when to try again
+    #[response(status = 429, content_type = "application/problem+json")]
+    Throttled(Problem),
+}
+
+/// Problems every route can answer, for the OpenAPI document (never
+/// constructed).
+#[allow(dead_code)]
+#[derive(IntoResponses)]
+pub enum ServerProblems {
+    /// `internal`: a fault on the server's side, logged there
+    #[response(status = 500, content_type = "application/problem+json")]
+    Internal(Problem),
+    /// `unavailable`: Postgres does not answer
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
 }
 
 #[derive(Debug)]
@@ -257,6 +299,32 @@ impl ApiError {
             "internal",
             "Something went wrong on our side",
         )
+    }
+
+    /// What a command that recorded a failure answers: a lock or a wait it
+    /// brought on, else `otherwise`.
+    pub fn from_recorded_failure(events: &[UserAuthEvent], otherwise: Self) -> Self {
+        if events
+            .iter()
+            .any(|e| matches!(e, UserAuthEvent::AccountLocked { .. }))
+        {
+            return Self::account_locked();
+        }
+        let throttled = events.iter().find_map(|event| match event {
+            UserAuthEvent::SignInThrottled { until, .. } => Some(*until),
+            _ => None,
+        });
+        match throttled {
+            Some(until) => {
+                let detail = format!(
+                    "{}; try again after {}",
+                    otherwise.title,
+                    until.to_rfc3339()
+                );
+                Self::throttled(until).with_detail(detail)
+            }
+            None => otherwise,
+        }
     }
 
     /// Logs the cause and answers a generic 500.

@@ -1,7 +1,8 @@
 //! Extractors that answer bad input with a problem, never a bare 4xx or 500.
 use std::net::SocketAddr;
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::header::{AUTHORIZATION, USER_AGENT};
 use axum::http::request::Parts;
@@ -119,4 +120,26 @@ impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
         }
         Ok(Self(token.trim().to_owned()))
     }
+}
+
+/// A raw body, for handlers that take more than JSON or an empty body.
+pub fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::body_too_large()
+        } else {
+            ApiError::malformed_body()
+        }
+    })
+}
+
+/// Parses JSON the way the `Json` extractor answers it.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            ApiError::invalid_body()
+        } else {
+            ApiError::malformed_body()
+        }
+    })
 }

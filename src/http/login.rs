@@ -17,8 +17,10 @@ use tokio::time::Instant;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::extract::{Json, RequestMeta};
-use super::{ApiContext, ApiError, Problem, Result};
+use super::extract::{body_bytes, parse_json, Json, RequestMeta};
+use super::{
+    ApiContext, ApiError, BodyProblems, Problem, Result, SecondFactorProblems, ServerProblems,
+};
 use crate::command_bus::BusError;
 use crate::services::{new_recovery_code, new_totp_secret};
 use crate::tokens::TokenKind;
@@ -60,14 +62,11 @@ pub struct LoginAttempt {
     request_body = PasswordRequest,
     responses(
         (status = 200, description = "Password correct: a login attempt is open", body = LoginAttempt),
-        (status = 400, description = "`malformed-body`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid-credentials`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`contended`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`body-too-large`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`, `invalid-email`, `unacceptable-password`", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`", body = Problem, content_type = "application/problem+json"),
+        BodyProblems,
+        ServerProblems,
     ))]
 pub async fn password(
     State(ctx): State<ApiContext>,
@@ -167,25 +166,32 @@ impl ApiContext {
     }
 }
 
+impl ApiContext {
+    /// Runs a command that signs in and issues a new recovery code, which
+    /// is shown once here and stored only as a keyed hash.
+    async fn sign_in_with_new_recovery_code(
+        &self,
+        user: Uuid,
+        meta: &RequestMeta,
+        command: impl FnOnce(RecoveryCode) -> UserAuthCommand,
+    ) -> Result<SessionWithRecoveryCode> {
+        let fresh = new_recovery_code();
+        let events = self
+            .bus
+            .execute(user, command(fresh.clone()), &meta.as_user())
+            .await?;
+        let session = self.session_from(user, &events)?;
+        Ok(SessionWithRecoveryCode {
+            session_token: session.session_token,
+            expires_at: session.expires_at,
+            recovery_code: fresh.display(),
+        })
+    }
+}
+
 /// What a second-factor command that started no session recorded instead.
 fn second_factor_failure(events: &[UserAuthEvent]) -> ApiError {
-    let throttled = events.iter().find_map(|event| match event {
-        UserAuthEvent::SignInThrottled { until, .. } => Some(*until),
-        _ => None,
-    });
-    if events
-        .iter()
-        .any(|e| matches!(e, UserAuthEvent::AccountLocked { .. }))
-    {
-        return ApiError::account_locked();
-    }
-    match throttled {
-        Some(until) => ApiError::throttled(until).with_detail(format!(
-            "the code is not correct; try again after {}",
-            until.to_rfc3339()
-        )),
-        None => ApiError::invalid_code(),
-    }
+    ApiError::from_recorded_failure(events, ApiError::invalid_code())
 }
 
 /// Second factor: the current code from the authenticator app.
@@ -193,16 +199,12 @@ fn second_factor_failure(events: &[UserAuthEvent]) -> ApiError {
     request_body = CodeRequest,
     responses(
         (status = 200, description = "Signed in", body = SessionGranted),
-        (status = 400, description = "`malformed-body`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid-login-token`, `login-attempt-invalid`, `invalid-code`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`account-locked`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`enrollment-required`, `contended`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`body-too-large`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`, `invalid-code-format`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`throttled`, with Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`", body = Problem, content_type = "application/problem+json"),
+        SecondFactorProblems,
+        BodyProblems,
+        ServerProblems,
     ))]
 pub async fn totp(
     State(ctx): State<ApiContext>,
@@ -244,16 +246,12 @@ pub struct Enrollment {
     request_body = LoginTokenRequest,
     responses(
         (status = 200, description = "Scan this into an authenticator app", body = Enrollment),
-        (status = 400, description = "`malformed-body`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid-login-token`, `login-attempt-invalid`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`account-locked`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`already-enrolled`, `contended`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`body-too-large`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`throttled`, with Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`", body = Problem, content_type = "application/problem+json"),
+        SecondFactorProblems,
+        BodyProblems,
+        ServerProblems,
     ))]
 pub async fn begin_enrollment(
     State(ctx): State<ApiContext>,
@@ -297,16 +295,12 @@ pub async fn begin_enrollment(
     request_body = CodeRequest,
     responses(
         (status = 200, description = "Enrolled and signed in", body = SessionWithRecoveryCode),
-        (status = 400, description = "`malformed-body`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid-login-token`, `login-attempt-invalid`, `invalid-code`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`account-locked`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`already-enrolled`, `enrollment-not-started`, `contended`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`body-too-large`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`, `invalid-code-format`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`throttled`, with Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`", body = Problem, content_type = "application/problem+json"),
+        SecondFactorProblems,
+        BodyProblems,
+        ServerProblems,
     ))]
 pub async fn confirm_enrollment(
     State(ctx): State<ApiContext>,
@@ -315,25 +309,13 @@ pub async fn confirm_enrollment(
 ) -> Result<axum::Json<SessionWithRecoveryCode>> {
     let (user, attempt) = ctx.login_token(&body.login_token)?;
     let code = TotpCode::parse(&body.code).map_err(|_| ApiError::invalid_code_format())?;
-    let recovery_code = new_recovery_code();
-    let events = ctx
-        .bus
-        .execute(
-            user,
-            UserAuthCommand::EnrollMfa {
-                attempt,
-                code,
-                recovery_code: recovery_code.clone(),
-            },
-            &meta.as_user(),
-        )
-        .await?;
-    let session = ctx.session_from(user, &events)?;
-    Ok(axum::Json(SessionWithRecoveryCode {
-        session_token: session.session_token,
-        expires_at: session.expires_at,
-        recovery_code: recovery_code.display(),
-    }))
+    ctx.sign_in_with_new_recovery_code(user, &meta, |recovery_code| UserAuthCommand::EnrollMfa {
+        attempt,
+        code,
+        recovery_code,
+    })
+    .await
+    .map(axum::Json)
 }
 
 /// "Try another method": the recovery code. It is spent, and a new one is
@@ -342,16 +324,12 @@ pub async fn confirm_enrollment(
     request_body = CodeRequest,
     responses(
         (status = 200, description = "Signed in; `recovery_code` is the new one", body = SessionWithRecoveryCode),
-        (status = 400, description = "`malformed-body`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid-login-token`, `login-attempt-invalid`, `invalid-code`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`account-locked`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`enrollment-required`, `contended`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`body-too-large`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`, `invalid-code-format`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`throttled`, with Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`", body = Problem, content_type = "application/problem+json"),
+        SecondFactorProblems,
+        BodyProblems,
+        ServerProblems,
     ))]
 pub async fn recovery_code(
     State(ctx): State<ApiContext>,
@@ -360,25 +338,15 @@ pub async fn recovery_code(
 ) -> Result<axum::Json<SessionWithRecoveryCode>> {
     let (user, attempt) = ctx.login_token(&body.login_token)?;
     let code = RecoveryCode::parse(&body.code).map_err(|_| ApiError::invalid_code_format())?;
-    let replacement = new_recovery_code();
-    let events = ctx
-        .bus
-        .execute(
-            user,
-            UserAuthCommand::UseRecoveryCode {
-                attempt,
-                code,
-                replacement: replacement.clone(),
-            },
-            &meta.as_user(),
-        )
-        .await?;
-    let session = ctx.session_from(user, &events)?;
-    Ok(axum::Json(SessionWithRecoveryCode {
-        session_token: session.session_token,
-        expires_at: session.expires_at,
-        recovery_code: replacement.display(),
-    }))
+    ctx.sign_in_with_new_recovery_code(user, &meta, |replacement| {
+        UserAuthCommand::UseRecoveryCode {
+            attempt,
+            code,
+            replacement,
+        }
+    })
+    .await
+    .map(axum::Json)
 }
 
 /// "Try another method": a one-time sign-in link by email. The answer is
@@ -387,14 +355,11 @@ pub async fn recovery_code(
     request_body = LoginTokenRequest,
     responses(
         (status = 202, description = "Accepted"),
-        (status = 400, description = "`malformed-body`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid-login-token`, `login-attempt-invalid`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`enrollment-required`, `contended`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`body-too-large`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`", body = Problem, content_type = "application/problem+json"),
+        BodyProblems,
+        ServerProblems,
     ))]
 pub async fn request_email_link(
     State(ctx): State<ApiContext>,
@@ -493,17 +458,14 @@ pub struct RedeemRequest {
     )),
     responses(
         (status = 200, description = "Signed in", body = SessionGranted),
-        (status = 400, description = "`malformed-body`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid-token`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`account-locked`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`contended`", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "`email-link-invalid`: expired, spent, superseded, or its sign-in attempt is over", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`body-too-large`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`throttled`, with Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`", body = Problem, content_type = "application/problem+json"),
+        BodyProblems,
+        ServerProblems,
     ))]
 pub async fn redeem_email_link(
     State(ctx): State<ApiContext>,
@@ -539,13 +501,7 @@ async fn redeem(
     body: std::result::Result<Bytes, axum::extract::rejection::BytesRejection>,
     is_form: bool,
 ) -> Result<SessionGranted> {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::body_too_large()
-        } else {
-            ApiError::malformed_body()
-        }
-    })?;
+    let body = body_bytes(body)?;
     let request: RedeemRequest = if is_form {
         serde_urlencoded_form(&body)?
     } else {
@@ -556,13 +512,7 @@ async fn redeem(
         if !json_content {
             return Err(ApiError::unsupported_media_type());
         }
-        serde_json::from_slice(&body).map_err(|e| {
-            if e.is_data() {
-                ApiError::invalid_body()
-            } else {
-                ApiError::malformed_body()
-            }
-        })?
+        parse_json(&body)?
     };
     let (user, link) = ctx
         .tokens

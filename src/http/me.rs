@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::extract::{BearerToken, RequestMeta};
-use super::{ApiContext, ApiError, Problem, Result};
+use super::extract::{body_bytes, parse_json, BearerToken, RequestMeta};
+use super::{ApiContext, ApiError, BodyProblems, Problem, Result, ServerProblems};
 
 #[derive(Serialize, ToSchema)]
 pub struct Me {
@@ -47,8 +47,7 @@ pub struct SessionInfo {
         (status = 200, description = "The profile", body = Me),
         (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`contended`", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`", body = Problem, content_type = "application/problem+json"),
+        ServerProblems,
     ))]
 pub async fn profile(
     State(ctx): State<ApiContext>,
@@ -117,15 +116,13 @@ pub struct ResetDone {
     request_body(content = Option<ResetRequest>, content_type = "application/json"),
     responses(
         (status = 200, description = "Reset; signed out everywhere", body = ResetDone),
-        (status = 400, description = "`malformed-body`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`reauthentication-required`, `reauthentication-failed`, `account-locked`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`contended`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`body-too-large`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`, `unacceptable-password`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`throttled`, with Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`", body = Problem, content_type = "application/problem+json"),
+        BodyProblems,
+        ServerProblems,
     ))]
 pub async fn reset_mfa(
     State(ctx): State<ApiContext>,
@@ -134,23 +131,11 @@ pub async fn reset_mfa(
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<ResetDone>> {
     let (user, session) = ctx.session_token(&token)?;
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::body_too_large()
-        } else {
-            ApiError::malformed_body()
-        }
-    })?;
+    let body = body_bytes(body)?;
     let request: ResetRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ResetRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            if e.is_data() {
-                ApiError::invalid_body()
-            } else {
-                ApiError::malformed_body()
-            }
-        })?
+        parse_json(&body)?
     };
     let password = request
         .password
@@ -169,23 +154,10 @@ pub async fn reset_mfa(
         .iter()
         .any(|e| matches!(e, UserAuthEvent::PasswordRejected { .. }))
     {
-        let throttled = events.iter().find_map(|e| match e {
-            UserAuthEvent::SignInThrottled { until, .. } => Some(*until),
-            _ => None,
-        });
-        return Err(
-            if events
-                .iter()
-                .any(|e| matches!(e, UserAuthEvent::AccountLocked { .. }))
-            {
-                ApiError::account_locked()
-            } else if let Some(until) = throttled {
-                ApiError::throttled(until)
-                    .with_detail("the password is incorrect; wait before trying again")
-            } else {
-                ApiError::reauthentication_failed()
-            },
-        );
+        return Err(ApiError::from_recorded_failure(
+            &events,
+            ApiError::reauthentication_failed(),
+        ));
     }
     let sessions_ended = events
         .iter()
@@ -201,8 +173,7 @@ pub async fn reset_mfa(
         (status = 204, description = "Signed out"),
         (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`contended`", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`", body = Problem, content_type = "application/problem+json"),
+        ServerProblems,
     ))]
 pub async fn logout(
     State(ctx): State<ApiContext>,

@@ -28,7 +28,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub use error::{ApiError, Problem, Result};
+pub use error::{ApiError, BodyProblems, Problem, Result, SecondFactorProblems, ServerProblems};
 
 use crate::command_bus::CommandBus;
 use crate::tokens::{TokenCodec, TokenKind};

@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::extract::{Json, RequestMeta};
-use super::{ApiContext, ApiError, Problem, Result};
+use super::{ApiContext, ApiError, BodyProblems, Problem, Result, ServerProblems};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -27,13 +27,10 @@ pub struct Registered {
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "Registered", body = Registered),
-        (status = 400, description = "`malformed-body`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`email-taken`, `contended`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`body-too-large`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`, `invalid-email`, `unacceptable-password` (the detail says why)", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`", body = Problem, content_type = "application/problem+json"),
+        BodyProblems,
+        ServerProblems,
     ))]
 pub async fn register(
     State(ctx): State<ApiContext>,

@@ -17,7 +17,11 @@ async fn the_openapi_document_describes_every_route(pool: PgPool) {
     let doc: Value = response.json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let expected = [
-        ("/v1/users", "post", vec!["201", "409", "422"]),
+        (
+            "/v1/users",
+            "post",
+            vec!["201", "400", "409", "413", "415", "422", "500", "503"],
+        ),
         ("/v1/login/password", "post", vec!["200", "401", "422"]),
         ("/v1/login/totp", "post", vec!["200", "401", "429"]),
         ("/v1/login/enrollment", "post", vec!["200", "401", "409"]),
@@ -32,7 +36,7 @@ async fn the_openapi_document_describes_every_route(pool: PgPool) {
         ("/v1/login/email-link/redeem", "post", vec!["200", "410"]),
         ("/v1/me", "get", vec!["200", "401"]),
         ("/v1/me/mfa/reset", "post", vec!["200", "401", "403"]),
-        ("/v1/logout", "post", vec!["204", "401"]),
+        ("/v1/logout", "post", vec!["204", "401", "500"]),
         ("/healthz", "get", vec!["200"]),
         ("/readyz", "get", vec!["200", "503"]),
     ];
@@ -46,6 +50,12 @@ async fn the_openapi_document_describes_every_route(pool: PgPool) {
             );
         }
     }
+    let problem = &doc["paths"]["/v1/login/totp"]["post"]["responses"]["429"]["content"]
+        ["application/problem+json"];
+    assert!(
+        problem.is_object(),
+        "problems are documented as application/problem+json"
+    );
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
 }
