@@ -26,10 +26,29 @@ pub struct Cli {
 pub enum Command {
     /// Serve the HTTP API.
     Serve(ServeArgs),
-    /// Everything in one process; the default for development.
+    /// The email worker: sends the mail the relay publishes.
+    Worker(ServeArgs),
+    /// API, projectors, relay and worker in one process; the default for
+    /// development.
     All(ServeArgs),
+    /// Inspect or rebuild projections.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
     /// Apply pending database migrations, then exit.
     Migrate(DatabaseArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Each projection's position and lag.
+    Status(DatabaseArgs),
+    /// Empty a read model and replay the whole log into it.
+    Rebuild {
+        /// The projection: `users`.
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -78,9 +97,43 @@ pub struct ServeArgs {
     #[arg(long, env = "AUTHLEDGER_NO_MIGRATE")]
     pub no_migrate: bool,
     #[command(flatten)]
+    pub mail: MailArgs,
+    #[command(flatten)]
     pub hashing: HashingArgs,
     #[command(flatten)]
     pub policy: PolicyArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MailArgs {
+    /// RabbitMQ, for the email pipeline.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: String,
+    /// Prefix of the exchanges and queues the pipeline declares.
+    #[arg(long, env = "AUTHLEDGER_AMQP_PREFIX", default_value = "authledger")]
+    pub amqp_prefix: String,
+    /// The SMTP server mail is sent through: `smtp://host:port` (plain),
+    /// `smtp://host:587?tls=required` (STARTTLS) or `smtps://host:465`, with
+    /// `user:password@` when it needs credentials.
+    #[arg(long, env = "SMTP_URL", default_value = "smtp://127.0.0.1:1025")]
+    pub smtp_url: String,
+    /// The sender of every mail.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_MAIL_FROM",
+        default_value = "authledger <no-reply@authledger.localhost>"
+    )]
+    pub mail_from: String,
+    /// Sends tried before a mail goes to the dead-letter queue.
+    #[arg(long, env = "AUTHLEDGER_MAIL_ATTEMPTS", default_value_t = 5)]
+    pub mail_attempts: u32,
+    /// The first retry of a failed mail waits this long, each next twice as long.
+    #[arg(long, env = "AUTHLEDGER_MAIL_RETRY_BASE_MS", default_value_t = 2000)]
+    pub mail_retry_base_ms: u64,
 }
 
 #[derive(Debug, Clone, Args)]

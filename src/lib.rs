@@ -13,3 +13,4 @@ pub mod snapshots;
 pub mod startup;
 pub mod telemetry;
 pub mod tokens;
+pub mod worker;

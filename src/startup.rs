@@ -4,14 +4,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authledger_aggregates::{Policy, UserAuthServices};
+use authledger_projections::email_relay::EmailRelay;
+use authledger_projections::mail::{Publisher, Topology};
+use authledger_projections::users::UsersProjection;
+use authledger_projections::Projector;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::command_bus::CommandBus;
 use crate::http::{router, ApiContext, ContextInner};
 use crate::keys::{Keyring, MasterKey};
 use crate::services::{Argon2Hasher, OsRandomness, SystemClock};
 use crate::tokens::TokenCodec;
+use crate::worker::{Worker, WorkerSettings};
 
 /// Everything the server needs besides its database pool.
 #[derive(Debug, Clone)]
@@ -27,6 +34,14 @@ pub struct Settings {
     pub hashing_threads: usize,
     pub sign_in_failure_floor: Duration,
     pub policy: Policy,
+    pub amqp_url: String,
+    pub amqp_prefix: String,
+    pub smtp_url: String,
+    pub mail_from: String,
+    pub mail_attempts: u32,
+    pub mail_retry_base: Duration,
+    /// Queues unused this long are deleted by RabbitMQ (tests only).
+    pub amqp_queue_expiry: Option<Duration>,
 }
 
 impl Settings {
@@ -44,6 +59,13 @@ impl Settings {
             hashing_threads: default_hashing_threads(),
             sign_in_failure_floor: Duration::from_millis(200),
             policy: Policy::default(),
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            amqp_prefix: "authledger".into(),
+            smtp_url: "smtp://127.0.0.1:1025".into(),
+            mail_from: "authledger <no-reply@authledger.localhost>".into(),
+            mail_attempts: 5,
+            mail_retry_base: Duration::from_secs(2),
+            amqp_queue_expiry: None,
         }
     }
 }
@@ -81,6 +103,7 @@ impl Application {
             issuer: settings.issuer,
             public_url: settings.public_url,
             sign_in_failure_floor: settings.sign_in_failure_floor,
+            amqp_url: Some(settings.amqp_url),
         });
         let listener = TcpListener::bind(settings.addr).await?;
         Ok(Self { listener, context })
@@ -125,4 +148,76 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down: draining in-flight requests");
+}
+
+/// The event log's consumers: the `users` read model, the email relay and
+/// the email worker. Each runs as its own task; tests drive them with
+/// their `run_once`.
+pub struct Pipeline {
+    pub users: Projector<UsersProjection>,
+    pub relay: Projector<EmailRelay>,
+    pub worker: Worker,
+}
+
+impl Pipeline {
+    pub fn new(settings: &Settings, pool: PgPool) -> anyhow::Result<Self> {
+        let mut topology = Topology::new(&settings.amqp_prefix);
+        topology.expires = settings.amqp_queue_expiry;
+        let publisher = Arc::new(Publisher::new(&settings.amqp_url, topology.clone()));
+        let keyring = Arc::new(Keyring::new(&settings.master_key));
+        let worker = Worker::new(
+            pool.clone(),
+            TokenCodec::new(keyring),
+            WorkerSettings {
+                amqp_url: settings.amqp_url.clone(),
+                topology,
+                smtp_url: settings.smtp_url.clone(),
+                from: settings
+                    .mail_from
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("AUTHLEDGER_MAIL_FROM is not a mailbox: {e}"))?,
+                public_url: settings.public_url.clone(),
+                prefetch: 16,
+                max_attempts: settings.mail_attempts.max(1),
+                retry_base: settings.mail_retry_base,
+            },
+        )?;
+        Ok(Self {
+            users: Projector::new(pool.clone(), UsersProjection),
+            // Small batches: the relay holds its checkpoint row while it
+            // waits for RabbitMQ's confirms.
+            relay: Projector::new(pool, EmailRelay::new(publisher)).with_batch_size(50),
+            worker,
+        })
+    }
+
+    /// Runs the projectors (read models and relay) until `shutdown` flips.
+    pub fn spawn_projections(
+        self: &Arc<Self>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Vec<JoinHandle<()>> {
+        let users = {
+            let this = self.clone();
+            let stop = stopped(shutdown.clone());
+            tokio::spawn(async move { this.users.run(stop).await })
+        };
+        let relay = {
+            let this = self.clone();
+            let stop = stopped(shutdown.clone());
+            tokio::spawn(async move { this.relay.run(stop).await })
+        };
+        vec![users, relay]
+    }
+
+    /// Runs the email worker until `shutdown` flips.
+    pub fn spawn_worker(self: &Arc<Self>, shutdown: &watch::Receiver<bool>) -> JoinHandle<()> {
+        let this = self.clone();
+        let stop = stopped(shutdown.clone());
+        tokio::spawn(async move { this.worker.run(stop).await })
+    }
+}
+
+/// Completes once the value in `shutdown` is true.
+pub async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }

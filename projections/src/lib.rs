@@ -1,1 +1,11 @@
+//! Projections of the event log: the catch-up projector runtime, the read
+//! models and the email relay. They read the log in its gap-free global
+//! order and keep their checkpoint in the same transaction as their writes.
+#![forbid(unsafe_code)]
 
+pub mod email_relay;
+pub mod mail;
+pub mod runtime;
+pub mod users;
+
+pub use runtime::{status, Projection, ProjectionStatus, Projector, StoredEvent};

@@ -44,6 +44,8 @@ pub struct ContextInner {
     pub issuer: String,
     pub public_url: String,
     pub sign_in_failure_floor: Duration,
+    /// RabbitMQ, checked by `/readyz` when the pipeline is in use.
+    pub amqp_url: Option<String>,
 }
 
 /// What every handler shares.
@@ -117,6 +119,7 @@ pub fn api() -> (Router<ApiContext>, utoipa::openapi::OpenApi) {
         .routes(routes!(me::logout))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
         .split_for_parts()
 }
 

@@ -3,7 +3,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use authledger::keys::{Keyring, MasterKey};
-use authledger::startup::{Application, Settings};
+use authledger::startup::{Application, Pipeline, Settings};
 use authledger::tokens::{TokenCodec, TokenKind};
 use authledger_aggregates::Reference;
 use reqwest::{Response, StatusCode};
@@ -49,6 +49,10 @@ impl Write for SharedWriter {
 pub const PASSWORD: &str = "violet-tangerine-harbour-42";
 
 pub struct TestApp {
+    pub settings: Settings,
+    /// The read models, the email relay and the worker, on this test's own
+    /// RabbitMQ names; tests drive them with `run_once`.
+    pub pipeline: Arc<Pipeline>,
     pub base: String,
     pub client: reqwest::Client,
     pub pool: PgPool,
@@ -68,13 +72,18 @@ pub async fn spawn_app_with(pool: PgPool, adjust: impl FnOnce(&mut Settings)) ->
     let mut settings = Settings::with_key(key.clone());
     settings.addr = "127.0.0.1:0".parse().unwrap();
     settings.hashing_threads = 2;
+    settings.amqp_prefix = format!("test-{}", Uuid::new_v4().simple());
+    settings.amqp_queue_expiry = Some(Duration::from_secs(600));
     adjust(&mut settings);
-    let app = Application::build(settings, pool.clone())
+    let pipeline = Arc::new(Pipeline::new(&settings, pool.clone()).expect("build the pipeline"));
+    let app = Application::build(settings.clone(), pool.clone())
         .await
         .expect("build the app");
     let addr = app.local_addr().unwrap();
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
+        settings,
+        pipeline,
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
         pool,
@@ -308,4 +317,60 @@ pub async fn assert_problem(response: Response, status: StatusCode, slug: &str) 
     );
     assert_eq!(problem["status"], status.as_u16());
     problem
+}
+
+pub const MAILDEV_API: &str = "http://127.0.0.1:1080/api/email";
+
+impl TestApp {
+    /// Relays every pending event and sends every queued mail, as the
+    /// background tasks would.
+    pub async fn deliver_mail(&self) {
+        self.pipeline.relay.catch_up().await.expect("relay");
+        self.pipeline.worker.run_once().await.expect("worker");
+    }
+
+    /// Deletes this test's RabbitMQ queues and exchanges.
+    pub async fn remove_topology(&self) {
+        let (connection, channel) = authledger_projections::mail::connect(
+            &self.settings.amqp_url,
+            &self.pipeline_topology(),
+            "test-teardown",
+        )
+        .await
+        .unwrap();
+        self.pipeline_topology().delete(&channel).await.unwrap();
+        let _ = connection.close(200, "done".into()).await;
+    }
+
+    pub fn pipeline_topology(&self) -> authledger_projections::mail::Topology {
+        let mut topology = authledger_projections::mail::Topology::new(&self.settings.amqp_prefix);
+        topology.expires = self.settings.amqp_queue_expiry;
+        topology
+    }
+}
+
+/// Every mail MailDev holds for `address`, oldest first.
+pub async fn mails_to(address: &str) -> Vec<Value> {
+    let all: Vec<Value> = reqwest::get(MAILDEV_API)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    all.into_iter()
+        .filter(|mail| {
+            mail["to"]
+                .as_array()
+                .is_some_and(|to| to.iter().any(|t| t["address"].as_str() == Some(address)))
+        })
+        .collect()
+}
+
+/// The sign-in link in a mail's text.
+pub fn link_in(mail: &Value) -> String {
+    let text = mail["text"].as_str().unwrap();
+    text.split_whitespace()
+        .find(|word| word.contains("/v1/login/email-link?token="))
+        .expect("a link in the mail")
+        .to_owned()
 }

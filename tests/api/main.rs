@@ -8,6 +8,7 @@ mod bad_input;
 mod email_link;
 mod event_store;
 mod journey;
+mod mail;
 mod openapi;
 mod races;
 mod secrets;

@@ -1,0 +1,303 @@
+//! Mail through RabbitMQ: the message the relay publishes and the worker
+//! sends, the topology both declare, and a confirmed publisher that
+//! reconnects after the broker goes away.
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+/// What a mail is about. Each notice says what happened and what to do if
+/// it was not the account's owner; only `SignInLink` carries a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MailKind {
+    SignInLink,
+    AuthenticatorEnrolled,
+    MfaReset,
+    RecoveryCodeUsed,
+    SignedInWithEmailLink,
+    SecondFactorFailed,
+    AccountLocked,
+}
+
+/// A mail to send. It holds no secret: a sign-in link is carried as its
+/// reference, and only the worker, holding the server key, makes the token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MailMessage {
+    /// The event's stream and sequence: `<user id>/<sequence>`.
+    pub message_id: String,
+    pub kind: MailKind,
+    pub user_id: Uuid,
+    pub to: String,
+    pub at: DateTime<Utc>,
+    pub client_ip: String,
+    pub user_agent: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<LinkReference>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkReference {
+    /// The email link's reference, hex.
+    pub reference: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Names of the exchanges and queues, under one prefix (tests use their own).
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub exchange: String,
+    pub queue: String,
+    pub retry_exchange: String,
+    pub retry_queue: String,
+    pub dead_exchange: String,
+    pub dead_queue: String,
+    /// Deliveries of one message before the broker dead-letters it (a
+    /// worker that crashes on it every time).
+    pub delivery_limit: i64,
+    /// Queues unused this long are deleted by the broker; for throwaway
+    /// topologies such as tests'. `None` in production.
+    pub expires: Option<std::time::Duration>,
+}
+
+impl Topology {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            exchange: format!("{prefix}.mail"),
+            queue: format!("{prefix}.mail"),
+            retry_exchange: format!("{prefix}.mail.retry"),
+            retry_queue: format!("{prefix}.mail.retry"),
+            dead_exchange: format!("{prefix}.mail.dead"),
+            dead_queue: format!("{prefix}.mail.dead"),
+            delivery_limit: 20,
+            expires: None,
+        }
+    }
+
+    /// Declares everything, idempotently:
+    /// - `mail`: a durable direct exchange and a quorum queue with a delivery
+    ///   limit, dead-lettering at-least-once to `mail.dead`;
+    /// - `mail.retry`: where a failed mail waits out its back-off (per-message
+    ///   TTL), then dead-letters back to `mail`;
+    /// - `mail.dead`: mails that failed every attempt, kept for operators.
+    pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
+        for exchange in [&self.exchange, &self.retry_exchange, &self.dead_exchange] {
+            channel
+                .exchange_declare(
+                    exchange.as_str().into(),
+                    ExchangeKind::Direct,
+                    ExchangeDeclareOptions {
+                        durable: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        let mut main = self.quorum();
+        main.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(self.delivery_limit),
+        );
+        main.insert("x-dead-letter-exchange".into(), string(&self.dead_exchange));
+        main.insert("x-dead-letter-strategy".into(), string("at-least-once"));
+        // at-least-once dead-lettering needs the queue to refuse, not drop,
+        // messages when it is full.
+        main.insert("x-overflow".into(), string("reject-publish"));
+        let mut retry = self.quorum();
+        retry.insert("x-dead-letter-exchange".into(), string(&self.exchange));
+        retry.insert("x-dead-letter-strategy".into(), string("at-least-once"));
+        retry.insert("x-overflow".into(), string("reject-publish"));
+        for (queue, exchange, arguments) in [
+            (&self.queue, &self.exchange, main),
+            (&self.retry_queue, &self.retry_exchange, retry),
+            (&self.dead_queue, &self.dead_exchange, self.quorum()),
+        ] {
+            channel
+                .queue_declare(
+                    queue.as_str().into(),
+                    QueueDeclareOptions {
+                        durable: true,
+                        ..Default::default()
+                    },
+                    arguments,
+                )
+                .await?;
+            channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    exchange.as_str().into(),
+                    ROUTING_KEY.into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Every queue is bound with this key on its own exchange.
+pub const ROUTING_KEY: &str = "mail";
+
+impl Topology {
+    fn quorum(&self) -> FieldTable {
+        let mut table = FieldTable::default();
+        table.insert("x-queue-type".into(), string("quorum"));
+        if let Some(expires) = self.expires {
+            let millis = i64::try_from(expires.as_millis()).unwrap_or(i64::MAX);
+            table.insert("x-expires".into(), AMQPValue::LongLongInt(millis));
+        }
+        table
+    }
+
+    /// Deletes the queues and exchanges (for tests that made their own).
+    pub async fn delete(&self, channel: &Channel) -> lapin::Result<()> {
+        for queue in [&self.queue, &self.retry_queue, &self.dead_queue] {
+            channel
+                .queue_delete(
+                    queue.as_str().into(),
+                    lapin::options::QueueDeleteOptions::default(),
+                )
+                .await?;
+        }
+        for exchange in [&self.exchange, &self.retry_exchange, &self.dead_exchange] {
+            channel
+                .exchange_delete(
+                    exchange.as_str().into(),
+                    lapin::options::ExchangeDeleteOptions::default(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+fn string(value: &str) -> AMQPValue {
+    AMQPValue::LongString(value.into())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("RabbitMQ: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("the broker did not confirm within {0:?}")]
+    Timeout(Duration),
+    #[error("the broker refused the message")]
+    Nacked,
+    #[error("the message could not be routed to a queue")]
+    Unroutable,
+}
+
+/// Publishes persistent, mandatory messages and waits for the broker's
+/// confirm, each within a timeout. The connection is made on first use and
+/// made again after any failure.
+pub struct Publisher {
+    url: String,
+    topology: Topology,
+    confirm_timeout: Duration,
+    channel: Mutex<Option<(Connection, Channel)>>,
+}
+
+impl Publisher {
+    pub fn new(url: &str, topology: Topology) -> Self {
+        Self {
+            url: url.to_owned(),
+            topology,
+            confirm_timeout: Duration::from_secs(5),
+            channel: Mutex::new(None),
+        }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Publishes to `exchange` and waits for the confirm.
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        payload: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), PublishError> {
+        let mut slot = self.channel.lock().await;
+        if slot.as_ref().is_none_or(|(connection, channel)| {
+            !connection.status().connected() || !channel.status().connected()
+        }) {
+            *slot = None;
+            *slot = Some(connect(&self.url, &self.topology, "authledger-publisher").await?);
+        }
+        let Some((_, channel)) = slot.as_ref() else {
+            return Err(PublishError::Timeout(self.confirm_timeout));
+        };
+        let outcome = tokio::time::timeout(self.confirm_timeout, async {
+            channel
+                .basic_publish(
+                    exchange.into(),
+                    ROUTING_KEY.into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    payload,
+                    properties.with_delivery_mode(2),
+                )
+                .await?
+                .await
+        })
+        .await;
+        let result = match outcome {
+            Err(_) => Err(PublishError::Timeout(self.confirm_timeout)),
+            Ok(Err(e)) => Err(PublishError::Broker(e)),
+            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+            Ok(Ok(Confirmation::Ack(Some(_)))) => Err(PublishError::Unroutable),
+            Ok(Ok(Confirmation::Nack(_))) => Err(PublishError::Nacked),
+            Ok(Ok(Confirmation::NotRequested)) => Err(PublishError::Nacked),
+        };
+        if result.is_err() {
+            // Start afresh next time rather than reuse a channel in an
+            // unknown state.
+            *slot = None;
+        }
+        result
+    }
+
+    /// Publishes a mail for the worker.
+    pub async fn publish_mail(&self, message: &MailMessage) -> Result<(), PublishError> {
+        let payload = serde_json::to_vec(message).unwrap_or_default();
+        let properties = BasicProperties::default()
+            .with_message_id(ShortString::from(message.message_id.as_str()))
+            .with_content_type("application/json".into());
+        self.publish(&self.topology.exchange.clone(), &payload, properties)
+            .await
+    }
+}
+
+/// A connection and a confirm-mode channel with the topology declared.
+pub async fn connect(
+    url: &str,
+    topology: &Topology,
+    name: &str,
+) -> lapin::Result<(Connection, Channel)> {
+    let connection = Connection::connect(
+        url,
+        ConnectionProperties::default().with_connection_name(name.into()),
+    )
+    .await?;
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    topology.declare(&channel).await?;
+    Ok((connection, channel))
+}

@@ -1,0 +1,280 @@
+//! The catch-up projector: reads events after its checkpoint in the global
+//! order `(transaction_id, position)`, only below the snapshot's xmin so an
+//! event committed late by a slow transaction is never skipped, applies a
+//! batch and advances the checkpoint in one transaction.
+use std::collections::HashMap;
+use std::time::Duration;
+
+use authledger_aggregates::UserAuthEvent;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool, Row};
+
+/// The channel the events table notifies on insert.
+pub const EVENTS_CHANNEL: &str = "authledger_events";
+
+/// An event as the log holds it.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub transaction_id: i64,
+    pub position: i64,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event: UserAuthEvent,
+    pub metadata: HashMap<String, String>,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl StoredEvent {
+    pub fn meta(&self, key: &str) -> &str {
+        self.metadata.get(key).map(String::as_str).unwrap_or("")
+    }
+}
+
+#[async_trait::async_trait]
+pub trait Projection: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// Applies a batch, in order, inside the transaction that also moves
+    /// the checkpoint.
+    async fn apply(&self, tx: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()>;
+
+    /// Empties the read model before a rebuild from the start of the log.
+    /// Projections with effects outside the database cannot be rebuilt.
+    async fn reset(&self, tx: &mut PgConnection) -> anyhow::Result<()> {
+        let _ = tx;
+        anyhow::bail!("projection {} cannot be rebuilt", self.name())
+    }
+}
+
+pub struct Projector<P> {
+    pool: PgPool,
+    projection: P,
+    batch_size: i64,
+    poll_interval: Duration,
+}
+
+impl<P: Projection> Projector<P> {
+    pub fn new(pool: PgPool, projection: P) -> Self {
+        Self {
+            pool,
+            projection,
+            batch_size: 500,
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+
+    pub fn with_batch_size(mut self, batch_size: i64) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    pub fn projection(&self) -> &P {
+        &self.projection
+    }
+
+    /// Applies at most one batch. Returns how many events it applied: 0
+    /// when caught up, or when another instance holds this projection.
+    pub async fn run_once(&self) -> anyhow::Result<usize> {
+        let name = self.projection.name();
+        sqlx::query("INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        let mut tx = self.pool.begin().await?;
+        let checkpoint = sqlx::query(
+            "SELECT transaction_id::text::bigint AS transaction_id, position
+               FROM projection_checkpoints WHERE name = $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(checkpoint) = checkpoint else {
+            return Ok(0);
+        };
+        let after: (i64, i64) = (
+            checkpoint.try_get("transaction_id")?,
+            checkpoint.try_get("position")?,
+        );
+        let events = read_after(&mut tx, after, self.batch_size).await?;
+        let Some(last) = events.last() else {
+            return Ok(0);
+        };
+        let last = (last.transaction_id, last.position);
+        self.projection.apply(&mut tx, &events).await?;
+        sqlx::query(
+            "UPDATE projection_checkpoints
+                SET transaction_id = $2::text::xid8, position = $3, updated_at = now()
+              WHERE name = $1",
+        )
+        .bind(name)
+        .bind(last.0.to_string())
+        .bind(last.1)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(events.len())
+    }
+
+    /// Applies batches until caught up; returns how many events it applied.
+    pub async fn catch_up(&self) -> anyhow::Result<usize> {
+        let mut total = 0;
+        loop {
+            match self.run_once().await? {
+                0 => return Ok(total),
+                n => total += n,
+            }
+        }
+    }
+
+    /// Empties the read model and replays the whole log into it.
+    pub async fn rebuild(&self) -> anyhow::Result<usize> {
+        let name = self.projection.name();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        // Waits for a running batch of another instance, then holds it off.
+        sqlx::query("SELECT 1 FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        self.projection.reset(&mut tx).await?;
+        sqlx::query(
+            "UPDATE projection_checkpoints SET transaction_id = '0', position = 0, updated_at = now() WHERE name = $1",
+        )
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.catch_up().await
+    }
+
+    /// Runs until `shutdown` completes: catches up, then waits for a NOTIFY
+    /// from the events table or the poll interval, whichever comes first.
+    /// Errors are logged and retried with back-off; the projection stays put
+    /// until its batch commits.
+    pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut listener = None;
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            if listener.is_none() {
+                listener = match PgListener::connect_with(&self.pool).await {
+                    Ok(mut l) => match l.listen(EVENTS_CHANNEL).await {
+                        Ok(()) => Some(l),
+                        Err(_) => None,
+                    },
+                    Err(_) => None,
+                };
+            }
+            let wait = match self.catch_up().await {
+                Ok(_) => {
+                    backoff = Duration::from_millis(200);
+                    self.poll_interval
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        projection = self.projection.name(),
+                        error = format!("{error:#}"),
+                        "projection failed; retrying"
+                    );
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    backoff
+                }
+            };
+            let notified = async {
+                match listener.as_mut() {
+                    Some(l) => l.recv().await.map(|_| ()),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(wait) => {}
+                result = notified => {
+                    if result.is_err() {
+                        listener = None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Events after `after`, in global order, from transactions that can no
+/// longer commit anything older.
+async fn read_after(
+    conn: &mut PgConnection,
+    after: (i64, i64),
+    limit: i64,
+) -> anyhow::Result<Vec<StoredEvent>> {
+    let rows = sqlx::query(
+        "SELECT transaction_id::text::bigint AS transaction_id, position, aggregate_id, sequence,
+                event_type, payload, metadata, recorded_at
+           FROM events
+          WHERE (transaction_id, position) > ($1::text::xid8, $2)
+            AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+          ORDER BY transaction_id, position
+          LIMIT $3",
+    )
+    .bind(after.0.to_string())
+    .bind(after.1)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let payload: sqlx::types::Json<UserAuthEvent> = row.try_get("payload")?;
+            let metadata: sqlx::types::Json<HashMap<String, String>> = row.try_get("metadata")?;
+            Ok(StoredEvent {
+                transaction_id: row.try_get("transaction_id")?,
+                position: row.try_get("position")?,
+                aggregate_id: row.try_get("aggregate_id")?,
+                sequence: row.try_get("sequence")?,
+                event_type: row.try_get("event_type")?,
+                event: payload.0,
+                metadata: metadata.0,
+                recorded_at: row.try_get("recorded_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Where a projection stands.
+#[derive(Debug, Clone)]
+pub struct ProjectionStatus {
+    pub name: String,
+    pub position: i64,
+    pub updated_at: DateTime<Utc>,
+    /// Events committed after the checkpoint.
+    pub lag_events: i64,
+    /// Age of the oldest event not yet applied; 0 when caught up.
+    pub lag_seconds: f64,
+}
+
+pub async fn status(pool: &PgPool) -> anyhow::Result<Vec<ProjectionStatus>> {
+    let rows = sqlx::query(
+        "SELECT c.name, c.position, c.updated_at,
+                (SELECT count(*) FROM events e
+                  WHERE (e.transaction_id, e.position) > (c.transaction_id, c.position)) AS lag_events,
+                COALESCE((SELECT extract(epoch FROM now() - min(e.recorded_at))::float8 FROM events e
+                  WHERE (e.transaction_id, e.position) > (c.transaction_id, c.position)), 0) AS lag_seconds
+           FROM projection_checkpoints c ORDER BY c.name",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(ProjectionStatus {
+                name: row.try_get("name")?,
+                position: row.try_get("position")?,
+                updated_at: row.try_get("updated_at")?,
+                lag_events: row.try_get("lag_events")?,
+                lag_seconds: row.try_get("lag_seconds")?,
+            })
+        })
+        .collect()
+}

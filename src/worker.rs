@@ -1,0 +1,416 @@
+//! The email worker: takes mail from RabbitMQ, renders it, sends it through
+//! SMTP, records it, then acks. A failed send waits in the retry queue with
+//! a growing TTL; after its attempts it goes to the dead-letter queue.
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use authledger_aggregates::Reference;
+use authledger_projections::mail::{connect, MailKind, MailMessage, Publisher, Topology};
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicQosOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::BasicProperties;
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::tokens::{TokenCodec, TokenKind};
+
+const ATTEMPTS_HEADER: &str = "x-authledger-attempts";
+
+/// Counters of what the workers of this process did, for `/metrics`.
+pub static MAIL_SENT: AtomicU64 = AtomicU64::new(0);
+pub static MAIL_RETRIED: AtomicU64 = AtomicU64::new(0);
+pub static MAIL_DEAD_LETTERED: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub amqp_url: String,
+    pub topology: Topology,
+    pub smtp_url: String,
+    pub from: Mailbox,
+    pub public_url: String,
+    pub prefetch: u16,
+    /// Sends tried before a mail is dead-lettered.
+    pub max_attempts: u32,
+    /// The first retry waits this long, each further one twice as long.
+    pub retry_base: Duration,
+}
+
+pub struct Worker {
+    pool: PgPool,
+    tokens: TokenCodec,
+    settings: WorkerSettings,
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    publisher: Publisher,
+}
+
+/// What became of one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Sent,
+    AlreadySent,
+    Retrying,
+    DeadLettered,
+}
+
+impl Worker {
+    pub fn new(pool: PgPool, tokens: TokenCodec, settings: WorkerSettings) -> anyhow::Result<Self> {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&settings.smtp_url)?
+            .timeout(Some(Duration::from_secs(10)))
+            .build();
+        let publisher = Publisher::new(&settings.amqp_url, settings.topology.clone());
+        Ok(Self {
+            pool,
+            tokens,
+            settings,
+            transport,
+            publisher,
+        })
+    }
+
+    /// Handles every message waiting now, then returns how many it took.
+    pub async fn run_once(&self) -> anyhow::Result<usize> {
+        let (connection, channel) = connect(
+            &self.settings.amqp_url,
+            &self.settings.topology,
+            "authledger-worker",
+        )
+        .await?;
+        let mut handled = 0;
+        while let Some(message) = channel
+            .basic_get(
+                self.settings.topology.queue.as_str().into(),
+                BasicGetOptions::default(),
+            )
+            .await?
+        {
+            self.handle(&message.delivery).await?;
+            handled += 1;
+        }
+        let _ = connection.close(200, "done".into()).await;
+        Ok(handled)
+    }
+
+    /// Consumes until `shutdown` completes, reconnecting with back-off when
+    /// the broker goes away. A delivery in progress finishes (and is acked)
+    /// before shutdown returns.
+    pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let session = async {
+                let (connection, channel) = connect(
+                    &self.settings.amqp_url,
+                    &self.settings.topology,
+                    "authledger-worker",
+                )
+                .await?;
+                channel
+                    .basic_qos(self.settings.prefetch, BasicQosOptions::default())
+                    .await?;
+                let consumer = channel
+                    .basic_consume(
+                        self.settings.topology.queue.as_str().into(),
+                        ShortString::from(""),
+                        BasicConsumeOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await?;
+                anyhow::Ok((connection, channel, consumer))
+            };
+            let (connection, _channel, mut consumer) = tokio::select! {
+                () = &mut shutdown => return,
+                result = session => match result {
+                    Ok(session) => session,
+                    Err(error) => {
+                        tracing::warn!(error = format!("{error:#}"), ?backoff, "mail worker cannot reach RabbitMQ; retrying");
+                        tokio::select! {
+                            () = &mut shutdown => return,
+                            () = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        continue;
+                    }
+                }
+            };
+            backoff = Duration::from_millis(500);
+            tracing::info!("mail worker consuming");
+            loop {
+                let next = tokio::select! {
+                    () = &mut shutdown => {
+                        let _ = connection.close(200, "shutting down".into()).await;
+                        return;
+                    }
+                    next = consumer.next() => next,
+                };
+                match next {
+                    Some(Ok(delivery)) => {
+                        if let Err(error) = self.handle(&delivery).await {
+                            tracing::warn!(
+                                error = format!("{error:#}"),
+                                "mail not handled; it will be redelivered"
+                            );
+                            let _ = delivery
+                                .nack(BasicNackOptions {
+                                    requeue: true,
+                                    ..Default::default()
+                                })
+                                .await;
+                        }
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "mail consumer failed; reconnecting");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+
+    /// Sends one delivery, or moves it on to retry or the dead-letter
+    /// queue, then acks it. An error leaves it unacked for redelivery.
+    pub async fn handle(&self, delivery: &Delivery) -> anyhow::Result<Outcome> {
+        let attempts = attempts_of(&delivery.properties) + 1;
+        let message: MailMessage = match serde_json::from_slice(&delivery.data) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::error!(%error, "a mail message does not parse; dead-lettering it");
+                return self
+                    .give_up(delivery, attempts, "unparseable message")
+                    .await;
+            }
+        };
+        let already: Option<String> =
+            sqlx::query_scalar("SELECT message_id FROM sent_mail WHERE message_id = $1")
+                .bind(&message.message_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        if already.is_some() {
+            delivery.ack(BasicAckOptions::default()).await?;
+            return Ok(Outcome::AlreadySent);
+        }
+        match self.send(&message).await {
+            Ok(()) => {
+                sqlx::query(
+                    "INSERT INTO sent_mail (message_id) VALUES ($1) ON CONFLICT DO NOTHING",
+                )
+                .bind(&message.message_id)
+                .execute(&self.pool)
+                .await?;
+                delivery.ack(BasicAckOptions::default()).await?;
+                MAIL_SENT.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(message_id = %message.message_id, kind = ?message.kind, "mail sent");
+                Ok(Outcome::Sent)
+            }
+            Err(error) if attempts >= self.settings.max_attempts => {
+                tracing::error!(message_id = %message.message_id, %error, attempts, "mail failed every attempt; dead-lettering it");
+                self.give_up(delivery, attempts, &error.to_string()).await
+            }
+            Err(error) => {
+                let wait = self.settings.retry_base * 2u32.saturating_pow(attempts - 1);
+                tracing::warn!(message_id = %message.message_id, %error, attempts, ?wait, "mail not sent; will retry");
+                let properties = forward_properties(&delivery.properties, attempts)
+                    .with_expiration(ShortString::from(wait.as_millis().to_string()));
+                self.publisher
+                    .publish(
+                        &self.settings.topology.retry_exchange,
+                        &delivery.data,
+                        properties,
+                    )
+                    .await?;
+                delivery.ack(BasicAckOptions::default()).await?;
+                MAIL_RETRIED.fetch_add(1, Ordering::Relaxed);
+                Ok(Outcome::Retrying)
+            }
+        }
+    }
+
+    async fn give_up(
+        &self,
+        delivery: &Delivery,
+        attempts: u32,
+        reason: &str,
+    ) -> anyhow::Result<Outcome> {
+        let mut properties = forward_properties(&delivery.properties, attempts);
+        let mut headers = properties.headers().clone().unwrap_or_default();
+        headers.insert(
+            "x-authledger-error".into(),
+            AMQPValue::LongString(reason.chars().take(500).collect::<String>().into()),
+        );
+        properties = properties.with_headers(headers);
+        self.publisher
+            .publish(
+                &self.settings.topology.dead_exchange,
+                &delivery.data,
+                properties,
+            )
+            .await?;
+        delivery.ack(BasicAckOptions::default()).await?;
+        MAIL_DEAD_LETTERED.fetch_add(1, Ordering::Relaxed);
+        Ok(Outcome::DeadLettered)
+    }
+
+    async fn send(&self, message: &MailMessage) -> anyhow::Result<()> {
+        let (subject, text, html) = self.render(message)?;
+        let to: Mailbox = message.to.parse()?;
+        let email = Message::builder()
+            .from(self.settings.from.clone())
+            .to(to)
+            .subject(subject)
+            .message_id(Some(format!(
+                "<{}@authledger>",
+                message.message_id.replace('/', ".")
+            )))
+            .multipart(MultiPart::alternative_plain_html(text, html))?;
+        self.transport.send(email).await?;
+        Ok(())
+    }
+
+    /// Subject, plain text and HTML of a mail.
+    fn render(&self, message: &MailMessage) -> anyhow::Result<(String, String, String)> {
+        let when = message.at.format("%Y-%m-%d %H:%M UTC").to_string();
+        let origin = format!(
+            "from IP address {} ({})",
+            message.client_ip,
+            if message.user_agent.is_empty() {
+                "unknown browser"
+            } else {
+                &message.user_agent
+            }
+        );
+        let not_you = "If this was not you, sign in and reset your multi-factor authentication from your profile, \
+                       change your password, and tell your administrator.";
+        let (subject, lines): (&str, Vec<String>) = match message.kind {
+            MailKind::SignInLink => {
+                let link = message
+                    .link
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("a sign-in link mail without its link"))?;
+                let url = self.link_url(message.user_id, &link.reference)?;
+                let expires = link.expires_at.format("%H:%M UTC").to_string();
+                (
+                    "Your sign-in link",
+                    vec![
+                        format!("Someone asked to sign in to your account at {when}, {origin}."),
+                        format!("Open this link to finish signing in; it works once, until {expires}:"),
+                        url,
+                        "If you did not try to sign in, ignore this mail and change your password: someone knows it.".into(),
+                    ],
+                )
+            }
+            MailKind::AuthenticatorEnrolled => (
+                "A new authenticator was added to your account",
+                vec![format!("An authenticator app was enrolled for your account at {when}, {origin}."), not_you.into()],
+            ),
+            MailKind::MfaReset => (
+                "Your multi-factor authentication was reset",
+                vec![
+                    format!("Multi-factor authentication was reset for your account at {when}, {origin}. Every session was signed out; the next sign-in sets up a new authenticator."),
+                    not_you.into(),
+                ],
+            ),
+            MailKind::RecoveryCodeUsed => (
+                "Your recovery code was used",
+                vec![
+                    format!("Your recovery code was used to sign in at {when}, {origin}. A new code was shown at that sign-in; the old one no longer works."),
+                    not_you.into(),
+                ],
+            ),
+            MailKind::SignedInWithEmailLink => (
+                "You signed in with an email link",
+                vec![format!("Your account was signed in with an email link at {when}, {origin}."), not_you.into()],
+            ),
+            MailKind::SecondFactorFailed => (
+                "A sign-in to your account failed its second step",
+                vec![
+                    format!("Your password was entered correctly at {when}, {origin}, but the second step of sign-in failed."),
+                    "If this was not you, someone knows your password: change it now.".into(),
+                ],
+            ),
+            MailKind::AccountLocked => (
+                "Your account was locked",
+                vec![
+                    format!("Your account was locked at {when} after too many failed sign-ins, the last {origin}."),
+                    "An administrator must unlock it. If these attempts were not yours, change your password once it is unlocked.".into(),
+                ],
+            ),
+        };
+        let text = lines.join("\n\n") + "\n";
+        let html = format!(
+            "<!doctype html><html><body>{}</body></html>",
+            lines
+                .iter()
+                .map(|line| {
+                    if line.starts_with("http://") || line.starts_with("https://") {
+                        let url = escape(line);
+                        format!("<p><a href=\"{url}\">{url}</a></p>")
+                    } else {
+                        format!("<p>{}</p>", escape(line))
+                    }
+                })
+                .collect::<String>()
+        );
+        Ok((subject.to_owned(), text, html))
+    }
+
+    /// The link a mail carries: its token is made here from the reference
+    /// with the server key, so neither RabbitMQ nor Postgres holds it.
+    fn link_url(&self, user: Uuid, reference_hex: &str) -> anyhow::Result<String> {
+        let bytes: Vec<u8> = (0..reference_hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(reference_hex.get(i..i + 2).unwrap_or("zz"), 16))
+            .collect::<Result<_, _>>()?;
+        let reference = Reference::from_bytes(
+            bytes
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("a link reference is 16 bytes"))?,
+        );
+        let token = self.tokens.encode(TokenKind::EmailLink, user, &reference);
+        Ok(format!(
+            "{}/v1/login/email-link?token={token}",
+            self.settings.public_url.trim_end_matches('/')
+        ))
+    }
+}
+
+fn attempts_of(properties: &BasicProperties) -> u32 {
+    properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(ATTEMPTS_HEADER).cloned())
+        .and_then(|v| match v {
+            AMQPValue::LongUInt(n) => Some(n),
+            AMQPValue::LongInt(n) => u32::try_from(n).ok(),
+            AMQPValue::LongLongInt(n) => u32::try_from(n).ok(),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+/// The message's properties for its next queue, with the attempts made.
+fn forward_properties(properties: &BasicProperties, attempts: u32) -> BasicProperties {
+    let mut headers = properties.headers().clone().unwrap_or_default();
+    headers.insert(ATTEMPTS_HEADER.into(), AMQPValue::LongUInt(attempts));
+    let mut forwarded = BasicProperties::default().with_headers(headers);
+    if let Some(id) = properties.message_id() {
+        forwarded = forwarded.with_message_id(id.clone());
+    }
+    if let Some(content_type) = properties.content_type() {
+        forwarded = forwarded.with_content_type(content_type.clone());
+    }
+    forwarded
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
