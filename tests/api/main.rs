@@ -10,6 +10,7 @@ mod event_store;
 mod journey;
 mod mail;
 mod openapi;
+mod pipeline;
 mod races;
 mod secrets;
 mod throttling;

@@ -1,0 +1,425 @@
+//! The projector runtime and the pipeline's guarantees: notices, order,
+//! rebuilds, retries, dead letters, and one relay at a time.
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use authledger::worker::{Outcome, Worker, WorkerSettings, MAIL_DEAD_LETTERED};
+use authledger_projections::users::UsersProjection;
+use authledger_projections::Projector;
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::helpers::*;
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn every_security_notice_arrives_and_none_holds_a_secret(pool: PgPool) {
+    let app = spawn_app_with(pool, |s| {
+        s.policy.throttle_after_failures = 1000;
+        s.policy.lock_after_failures = 3;
+    })
+    .await;
+    let mut secrets = vec![PASSWORD.to_owned()];
+    let user = app.signed_up().await;
+    secrets.extend([
+        user.session_token.clone(),
+        user.recovery_code.clone(),
+        user.device.totp.secret().to_base32(),
+    ]);
+
+    // A correct password, then wrong codes: one notice for the attempt.
+    let login = app.password_step(&user.email).await;
+    secrets.push(login["login_token"].as_str().unwrap().to_owned());
+    for _ in 0..2 {
+        app.post(
+            "/v1/login/totp",
+            json!({"login_token": login["login_token"], "code": "000000"}),
+        )
+        .await;
+    }
+    // The recovery code.
+    let recovered: Value = app
+        .post(
+            "/v1/login/recovery-code",
+            json!({"login_token": login["login_token"], "code": user.recovery_code}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    secrets.extend([
+        recovered["session_token"].as_str().unwrap().to_owned(),
+        recovered["recovery_code"].as_str().unwrap().to_owned(),
+    ]);
+    // An email link, used.
+    let login = app.password_step(&user.email).await;
+    app.post(
+        "/v1/login/email-link",
+        json!({"login_token": login["login_token"]}),
+    )
+    .await;
+    app.deliver_mail().await;
+    let link_mail = mails_to(&user.email)
+        .await
+        .into_iter()
+        .find(|m| m["subject"] == "Your sign-in link")
+        .unwrap();
+    let token = link_in(&link_mail)
+        .split("token=")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let session: Value = app
+        .post("/v1/login/email-link/redeem", json!({"token": token}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let session_token = session["session_token"].as_str().unwrap().to_owned();
+    secrets.push(session_token.clone());
+    // MFA reset, then three wrong passwords lock the account.
+    app.post_with_session("/v1/me/mfa/reset", &session_token, None)
+        .await;
+    for _ in 0..3 {
+        app.post(
+            "/v1/login/password",
+            json!({"email": user.email, "password": "wrong password here"}),
+        )
+        .await;
+    }
+    app.deliver_mail().await;
+
+    let mails = mails_to(&user.email).await;
+    let mut subjects: Vec<&str> = mails
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap())
+        .collect();
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        [
+            "A new authenticator was added to your account",
+            "A sign-in to your account failed its second step",
+            "You signed in with an email link",
+            "Your account was locked",
+            "Your multi-factor authentication was reset",
+            "Your recovery code was used",
+            "Your sign-in link",
+        ]
+    );
+    for mail in &mails {
+        let text = format!(
+            "{}{}",
+            mail["text"].as_str().unwrap(),
+            mail["html"].as_str().unwrap()
+        );
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{} holds a secret",
+                mail["subject"]
+            );
+        }
+        assert!(!text.contains("al_sess_") && !text.contains("al_login_"));
+        if mail["subject"] == "Your sign-in link" {
+            assert!(text.contains("al_link_"));
+        } else {
+            assert!(
+                !text.contains("al_link_"),
+                "{} holds a link",
+                mail["subject"]
+            );
+            assert!(
+                text.contains("If this was not you") || text.contains("were not yours"),
+                "{text}"
+            );
+            assert!(text.contains("127.0.0.1"), "notices say where from");
+        }
+    }
+    app.remove_topology().await;
+}
+
+/// Appends a registration for a made-up user inside `tx`.
+async fn append_registration(tx: &mut sqlx::PgConnection, email: &str) {
+    let user = user_id_of(email);
+    let payload = json!({"UserRegistered": {
+        "user_id": user, "email": email,
+        "password_hash": {"key_id": "k", "nonce": "n", "ciphertext": "c"},
+        "at": "2026-01-01T00:00:00Z"}});
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         VALUES ('UserAuth', $1, 1, 'UserRegistered', '1', $2, '{}')",
+    )
+    .bind(user.to_string())
+    .bind(sqlx::types::Json(payload))
+    .execute(tx)
+    .await
+    .unwrap();
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_slow_transaction_holds_back_later_events_until_it_commits(pool: PgPool) {
+    let projector = Projector::new(pool.clone(), UsersProjection);
+    let (slow, fast) = (unique_email(), unique_email());
+    let mut slow_tx = pool.begin().await.unwrap();
+    append_registration(&mut slow_tx, &slow).await;
+    let mut fast_tx = pool.begin().await.unwrap();
+    append_registration(&mut fast_tx, &fast).await;
+    fast_tx.commit().await.unwrap();
+
+    assert_eq!(
+        projector.run_once().await.unwrap(),
+        0,
+        "the later event waits behind the open transaction"
+    );
+    slow_tx.commit().await.unwrap();
+
+    // Other databases' transactions on this server can hold the horizon
+    // back for a moment; wait for it rather than assume.
+    let mut applied = 0;
+    for _ in 0..100 {
+        applied += projector.catch_up().await.unwrap();
+        if applied >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(applied, 2);
+    assert_eq!(
+        projector.catch_up().await.unwrap(),
+        0,
+        "each event is applied once"
+    );
+    let emails: Vec<String> = sqlx::query_scalar("SELECT email FROM users ORDER BY email")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let mut expected = vec![slow, fast];
+    expected.sort();
+    assert_eq!(emails, expected);
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn rebuilding_the_users_model_gives_the_same_rows(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    let mut user = app.signed_up().await;
+    app.sign_in_with_totp(&mut user).await;
+    let other = app.signed_up().await;
+    app.post_with_session("/v1/me/mfa/reset", &other.session_token, None)
+        .await;
+    app.pipeline.users.catch_up().await.unwrap();
+
+    let snapshot = |pool: PgPool| async move {
+        let users: Vec<String> =
+            sqlx::query_scalar("SELECT row_to_json(u)::text FROM users u ORDER BY user_id")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let sessions: Vec<String> = sqlx::query_scalar(
+            "SELECT row_to_json(s)::text FROM user_sessions s ORDER BY user_id, session",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        (users, sessions)
+    };
+    let live = snapshot(pool.clone()).await;
+    assert_eq!(live.0.len(), 2);
+    assert_eq!(
+        live.1.len(),
+        3,
+        "two sign-ins of one user, one of the other"
+    );
+    let rebuilt_from = app.pipeline.users.rebuild().await.unwrap();
+    assert!(rebuilt_from > 10);
+    assert_eq!(snapshot(pool.clone()).await, live);
+}
+
+fn worker_for(app: &TestApp, smtp_url: &str, max_attempts: u32) -> Worker {
+    Worker::new(
+        app.pool.clone(),
+        app.tokens.clone(),
+        WorkerSettings {
+            amqp_url: app.settings.amqp_url.clone(),
+            topology: app.pipeline_topology(),
+            smtp_url: smtp_url.to_owned(),
+            from: app.settings.mail_from.parse().unwrap(),
+            public_url: app.settings.public_url.clone(),
+            prefetch: 16,
+            max_attempts,
+            retry_base: Duration::from_millis(100),
+        },
+    )
+    .unwrap()
+}
+
+/// An SMTP URL where nothing listens.
+const NO_SMTP: &str = "smtp://127.0.0.1:9";
+
+async fn request_link(app: &TestApp, email: &str) {
+    let login = app.password_step(email).await;
+    let response = app
+        .post(
+            "/v1/login/email-link",
+            json!({"login_token": login["login_token"]}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+}
+
+async fn queue_depth(app: &TestApp, queue: &str) -> u32 {
+    let (connection, channel) = authledger_projections::mail::connect(
+        &app.settings.amqp_url,
+        &app.pipeline_topology(),
+        "test-depth",
+    )
+    .await
+    .unwrap();
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let _ = connection.close(200, "done".into()).await;
+    declared.message_count()
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_mail_that_fails_while_smtp_is_down_is_retried_and_sent_once(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let user = app.signed_up().await;
+    request_link(&app, &user.email).await;
+    app.pipeline.relay.catch_up().await.unwrap();
+
+    let down = worker_for(&app, NO_SMTP, 5);
+    assert!(down.run_once().await.unwrap() >= 1);
+    assert_eq!(
+        queue_depth(&app, &app.pipeline_topology().retry_queue).await,
+        2,
+        "both mails wait to be retried"
+    );
+
+    // SMTP is back: after the back-off the retries are delivered.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut delivered = 0;
+    for _ in 0..50 {
+        delivered += app.pipeline.worker.run_once().await.unwrap();
+        if delivered >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let subjects: Vec<String> = mails_to(&user.email)
+        .await
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        subjects
+            .iter()
+            .filter(|s| *s == "Your sign-in link")
+            .count(),
+        1,
+        "{subjects:?}"
+    );
+    assert_eq!(subjects.len(), 2, "{subjects:?}");
+    app.remove_topology().await;
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_mail_that_always_fails_ends_in_the_dead_letter_queue_and_the_metric(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let user = app.signed_up().await;
+    app.pipeline.relay.catch_up().await.unwrap();
+    let before = MAIL_DEAD_LETTERED.load(Ordering::Relaxed);
+
+    let failing = worker_for(&app, NO_SMTP, 2);
+    let mut outcomes = Vec::new();
+    for _ in 0..50 {
+        let (connection, channel) = authledger_projections::mail::connect(
+            &app.settings.amqp_url,
+            &app.pipeline_topology(),
+            "test-get",
+        )
+        .await
+        .unwrap();
+        if let Some(message) = channel
+            .basic_get(
+                app.pipeline_topology().queue.as_str().into(),
+                Default::default(),
+            )
+            .await
+            .unwrap()
+        {
+            outcomes.push(failing.handle(&message.delivery).await.unwrap());
+        }
+        let _ = connection.close(200, "done".into()).await;
+        if outcomes.contains(&Outcome::DeadLettered) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(outcomes, [Outcome::Retrying, Outcome::DeadLettered]);
+    assert_eq!(
+        queue_depth(&app, &app.pipeline_topology().dead_queue).await,
+        1
+    );
+    assert!(MAIL_DEAD_LETTERED.load(Ordering::Relaxed) > before);
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("authledger_mail_dead_lettered_total "))
+        .unwrap();
+    assert!(
+        line.split(' ').nth(1).unwrap().parse::<u64>().unwrap() >= 1,
+        "{line}"
+    );
+    assert!(
+        metrics.contains("authledger_projection_lag_events{projection=\"email_relay\"} 0"),
+        "{metrics}"
+    );
+    assert!(mails_to(&user.email).await.is_empty());
+    app.remove_topology().await;
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn two_relays_on_one_database_publish_each_event_once(pool: PgPool) {
+    let app = spawn_app_with(pool.clone(), |s| s.policy.email_links_per_window = 100).await;
+    let user = app.signed_up().await;
+    for _ in 0..20 {
+        let login = app.password_step(&user.email).await;
+        app.post(
+            "/v1/login/email-link",
+            json!({"login_token": login["login_token"]}),
+        )
+        .await;
+    }
+    // A second server's pipeline on the same database and broker.
+    let second = authledger::startup::Pipeline::new(&app.settings, pool).unwrap();
+    let (a, b) = tokio::join!(app.pipeline.relay.catch_up(), second.relay.catch_up());
+    assert!(a.unwrap() + b.unwrap() > 0);
+    assert_eq!(
+        queue_depth(&app, &app.pipeline_topology().queue).await,
+        21,
+        "20 links and the enrollment notice"
+    );
+    app.pipeline.worker.run_once().await.unwrap();
+    assert_eq!(mails_to(&user.email).await.len(), 21);
+    app.remove_topology().await;
+}
