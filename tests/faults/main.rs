@@ -1,0 +1,164 @@
+//! Faults that disturb shared services (RabbitMQ stopped, a worker process
+//! killed). This binary runs on its own (cargo runs test binaries one after
+//! another) and its tests take turns.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+#[path = "../api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+
+use std::collections::HashSet;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sqlx::PgPool;
+use tokio::process::{Child, Command};
+use tokio::sync::{watch, Mutex};
+
+use helpers::*;
+
+/// The tests here take turns: each disturbs something the other uses.
+static TURN: Mutex<()> = Mutex::const_new(());
+
+/// Runs `rabbitmqctl`, on this machine or in the compose stack's container.
+fn rabbitmqctl(arg: &str) {
+    let local = std::process::Command::new("rabbitmqctl")
+        .arg(arg)
+        .stdout(Stdio::null())
+        .status();
+    let status = match local {
+        Ok(status) => status,
+        Err(_) => std::process::Command::new("docker")
+            .args(["compose", "exec", "-T", "rabbitmq", "rabbitmqctl", arg])
+            .stdout(Stdio::null())
+            .status()
+            .expect("rabbitmqctl, locally or through docker compose"),
+    };
+    assert!(status.success(), "rabbitmqctl {arg} failed");
+}
+
+/// Starts RabbitMQ's app again however the test ends.
+struct RestartRabbit;
+
+impl Drop for RestartRabbit {
+    fn drop(&mut self) {
+        rabbitmqctl("start_app");
+    }
+}
+
+async fn signed_up_with_links(app: &TestApp) -> String {
+    let user = app.signed_up().await;
+    user.email
+}
+
+async fn request_links(app: &TestApp, email: &str, count: usize) {
+    for _ in 0..count {
+        let login = app.password_step(email).await;
+        let response = app
+            .post(
+                "/v1/login/email-link",
+                json!({"login_token": login["login_token"]}),
+            )
+            .await;
+        assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
+    }
+}
+
+/// Waits until MailDev holds `count` distinct sign-in links for `email`;
+/// returns every link mail's link, doubles included.
+async fn wait_for_links(email: &str, count: usize, within: Duration) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let links: Vec<String> = mails_to(email)
+            .await
+            .iter()
+            .filter(|m| m["subject"] == "Your sign-in link")
+            .map(link_in)
+            .collect();
+        let distinct = links.iter().collect::<HashSet<_>>().len();
+        if distinct >= count || Instant::now() > deadline {
+            return links;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn rabbitmq_stopped_while_100_links_are_requested_loses_no_mail(pool: PgPool) {
+    let _turn = TURN.lock().await;
+    let app = spawn_app_with(pool, |s| s.policy.email_links_per_window = 1000).await;
+    let email = signed_up_with_links(&app).await;
+    let (stop, stopping) = watch::channel(false);
+    let mut tasks = app.pipeline.spawn_projections(&stopping);
+    tasks.push(app.pipeline.spawn_worker(&stopping));
+
+    let restart = RestartRabbit;
+    rabbitmqctl("stop_app");
+    request_links(&app, &email, 100).await;
+    drop(restart);
+
+    let links = wait_for_links(&email, 100, Duration::from_secs(120)).await;
+    let distinct: HashSet<&String> = links.iter().collect();
+    assert_eq!(distinct.len(), 100, "every link arrived");
+    assert_eq!(links.len(), 100, "and none twice");
+    let _ = stop.send(true);
+    futures::future::join_all(tasks).await;
+    app.remove_topology().await;
+}
+
+/// `authledger worker` as its own process, on this test's database and queues.
+async fn worker_process(app: &TestApp) -> Child {
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let base = std::env::var("DATABASE_URL").unwrap();
+    let url = format!("{}/{database}", base.rsplit_once('/').unwrap().0);
+    Command::new(env!("CARGO_BIN_EXE_authledger"))
+        .arg("worker")
+        .env("DATABASE_URL", url)
+        .env("AUTHLEDGER_SECRET_KEY", app.settings.master_key.to_base64())
+        .env("AUTHLEDGER_AMQP_PREFIX", &app.settings.amqp_prefix)
+        .env("AUTHLEDGER_PUBLIC_URL", &app.settings.public_url)
+        .env("AUTHLEDGER_NO_MIGRATE", "true")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_worker_killed_in_the_middle_of_100_mails_loses_none(pool: PgPool) {
+    let _turn = TURN.lock().await;
+    let app = spawn_app_with(pool, |s| {
+        s.policy.email_links_per_window = 1000;
+        // The worker process declares the queues as production does, so
+        // they must not differ in their arguments.
+        s.amqp_queue_expiry = None;
+    })
+    .await;
+    let email = signed_up_with_links(&app).await;
+    request_links(&app, &email, 100).await;
+    app.pipeline.relay.catch_up().await.unwrap();
+
+    let mut first = worker_process(&app).await;
+    let partial = wait_for_links(&email, 30, Duration::from_secs(60)).await;
+    first.kill().await.unwrap();
+    assert!(
+        partial.len() < 100,
+        "killed in the middle ({} sent)",
+        partial.len()
+    );
+
+    let mut second = worker_process(&app).await;
+    let links = wait_for_links(&email, 100, Duration::from_secs(60)).await;
+    second.kill().await.unwrap();
+    let distinct: HashSet<&String> = links.iter().collect();
+    assert_eq!(distinct.len(), 100, "every link arrived");
+    // The one mail the killed worker may have had accepted by SMTP but not
+    // yet recorded can be sent again; no other.
+    assert!(links.len() <= 101, "{} mails for 100 links", links.len());
+    app.remove_topology().await;
+}
