@@ -61,7 +61,10 @@ async fn projections(command: ProjectionsCommand) -> anyhow::Result<()> {
                 "{:<14} {:>12} {:>12} {:>12}  updated",
                 "projection", "position", "lag events", "lag seconds"
             );
-            for p in authledger_projections::status(&pool).await? {
+            let statuses = authledger_projections::status(&pool).await.map_err(|e| {
+                e.context("reading projection checkpoints (has `authledger migrate` run?)")
+            })?;
+            for p in statuses {
                 println!(
                     "{:<14} {:>12} {:>12} {:>12.1}  {}",
                     p.name,

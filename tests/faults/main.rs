@@ -109,6 +109,11 @@ async fn rabbitmq_stopped_while_100_links_are_requested_loses_no_mail(pool: PgPo
 
 /// `authledger worker` as its own process, on this test's database and queues.
 async fn worker_process(app: &TestApp) -> Child {
+    authledger_process(app, "worker").await
+}
+
+/// `authledger <mode>` as its own process, on this test's database and queues.
+async fn authledger_process(app: &TestApp, mode: &str) -> Child {
     let database: String = sqlx::query_scalar("SELECT current_database()")
         .fetch_one(&app.pool)
         .await
@@ -116,8 +121,9 @@ async fn worker_process(app: &TestApp) -> Child {
     let base = std::env::var("DATABASE_URL").unwrap();
     let url = format!("{}/{database}", base.rsplit_once('/').unwrap().0);
     Command::new(env!("CARGO_BIN_EXE_authledger"))
-        .arg("worker")
+        .arg(mode)
         .env("DATABASE_URL", url)
+        .env("AUTHLEDGER_ADDR", "127.0.0.1:0")
         .env("AUTHLEDGER_SECRET_KEY", app.settings.master_key.to_base64())
         .env("AUTHLEDGER_AMQP_PREFIX", &app.settings.amqp_prefix)
         .env("AUTHLEDGER_PUBLIC_URL", &app.settings.public_url)
@@ -160,5 +166,40 @@ async fn a_worker_killed_in_the_middle_of_100_mails_loses_none(pool: PgPool) {
     // The one mail the killed worker may have had accepted by SMTP but not
     // yet recorded can be sent again; no other.
     assert!(links.len() <= 101, "{} mails for 100 links", links.len());
+    app.remove_topology().await;
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn two_serve_processes_on_one_database_relay_each_event_once(pool: PgPool) {
+    let _turn = TURN.lock().await;
+    let app = spawn_app_with(pool, |s| {
+        s.policy.email_links_per_window = 1000;
+        s.amqp_queue_expiry = None;
+    })
+    .await;
+    let email = signed_up_with_links(&app).await;
+    let mut servers = vec![
+        authledger_process(&app, "serve").await,
+        authledger_process(&app, "serve").await,
+    ];
+    let (stop, stopping) = watch::channel(false);
+    let worker = app.pipeline.spawn_worker(&stopping);
+    request_links(&app, &email, 30).await;
+    let links = wait_for_links(&email, 30, Duration::from_secs(60)).await;
+    // Time for either relay to (wrongly) publish again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for server in &mut servers {
+        server.kill().await.unwrap();
+    }
+    let _ = stop.send(true);
+    worker.await.unwrap();
+    let links_after = wait_for_links(&email, 30, Duration::ZERO).await;
+    assert_eq!(links.iter().collect::<HashSet<_>>().len(), 30);
+    assert_eq!(links_after.len(), 30, "each link mailed once");
+    let published: i64 = sqlx::query_scalar("SELECT count(*) FROM sent_mail")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(published, 31, "30 links and the enrollment notice");
     app.remove_topology().await;
 }
