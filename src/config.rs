@@ -129,10 +129,12 @@ pub struct MailArgs {
     )]
     pub mail_from: String,
     /// Sends tried before a mail goes to the dead-letter queue.
-    #[arg(long, env = "AUTHLEDGER_MAIL_ATTEMPTS", default_value_t = 5)]
+    #[arg(long, env = "AUTHLEDGER_MAIL_ATTEMPTS", default_value_t = 10)]
     pub mail_attempts: u32,
-    /// The first retry of a failed mail waits this long, each next twice as long.
-    #[arg(long, env = "AUTHLEDGER_MAIL_RETRY_BASE_MS", default_value_t = 2000)]
+    /// The first retry of a failed mail waits this long, each next twice as
+    /// long, at most 10 minutes: with the defaults a mail is tried for about
+    /// half an hour before it is dead-lettered.
+    #[arg(long, env = "AUTHLEDGER_MAIL_RETRY_BASE_MS", default_value_t = 5000)]
     pub mail_retry_base_ms: u64,
 }
 

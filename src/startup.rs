@@ -63,8 +63,8 @@ impl Settings {
             amqp_prefix: "authledger".into(),
             smtp_url: "smtp://127.0.0.1:1025".into(),
             mail_from: "authledger <no-reply@authledger.localhost>".into(),
-            mail_attempts: 5,
-            mail_retry_base: Duration::from_secs(2),
+            mail_attempts: 10,
+            mail_retry_base: Duration::from_secs(5),
             amqp_queue_expiry: None,
         }
     }

@@ -4,12 +4,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use authledger_aggregates::Reference;
+use authledger_aggregates::{Clock, Reference};
 use authledger_projections::mail::{connect, MailKind, MailMessage, Publisher, Topology};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicQosOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicQosOptions, BasicRejectOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::BasicProperties;
@@ -18,6 +18,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::services::SystemClock;
 use crate::tokens::{TokenCodec, TokenKind};
 
 const ATTEMPTS_HEADER: &str = "x-authledger-attempts";
@@ -56,7 +57,19 @@ pub enum Outcome {
     AlreadySent,
     Retrying,
     DeadLettered,
+    /// A sign-in link that expired while it waited: not worth sending.
+    Expired,
 }
+
+/// Why a mail was not sent: the SMTP server (retried, then dead-lettered),
+/// or our own database (the message comes back later).
+enum SendError {
+    Smtp(anyhow::Error),
+    Store(anyhow::Error),
+}
+
+/// The longest a failed mail waits before its next attempt.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(600);
 
 impl Worker {
     pub fn new(pool: PgPool, tokens: TokenCodec, settings: WorkerSettings) -> anyhow::Result<Self> {
@@ -139,9 +152,11 @@ impl Worker {
                 }
             };
             backoff = Duration::from_millis(500);
+            let mut failing = Duration::from_millis(500);
             tracing::info!("mail worker consuming");
             loop {
                 let next = tokio::select! {
+                    biased;
                     () = &mut shutdown => {
                         let _ = connection.close(200, "shutting down".into()).await;
                         return;
@@ -149,20 +164,23 @@ impl Worker {
                     next = consumer.next() => next,
                 };
                 match next {
-                    Some(Ok(delivery)) => {
-                        if let Err(error) = self.handle(&delivery).await {
+                    Some(Ok(delivery)) => match self.handle(&delivery).await {
+                        Ok(_) => failing = Duration::from_millis(500),
+                        Err(error) => {
+                            // Something of ours failed (Postgres, a publish):
+                            // wait before the message comes back, so it does
+                            // not spin; a reject counts towards the queue's
+                            // delivery limit.
                             tracing::warn!(
                                 error = format!("{error:#}"),
+                                ?failing,
                                 "mail not handled; it will be redelivered"
                             );
-                            let _ = delivery
-                                .nack(BasicNackOptions {
-                                    requeue: true,
-                                    ..Default::default()
-                                })
-                                .await;
+                            tokio::time::sleep(failing).await;
+                            failing = (failing * 2).min(Duration::from_secs(30));
+                            let _ = delivery.reject(BasicRejectOptions { requeue: true }).await;
                         }
-                    }
+                    },
                     Some(Err(error)) => {
                         tracing::warn!(%error, "mail consumer failed; reconnecting");
                         break;
@@ -176,7 +194,7 @@ impl Worker {
     /// Sends one delivery, or moves it on to retry or the dead-letter
     /// queue, then acks it. An error leaves it unacked for redelivery.
     pub async fn handle(&self, delivery: &Delivery) -> anyhow::Result<Outcome> {
-        let attempts = attempts_of(&delivery.properties) + 1;
+        let attempts = attempts_of(&delivery.properties).saturating_add(1);
         let message: MailMessage = match serde_json::from_slice(&delivery.data) {
             Ok(message) => message,
             Err(error) => {
@@ -186,34 +204,46 @@ impl Worker {
                     .await;
             }
         };
-        let already: Option<String> =
-            sqlx::query_scalar("SELECT message_id FROM sent_mail WHERE message_id = $1")
-                .bind(&message.message_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        if already.is_some() {
-            delivery.ack(BasicAckOptions::default()).await?;
-            return Ok(Outcome::AlreadySent);
+        if let Some(link) = &message.link {
+            if link.expires_at <= SystemClock.now() {
+                tracing::info!(message_id = %message.message_id, "sign-in link expired before it could be mailed; dropped");
+                delivery.ack(BasicAckOptions::default()).await?;
+                return Ok(Outcome::Expired);
+            }
         }
-        match self.send(&message).await {
-            Ok(()) => {
-                sqlx::query(
-                    "INSERT INTO sent_mail (message_id) VALUES ($1) ON CONFLICT DO NOTHING",
-                )
-                .bind(&message.message_id)
-                .execute(&self.pool)
-                .await?;
+        // One worker at a time per message id, from the check to the record:
+        // a message published twice and taken by two workers at once is
+        // sent once. A session lock, not a transaction, so no transaction
+        // id is held while SMTP answers.
+        let mut connection = self.pool.acquire().await?;
+        sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
+            .bind(&message.message_id)
+            .execute(&mut *connection)
+            .await?;
+        let sent = self.send_once(&mut connection, &message).await;
+        sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
+            .bind(&message.message_id)
+            .execute(&mut *connection)
+            .await?;
+        match sent {
+            Ok(true) => {
+                delivery.ack(BasicAckOptions::default()).await?;
+                Ok(Outcome::AlreadySent)
+            }
+            Ok(false) => {
                 delivery.ack(BasicAckOptions::default()).await?;
                 MAIL_SENT.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(message_id = %message.message_id, kind = ?message.kind, "mail sent");
                 Ok(Outcome::Sent)
             }
-            Err(error) if attempts >= self.settings.max_attempts => {
+            Err(SendError::Store(error)) => Err(error),
+            Err(SendError::Smtp(error)) if attempts >= self.settings.max_attempts => {
                 tracing::error!(message_id = %message.message_id, %error, attempts, "mail failed every attempt; dead-lettering it");
                 self.give_up(delivery, attempts, &error.to_string()).await
             }
-            Err(error) => {
-                let wait = self.settings.retry_base * 2u32.saturating_pow(attempts - 1);
+            Err(SendError::Smtp(error)) => {
+                let wait = (self.settings.retry_base * 2u32.saturating_pow(attempts - 1))
+                    .min(MAX_RETRY_WAIT);
                 tracing::warn!(message_id = %message.message_id, %error, attempts, ?wait, "mail not sent; will retry");
                 let properties = forward_properties(&delivery.properties, attempts)
                     .with_expiration(ShortString::from(wait.as_millis().to_string()));
@@ -256,6 +286,31 @@ impl Worker {
         Ok(Outcome::DeadLettered)
     }
 
+    /// Sends unless already sent, and records it. `Ok(true)`: it had been
+    /// sent before.
+    async fn send_once(
+        &self,
+        connection: &mut sqlx::PgConnection,
+        message: &MailMessage,
+    ) -> Result<bool, SendError> {
+        let already: Option<String> =
+            sqlx::query_scalar("SELECT message_id FROM sent_mail WHERE message_id = $1")
+                .bind(&message.message_id)
+                .fetch_optional(&mut *connection)
+                .await
+                .map_err(|e| SendError::Store(e.into()))?;
+        if already.is_some() {
+            return Ok(true);
+        }
+        self.send(message).await.map_err(SendError::Smtp)?;
+        sqlx::query("INSERT INTO sent_mail (message_id) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(&message.message_id)
+            .execute(&mut *connection)
+            .await
+            .map_err(|e| SendError::Store(e.into()))?;
+        Ok(false)
+    }
+
     async fn send(&self, message: &MailMessage) -> anyhow::Result<()> {
         let (subject, text, html) = self.render(message)?;
         let to: Mailbox = message.to.parse()?;
@@ -278,11 +333,7 @@ impl Worker {
         let origin = format!(
             "from IP address {} ({})",
             message.client_ip,
-            if message.user_agent.is_empty() {
-                "unknown browser"
-            } else {
-                &message.user_agent
-            }
+            describe_browser(&message.user_agent)
         );
         let not_you = "If this was not you, sign in and reset your multi-factor authentication from your profile, \
                        change your password, and tell your administrator.";
@@ -413,4 +464,40 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
         .replace('\'', "&#39;")
+}
+
+/// The user agent as a mail may show it. It is the client's own text, so an
+/// attacker's words would read as ours: only plain characters, no URLs,
+/// short, and quoted.
+fn describe_browser(user_agent: &str) -> String {
+    let plain: String = user_agent
+        .replace("://", " ")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || " ./;()_-,".contains(*c))
+        .take(80)
+        .collect();
+    let plain = plain.trim();
+    if plain.is_empty() {
+        "an unknown browser".to_owned()
+    } else {
+        format!("browser \"{plain}\"")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_agent_cannot_put_a_link_or_markup_into_a_mail() {
+        let shown =
+            describe_browser("Mozilla/5.0 <b>to cancel open https://evil.example/x?y=1</b>");
+        assert!(
+            !shown.contains("://") && !shown.contains('<') && !shown.contains('?'),
+            "{shown}"
+        );
+        assert!(shown.starts_with("browser \"Mozilla/5.0"));
+        assert_eq!(describe_browser(""), "an unknown browser");
+        assert!(describe_browser(&"a".repeat(500)).len() < 100);
+    }
 }

@@ -2,6 +2,7 @@
 //! RabbitMQ (confirmed), then advance the checkpoint. A crash between the
 //! two publishes again: at-least-once, with the event's stream and sequence
 //! as message id so the worker sends each mail once.
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use authledger_aggregates::UserAuthEvent as E;
@@ -58,45 +59,46 @@ impl Projection for EmailRelay {
     }
 
     async fn apply(&self, tx: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
+        // Reads first, then the publishes, then the writes: the transaction
+        // takes an id only at its first write, so it holds back no other
+        // projector while it waits for RabbitMQ.
+        let mut recipients: HashMap<Uuid, String> = HashMap::new();
+        let mut reported: HashSet<String> = HashSet::new();
+        let mut mails = Vec::new();
         for stored in events {
             let user: Uuid = stored.aggregate_id.parse()?;
             if let E::UserRegistered { email, .. } = &stored.event {
-                sqlx::query(
-                    "INSERT INTO mail_recipients (user_id, email) VALUES ($1, $2)
-                     ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email",
-                )
-                .bind(user)
-                .bind(email)
-                .execute(&mut *tx)
-                .await?;
+                recipients.insert(user, email.clone());
                 continue;
             }
             let Some((kind, link, attempt)) = mail_for(&stored.event) else {
                 continue;
             };
             if let Some(attempt) = attempt {
-                let first = sqlx::query(
-                    "INSERT INTO mail_attempt_notices (attempt) VALUES ($1) ON CONFLICT DO NOTHING",
+                let earlier: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM mail_attempt_notices WHERE attempt = $1)",
                 )
-                .bind(attempt)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                if !first {
+                .bind(&attempt)
+                .fetch_one(&mut *tx)
+                .await?;
+                if earlier || !reported.insert(attempt) {
                     continue;
                 }
             }
-            let to: Option<String> =
-                sqlx::query_scalar("SELECT email FROM mail_recipients WHERE user_id = $1")
-                    .bind(user)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let to = match recipients.get(&user) {
+                Some(email) => Some(email.clone()),
+                None => {
+                    sqlx::query_scalar("SELECT email FROM mail_recipients WHERE user_id = $1")
+                        .bind(user)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                }
+            };
             let Some(to) = to else {
                 tracing::warn!(%user, "no address for a mail; skipped");
                 continue;
             };
-            let message = MailMessage {
+            mails.push(MailMessage {
                 message_id: format!("{}/{}", stored.aggregate_id, stored.sequence),
                 kind,
                 user_id: user,
@@ -105,8 +107,26 @@ impl Projection for EmailRelay {
                 client_ip: stored.meta("client_ip").to_owned(),
                 user_agent: stored.meta("user_agent").to_owned(),
                 link,
-            };
-            self.publisher.publish_mail(&message).await?;
+            });
+        }
+        self.publisher.publish_mails(&mails).await?;
+        for (user, email) in recipients {
+            sqlx::query(
+                "INSERT INTO mail_recipients (user_id, email) VALUES ($1, $2)
+                 ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email",
+            )
+            .bind(user)
+            .bind(email)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for attempt in reported {
+            sqlx::query(
+                "INSERT INTO mail_attempt_notices (attempt) VALUES ($1) ON CONFLICT DO NOTHING",
+            )
+            .bind(attempt)
+            .execute(&mut *tx)
+            .await?;
         }
         Ok(())
     }

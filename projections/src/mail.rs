@@ -191,6 +191,8 @@ fn string(value: &str) -> AMQPValue {
 pub enum PublishError {
     #[error("RabbitMQ: {0}")]
     Broker(#[from] lapin::Error),
+    #[error("no connection to RabbitMQ within {0:?}")]
+    Connect(Duration),
     #[error("the broker did not confirm within {0:?}")]
     Timeout(Duration),
     #[error("the broker refused the message")]
@@ -230,39 +232,67 @@ impl Publisher {
         payload: &[u8],
         properties: BasicProperties,
     ) -> Result<(), PublishError> {
+        self.publish_all(exchange, &[(payload.to_vec(), properties)])
+            .await
+    }
+
+    /// Publishes every message, then waits for all their confirms at once
+    /// (pipelined), within one confirm timeout.
+    pub async fn publish_all(
+        &self,
+        exchange: &str,
+        messages: &[(Vec<u8>, BasicProperties)],
+    ) -> Result<(), PublishError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
         let mut slot = self.channel.lock().await;
         if slot.as_ref().is_none_or(|(connection, channel)| {
             !connection.status().connected() || !channel.status().connected()
         }) {
             *slot = None;
-            *slot = Some(connect(&self.url, &self.topology, "authledger-publisher").await?);
+            let connecting = connect(&self.url, &self.topology, "authledger-publisher");
+            *slot = Some(
+                tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+                    .await
+                    .map_err(|_| PublishError::Connect(CONNECT_TIMEOUT))??,
+            );
         }
         let Some((_, channel)) = slot.as_ref() else {
-            return Err(PublishError::Timeout(self.confirm_timeout));
+            return Err(PublishError::Connect(CONNECT_TIMEOUT));
         };
         let outcome = tokio::time::timeout(self.confirm_timeout, async {
-            channel
-                .basic_publish(
-                    exchange.into(),
-                    ROUTING_KEY.into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..Default::default()
-                    },
-                    payload,
-                    properties.with_delivery_mode(2),
-                )
-                .await?
-                .await
+            let mut confirms = Vec::with_capacity(messages.len());
+            for (payload, properties) in messages {
+                let confirm = channel
+                    .basic_publish(
+                        exchange.into(),
+                        ROUTING_KEY.into(),
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..Default::default()
+                        },
+                        payload,
+                        properties.clone().with_delivery_mode(2),
+                    )
+                    .await?;
+                confirms.push(confirm);
+            }
+            let mut results = Vec::with_capacity(confirms.len());
+            for confirm in confirms {
+                results.push(confirm.await?);
+            }
+            lapin::Result::Ok(results)
         })
         .await;
         let result = match outcome {
             Err(_) => Err(PublishError::Timeout(self.confirm_timeout)),
             Ok(Err(e)) => Err(PublishError::Broker(e)),
-            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
-            Ok(Ok(Confirmation::Ack(Some(_)))) => Err(PublishError::Unroutable),
-            Ok(Ok(Confirmation::Nack(_))) => Err(PublishError::Nacked),
-            Ok(Ok(Confirmation::NotRequested)) => Err(PublishError::Nacked),
+            Ok(Ok(confirmations)) => confirmations.into_iter().try_for_each(|c| match c {
+                Confirmation::Ack(None) => Ok(()),
+                Confirmation::Ack(Some(_)) => Err(PublishError::Unroutable),
+                Confirmation::Nack(_) | Confirmation::NotRequested => Err(PublishError::Nacked),
+            }),
         };
         if result.is_err() {
             // Start afresh next time rather than reuse a channel in an
@@ -272,16 +302,26 @@ impl Publisher {
         result
     }
 
-    /// Publishes a mail for the worker.
-    pub async fn publish_mail(&self, message: &MailMessage) -> Result<(), PublishError> {
-        let payload = serde_json::to_vec(message).unwrap_or_default();
-        let properties = BasicProperties::default()
-            .with_message_id(ShortString::from(message.message_id.as_str()))
-            .with_content_type("application/json".into());
-        self.publish(&self.topology.exchange.clone(), &payload, properties)
+    /// Publishes mails for the worker, with confirms.
+    pub async fn publish_mails(&self, mails: &[MailMessage]) -> Result<(), PublishError> {
+        let messages: Vec<(Vec<u8>, BasicProperties)> = mails
+            .iter()
+            .map(|mail| {
+                let payload = serde_json::to_vec(mail).unwrap_or_default();
+                let properties = BasicProperties::default()
+                    .with_message_id(ShortString::from(mail.message_id.as_str()))
+                    .with_content_type("application/json".into());
+                (payload, properties)
+            })
+            .collect();
+        self.publish_all(&self.topology.exchange.clone(), &messages)
             .await
     }
 }
+
+/// lapin has no connect timeout of its own; a broker that drops packets
+/// would otherwise hold a caller for minutes.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connection and a confirm-mode channel with the topology declared.
 pub async fn connect(

@@ -83,16 +83,24 @@ impl<P: Projection> Projector<P> {
             .execute(&self.pool)
             .await?;
         let mut tx = self.pool.begin().await?;
+        // An advisory lock rather than a row lock: it assigns no transaction
+        // id, so a batch that waits (the relay on RabbitMQ's confirms) does
+        // not hold back the xmin horizon every projector reads below. The
+        // id is taken only by the batch's writes, at its end.
+        let mine: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(lock_key(name))
+            .fetch_one(&mut *tx)
+            .await?;
+        if !mine {
+            return Ok(0);
+        }
         let checkpoint = sqlx::query(
             "SELECT transaction_id::text::bigint AS transaction_id, position
-               FROM projection_checkpoints WHERE name = $1 FOR UPDATE SKIP LOCKED",
+               FROM projection_checkpoints WHERE name = $1",
         )
         .bind(name)
-        .fetch_optional(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
-        let Some(checkpoint) = checkpoint else {
-            return Ok(0);
-        };
         let after: (i64, i64) = (
             checkpoint.try_get("transaction_id")?,
             checkpoint.try_get("position")?,
@@ -137,8 +145,8 @@ impl<P: Projection> Projector<P> {
             .execute(&mut *tx)
             .await?;
         // Waits for a running batch of another instance, then holds it off.
-        sqlx::query("SELECT 1 FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
-            .bind(name)
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(lock_key(name))
             .execute(&mut *tx)
             .await?;
         self.projection.reset(&mut tx).await?;
@@ -202,6 +210,17 @@ impl<P: Projection> Projector<P> {
             }
         }
     }
+}
+
+/// The advisory lock that makes one instance of a projection run at a time.
+fn lock_key(name: &str) -> i64 {
+    // FNV-1a: stable across builds and processes, unlike std's hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in "authledger projection ".bytes().chain(name.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
 /// Events after `after`, in global order, from transactions that can no

@@ -325,8 +325,56 @@ impl TestApp {
     /// Relays every pending event and sends every queued mail, as the
     /// background tasks would.
     pub async fn deliver_mail(&self) {
-        self.pipeline.relay.catch_up().await.expect("relay");
+        self.relay_everything().await;
         self.pipeline.worker.run_once().await.expect("worker");
+    }
+
+    /// Runs the relay until it has published every event. One `catch_up`
+    /// is not enough: another test's open transaction on this server can
+    /// hold the read horizon back for a moment.
+    pub async fn relay_everything(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            self.pipeline.relay.catch_up().await.expect("relay");
+            let lag = authledger_projections::status(&self.pool)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|p| p.name == "email_relay")
+                .map_or(0, |p| p.lag_events);
+            if lag == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the relay did not catch up"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Messages waiting in one of this test's queues.
+    pub async fn queue_depth(&self, queue: &str) -> u32 {
+        let (connection, channel) = authledger_projections::mail::connect(
+            &self.settings.amqp_url,
+            &self.pipeline_topology(),
+            "test-depth",
+        )
+        .await
+        .unwrap();
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let _ = connection.close(200, "done".into()).await;
+        declared.message_count()
     }
 
     /// Deletes this test's RabbitMQ queues and exchanges.
@@ -346,6 +394,19 @@ impl TestApp {
         let mut topology = authledger_projections::mail::Topology::new(&self.settings.amqp_prefix);
         topology.expires = self.settings.amqp_queue_expiry;
         topology
+    }
+}
+
+/// Waits until MailDev holds at least `count` mails for `address` (it
+/// stores a mail a moment after the SMTP exchange), then returns them all.
+pub async fn wait_for_mails(address: &str, count: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mails = mails_to(address).await;
+        if mails.len() >= count || std::time::Instant::now() > deadline {
+            return mails;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

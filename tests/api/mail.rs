@@ -19,7 +19,7 @@ async fn try_another_method_email_mails_a_link_that_signs_in_once(pool: PgPool) 
     assert_eq!(requested.status(), StatusCode::ACCEPTED);
     app.deliver_mail().await;
 
-    let mails = mails_to(&user.email).await;
+    let mails = wait_for_mails(&user.email, 2).await;
     let link_mails: Vec<&Value> = mails
         .iter()
         .filter(|m| m["subject"] == "Your sign-in link")
@@ -72,7 +72,7 @@ async fn a_second_mailed_link_voids_the_first(pool: PgPool) {
         .await;
     }
     app.deliver_mail().await;
-    let links: Vec<String> = mails_to(&user.email)
+    let links: Vec<String> = wait_for_mails(&user.email, 3)
         .await
         .iter()
         .filter(|m| m["subject"] == "Your sign-in link")
