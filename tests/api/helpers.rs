@@ -154,6 +154,15 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Posts and asserts a 200, returning the JSON answer.
+    pub async fn post_ok(&self, path: &str, body: Value) -> Value {
+        let response = self.post(path, body).await;
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{path}: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
     pub async fn post_with_session(
         &self,
         path: &str,
@@ -190,19 +199,11 @@ impl TestApp {
 
     /// The password step, which must succeed; returns its answer.
     pub async fn password_step(&self, email: &str) -> Value {
-        let response = self
-            .post(
-                "/v1/login/password",
-                json!({"email": email, "password": PASSWORD}),
-            )
-            .await;
-        assert_eq!(
-            response.status(),
-            StatusCode::OK,
-            "{}",
-            response.text().await.unwrap()
-        );
-        response.json().await.unwrap()
+        self.post_ok(
+            "/v1/login/password",
+            json!({"email": email, "password": PASSWORD}),
+        )
+        .await
     }
 
     /// Registers a new user and signs in through enrollment.
@@ -224,19 +225,12 @@ impl TestApp {
             .unwrap();
         let mut device = Device::from_uri(enrollment["otpauth_uri"].as_str().unwrap());
         let code = device.next_code().await;
-        let response = self
-            .post(
+        let confirmed = self
+            .post_ok(
                 "/v1/login/enrollment/confirm",
                 json!({"login_token": login_token, "code": code}),
             )
             .await;
-        assert_eq!(
-            response.status(),
-            StatusCode::OK,
-            "{}",
-            response.text().await.unwrap()
-        );
-        let confirmed: Value = response.json().await.unwrap();
         SignedIn {
             email: email.to_owned(),
             session_token: confirmed["session_token"].as_str().unwrap().to_owned(),
@@ -336,13 +330,7 @@ impl TestApp {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             self.pipeline.relay.catch_up().await.expect("relay");
-            let lag = authledger_projections::status(&self.pool)
-                .await
-                .unwrap()
-                .into_iter()
-                .find(|p| p.name == "email_relay")
-                .map_or(0, |p| p.lag_events);
-            if lag == 0 {
+            if projection_lag(&self.pool, "email_relay").await == 0 {
                 return;
             }
             assert!(
@@ -434,4 +422,15 @@ pub fn link_in(mail: &Value) -> String {
         .find(|word| word.contains("/v1/login/email-link?token="))
         .expect("a link in the mail")
         .to_owned()
+}
+
+/// Events the projection `name` has not applied yet (all of them before it
+/// first ran).
+pub async fn projection_lag(pool: &PgPool, name: &str) -> i64 {
+    authledger_projections::status(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.name == name)
+        .map_or(i64::MAX, |p| p.lag_events)
 }

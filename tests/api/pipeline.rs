@@ -207,7 +207,7 @@ async fn rebuilding_the_users_model_gives_the_same_rows(pool: PgPool) {
     let other = app.signed_up().await;
     app.post_with_session("/v1/me/mfa/reset", &other.session_token, None)
         .await;
-    while lag_of(&app, "users").await > 0 {
+    while projection_lag(&app.pool, "users").await > 0 {
         app.pipeline.users.catch_up().await.unwrap();
     }
 
@@ -389,7 +389,7 @@ async fn two_relays_on_one_database_publish_each_event_once(pool: PgPool) {
     // A second server's pipeline on the same database and broker.
     let second = authledger::startup::Pipeline::new(&app.settings, pool).unwrap();
     let mut relayed = 0;
-    while lag_of(&app, "email_relay").await > 0 {
+    while projection_lag(&app.pool, "email_relay").await > 0 {
         let (a, b) = tokio::join!(app.pipeline.relay.catch_up(), second.relay.catch_up());
         relayed += a.unwrap() + b.unwrap();
     }
@@ -402,14 +402,4 @@ async fn two_relays_on_one_database_publish_each_event_once(pool: PgPool) {
     app.pipeline.worker.run_once().await.unwrap();
     assert_eq!(wait_for_mails(&user.email, 21).await.len(), 21);
     app.remove_topology().await;
-}
-
-/// Events the projection `name` has not applied yet.
-async fn lag_of(app: &TestApp, name: &str) -> i64 {
-    authledger_projections::status(&app.pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|p| p.name == name)
-        .map_or(i64::MAX, |p| p.lag_events)
 }

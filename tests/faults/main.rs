@@ -196,13 +196,7 @@ async fn two_serve_processes_on_one_database_relay_each_event_once(pool: PgPool)
     // each mail once (the worker has not run, so nothing hides a double).
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let lag: i64 = authledger_projections::status(&app.pool)
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|p| p.name == "email_relay")
-            .map_or(i64::MAX, |p| p.lag_events);
-        if lag == 0 {
+        if projection_lag(&app.pool, "email_relay").await == 0 {
             break;
         }
         assert!(Instant::now() < deadline, "the relays did not catch up");
