@@ -3,12 +3,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use authledger_projections::audit_index::AuditIndex;
 use authledger_projections::users::UsersProjection;
 use authledger_projections::Projector;
 use clap::Parser;
 use tokio::sync::watch;
 
-use crate::config::{Cli, Command, ProjectionsCommand, ServeArgs};
+use crate::config::{AdminCommand, AuditCommand, Cli, Command, ProjectionsCommand, ServeArgs};
 use crate::keys::MasterKey;
 use crate::startup::{default_hashing_threads, shutdown_signal, Application, Pipeline, Settings};
 use crate::{db, telemetry};
@@ -30,6 +31,8 @@ pub async fn run() -> ExitCode {
         Some(Command::Worker(args)) => run_mode(args, Mode::Worker).await,
         Some(Command::All(args)) => run_mode(args, Mode::All).await,
         Some(Command::Projections(command)) => projections(command).await,
+        Some(Command::Audit(command)) => audit(command).await,
+        Some(Command::Admin(command)) => admin(command).await,
         None => match Cli::try_parse_from(["authledger", "all"]) {
             Ok(Cli {
                 command: Some(Command::All(args)),
@@ -83,10 +86,15 @@ async fn projections(command: ProjectionsCommand) -> anyhow::Result<()> {
                 authledger_projections::users::NAME => {
                     Projector::new(pool, UsersProjection).rebuild().await?
                 }
+                authledger_projections::audit_index::NAME => {
+                    Projector::new(pool, AuditIndex).rebuild().await?
+                }
                 authledger_projections::email_relay::NAME => anyhow::bail!(
                     "the email relay cannot be rebuilt: replaying it would mail every notice again"
                 ),
-                other => anyhow::bail!("no projection named {other:?}; projections: users"),
+                other => {
+                    anyhow::bail!("no projection named {other:?}; projections: users, audit_index")
+                }
             };
             println!("rebuilt {name} from {applied} events");
             Ok(())
@@ -117,6 +125,18 @@ fn settings(args: &ServeArgs, master_key: MasterKey) -> Settings {
         mail_attempts: args.mail.mail_attempts,
         mail_retry_base: Duration::from_millis(args.mail.mail_retry_base_ms),
         amqp_queue_expiry: None,
+        auditor_tokens: args
+            .auditor_tokens
+            .iter()
+            .filter(|t| !t.is_empty())
+            .cloned()
+            .collect(),
+        admin_tokens: args
+            .admin_tokens
+            .iter()
+            .filter(|t| !t.is_empty())
+            .cloned()
+            .collect(),
     }
 }
 
@@ -173,5 +193,189 @@ async fn run_mode(args: ServeArgs, mode: Mode) -> anyhow::Result<()> {
     if drained.is_err() {
         tracing::warn!("background tasks did not stop within 15 s");
     }
+    Ok(())
+}
+
+async fn audit(command: AuditCommand) -> anyhow::Result<()> {
+    use std::io::Write;
+
+    use futures_util::StreamExt;
+
+    use crate::audit as log;
+
+    match command {
+        AuditCommand::History {
+            user,
+            json,
+            database,
+        } => {
+            let pool = db::connect(&database.database_url, 2).await?;
+            let id = log::resolve_user(&user)
+                .ok_or_else(|| anyhow::anyhow!("{user:?} is neither a user id nor an email"))?;
+            let mut after = 0;
+            let mut out = std::io::stdout().lock();
+            if !json {
+                writeln!(
+                    out,
+                    "{:>5}  {:<30}  {:<22}  {:<22}  {:<15}  request",
+                    "seq", "occurred at", "event", "actor", "client ip"
+                )?;
+            }
+            let mut seen = 0;
+            loop {
+                let page = log::user_history(&pool, id, after, 1000).await?;
+                let Some(last) = page.last() else { break };
+                after = last.sequence;
+                for e in &page {
+                    if json {
+                        writeln!(out, "{}", serde_json::to_string(e)?)?;
+                    } else {
+                        writeln!(
+                            out,
+                            "{:>5}  {:<30}  {:<22}  {:<22}  {:<15}  {}",
+                            e.sequence,
+                            e.occurred_at.to_rfc3339(),
+                            e.event_type,
+                            e.actor,
+                            e.client_ip,
+                            e.request_id
+                        )?;
+                    }
+                }
+                seen += page.len();
+            }
+            anyhow::ensure!(seen > 0, "no events for {user}");
+            Ok(())
+        }
+        AuditCommand::State {
+            user,
+            at,
+            json,
+            database,
+            policy,
+        } => {
+            let pool = db::connect(&database.database_url, 2).await?;
+            let id = log::resolve_user(&user)
+                .ok_or_else(|| anyhow::anyhow!("{user:?} is neither a user id nor an email"))?;
+            #[allow(clippy::disallowed_methods)] // the command line's default instant
+            let at = at.unwrap_or_else(chrono::Utc::now);
+            let state = log::user_state(&pool, id, at, &policy.policy()).await?;
+            let sessions: Vec<serde_json::Value> = state
+                .live_sessions
+                .iter()
+                .map(|s| serde_json::json!({"method": s.method, "aal": s.aal, "started_at": s.started_at, "expires_at": s.expires_at}))
+                .collect();
+            let view = serde_json::json!({
+                "user_id": id, "at": at, "registered": state.registered,
+                "mfa_enrolled": state.enrolled_at.is_some(), "mfa_enrolled_at": state.enrolled_at,
+                "recovery_code_present": state.recovery_code_present, "locked": state.locked,
+                "throttled_until": state.throttled_until, "consecutive_failures": state.consecutive_failures,
+                "live_sessions": sessions,
+            });
+            if json {
+                println!("{view}");
+            } else if let Some(fields) = view.as_object() {
+                for (key, value) in fields {
+                    println!("{key:<24} {value}");
+                }
+            }
+            Ok(())
+        }
+        AuditCommand::Export {
+            since,
+            until,
+            database,
+        } => {
+            let pool = db::connect(&database.database_url, 2).await?;
+            let query = log::GlobalQuery {
+                since,
+                until,
+                ..Default::default()
+            };
+            let mut events = Box::pin(log::global_stream(pool, query));
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut count = 0u64;
+            while let Some(event) = events.next().await {
+                serde_json::to_writer(&mut out, &event?)?;
+                out.write_all(b"\n")?;
+                count += 1;
+                if count.is_multiple_of(10_000) {
+                    eprintln!("exported {count} events");
+                }
+            }
+            out.flush()?;
+            eprintln!("exported {count} events");
+            Ok(())
+        }
+        AuditCommand::Verify { database } => {
+            let pool = db::connect(&database.database_url, 2).await?;
+            let mut checked = 0;
+            let broken = log::verify(&pool, |n| {
+                checked = n;
+                eprintln!("checked {n} events");
+            })
+            .await?;
+            match broken {
+                None => {
+                    println!("intact: every stream's hash chain holds ({checked} events)");
+                    Ok(())
+                }
+                Some(link) => anyhow::bail!(
+                    "BROKEN at user {} event {}: {}",
+                    link.user_id,
+                    link.sequence,
+                    link.reason
+                ),
+            }
+        }
+    }
+}
+
+async fn admin(command: AdminCommand) -> anyhow::Result<()> {
+    use authledger_aggregates::UserAuthCommand;
+
+    use crate::command_bus::{CommandBus, CommandMetadata};
+
+    let (user, reason, serve, command) = match command {
+        AdminCommand::ResetMfa {
+            user,
+            reason,
+            serve,
+        } => (
+            user,
+            reason.clone(),
+            serve,
+            UserAuthCommand::AdminResetMfa { reason },
+        ),
+        AdminCommand::Unlock {
+            user,
+            reason,
+            serve,
+        } => (
+            user,
+            reason.clone(),
+            serve,
+            UserAuthCommand::UnlockAccount { reason },
+        ),
+    };
+    anyhow::ensure!(!reason.trim().is_empty(), "a reason is required");
+    let id = crate::audit::resolve_user(&user)
+        .ok_or_else(|| anyhow::anyhow!("{user:?} is neither a user id nor an email"))?;
+    let settings = settings(&serve, master_key(&serve)?);
+    let pool = db::connect(&serve.database.database_url, 2).await?;
+    let keyring = Arc::new(crate::keys::Keyring::new(&settings.master_key));
+    let bus = CommandBus::new(
+        pool,
+        crate::startup::services(&settings, keyring)?,
+        settings.snapshot_every,
+    );
+    let metadata = CommandMetadata {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        client_ip: "local".into(),
+        user_agent: "authledger admin".into(),
+        actor: format!("admin:cli:{}", std::env::var("USER").unwrap_or_default()),
+    };
+    let events = bus.execute(id, command, &metadata).await?;
+    println!("done: {} event(s) recorded for {id}", events.len());
     Ok(())
 }

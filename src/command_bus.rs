@@ -28,7 +28,7 @@ pub struct CommandMetadata {
     pub request_id: String,
     pub client_ip: String,
     pub user_agent: String,
-    pub actor: &'static str,
+    pub actor: String,
 }
 
 impl CommandMetadata {
@@ -37,7 +37,7 @@ impl CommandMetadata {
             ("request_id".to_owned(), self.request_id.clone()),
             ("client_ip".to_owned(), self.client_ip.clone()),
             ("user_agent".to_owned(), self.user_agent.clone()),
-            ("actor".to_owned(), self.actor.to_owned()),
+            ("actor".to_owned(), self.actor.clone()),
         ])
     }
 }

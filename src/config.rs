@@ -34,6 +34,12 @@ pub enum Command {
     /// Inspect or rebuild projections.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+    /// Read the MFA history, as an auditor, without HTTP access.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Admin commands, without HTTP access.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Apply pending database migrations, then exit.
     Migrate(DatabaseArgs),
 }
@@ -48,6 +54,75 @@ pub enum ProjectionsCommand {
         name: String,
         #[command(flatten)]
         database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// A user's events, oldest first, with who asked and from where.
+    History {
+        /// User id or email.
+        #[arg(long)]
+        user: String,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// A user's MFA state at an instant.
+    State {
+        #[arg(long)]
+        user: String,
+        /// RFC 3339, e.g. 2026-03-01T09:00:00Z (default: now).
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Every event (or those in a period) as NDJSON on standard output.
+    Export {
+        /// Events that occurred at or after this instant (RFC 3339).
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Events that occurred before this instant (RFC 3339).
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Walks every stream's hash chain; exits non-zero naming the first
+    /// broken event.
+    Verify {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Forget a user's authenticator and recovery code; end every session.
+    ResetMfa {
+        #[arg(long)]
+        user: String,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Unlock a locked or throttled account.
+    Unlock {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        serve: ServeArgs,
     },
 }
 
@@ -96,6 +171,22 @@ pub struct ServeArgs {
     /// Do not run pending migrations at start.
     #[arg(long, env = "AUTHLEDGER_NO_MIGRATE")]
     pub no_migrate: bool,
+    /// Tokens that may read the audit routes, comma-separated.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_AUDITOR_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub auditor_tokens: Vec<String>,
+    /// Tokens that may run the admin commands, comma-separated.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_ADMIN_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub admin_tokens: Vec<String>,
     #[command(flatten)]
     pub mail: MailArgs,
     #[command(flatten)]

@@ -2,6 +2,7 @@
 //! multi-factor authentication.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod cli;
 pub mod command_bus;
 pub mod config;

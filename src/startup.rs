@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authledger_aggregates::{Policy, UserAuthServices};
+use authledger_projections::audit_index::AuditIndex;
 use authledger_projections::email_relay::EmailRelay;
 use authledger_projections::mail::{Publisher, Topology};
 use authledger_projections::users::UsersProjection;
@@ -14,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::command_bus::CommandBus;
-use crate::http::{router, ApiContext, ContextInner};
+use crate::http::{router, ApiContext, ContextInner, Credentials};
 use crate::keys::{Keyring, MasterKey};
 use crate::services::{Argon2Hasher, OsRandomness, SystemClock};
 use crate::tokens::TokenCodec;
@@ -42,6 +43,8 @@ pub struct Settings {
     pub mail_retry_base: Duration,
     /// Queues unused this long are deleted by RabbitMQ (tests only).
     pub amqp_queue_expiry: Option<Duration>,
+    pub auditor_tokens: Vec<String>,
+    pub admin_tokens: Vec<String>,
 }
 
 impl Settings {
@@ -66,6 +69,8 @@ impl Settings {
             mail_attempts: 10,
             mail_retry_base: Duration::from_secs(5),
             amqp_queue_expiry: None,
+            auditor_tokens: Vec::new(),
+            admin_tokens: Vec::new(),
         }
     }
 }
@@ -83,19 +88,7 @@ impl Application {
     /// Binds the listener (port 0 picks a free port) and wires the services.
     pub async fn build(settings: Settings, pool: PgPool) -> anyhow::Result<Self> {
         let keyring = Arc::new(Keyring::new(&settings.master_key));
-        let hasher = Argon2Hasher::new(
-            settings.argon2_memory_kib,
-            settings.argon2_iterations,
-            settings.argon2_parallelism,
-            settings.hashing_threads,
-        )?;
-        let services = UserAuthServices {
-            clock: Arc::new(SystemClock),
-            randomness: Arc::new(OsRandomness),
-            hasher: Arc::new(hasher),
-            keeper: keyring.clone(),
-            policy: settings.policy.clone(),
-        };
+        let services = services(&settings, keyring.clone())?;
         let context = ApiContext::new(ContextInner {
             bus: CommandBus::new(pool.clone(), services, settings.snapshot_every),
             tokens: TokenCodec::new(keyring),
@@ -104,6 +97,7 @@ impl Application {
             public_url: settings.public_url,
             sign_in_failure_floor: settings.sign_in_failure_floor,
             amqp_url: Some(settings.amqp_url),
+            credentials: Credentials::new(&settings.auditor_tokens, &settings.admin_tokens),
         });
         let listener = TcpListener::bind(settings.addr).await?;
         Ok(Self { listener, context })
@@ -123,6 +117,23 @@ impl Application {
             .with_graceful_shutdown(shutdown)
             .await
     }
+}
+
+/// The domain's services, real ones.
+pub fn services(settings: &Settings, keyring: Arc<Keyring>) -> anyhow::Result<UserAuthServices> {
+    let hasher = Argon2Hasher::new(
+        settings.argon2_memory_kib,
+        settings.argon2_iterations,
+        settings.argon2_parallelism,
+        settings.hashing_threads,
+    )?;
+    Ok(UserAuthServices {
+        clock: Arc::new(SystemClock),
+        randomness: Arc::new(OsRandomness),
+        hasher: Arc::new(hasher),
+        keeper: keyring,
+        policy: settings.policy.clone(),
+    })
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -155,6 +166,7 @@ pub async fn shutdown_signal() {
 /// their `run_once`.
 pub struct Pipeline {
     pub users: Projector<UsersProjection>,
+    pub audit_index: Projector<AuditIndex>,
     pub relay: Projector<EmailRelay>,
     pub worker: Worker,
 }
@@ -184,6 +196,7 @@ impl Pipeline {
         )?;
         Ok(Self {
             users: Projector::new(pool.clone(), UsersProjection),
+            audit_index: Projector::new(pool.clone(), AuditIndex),
             // Small batches: the relay holds its checkpoint row while it
             // waits for RabbitMQ's confirms.
             relay: Projector::new(pool, EmailRelay::new(publisher)).with_batch_size(50),
@@ -206,7 +219,12 @@ impl Pipeline {
             let stop = stopped(shutdown.clone());
             tokio::spawn(async move { this.relay.run(stop).await })
         };
-        vec![users, relay]
+        let audit_index = {
+            let this = self.clone();
+            let stop = stopped(shutdown.clone());
+            tokio::spawn(async move { this.audit_index.run(stop).await })
+        };
+        vec![users, audit_index, relay]
     }
 
     /// Runs the email worker until `shutdown` flips.

@@ -3,6 +3,7 @@
 //! order and keep their checkpoint in the same transaction as their writes.
 #![forbid(unsafe_code)]
 
+pub mod audit_index;
 pub mod email_relay;
 pub mod mail;
 pub mod runtime;

@@ -269,6 +269,23 @@ impl ApiError {
             "The password is incorrect",
         )
     }
+    pub fn forbidden() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "This credential may not do this",
+        )
+    }
+    pub fn unknown_user() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "unknown-user", "No such user")
+    }
+    pub fn invalid_reason() -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-reason",
+            "A reason of 1 to 500 characters is required",
+        )
+    }
     pub fn contended() -> Self {
         Self::new(
             StatusCode::CONFLICT,
@@ -354,7 +371,7 @@ impl From<UserAuthError> for ApiError {
                 "not-locked",
                 "The account is neither locked nor throttled",
             ),
-            E::UnknownUser => Self::not_found(),
+            E::UnknownUser => Self::unknown_user(),
             E::Service(cause) => Self::internal_from(cause),
         }
     }

@@ -67,7 +67,7 @@ impl RequestMeta {
             request_id: self.request_id.clone(),
             client_ip: self.client_ip.clone(),
             user_agent: self.user_agent.clone(),
-            actor: "user",
+            actor: "user".into(),
         }
     }
 }
@@ -142,4 +142,66 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             ApiError::malformed_body()
         }
     })
+}
+
+/// An auditor's or admin's bearer credential, as `Staff<ROLE>`: a missing or
+/// unknown token is 401, the other role's token 403. Sessions are neither.
+pub struct Staff {
+    /// A name for the credential that is safe to record.
+    pub name: String,
+}
+
+async fn staff(
+    parts: &mut Parts,
+    ctx: &super::ApiContext,
+    wanted: super::Role,
+) -> Result<Staff, ApiError> {
+    let BearerToken(token) = BearerToken::from_request_parts(parts, ctx).await?;
+    match ctx.credentials.role_of(&token) {
+        Some((role, name)) if role == wanted => Ok(Staff { name }),
+        Some(_) => Err(ApiError::forbidden()),
+        None => Err(ApiError::unauthenticated()),
+    }
+}
+
+/// An auditor; each read is logged with the credential's name, so the
+/// auditors' own access leaves a trail.
+pub struct Auditor;
+
+impl FromRequestParts<super::ApiContext> for Auditor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        ctx: &super::ApiContext,
+    ) -> Result<Self, Self::Rejection> {
+        let auditor = staff(parts, ctx, super::Role::Auditor).await?;
+        tracing::info!(auditor = %auditor.name, path = %parts.uri.path(), "audit read");
+        Ok(Self)
+    }
+}
+
+pub struct Admin(pub Staff);
+
+impl FromRequestParts<super::ApiContext> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        ctx: &super::ApiContext,
+    ) -> Result<Self, Self::Rejection> {
+        staff(parts, ctx, super::Role::Admin).await.map(Self)
+    }
+}
+
+impl RequestMeta {
+    /// Metadata for a command an admin runs: the actor names the credential.
+    pub fn as_admin(&self, admin: &Staff) -> CommandMetadata {
+        CommandMetadata {
+            request_id: self.request_id.clone(),
+            client_ip: self.client_ip.clone(),
+            user_agent: self.user_agent.clone(),
+            actor: format!("admin:{}", admin.name),
+        }
+    }
 }

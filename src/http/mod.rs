@@ -1,5 +1,7 @@
 //! The HTTP API: one module per resource, merged here with the OpenAPI
 //! document generated from the same handlers, so the two cannot drift.
+mod admin;
+mod audit;
 mod error;
 mod extract;
 mod health;
@@ -46,6 +48,52 @@ pub struct ContextInner {
     pub sign_in_failure_floor: Duration,
     /// RabbitMQ, checked by `/readyz` when the pipeline is in use.
     pub amqp_url: Option<String>,
+    pub credentials: Credentials,
+}
+
+/// Auditor and admin tokens, kept as SHA-256 digests and compared in
+/// constant time.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    auditors: Vec<[u8; 32]>,
+    admins: Vec<[u8; 32]>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Auditor,
+    Admin,
+}
+
+impl Credentials {
+    pub fn new(auditors: &[String], admins: &[String]) -> Self {
+        let digest = |t: &String| -> [u8; 32] {
+            <sha2::Sha256 as sha2::Digest>::digest(t.as_bytes()).into()
+        };
+        Self {
+            auditors: auditors.iter().map(digest).collect(),
+            admins: admins.iter().map(digest).collect(),
+        }
+    }
+
+    /// Whose token this is, and a name for it that is safe to record (the
+    /// first bytes of its digest).
+    pub fn role_of(&self, token: &str) -> Option<(Role, String)> {
+        use sha2::Digest;
+        use subtle::ConstantTimeEq;
+        let presented: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let mut found = None;
+        // Every configured token is compared, so timing tells nothing.
+        for (role, list) in [(Role::Auditor, &self.auditors), (Role::Admin, &self.admins)] {
+            for known in list {
+                if bool::from(known.ct_eq(&presented)) {
+                    found = Some(role);
+                }
+            }
+        }
+        let name: String = presented[..4].iter().map(|b| format!("{b:02x}")).collect();
+        found.map(|role| (role, name))
+    }
 }
 
 /// What every handler shares.
@@ -95,10 +143,12 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         if let Some(components) = openapi.components.as_mut() {
-            components.add_security_scheme(
-                "session",
-                SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
-            );
+            for scheme in ["session", "auditor", "admin"] {
+                components.add_security_scheme(
+                    scheme,
+                    SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+                );
+            }
         }
     }
 }
@@ -117,6 +167,11 @@ pub fn api() -> (Router<ApiContext>, utoipa::openapi::OpenApi) {
         .routes(routes!(me::profile))
         .routes(routes!(me::reset_mfa))
         .routes(routes!(me::logout))
+        .routes(routes!(audit::user_events))
+        .routes(routes!(audit::user_state))
+        .routes(routes!(audit::events))
+        .routes(routes!(admin::reset_mfa))
+        .routes(routes!(admin::unlock))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

@@ -47,6 +47,8 @@ impl Write for SharedWriter {
 }
 
 pub const PASSWORD: &str = "violet-tangerine-harbour-42";
+pub const AUDITOR_TOKEN: &str = "test-auditor-credential-7f3a";
+pub const ADMIN_TOKEN: &str = "test-admin-credential-91c2";
 
 pub struct TestApp {
     pub settings: Settings,
@@ -74,6 +76,8 @@ pub async fn spawn_app_with(pool: PgPool, adjust: impl FnOnce(&mut Settings)) ->
     settings.hashing_threads = 2;
     settings.amqp_prefix = format!("test-{}", Uuid::new_v4().simple());
     settings.amqp_queue_expiry = Some(Duration::from_secs(600));
+    settings.auditor_tokens = vec![AUDITOR_TOKEN.into()];
+    settings.admin_tokens = vec![ADMIN_TOKEN.into()];
     adjust(&mut settings);
     let pipeline = Arc::new(Pipeline::new(&settings, pool.clone()).expect("build the pipeline"));
     let app = Application::build(settings.clone(), pool.clone())
@@ -174,6 +178,15 @@ impl TestApp {
             request = request.json(&body);
         }
         request.send().await.unwrap()
+    }
+
+    pub async fn get_with(&self, path: &str, token: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn me(&self, token: &str) -> Response {

@@ -30,7 +30,7 @@ pub use services::{
     Clock, PasswordCheck, PasswordHash, PasswordHasher, Policy, Randomness, SealPurpose, Sealed,
     SecretKeeper, ServiceError, UserAuthServices,
 };
-pub use state::{Profile, Session, UserAuth};
+pub use state::{AuditState, Profile, Session, UserAuth};
 pub use totp::{
     check_code, code_at_step, time_step, InvalidTotpCode, TotpCheck, TotpCode, TotpSecret,
     TOTP_PERIOD_SECS, TOTP_SECRET_BYTES,

@@ -275,3 +275,32 @@ impl UserAuth {
         }
     }
 }
+
+/// What an auditor asks of a user's state at an instant: folded from the
+/// events up to that instant, with time-dependent facts judged at it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditState {
+    pub registered: bool,
+    pub enrolled_at: Option<DateTime<Utc>>,
+    pub recovery_code_present: bool,
+    pub locked: bool,
+    pub throttled_until: Option<DateTime<Utc>>,
+    pub consecutive_failures: u32,
+    pub live_sessions: Vec<Session>,
+}
+
+impl UserAuth {
+    /// The state as an auditor reads it at `at` (the events folded must be
+    /// those recorded up to `at`).
+    pub fn audit_state(&self, at: DateTime<Utc>, policy: &Policy) -> AuditState {
+        AuditState {
+            registered: self.is_registered(),
+            enrolled_at: self.authenticator.as_ref().map(|a| a.enrolled_at),
+            recovery_code_present: self.recovery_code.is_some(),
+            locked: self.locked,
+            throttled_until: self.throttled_at(at),
+            consecutive_failures: self.consecutive_failures,
+            live_sessions: self.live_sessions(at, policy).cloned().collect(),
+        }
+    }
+}

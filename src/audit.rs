@@ -1,0 +1,285 @@
+//! What auditors read: a user's history, their MFA state at an instant, the
+//! global history, and the hash chain's verification. Read from the event
+//! log and the audit index only; secrets appear as "sealed" or "hashed".
+use std::collections::HashMap;
+
+use authledger_aggregates::{AuditState, Email, Policy, UserAuth, UserAuthEvent};
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{PgPool, Row};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// An event as an auditor sees it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AuditEvent {
+    pub user_id: Uuid,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub version: String,
+    pub sequence: i64,
+    /// Global position; with the transaction id it gives the log's order.
+    pub position: i64,
+    pub recorded_at: DateTime<Utc>,
+    /// The domain time the event states.
+    pub occurred_at: DateTime<Utc>,
+    pub actor: String,
+    pub request_id: String,
+    pub client_ip: String,
+    pub user_agent: String,
+    /// The event's fields; secrets only as `"sealed"` or `"hashed"`.
+    #[schema(value_type = Object)]
+    pub payload: Value,
+}
+
+/// `{user}` in a route or a command line: a user id or an email.
+pub fn resolve_user(user: &str) -> Option<Uuid> {
+    Uuid::parse_str(user)
+        .ok()
+        .or_else(|| Email::parse(user).ok().map(|email| email.user_id()))
+}
+
+/// The payload without its enum wrapper, secrets replaced by what they are.
+fn redact(payload: &Value) -> Value {
+    let inner = payload
+        .as_object()
+        .and_then(|o| o.values().next())
+        .cloned()
+        .unwrap_or(Value::Null);
+    match inner {
+        Value::Object(mut fields) => {
+            for key in ["password_hash", "secret"] {
+                if fields.contains_key(key) {
+                    fields.insert(key.to_owned(), Value::String("sealed".into()));
+                }
+            }
+            if fields.contains_key("digest") {
+                fields.insert("digest".to_owned(), Value::String("hashed".into()));
+            }
+            Value::Object(fields)
+        }
+        other => other,
+    }
+}
+
+fn to_audit_event(row: &sqlx::postgres::PgRow) -> anyhow::Result<AuditEvent> {
+    let payload: sqlx::types::Json<Value> = row.try_get("payload")?;
+    let metadata: sqlx::types::Json<HashMap<String, String>> = row.try_get("metadata")?;
+    let event: UserAuthEvent = serde_json::from_value(payload.0.clone())?;
+    let meta = |key: &str| metadata.0.get(key).cloned().unwrap_or_default();
+    Ok(AuditEvent {
+        user_id: row.try_get::<String, _>("aggregate_id")?.parse()?,
+        event_type: row.try_get("event_type")?,
+        version: row.try_get("event_version")?,
+        sequence: row.try_get("sequence")?,
+        position: row.try_get("position")?,
+        recorded_at: row.try_get("recorded_at")?,
+        occurred_at: event.at(),
+        actor: meta("actor"),
+        request_id: meta("request_id"),
+        client_ip: meta("client_ip"),
+        user_agent: meta("user_agent"),
+        payload: redact(&payload.0),
+    })
+}
+
+const EVENT_COLUMNS: &str = "e.aggregate_id, e.sequence, e.event_type, e.event_version, e.payload, e.metadata, e.position, e.recorded_at";
+
+/// A user's events after `after_sequence`, oldest first.
+pub async fn user_history(
+    pool: &PgPool,
+    user: Uuid,
+    after_sequence: i64,
+    limit: i64,
+) -> anyhow::Result<Vec<AuditEvent>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events e
+          WHERE e.aggregate_type = 'UserAuth' AND e.aggregate_id = $1 AND e.sequence > $2
+          ORDER BY e.sequence LIMIT $3"
+    ))
+    .bind(user.to_string())
+    .bind(after_sequence)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(to_audit_event).collect()
+}
+
+/// The user's MFA state as of `at`: their events up to `at`, folded.
+pub async fn user_state(
+    pool: &PgPool,
+    user: Uuid,
+    at: DateTime<Utc>,
+    policy: &Policy,
+) -> anyhow::Result<AuditState> {
+    let payloads: Vec<sqlx::types::Json<UserAuthEvent>> = sqlx::query_scalar(
+        "SELECT payload FROM events WHERE aggregate_type = 'UserAuth' AND aggregate_id = $1 ORDER BY sequence",
+    )
+    .bind(user.to_string())
+    .fetch_all(pool)
+    .await?;
+    let mut state = UserAuth::default();
+    for event in payloads
+        .into_iter()
+        .map(|p| p.0)
+        .take_while(|e| e.at() <= at)
+    {
+        state.apply(event);
+    }
+    Ok(state.audit_state(at, policy))
+}
+
+/// A filter on the global history.
+#[derive(Debug, Clone, Default)]
+pub struct GlobalQuery {
+    /// Cursor: the last event seen, as `transaction_id:position`.
+    pub after: Option<(i64, i64)>,
+    pub event_type: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+pub fn parse_cursor(cursor: &str) -> Option<(i64, i64)> {
+    let (transaction, position) = cursor.split_once(':')?;
+    Some((transaction.parse().ok()?, position.parse().ok()?))
+}
+
+fn global_sql(limit: Option<i64>) -> String {
+    format!(
+        "SELECT {EVENT_COLUMNS}, a.transaction_id::text::bigint AS transaction_id
+           FROM audit_index a
+           JOIN events e ON e.aggregate_type = 'UserAuth' AND e.aggregate_id = a.user_id::text AND e.sequence = a.sequence
+          WHERE (a.transaction_id, a.position) > ($1::text::xid8, $2)
+            AND ($3::text IS NULL OR a.event_type = $3)
+            AND ($4::timestamptz IS NULL OR a.occurred_at >= $4)
+            AND ($5::timestamptz IS NULL OR a.occurred_at < $5)
+          ORDER BY a.transaction_id, a.position{}",
+        limit.map(|l| format!(" LIMIT {l}")).unwrap_or_default()
+    )
+}
+
+/// One page of the global history and the cursor after it.
+pub async fn global_page(
+    pool: &PgPool,
+    query: &GlobalQuery,
+    limit: i64,
+) -> anyhow::Result<(Vec<AuditEvent>, Option<String>)> {
+    let (transaction, position) = query.after.unwrap_or((0, 0));
+    let rows = sqlx::query(&global_sql(Some(limit)))
+        .bind(transaction.to_string())
+        .bind(position)
+        .bind(&query.event_type)
+        .bind(query.since)
+        .bind(query.until)
+        .fetch_all(pool)
+        .await?;
+    let next = match rows.last() {
+        Some(last) if rows.len() as i64 == limit => Some(format!(
+            "{}:{}",
+            last.try_get::<i64, _>("transaction_id")?,
+            last.try_get::<i64, _>("position")?
+        )),
+        _ => None,
+    };
+    let events = rows
+        .iter()
+        .map(to_audit_event)
+        .collect::<anyhow::Result<_>>()?;
+    Ok((events, next))
+}
+
+/// The whole matching history as a stream, row by row: memory stays flat
+/// however many events there are.
+pub fn global_stream(
+    pool: PgPool,
+    query: GlobalQuery,
+) -> impl Stream<Item = anyhow::Result<AuditEvent>> + Send + 'static {
+    async_stream_rows(pool, query).flat_map(futures_util::stream::iter)
+}
+
+fn async_stream_rows(
+    pool: PgPool,
+    query: GlobalQuery,
+) -> impl Stream<Item = Vec<anyhow::Result<AuditEvent>>> + Send + 'static {
+    // Keyset pages of 1,000: each page is its own short query, so an export
+    // of any size holds no transaction (and no xmin) open while it streams.
+    futures_util::stream::unfold(Some(query), move |state| {
+        let pool = pool.clone();
+        async move {
+            let query = state?;
+            match global_page(&pool, &query, 1000).await {
+                Ok((events, next)) => {
+                    let next_query =
+                        next.and_then(|cursor| parse_cursor(&cursor))
+                            .map(|after| GlobalQuery {
+                                after: Some(after),
+                                ..query.clone()
+                            });
+                    if events.is_empty() {
+                        return None;
+                    }
+                    Some((events.into_iter().map(Ok).collect(), next_query))
+                }
+                Err(error) => Some((vec![Err(error)], None)),
+            }
+        }
+    })
+}
+
+/// The first event whose hash chain does not hold, if any.
+#[derive(Debug, Clone, Serialize)]
+pub struct BrokenLink {
+    pub user_id: String,
+    pub sequence: i64,
+    pub reason: &'static str,
+}
+
+/// Walks every stream's hash chain. Calls `progress` with the number of
+/// events checked as it goes.
+pub async fn verify(
+    pool: &PgPool,
+    mut progress: impl FnMut(u64),
+) -> anyhow::Result<Option<BrokenLink>> {
+    let mut rows = sqlx::query(
+        "SELECT aggregate_id, sequence,
+                lag(sequence) OVER w AS previous_sequence,
+                chain_hash = sha256(coalesce(lag(chain_hash) OVER w,
+                    '\\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)
+                    || event_chain_content(e)) AS hash_holds
+           FROM events e
+         WINDOW w AS (PARTITION BY aggregate_type, aggregate_id ORDER BY sequence)
+         ORDER BY aggregate_type, aggregate_id, sequence",
+    )
+    .fetch(pool);
+    let mut checked = 0u64;
+    while let Some(row) = rows.try_next().await? {
+        checked += 1;
+        if checked.is_multiple_of(10_000) {
+            progress(checked);
+        }
+        let user_id: String = row.try_get("aggregate_id")?;
+        let sequence: i64 = row.try_get("sequence")?;
+        let previous: Option<i64> = row.try_get("previous_sequence")?;
+        let holds: bool = row.try_get("hash_holds")?;
+        let expected = previous.map_or(1, |p| p + 1);
+        if sequence != expected {
+            return Ok(Some(BrokenLink {
+                user_id,
+                sequence,
+                reason: "the sequence has a gap: an event before it is missing",
+            }));
+        }
+        if !holds {
+            return Ok(Some(BrokenLink {
+                user_id,
+                sequence,
+                reason: "its hash does not match its content and its predecessor's hash",
+            }));
+        }
+    }
+    progress(checked);
+    Ok(None)
+}

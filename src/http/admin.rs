@@ -1,0 +1,104 @@
+//! Admin commands: reset a user's MFA, unlock an account. The events record
+//! the admin credential as actor, and the reason.
+use authledger_aggregates::{UserAuthCommand, UserAuthEvent};
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::extract::{Admin, Json, RequestMeta};
+use super::{ApiContext, ApiError, BodyProblems, Problem, Result, ServerProblems};
+use crate::audit::resolve_user;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminRequest {
+    /// Why, for the record: 1 to 500 characters.
+    reason: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AdminDone {
+    sessions_ended: usize,
+}
+
+fn reason(request: AdminRequest) -> Result<String> {
+    let reason = request.reason.trim().to_owned();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(ApiError::invalid_reason());
+    }
+    Ok(reason)
+}
+
+/// Resets a user's MFA (lost phone, identity checked out of band): the
+/// authenticator and recovery code are forgotten and every session ends.
+#[utoipa::path(post, path = "/v1/admin/users/{user}/mfa/reset", tag = "admin",
+    params(("user" = String, Path, description = "User id or email")),
+    request_body = AdminRequest,
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "Reset", body = AdminDone),
+        (status = 401, description = "`unauthenticated`: no admin credential", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: an auditor's credential", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`unknown-user`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`contended`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-body`, `invalid-reason`", body = Problem, content_type = "application/problem+json"),
+        BodyProblems,
+        ServerProblems,
+    ))]
+pub async fn reset_mfa(
+    State(ctx): State<ApiContext>,
+    meta: RequestMeta,
+    Admin(admin): Admin,
+    Path(user): Path<String>,
+    Json(body): Json<AdminRequest>,
+) -> Result<axum::Json<AdminDone>> {
+    let user = resolve_user(&user).ok_or_else(ApiError::unknown_user)?;
+    let reason = reason(body)?;
+    let events = ctx
+        .bus
+        .execute(
+            user,
+            UserAuthCommand::AdminResetMfa { reason },
+            &meta.as_admin(&admin),
+        )
+        .await?;
+    let sessions_ended = events
+        .iter()
+        .filter(|e| matches!(e, UserAuthEvent::SessionEnded { .. }))
+        .count();
+    Ok(axum::Json(AdminDone { sessions_ended }))
+}
+
+/// Unlocks a locked or throttled account and clears its failure count.
+#[utoipa::path(post, path = "/v1/admin/users/{user}/unlock", tag = "admin",
+    params(("user" = String, Path, description = "User id or email")),
+    request_body = AdminRequest,
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "Unlocked", body = AdminDone),
+        (status = 401, description = "`unauthenticated`: no admin credential", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: an auditor's credential", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`unknown-user`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`not-locked`, `contended`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-body`, `invalid-reason`", body = Problem, content_type = "application/problem+json"),
+        BodyProblems,
+        ServerProblems,
+    ))]
+pub async fn unlock(
+    State(ctx): State<ApiContext>,
+    meta: RequestMeta,
+    Admin(admin): Admin,
+    Path(user): Path<String>,
+    Json(body): Json<AdminRequest>,
+) -> Result<axum::Json<AdminDone>> {
+    let user = resolve_user(&user).ok_or_else(ApiError::unknown_user)?;
+    let reason = reason(body)?;
+    ctx.bus
+        .execute(
+            user,
+            UserAuthCommand::UnlockAccount { reason },
+            &meta.as_admin(&admin),
+        )
+        .await?;
+    Ok(axum::Json(AdminDone { sessions_ended: 0 }))
+}

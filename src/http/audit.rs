@@ -1,0 +1,253 @@
+//! Auditors' reads: a user's history, their MFA state at an instant, and
+//! the global history, paginated or streamed as NDJSON.
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::extract::Auditor;
+use super::{ApiContext, ApiError, Problem, Result, ServerProblems};
+use crate::audit::{self, resolve_user, AuditEvent, GlobalQuery};
+
+const DEFAULT_LIMIT: i64 = 100;
+const MAX_LIMIT: i64 = 1000;
+
+fn query<T>(query: std::result::Result<Query<T>, QueryRejection>) -> Result<T> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|_| ApiError::invalid_query())
+}
+
+fn limit(limit: Option<i64>) -> Result<i64> {
+    match limit.unwrap_or(DEFAULT_LIMIT) {
+        l if (1..=MAX_LIMIT).contains(&l) => Ok(l),
+        _ => Err(ApiError::invalid_query().with_detail("limit is 1 to 1000")),
+    }
+}
+
+fn user(user: &str) -> Result<Uuid> {
+    resolve_user(user).ok_or_else(ApiError::unknown_user)
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct HistoryQuery {
+    /// Return events after this sequence number (the previous page's `next_after`).
+    after: Option<i64>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct History {
+    user_id: Uuid,
+    events: Vec<AuditEvent>,
+    /// Pass as `after` for the next page; absent on the last.
+    next_after: Option<i64>,
+}
+
+/// A user's history, oldest first: every event with its metadata.
+#[utoipa::path(get, path = "/v1/audit/users/{user}/events", tag = "audit",
+    params(("user" = String, Path, description = "User id or email"), HistoryQuery),
+    security(("auditor" = [])),
+    responses(
+        (status = 200, description = "A page of the history", body = History),
+        (status = 400, description = "`invalid-query`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthenticated`: no auditor credential", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: an admin's credential", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`unknown-user`", body = Problem, content_type = "application/problem+json"),
+        ServerProblems,
+    ))]
+pub async fn user_events(
+    State(ctx): State<ApiContext>,
+    _auditor: Auditor,
+    Path(who): Path<String>,
+    params: std::result::Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<axum::Json<History>> {
+    let params = query(params)?;
+    let user_id = user(&who)?;
+    let limit = limit(params.limit)?;
+    let events = audit::user_history(&ctx.pool, user_id, params.after.unwrap_or(0), limit)
+        .await
+        .map_err(ApiError::internal_from)?;
+    if events.is_empty() && params.after.is_none() {
+        return Err(ApiError::unknown_user());
+    }
+    let next_after = (events.len() as i64 == limit)
+        .then(|| events.last().map(|e| e.sequence))
+        .flatten();
+    Ok(axum::Json(History {
+        user_id,
+        events,
+        next_after,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct StateQuery {
+    /// The instant, RFC 3339 (default: now).
+    at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MfaState {
+    user_id: Uuid,
+    at: DateTime<Utc>,
+    registered: bool,
+    mfa_enrolled: bool,
+    mfa_enrolled_at: Option<DateTime<Utc>>,
+    recovery_code_present: bool,
+    locked: bool,
+    /// Set while sign-in waits after repeated failures.
+    throttled_until: Option<DateTime<Utc>>,
+    consecutive_failures: u32,
+    live_sessions: Vec<LiveSession>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LiveSession {
+    method: String,
+    aal: String,
+    started_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    last_active_at: DateTime<Utc>,
+}
+
+fn label<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// A user's MFA state as of an instant, folded from their events up to it.
+#[utoipa::path(get, path = "/v1/audit/users/{user}/state", tag = "audit",
+    params(("user" = String, Path, description = "User id or email"), StateQuery),
+    security(("auditor" = [])),
+    responses(
+        (status = 200, description = "The state at that instant", body = MfaState),
+        (status = 400, description = "`invalid-query`: `at` is not RFC 3339", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`unknown-user`", body = Problem, content_type = "application/problem+json"),
+        ServerProblems,
+    ))]
+pub async fn user_state(
+    State(ctx): State<ApiContext>,
+    _auditor: Auditor,
+    Path(who): Path<String>,
+    params: std::result::Result<Query<StateQuery>, QueryRejection>,
+) -> Result<axum::Json<MfaState>> {
+    let params = query(params)?;
+    let user_id = user(&who)?;
+    let services = ctx.bus.services();
+    let at = params.at.unwrap_or_else(|| services.clock.now());
+    let state = audit::user_state(&ctx.pool, user_id, at, &services.policy)
+        .await
+        .map_err(ApiError::internal_from)?;
+    Ok(axum::Json(MfaState {
+        user_id,
+        at,
+        registered: state.registered,
+        mfa_enrolled: state.enrolled_at.is_some(),
+        mfa_enrolled_at: state.enrolled_at,
+        recovery_code_present: state.recovery_code_present,
+        locked: state.locked,
+        throttled_until: state.throttled_until,
+        consecutive_failures: state.consecutive_failures,
+        live_sessions: state
+            .live_sessions
+            .iter()
+            .map(|s| LiveSession {
+                method: label(&s.method),
+                aal: label(&s.aal),
+                started_at: s.started_at,
+                expires_at: s.expires_at,
+                last_active_at: s.last_active_at,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct EventsQuery {
+    /// Cursor: the previous page's `next`.
+    after: Option<String>,
+    /// Page size, 1 to 1000 (default 100); ignored for NDJSON, which streams everything.
+    limit: Option<i64>,
+    /// Only events of this type, e.g. `MfaReset`.
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    /// Only events that occurred at or after this instant (RFC 3339).
+    since: Option<DateTime<Utc>>,
+    /// Only events that occurred before this instant (RFC 3339).
+    until: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventsPage {
+    events: Vec<AuditEvent>,
+    /// Pass as `after` for the next page; absent on the last.
+    next: Option<String>,
+}
+
+/// The global history in the log's order, filtered by type and time;
+/// cursor-paginated JSON, or the whole of it as NDJSON with
+/// `Accept: application/x-ndjson`, streamed in constant memory.
+#[utoipa::path(get, path = "/v1/audit/events", tag = "audit",
+    params(EventsQuery),
+    security(("auditor" = [])),
+    responses(
+        (status = 200, description = "A page, or an NDJSON stream of events", body = EventsPage,
+            content((EventsPage = "application/json"), (AuditEvent = "application/x-ndjson"))),
+        (status = 400, description = "`invalid-query`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        ServerProblems,
+    ))]
+pub async fn events(
+    State(ctx): State<ApiContext>,
+    _auditor: Auditor,
+    headers: HeaderMap,
+    params: std::result::Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Response> {
+    let params = query(params)?;
+    let after = match &params.after {
+        Some(cursor) => Some(
+            audit::parse_cursor(cursor)
+                .ok_or_else(|| ApiError::invalid_query().with_detail("after is not a cursor"))?,
+        ),
+        None => None,
+    };
+    let global = GlobalQuery {
+        after,
+        event_type: params.event_type.clone(),
+        since: params.since,
+        until: params.until,
+    };
+    let ndjson = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/x-ndjson"));
+    if ndjson {
+        let lines = audit::global_stream(ctx.pool.clone(), global).map(|event| {
+            event.and_then(|e| {
+                let mut line = serde_json::to_vec(&e)?;
+                line.push(b'\n');
+                Ok(line)
+            })
+        });
+        let body = Body::from_stream(lines.map(|line| line.map_err(std::io::Error::other)));
+        return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response());
+    }
+    let limit = limit(params.limit)?;
+    let (events, next) = audit::global_page(&ctx.pool, &global, limit)
+        .await
+        .map_err(ApiError::internal_from)?;
+    Ok(axum::Json(EventsPage { events, next }).into_response())
+}

@@ -1,0 +1,434 @@
+//! Auditors replay the MFA history; admins act; neither is a user session.
+#![allow(clippy::disallowed_methods)] // the test takes instants from the wall clock, as the server does
+
+use std::time::Duration;
+
+use chrono::Utc;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::helpers::*;
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn audit_reads_need_an_auditor_and_admin_actions_an_admin(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let user = app.signed_up().await;
+    let history = format!("/v1/audit/users/{}/events", user.email);
+    let unlock = format!("/v1/admin/users/{}/unlock", user.email);
+
+    let none = app.client.get(app.url(&history)).send().await.unwrap();
+    assert_problem(none, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    assert_problem(
+        app.get_with(&history, &user.session_token).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    )
+    .await;
+    assert_problem(
+        app.get_with(&history, ADMIN_TOKEN).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    assert_eq!(
+        app.get_with(&history, AUDITOR_TOKEN).await.status(),
+        StatusCode::OK
+    );
+
+    let reason = json!({"reason": "support ticket 42"});
+    let as_auditor = app
+        .post_with_session(&unlock, AUDITOR_TOKEN, Some(reason.clone()))
+        .await;
+    assert_problem(as_auditor, StatusCode::FORBIDDEN, "forbidden").await;
+    let as_user = app
+        .post_with_session(&unlock, &user.session_token, Some(reason.clone()))
+        .await;
+    assert_problem(as_user, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    // An admin may act; this account is not locked.
+    let as_admin = app
+        .post_with_session(&unlock, ADMIN_TOKEN, Some(reason))
+        .await;
+    assert_problem(as_admin, StatusCode::CONFLICT, "not-locked").await;
+    let unknown = app
+        .get_with("/v1/audit/users/nobody@example.com/events", AUDITOR_TOKEN)
+        .await;
+    assert_problem(unknown, StatusCode::NOT_FOUND, "unknown-user").await;
+}
+
+async fn state_at(app: &TestApp, email: &str, at: chrono::DateTime<Utc>) -> Value {
+    let path = format!(
+        "/v1/audit/users/{email}/state?at={}",
+        at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    );
+    let response = app.get_with(&path, AUDITOR_TOKEN).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn the_history_lists_every_event_and_the_state_is_right_at_any_instant(pool: PgPool) {
+    let app = spawn_app_with(pool, |s| {
+        s.policy.throttle_base = chrono::Duration::seconds(2)
+    })
+    .await;
+    let mut user = app.signed_up().await;
+    let enrolled = Utc::now();
+
+    // Five wrong codes: a throttle.
+    let login = app.password_step(&user.email).await;
+    for _ in 0..5 {
+        app.post(
+            "/v1/login/totp",
+            json!({"login_token": login["login_token"], "code": "000000"}),
+        )
+        .await;
+    }
+    let throttled = Utc::now();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Sign-ins by TOTP, recovery code and email link.
+    app.sign_in_with_totp(&mut user).await;
+    let login = app.password_step(&user.email).await;
+    let recovered = app
+        .post_ok(
+            "/v1/login/recovery-code",
+            json!({"login_token": login["login_token"], "code": user.recovery_code}),
+        )
+        .await;
+    let login = app.password_step(&user.email).await;
+    app.post(
+        "/v1/login/email-link",
+        json!({"login_token": login["login_token"]}),
+    )
+    .await;
+    let signed_in_thrice = Utc::now();
+    // Reset, then re-enrollment.
+    app.post_with_session(
+        "/v1/me/mfa/reset",
+        recovered["session_token"].as_str().unwrap(),
+        None,
+    )
+    .await;
+    let between = Utc::now();
+    let login = app.password_step(&user.email).await;
+    app.enroll(&user.email, login["login_token"].as_str().unwrap())
+        .await;
+    let reenrolled = Utc::now();
+    // Failures, a throttle, and an admin's unlock.
+    for _ in 0..5 {
+        app.post(
+            "/v1/login/password",
+            json!({"email": user.email, "password": "wrong password here"}),
+        )
+        .await;
+    }
+    let unlock = format!("/v1/admin/users/{}/unlock", user.email);
+    let unlocked = app
+        .post_with_session(
+            &unlock,
+            ADMIN_TOKEN,
+            Some(json!({"reason": "owner called"})),
+        )
+        .await;
+    assert_eq!(unlocked.status(), StatusCode::OK);
+
+    let history: Value = app
+        .get_with(
+            &format!("/v1/audit/users/{}/events?limit=1000", user.email),
+            AUDITOR_TOKEN,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let events = history["events"].as_array().unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    for expected in [
+        "UserRegistered",
+        "PasswordVerified",
+        "MfaEnrollmentStarted",
+        "MfaEnrolled",
+        "RecoveryCodeIssued",
+        "SessionStarted",
+        "TotpRejected",
+        "SignInThrottled",
+        "TotpVerified",
+        "RecoveryCodeUsed",
+        "EmailLinkRequested",
+        "MfaReset",
+        "SessionEnded",
+        "PasswordRejected",
+        "AccountUnlocked",
+    ] {
+        assert!(
+            types.contains(&expected),
+            "{expected} missing from {types:?}"
+        );
+    }
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(
+            event["sequence"],
+            i as i64 + 1,
+            "oldest first, none missing"
+        );
+        assert_eq!(event["version"], "1");
+        assert_eq!(event["client_ip"], "127.0.0.1");
+        assert!(!event["request_id"].as_str().unwrap().is_empty());
+        assert!(
+            event["position"].is_i64()
+                && event["recorded_at"].is_string()
+                && event["occurred_at"].is_string()
+        );
+    }
+    let unlock_event = events
+        .iter()
+        .find(|e| e["type"] == "AccountUnlocked")
+        .unwrap();
+    assert!(unlock_event["actor"]
+        .as_str()
+        .unwrap()
+        .starts_with("admin:"));
+    assert_eq!(unlock_event["payload"]["reason"], "owner called");
+    assert_eq!(events[0]["actor"], "user");
+    assert_eq!(events[0]["payload"]["password_hash"], "sealed");
+
+    let at_enrollment = state_at(&app, &user.email, enrolled).await;
+    assert_eq!(at_enrollment["mfa_enrolled"], true);
+    assert_eq!(at_enrollment["recovery_code_present"], true);
+    assert_eq!(at_enrollment["live_sessions"].as_array().unwrap().len(), 1);
+    assert!(at_enrollment["throttled_until"].is_null());
+
+    let in_throttle = state_at(&app, &user.email, throttled).await;
+    assert!(in_throttle["throttled_until"].is_string(), "{in_throttle}");
+    assert_eq!(in_throttle["consecutive_failures"], 5);
+
+    let after_sign_ins = state_at(&app, &user.email, signed_in_thrice).await;
+    assert_eq!(
+        after_sign_ins["live_sessions"].as_array().unwrap().len(),
+        3,
+        "enrollment, TOTP and recovery sessions"
+    );
+    assert!(after_sign_ins["throttled_until"].is_null());
+
+    let in_between = state_at(&app, &user.email, between).await;
+    assert_eq!(in_between["mfa_enrolled"], false);
+    assert_eq!(in_between["recovery_code_present"], false);
+    assert!(
+        in_between["live_sessions"].as_array().unwrap().is_empty(),
+        "signed out everywhere"
+    );
+
+    let again = state_at(&app, &user.email, reenrolled).await;
+    assert_eq!(again["mfa_enrolled"], true);
+    assert_eq!(again["live_sessions"].as_array().unwrap().len(), 1);
+    assert_ne!(again["mfa_enrolled_at"], at_enrollment["mfa_enrolled_at"]);
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn the_global_history_pages_filters_and_streams(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let first = app.signed_up().await;
+    let second = app.signed_up().await;
+    let mut applied = 0;
+    while projection_lag(&app.pool, "audit_index").await > 0 {
+        applied += app.pipeline.audit_index.catch_up().await.unwrap();
+    }
+    assert!(applied > 0);
+
+    let page: Value = app
+        .get_with("/v1/audit/events?limit=5", AUDITOR_TOKEN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["events"].as_array().unwrap().len(), 5);
+    let next = page["next"].as_str().unwrap();
+    let rest: Value = app
+        .get_with(
+            &format!("/v1/audit/events?limit=1000&after={next}"),
+            AUDITOR_TOKEN,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let total = 5 + rest["events"].as_array().unwrap().len();
+    assert!(rest["next"].is_null());
+
+    let enrolled: Value = app
+        .get_with("/v1/audit/events?type=MfaEnrolled", AUDITOR_TOKEN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let users: Vec<&str> = enrolled["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        users,
+        [
+            user_id_of(&first.email).to_string(),
+            user_id_of(&second.email).to_string()
+        ]
+    );
+    let future: Value = app
+        .get_with("/v1/audit/events?since=2999-01-01T00:00:00Z", AUDITOR_TOKEN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(future["events"].as_array().unwrap().is_empty());
+
+    let ndjson = app
+        .client
+        .get(app.url("/v1/audit/events"))
+        .bearer_auth(AUDITOR_TOKEN)
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ndjson.headers()["content-type"], "application/x-ndjson");
+    let text = ndjson.text().await.unwrap();
+    assert_eq!(text.lines().count(), total);
+    let secrets = [
+        first.session_token.as_str(),
+        first.recovery_code.as_str(),
+        second.session_token.as_str(),
+        PASSWORD,
+    ];
+    for secret in secrets {
+        assert!(!text.contains(secret), "an audit answer holds a secret");
+    }
+    for line in text.lines() {
+        let event: Value = serde_json::from_str(line).unwrap();
+        if let Some(secret) = event["payload"].get("secret") {
+            assert_eq!(
+                secret, "sealed",
+                "the TOTP secret shows only as sealed, not even as ciphertext"
+            );
+        }
+    }
+    assert!(
+        !text.contains("al_sess_") && !text.contains("al_login_") && !text.contains("ciphertext")
+    );
+    let bad = app
+        .get_with("/v1/audit/events?after=nonsense", AUDITOR_TOKEN)
+        .await;
+    assert_problem(bad, StatusCode::BAD_REQUEST, "invalid-query").await;
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn verification_names_the_first_tampered_event(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    let first = app.signed_up().await;
+    app.signed_up().await;
+    assert!(
+        authledger::audit::verify(&pool, |_| {})
+            .await
+            .unwrap()
+            .is_none(),
+        "an intact log verifies"
+    );
+
+    let id = user_id_of(&first.email).to_string();
+    let tamper = |sql: &'static str| {
+        let pool = pool.clone();
+        let id = id.clone();
+        async move {
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("ALTER TABLE events DISABLE TRIGGER events_no_update_or_delete")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            sqlx::query(sql).bind(&id).execute(&mut *tx).await.unwrap();
+            sqlx::query("ALTER TABLE events ENABLE TRIGGER events_no_update_or_delete")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+    };
+
+    // A rewritten payload.
+    tamper("UPDATE events SET payload = '{\"PasswordRejected\": {\"at\": \"2026-01-01T00:00:00Z\"}}' WHERE aggregate_id = $1 AND sequence = 3").await;
+    let broken = authledger::audit::verify(&pool, |_| {})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((broken.user_id.as_str(), broken.sequence), (id.as_str(), 3));
+
+    // The command line says so too, and fails.
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let base = std::env::var("DATABASE_URL").unwrap();
+    let url = format!("{}/{database}", base.rsplit_once('/').unwrap().0);
+    let cli = tokio::process::Command::new(env!("CARGO_BIN_EXE_authledger"))
+        .args(["audit", "verify"])
+        .env("DATABASE_URL", &url)
+        .output()
+        .await
+        .unwrap();
+    assert!(!cli.status.success());
+    let said =
+        String::from_utf8_lossy(&cli.stdout).into_owned() + &String::from_utf8_lossy(&cli.stderr);
+    assert!(
+        said.contains(&format!("BROKEN at user {id} event 3")),
+        "{said}"
+    );
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_deleted_or_reordered_event_is_caught(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    let deleted = user_id_of(&app.signed_up().await.email).to_string();
+    let reordered = user_id_of(&app.signed_up().await.email).to_string();
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("ALTER TABLE events DISABLE TRIGGER events_no_update_or_delete")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM events WHERE aggregate_id = $1 AND sequence = 2")
+        .bind(&deleted)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let broken = authledger::audit::verify(&pool, |_| {})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (broken.user_id.as_str(), broken.sequence),
+        (deleted.as_str(), 3),
+        "{broken:?}"
+    );
+
+    // Put the deleted stream aside, then swap two events of the other.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("ALTER TABLE events DISABLE TRIGGER events_no_update_or_delete")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM events WHERE aggregate_id = $1")
+        .bind(&deleted)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE events SET sequence = sequence + 1000 WHERE aggregate_id = $1 AND sequence IN (2, 3)").bind(&reordered).execute(&mut *tx).await.unwrap();
+    sqlx::query("UPDATE events SET sequence = CASE sequence WHEN 1002 THEN 3 ELSE 2 END WHERE aggregate_id = $1 AND sequence > 1000").bind(&reordered).execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+    let broken = authledger::audit::verify(&pool, |_| {})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (broken.user_id.as_str(), broken.sequence),
+        (reordered.as_str(), 2),
+        "{broken:?}"
+    );
+}
