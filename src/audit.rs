@@ -147,17 +147,27 @@ pub fn parse_cursor(cursor: &str) -> Option<(i64, i64)> {
     Some((transaction.parse().ok()?, position.parse().ok()?))
 }
 
-fn global_sql(limit: Option<i64>) -> String {
+fn global_sql(limit: i64) -> String {
+    // The page is taken from the index first, in order; each event is then
+    // fetched by its key (LIMIT 1 keeps the planner from turning the lookup
+    // into a join over the whole table).
     format!(
-        "SELECT {EVENT_COLUMNS}, a.transaction_id::text::bigint AS transaction_id
-           FROM audit_index a
-           JOIN events e ON e.aggregate_type = 'UserAuth' AND e.aggregate_id = a.user_id::text AND e.sequence = a.sequence
-          WHERE (a.transaction_id, a.position) > ($1::text::xid8, $2)
-            AND ($3::text IS NULL OR a.event_type = $3)
-            AND ($4::timestamptz IS NULL OR a.occurred_at >= $4)
-            AND ($5::timestamptz IS NULL OR a.occurred_at < $5)
-          ORDER BY a.transaction_id, a.position{}",
-        limit.map(|l| format!(" LIMIT {l}")).unwrap_or_default()
+        "WITH page AS (
+             SELECT a.transaction_id, a.position, a.user_id, a.sequence
+               FROM audit_index a
+              WHERE (a.transaction_id, a.position) > ($1::text::xid8, $2)
+                AND ($3::text IS NULL OR a.event_type = $3)
+                AND ($4::timestamptz IS NULL OR a.occurred_at >= $4)
+                AND ($5::timestamptz IS NULL OR a.occurred_at < $5)
+              ORDER BY a.transaction_id, a.position
+              LIMIT {limit})
+         SELECT {EVENT_COLUMNS}, a.transaction_id::text::bigint AS transaction_id
+           FROM page a
+          CROSS JOIN LATERAL (
+                SELECT * FROM events e
+                 WHERE e.aggregate_type = 'UserAuth' AND e.aggregate_id = a.user_id::text AND e.sequence = a.sequence
+                 LIMIT 1) e
+          ORDER BY a.transaction_id, a.position"
     )
 }
 
@@ -168,7 +178,7 @@ pub async fn global_page(
     limit: i64,
 ) -> anyhow::Result<(Vec<AuditEvent>, Option<String>)> {
     let (transaction, position) = query.after.unwrap_or((0, 0));
-    let rows = sqlx::query(&global_sql(Some(limit)))
+    let rows = sqlx::query(&global_sql(limit))
         .bind(transaction.to_string())
         .bind(position)
         .bind(&query.event_type)

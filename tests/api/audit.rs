@@ -432,3 +432,159 @@ async fn a_deleted_or_reordered_event_is_caught(pool: PgPool) {
         "{broken:?}"
     );
 }
+
+/// The URL of this test's own database, for a child process.
+async fn database_url(pool: &PgPool) -> String {
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let base = std::env::var("DATABASE_URL").unwrap();
+    format!("{}/{database}", base.rsplit_once('/').unwrap().0)
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn an_admin_unlocks_from_the_command_line(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    let user = app.signed_up().await;
+    for _ in 0..5 {
+        app.post(
+            "/v1/login/password",
+            json!({"email": user.email, "password": "wrong password here"}),
+        )
+        .await;
+    }
+    let cli = tokio::process::Command::new(env!("CARGO_BIN_EXE_authledger"))
+        .args([
+            "admin",
+            "unlock",
+            "--user",
+            &user.email,
+            "--reason",
+            "verified by phone",
+        ])
+        .env("DATABASE_URL", database_url(&pool).await)
+        .env("AUTHLEDGER_SECRET_KEY", app.settings.master_key.to_base64())
+        .env("AUTHLEDGER_ARGON2_MEMORY_KIB", "1024")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stdout)
+    );
+    let (payload, actor): (sqlx::types::Json<Value>, String) = sqlx::query_as(
+        "SELECT payload, metadata->>'actor' FROM events WHERE aggregate_id = $1 AND event_type = 'AccountUnlocked'",
+    )
+    .bind(user_id_of(&user.email).to_string())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(payload.0["AccountUnlocked"]["reason"], "verified by phone");
+    assert!(actor.starts_with("admin:cli"), "{actor}");
+    // The owner's right password works again at once.
+    app.password_step(&user.email).await;
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0)
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn an_export_of_100000_events_streams_in_flat_memory(pool: PgPool) {
+    // 1,000 users with 100 events each, chained by the trigger as usual.
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         SELECT 'UserAuth', u.id::text, s, 'PasswordRejected', '1',
+                json_build_object('PasswordRejected', json_build_object('at', '2026-01-01T00:00:00Z')),
+                '{\"actor\": \"user\", \"client_ip\": \"192.0.2.1\", \"request_id\": \"r\", \"user_agent\": \"load\"}'::json
+           FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, 1000)) u, generate_series(1, 100) s
+          ORDER BY u.id, s",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO audit_index (transaction_id, position, user_id, sequence, event_type, occurred_at, recorded_at)
+         SELECT transaction_id, position, aggregate_id::uuid, sequence, event_type, '2026-01-01T00:00:00Z', recorded_at FROM events",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    // The server as its own process, so its memory is its own.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_authledger"))
+        .arg("serve")
+        .env("DATABASE_URL", database_url(&pool).await)
+        .env("AUTHLEDGER_ADDR", format!("127.0.0.1:{port}"))
+        .env(
+            "AUTHLEDGER_SECRET_KEY",
+            authledger::keys::MasterKey::generate().to_base64(),
+        )
+        .env("AUTHLEDGER_AUDITOR_TOKENS", AUDITOR_TOKEN)
+        .env(
+            "AUTHLEDGER_AMQP_PREFIX",
+            format!("test-{}", uuid::Uuid::new_v4().simple()),
+        )
+        .env("AUTHLEDGER_NO_MIGRATE", "true")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = server.id().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Warm up: one page, so the baseline holds what any request allocates.
+    let page = client
+        .get(format!("{base}/v1/audit/events?limit=1000"))
+        .bearer_auth(AUDITOR_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    page.bytes().await.unwrap();
+    let baseline = rss_kib(pid);
+
+    let mut response = client
+        .get(format!("{base}/v1/audit/events"))
+        .bearer_auth(AUDITOR_TOKEN)
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap();
+    let (mut lines, mut bytes, mut peak) = (0usize, 0usize, baseline);
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        lines += chunk.iter().filter(|b| **b == b'\n').count();
+        bytes += chunk.len();
+        peak = peak.max(rss_kib(pid));
+    }
+    server.kill().await.unwrap();
+    assert_eq!(lines, 100_000);
+    let grown_kib = peak.saturating_sub(baseline);
+    let streamed_kib = (bytes / 1024) as u64;
+    eprintln!("export of {lines} events: {streamed_kib} KiB streamed, server RSS grew {grown_kib} KiB (from {baseline} KiB)");
+    assert!(streamed_kib > 30_000, "{streamed_kib} KiB streamed");
+    assert!(
+        grown_kib < streamed_kib / 4,
+        "the server grew {grown_kib} KiB while streaming {streamed_kib} KiB"
+    );
+}
