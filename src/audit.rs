@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use authledger_aggregates::{AuditState, Email, Policy, UserAuth, UserAuthEvent};
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
-use futures_util::{Stream, StreamExt, TryStreamExt};
+use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::{PgPool, Row};
@@ -108,19 +108,23 @@ pub async fn user_history(
     rows.iter().map(to_audit_event).collect()
 }
 
-/// The user's MFA state as of `at`: their events up to `at`, folded.
+/// The user's MFA state as of `at`: their events up to `at`, folded;
+/// `None` when the user has no events at all.
 pub async fn user_state(
     pool: &PgPool,
     user: Uuid,
     at: DateTime<Utc>,
     policy: &Policy,
-) -> anyhow::Result<AuditState> {
+) -> anyhow::Result<Option<AuditState>> {
     let payloads: Vec<sqlx::types::Json<UserAuthEvent>> = sqlx::query_scalar(
         "SELECT payload FROM events WHERE aggregate_type = 'UserAuth' AND aggregate_id = $1 ORDER BY sequence",
     )
     .bind(user.to_string())
     .fetch_all(pool)
     .await?;
+    if payloads.is_empty() {
+        return Ok(None);
+    }
     let mut state = UserAuth::default();
     for event in payloads
         .into_iter()
@@ -129,7 +133,7 @@ pub async fn user_state(
     {
         state.apply(event);
     }
-    Ok(state.audit_state(at, policy))
+    Ok(Some(state.audit_state(at, policy)))
 }
 
 /// A filter on the global history.
@@ -247,49 +251,120 @@ pub struct BrokenLink {
     pub reason: &'static str,
 }
 
-/// Walks every stream's hash chain. Calls `progress` with the number of
-/// events checked as it goes.
-pub async fn verify(
-    pool: &PgPool,
-    mut progress: impl FnMut(u64),
-) -> anyhow::Result<Option<BrokenLink>> {
-    let mut rows = sqlx::query(
-        "SELECT aggregate_id, sequence,
-                lag(sequence) OVER w AS previous_sequence,
-                chain_hash = sha256(coalesce(lag(chain_hash) OVER w,
-                    '\\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)
-                    || event_chain_content(e)) AS hash_holds
-           FROM events e
-         WINDOW w AS (PARTITION BY aggregate_type, aggregate_id ORDER BY sequence)
-         ORDER BY aggregate_type, aggregate_id, sequence",
-    )
-    .fetch(pool);
-    let mut checked = 0u64;
-    while let Some(row) = rows.try_next().await? {
-        checked += 1;
-        if checked.is_multiple_of(10_000) {
-            progress(checked);
-        }
-        let user_id: String = row.try_get("aggregate_id")?;
-        let sequence: i64 = row.try_get("sequence")?;
-        let previous: Option<i64> = row.try_get("previous_sequence")?;
-        let holds: bool = row.try_get("hash_holds")?;
-        let expected = previous.map_or(1, |p| p + 1);
-        if sequence != expected {
-            return Ok(Some(BrokenLink {
-                user_id,
+/// What a verification found.
+#[derive(Debug, Clone)]
+pub struct Verification {
+    pub events: u64,
+    pub streams: u64,
+    /// SHA-256 over every stream's id, last sequence and last chain hash:
+    /// kept outside the database, it shows later whether any stream lost
+    /// its newest events or was rewritten from some point on.
+    pub heads_digest: String,
+    pub broken: Option<BrokenLink>,
+}
+
+const VERIFY_PAGE: i64 = 5000;
+
+/// Walks every stream's hash chain in keyset pages (no long statement, no
+/// long snapshot), recomputing each hash from its predecessor's. Calls
+/// `progress` with the number of events checked as it goes.
+pub async fn verify(pool: &PgPool, mut progress: impl FnMut(u64)) -> anyhow::Result<Verification> {
+    use sha2::{Digest, Sha256};
+
+    let mut heads = Sha256::new();
+    let mut after: (String, String, i64) = (String::new(), String::new(), 0);
+    let mut stream: Option<(String, String)> = None;
+    let mut previous: (i64, Vec<u8>) = (0, vec![0; 32]);
+    let (mut events, mut streams) = (0u64, 0u64);
+    let close =
+        |heads: &mut Sha256, stream: &Option<(String, String)>, previous: &(i64, Vec<u8>)| {
+            if let Some((kind, id)) = stream {
+                heads.update(format!("{kind}/{id}/{}/", previous.0));
+                heads.update(&previous.1);
+            }
+        };
+    loop {
+        let rows = sqlx::query(
+            "SELECT aggregate_type, aggregate_id, sequence, chain_hash, event_chain_content(e) AS content
+               FROM events e
+              WHERE (aggregate_type, aggregate_id, sequence) > ($1, $2, $3)
+              ORDER BY aggregate_type, aggregate_id, sequence
+              LIMIT $4",
+        )
+        .bind(&after.0)
+        .bind(&after.1)
+        .bind(after.2)
+        .bind(VERIFY_PAGE)
+        .fetch_all(pool)
+        .await?;
+        let Some(last) = rows.last() else { break };
+        after = (
+            last.try_get("aggregate_type")?,
+            last.try_get("aggregate_id")?,
+            last.try_get("sequence")?,
+        );
+        for row in &rows {
+            let key: (String, String) =
+                (row.try_get("aggregate_type")?, row.try_get("aggregate_id")?);
+            let sequence: i64 = row.try_get("sequence")?;
+            let hash: Vec<u8> = row.try_get("chain_hash")?;
+            let content: Vec<u8> = row.try_get("content")?;
+            if stream.as_ref() != Some(&key) {
+                close(&mut heads, &stream, &previous);
+                stream = Some(key.clone());
+                previous = (0, vec![0; 32]);
+                streams += 1;
+            }
+            let broken = |reason| BrokenLink {
+                user_id: key.1.clone(),
                 sequence,
-                reason: "the sequence has a gap: an event before it is missing",
-            }));
+                reason,
+            };
+            if sequence != previous.0 + 1 {
+                return Ok(Verification {
+                    events,
+                    streams,
+                    heads_digest: String::new(),
+                    broken: Some(broken(
+                        "the sequence has a gap: an event before it is missing",
+                    )),
+                });
+            }
+            let expected = Sha256::new()
+                .chain_update(&previous.1)
+                .chain_update(&content)
+                .finalize();
+            if expected.as_slice() != hash.as_slice() {
+                return Ok(Verification {
+                    events,
+                    streams,
+                    heads_digest: String::new(),
+                    broken: Some(broken(
+                        "its hash does not match its content and its predecessor's hash",
+                    )),
+                });
+            }
+            previous = (sequence, hash);
+            events += 1;
         }
-        if !holds {
-            return Ok(Some(BrokenLink {
-                user_id,
-                sequence,
-                reason: "its hash does not match its content and its predecessor's hash",
-            }));
-        }
+        progress(events);
     }
-    progress(checked);
-    Ok(None)
+    close(&mut heads, &stream, &previous);
+    let heads_digest = heads
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(Verification {
+        events,
+        streams,
+        heads_digest,
+        broken: None,
+    })
+}
+
+/// An admin's reason, as recorded: trimmed, 1 to 500 characters.
+pub fn admin_reason(raw: &str) -> Option<String> {
+    let reason = raw.trim();
+    (!reason.is_empty() && reason.chars().count() <= 500).then(|| reason.to_owned())
 }

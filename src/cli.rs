@@ -259,7 +259,9 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("{user:?} is neither a user id nor an email"))?;
             #[allow(clippy::disallowed_methods)] // the command line's default instant
             let at = at.unwrap_or_else(chrono::Utc::now);
-            let state = log::user_state(&pool, id, at, &policy.policy()).await?;
+            let state = log::user_state(&pool, id, at, &policy.policy())
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no events for {user}"))?;
             let sessions: Vec<serde_json::Value> = state
                 .live_sessions
                 .iter()
@@ -309,23 +311,22 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
         }
         AuditCommand::Verify { database } => {
             let pool = db::connect(&database.database_url, 2).await?;
-            let mut checked = 0;
-            let broken = log::verify(&pool, |n| {
-                checked = n;
-                eprintln!("checked {n} events");
-            })
-            .await?;
-            match broken {
+            let found = log::verify(&pool, |n| eprintln!("checked {n} events")).await?;
+            match found.broken {
                 None => {
-                    println!("intact: every stream's hash chain holds ({checked} events)");
+                    println!(
+                        "intact: every stream's hash chain holds ({} events in {} streams)\nheads digest: {}",
+                        found.events, found.streams, found.heads_digest
+                    );
                     Ok(())
                 }
-                Some(link) => anyhow::bail!(
-                    "BROKEN at user {} event {}: {}",
-                    link.user_id,
-                    link.sequence,
-                    link.reason
-                ),
+                Some(link) => {
+                    println!(
+                        "BROKEN at user {} event {}: {}",
+                        link.user_id, link.sequence, link.reason
+                    );
+                    anyhow::bail!("the hash chain is broken")
+                }
             }
         }
     }
@@ -336,29 +337,20 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
 
     use crate::command_bus::{CommandBus, CommandMetadata};
 
-    let (user, reason, serve, command) = match command {
+    let (user, reason, serve, reset) = match command {
         AdminCommand::ResetMfa {
             user,
             reason,
             serve,
-        } => (
-            user,
-            reason.clone(),
-            serve,
-            UserAuthCommand::AdminResetMfa { reason },
-        ),
+        } => (user, reason, serve, true),
         AdminCommand::Unlock {
             user,
             reason,
             serve,
-        } => (
-            user,
-            reason.clone(),
-            serve,
-            UserAuthCommand::UnlockAccount { reason },
-        ),
+        } => (user, reason, serve, false),
     };
-    anyhow::ensure!(!reason.trim().is_empty(), "a reason is required");
+    let reason = crate::audit::admin_reason(&reason)
+        .ok_or_else(|| anyhow::anyhow!("a reason of 1 to 500 characters is required"))?;
     let id = crate::audit::resolve_user(&user)
         .ok_or_else(|| anyhow::anyhow!("{user:?} is neither a user id nor an email"))?;
     let settings = settings(&serve, master_key(&serve)?);
@@ -374,6 +366,11 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
         client_ip: "local".into(),
         user_agent: "authledger admin".into(),
         actor: format!("admin:cli:{}", std::env::var("USER").unwrap_or_default()),
+    };
+    let command = if reset {
+        UserAuthCommand::AdminResetMfa { reason }
+    } else {
+        UserAuthCommand::UnlockAccount { reason }
     };
     let events = bus.execute(id, command, &metadata).await?;
     println!("done: {} event(s) recorded for {id}", events.len());

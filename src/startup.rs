@@ -97,7 +97,7 @@ impl Application {
             public_url: settings.public_url,
             sign_in_failure_floor: settings.sign_in_failure_floor,
             amqp_url: Some(settings.amqp_url),
-            credentials: Credentials::new(&settings.auditor_tokens, &settings.admin_tokens),
+            credentials: Credentials::new(&settings.auditor_tokens, &settings.admin_tokens)?,
         });
         let listener = TcpListener::bind(settings.addr).await?;
         Ok(Self { listener, context })

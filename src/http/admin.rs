@@ -1,13 +1,15 @@
 //! Admin commands: reset a user's MFA, unlock an account. The events record
 //! the admin credential as actor, and the reason.
 use authledger_aggregates::{UserAuthCommand, UserAuthEvent};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::audit::path_user;
 use super::extract::{Admin, Json, RequestMeta};
 use super::{ApiContext, ApiError, BodyProblems, Problem, Result, ServerProblems};
-use crate::audit::resolve_user;
+use crate::audit::{admin_reason, resolve_user};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -22,11 +24,7 @@ pub struct AdminDone {
 }
 
 fn reason(request: AdminRequest) -> Result<String> {
-    let reason = request.reason.trim().to_owned();
-    if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(ApiError::invalid_reason());
-    }
-    Ok(reason)
+    admin_reason(&request.reason).ok_or_else(ApiError::invalid_reason)
 }
 
 /// Resets a user's MFA (lost phone, identity checked out of band): the
@@ -49,10 +47,10 @@ pub async fn reset_mfa(
     State(ctx): State<ApiContext>,
     meta: RequestMeta,
     Admin(admin): Admin,
-    Path(user): Path<String>,
+    user: std::result::Result<Path<String>, PathRejection>,
     Json(body): Json<AdminRequest>,
 ) -> Result<axum::Json<AdminDone>> {
-    let user = resolve_user(&user).ok_or_else(ApiError::unknown_user)?;
+    let user = resolve_user(&path_user(user)?).ok_or_else(ApiError::unknown_user)?;
     let reason = reason(body)?;
     let events = ctx
         .bus
@@ -88,10 +86,10 @@ pub async fn unlock(
     State(ctx): State<ApiContext>,
     meta: RequestMeta,
     Admin(admin): Admin,
-    Path(user): Path<String>,
+    user: std::result::Result<Path<String>, PathRejection>,
     Json(body): Json<AdminRequest>,
 ) -> Result<axum::Json<AdminDone>> {
-    let user = resolve_user(&user).ok_or_else(ApiError::unknown_user)?;
+    let user = resolve_user(&path_user(user)?).ok_or_else(ApiError::unknown_user)?;
     let reason = reason(body)?;
     ctx.bus
         .execute(

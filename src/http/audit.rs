@@ -1,7 +1,7 @@
 //! Auditors' reads: a user's history, their MFA state at an instant, and
 //! the global history, paginated or streamed as NDJSON.
 use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
@@ -29,6 +29,11 @@ fn limit(limit: Option<i64>) -> Result<i64> {
         l if (1..=MAX_LIMIT).contains(&l) => Ok(l),
         _ => Err(ApiError::invalid_query().with_detail("limit is 1 to 1000")),
     }
+}
+
+pub fn path_user(path: std::result::Result<Path<String>, PathRejection>) -> Result<String> {
+    path.map(|Path(user)| user)
+        .map_err(|_| ApiError::unknown_user())
 }
 
 fn user(user: &str) -> Result<Uuid> {
@@ -66,11 +71,11 @@ pub struct History {
 pub async fn user_events(
     State(ctx): State<ApiContext>,
     _auditor: Auditor,
-    Path(who): Path<String>,
+    who: std::result::Result<Path<String>, PathRejection>,
     params: std::result::Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<axum::Json<History>> {
     let params = query(params)?;
-    let user_id = user(&who)?;
+    let user_id = user(&path_user(who)?)?;
     let limit = limit(params.limit)?;
     let events = audit::user_history(&ctx.pool, user_id, params.after.unwrap_or(0), limit)
         .await
@@ -140,16 +145,17 @@ fn label<T: Serialize>(value: &T) -> String {
 pub async fn user_state(
     State(ctx): State<ApiContext>,
     _auditor: Auditor,
-    Path(who): Path<String>,
+    who: std::result::Result<Path<String>, PathRejection>,
     params: std::result::Result<Query<StateQuery>, QueryRejection>,
 ) -> Result<axum::Json<MfaState>> {
     let params = query(params)?;
-    let user_id = user(&who)?;
+    let user_id = user(&path_user(who)?)?;
     let services = ctx.bus.services();
     let at = params.at.unwrap_or_else(|| services.clock.now());
     let state = audit::user_state(&ctx.pool, user_id, at, &services.policy)
         .await
-        .map_err(ApiError::internal_from)?;
+        .map_err(ApiError::internal_from)?
+        .ok_or_else(ApiError::unknown_user)?;
     Ok(axum::Json(MfaState {
         user_id,
         at,

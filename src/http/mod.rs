@@ -66,14 +66,27 @@ pub enum Role {
 }
 
 impl Credentials {
-    pub fn new(auditors: &[String], admins: &[String]) -> Self {
+    /// Tokens are trimmed and empty ones dropped; a token in both lists is
+    /// refused, since its role would be ambiguous.
+    pub fn new(auditors: &[String], admins: &[String]) -> anyhow::Result<Self> {
+        let clean = |list: &[String]| -> Vec<String> {
+            list.iter()
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect()
+        };
+        let (auditors, admins) = (clean(auditors), clean(admins));
+        anyhow::ensure!(
+            !auditors.iter().any(|t| admins.contains(t)),
+            "a token is both an auditor's and an admin's: give each role its own"
+        );
         let digest = |t: &String| -> [u8; 32] {
             <sha2::Sha256 as sha2::Digest>::digest(t.as_bytes()).into()
         };
-        Self {
+        Ok(Self {
             auditors: auditors.iter().map(digest).collect(),
             admins: admins.iter().map(digest).collect(),
-        }
+        })
     }
 
     /// Whose token this is, and a name for it that is safe to record (the

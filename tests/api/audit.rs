@@ -329,6 +329,7 @@ async fn verification_names_the_first_tampered_event(pool: PgPool) {
         authledger::audit::verify(&pool, |_| {})
             .await
             .unwrap()
+            .broken
             .is_none(),
         "an intact log verifies"
     );
@@ -357,6 +358,7 @@ async fn verification_names_the_first_tampered_event(pool: PgPool) {
     let broken = authledger::audit::verify(&pool, |_| {})
         .await
         .unwrap()
+        .broken
         .unwrap();
     assert_eq!((broken.user_id.as_str(), broken.sequence), (id.as_str(), 3));
 
@@ -401,6 +403,7 @@ async fn a_deleted_or_reordered_event_is_caught(pool: PgPool) {
     let broken = authledger::audit::verify(&pool, |_| {})
         .await
         .unwrap()
+        .broken
         .unwrap();
     assert_eq!(
         (broken.user_id.as_str(), broken.sequence),
@@ -425,6 +428,7 @@ async fn a_deleted_or_reordered_event_is_caught(pool: PgPool) {
     let broken = authledger::audit::verify(&pool, |_| {})
         .await
         .unwrap()
+        .broken
         .unwrap();
     assert_eq!(
         (broken.user_id.as_str(), broken.sequence),
@@ -587,4 +591,36 @@ async fn an_export_of_100000_events_streams_in_flat_memory(pool: PgPool) {
         grown_kib < streamed_kib / 4,
         "the server grew {grown_kib} KiB while streaming {streamed_kib} KiB"
     );
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn the_heads_digest_shows_a_stream_that_lost_its_newest_event(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    let user = user_id_of(&app.signed_up().await.email).to_string();
+    let before = authledger::audit::verify(&pool, |_| {}).await.unwrap();
+    assert!(before.broken.is_none());
+    assert_eq!(before.heads_digest.len(), 64);
+
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("ALTER TABLE events DISABLE TRIGGER events_no_update_or_delete")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM events WHERE aggregate_id = $1 AND sequence = (SELECT max(sequence) FROM events WHERE aggregate_id = $1)")
+        .bind(&user)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let after = authledger::audit::verify(&pool, |_| {}).await.unwrap();
+    assert!(after.broken.is_none(), "a shorter chain still holds");
+    assert_ne!(
+        after.heads_digest, before.heads_digest,
+        "but the heads digest kept outside shows it"
+    );
+
+    let unknown = app
+        .get_with("/v1/audit/users/nobody@example.com/state", AUDITOR_TOKEN)
+        .await;
+    assert_problem(unknown, StatusCode::NOT_FOUND, "unknown-user").await;
 }
