@@ -23,6 +23,22 @@ pub struct AdminDone {
     sessions_ended: usize,
 }
 
+/// Problems both admin routes can answer, for the OpenAPI document (never
+/// constructed).
+#[allow(dead_code)]
+#[derive(utoipa::IntoResponses)]
+pub enum AdminProblems {
+    /// `unauthenticated`: no admin credential
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthenticated(Problem),
+    /// `forbidden`: an auditor's credential
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+    /// `unknown-user`
+    #[response(status = 404, content_type = "application/problem+json")]
+    UnknownUser(Problem),
+}
+
 fn reason(request: AdminRequest) -> Result<String> {
     admin_reason(&request.reason).ok_or_else(ApiError::invalid_reason)
 }
@@ -35,9 +51,7 @@ fn reason(request: AdminRequest) -> Result<String> {
     security(("admin" = [])),
     responses(
         (status = 200, description = "Reset", body = AdminDone),
-        (status = 401, description = "`unauthenticated`: no admin credential", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: an auditor's credential", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`unknown-user`", body = Problem, content_type = "application/problem+json"),
+        AdminProblems,
         (status = 409, description = "`contended`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`, `invalid-reason`", body = Problem, content_type = "application/problem+json"),
         BodyProblems,
@@ -74,9 +88,7 @@ pub async fn reset_mfa(
     security(("admin" = [])),
     responses(
         (status = 200, description = "Unlocked", body = AdminDone),
-        (status = 401, description = "`unauthenticated`: no admin credential", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: an auditor's credential", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`unknown-user`", body = Problem, content_type = "application/problem+json"),
+        AdminProblems,
         (status = 409, description = "`not-locked`, `contended`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`, `invalid-reason`", body = Problem, content_type = "application/problem+json"),
         BodyProblems,

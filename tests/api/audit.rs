@@ -320,6 +320,38 @@ async fn the_global_history_pages_filters_and_streams(pool: PgPool) {
     assert_problem(bad, StatusCode::BAD_REQUEST, "invalid-query").await;
 }
 
+/// Runs `statements` (each bound to `user`) as a DBA would tamper: with the
+/// append-only trigger switched off, in one transaction.
+async fn tamper(pool: &PgPool, user: &str, statements: &[&str]) {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("ALTER TABLE events DISABLE TRIGGER events_no_update_or_delete")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    for statement in statements {
+        sqlx::query(statement)
+            .bind(user)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    sqlx::query("ALTER TABLE events ENABLE TRIGGER events_no_update_or_delete")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// The first broken link `verify` finds, as (user, sequence).
+async fn first_broken(pool: &PgPool) -> (String, i64) {
+    let broken = authledger::audit::verify(pool, |_| {})
+        .await
+        .unwrap()
+        .broken
+        .expect("a broken link");
+    (broken.user_id, broken.sequence)
+}
+
 #[sqlx::test(migrator = "authledger::db::MIGRATOR")]
 async fn verification_names_the_first_tampered_event(pool: PgPool) {
     let app = spawn_app(pool.clone()).await;
@@ -335,32 +367,15 @@ async fn verification_names_the_first_tampered_event(pool: PgPool) {
     );
 
     let id = user_id_of(&first.email).to_string();
-    let tamper = |sql: &'static str| {
-        let pool = pool.clone();
-        let id = id.clone();
-        async move {
-            let mut tx = pool.begin().await.unwrap();
-            sqlx::query("ALTER TABLE events DISABLE TRIGGER events_no_update_or_delete")
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-            sqlx::query(sql).bind(&id).execute(&mut *tx).await.unwrap();
-            sqlx::query("ALTER TABLE events ENABLE TRIGGER events_no_update_or_delete")
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-            tx.commit().await.unwrap();
-        }
-    };
 
     // A rewritten payload.
-    tamper("UPDATE events SET payload = '{\"PasswordRejected\": {\"at\": \"2026-01-01T00:00:00Z\"}}' WHERE aggregate_id = $1 AND sequence = 3").await;
-    let broken = authledger::audit::verify(&pool, |_| {})
-        .await
-        .unwrap()
-        .broken
-        .unwrap();
-    assert_eq!((broken.user_id.as_str(), broken.sequence), (id.as_str(), 3));
+    tamper(
+        &pool,
+        &id,
+        &["UPDATE events SET payload = '{\"PasswordRejected\": {\"at\": \"2026-01-01T00:00:00Z\"}}' WHERE aggregate_id = $1 AND sequence = 3"],
+    )
+    .await;
+    assert_eq!(first_broken(&pool).await, (id.clone(), 3));
 
     // The command line says so too, and fails.
     let database: String = sqlx::query_scalar("SELECT current_database()")
@@ -389,52 +404,31 @@ async fn a_deleted_or_reordered_event_is_caught(pool: PgPool) {
     let app = spawn_app(pool.clone()).await;
     let deleted = user_id_of(&app.signed_up().await.email).to_string();
     let reordered = user_id_of(&app.signed_up().await.email).to_string();
-    let mut tx = pool.begin().await.unwrap();
-    sqlx::query("ALTER TABLE events DISABLE TRIGGER events_no_update_or_delete")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    sqlx::query("DELETE FROM events WHERE aggregate_id = $1 AND sequence = 2")
-        .bind(&deleted)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    let broken = authledger::audit::verify(&pool, |_| {})
-        .await
-        .unwrap()
-        .broken
-        .unwrap();
-    assert_eq!(
-        (broken.user_id.as_str(), broken.sequence),
-        (deleted.as_str(), 3),
-        "{broken:?}"
-    );
+    tamper(
+        &pool,
+        &deleted,
+        &["DELETE FROM events WHERE aggregate_id = $1 AND sequence = 2"],
+    )
+    .await;
+    assert_eq!(first_broken(&pool).await, (deleted.clone(), 3));
 
     // Put the deleted stream aside, then swap two events of the other.
-    let mut tx = pool.begin().await.unwrap();
-    sqlx::query("ALTER TABLE events DISABLE TRIGGER events_no_update_or_delete")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    sqlx::query("DELETE FROM events WHERE aggregate_id = $1")
-        .bind(&deleted)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE events SET sequence = sequence + 1000 WHERE aggregate_id = $1 AND sequence IN (2, 3)").bind(&reordered).execute(&mut *tx).await.unwrap();
-    sqlx::query("UPDATE events SET sequence = CASE sequence WHEN 1002 THEN 3 ELSE 2 END WHERE aggregate_id = $1 AND sequence > 1000").bind(&reordered).execute(&mut *tx).await.unwrap();
-    tx.commit().await.unwrap();
-    let broken = authledger::audit::verify(&pool, |_| {})
-        .await
-        .unwrap()
-        .broken
-        .unwrap();
-    assert_eq!(
-        (broken.user_id.as_str(), broken.sequence),
-        (reordered.as_str(), 2),
-        "{broken:?}"
-    );
+    tamper(
+        &pool,
+        &deleted,
+        &["DELETE FROM events WHERE aggregate_id = $1"],
+    )
+    .await;
+    tamper(
+        &pool,
+        &reordered,
+        &[
+            "UPDATE events SET sequence = sequence + 1000 WHERE aggregate_id = $1 AND sequence IN (2, 3)",
+            "UPDATE events SET sequence = CASE sequence WHEN 1002 THEN 3 ELSE 2 END WHERE aggregate_id = $1 AND sequence > 1000",
+        ],
+    )
+    .await;
+    assert_eq!(first_broken(&pool).await, (reordered, 2));
 }
 
 /// The URL of this test's own database, for a child process.
@@ -601,17 +595,12 @@ async fn the_heads_digest_shows_a_stream_that_lost_its_newest_event(pool: PgPool
     assert!(before.broken.is_none());
     assert_eq!(before.heads_digest.len(), 64);
 
-    let mut tx = pool.begin().await.unwrap();
-    sqlx::query("ALTER TABLE events DISABLE TRIGGER events_no_update_or_delete")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    sqlx::query("DELETE FROM events WHERE aggregate_id = $1 AND sequence = (SELECT max(sequence) FROM events WHERE aggregate_id = $1)")
-        .bind(&user)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    tamper(
+        &pool,
+        &user,
+        &["DELETE FROM events WHERE aggregate_id = $1 AND sequence = (SELECT max(sequence) FROM events WHERE aggregate_id = $1)"],
+    )
+    .await;
     let after = authledger::audit::verify(&pool, |_| {}).await.unwrap();
     assert!(after.broken.is_none(), "a shorter chain still holds");
     assert_ne!(

@@ -37,6 +37,28 @@ async fn the_openapi_document_describes_every_route(pool: PgPool) {
         ("/v1/me", "get", vec!["200", "401"]),
         ("/v1/me/mfa/reset", "post", vec!["200", "401", "403"]),
         ("/v1/logout", "post", vec!["204", "401", "500"]),
+        (
+            "/v1/audit/users/{user}/events",
+            "get",
+            vec!["200", "400", "401", "403", "404"],
+        ),
+        (
+            "/v1/audit/users/{user}/state",
+            "get",
+            vec!["200", "400", "401", "403", "404"],
+        ),
+        ("/v1/audit/events", "get", vec!["200", "400", "401", "403"]),
+        (
+            "/v1/admin/users/{user}/mfa/reset",
+            "post",
+            vec!["200", "401", "403", "404", "422"],
+        ),
+        (
+            "/v1/admin/users/{user}/unlock",
+            "post",
+            vec!["200", "401", "403", "404", "409", "422"],
+        ),
+        ("/metrics", "get", vec!["200"]),
         ("/healthz", "get", vec!["200"]),
         ("/readyz", "get", vec!["200", "503"]),
     ];
