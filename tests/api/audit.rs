@@ -101,6 +101,10 @@ async fn the_history_lists_every_event_and_the_state_is_right_at_any_instant(poo
         json!({"login_token": login["login_token"]}),
     )
     .await;
+    let id = user_id_of(&user.email);
+    let link = app.link_token(id, &app.email_link_references(id).await[0]);
+    app.post_ok("/v1/login/email-link/redeem", json!({"token": link}))
+        .await;
     let signed_in_thrice = Utc::now();
     // Reset, then re-enrollment.
     app.post_with_session(
@@ -155,6 +159,7 @@ async fn the_history_lists_every_event_and_the_state_is_right_at_any_instant(poo
         "TotpVerified",
         "RecoveryCodeUsed",
         "EmailLinkRequested",
+        "EmailLinkUsed",
         "MfaReset",
         "SessionEnded",
         "PasswordRejected",
@@ -205,8 +210,8 @@ async fn the_history_lists_every_event_and_the_state_is_right_at_any_instant(poo
     let after_sign_ins = state_at(&app, &user.email, signed_in_thrice).await;
     assert_eq!(
         after_sign_ins["live_sessions"].as_array().unwrap().len(),
-        3,
-        "enrollment, TOTP and recovery sessions"
+        4,
+        "enrollment, TOTP, recovery-code and email-link sessions"
     );
     assert!(after_sign_ins["throttled_until"].is_null());
 
