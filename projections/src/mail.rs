@@ -221,10 +221,6 @@ impl Publisher {
         }
     }
 
-    pub fn topology(&self) -> &Topology {
-        &self.topology
-    }
-
     /// Publishes to `exchange` and waits for the confirm.
     pub async fn publish(
         &self,

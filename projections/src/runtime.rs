@@ -70,10 +70,6 @@ impl<P: Projection> Projector<P> {
         self
     }
 
-    pub fn projection(&self) -> &P {
-        &self.projection
-    }
-
     /// Applies at most one batch. Returns how many events it applied: 0
     /// when caught up, or when another instance holds this projection.
     pub async fn run_once(&self) -> anyhow::Result<usize> {

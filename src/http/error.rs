@@ -99,10 +99,6 @@ impl ApiError {
         self.status
     }
 
-    pub fn slug(&self) -> &'static str {
-        self.slug
-    }
-
     pub fn malformed_body() -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
