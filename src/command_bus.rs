@@ -92,6 +92,17 @@ impl CommandBus {
         command: UserAuthCommand,
         metadata: &CommandMetadata,
     ) -> Result<Vec<UserAuthEvent>, BusError> {
+        Ok(self.execute_then_state(user, command, metadata).await?.0)
+    }
+
+    /// Like `execute`, also returning the user's state after the command,
+    /// for a caller that needs both without loading the user again.
+    pub async fn execute_then_state(
+        &self,
+        user: Uuid,
+        command: UserAuthCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<(Vec<UserAuthEvent>, UserAuth), BusError> {
         let id = user.to_string();
         // A retry decides again on the new state, but the same password
         // needs hashing only once: argon2 is the expensive part, and a
@@ -109,7 +120,7 @@ impl CommandBus {
             working.handle(command.clone(), &services, &sink).await?;
             let events = sink.collect().await;
             if events.is_empty() {
-                return Ok(events);
+                return Ok((events, working));
             }
             let context = EventStoreAggregateContext {
                 aggregate_id: id.clone(),
@@ -123,7 +134,7 @@ impl CommandBus {
                     if sequence / self.snapshot_every > loaded.sequence / self.snapshot_every {
                         self.save_snapshot(&id, sequence, &working).await;
                     }
-                    return Ok(committed.into_iter().map(|e| e.payload).collect());
+                    return Ok((committed.into_iter().map(|e| e.payload).collect(), working));
                 }
                 Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
                     let pause = rand::thread_rng().gen_range(1..=5 * u64::from(attempt));

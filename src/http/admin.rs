@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::audit::path_user;
-use super::extract::{Admin, Json, RequestMeta};
+use super::extract::{Admin, Json, RequestMeta, Staff};
 use super::{ApiContext, ApiError, BodyProblems, Problem, Result, ServerProblems};
 use crate::audit::{admin_reason, resolve_user};
 
@@ -39,8 +39,27 @@ pub enum AdminProblems {
     UnknownUser(Problem),
 }
 
-fn reason(request: AdminRequest) -> Result<String> {
-    admin_reason(&request.reason).ok_or_else(ApiError::invalid_reason)
+/// Runs an admin command on `{user}` with its reason, recording the admin
+/// as actor; answers how many sessions it ended.
+async fn run(
+    ctx: &ApiContext,
+    meta: &RequestMeta,
+    admin: &Staff,
+    user: std::result::Result<Path<String>, PathRejection>,
+    request: AdminRequest,
+    command: fn(String) -> UserAuthCommand,
+) -> Result<axum::Json<AdminDone>> {
+    let user = resolve_user(&path_user(user)?).ok_or_else(ApiError::unknown_user)?;
+    let reason = admin_reason(&request.reason).ok_or_else(ApiError::invalid_reason)?;
+    let events = ctx
+        .bus
+        .execute(user, command(reason), &meta.as_admin(admin))
+        .await?;
+    let sessions_ended = events
+        .iter()
+        .filter(|e| matches!(e, UserAuthEvent::SessionEnded { .. }))
+        .count();
+    Ok(axum::Json(AdminDone { sessions_ended }))
 }
 
 /// Resets a user's MFA (lost phone, identity checked out of band): the
@@ -64,21 +83,10 @@ pub async fn reset_mfa(
     user: std::result::Result<Path<String>, PathRejection>,
     Json(body): Json<AdminRequest>,
 ) -> Result<axum::Json<AdminDone>> {
-    let user = resolve_user(&path_user(user)?).ok_or_else(ApiError::unknown_user)?;
-    let reason = reason(body)?;
-    let events = ctx
-        .bus
-        .execute(
-            user,
-            UserAuthCommand::AdminResetMfa { reason },
-            &meta.as_admin(&admin),
-        )
-        .await?;
-    let sessions_ended = events
-        .iter()
-        .filter(|e| matches!(e, UserAuthEvent::SessionEnded { .. }))
-        .count();
-    Ok(axum::Json(AdminDone { sessions_ended }))
+    run(&ctx, &meta, &admin, user, body, |reason| {
+        UserAuthCommand::AdminResetMfa { reason }
+    })
+    .await
 }
 
 /// Unlocks a locked or throttled account and clears its failure count.
@@ -101,14 +109,8 @@ pub async fn unlock(
     user: std::result::Result<Path<String>, PathRejection>,
     Json(body): Json<AdminRequest>,
 ) -> Result<axum::Json<AdminDone>> {
-    let user = resolve_user(&path_user(user)?).ok_or_else(ApiError::unknown_user)?;
-    let reason = reason(body)?;
-    ctx.bus
-        .execute(
-            user,
-            UserAuthCommand::UnlockAccount { reason },
-            &meta.as_admin(&admin),
-        )
-        .await?;
-    Ok(axum::Json(AdminDone { sessions_ended: 0 }))
+    run(&ctx, &meta, &admin, user, body, |reason| {
+        UserAuthCommand::UnlockAccount { reason }
+    })
+    .await
 }

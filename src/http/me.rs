@@ -56,28 +56,21 @@ pub async fn profile(
 ) -> Result<axum::Json<Me>> {
     let (user, session) = ctx.session_token(&token)?;
     let services = ctx.bus.services();
-    let state = ctx.bus.load(user).await?;
-    let now = services.clock.now();
-    let live = state
-        .live_session(&session, now, &services.policy)
-        .cloned()
-        .ok_or_else(ApiError::unauthenticated)?;
-    let profile = state.profile().ok_or_else(ApiError::unauthenticated)?;
-    let touched = ctx
+    // Touching the session checks it is live and records activity; the
+    // state after it is what the profile shows.
+    let (_, state) = ctx
         .bus
-        .execute(
+        .execute_then_state(
             user,
             UserAuthCommand::TouchSession { session },
             &meta.as_user(),
         )
         .await?;
-    let last_active = touched
-        .iter()
-        .find_map(|e| match e {
-            UserAuthEvent::SessionActive { at, .. } => Some(*at),
-            _ => None,
-        })
-        .unwrap_or(live.last_active_at);
+    let live = state
+        .live_session(&session, services.clock.now(), &services.policy)
+        .cloned()
+        .ok_or_else(ApiError::unauthenticated)?;
+    let profile = state.profile().ok_or_else(ApiError::unauthenticated)?;
     Ok(axum::Json(Me {
         user_id: profile.user_id,
         email: profile.email,
@@ -90,7 +83,8 @@ pub async fn profile(
             aal: live.aal,
             started_at: live.started_at,
             expires_at: live.expires_at,
-            idle_expires_at: (last_active + services.policy.session_idle).min(live.expires_at),
+            idle_expires_at: (live.last_active_at + services.policy.session_idle)
+                .min(live.expires_at),
         },
     }))
 }
