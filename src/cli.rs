@@ -106,6 +106,7 @@ fn settings(args: &ServeArgs, master_key: MasterKey) -> Settings {
     Settings {
         addr: args.addr,
         public_url: args.public_url.clone(),
+        registration_open: args.registration == crate::config::Registration::Open,
         master_key,
         issuer: args.issuer.clone(),
         snapshot_every: args.snapshot_every,

@@ -187,6 +187,15 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub admin_tokens: Vec<String>,
+    /// Whether anyone may create an account (the API's `POST /v1/users`
+    /// and the console's "Create account").
+    #[arg(
+        long,
+        env = "AUTHLEDGER_REGISTRATION",
+        value_enum,
+        default_value_t = Registration::Open
+    )]
+    pub registration: Registration,
     #[command(flatten)]
     pub mail: MailArgs,
     #[command(flatten)]
@@ -310,4 +319,10 @@ impl PolicyArgs {
             reauthentication_window: Duration::seconds(self.reauthentication_window_secs),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Registration {
+    Open,
+    Closed,
 }

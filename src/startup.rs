@@ -26,6 +26,7 @@ use crate::worker::{Worker, WorkerSettings};
 pub struct Settings {
     pub addr: SocketAddr,
     pub public_url: String,
+    pub registration_open: bool,
     pub master_key: MasterKey,
     pub issuer: String,
     pub snapshot_every: usize,
@@ -53,6 +54,7 @@ impl Settings {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: "http://127.0.0.1:8080".into(),
+            registration_open: true,
             master_key,
             issuer: "authledger".into(),
             snapshot_every: 50,
@@ -79,6 +81,35 @@ pub fn default_hashing_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// Whether the console's cookies must be `Secure` (and so may carry the
+/// `__Host-` prefix): always, unless users reach the service over plain
+/// HTTP on their own machine. Plain HTTP anywhere else would send session
+/// cookies in the clear, so it is refused.
+fn cookies_need_secure(public_url: &str) -> anyhow::Result<bool> {
+    if public_url.starts_with("https://") {
+        return Ok(true);
+    }
+    let Some(rest) = public_url.strip_prefix("http://") else {
+        anyhow::bail!(
+            "AUTHLEDGER_PUBLIC_URL must start with https:// (or http:// on a loopback address)"
+        );
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    anyhow::ensure!(
+        loopback,
+        "AUTHLEDGER_PUBLIC_URL is plain http:// on {host:?}: browsers would send session cookies unencrypted; use https:// (plain http:// is for loopback addresses only)"
+    );
+    Ok(false)
+}
+
 pub struct Application {
     listener: TcpListener,
     context: ApiContext,
@@ -89,12 +120,15 @@ impl Application {
     pub async fn build(settings: Settings, pool: PgPool) -> anyhow::Result<Self> {
         let keyring = Arc::new(Keyring::new(&settings.master_key));
         let services = services(&settings, keyring.clone())?;
+        let secure_cookies = cookies_need_secure(&settings.public_url)?;
         let context = ApiContext::new(ContextInner {
             bus: CommandBus::new(pool.clone(), services, settings.snapshot_every),
             tokens: TokenCodec::new(keyring),
             pool,
             issuer: settings.issuer,
             public_url: settings.public_url,
+            registration_open: settings.registration_open,
+            secure_cookies,
             sign_in_failure_floor: settings.sign_in_failure_floor,
             amqp_url: Some(settings.amqp_url),
             credentials: Credentials::new(&settings.auditor_tokens, &settings.admin_tokens)?,
@@ -238,4 +272,20 @@ impl Pipeline {
 /// Completes once the value in `shutdown` is true.
 pub async fn stopped(mut shutdown: watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cookies_need_secure;
+
+    #[test]
+    fn cookies_are_secure_except_on_plain_http_loopback() {
+        assert!(cookies_need_secure("https://auth.example.com").unwrap());
+        assert!(!cookies_need_secure("http://127.0.0.1:8080").unwrap());
+        assert!(!cookies_need_secure("http://localhost:8080/").unwrap());
+        assert!(!cookies_need_secure("http://[::1]:8080").unwrap());
+        assert!(cookies_need_secure("http://auth.example.com").is_err());
+        assert!(cookies_need_secure("http://127.0.0.1.example.com").is_err());
+        assert!(cookies_need_secure("ftp://127.0.0.1").is_err());
+    }
 }

@@ -95,6 +95,19 @@ impl ApiError {
         self
     }
 
+    /// The stable name of the problem, as in its `type`.
+    pub fn slug(&self) -> &'static str {
+        self.slug
+    }
+
+    pub fn retry_after(&self) -> Option<i64> {
+        self.retry_after
+    }
+
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }
@@ -155,6 +168,15 @@ impl ApiError {
             "The code is not in the expected format",
         )
     }
+
+    pub fn registration_closed() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "registration-closed",
+            "This service does not take new registrations",
+        )
+    }
+
     pub fn email_taken() -> Self {
         Self::new(
             StatusCode::CONFLICT,

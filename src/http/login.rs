@@ -1,14 +1,13 @@
 //! The sign-in journey: password, then TOTP, enrollment, a recovery code or
 //! an email link.
 use authledger_aggregates::{
-    Email, Password, RecoveryCode, SecondFactor, TotpCode, UserAuthCommand, UserAuthError,
-    UserAuthEvent,
+    Email, Password, RecoveryCode, SealPurpose, SecondFactor, TotpCode, TotpSecret,
+    UserAuthCommand, UserAuthError, UserAuthEvent,
 };
-use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use qrcode::render::svg;
 use qrcode::QrCode;
@@ -17,7 +16,7 @@ use tokio::time::Instant;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::extract::{body_bytes, parse_json, Json, RequestMeta};
+use super::extract::{Json, RequestMeta};
 use super::{
     ApiContext, ApiError, BodyProblems, Problem, Result, SecondFactorProblems, ServerProblems,
 };
@@ -32,7 +31,7 @@ pub struct PasswordRequest {
     password: String,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Next {
     Totp,
@@ -73,56 +72,77 @@ pub async fn password(
     meta: RequestMeta,
     Json(body): Json<PasswordRequest>,
 ) -> Result<axum::Json<LoginAttempt>> {
-    let started = Instant::now();
-    let email = Email::parse(&body.email).map_err(|_| ApiError::invalid_email())?;
-    let password = Password::parse(&body.password)
-        .map_err(|e| ApiError::unacceptable_password().with_detail(e.to_string()))?;
-    let user = email.user_id();
-    let outcome = ctx
-        .bus
-        .execute(
-            user,
-            UserAuthCommand::SubmitPassword { password },
-            &meta.as_user(),
-        )
-        .await;
-    let opened = match &outcome {
-        Ok(events) => events.iter().find_map(|event| match event {
-            UserAuthEvent::PasswordVerified {
-                attempt,
-                expires_at,
-                next,
-                ..
-            } => Some((*attempt, *expires_at, *next)),
-            _ => None,
-        }),
-        Err(BusError::Refused(UserAuthError::InvalidCredentials)) => None,
-        Err(_) => {
-            return Err(outcome
-                .err()
-                .map(ApiError::from)
-                .unwrap_or_else(ApiError::internal))
-        }
-    };
-    let Some((attempt, expires_at, next)) = opened else {
-        // Every failure waits until the same floor, so neither a missing
-        // account nor a recorded failure can be told apart by timing.
-        tokio::time::sleep_until(started + ctx.sign_in_failure_floor).await;
-        return Err(ApiError::invalid_credentials());
-    };
-    let (next, alternatives) = match next {
-        SecondFactor::Totp => (
-            Next::Totp,
-            vec![Alternative::EmailLink, Alternative::RecoveryCode],
-        ),
-        SecondFactor::Enroll => (Next::Enroll, vec![]),
+    let opened = ctx
+        .submit_password(&meta, &body.email, &body.password)
+        .await?;
+    let alternatives = match opened.next {
+        Next::Totp => vec![Alternative::EmailLink, Alternative::RecoveryCode],
+        Next::Enroll => vec![],
     };
     Ok(axum::Json(LoginAttempt {
-        login_token: ctx.tokens.encode(TokenKind::LoginAttempt, user, &attempt),
-        next,
+        login_token: opened.login_token,
+        next: opened.next,
         alternatives,
-        expires_at,
+        expires_at: opened.expires_at,
     }))
+}
+
+/// A login attempt opened by a correct password.
+pub(super) struct OpenedAttempt {
+    pub login_token: String,
+    pub next: Next,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl ApiContext {
+    /// Step one, for the API and the console alike.
+    pub(super) async fn submit_password(
+        &self,
+        meta: &RequestMeta,
+        email: &str,
+        password: &str,
+    ) -> Result<OpenedAttempt> {
+        let started = Instant::now();
+        let email = Email::parse(email).map_err(|_| ApiError::invalid_email())?;
+        let password = Password::parse(password)
+            .map_err(|e| ApiError::unacceptable_password().with_detail(e.to_string()))?;
+        let user = email.user_id();
+        let outcome = self
+            .bus
+            .execute(
+                user,
+                UserAuthCommand::SubmitPassword { password },
+                &meta.as_user(),
+            )
+            .await;
+        let opened = match outcome {
+            Ok(events) => events.iter().find_map(|event| match event {
+                UserAuthEvent::PasswordVerified {
+                    attempt,
+                    expires_at,
+                    next,
+                    ..
+                } => Some((*attempt, *expires_at, *next)),
+                _ => None,
+            }),
+            Err(BusError::Refused(UserAuthError::InvalidCredentials)) => None,
+            Err(other) => return Err(other.into()),
+        };
+        let Some((attempt, expires_at, next)) = opened else {
+            // Every failure waits until the same floor, so neither a missing
+            // account nor a recorded failure can be told apart by timing.
+            tokio::time::sleep_until(started + self.sign_in_failure_floor).await;
+            return Err(ApiError::invalid_credentials());
+        };
+        Ok(OpenedAttempt {
+            login_token: self.tokens.encode(TokenKind::LoginAttempt, user, &attempt),
+            next: match next {
+                SecondFactor::Totp => Next::Totp,
+                SecondFactor::Enroll => Next::Enroll,
+            },
+            expires_at,
+        })
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -134,16 +154,16 @@ pub struct CodeRequest {
 
 #[derive(Serialize, ToSchema)]
 pub struct SessionGranted {
-    session_token: String,
-    expires_at: DateTime<Utc>,
+    pub(super) session_token: String,
+    pub(super) expires_at: DateTime<Utc>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct SessionWithRecoveryCode {
-    session_token: String,
-    expires_at: DateTime<Utc>,
+    pub(super) session_token: String,
+    pub(super) expires_at: DateTime<Utc>,
     /// Shown once: it is stored only as a keyed hash.
-    recovery_code: String,
+    pub(super) recovery_code: String,
 }
 
 impl ApiContext {
@@ -164,9 +184,7 @@ impl ApiContext {
             })
             .ok_or_else(|| second_factor_failure(events))
     }
-}
 
-impl ApiContext {
     /// Runs a command that signs in and issues a new recovery code, which
     /// is shown once here and stored only as a keyed hash.
     async fn sign_in_with_new_recovery_code(
@@ -186,6 +204,153 @@ impl ApiContext {
             expires_at: session.expires_at,
             recovery_code: fresh.display(),
         })
+    }
+
+    pub(super) async fn submit_totp(
+        &self,
+        meta: &RequestMeta,
+        login_token: &str,
+        code: &str,
+    ) -> Result<SessionGranted> {
+        let (user, attempt) = self.login_token(login_token)?;
+        let code = TotpCode::parse(code).map_err(|_| ApiError::invalid_code_format())?;
+        let events = self
+            .bus
+            .execute(
+                user,
+                UserAuthCommand::SubmitTotp { attempt, code },
+                &meta.as_user(),
+            )
+            .await?;
+        self.session_from(user, &events)
+    }
+
+    pub(super) async fn begin_enrollment(
+        &self,
+        meta: &RequestMeta,
+        login_token: &str,
+    ) -> Result<Enrollment> {
+        let (user, attempt) = self.login_token(login_token)?;
+        let secret = new_totp_secret();
+        let (_, state) = self
+            .bus
+            .execute_then_state(
+                user,
+                UserAuthCommand::BeginEnrollment {
+                    attempt,
+                    secret: secret.clone(),
+                },
+                &meta.as_user(),
+            )
+            .await?;
+        let profile = state.profile().ok_or_else(ApiError::internal)?;
+        self.enrollment_of(&secret, &profile.email)
+    }
+
+    /// The enrollment begun in this login attempt and not yet confirmed, to
+    /// show again; `None` when there is none.
+    pub(super) async fn pending_enrollment(&self, login_token: &str) -> Result<Option<Enrollment>> {
+        let (user, attempt) = self.login_token(login_token)?;
+        let state = self.bus.load(user).await?;
+        let (Some(sealed), Some(profile)) =
+            (state.pending_enrollment_secret(&attempt), state.profile())
+        else {
+            return Ok(None);
+        };
+        let bytes = self
+            .bus
+            .services()
+            .keeper
+            .unseal(SealPurpose::TotpSecret, sealed)
+            .map_err(ApiError::internal_from)?;
+        let secret = TotpSecret::from_slice(&bytes).ok_or_else(ApiError::internal)?;
+        self.enrollment_of(&secret, &profile.email).map(Some)
+    }
+
+    fn enrollment_of(&self, secret: &TotpSecret, email: &str) -> Result<Enrollment> {
+        let otpauth_uri = secret.otpauth_uri(&self.issuer, email);
+        let qr_svg = QrCode::new(otpauth_uri.as_bytes())
+            .map_err(ApiError::internal_from)?
+            .render::<svg::Color>()
+            .min_dimensions(200, 200)
+            .build();
+        Ok(Enrollment {
+            otpauth_uri,
+            secret: secret.to_base32(),
+            qr_svg,
+        })
+    }
+
+    pub(super) async fn confirm_enrollment(
+        &self,
+        meta: &RequestMeta,
+        login_token: &str,
+        code: &str,
+    ) -> Result<SessionWithRecoveryCode> {
+        let (user, attempt) = self.login_token(login_token)?;
+        let code = TotpCode::parse(code).map_err(|_| ApiError::invalid_code_format())?;
+        self.sign_in_with_new_recovery_code(user, meta, |recovery_code| {
+            UserAuthCommand::EnrollMfa {
+                attempt,
+                code,
+                recovery_code,
+            }
+        })
+        .await
+    }
+
+    pub(super) async fn use_recovery_code(
+        &self,
+        meta: &RequestMeta,
+        login_token: &str,
+        code: &str,
+    ) -> Result<SessionWithRecoveryCode> {
+        let (user, attempt) = self.login_token(login_token)?;
+        let code = RecoveryCode::parse(code).map_err(|_| ApiError::invalid_code_format())?;
+        self.sign_in_with_new_recovery_code(user, meta, |replacement| {
+            UserAuthCommand::UseRecoveryCode {
+                attempt,
+                code,
+                replacement,
+            }
+        })
+        .await
+    }
+
+    pub(super) async fn request_email_link(
+        &self,
+        meta: &RequestMeta,
+        login_token: &str,
+    ) -> Result<()> {
+        let (user, attempt) = self.login_token(login_token)?;
+        self.bus
+            .execute(
+                user,
+                UserAuthCommand::RequestEmailLink { attempt },
+                &meta.as_user(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn redeem_email_link(
+        &self,
+        meta: &RequestMeta,
+        token: &str,
+    ) -> Result<SessionGranted> {
+        let (user, link) = self
+            .tokens
+            .decode(TokenKind::EmailLink, token)
+            .map_err(|_| ApiError::invalid_token())?;
+        let events = self
+            .bus
+            .execute(
+                user,
+                UserAuthCommand::UseEmailLink { link },
+                &meta.as_user(),
+            )
+            .await?;
+        self.session_from(user, &events)
     }
 }
 
@@ -211,17 +376,9 @@ pub async fn totp(
     meta: RequestMeta,
     Json(body): Json<CodeRequest>,
 ) -> Result<axum::Json<SessionGranted>> {
-    let (user, attempt) = ctx.login_token(&body.login_token)?;
-    let code = TotpCode::parse(&body.code).map_err(|_| ApiError::invalid_code_format())?;
-    let events = ctx
-        .bus
-        .execute(
-            user,
-            UserAuthCommand::SubmitTotp { attempt, code },
-            &meta.as_user(),
-        )
-        .await?;
-    ctx.session_from(user, &events).map(axum::Json)
+    ctx.submit_totp(&meta, &body.login_token, &body.code)
+        .await
+        .map(axum::Json)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -233,11 +390,11 @@ pub struct LoginTokenRequest {
 #[derive(Serialize, ToSchema)]
 pub struct Enrollment {
     /// Key URI for authenticator apps.
-    otpauth_uri: String,
+    pub(super) otpauth_uri: String,
     /// The same secret in base32, for manual entry.
-    secret: String,
+    pub(super) secret: String,
     /// The URI as a QR code.
-    qr_svg: String,
+    pub(super) qr_svg: String,
 }
 
 /// Enrollment: a new authenticator secret for an account that has none.
@@ -258,35 +415,9 @@ pub async fn begin_enrollment(
     meta: RequestMeta,
     Json(body): Json<LoginTokenRequest>,
 ) -> Result<axum::Json<Enrollment>> {
-    let (user, attempt) = ctx.login_token(&body.login_token)?;
-    let secret = new_totp_secret();
-    ctx.bus
-        .execute(
-            user,
-            UserAuthCommand::BeginEnrollment {
-                attempt,
-                secret: secret.clone(),
-            },
-            &meta.as_user(),
-        )
-        .await?;
-    let profile = ctx
-        .bus
-        .load(user)
-        .await?
-        .profile()
-        .ok_or_else(ApiError::internal)?;
-    let otpauth_uri = secret.otpauth_uri(&ctx.issuer, &profile.email);
-    let qr_svg = QrCode::new(otpauth_uri.as_bytes())
-        .map_err(ApiError::internal_from)?
-        .render::<svg::Color>()
-        .min_dimensions(200, 200)
-        .build();
-    Ok(axum::Json(Enrollment {
-        otpauth_uri,
-        secret: secret.to_base32(),
-        qr_svg,
-    }))
+    ctx.begin_enrollment(&meta, &body.login_token)
+        .await
+        .map(axum::Json)
 }
 
 /// Enrollment, confirmed with a first code: enrolls the authenticator,
@@ -307,15 +438,9 @@ pub async fn confirm_enrollment(
     meta: RequestMeta,
     Json(body): Json<CodeRequest>,
 ) -> Result<axum::Json<SessionWithRecoveryCode>> {
-    let (user, attempt) = ctx.login_token(&body.login_token)?;
-    let code = TotpCode::parse(&body.code).map_err(|_| ApiError::invalid_code_format())?;
-    ctx.sign_in_with_new_recovery_code(user, &meta, |recovery_code| UserAuthCommand::EnrollMfa {
-        attempt,
-        code,
-        recovery_code,
-    })
-    .await
-    .map(axum::Json)
+    ctx.confirm_enrollment(&meta, &body.login_token, &body.code)
+        .await
+        .map(axum::Json)
 }
 
 /// "Try another method": the recovery code. It is spent, and a new one is
@@ -336,17 +461,9 @@ pub async fn recovery_code(
     meta: RequestMeta,
     Json(body): Json<CodeRequest>,
 ) -> Result<axum::Json<SessionWithRecoveryCode>> {
-    let (user, attempt) = ctx.login_token(&body.login_token)?;
-    let code = RecoveryCode::parse(&body.code).map_err(|_| ApiError::invalid_code_format())?;
-    ctx.sign_in_with_new_recovery_code(user, &meta, |replacement| {
-        UserAuthCommand::UseRecoveryCode {
-            attempt,
-            code,
-            replacement,
-        }
-    })
-    .await
-    .map(axum::Json)
+    ctx.use_recovery_code(&meta, &body.login_token, &body.code)
+        .await
+        .map(axum::Json)
 }
 
 /// "Try another method": a one-time sign-in link by email. The answer is
@@ -366,14 +483,7 @@ pub async fn request_email_link(
     meta: RequestMeta,
     Json(body): Json<LoginTokenRequest>,
 ) -> Result<StatusCode> {
-    let (user, attempt) = ctx.login_token(&body.login_token)?;
-    ctx.bus
-        .execute(
-            user,
-            UserAuthCommand::RequestEmailLink { attempt },
-            &meta.as_user(),
-        )
-        .await?;
+    ctx.request_email_link(&meta, &body.login_token).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -383,8 +493,9 @@ pub struct LinkQuery {
     token: Option<String>,
 }
 
-/// The page a mailed link opens. Opening it spends nothing (mail scanners
-/// prefetch links); its button POSTs the redeem.
+/// The page a mailed link opens, part of the web console. Opening it
+/// spends nothing (mail scanners prefetch links); its button POSTs the
+/// redeem, which signs the browser in.
 #[utoipa::path(get, path = "/v1/login/email-link", tag = "login",
     params(LinkQuery),
     responses(
@@ -392,54 +503,12 @@ pub struct LinkQuery {
         (status = 400, description = "A page saying the link is broken", content_type = "text/html"),
     ))]
 pub async fn email_link_page(
+    State(ctx): State<ApiContext>,
+    browser: super::console::Browser,
     query: std::result::Result<Query<LinkQuery>, QueryRejection>,
 ) -> Response {
     let token = query.ok().and_then(|Query(q)| q.token).unwrap_or_default();
-    let well_formed = token.starts_with(TokenKind::EmailLink.prefix())
-        && token.len() < 200
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if !well_formed {
-        return page(
-            StatusCode::BAD_REQUEST,
-            "This link is broken",
-            "<p>The sign-in link is incomplete. Open it from the mail again, or sign in again to get a new one.</p>",
-        );
-    }
-    page(
-        StatusCode::OK,
-        "Finish signing in",
-        &format!(
-            "<p>Continue to finish signing in to your account.</p>\
-             <form method=\"post\" action=\"/v1/login/email-link/redeem\">\
-             <input type=\"hidden\" name=\"token\" value=\"{token}\">\
-             <button type=\"submit\">Sign in</button></form>\
-             <p>If you did not try to sign in, close this page and change your password.</p>"
-        ),
-    )
-}
-
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title} · authledger</title></head><body><main><h1>{title}</h1>{body}</main></body></html>"
-    );
-    let mut response = (status, Html(html)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    response
+    super::console::email_link_page(&ctx, browser, &token)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -449,13 +518,9 @@ pub struct RedeemRequest {
 }
 
 /// Redeems a mailed link: signs in with assurance level aal1 (an email
-/// proves no device). Takes JSON, or the form the link's page posts, which
-/// is answered with a page.
+/// proves no device). Browsers redeem through the console's form instead.
 #[utoipa::path(post, path = "/v1/login/email-link/redeem", tag = "login",
-    request_body(content(
-        (RedeemRequest = "application/json"),
-        (RedeemRequest = "application/x-www-form-urlencoded"),
-    )),
+    request_body = RedeemRequest,
     responses(
         (status = 200, description = "Signed in", body = SessionGranted),
         (status = 401, description = "`invalid-token`", body = Problem, content_type = "application/problem+json"),
@@ -470,76 +535,9 @@ pub struct RedeemRequest {
 pub async fn redeem_email_link(
     State(ctx): State<ApiContext>,
     meta: RequestMeta,
-    headers: HeaderMap,
-    body: std::result::Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
-    let outcome = redeem(&ctx, &meta, &headers, body, is_form).await;
-    match (outcome, is_form) {
-        (Ok(session), false) => axum::Json(session).into_response(),
-        (Err(problem), false) => problem.into_response(),
-        (Ok(_), true) => page(
-            StatusCode::OK,
-            "You are signed in",
-            "<p>This sign-in is complete. If it was not you, reset your multi-factor authentication from your profile and change your password.</p>",
-        ),
-        (Err(problem), true) => page(
-            problem.status(),
-            "This link cannot be used",
-            "<p>The link has expired, was already used, or a newer one was sent. Sign in again to get a new link.</p>",
-        ),
-    }
-}
-
-async fn redeem(
-    ctx: &ApiContext,
-    meta: &RequestMeta,
-    headers: &HeaderMap,
-    body: std::result::Result<Bytes, axum::extract::rejection::BytesRejection>,
-    is_form: bool,
-) -> Result<SessionGranted> {
-    let body = body_bytes(body)?;
-    let request: RedeemRequest = if is_form {
-        serde_urlencoded_form(&body)?
-    } else {
-        let json_content = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("application/json"));
-        if !json_content {
-            return Err(ApiError::unsupported_media_type());
-        }
-        parse_json(&body)?
-    };
-    let (user, link) = ctx
-        .tokens
-        .decode(TokenKind::EmailLink, &request.token)
-        .map_err(|_| ApiError::invalid_token())?;
-    let events = ctx
-        .bus
-        .execute(
-            user,
-            UserAuthCommand::UseEmailLink { link },
-            &meta.as_user(),
-        )
-        .await?;
-    ctx.session_from(user, &events)
-}
-
-fn serde_urlencoded_form(body: &[u8]) -> Result<RedeemRequest> {
-    let token = url_form_value(body, "token").ok_or_else(ApiError::invalid_body)?;
-    Ok(RedeemRequest { token })
-}
-
-/// The value of `name` in a form body. Tokens are base64url with an ASCII
-/// prefix, so no percent-decoding is needed; anything else is not a token.
-fn url_form_value(body: &[u8], name: &str) -> Option<String> {
-    let text = std::str::from_utf8(body).ok()?;
-    text.split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.to_owned())
+    Json(body): Json<RedeemRequest>,
+) -> Result<axum::Json<SessionGranted>> {
+    ctx.redeem_email_link(&meta, &body.token)
+        .await
+        .map(axum::Json)
 }

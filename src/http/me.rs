@@ -14,30 +14,30 @@ use super::{ApiContext, ApiError, BodyProblems, Problem, Result, ServerProblems}
 
 #[derive(Serialize, ToSchema)]
 pub struct Me {
-    user_id: Uuid,
-    email: String,
-    mfa: MfaStatus,
-    session: SessionInfo,
+    pub(super) user_id: Uuid,
+    pub(super) email: String,
+    pub(super) mfa: MfaStatus,
+    pub(super) session: SessionInfo,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct MfaStatus {
-    enrolled: bool,
-    enrolled_at: Option<DateTime<Utc>>,
+    pub(super) enrolled: bool,
+    pub(super) enrolled_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct SessionInfo {
     /// How this session was won: `totp`, `enrollment`, `recovery_code` or `email_link`.
     #[schema(value_type = String)]
-    method: SignInMethod,
+    pub(super) method: SignInMethod,
     /// `aal2`, or `aal1` for an email link (email proves no device).
     #[schema(value_type = String)]
-    aal: Assurance,
-    started_at: DateTime<Utc>,
+    pub(super) aal: Assurance,
+    pub(super) started_at: DateTime<Utc>,
     /// The absolute end; an hour without use ends it sooner.
-    expires_at: DateTime<Utc>,
-    idle_expires_at: DateTime<Utc>,
+    pub(super) expires_at: DateTime<Utc>,
+    pub(super) idle_expires_at: DateTime<Utc>,
 }
 
 /// The signed-in user's profile and how this session was won.
@@ -54,39 +54,88 @@ pub async fn profile(
     meta: RequestMeta,
     BearerToken(token): BearerToken,
 ) -> Result<axum::Json<Me>> {
-    let (user, session) = ctx.session_token(&token)?;
-    let services = ctx.bus.services();
-    // Touching the session checks it is live and records activity; the
-    // state after it is what the profile shows.
-    let (_, state) = ctx
-        .bus
-        .execute_then_state(
-            user,
-            UserAuthCommand::TouchSession { session },
-            &meta.as_user(),
-        )
-        .await?;
-    let live = state
-        .live_session(&session, services.clock.now(), &services.policy)
-        .cloned()
-        .ok_or_else(ApiError::unauthenticated)?;
-    let profile = state.profile().ok_or_else(ApiError::unauthenticated)?;
-    Ok(axum::Json(Me {
-        user_id: profile.user_id,
-        email: profile.email,
-        mfa: MfaStatus {
-            enrolled: profile.enrolled_at.is_some(),
-            enrolled_at: profile.enrolled_at,
-        },
-        session: SessionInfo {
-            method: live.method,
-            aal: live.aal,
-            started_at: live.started_at,
-            expires_at: live.expires_at,
-            idle_expires_at: (live.last_active_at + services.policy.session_idle)
-                .min(live.expires_at),
-        },
-    }))
+    ctx.profile(&meta, &token).await.map(axum::Json)
+}
+
+impl ApiContext {
+    pub(super) async fn profile(&self, meta: &RequestMeta, session_token: &str) -> Result<Me> {
+        let (user, session) = self.session_token(session_token)?;
+        let services = self.bus.services();
+        // Touching the session checks it is live and records activity; the
+        // state after it is what the profile shows.
+        let (_, state) = self
+            .bus
+            .execute_then_state(
+                user,
+                UserAuthCommand::TouchSession { session },
+                &meta.as_user(),
+            )
+            .await?;
+        let live = state
+            .live_session(&session, services.clock.now(), &services.policy)
+            .cloned()
+            .ok_or_else(ApiError::unauthenticated)?;
+        let profile = state.profile().ok_or_else(ApiError::unauthenticated)?;
+        Ok(Me {
+            user_id: profile.user_id,
+            email: profile.email,
+            mfa: MfaStatus {
+                enrolled: profile.enrolled_at.is_some(),
+                enrolled_at: profile.enrolled_at,
+            },
+            session: SessionInfo {
+                method: live.method,
+                aal: live.aal,
+                started_at: live.started_at,
+                expires_at: live.expires_at,
+                idle_expires_at: (live.last_active_at + services.policy.session_idle)
+                    .min(live.expires_at),
+            },
+        })
+    }
+
+    pub(super) async fn reset_mfa(
+        &self,
+        meta: &RequestMeta,
+        session_token: &str,
+        password: Option<&str>,
+    ) -> Result<ResetDone> {
+        let (user, session) = self.session_token(session_token)?;
+        let password = password
+            .map(Password::parse)
+            .transpose()
+            .map_err(|e| ApiError::unacceptable_password().with_detail(e.to_string()))?;
+        let events = self
+            .bus
+            .execute(
+                user,
+                UserAuthCommand::ResetMfa { session, password },
+                &meta.as_user(),
+            )
+            .await?;
+        if events
+            .iter()
+            .any(|e| matches!(e, UserAuthEvent::PasswordRejected { .. }))
+        {
+            return Err(ApiError::from_recorded_failure(
+                &events,
+                ApiError::reauthentication_failed(),
+            ));
+        }
+        let sessions_ended = events
+            .iter()
+            .filter(|e| matches!(e, UserAuthEvent::SessionEnded { .. }))
+            .count();
+        Ok(ResetDone { sessions_ended })
+    }
+
+    pub(super) async fn logout(&self, meta: &RequestMeta, session_token: &str) -> Result<()> {
+        let (user, session) = self.session_token(session_token)?;
+        self.bus
+            .execute(user, UserAuthCommand::Logout { session }, &meta.as_user())
+            .await?;
+        Ok(())
+    }
 }
 
 #[derive(Default, Deserialize, ToSchema)]
@@ -99,7 +148,7 @@ pub struct ResetRequest {
 #[derive(Serialize, ToSchema)]
 pub struct ResetDone {
     /// Sessions ended, this one included.
-    sessions_ended: usize,
+    pub(super) sessions_ended: usize,
 }
 
 /// "Reset my multi-factor authentication": forgets the authenticator and
@@ -124,40 +173,15 @@ pub async fn reset_mfa(
     BearerToken(token): BearerToken,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<ResetDone>> {
-    let (user, session) = ctx.session_token(&token)?;
     let body = body_bytes(body)?;
     let request: ResetRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ResetRequest::default()
     } else {
         parse_json(&body)?
     };
-    let password = request
-        .password
-        .map(|p| Password::parse(&p))
-        .transpose()
-        .map_err(|e| ApiError::unacceptable_password().with_detail(e.to_string()))?;
-    let events = ctx
-        .bus
-        .execute(
-            user,
-            UserAuthCommand::ResetMfa { session, password },
-            &meta.as_user(),
-        )
-        .await?;
-    if events
-        .iter()
-        .any(|e| matches!(e, UserAuthEvent::PasswordRejected { .. }))
-    {
-        return Err(ApiError::from_recorded_failure(
-            &events,
-            ApiError::reauthentication_failed(),
-        ));
-    }
-    let sessions_ended = events
-        .iter()
-        .filter(|e| matches!(e, UserAuthEvent::SessionEnded { .. }))
-        .count();
-    Ok(axum::Json(ResetDone { sessions_ended }))
+    ctx.reset_mfa(&meta, &token, request.password.as_deref())
+        .await
+        .map(axum::Json)
 }
 
 /// Ends this session.
@@ -174,9 +198,6 @@ pub async fn logout(
     meta: RequestMeta,
     BearerToken(token): BearerToken,
 ) -> Result<StatusCode> {
-    let (user, session) = ctx.session_token(&token)?;
-    ctx.bus
-        .execute(user, UserAuthCommand::Logout { session }, &meta.as_user())
-        .await?;
+    ctx.logout(&meta, &token).await?;
     Ok(StatusCode::NO_CONTENT)
 }

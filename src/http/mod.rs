@@ -2,6 +2,7 @@
 //! document generated from the same handlers, so the two cannot drift.
 mod admin;
 mod audit;
+mod console;
 mod error;
 mod extract;
 mod health;
@@ -45,6 +46,10 @@ pub struct ContextInner {
     pub pool: PgPool,
     pub issuer: String,
     pub public_url: String,
+    /// Whether anyone may create an account.
+    pub registration_open: bool,
+    /// The console's cookies are `Secure` and `__Host-` prefixed.
+    pub secure_cookies: bool,
     pub sign_in_failure_floor: Duration,
     /// RabbitMQ, checked by `/readyz` when the pipeline is in use.
     pub amqp_url: Option<String>,
@@ -195,6 +200,7 @@ pub fn router(context: ApiContext) -> Router {
     let (routes, openapi) = api();
     let openapi = Arc::new(openapi);
     routes
+        .merge(console::routes())
         .route(
             "/openapi.json",
             get(move || {

@@ -27,6 +27,7 @@ pub struct Registered {
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "Registered", body = Registered),
+        (status = 403, description = "`registration-closed`: AUTHLEDGER_REGISTRATION is `closed`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`email-taken`, `contended`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`, `invalid-email`, `unacceptable-password` (the detail says why)", body = Problem, content_type = "application/problem+json"),
         BodyProblems,
@@ -37,24 +38,39 @@ pub async fn register(
     meta: RequestMeta,
     Json(body): Json<RegisterRequest>,
 ) -> Result<(StatusCode, axum::Json<Registered>)> {
-    let email = Email::parse(&body.email).map_err(|_| ApiError::invalid_email())?;
-    let local_part = email
-        .as_str()
-        .split('@')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let password = NewPassword::parse(&body.password, &[email.as_str(), &local_part])
-        .map_err(password_problem)?;
-    let user_id = email.user_id();
-    ctx.bus
-        .execute(
-            user_id,
-            UserAuthCommand::RegisterUser { email, password },
-            &meta.as_user(),
-        )
-        .await?;
+    let user_id = ctx.register(&meta, &body.email, &body.password).await?;
     Ok((StatusCode::CREATED, axum::Json(Registered { user_id })))
+}
+
+impl ApiContext {
+    pub(super) async fn register(
+        &self,
+        meta: &RequestMeta,
+        email: &str,
+        password: &str,
+    ) -> Result<Uuid> {
+        if !self.registration_open {
+            return Err(ApiError::registration_closed());
+        }
+        let email = Email::parse(email).map_err(|_| ApiError::invalid_email())?;
+        let local_part = email
+            .as_str()
+            .split('@')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let password = NewPassword::parse(password, &[email.as_str(), &local_part])
+            .map_err(password_problem)?;
+        let user_id = email.user_id();
+        self.bus
+            .execute(
+                user_id,
+                UserAuthCommand::RegisterUser { email, password },
+                &meta.as_user(),
+            )
+            .await?;
+        Ok(user_id)
+    }
 }
 
 fn password_problem(err: PasswordError) -> ApiError {

@@ -103,6 +103,15 @@ impl UserAuth {
         })
     }
 
+    /// The sealed secret of the enrollment begun in login attempt `attempt`
+    /// and not yet confirmed, so a page can show the same QR code again.
+    pub fn pending_enrollment_secret(&self, attempt: &Reference) -> Option<&Sealed> {
+        self.pending_enrollment
+            .as_ref()
+            .filter(|pending| &pending.attempt == attempt)
+            .map(|pending| &pending.secret)
+    }
+
     /// The session named by `reference` if it is still live at `now`.
     pub fn live_session(
         &self,

@@ -884,6 +884,22 @@ fn an_enrollment_begun_in_another_attempt_cannot_be_confirmed() {
         .then_expect_error(UserAuthError::EnrollmentNotStarted);
 }
 
+#[test]
+fn the_pending_secret_is_shown_only_to_the_attempt_that_began_it() {
+    let now = later(1);
+    let mut state = UserAuth::default();
+    for event in registered_with_attempt(now) {
+        cqrs_es::Aggregate::apply(&mut state, event);
+    }
+    cqrs_es::Aggregate::apply(&mut state, enrollment_started(now));
+    let expected = sealed(SealPurpose::TotpSecret, secret().expose());
+    assert_eq!(
+        state.pending_enrollment_secret(&reference(7)),
+        Some(&expected)
+    );
+    assert_eq!(state.pending_enrollment_secret(&reference(8)), None);
+}
+
 // ---- recovery code ---------------------------------------------------------
 
 #[test]

@@ -1,0 +1,189 @@
+//! The console's pages: server-rendered, no script, one stylesheet.
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, RETRY_AFTER, X_FRAME_OPTIONS,
+};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use maud::{html, Markup, DOCTYPE};
+
+use super::browser::{Browser, Csrf};
+use crate::http::ApiContext;
+
+/// Only the stylesheet and images from this origin (the QR code is a data:
+/// image); no script at all, forms post only here, and no framing.
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+pub fn secure_headers(response: &mut Response) {
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // Pages show secrets (a QR code, a recovery code) and who is signed in.
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+/// A page of the console.
+pub struct Page<'a> {
+    pub title: &'a str,
+    pub status: StatusCode,
+    /// The signed-in user's email, for the account menu.
+    pub account: Option<&'a str>,
+    pub notice: Option<&'a str>,
+    pub error: Option<Problem>,
+}
+
+/// A message in plain words, and when to try again if the answer was "wait".
+pub struct Problem {
+    pub message: String,
+    pub retry_after: Option<i64>,
+}
+
+impl<'a> Page<'a> {
+    pub fn new(title: &'a str) -> Self {
+        Self {
+            title,
+            status: StatusCode::OK,
+            account: None,
+            notice: None,
+            error: None,
+        }
+    }
+
+    pub fn render(self, ctx: &ApiContext, csrf: &Csrf, main: Markup) -> Response {
+        let retry_after = self.error.as_ref().and_then(|e| e.retry_after);
+        let markup = html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    title { (self.title) " · authledger" }
+                    link rel="stylesheet" href="/assets/console.css";
+                }
+                body {
+                    header.bar {
+                        a.brand href="/" { "authledger" }
+                        @if let Some(email) = self.account {
+                            details.menu {
+                                summary { span.visually-hidden { "Account menu for " } (email) }
+                                nav aria-label="Account" {
+                                    ul {
+                                        li { a href="/profile" { "My Profile" } }
+                                        li {
+                                            form method="post" action="/sign-out" {
+                                                (csrf.field())
+                                                button.link type="submit" { "Sign out" }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    main {
+                        h1 { (self.title) }
+                        @if let Some(notice) = self.notice {
+                            p.notice role="status" { (notice) }
+                        }
+                        @if let Some(error) = &self.error {
+                            p.error role="alert" { (error.message) }
+                        }
+                        (main)
+                    }
+                }
+            }
+        };
+        let mut response = (self.status, Html(markup.into_string())).into_response();
+        secure_headers(&mut response);
+        if let Some(seconds) = retry_after {
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(RETRY_AFTER, value);
+            }
+        }
+        csrf.set_cookie(ctx, &mut response);
+        response
+    }
+}
+
+/// A page that only explains what went wrong.
+pub fn problem_page(
+    ctx: &ApiContext,
+    browser: &Browser,
+    status: StatusCode,
+    title: &str,
+    explanation: &str,
+) -> Response {
+    let csrf = Csrf::for_browser(ctx, browser);
+    let page = Page {
+        status,
+        ..Page::new(title)
+    };
+    page.render(
+        ctx,
+        &csrf,
+        html! {
+            p { (explanation) }
+            p { a href="/" { "Back to the start" } }
+        },
+    )
+}
+
+pub fn email_field(value: &str) -> Markup {
+    html! {
+        label for="email" { "Email" }
+        input #email type="email" name="email" value=(value) autocomplete="username"
+            required spellcheck="false" autocapitalize="none";
+    }
+}
+
+pub fn password_field(autocomplete: &str, hint: Option<&str>) -> Markup {
+    html! {
+        label for="password" { "Password" }
+        @if let Some(hint) = hint {
+            p.hint #password-hint { (hint) }
+            input #password type="password" name="password" autocomplete=(autocomplete)
+                required aria-describedby="password-hint";
+        } @else {
+            input #password type="password" name="password" autocomplete=(autocomplete) required;
+        }
+    }
+}
+
+pub fn totp_field() -> Markup {
+    html! {
+        label for="code" { "Enter the 6-digit code from your authenticator app" }
+        input #code type="text" name="code" inputmode="numeric" autocomplete="one-time-code"
+            maxlength="6" required autofocus;
+    }
+}
+
+/// The recovery code, shown once, and the way on.
+pub fn recovery_code_shown(code: &str) -> Markup {
+    html! {
+        p { "If your phone is lost, this code signs you in once. It is shown only now: write it down or keep it in a password manager." }
+        p.secret { code #recovery-code { (code) } }
+        p { a.button #saved href="/profile" { "I have saved it" } }
+    }
+}
+
+/// Groups a base32 secret in fours, as authenticator apps show it.
+pub fn grouped(secret: &str) -> String {
+    secret
+        .as_bytes()
+        .chunks(4)
+        .map(|chunk| String::from_utf8_lossy(chunk).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// "in 45 seconds", "in 3 minutes".
+pub fn wait_words(seconds: i64) -> String {
+    match seconds {
+        ..=1 => "in a second".to_owned(),
+        2..=90 => format!("in {seconds} seconds"),
+        _ => format!("in {} minutes", (seconds + 59) / 60),
+    }
+}
+
+pub const STYLESHEET: &str = include_str!("console.css");
