@@ -36,7 +36,7 @@ async fn an_email_link_signs_in_once_at_assurance_level_one(pool: PgPool) {
         assert_eq!(page.status(), StatusCode::OK);
         assert_eq!(page.headers()["referrer-policy"], "no-referrer");
         let html = page.text().await.unwrap();
-        assert!(html.contains("action=\"/v1/login/email-link/redeem\""));
+        assert!(html.contains("action=\"/sign-in/email-link\""));
     }
 
     let redeemed = app
@@ -111,41 +111,4 @@ async fn the_fourth_link_in_fifteen_minutes_gets_the_same_answer_and_no_link(poo
             .len(),
         3
     );
-}
-
-#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
-async fn the_confirm_page_posts_a_form_that_signs_in(pool: PgPool) {
-    let app = spawn_app(pool).await;
-    let user = app.signed_up().await;
-    let id = user_id_of(&user.email);
-    let login = app.password_step(&user.email).await;
-    app.post(
-        "/v1/login/email-link",
-        json!({"login_token": login["login_token"]}),
-    )
-    .await;
-    let token = app.link_token(id, &app.email_link_references(id).await[0]);
-
-    let form = app
-        .client
-        .post(app.url("/v1/login/email-link/redeem"))
-        .form(&[("token", &token)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(form.status(), StatusCode::OK);
-    assert!(form.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/html"));
-    assert!(form.text().await.unwrap().contains("You are signed in"));
-
-    let again = app
-        .client
-        .post(app.url("/v1/login/email-link/redeem"))
-        .form(&[("token", &token)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), StatusCode::GONE);
 }

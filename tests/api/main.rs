@@ -6,6 +6,7 @@ mod helpers;
 
 mod audit;
 mod bad_input;
+mod console;
 mod email_link;
 mod event_store;
 mod journey;

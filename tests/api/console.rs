@@ -1,0 +1,475 @@
+//! The web console over plain HTTP: cookie flags, CSRF, security headers,
+//! plain-word refusals and the registration switch. The clicking itself is
+//! in the `browser` test binary.
+use std::collections::BTreeMap;
+
+use reqwest::header::{HeaderMap, SET_COOKIE};
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::helpers::*;
+
+/// A browser without script: keeps cookies, reads the CSRF tag off the
+/// last page, follows nothing by itself.
+struct Visitor<'a> {
+    app: &'a TestApp,
+    client: reqwest::Client,
+    cookies: BTreeMap<String, String>,
+    csrf: Option<String>,
+    /// Every `Set-Cookie` of the last answer, as sent.
+    set_cookies: Vec<String>,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn location(&self) -> &str {
+        self.headers["location"].to_str().unwrap()
+    }
+}
+
+impl<'a> Visitor<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        Self {
+            app,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: BTreeMap::new(),
+            csrf: None,
+            set_cookies: Vec::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn absorb(&mut self, response: reqwest::Response) -> Answer {
+        self.set_cookies = response
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        for cookie in &self.set_cookies {
+            let (pair, attributes) = cookie.split_once(';').unwrap_or((cookie, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if attributes.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.text().await.unwrap();
+        if let Some(tag) = csrf_in(&body) {
+            self.csrf = Some(tag);
+        }
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Answer {
+        let response = self
+            .client
+            .get(self.app.url(path))
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.absorb(response).await
+    }
+
+    /// Posts a form the way its page would, with the page's CSRF tag.
+    async fn submit(&mut self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        let mut fields = fields.to_vec();
+        let tag = self.csrf.clone().expect("a page with a form first");
+        fields.push(("csrf", &tag));
+        self.post_raw(path, &fields, &[]).await
+    }
+
+    async fn post_raw(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = self
+            .client
+            .post(self.app.url(path))
+            .header("cookie", self.cookie_header())
+            .form(fields);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        self.absorb(response).await
+    }
+
+    /// The `Set-Cookie` of the last answer that sets `name`.
+    fn set_cookie(&self, name: &str) -> &str {
+        self.set_cookies
+            .iter()
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in {:?}", self.set_cookies))
+    }
+}
+
+fn csrf_in(html: &str) -> Option<String> {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].to_owned())
+}
+
+fn max_age(cookie: &str) -> i64 {
+    cookie
+        .split("; ")
+        .find_map(|a| a.strip_prefix("Max-Age="))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn console_pages_carry_the_security_headers(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let mut visitor = Visitor::new(&app);
+    for path in [
+        "/sign-in",
+        "/register",
+        "/v1/login/email-link?token=al_link_x",
+    ] {
+        let page = visitor.get(path).await;
+        assert!(page.status.is_success(), "{path}: {}", page.status);
+        let header = |name: &str| page.headers[name].to_str().unwrap().to_owned();
+        let csp = header("content-security-policy");
+        for directive in [
+            "default-src 'none'",
+            "style-src 'self'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+        ] {
+            assert!(csp.contains(directive), "{path}: {csp}");
+        }
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("script-src"),
+            "{csp}"
+        );
+        assert_eq!(header("referrer-policy"), "no-referrer");
+        assert_eq!(header("cache-control"), "no-store");
+        assert_eq!(header("x-frame-options"), "DENY");
+        assert!(!page.body.contains("<script"), "{path} has script");
+        assert!(!page.body.contains("style="), "{path} has inline style");
+    }
+    let css = app
+        .client
+        .get(app.url("/assets/console.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(css.status(), StatusCode::OK);
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn on_plain_http_loopback_the_cookies_are_not_secure_and_not_prefixed(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let mut visitor = Visitor::new(&app);
+    visitor.get("/sign-in").await;
+    let csrf = visitor.set_cookie("authledger_csrf");
+    assert!(csrf.ends_with("; Path=/; HttpOnly; SameSite=Lax"), "{csrf}");
+    assert!(!csrf.contains("Secure"), "{csrf}");
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn behind_https_the_cookies_are_host_prefixed_secure_httponly_and_lax(pool: PgPool) {
+    let app = spawn_app_with(pool, |s| {
+        s.public_url = "https://auth.example.test".into();
+    })
+    .await;
+    let mut user = app.signed_up().await;
+    let mut visitor = Visitor::new(&app);
+
+    visitor.get("/sign-in").await;
+    let csrf = visitor.set_cookie("__Host-authledger_csrf");
+    assert!(
+        csrf.ends_with("; Path=/; HttpOnly; SameSite=Lax; Secure"),
+        "{csrf}"
+    );
+
+    let signed = visitor
+        .submit(
+            "/sign-in",
+            &[("email", &user.email), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER);
+    assert_eq!(signed.location(), "/sign-in/code");
+    let login = visitor.set_cookie("__Host-authledger_login");
+    assert!(
+        login.starts_with("__Host-authledger_login=al_login_"),
+        "{login}"
+    );
+    assert!(
+        login.contains("; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age="),
+        "{login}"
+    );
+    assert!((1..=300).contains(&max_age(login)), "{login}");
+
+    visitor.get("/sign-in/code").await;
+    let code = user.device.next_code().await;
+    let done = visitor.submit("/sign-in/code", &[("code", &code)]).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert_eq!(done.location(), "/profile");
+    let session = visitor.set_cookie("__Host-authledger_session");
+    assert!(
+        session.starts_with("__Host-authledger_session=al_sess_"),
+        "{session}"
+    );
+    assert!(
+        session.contains("; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age="),
+        "{session}"
+    );
+    assert!(
+        max_age(session) > 3600,
+        "lasts as long as the session: {session}"
+    );
+    assert!(
+        max_age(visitor.set_cookie("__Host-authledger_login")) == 0,
+        "the attempt is forgotten"
+    );
+
+    let profile = visitor.get("/profile").await;
+    assert_eq!(profile.status, StatusCode::OK);
+    assert!(profile.body.contains(&user.email));
+    assert!(profile.body.contains("a code from your authenticator app"));
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_form_post_without_its_csrf_token_is_refused_and_runs_nothing(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let user = app.signed_up().await;
+    let id = user_id_of(&user.email);
+    let events_before = event_count(&app, id).await;
+    let credentials = [("email", user.email.as_str()), ("password", PASSWORD)];
+
+    let mut visitor = Visitor::new(&app);
+    // No cookie and no tag.
+    let bare = visitor.post_raw("/sign-in", &credentials, &[]).await;
+    assert_eq!(bare.status, StatusCode::FORBIDDEN);
+    assert!(bare.body.contains("This form has expired"));
+
+    visitor.get("/sign-in").await;
+    let tag = visitor.csrf.clone().unwrap();
+    // The cookie but no tag.
+    let untagged = visitor.post_raw("/sign-in", &credentials, &[]).await;
+    assert_eq!(untagged.status, StatusCode::FORBIDDEN);
+    // A tag made for another browser's nonce.
+    let mut other = Visitor::new(&app);
+    other.get("/sign-in").await;
+    let foreign_tag = other.csrf.clone().unwrap();
+    assert_ne!(foreign_tag, tag);
+    let mut with_foreign = credentials.to_vec();
+    with_foreign.push(("csrf", &foreign_tag));
+    let foreign = visitor.post_raw("/sign-in", &with_foreign, &[]).await;
+    assert_eq!(foreign.status, StatusCode::FORBIDDEN);
+    // The right tag, sent from another site.
+    let mut with_tag = credentials.to_vec();
+    with_tag.push(("csrf", &tag));
+    let cross = visitor
+        .post_raw("/sign-in", &with_tag, &[("sec-fetch-site", "cross-site")])
+        .await;
+    assert_eq!(cross.status, StatusCode::FORBIDDEN);
+    assert_eq!(event_count(&app, id).await, events_before, "nothing ran");
+
+    // The same form with its tag goes through.
+    let genuine = visitor.post_raw("/sign-in", &with_tag, &[]).await;
+    assert_eq!(genuine.status, StatusCode::SEE_OTHER);
+    assert!(event_count(&app, id).await > events_before);
+
+    // Signed-in forms too: sign-out and the MFA reset need the tag.
+    let mut signed_in = Visitor::new(&app);
+    signed_in
+        .cookies
+        .insert("authledger_session".into(), user.session_token.clone());
+    for path in ["/profile/reset-mfa", "/sign-out"] {
+        let refused = signed_in.post_raw(path, &[], &[]).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path}");
+    }
+    let me = app.me(&user.session_token).await;
+    assert_eq!(me.status(), StatusCode::OK, "still signed in");
+    let profile: serde_json::Value = me.json().await.unwrap();
+    assert_eq!(profile["mfa"]["enrolled"], true, "MFA was not reset");
+}
+
+async fn event_count(app: &TestApp, user: uuid::Uuid) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1")
+        .bind(user.to_string())
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn the_mailed_link_page_signs_the_browser_in_once(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let user = app.signed_up().await;
+    let id = user_id_of(&user.email);
+    let login = app.password_step(&user.email).await;
+    app.post(
+        "/v1/login/email-link",
+        json!({"login_token": login["login_token"]}),
+    )
+    .await;
+    let token = app.link_token(id, &app.email_link_references(id).await[0]);
+
+    let mut visitor = Visitor::new(&app);
+    let page = visitor
+        .get(&format!("/v1/login/email-link?token={token}"))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(&token));
+    let redeemed = visitor
+        .submit("/sign-in/email-link", &[("token", &token)])
+        .await;
+    assert_eq!(redeemed.status, StatusCode::SEE_OTHER);
+    assert_eq!(redeemed.location(), "/profile");
+    let profile = visitor.get("/profile").await;
+    assert_eq!(profile.status, StatusCode::OK);
+    assert!(profile.body.contains("a link mailed to you"));
+    assert!(profile.body.contains("AAL1"));
+
+    let again = visitor
+        .submit("/sign-in/email-link", &[("token", &token)])
+        .await;
+    assert_eq!(again.status, StatusCode::GONE);
+    assert!(again.body.contains("This link cannot be used"));
+    assert!(again.body.contains("already used"));
+
+    let broken = visitor.get("/v1/login/email-link?token=nonsense").await;
+    assert_eq!(broken.status, StatusCode::BAD_REQUEST);
+    assert!(broken.body.contains("This link is broken"));
+}
+
+/// The `role="alert"` message of a page.
+fn alert(body: &str) -> &str {
+    let marker = "role=\"alert\">";
+    let start = body.find(marker).map_or(0, |i| i + marker.len());
+    body[start..].split('<').next().unwrap_or_default()
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn refusals_are_plain_words_that_enumerate_nothing_and_say_when_to_retry(pool: PgPool) {
+    let app = spawn_app_with(pool, |s| s.policy.throttle_after_failures = 1).await;
+    let user = app.signed_up().await;
+    let mut visitor = Visitor::new(&app);
+    visitor.get("/sign-in").await;
+
+    let wrong = visitor
+        .submit(
+            "/sign-in",
+            &[("email", &user.email), ("password", "not-the-password")],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        alert(&wrong.body),
+        "The email or the password is not right."
+    );
+    assert!(
+        wrong.body.contains(&format!("value=\"{}\"", user.email)),
+        "the email is kept"
+    );
+    let unknown = visitor
+        .submit(
+            "/sign-in",
+            &[("email", &unique_email()), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(unknown.status, wrong.status);
+    assert_eq!(alert(&unknown.body), alert(&wrong.body));
+
+    // A second user, so the first one's throttle is not in the way.
+    let mut other = app.signed_up().await;
+    let mut visitor = Visitor::new(&app);
+    visitor.get("/sign-in").await;
+    let signed = visitor
+        .submit(
+            "/sign-in",
+            &[("email", &other.email), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(signed.location(), "/sign-in/code");
+    visitor.get("/sign-in/code").await;
+    let malformed = visitor.submit("/sign-in/code", &[("code", "12ab")]).await;
+    assert_eq!(malformed.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        alert(&malformed.body),
+        "Enter the 6 digits your authenticator app shows now."
+    );
+    let right = other.device.next_code().await;
+    let wrong_code = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    visitor
+        .submit("/sign-in/code", &[("code", wrong_code)])
+        .await;
+    let throttled = visitor
+        .submit("/sign-in/code", &[("code", wrong_code)])
+        .await;
+    assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: i64 = throttled.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&retry_after), "{retry_after}");
+    assert!(
+        alert(&throttled.body).starts_with("Too many wrong tries. Try again in "),
+        "{}",
+        alert(&throttled.body)
+    );
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn closed_registration_refuses_accounts_in_the_api_and_the_console(pool: PgPool) {
+    let app = spawn_app_with(pool, |s| s.registration_open = false).await;
+    let api = app
+        .post(
+            "/v1/users",
+            json!({"email": unique_email(), "password": PASSWORD}),
+        )
+        .await;
+    assert_problem(api, StatusCode::FORBIDDEN, "registration-closed").await;
+
+    let mut visitor = Visitor::new(&app);
+    let sign_in = visitor.get("/sign-in").await;
+    assert!(!sign_in.body.contains("Create account"));
+    let page = visitor.get("/register").await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let email = unique_email();
+    let posted = visitor
+        .submit("/register", &[("email", &email), ("password", PASSWORD)])
+        .await;
+    assert_eq!(posted.status, StatusCode::FORBIDDEN);
+    assert_eq!(event_count(&app, user_id_of(&email)).await, 0);
+}

@@ -1,0 +1,244 @@
+//! The console, clicked through in headless Chromium: the journey of
+//! DESIGN §1 as a person makes it, with an accessibility check (axe-core)
+//! on every page. `AUTHLEDGER_SCREENSHOTS=docs/console` saves the README's
+//! pictures.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+#[path = "../api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+mod webdriver;
+
+use sqlx::PgPool;
+
+use helpers::*;
+use webdriver::Chromium;
+
+/// A server whose public URL is its real address, so the mailed link can
+/// be opened as it is.
+async fn spawn_console(pool: PgPool) -> TestApp {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    spawn_app_with(pool, |settings| {
+        settings.addr = ([127, 0, 0, 1], port).into();
+        settings.public_url = format!("http://127.0.0.1:{port}");
+    })
+    .await
+}
+
+/// Fails on any serious or critical axe-core violation, and names them.
+async fn assert_accessible(browser: &Chromium, page: &str) {
+    let violations = browser.accessibility_violations().await;
+    let serious: Vec<_> = violations
+        .iter()
+        .filter(|(_, impact, _)| impact == "serious" || impact == "critical")
+        .collect();
+    assert!(serious.is_empty(), "{page}: {serious:?}");
+    assert!(
+        violations.is_empty(),
+        "{page}: lesser violations too, fix them: {violations:?}"
+    );
+}
+
+/// Looks at the page, checks it, and keeps its picture.
+async fn look(browser: &Chromium, heading: &str, name: &str) {
+    assert_eq!(
+        browser.heading().await,
+        heading,
+        "at {}",
+        browser.url().await
+    );
+    assert_accessible(browser, name).await;
+    browser.screenshot(name).await;
+}
+
+async fn sign_in(browser: &Chromium, email: &str) {
+    browser.fill("#email", email).await;
+    browser.fill("#password", PASSWORD).await;
+    browser.click_on("Sign in").await;
+}
+
+/// The sign-in link from the newest mail that carries one.
+async fn mailed_link(app: &TestApp, email: &str) -> String {
+    for _ in 0..100 {
+        app.deliver_mail().await;
+        let mails = mails_to(email).await;
+        if let Some(mail) = mails
+            .iter()
+            .rev()
+            .find(|m| m["subject"] == "Your sign-in link")
+        {
+            return link_in(mail);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no sign-in link reached {email}");
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn the_whole_journey_by_clicks(pool: PgPool) {
+    let app = spawn_console(pool).await;
+    let browser = Chromium::start().await;
+    let email = format!(
+        "ada.{}@example.com",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+
+    // Create an account.
+    browser.goto(&app.url("/")).await;
+    assert_eq!(browser.path().await, "/sign-in");
+    look(&browser, "Sign in", "01-sign-in").await;
+    // The checker itself finds a field without its label.
+    browser
+        .execute("document.querySelector('label[for=email]').remove(); return true;")
+        .await;
+    let found = browser.accessibility_violations().await;
+    assert!(found.iter().any(|(rule, ..)| rule == "label"), "{found:?}");
+    browser.goto(&app.url("/sign-in")).await;
+    browser.click_on("Create account").await;
+    browser.fill("#email", &email).await;
+    browser.fill("#password", PASSWORD).await;
+    look(&browser, "Create account", "02-create-account").await;
+    browser.click_on("Create account").await;
+    assert_eq!(browser.path().await, "/sign-in");
+    assert!(browser
+        .text(".notice")
+        .await
+        .contains("Your account is ready"));
+
+    // The first sign-in enrolls an authenticator: read the key off the
+    // page as a person would type it into their app.
+    sign_in(&browser, &email).await;
+    assert_eq!(browser.path().await, "/sign-in/enroll");
+    look(&browser, "Set up your authenticator app", "03-enroll").await;
+    let secret = browser.text("#totp-secret").await.replace(' ', "");
+    let mut device = Device::from_uri(&format!(
+        "otpauth://totp/authledger:{email}?secret={secret}&issuer=authledger"
+    ));
+    browser.fill("#code", &device.next_code().await).await;
+    browser.click_on("Verify and continue").await;
+    look(&browser, "Save your recovery code", "04-recovery-code").await;
+    let recovery_code = browser.text("#recovery-code").await;
+    assert_eq!(recovery_code.len(), 29, "{recovery_code}");
+    browser.click_on("I have saved it").await;
+    look(&browser, "My Profile", "05-profile").await;
+    assert_eq!(browser.text("#profile-email").await, email);
+    assert!(browser
+        .text("#mfa-status")
+        .await
+        .starts_with("On: authenticator app"));
+    let cookies = browser.cookies().await;
+    let session = cookies
+        .iter()
+        .find(|c| c["name"] == "authledger_session")
+        .expect("a session cookie");
+    assert_eq!(session["httpOnly"], true);
+    assert_eq!(session["sameSite"], "Lax");
+    assert_eq!(session["path"], "/");
+    assert!(
+        cookies.iter().all(|c| c["name"] != "authledger_login"),
+        "the login attempt's cookie is gone"
+    );
+
+    // The email at top right opens the account menu; sign out from it.
+    browser.click("summary").await;
+    browser.screenshot("06-account-menu").await;
+    browser.click_on("Sign out").await;
+    assert_eq!(browser.path().await, "/sign-in");
+    assert_eq!(browser.text(".notice").await, "You are signed out.");
+
+    // Sign in again, without the phone: Try another method, Email.
+    sign_in(&browser, &email).await;
+    look(&browser, "Enter your code", "07-code").await;
+    browser.click_on("Try another method").await;
+    look(&browser, "Try another method", "08-another-method").await;
+    browser.click_on("Email").await;
+    look(&browser, "Check your inbox", "09-check-your-inbox").await;
+
+    // The mailed link, opened in the same browser, then confirmed.
+    let link = mailed_link(&app, &email).await;
+    browser.goto(&link).await;
+    look(&browser, "Finish signing in", "10-email-link").await;
+    browser.click_on("Sign in").await;
+    assert_eq!(browser.path().await, "/profile");
+    assert!(browser
+        .text("#session-method")
+        .await
+        .contains("a link mailed to you"));
+
+    // Reset MFA: confirm, and be signed out everywhere.
+    browser
+        .click_on("Reset My Multi-Factor Authentication")
+        .await;
+    look(
+        &browser,
+        "Reset My Multi-Factor Authentication?",
+        "11-reset-confirm",
+    )
+    .await;
+    browser.click_on("OK").await;
+    assert_eq!(browser.path().await, "/sign-in");
+    assert!(browser
+        .text(".notice")
+        .await
+        .contains("next sign-in you will set up a new authenticator"));
+    browser.screenshot("12-reset-done").await;
+    browser.goto(&app.url("/profile")).await;
+    assert_eq!(browser.path().await, "/sign-in", "the session ended");
+
+    // The next sign-in shows the enrollment page.
+    sign_in(&browser, &email).await;
+    assert_eq!(browser.path().await, "/sign-in/enroll");
+    assert_eq!(browser.heading().await, "Set up your authenticator app");
+    let new_secret = browser.text("#totp-secret").await.replace(' ', "");
+    assert_ne!(new_secret, secret, "a new authenticator, not the old one");
+
+    browser.quit().await;
+    app.remove_topology().await;
+}
+
+/// The recovery-code path, in a browser with JavaScript turned off: every
+/// form works without it.
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn the_recovery_code_path_by_clicks_without_javascript(pool: PgPool) {
+    let app = spawn_console(pool).await;
+    let user = app.signed_up().await;
+    let browser = Chromium::start_without_javascript().await;
+
+    browser.goto(&app.url("/sign-in")).await;
+    sign_in(&browser, &user.email).await;
+    assert_eq!(browser.heading().await, "Enter your code");
+    browser.click_on("Try another method").await;
+    browser.click_on("Recovery code").await;
+    assert_eq!(browser.heading().await, "Use your recovery code");
+
+    browser.fill("#code", "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF").await;
+    browser.press_enter_in("#code").await;
+    assert_eq!(browser.heading().await, "Use your recovery code");
+    assert_eq!(
+        browser.text(".error").await,
+        "That recovery code is not right."
+    );
+
+    browser.fill("#code", &user.recovery_code).await;
+    browser.click_on("Sign in").await;
+    assert_eq!(browser.heading().await, "Save your new recovery code");
+    let replacement = browser.text("#recovery-code").await;
+    assert_ne!(replacement, user.recovery_code);
+    browser.click_on("I have saved it").await;
+    assert_eq!(browser.path().await, "/profile");
+    assert!(browser
+        .text("#session-method")
+        .await
+        .contains("your recovery code"));
+
+    // Readable on a phone.
+    browser.resize(390, 844).await;
+    browser.screenshot("13-profile-on-a-phone").await;
+
+    browser.quit().await;
+    app.remove_topology().await;
+}
