@@ -125,7 +125,10 @@ impl ApiContext {
                 } => Some((*attempt, *expires_at, *next)),
                 _ => None,
             }),
-            Err(BusError::Refused(UserAuthError::InvalidCredentials)) => None,
+            // A conflict that outlasted the retries can only happen where
+            // events are written, i.e. on a real account: it must not
+            // answer differently from a wrong password.
+            Err(BusError::Refused(UserAuthError::InvalidCredentials) | BusError::Contended) => None,
             Err(other) => return Err(other.into()),
         };
         let Some((attempt, expires_at, next)) = opened else {
@@ -252,9 +255,12 @@ impl ApiContext {
     pub(super) async fn pending_enrollment(&self, login_token: &str) -> Result<Option<Enrollment>> {
         let (user, attempt) = self.login_token(login_token)?;
         let state = self.bus.load(user).await?;
-        let (Some(sealed), Some(profile)) =
-            (state.pending_enrollment_secret(&attempt), state.profile())
-        else {
+        let services = self.bus.services();
+        let now = services.clock.now();
+        let (Some(sealed), Some(profile)) = (
+            state.pending_enrollment_secret(&attempt, now, &services.policy),
+            state.profile(),
+        ) else {
             return Ok(None);
         };
         let bytes = self
@@ -508,7 +514,7 @@ pub async fn email_link_page(
     query: std::result::Result<Query<LinkQuery>, QueryRejection>,
 ) -> Response {
     let token = query.ok().and_then(|Query(q)| q.token).unwrap_or_default();
-    super::console::email_link_page(&ctx, browser, &token)
+    super::console::email_link_page(&ctx, browser, &token).await
 }
 
 #[derive(Deserialize, ToSchema)]

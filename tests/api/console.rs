@@ -156,7 +156,7 @@ async fn console_pages_carry_the_security_headers(pool: PgPool) {
         "/v1/login/email-link?token=al_link_x",
     ] {
         let page = visitor.get(path).await;
-        assert!(page.status.is_success(), "{path}: {}", page.status);
+        assert!(page.status.as_u16() < 500, "{path}: {}", page.status);
         let header = |name: &str| page.headers[name].to_str().unwrap().to_owned();
         let csp = header("content-security-policy");
         for directive in [
@@ -346,6 +346,13 @@ async fn the_mailed_link_page_signs_the_browser_in_once(pool: PgPool) {
         .await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains(&token));
+    assert!(
+        page.body.contains(&format!(
+            "<strong id=\"link-account\">{}</strong>",
+            user.email
+        )),
+        "the page names the account"
+    );
     let redeemed = visitor
         .submit("/sign-in/email-link", &[("token", &token)])
         .await;
@@ -363,9 +370,13 @@ async fn the_mailed_link_page_signs_the_browser_in_once(pool: PgPool) {
     assert!(again.body.contains("This link cannot be used"));
     assert!(again.body.contains("already used"));
 
-    let broken = visitor.get("/v1/login/email-link?token=nonsense").await;
-    assert_eq!(broken.status, StatusCode::BAD_REQUEST);
-    assert!(broken.body.contains("This link is broken"));
+    for broken in ["nonsense", &format!("{token}x"), "al_link_AAAA"] {
+        let page = visitor
+            .get(&format!("/v1/login/email-link?token={broken}"))
+            .await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{broken}");
+        assert!(page.body.contains("This link is broken"));
+    }
 }
 
 /// The `role="alert"` message of a page.
@@ -472,4 +483,33 @@ async fn closed_registration_refuses_accounts_in_the_api_and_the_console(pool: P
         .await;
     assert_eq!(posted.status, StatusCode::FORBIDDEN);
     assert_eq!(event_count(&app, user_id_of(&email)).await, 0);
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_sign_in_that_is_over_drops_its_cookie_and_says_so(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let mut user = app.signed_up().await;
+    let mut visitor = Visitor::new(&app);
+    visitor.get("/sign-in").await;
+    visitor
+        .submit(
+            "/sign-in",
+            &[("email", &user.email), ("password", PASSWORD)],
+        )
+        .await;
+    let login = visitor.cookies["authledger_login"].clone();
+    visitor.get("/sign-in/code").await;
+    let code = user.device.next_code().await;
+    let first = visitor.submit("/sign-in/code", &[("code", &code)]).await;
+    assert_eq!(first.location(), "/profile");
+
+    // The finished attempt's token, submitted again (another tab).
+    visitor.cookies.insert("authledger_login".into(), login);
+    visitor.get("/sign-in/code").await;
+    let again = visitor.submit("/sign-in/code", &[("code", &code)]).await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+    assert_eq!(again.location(), "/sign-in?notice=expired");
+    assert_eq!(max_age(visitor.set_cookie("authledger_login")), 0);
+    let page = visitor.get(again.location()).await;
+    assert!(page.body.contains("That sign-in is over"));
 }

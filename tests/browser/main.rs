@@ -162,6 +162,7 @@ async fn the_whole_journey_by_clicks(pool: PgPool) {
     let link = mailed_link(&app, &email).await;
     browser.goto(&link).await;
     look(&browser, "Finish signing in", "10-email-link").await;
+    assert_eq!(browser.text("#link-account").await, email);
     browser.click_on("Sign in").await;
     assert_eq!(browser.path().await, "/profile");
     assert!(browser

@@ -301,6 +301,17 @@ impl Chromium {
 
     pub async fn quit(self) {
         let _ = self.http.delete(&self.session).send().await;
+    }
+}
+
+impl Drop for Chromium {
+    /// Killing chromedriver leaves its Chromium running, also when a test
+    /// fails half-way: whatever runs with this test's profile goes.
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("pkill")
+            .arg("-f")
+            .arg(self.profile.as_os_str())
+            .status();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }

@@ -104,8 +104,15 @@ impl UserAuth {
     }
 
     /// The sealed secret of the enrollment begun in login attempt `attempt`
-    /// and not yet confirmed, so a page can show the same QR code again.
-    pub fn pending_enrollment_secret(&self, attempt: &Reference) -> Option<&Sealed> {
+    /// and not yet confirmed, while that attempt can still take a code, so
+    /// a page can show the same QR code again.
+    pub fn pending_enrollment_secret(
+        &self,
+        attempt: &Reference,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Option<&Sealed> {
+        self.live_attempt(attempt, now, policy)?;
         self.pending_enrollment
             .as_ref()
             .filter(|pending| &pending.attempt == attempt)

@@ -885,8 +885,9 @@ fn an_enrollment_begun_in_another_attempt_cannot_be_confirmed() {
 }
 
 #[test]
-fn the_pending_secret_is_shown_only_to_the_attempt_that_began_it() {
+fn the_pending_secret_is_shown_only_to_its_attempt_while_it_is_live() {
     let now = later(1);
+    let policy = Policy::default();
     let mut state = UserAuth::default();
     for event in registered_with_attempt(now) {
         cqrs_es::Aggregate::apply(&mut state, event);
@@ -894,10 +895,18 @@ fn the_pending_secret_is_shown_only_to_the_attempt_that_began_it() {
     cqrs_es::Aggregate::apply(&mut state, enrollment_started(now));
     let expected = sealed(SealPurpose::TotpSecret, secret().expose());
     assert_eq!(
-        state.pending_enrollment_secret(&reference(7)),
+        state.pending_enrollment_secret(&reference(7), now, &policy),
         Some(&expected)
     );
-    assert_eq!(state.pending_enrollment_secret(&reference(8)), None);
+    assert_eq!(
+        state.pending_enrollment_secret(&reference(8), now, &policy),
+        None
+    );
+    let expired = now + policy.login_attempt_ttl;
+    assert_eq!(
+        state.pending_enrollment_secret(&reference(7), expired, &policy),
+        None
+    );
 }
 
 // ---- recovery code ---------------------------------------------------------

@@ -49,6 +49,7 @@ pub fn routes() -> Router<ApiContext> {
 }
 
 const EXPIRED: &str = "/sign-in?notice=expired";
+const SESSION_ENDED: &str = "/sign-in?notice=session-ended";
 
 #[derive(Deserialize)]
 struct CredentialsForm {
@@ -77,6 +78,7 @@ struct ResetForm {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
+    Register,
     Password,
     Totp,
     RecoveryCode,
@@ -99,7 +101,7 @@ fn failure(err: &ApiError, step: Step) -> Failure {
     };
     match err.slug() {
         "invalid-login-token" | "login-attempt-invalid" => Failure::Go(EXPIRED),
-        "unauthenticated" => Failure::Go("/sign-in?notice=session-ended"),
+        "unauthenticated" => Failure::Go(SESSION_ENDED),
         "enrollment-required" | "enrollment-not-started" => Failure::Go("/sign-in/enroll"),
         "already-enrolled" => Failure::Go("/sign-in/code"),
         "throttled" => {
@@ -112,6 +114,7 @@ fn failure(err: &ApiError, step: Step) -> Failure {
         "account-locked" => say("This account is locked after too many failed sign-ins. An administrator can unlock it."),
         "invalid-credentials" => say("The email or the password is not right."),
         "invalid-email" => say("Enter an email address like name@example.com."),
+        "unacceptable-password" if step != Step::Register => say("That password is not right."),
         "unacceptable-password" => Failure::Say(Problem {
             message: format!(
                 "Choose another password: {}.",
@@ -128,14 +131,16 @@ fn failure(err: &ApiError, step: Step) -> Failure {
         "invalid-code" if step == Step::RecoveryCode => say("That recovery code is not right."),
         "invalid-code" => say("That code is not right. Codes change every 30 seconds: enter the one your app shows now."),
         "invalid-token" | "email-link-invalid" => say("This link has expired, was already used, or a newer one was sent. Sign in again to get a new link."),
-        "reauthentication-required" => say("You signed in more than 15 minutes ago: enter your password to confirm."),
+        "reauthentication-required" => say("Enter your password to confirm."),
         "reauthentication-failed" if step == Step::Password => say("That password is not right."),
         "contended" => say("Your account changed at the same moment. Try again."),
         _ => say("Something went wrong on our side. Try again in a moment."),
     }
 }
 
-/// Sets the session cookie and forgets the login attempt.
+/// Sets the session cookie and forgets the login attempt. The CSRF nonce
+/// is dropped too, so the next page starts a new one: a tag seen before
+/// the sign-in is worth nothing after it.
 fn signed_in(
     ctx: &ApiContext,
     token: &str,
@@ -150,6 +155,18 @@ fn signed_in(
         Some(expires_at),
     );
     clear_cookie(ctx, &mut response, CookieName::Login);
+    clear_cookie(ctx, &mut response, CookieName::Csrf);
+    response
+}
+
+/// Sends the browser on, dropping the cookie that led nowhere.
+fn go(ctx: &ApiContext, to: &'static str) -> Response {
+    let mut response = see_other(to);
+    match to {
+        EXPIRED => clear_cookie(ctx, &mut response, CookieName::Login),
+        SESSION_ENDED => clear_cookie(ctx, &mut response, CookieName::Session),
+        _ => {}
+    }
     response
 }
 
@@ -308,7 +325,7 @@ async fn register(
         Err(err) => {
             let page = Page {
                 status: err.status(),
-                error: say(&err, Step::Password),
+                error: say(&err, Step::Register),
                 ..Page::new("Create account")
             };
             register_view(&ctx, &browser, page, &value.email)
@@ -356,7 +373,7 @@ async fn submit_code(
             see_other("/profile"),
         ),
         Err(err) => match failure(&err, Step::Totp) {
-            Failure::Go(to) => see_other(to),
+            Failure::Go(to) => go(&ctx, to),
             Failure::Say(problem) => {
                 let page = Page {
                     status: err.status(),
@@ -416,13 +433,17 @@ async fn send_email_link(
                 &ctx,
                 &csrf,
                 html! {
-                    p { "We sent a sign-in link to the address on your account. It works once, for 15 minutes. Open it in this browser to finish signing in." }
+                    p {
+                        "We sent a sign-in link to the address on your account. It works once, for "
+                        (ctx.bus.services().policy.email_link_ttl.num_minutes())
+                        " minutes. Open it in this browser to finish signing in."
+                    }
                     p { "No mail after a few minutes? Look in your spam folder, or " a href="/sign-in/other" { "try another method" } "." }
                 },
             )
         }
         Err(err) => match failure(&err, Step::Other) {
-            Failure::Go(to) => see_other(to),
+            Failure::Go(to) => go(&ctx, to),
             Failure::Say(problem) => {
                 let page = Page {
                     status: err.status(),
@@ -436,14 +457,21 @@ async fn send_email_link(
 }
 
 /// The page a mailed link opens (`GET /v1/login/email-link`). Opening it
-/// spends nothing, since mail scanners prefetch links; its button does.
-pub fn email_link_page(ctx: &ApiContext, browser: Browser, token: &str) -> Response {
-    let well_formed = token.starts_with(TokenKind::EmailLink.prefix())
-        && token.len() < 200
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if !well_formed {
+/// spends nothing, since mail scanners prefetch links; its button does. It
+/// names the account, so nobody is signed in to another person's account
+/// by a link they were sent without noticing.
+pub async fn email_link_page(ctx: &ApiContext, browser: Browser, token: &str) -> Response {
+    let account = match ctx.tokens.decode(TokenKind::EmailLink, token) {
+        Ok((user, _)) => ctx
+            .bus
+            .load(user)
+            .await
+            .ok()
+            .and_then(|state| state.profile())
+            .map(|profile| profile.email),
+        Err(_) => None,
+    };
+    let Some(account) = account else {
         return problem_page(
             ctx,
             &browser,
@@ -451,19 +479,19 @@ pub fn email_link_page(ctx: &ApiContext, browser: Browser, token: &str) -> Respo
             "This link is broken",
             "The sign-in link is incomplete. Open it from the mail again, or sign in again to get a new one.",
         );
-    }
+    };
     let csrf = Csrf::for_browser(ctx, &browser);
     Page::new("Finish signing in").render(
         ctx,
         &csrf,
         html! {
-            p { "Continue to finish signing in to your account." }
+            p { "Continue to finish signing in as " strong #link-account { (account) } "." }
             form method="post" action="/sign-in/email-link" {
                 (csrf.field())
                 input type="hidden" name="token" value=(token);
                 button type="submit" { "Sign in" }
             }
-            p { "If you did not try to sign in, close this page, then sign in and reset your multi-factor authentication." }
+            p { "If you did not try to sign in, or this is not your account, close this page. If it was not you, sign in and reset your multi-factor authentication." }
         },
     )
 }
@@ -545,7 +573,7 @@ async fn submit_recovery_code(
             signed_in(&ctx, &granted.session_token, granted.expires_at, page)
         }
         Err(err) => match failure(&err, Step::RecoveryCode) {
-            Failure::Go(to) => see_other(to),
+            Failure::Go(to) => go(&ctx, to),
             Failure::Say(problem) => {
                 let page = Page {
                     status: err.status(),
@@ -584,7 +612,7 @@ async fn enroll_page(State(ctx): State<ApiContext>, browser: Browser) -> Respons
             )
         }
         Err(err) => match failure(&err, Step::Totp) {
-            Failure::Go(to) => see_other(to),
+            Failure::Go(to) => go(&ctx, to),
             Failure::Say(problem) => problem_page(
                 &ctx,
                 &browser,
@@ -636,7 +664,7 @@ async fn new_enrollment(
     match ctx.begin_enrollment(&meta, login).await {
         Ok(_) => see_other("/sign-in/enroll"),
         Err(err) => match failure(&err, Step::Totp) {
-            Failure::Go(to) => see_other(to),
+            Failure::Go(to) => go(&ctx, to),
             Failure::Say(problem) => problem_page(
                 &ctx,
                 &browser,
@@ -671,7 +699,7 @@ async fn confirm_enrollment(
             signed_in(&ctx, &granted.session_token, granted.expires_at, page)
         }
         Err(err) => match failure(&err, Step::Totp) {
-            Failure::Go(to) => see_other(to),
+            Failure::Go(to) => go(&ctx, to),
             Failure::Say(problem) => match ctx.pending_enrollment(login).await {
                 Ok(Some(enrollment)) => {
                     let page = Page {
@@ -700,11 +728,7 @@ async fn signed_in_user(
     ctx.profile(meta, token)
         .await
         .map_err(|err| match failure(&err, Step::Other) {
-            Failure::Go(to) => {
-                let mut response = see_other(to);
-                clear_cookie(ctx, &mut response, CookieName::Session);
-                response
-            }
+            Failure::Go(to) => go(ctx, to),
             Failure::Say(problem) => problem_page(
                 ctx,
                 browser,
@@ -814,7 +838,10 @@ fn reset_view(
             form method="post" action="/profile/reset-mfa" {
                 (csrf.field())
                 @if needs_password {
-                    (views::password_field("current-password", Some("You signed in more than 15 minutes ago: enter your password to confirm.")))
+                    (views::password_field("current-password", Some(&format!(
+                        "You signed in more than {} minutes ago: enter your password to confirm.",
+                        ctx.bus.services().policy.reauthentication_window.num_minutes()
+                    ))))
                 }
                 div.actions {
                     button.danger type="submit" { "OK" }
@@ -839,10 +866,11 @@ async fn reset_mfa(
         Ok(_) => {
             let mut response = see_other("/sign-in?notice=mfa-reset");
             clear_cookie(&ctx, &mut response, CookieName::Session);
+            clear_cookie(&ctx, &mut response, CookieName::Csrf);
             response
         }
         Err(err) => match failure(&err, Step::Password) {
-            Failure::Go(to) => see_other(to),
+            Failure::Go(to) => go(&ctx, to),
             Failure::Say(problem) => match signed_in_user(&ctx, &meta, &browser).await {
                 Ok(me) => reset_view(&ctx, &browser, &me, true, Some(problem), err.status()),
                 Err(response) => response,
@@ -867,7 +895,9 @@ async fn sign_out(
         }
     }
     let mut response = see_other("/sign-in?notice=signed-out");
-    clear_cookie(&ctx, &mut response, CookieName::Session);
+    for name in [CookieName::Session, CookieName::Login, CookieName::Csrf] {
+        clear_cookie(&ctx, &mut response, name);
+    }
     response
 }
 
