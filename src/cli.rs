@@ -125,6 +125,7 @@ fn settings(args: &ServeArgs, master_key: MasterKey) -> Settings {
         mail_from: args.mail.mail_from.clone(),
         mail_attempts: args.mail.mail_attempts,
         mail_retry_base: Duration::from_millis(args.mail.mail_retry_base_ms),
+        mail_concurrency: args.mail.mail_concurrency,
         amqp_queue_expiry: None,
         auditor_tokens: args
             .auditor_tokens

@@ -236,6 +236,10 @@ pub struct MailArgs {
     /// half an hour before it is dead-lettered.
     #[arg(long, env = "AUTHLEDGER_MAIL_RETRY_BASE_MS", default_value_t = 5000)]
     pub mail_retry_base_ms: u64,
+    /// Mails a worker sends at once. A worker killed mid-send can send at
+    /// most this many again (accepted by SMTP, not yet recorded).
+    #[arg(long, env = "AUTHLEDGER_MAIL_CONCURRENCY", default_value_t = 16)]
+    pub mail_concurrency: u16,
 }
 
 #[derive(Debug, Clone, Args)]

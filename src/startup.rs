@@ -42,6 +42,8 @@ pub struct Settings {
     pub mail_from: String,
     pub mail_attempts: u32,
     pub mail_retry_base: Duration,
+    /// Mails a worker sends at once.
+    pub mail_concurrency: u16,
     /// Queues unused this long are deleted by RabbitMQ (tests only).
     pub amqp_queue_expiry: Option<Duration>,
     pub auditor_tokens: Vec<String>,
@@ -70,6 +72,7 @@ impl Settings {
             mail_from: "authledger <no-reply@authledger.localhost>".into(),
             mail_attempts: 10,
             mail_retry_base: Duration::from_secs(5),
+            mail_concurrency: 16,
             amqp_queue_expiry: None,
             auditor_tokens: Vec::new(),
             admin_tokens: Vec::new(),
@@ -86,14 +89,15 @@ pub fn default_hashing_threads() -> usize {
 /// HTTP on their own machine. Plain HTTP anywhere else would send session
 /// cookies in the clear, so it is refused.
 fn cookies_need_secure(public_url: &str) -> anyhow::Result<bool> {
-    if public_url.starts_with("https://") {
+    let (scheme, rest) = public_url.split_once("://").unwrap_or_default();
+    if scheme.eq_ignore_ascii_case("https") {
         return Ok(true);
     }
-    let Some(rest) = public_url.strip_prefix("http://") else {
+    if !scheme.eq_ignore_ascii_case("http") {
         anyhow::bail!(
             "AUTHLEDGER_PUBLIC_URL must start with https:// (or http:// on a loopback address)"
         );
-    };
+    }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let host = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or_default(),
@@ -223,7 +227,7 @@ impl Pipeline {
                     .parse()
                     .map_err(|e| anyhow::anyhow!("AUTHLEDGER_MAIL_FROM is not a mailbox: {e}"))?,
                 public_url: settings.public_url.clone(),
-                prefetch: 16,
+                prefetch: settings.mail_concurrency.max(1),
                 max_attempts: settings.mail_attempts.max(1),
                 retry_base: settings.mail_retry_base,
             },
@@ -281,6 +285,7 @@ mod tests {
     #[test]
     fn cookies_are_secure_except_on_plain_http_loopback() {
         assert!(cookies_need_secure("https://auth.example.com").unwrap());
+        assert!(cookies_need_secure("HTTPS://auth.example.com").unwrap());
         assert!(!cookies_need_secure("http://127.0.0.1:8080").unwrap());
         assert!(!cookies_need_secure("http://localhost:8080/").unwrap());
         assert!(!cookies_need_secure("http://[::1]:8080").unwrap());

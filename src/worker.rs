@@ -152,41 +152,60 @@ impl Worker {
                 }
             };
             backoff = Duration::from_millis(500);
-            let mut failing = Duration::from_millis(500);
+            // Up to `prefetch` mails are sent at once: each waits on the SMTP
+            // server and Postgres, not on the CPU. The advisory lock per
+            // message keeps two copies of one message from both going out.
+            let failing = AtomicU64::new(500);
+            let limit = usize::from(self.settings.prefetch.max(1));
+            let mut in_flight = futures_util::stream::FuturesUnordered::new();
             tracing::info!("mail worker consuming");
             loop {
                 let next = tokio::select! {
                     biased;
                     () = &mut shutdown => {
+                        // Deliveries already taken finish, and are acked,
+                        // before the connection closes.
+                        while in_flight.next().await.is_some() {}
                         let _ = connection.close(200, "shutting down".into()).await;
                         return;
                     }
-                    next = consumer.next() => next,
+                    Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
+                    next = consumer.next(), if in_flight.len() < limit => next,
                 };
                 match next {
-                    Some(Ok(delivery)) => match self.handle(&delivery).await {
-                        Ok(_) => failing = Duration::from_millis(500),
-                        Err(error) => {
-                            // Something of ours failed (Postgres, a publish):
-                            // wait before the message comes back, so it does
-                            // not spin; a reject counts towards the queue's
-                            // delivery limit.
-                            tracing::warn!(
-                                error = format!("{error:#}"),
-                                ?failing,
-                                "mail not handled; it will be redelivered"
-                            );
-                            tokio::time::sleep(failing).await;
-                            failing = (failing * 2).min(Duration::from_secs(30));
-                            let _ = delivery.reject(BasicRejectOptions { requeue: true }).await;
-                        }
-                    },
+                    Some(Ok(delivery)) => {
+                        in_flight.push(self.handle_or_redeliver(delivery, &failing))
+                    }
                     Some(Err(error)) => {
                         tracing::warn!(%error, "mail consumer failed; reconnecting");
                         break;
                     }
                     None => break,
                 }
+            }
+            while in_flight.next().await.is_some() {}
+        }
+    }
+
+    /// Handles a delivery; when something of ours fails (Postgres, a
+    /// publish), waits before the message comes back, so it does not spin,
+    /// and the wait grows while failures go on. A reject counts towards the
+    /// queue's delivery limit.
+    async fn handle_or_redeliver(&self, delivery: Delivery, failing: &AtomicU64) {
+        match self.handle(&delivery).await {
+            Ok(_) => failing.store(500, Ordering::Relaxed),
+            Err(error) => {
+                let wait = Duration::from_millis(failing.load(Ordering::Relaxed));
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    ?wait,
+                    "mail not handled; it will be redelivered"
+                );
+                tokio::time::sleep(wait).await;
+                let _ = failing.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |ms| {
+                    Some((ms * 2).min(30_000))
+                });
+                let _ = delivery.reject(BasicRejectOptions { requeue: true }).await;
             }
         }
     }
