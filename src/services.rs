@@ -1,17 +1,18 @@
 //! The real implementations of the domain's services.
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use argon2::password_hash::{
-    PasswordHash as Phc, PasswordHasher as _, PasswordVerifier as _, SaltString,
-};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{PasswordHash as Phc, PasswordVerifier as _};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use authledger_aggregates::{
     Clock, Password, PasswordCheck, PasswordHash, PasswordHasher, Randomness, RecoveryCode,
     Reference, ServiceError, TotpSecret, RECOVERY_CODE_BYTES, TOTP_SECRET_BYTES,
 };
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use base64::Engine;
 use chrono::{DateTime, Utc};
 use rand::rngs::OsRng;
 use rand::RngCore;
+use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 pub struct SystemClock;
@@ -52,6 +53,11 @@ pub fn new_recovery_code() -> RecoveryCode {
 pub struct Argon2Hasher {
     params: Params,
     permits: Arc<Semaphore>,
+    /// One argon2 work area per permit, allocated once. Freed after every
+    /// hash instead, the allocator keeps those megabytes in per-thread
+    /// arenas, so the process would grow with the number of threads that
+    /// ever hashed rather than with the pool.
+    memory: Arc<Mutex<Vec<Vec<Block>>>>,
     dummy: PasswordHash,
 }
 
@@ -64,18 +70,27 @@ impl Argon2Hasher {
     ) -> anyhow::Result<Self> {
         let params = Params::new(memory_kib, iterations, parallelism, None)
             .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
-        let dummy = hash_blocking(&params, "authledger dummy password, never anyone's")
-            .map_err(|e| anyhow::anyhow!(e.0))?;
+        let threads = threads.max(1);
+        let mut memory: Vec<Vec<Block>> = (0..threads)
+            .map(|_| vec![Block::default(); params.block_count()])
+            .collect();
+        let dummy = hash_blocking(
+            &params,
+            "authledger dummy password, never anyone's",
+            &mut memory[0],
+        )
+        .map_err(|e| anyhow::anyhow!(e.0))?;
         Ok(Self {
             params,
-            permits: Arc::new(Semaphore::new(threads.max(1))),
+            permits: Arc::new(Semaphore::new(threads)),
+            memory: Arc::new(Mutex::new(memory)),
             dummy,
         })
     }
 
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce(Params) -> T + Send + 'static,
+        work: impl FnOnce(&Params, &mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, ServiceError> {
         let permit = self
             .permits
@@ -84,8 +99,19 @@ impl Argon2Hasher {
             .await
             .map_err(|_| ServiceError("the hashing pool is closed".into()))?;
         let params = self.params.clone();
+        let pool = self.memory.clone();
         tokio::task::spawn_blocking(move || {
-            let result = work(params);
+            // A permit guarantees a free work area; the fallback only
+            // guards against a bug, at the cost of an allocation.
+            let mut area = pool
+                .lock()
+                .ok()
+                .and_then(|mut areas| areas.pop())
+                .unwrap_or_else(|| vec![Block::default(); params.block_count()]);
+            let result = work(&params, &mut area);
+            if let Ok(mut areas) = pool.lock() {
+                areas.push(area);
+            }
             drop(permit);
             result
         })
@@ -98,30 +124,77 @@ fn argon2(params: Params) -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-fn hash_blocking(params: &Params, password: &str) -> Result<PasswordHash, ServiceError> {
-    let salt = SaltString::generate(&mut OsRng);
+/// The argon2id output for `password` and `salt` at `params`, computed in
+/// `area` (grown if the parameters need more).
+fn argon2_output(
+    params: &Params,
+    password: &str,
+    salt: &[u8],
+    out: &mut [u8],
+    area: &mut Vec<Block>,
+) -> Result<(), ServiceError> {
+    if area.len() < params.block_count() {
+        area.resize(params.block_count(), Block::default());
+    }
     argon2(params.clone())
-        .hash_password(password.as_bytes(), &salt)
-        .map(|phc| PasswordHash(phc.to_string()))
+        .hash_password_into_with_memory(
+            password.as_bytes(),
+            salt,
+            out,
+            &mut area[..params.block_count()],
+        )
         .map_err(|e| ServiceError(format!("hashing failed: {e}")))
+}
+
+fn hash_blocking(
+    params: &Params,
+    password: &str,
+    area: &mut Vec<Block>,
+) -> Result<PasswordHash, ServiceError> {
+    let mut salt = [0u8; 16];
+    OsRng.fill_bytes(&mut salt);
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    argon2_output(params, password, &salt, &mut out, area)?;
+    Ok(PasswordHash(format!(
+        "$argon2id$v=19$m={},t={},p={}${}${}",
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        STANDARD_NO_PAD.encode(salt),
+        STANDARD_NO_PAD.encode(out)
+    )))
 }
 
 fn verify_blocking(
     params: &Params,
     phc: &str,
     password: &str,
+    area: &mut Vec<Block>,
 ) -> Result<PasswordCheck, ServiceError> {
     let parsed =
         Phc::new(phc).map_err(|e| ServiceError(format!("a stored hash does not parse: {e}")))?;
+    let current_algorithm = parsed.algorithm == Algorithm::Argon2id.ident()
+        && parsed.version == Some(Version::V0x13.into());
     // Verification uses the parameters recorded in the hash itself.
-    if argon2(params.clone())
-        .verify_password(password.as_bytes(), &parsed)
-        .is_err()
-    {
+    let matches = match (&parsed.salt, &parsed.hash, Params::try_from(&parsed)) {
+        (Some(salt), Some(expected), Ok(used)) if current_algorithm => {
+            let mut salt_bytes = [0u8; 64];
+            let salt = salt
+                .decode_b64(&mut salt_bytes)
+                .map_err(|e| ServiceError(format!("a stored salt does not parse: {e}")))?;
+            let mut out = vec![0u8; expected.len()];
+            argon2_output(&used, password, salt, &mut out, area)?;
+            bool::from(out.as_slice().ct_eq(expected.as_bytes()))
+        }
+        // Another algorithm or version: the library's own path.
+        _ => argon2(params.clone())
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+    };
+    if !matches {
         return Ok(PasswordCheck::Mismatch);
     }
-    let current = parsed.algorithm == Algorithm::Argon2id.ident()
-        && parsed.version == Some(Version::V0x13.into())
+    let current = current_algorithm
         && Params::try_from(&parsed).is_ok_and(|used| {
             used.m_cost() == params.m_cost()
                 && used.t_cost() == params.t_cost()
@@ -136,7 +209,7 @@ fn verify_blocking(
 impl PasswordHasher for Argon2Hasher {
     async fn hash(&self, password: &Password) -> Result<PasswordHash, ServiceError> {
         let password = password.expose().to_owned();
-        self.run(move |params| hash_blocking(&params, &password))
+        self.run(move |params, area| hash_blocking(params, &password, area))
             .await?
     }
 
@@ -149,7 +222,7 @@ impl PasswordHasher for Argon2Hasher {
         let phc = hash.unwrap_or(&self.dummy).0.clone();
         let password = password.expose().to_owned();
         let check = self
-            .run(move |params| verify_blocking(&params, &phc, &password))
+            .run(move |params, area| verify_blocking(params, &phc, &password, area))
             .await??;
         Ok(if known {
             check
@@ -191,6 +264,34 @@ mod tests {
                 .await
                 .unwrap(),
             PasswordCheck::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn hashes_agree_with_the_argon2_library_both_ways() {
+        use argon2::password_hash::{PasswordHasher as _, SaltString};
+        let params = Params::new(1024, 1, 1, None).unwrap();
+        let ours = hasher(1024)
+            .hash(&password("right password"))
+            .await
+            .unwrap();
+        let parsed = Phc::new(&ours.0).unwrap();
+        assert!(argon2(params.clone())
+            .verify_password(b"right password", &parsed)
+            .is_ok());
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = argon2(params)
+            .hash_password(b"right password", &salt)
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            hasher(1024)
+                .verify(Some(&PasswordHash(theirs)), &password("right password"))
+                .await
+                .unwrap(),
+            PasswordCheck::Match {
+                needs_rehash: false
+            }
         );
     }
 
