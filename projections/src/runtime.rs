@@ -53,6 +53,10 @@ pub struct Projector<P> {
     projection: P,
     batch_size: i64,
     poll_interval: Duration,
+    /// How long to let notifications gather before catching up: under
+    /// load every commit notifies, and one batch per notification would
+    /// cost a transaction per commit for each projection.
+    gather: Duration,
 }
 
 impl<P: Projection> Projector<P> {
@@ -62,6 +66,7 @@ impl<P: Projection> Projector<P> {
             projection,
             batch_size: 500,
             poll_interval: Duration::from_secs(1),
+            gather: Duration::from_millis(20),
         }
     }
 
@@ -201,6 +206,15 @@ impl<P: Projection> Projector<P> {
                 result = notified => {
                     if result.is_err() {
                         listener = None;
+                        continue;
+                    }
+                    tokio::select! {
+                        () = &mut shutdown => return,
+                        () = tokio::time::sleep(self.gather) => {}
+                    }
+                    // One catch-up serves every commit notified so far.
+                    if let Some(l) = listener.as_mut() {
+                        while l.next_buffered().is_some() {}
                     }
                 }
             }
