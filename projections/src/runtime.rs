@@ -234,7 +234,9 @@ fn lock_key(name: &str) -> i64 {
 }
 
 /// Events after `after`, in global order, from transactions that can no
-/// longer commit anything older.
+/// longer commit anything older. The ORDER BY names the table's columns:
+/// unqualified, it would sort by the `bigint` output column of the same
+/// name, which no index serves, and sort every unread event per batch.
 async fn read_after(
     conn: &mut PgConnection,
     after: (i64, i64),
@@ -246,7 +248,7 @@ async fn read_after(
            FROM events
           WHERE (transaction_id, position) > ($1::text::xid8, $2)
             AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-          ORDER BY transaction_id, position
+          ORDER BY events.transaction_id, events.position
           LIMIT $3",
     )
     .bind(after.0.to_string())
