@@ -1,6 +1,7 @@
 //! The `users` read model: email, MFA status, lock, last sign-in and
 //! sessions, for profiles, admin lists and metrics.
 use authledger_aggregates::UserAuthEvent as E;
+use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -27,101 +28,48 @@ impl Projection for UsersProjection {
         NAME
     }
 
+    /// One round trip per batch: the operations go to
+    /// `users_projection_apply`, which runs them in order.
     async fn apply(&self, tx: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
+        let mut ops = Vec::new();
         for stored in events {
             let user = user_id(stored)?;
-            match &stored.event {
+            let op = match &stored.event {
                 E::UserRegistered { email, at, .. } => {
-                    sqlx::query(
-                        "INSERT INTO users (user_id, email, registered_at) VALUES ($1, $2, $3)
-                         ON CONFLICT (user_id) DO NOTHING",
-                    )
-                    .bind(user)
-                    .bind(email)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
+                    json!({"op": "registered", "user": user, "email": email, "at": at})
                 }
-                E::MfaEnrolled { at, .. } => {
-                    sqlx::query("UPDATE users SET mfa_enrolled_at = $2 WHERE user_id = $1")
-                        .bind(user)
-                        .bind(at)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                E::MfaReset { .. } => {
-                    sqlx::query("UPDATE users SET mfa_enrolled_at = NULL WHERE user_id = $1")
-                        .bind(user)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                E::MfaEnrolled { at, .. } => json!({"op": "enrolled", "user": user, "at": at}),
+                E::MfaReset { .. } => json!({"op": "mfa-reset", "user": user}),
                 E::SessionStarted {
                     session,
                     method,
                     aal,
                     expires_at,
                     at,
-                } => {
-                    sqlx::query(
-                        "UPDATE users SET last_sign_in_at = $2, last_sign_in_method = $3, throttled_until = NULL
-                          WHERE user_id = $1",
-                    )
-                    .bind(user)
-                    .bind(at)
-                    .bind(label(method))
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query(
-                        "INSERT INTO user_sessions (user_id, session, method, aal, started_at, expires_at, last_active_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $5) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(user)
-                    .bind(session.to_string())
-                    .bind(label(method))
-                    .bind(label(aal))
-                    .bind(at)
-                    .bind(expires_at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                } => json!({
+                    "op": "session-started", "user": user, "session": session.to_string(),
+                    "method": label(method), "aal": label(aal), "at": at, "expires_at": expires_at,
+                }),
                 E::SessionActive { session, at } => {
-                    sqlx::query("UPDATE user_sessions SET last_active_at = $3 WHERE user_id = $1 AND session = $2")
-                        .bind(user)
-                        .bind(session.to_string())
-                        .bind(at)
-                        .execute(&mut *tx)
-                        .await?;
+                    json!({"op": "session-active", "user": user, "session": session.to_string(), "at": at})
                 }
                 E::SessionEnded { session, at, .. } => {
-                    sqlx::query("UPDATE user_sessions SET ended_at = $3 WHERE user_id = $1 AND session = $2")
-                        .bind(user)
-                        .bind(session.to_string())
-                        .bind(at)
-                        .execute(&mut *tx)
-                        .await?;
+                    json!({"op": "session-ended", "user": user, "session": session.to_string(), "at": at})
                 }
                 E::SignInThrottled { until, .. } => {
-                    sqlx::query("UPDATE users SET throttled_until = $2 WHERE user_id = $1")
-                        .bind(user)
-                        .bind(until)
-                        .execute(&mut *tx)
-                        .await?;
+                    json!({"op": "throttled", "user": user, "until": until})
                 }
-                E::AccountLocked { at, .. } => {
-                    sqlx::query("UPDATE users SET locked_at = $2 WHERE user_id = $1")
-                        .bind(user)
-                        .bind(at)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                E::AccountUnlocked { .. } => {
-                    sqlx::query("UPDATE users SET locked_at = NULL, throttled_until = NULL WHERE user_id = $1")
-                        .bind(user)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                _ => {}
-            }
+                E::AccountLocked { at, .. } => json!({"op": "locked", "user": user, "at": at}),
+                E::AccountUnlocked { .. } => json!({"op": "unlocked", "user": user}),
+                _ => continue,
+            };
+            ops.push(op);
+        }
+        if !ops.is_empty() {
+            sqlx::query("SELECT users_projection_apply($1)")
+                .bind(sqlx::types::Json(ops))
+                .execute(&mut *tx)
+                .await?;
         }
         Ok(())
     }
