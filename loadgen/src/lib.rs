@@ -1,0 +1,686 @@
+//! Real sign-in flows over HTTP against a running authledger, driven by N
+//! concurrent clients that compute TOTP codes as an authenticator app
+//! would, with throughput and latency percentiles per step.
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use totp_rs::Totp;
+
+/// The password every generated user has.
+pub const PASSWORD: &str = "violet-tangerine-harbour-42";
+
+/// An authledger reached over HTTP.
+#[derive(Clone)]
+pub struct Target {
+    base: String,
+    http: reqwest::Client,
+}
+
+/// An authenticator app: one code per 30-second step, never a step twice
+/// (the server refuses a replayed step), the next step early within the
+/// server's one-step skew.
+pub struct Authenticator {
+    totp: Totp,
+    last_step: u64,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Authenticator {
+    pub fn from_uri(uri: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            totp: Totp::from_url(uri).map_err(|e| anyhow::anyhow!("otpauth URI: {e:?}"))?,
+            last_step: 0,
+        })
+    }
+
+    /// A code no earlier sign-in used, if one is valid now.
+    pub fn next_code(&mut self) -> Option<String> {
+        let current = unix_now() / 30;
+        let step = (self.last_step + 1).max(current);
+        if step > current + 1 {
+            return None;
+        }
+        self.last_step = step;
+        Some(self.totp.generate(step * 30).to_string())
+    }
+
+    /// A code that is certainly wrong now.
+    pub fn wrong_code(&self) -> String {
+        let current = unix_now() / 30;
+        let near: Vec<String> = (current.saturating_sub(2)..=current + 2)
+            .map(|step| self.totp.generate(step * 30).to_string())
+            .collect();
+        (0..1_000_000u32)
+            .map(|n| format!("{n:06}"))
+            .find(|code| !near.contains(code))
+            .unwrap_or_default()
+    }
+}
+
+pub struct User {
+    pub email: String,
+    pub authenticator: Authenticator,
+    pub recovery_code: String,
+}
+
+/// A user with an open login attempt.
+pub struct Attempt {
+    pub user: User,
+    pub login_token: String,
+}
+
+/// A user with a live session.
+pub struct SignedIn {
+    pub user: User,
+    pub session_token: String,
+}
+
+impl Target {
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(512)
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    async fn call(
+        &self,
+        path: &str,
+        body: Value,
+        bearer: Option<&str>,
+        want: u16,
+    ) -> anyhow::Result<Value> {
+        let mut request = self.http.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("POST {path}"))?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        if status != want {
+            bail!("POST {path}: {status} {text}");
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn register(&self, email: &str) -> anyhow::Result<()> {
+        self.call(
+            "/v1/users",
+            json!({"email": email, "password": PASSWORD}),
+            None,
+            201,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// The password step; returns the login token.
+    pub async fn password(&self, email: &str) -> anyhow::Result<String> {
+        let answer = self
+            .call(
+                "/v1/login/password",
+                json!({"email": email, "password": PASSWORD}),
+                None,
+                200,
+            )
+            .await?;
+        Ok(text(&answer, "login_token")?.to_owned())
+    }
+
+    pub async fn totp(&self, login_token: &str, code: &str) -> anyhow::Result<String> {
+        let answer = self
+            .call(
+                "/v1/login/totp",
+                json!({"login_token": login_token, "code": code}),
+                None,
+                200,
+            )
+            .await?;
+        Ok(text(&answer, "session_token")?.to_owned())
+    }
+
+    /// A wrong code: the server answers 401 and records the failure.
+    pub async fn wrong_totp(&self, login_token: &str, code: &str) -> anyhow::Result<()> {
+        self.call(
+            "/v1/login/totp",
+            json!({"login_token": login_token, "code": code}),
+            None,
+            401,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Signs in with the recovery code; returns the session and the new code.
+    pub async fn recovery_code(
+        &self,
+        login_token: &str,
+        code: &str,
+    ) -> anyhow::Result<(String, String)> {
+        let answer = self
+            .call(
+                "/v1/login/recovery-code",
+                json!({"login_token": login_token, "code": code}),
+                None,
+                200,
+            )
+            .await?;
+        Ok((
+            text(&answer, "session_token")?.to_owned(),
+            text(&answer, "recovery_code")?.to_owned(),
+        ))
+    }
+
+    pub async fn email_link(&self, login_token: &str) -> anyhow::Result<()> {
+        self.call(
+            "/v1/login/email-link",
+            json!({"login_token": login_token}),
+            None,
+            202,
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn reset_mfa(&self, session_token: &str) -> anyhow::Result<()> {
+        self.call("/v1/me/mfa/reset", json!({}), Some(session_token), 200)
+            .await
+            .map(drop)
+    }
+
+    /// Registers `email` and signs in through enrollment, as a new user
+    /// with a phone would.
+    pub async fn new_user(&self, email: &str) -> anyhow::Result<User> {
+        self.register(email).await?;
+        let login_token = self.password(email).await?;
+        let enrollment = self
+            .call(
+                "/v1/login/enrollment",
+                json!({"login_token": login_token}),
+                None,
+                200,
+            )
+            .await?;
+        let mut authenticator = Authenticator::from_uri(text(&enrollment, "otpauth_uri")?)?;
+        let code = authenticator.next_code().context("a code")?;
+        let confirmed = self
+            .call(
+                "/v1/login/enrollment/confirm",
+                json!({"login_token": login_token, "code": code}),
+                None,
+                200,
+            )
+            .await?;
+        Ok(User {
+            email: email.to_owned(),
+            authenticator,
+            recovery_code: text(&confirmed, "recovery_code")?.to_owned(),
+        })
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(response) = self.http.get(format!("{}/readyz", self.base)).send().await {
+                if response.status().is_success() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("{} did not become ready", self.base);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn text<'a>(value: &'a Value, field: &str) -> anyhow::Result<&'a str> {
+    value[field]
+        .as_str()
+        .with_context(|| format!("no {field} in {value}"))
+}
+
+/// Latencies per step of one run.
+pub struct Run {
+    pub name: String,
+    pub clients: usize,
+    pub elapsed: Duration,
+    /// Completed iterations (whole flows).
+    pub completed: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub steps: BTreeMap<&'static str, Histogram<u64>>,
+}
+
+impl Run {
+    fn new(name: &str, clients: usize) -> Self {
+        Self {
+            name: name.to_owned(),
+            clients,
+            elapsed: Duration::ZERO,
+            completed: 0,
+            errors: 0,
+            first_error: None,
+            steps: BTreeMap::new(),
+        }
+    }
+
+    fn record(&mut self, step: &'static str, took: Duration) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+        if let Some(histogram) = self.steps.get_mut(step) {
+            histogram.saturating_record(micros);
+        } else if let Ok(mut histogram) = Histogram::new_with_bounds(1, 600_000_000, 3) {
+            histogram.saturating_record(micros);
+            self.steps.insert(step, histogram);
+        }
+    }
+
+    /// Completed flows per second.
+    pub fn throughput(&self) -> f64 {
+        self.completed as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The `q` quantile of a step's latency, in milliseconds.
+    pub fn quantile_ms(&self, step: &str, q: f64) -> f64 {
+        self.steps
+            .get(step)
+            .map_or(f64::NAN, |h| h.value_at_quantile(q) as f64 / 1000.0)
+    }
+
+    /// One Markdown table row per step.
+    pub fn rows(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .map(|(step, h)| {
+                format!(
+                    "| {} | {} | {} | {} | {:.0}/s | {:.1} | {:.1} | {:.1} | {} |",
+                    self.name,
+                    step,
+                    self.clients,
+                    h.len(),
+                    h.len() as f64 / self.elapsed.as_secs_f64().max(1e-9),
+                    h.value_at_quantile(0.50) as f64 / 1000.0,
+                    h.value_at_quantile(0.95) as f64 / 1000.0,
+                    h.value_at_quantile(0.99) as f64 / 1000.0,
+                    self.errors,
+                )
+            })
+            .collect()
+    }
+}
+
+pub const TABLE_HEADER: &str = "| scenario | step | clients | count | rate | p50 ms | p95 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|---|---|";
+
+/// The steps one iteration took, in order.
+pub type Timings = Vec<(&'static str, Duration)>;
+
+/// Times one request.
+pub async fn timed<T>(
+    step: &'static str,
+    timings: &mut Timings,
+    request: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let started = Instant::now();
+    let outcome = request.await;
+    timings.push((step, started.elapsed()));
+    outcome
+}
+
+/// Runs `work` on each item with `clients` concurrent clients until the
+/// items run out or `limit` passes; returns the run and what each finished
+/// item became.
+pub async fn drive<T, O, F, Fut>(
+    name: &str,
+    clients: usize,
+    limit: Duration,
+    items: Vec<T>,
+    work: F,
+) -> (Run, Vec<O>)
+where
+    T: Send + 'static,
+    O: Send + 'static,
+    F: Fn(T) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = (Timings, anyhow::Result<O>)> + Send,
+{
+    let queue = Arc::new(Mutex::new(VecDeque::from(items)));
+    let work = Arc::new(work);
+    let started = Instant::now();
+    let deadline = started + limit;
+    let mut tasks = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let (queue, work) = (queue.clone(), work.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut results = Vec::new();
+            while Instant::now() < deadline {
+                let Some(item) = queue.lock().ok().and_then(|mut q| q.pop_front()) else {
+                    break;
+                };
+                results.push(work(item).await);
+            }
+            results
+        }));
+    }
+    let mut run = Run::new(name, clients);
+    let mut outputs = Vec::new();
+    for task in tasks {
+        for (timings, outcome) in task.await.unwrap_or_default() {
+            match outcome {
+                Ok(output) => {
+                    for (step, took) in timings {
+                        run.record(step, took);
+                    }
+                    run.completed += 1;
+                    outputs.push(output);
+                }
+                Err(error) => {
+                    run.errors += 1;
+                    run.first_error.get_or_insert_with(|| format!("{error:#}"));
+                }
+            }
+        }
+    }
+    run.elapsed = started.elapsed();
+    (run, outputs)
+}
+
+/// Creates `count` enrolled users named `<prefix>-<n>@example.com`.
+pub async fn new_users(
+    target: &Target,
+    prefix: &str,
+    count: usize,
+    clients: usize,
+) -> anyhow::Result<Vec<User>> {
+    let emails: Vec<String> = (0..count)
+        .map(|n| format!("{prefix}-{n}@example.com"))
+        .collect();
+    let t = target.clone();
+    let (run, users) = drive(
+        "setup",
+        clients,
+        Duration::from_secs(3600),
+        emails,
+        move |email| {
+            let t = t.clone();
+            async move { (Vec::new(), t.new_user(&email).await) }
+        },
+    )
+    .await;
+    if let Some(error) = run.first_error {
+        bail!("creating users: {} failed, first: {error}", run.errors);
+    }
+    Ok(users)
+}
+
+/// Opens a login attempt for each user (the password step, untimed).
+pub async fn open_attempts(
+    target: &Target,
+    users: Vec<User>,
+    clients: usize,
+) -> anyhow::Result<Vec<Attempt>> {
+    let t = target.clone();
+    let (run, attempts) = drive(
+        "setup",
+        clients,
+        Duration::from_secs(3600),
+        users,
+        move |user| {
+            let t = t.clone();
+            async move {
+                let outcome = t.password(&user.email).await;
+                (
+                    Vec::new(),
+                    outcome.map(|login_token| Attempt { user, login_token }),
+                )
+            }
+        },
+    )
+    .await;
+    if let Some(error) = run.first_error {
+        bail!("opening attempts: {} failed, first: {error}", run.errors);
+    }
+    Ok(attempts)
+}
+
+/// Full sign-in, password then TOTP, for `limit`. Each user signs in at most
+/// once per 30-second step, as with a real phone; users whose next code is
+/// not valid yet wait their turn.
+pub async fn full_sign_in(
+    target: &Target,
+    users: Vec<User>,
+    clients: usize,
+    limit: Duration,
+) -> (Run, Vec<User>) {
+    let pool = Arc::new(Mutex::new(VecDeque::from(users)));
+    let started = Instant::now();
+    let deadline = started + limit;
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (pool, t) = (pool.clone(), target.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut results: Vec<(Timings, anyhow::Result<()>)> = Vec::new();
+            while Instant::now() < deadline {
+                let taken = pool.lock().ok().and_then(|mut p| {
+                    let ready = p.iter().position(|u| {
+                        let current = unix_now() / 30;
+                        u.authenticator.last_step < current + 1
+                    })?;
+                    p.remove(ready)
+                });
+                let Some(mut user) = taken else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                let mut timings = Vec::new();
+                let flow_started = Instant::now();
+                let outcome = async {
+                    let login = timed("password", &mut timings, t.password(&user.email)).await?;
+                    let code = user.authenticator.next_code().context("a fresh code")?;
+                    timed("totp", &mut timings, t.totp(&login, &code)).await?;
+                    Ok(())
+                }
+                .await;
+                timings.push(("sign-in", flow_started.elapsed()));
+                results.push((timings, outcome));
+                if let Ok(mut p) = pool.lock() {
+                    p.push_back(user);
+                }
+            }
+            results
+        }));
+    }
+    let mut run = Run::new("full sign-in", clients);
+    for task in tasks {
+        for (timings, outcome) in task.await.unwrap_or_default() {
+            match outcome {
+                Ok(()) => {
+                    for (step, took) in timings {
+                        run.record(step, took);
+                    }
+                    run.completed += 1;
+                }
+                Err(error) => {
+                    run.errors += 1;
+                    run.first_error.get_or_insert_with(|| format!("{error:#}"));
+                }
+            }
+        }
+    }
+    run.elapsed = started.elapsed();
+    let users = pool
+        .lock()
+        .map(|mut p| p.drain(..).collect())
+        .unwrap_or_default();
+    (run, users)
+}
+
+/// The second factor alone, on attempts opened beforehand.
+pub async fn second_factor(
+    target: &Target,
+    attempts: Vec<Attempt>,
+    clients: usize,
+    limit: Duration,
+) -> (Run, Vec<SignedIn>) {
+    let t = target.clone();
+    drive(
+        "second factor",
+        clients,
+        limit,
+        attempts,
+        move |mut attempt| {
+            let t = t.clone();
+            async move {
+                let mut timings = Vec::new();
+                let Some(code) = attempt.user.authenticator.next_code() else {
+                    return (
+                        timings,
+                        Err(anyhow::anyhow!("no fresh code for {}", attempt.user.email)),
+                    );
+                };
+                let outcome =
+                    timed("totp", &mut timings, t.totp(&attempt.login_token, &code)).await;
+                (
+                    timings,
+                    outcome.map(|session_token| SignedIn {
+                        user: attempt.user,
+                        session_token,
+                    }),
+                )
+            }
+        },
+    )
+    .await
+}
+
+/// "Try another method": the recovery code, on attempts opened beforehand.
+pub async fn recovery_code(
+    target: &Target,
+    attempts: Vec<Attempt>,
+    clients: usize,
+    limit: Duration,
+) -> (Run, Vec<SignedIn>) {
+    let t = target.clone();
+    drive(
+        "recovery code",
+        clients,
+        limit,
+        attempts,
+        move |mut attempt| {
+            let t = t.clone();
+            async move {
+                let mut timings = Vec::new();
+                let outcome = timed(
+                    "recovery-code",
+                    &mut timings,
+                    t.recovery_code(&attempt.login_token, &attempt.user.recovery_code),
+                )
+                .await;
+                let signed = outcome.map(|(session_token, new_code)| {
+                    attempt.user.recovery_code = new_code;
+                    SignedIn {
+                        user: attempt.user,
+                        session_token,
+                    }
+                });
+                (timings, signed)
+            }
+        },
+    )
+    .await
+}
+
+/// "Reset my MFA" from fresh sessions.
+pub async fn mfa_reset(
+    target: &Target,
+    sessions: Vec<SignedIn>,
+    clients: usize,
+    limit: Duration,
+) -> (Run, Vec<User>) {
+    let t = target.clone();
+    drive("mfa reset", clients, limit, sessions, move |signed| {
+        let t = t.clone();
+        async move {
+            let mut timings = Vec::new();
+            let outcome = timed("reset", &mut timings, t.reset_mfa(&signed.session_token)).await;
+            (timings, outcome.map(|()| signed.user))
+        }
+    })
+    .await
+}
+
+/// Email-link requests; returns each address with when its request was
+/// sent, to match against the SMTP server's receipt times.
+pub async fn email_links(
+    target: &Target,
+    attempts: Vec<Attempt>,
+    clients: usize,
+) -> (Run, Vec<(String, SystemTime)>) {
+    let t = target.clone();
+    drive(
+        "email link",
+        clients,
+        Duration::from_secs(3600),
+        attempts,
+        move |attempt| {
+            let t = t.clone();
+            async move {
+                let mut timings = Vec::new();
+                let sent = SystemTime::now();
+                let outcome =
+                    timed("request", &mut timings, t.email_link(&attempt.login_token)).await;
+                (timings, outcome.map(|()| (attempt.user.email, sent)))
+            }
+        },
+    )
+    .await
+}
+
+/// How long one argon2id verification takes at these parameters, the
+/// median of `samples`.
+pub fn argon2_verify_time(
+    memory_kib: u32,
+    iterations: u32,
+    parallelism: u32,
+    samples: usize,
+) -> anyhow::Result<Duration> {
+    use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
+    let params = argon2::Params::new(memory_kib, iterations, parallelism, None)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let argon2 = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let salt = SaltString::encode_b64(b"authledger-bench").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let hash = argon2
+        .hash_password(PASSWORD.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .to_string();
+    let parsed = argon2::PasswordHash::new(&hash).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut times: Vec<Duration> = (0..samples.max(1))
+        .map(|_| {
+            let started = Instant::now();
+            let verified = argon2.verify_password(PASSWORD.as_bytes(), &parsed).is_ok();
+            (verified, started.elapsed())
+        })
+        .filter_map(|(ok, took)| ok.then_some(took))
+        .collect();
+    times.sort();
+    times
+        .get(times.len() / 2)
+        .copied()
+        .context("no verification succeeded")
+}

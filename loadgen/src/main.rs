@@ -1,0 +1,678 @@
+//! Starts authledger (the release binary beside this one) on a fresh
+//! database, drives every scenario against it over HTTP, and prints the
+//! results as Markdown with the targets they are measured against.
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context};
+use authledger_loadgen::*;
+use clap::Parser;
+use sqlx::{Connection, PgConnection};
+use tokio::process::{Child, Command};
+
+#[derive(Parser)]
+#[command(
+    about = "Drives real sign-in flows against authledger and reports throughput and latency"
+)]
+struct Args {
+    /// The authledger binary; by default the one beside this program.
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Postgres server (without a database name): the benchmark creates
+    /// and drops the database `authledger_bench` there.
+    #[arg(long, default_value = "postgres://postgres:postgres@127.0.0.1:5432")]
+    postgres: String,
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    amqp_url: String,
+    #[arg(long, default_value = "smtp://127.0.0.1:1025")]
+    smtp_url: String,
+    /// MailDev's HTTP API, to see when each mail was accepted.
+    #[arg(long, default_value = "http://127.0.0.1:1080")]
+    maildev: String,
+    /// Seconds per timed run.
+    #[arg(long, default_value_t = 8)]
+    seconds: u64,
+    /// Clients for the password sign-in runs, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "2,4,8")]
+    sign_in_clients: Vec<usize>,
+    /// Clients for the cheap scenarios.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Users created for the full sign-in runs (each signs in at most once
+    /// per 30-second step).
+    #[arg(long, default_value_t = 2000)]
+    sign_in_users: usize,
+    /// Users created for the second-factor run (one attempt each).
+    #[arg(long, default_value_t = 12000)]
+    second_factor_users: usize,
+    /// Events the projection rebuild runs over.
+    #[arg(long, default_value_t = 1_000_000)]
+    rebuild_events: i64,
+    /// Only these parts: password, cheap, rebuild (all by default).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+/// Busy and total CPU seconds of the whole machine so far.
+fn machine_cpu() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: f64 = ticks.iter().sum();
+    let idle = ticks.get(3).copied().unwrap_or(0.0) + ticks.get(4).copied().unwrap_or(0.0);
+    ((total - idle) / 100.0, total / 100.0)
+}
+
+/// Where the CPU went during a run: the server's share and the whole
+/// machine's, in cores.
+struct CpuWatch {
+    server: f64,
+    machine: (f64, f64),
+    started: Instant,
+}
+
+impl CpuWatch {
+    fn start(server: &Server) -> Self {
+        Self {
+            server: server.cpu_seconds(),
+            machine: machine_cpu(),
+            started: Instant::now(),
+        }
+    }
+
+    fn line(&self, server: &Server, name: &str) -> String {
+        let wall = self.started.elapsed().as_secs_f64();
+        let (busy, _) = machine_cpu();
+        format!(
+            "{name}: server process {:.2} cores, whole machine {:.2} of {} cores busy",
+            (server.cpu_seconds() - self.server) / wall,
+            (busy - self.machine.0) / wall,
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        )
+    }
+}
+
+/// OWASP's argon2id parameters, the server's defaults.
+const ARGON2: (u32, u32, u32) = (19456, 2, 1);
+
+struct Server {
+    child: Child,
+    target: Target,
+    pid: u32,
+}
+
+impl Server {
+    /// Peak and current resident memory in KiB, from /proc.
+    fn memory_kib(&self) -> (u64, u64) {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmHWM:"), field("VmRSS:"))
+    }
+
+    /// CPU seconds the server has used so far.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
+        // Fields after the command name, which is in parentheses.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+struct Bench {
+    args: Args,
+    bin: PathBuf,
+    database_url: String,
+    report: String,
+    targets: Vec<String>,
+}
+
+impl Bench {
+    async fn fresh_database(&self) -> anyhow::Result<()> {
+        let mut admin = PgConnection::connect(&format!("{}/postgres", self.args.postgres)).await?;
+        sqlx::query("DROP DATABASE IF EXISTS authledger_bench WITH (FORCE)")
+            .execute(&mut admin)
+            .await?;
+        sqlx::query("CREATE DATABASE authledger_bench")
+            .execute(&mut admin)
+            .await?;
+        Ok(())
+    }
+
+    async fn start(&self, extra: &[(&str, String)]) -> anyhow::Result<Server> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut command = Command::new(&self.bin);
+        command
+            .arg("all")
+            .env("DATABASE_URL", &self.database_url)
+            .env("AUTHLEDGER_ADDR", format!("127.0.0.1:{port}"))
+            .env("AUTHLEDGER_PUBLIC_URL", &base)
+            .env(
+                "AUTHLEDGER_KEY_FILE",
+                std::env::temp_dir().join("authledger-bench.key"),
+            )
+            .env(
+                "AUTHLEDGER_AMQP_PREFIX",
+                format!("bench-{}", uuid::Uuid::new_v4().simple()),
+            )
+            .env("AMQP_URL", &self.args.amqp_url)
+            .env("SMTP_URL", &self.args.smtp_url)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {}", self.bin.display()))?;
+        let pid = child.id().context("the server's pid")?;
+        let target = Target::new(&base);
+        target.wait_ready(Duration::from_secs(60)).await?;
+        Ok(Server { child, target, pid })
+    }
+
+    fn table(&mut self, runs: &[&Run]) {
+        let _ = writeln!(self.report, "{TABLE_HEADER}");
+        for run in runs {
+            for row in run.rows() {
+                let _ = writeln!(self.report, "{row}");
+            }
+            if let Some(error) = &run.first_error {
+                let _ = writeln!(
+                    self.report,
+                    "\n{} errors in {}; first: {error}\n",
+                    run.errors, run.name
+                );
+            }
+        }
+        let _ = writeln!(self.report);
+    }
+
+    fn target(&mut self, line: String) {
+        eprintln!("{line}");
+        self.targets.push(line);
+    }
+
+    /// Full sign-in at real argon2id cost, against the ceiling measured
+    /// here; then server memory under 256 concurrent password sign-ins.
+    async fn password_part(&mut self) -> anyhow::Result<()> {
+        let (m, t, p) = ARGON2;
+        let single = argon2_verify_time(m, t, p, 41)?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let ceiling = cores as f64 / single.as_secs_f64();
+        let _ = writeln!(
+            self.report,
+            "argon2id (m={m} KiB, t={t}, p={p}) verify: {:.1} ms median of 41 → ceiling {ceiling:.0} verifies/s on {cores} cores\n",
+            single.as_secs_f64() * 1000.0
+        );
+
+        self.fresh_database().await?;
+        let server = self.start(&[]).await?;
+        eprintln!(
+            "creating {} users at full argon2id cost",
+            self.args.sign_in_users
+        );
+        let mut users = new_users(&server.target, "bench-full", self.args.sign_in_users, 8).await?;
+        eprintln!("waiting for the setup's notices to be mailed");
+        self.wait_for_quiet_mail().await?;
+        let mut runs = Vec::new();
+        for &clients in &self.args.sign_in_clients.clone() {
+            let watch = CpuWatch::start(&server);
+            let (run, back) = full_sign_in(
+                &server.target,
+                users,
+                clients,
+                Duration::from_secs(self.args.seconds),
+            )
+            .await;
+            let cpu = watch.line(&server, &format!("full sign-in, {clients} clients"));
+            let _ = writeln!(self.report, "{cpu}\n");
+            users = back;
+            eprintln!(
+                "full sign-in, {clients} clients: {:.1}/s; {cpu}",
+                run.throughput()
+            );
+            runs.push(run);
+        }
+        self.table(&runs.iter().collect::<Vec<_>>());
+        let best = runs
+            .iter()
+            .filter(|r| r.throughput() >= 0.9 * ceiling)
+            .min_by(|a, b| {
+                a.quantile_ms("sign-in", 0.99)
+                    .total_cmp(&b.quantile_ms("sign-in", 0.99))
+            })
+            .or_else(|| {
+                runs.iter()
+                    .max_by(|a, b| a.throughput().total_cmp(&b.throughput()))
+            });
+        if let Some(run) = best {
+            let ratio = run.throughput() / ceiling;
+            self.target(format!(
+                "full sign-in: {:.1}/s at {} clients = {:.0} % of the argon2 ceiling {ceiling:.1}/s (target ≥ 90 %) {}; p99 {:.1} ms (target ≤ 100 ms) {}",
+                run.throughput(),
+                run.clients,
+                ratio * 100.0,
+                pass(ratio >= 0.9),
+                run.quantile_ms("sign-in", 0.99),
+                pass(run.quantile_ms("sign-in", 0.99) <= 100.0),
+            ));
+        }
+
+        let (before, _) = server.memory_kib();
+        let (run, _) = self.password_burst(&server, users).await;
+        let (peak, now) = server.memory_kib();
+        self.table(&[&run]);
+        self.target(format!(
+            "server memory with 256 concurrent password sign-ins: peak RSS {:.1} MiB (before the burst {:.1} MiB, after {:.1} MiB) (target ≤ 256 MB) {}",
+            peak as f64 / 1024.0,
+            before as f64 / 1024.0,
+            now as f64 / 1024.0,
+            pass(peak * 1024 <= 256_000_000),
+        ));
+        server.stop().await;
+        Ok(())
+    }
+
+    /// 256 clients at once, three rounds, each a password step.
+    async fn password_burst(&self, server: &Server, users: Vec<User>) -> (Run, Vec<()>) {
+        let emails: Vec<String> = users
+            .iter()
+            .map(|u| u.email.clone())
+            .cycle()
+            .take(256 * 3)
+            .collect();
+        let t = server.target.clone();
+        drive(
+            "256 password sign-ins",
+            256,
+            Duration::from_secs(600),
+            emails,
+            move |email| {
+                let t = t.clone();
+                async move {
+                    let mut timings = Vec::new();
+                    let outcome = timed("password", &mut timings, t.password(&email)).await;
+                    (timings, outcome.map(drop))
+                }
+            },
+        )
+        .await
+    }
+
+    /// Everything but the password step, with cheap argon2 parameters so
+    /// thousands of users can be prepared quickly, and no throttling so
+    /// one user can answer many wrong codes.
+    async fn cheap_part(&mut self) -> anyhow::Result<()> {
+        self.fresh_database().await?;
+        let relaxed = "1000000000".to_owned();
+        let server = self
+            .start(&[
+                ("AUTHLEDGER_ARGON2_MEMORY_KIB", "64".into()),
+                ("AUTHLEDGER_ARGON2_ITERATIONS", "1".into()),
+                ("AUTHLEDGER_SIGN_IN_FAILURE_FLOOR_MS", "0".into()),
+                ("AUTHLEDGER_THROTTLE_AFTER_FAILURES", relaxed.clone()),
+                ("AUTHLEDGER_LOCK_AFTER_FAILURES", relaxed.clone()),
+                ("AUTHLEDGER_SECOND_FACTOR_TRIES", relaxed),
+            ])
+            .await?;
+        let target = server.target.clone();
+        let clients = self.args.clients;
+        let limit = Duration::from_secs(self.args.seconds);
+        let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+
+        eprintln!(
+            "creating {} users (cheap hashing)",
+            self.args.second_factor_users
+        );
+        let users = new_users(
+            &target,
+            &format!("bench-{run_id}"),
+            self.args.second_factor_users,
+            clients,
+        )
+        .await?;
+        let attempts = open_attempts(&target, users, clients).await?;
+        eprintln!("waiting for the setup's notices to be mailed");
+        self.wait_for_quiet_mail().await?;
+        let watch = CpuWatch::start(&server);
+        let (second, signed) = second_factor(&target, attempts, clients, limit).await;
+        let cpu = watch.line(&server, "second factor");
+        let _ = writeln!(self.report, "{cpu}\n");
+        eprintln!("second factor: {:.0}/s", second.throughput());
+        self.target(format!(
+            "second factor alone: {:.0}/s at {clients} clients (target ≥ 1,500/s) {}; p99 {:.1} ms (target ≤ 25 ms) {}",
+            second.throughput(),
+            pass(second.throughput() >= 1500.0),
+            second.quantile_ms("totp", 0.99),
+            pass(second.quantile_ms("totp", 0.99) <= 25.0),
+        ));
+
+        let mut users: Vec<User> = signed.into_iter().map(|s| s.user).collect();
+        let for_links: Vec<User> = users.drain(..1000.min(users.len())).collect();
+        let for_recovery: Vec<User> = users.drain(..3000.min(users.len())).collect();
+
+        let attempts = open_attempts(&target, for_recovery, clients).await?;
+        let (recovery, sessions) = recovery_code(&target, attempts, clients, limit).await;
+        let (reset, _) = mfa_reset(&target, sessions, clients, limit).await;
+
+        let link_count = for_links.len();
+        let attempts = open_attempts(&target, for_links, clients).await?;
+        eprintln!("waiting for the setup's notices to be mailed");
+        self.wait_for_quiet_mail().await?;
+        let (links, sent) = email_links(&target, attempts, clients).await;
+        let (delivery, at_maildev) = self.mail_latencies(&sent).await?;
+        let p95 = delivery
+            .get(delivery.len() * 95 / 100)
+            .copied()
+            .unwrap_or(f64::NAN);
+        let p50 = delivery
+            .get(delivery.len() / 2)
+            .copied()
+            .unwrap_or(f64::NAN);
+        self.table(&[&second, &recovery, &reset, &links]);
+        let _ = writeln!(
+            self.report,
+            "email link, request sent → SMTP server's acceptance: {} of {link_count} mails accepted, {at_maildev} of them read back from MailDev; p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms\n",
+            delivery.len(),
+            p50,
+            p95,
+            delivery.last().copied().unwrap_or(f64::NAN),
+        );
+        self.target(format!(
+            "email links: {} requests → {} mails accepted by MailDev, p95 request → SMTP acceptance {p95:.0} ms (target ≤ 1,000 ms) {}",
+            link_count,
+            at_maildev,
+            pass(at_maildev == link_count && p95 <= 1000.0),
+        ));
+
+        self.heavy_user(&target, &run_id).await?;
+        server.stop().await;
+        Ok(())
+    }
+
+    /// Waits until the mail worker has sent everything queued so far (the
+    /// setup's notices), so link mails are not measured behind them.
+    async fn wait_for_quiet_mail(&self) -> anyhow::Result<()> {
+        let mut db = PgConnection::connect(&self.database_url).await?;
+        let mut last = -1i64;
+        loop {
+            let sent: i64 = sqlx::query_scalar("SELECT count(*) FROM sent_mail")
+                .fetch_one(&mut db)
+                .await?;
+            if sent == last {
+                return Ok(());
+            }
+            last = sent;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+    }
+
+    /// Milliseconds from each link request to the SMTP server's acceptance
+    /// of its mail (the worker records the acceptance in `sent_mail` as the
+    /// SMTP exchange ends), sorted, and how many of those mails MailDev
+    /// holds; waits up to two minutes for them all.
+    async fn mail_latencies(
+        &self,
+        sent: &[(String, SystemTime)],
+    ) -> anyhow::Result<(Vec<f64>, usize)> {
+        let mut db = PgConnection::connect(&self.database_url).await?;
+        let emails: Vec<String> = sent.iter().map(|(email, _)| email.clone()).collect();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let accepted = loop {
+            let rows: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+                "SELECT u.email, s.sent_at
+                   FROM sent_mail s
+                   JOIN events e ON s.message_id = e.aggregate_id || '/' || e.sequence
+                   JOIN users u ON u.user_id::text = e.aggregate_id
+                  WHERE e.event_type = 'EmailLinkRequested' AND u.email = ANY($1)",
+            )
+            .bind(&emails)
+            .fetch_all(&mut db)
+            .await?;
+            if rows.len() >= sent.len() || Instant::now() > deadline {
+                break rows;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        let requested: std::collections::HashMap<&str, SystemTime> = sent
+            .iter()
+            .map(|(email, at)| (email.as_str(), *at))
+            .collect();
+        let mut latencies: Vec<f64> = accepted
+            .iter()
+            .filter_map(|(email, at)| {
+                let requested = requested.get(email.as_str())?;
+                let took = SystemTime::from(*at)
+                    .duration_since(*requested)
+                    .unwrap_or_default();
+                Some(took.as_secs_f64() * 1000.0)
+            })
+            .collect();
+        latencies.sort_by(f64::total_cmp);
+        let mails: Vec<serde_json::Value> =
+            reqwest::get(format!("{}/api/email", self.args.maildev))
+                .await?
+                .json()
+                .await?;
+        let at_maildev = mails
+            .iter()
+            .filter(|mail| mail["subject"].as_str() == Some("Your sign-in link"))
+            .filter(|mail| {
+                mail["to"].as_array().is_some_and(|to| {
+                    to.iter().any(|t| {
+                        t["address"]
+                            .as_str()
+                            .is_some_and(|a| requested.contains_key(a))
+                    })
+                })
+            })
+            .count();
+        Ok((latencies, at_maildev))
+    }
+
+    /// A TOTP submit for a user with 10,000 events against one with 10.
+    async fn heavy_user(&mut self, target: &Target, run_id: &str) -> anyhow::Result<()> {
+        let heavy = target
+            .new_user(&format!("heavy-{run_id}@example.com"))
+            .await?;
+        let heavy_login = target.password(&heavy.email).await?;
+        eprintln!("giving one user 10,000 events");
+        let wrong = heavy.authenticator.wrong_code();
+        for _ in 0..10_000 {
+            target.wrong_totp(&heavy_login, &wrong).await?;
+        }
+        // Each sample on a light user is that user's first wrong code, so
+        // every one of them has only the events of a sign-up and a sign-in.
+        let light = new_users(target, &format!("light-{run_id}"), 300, 8).await?;
+        let light = open_attempts(target, light, 8).await?;
+        let mut db = PgConnection::connect(&self.database_url).await?;
+        let count = |email: String| {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM events e JOIN users u ON u.user_id::text = e.aggregate_id WHERE u.email = $1",
+            )
+            .bind(email)
+        };
+        let light_events = count(light[0].user.email.clone())
+            .fetch_one(&mut db)
+            .await?;
+        let mut heavy_times = Vec::new();
+        let mut light_times = Vec::new();
+        for attempt in &light {
+            for (login, times) in [
+                (&heavy_login, &mut heavy_times),
+                (&attempt.login_token, &mut light_times),
+            ] {
+                let started = Instant::now();
+                target.wrong_totp(login, &wrong).await?;
+                times.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        heavy_times.sort_by(f64::total_cmp);
+        light_times.sort_by(f64::total_cmp);
+        let heavy_events = count(heavy.email.clone()).fetch_one(&mut db).await?;
+        let (h50, l50) = (heavy_times[150], light_times[150]);
+        let (h95, l95) = (heavy_times[285], light_times[285]);
+        let _ = writeln!(
+            self.report,
+            "TOTP submit (a wrong code, answered 401 and recorded), 300 samples each, alternating: the user with 10,000+ events ({heavy_events} at the end) p50 {h50:.2} ms p95 {h95:.2} ms; users with {light_events} events p50 {l50:.2} ms p95 {l95:.2} ms\n"
+        );
+        self.target(format!(
+            "user with 10,000+ events vs users with {light_events}: TOTP submit p50 {h50:.2} ms vs {l50:.2} ms = {:.2}× (target ≤ 2×) {}",
+            h50 / l50,
+            pass(h50 <= 2.0 * l50),
+        ));
+        Ok(())
+    }
+
+    /// Clones the streams of the last run's database until it holds the
+    /// wanted number of events, then times rebuilding each read model.
+    async fn rebuild_part(&mut self) -> anyhow::Result<()> {
+        let mut db = PgConnection::connect(&self.database_url).await?;
+        let have: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&mut db)
+            .await?;
+        if have == 0 {
+            bail!("no events to clone: run the cheap part first");
+        }
+        // Only the original events are copied, each time under new ids.
+        let originals_end: i64 = sqlx::query_scalar("SELECT max(position) FROM events")
+            .fetch_one(&mut db)
+            .await?;
+        let mut copy = 0i64;
+        let mut total = have;
+        eprintln!("cloning {have} events up to {}", self.args.rebuild_events);
+        while total < self.args.rebuild_events {
+            copy += 1;
+            // Each copy is every stream again under new ids, inserted in
+            // stream order so the chain trigger finds each predecessor.
+            let inserted = sqlx::query(
+                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+                 SELECT aggregate_type, md5(aggregate_id || '/' || $1)::uuid::text, sequence, event_type, event_version, payload, metadata
+                   FROM events
+                  WHERE position <= $2
+                  ORDER BY aggregate_id, sequence",
+            )
+            .bind(copy)
+            .bind(originals_end)
+            .execute(&mut db)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                bail!("cloning inserted nothing");
+            }
+            total += inserted as i64;
+        }
+        drop(db);
+        for name in ["users", "audit_index"] {
+            let started = Instant::now();
+            let output = Command::new(&self.bin)
+                .args(["projections", "rebuild", name])
+                .env("DATABASE_URL", &self.database_url)
+                .env("RUST_LOG", "warn")
+                .output()
+                .await?;
+            let took = started.elapsed();
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let applied: f64 = stdout
+                .split_whitespace()
+                .rev()
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .with_context(|| {
+                    format!(
+                        "rebuild printed {stdout:?} {}",
+                        String::from_utf8_lossy(&output.stderr)
+                    )
+                })?;
+            let rate = applied / took.as_secs_f64();
+            self.target(format!(
+                "projection rebuild {name}: {applied:.0} events in {:.1} s = {rate:.0} events/s (target ≥ 20,000/s) {}",
+                took.as_secs_f64(),
+                pass(rate >= 20_000.0),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn pass(ok: bool) -> &'static str {
+    if ok {
+        "**met**"
+    } else {
+        "**not met**"
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let bin = match &args.server_bin {
+        Some(bin) => bin.clone(),
+        None => std::env::current_exe()?.with_file_name("authledger"),
+    };
+    anyhow::ensure!(
+        bin.exists(),
+        "no server binary at {}: build it with `cargo build --release`",
+        bin.display()
+    );
+    let database_url = format!("{}/authledger_bench", args.postgres);
+    let mut bench = Bench {
+        args,
+        bin,
+        database_url,
+        report: String::new(),
+        targets: Vec::new(),
+    };
+    let wanted =
+        |part: &str| bench.args.only.is_empty() || bench.args.only.iter().any(|p| p == part);
+    let (password, cheap, rebuild) = (wanted("password"), wanted("cheap"), wanted("rebuild"));
+    if password {
+        bench.password_part().await?;
+    }
+    if cheap {
+        bench.cheap_part().await?;
+    }
+    if rebuild {
+        bench.rebuild_part().await?;
+    }
+    println!("{}", bench.report);
+    println!("Targets:\n");
+    for line in &bench.targets {
+        println!("- {line}");
+    }
+    Ok(())
+}
