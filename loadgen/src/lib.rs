@@ -684,3 +684,37 @@ pub fn argon2_verify_time(
         .copied()
         .context("no verification succeeded")
 }
+
+/// Verifications per second with `threads` threads verifying at once, each
+/// `per_thread` times: what the cores really give argon2 together (two
+/// hyperthreads of one core, or a shared memory bus, give less than twice
+/// one).
+pub fn argon2_parallel_rate(
+    memory_kib: u32,
+    iterations: u32,
+    parallelism: u32,
+    threads: usize,
+    per_thread: usize,
+) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let outcomes: Vec<anyhow::Result<Duration>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                scope.spawn(move || {
+                    argon2_verify_time(memory_kib, iterations, parallelism, per_thread)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a hashing thread panicked")))
+            })
+            .collect()
+    });
+    for outcome in outcomes {
+        outcome?;
+    }
+    Ok((threads.max(1) * per_thread.max(1)) as f64 / started.elapsed().as_secs_f64())
+}
