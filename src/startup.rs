@@ -215,8 +215,14 @@ impl Pipeline {
         topology.expires = settings.amqp_queue_expiry;
         let publisher = Arc::new(Publisher::new(&settings.amqp_url, topology.clone()));
         let keyring = Arc::new(Keyring::new(&settings.master_key));
+        // The worker holds a connection per mail in flight, across the SMTP
+        // exchange (the advisory lock on its message id): on a pool of its
+        // own, a slow SMTP server cannot take the API's connections.
+        let worker_pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(u32::from(settings.mail_concurrency.max(1)) + 1)
+            .connect_lazy_with((*pool.connect_options()).clone());
         let worker = Worker::new(
-            pool.clone(),
+            worker_pool,
             TokenCodec::new(keyring),
             WorkerSettings {
                 amqp_url: settings.amqp_url.clone(),
