@@ -8,7 +8,7 @@ $$
 DECLARE
     op jsonb;
 BEGIN
-    FOR op IN SELECT value FROM jsonb_array_elements(ops)
+    FOR op IN SELECT value FROM jsonb_array_elements(ops) WITH ORDINALITY ORDER BY ordinality
         LOOP
             CASE op ->> 'op'
                 WHEN 'registered' THEN

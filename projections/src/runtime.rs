@@ -212,9 +212,11 @@ impl<P: Projection> Projector<P> {
                         () = &mut shutdown => return,
                         () = tokio::time::sleep(self.gather) => {}
                     }
-                    // One catch-up serves every commit notified so far.
+                    // One catch-up serves every commit notified so far:
+                    // take each notification already waiting, without
+                    // waiting for more (a zero timeout polls once).
                     if let Some(l) = listener.as_mut() {
-                        while l.next_buffered().is_some() {}
+                        while let Ok(Ok(_)) = tokio::time::timeout(Duration::ZERO, l.recv()).await {}
                     }
                 }
             }

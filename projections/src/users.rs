@@ -1,6 +1,7 @@
 //! The `users` read model: email, MFA status, lock, last sign-in and
 //! sessions, for profiles, admin lists and metrics.
 use authledger_aggregates::UserAuthEvent as E;
+use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -13,6 +14,12 @@ pub const NAME: &str = "users";
 
 fn user_id(event: &StoredEvent) -> anyhow::Result<Uuid> {
     Ok(Uuid::parse_str(&event.aggregate_id)?)
+}
+
+/// Postgres keeps microseconds: truncated here as a bound parameter would
+/// be, rather than rounded by the text input of `timestamptz`.
+fn micros(at: &DateTime<Utc>) -> DateTime<Utc> {
+    at.trunc_subsecs(6)
 }
 
 fn label<T: serde::Serialize>(value: &T) -> String {
@@ -36,9 +43,11 @@ impl Projection for UsersProjection {
             let user = user_id(stored)?;
             let op = match &stored.event {
                 E::UserRegistered { email, at, .. } => {
-                    json!({"op": "registered", "user": user, "email": email, "at": at})
+                    json!({"op": "registered", "user": user, "email": email, "at": micros(at)})
                 }
-                E::MfaEnrolled { at, .. } => json!({"op": "enrolled", "user": user, "at": at}),
+                E::MfaEnrolled { at, .. } => {
+                    json!({"op": "enrolled", "user": user, "at": micros(at)})
+                }
                 E::MfaReset { .. } => json!({"op": "mfa-reset", "user": user}),
                 E::SessionStarted {
                     session,
@@ -48,18 +57,20 @@ impl Projection for UsersProjection {
                     at,
                 } => json!({
                     "op": "session-started", "user": user, "session": session.to_string(),
-                    "method": label(method), "aal": label(aal), "at": at, "expires_at": expires_at,
+                    "method": label(method), "aal": label(aal), "at": micros(at), "expires_at": micros(expires_at),
                 }),
                 E::SessionActive { session, at } => {
-                    json!({"op": "session-active", "user": user, "session": session.to_string(), "at": at})
+                    json!({"op": "session-active", "user": user, "session": session.to_string(), "at": micros(at)})
                 }
                 E::SessionEnded { session, at, .. } => {
-                    json!({"op": "session-ended", "user": user, "session": session.to_string(), "at": at})
+                    json!({"op": "session-ended", "user": user, "session": session.to_string(), "at": micros(at)})
                 }
                 E::SignInThrottled { until, .. } => {
-                    json!({"op": "throttled", "user": user, "until": until})
+                    json!({"op": "throttled", "user": user, "until": micros(until)})
                 }
-                E::AccountLocked { at, .. } => json!({"op": "locked", "user": user, "at": at}),
+                E::AccountLocked { at, .. } => {
+                    json!({"op": "locked", "user": user, "at": micros(at)})
+                }
                 E::AccountUnlocked { .. } => json!({"op": "unlocked", "user": user}),
                 _ => continue,
             };
