@@ -283,6 +283,25 @@ impl Run {
         }
     }
 
+    /// Counts one finished iteration: its timings when it succeeded, its
+    /// error otherwise; returns what it produced.
+    fn absorb<O>(&mut self, timings: Timings, outcome: anyhow::Result<O>) -> Option<O> {
+        match outcome {
+            Ok(output) => {
+                for (step, took) in timings {
+                    self.record(step, took);
+                }
+                self.completed += 1;
+                Some(output)
+            }
+            Err(error) => {
+                self.errors += 1;
+                self.first_error.get_or_insert_with(|| format!("{error:#}"));
+                None
+            }
+        }
+    }
+
     fn record(&mut self, step: &'static str, took: Duration) {
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
         if let Some(histogram) = self.steps.get_mut(step) {
@@ -382,19 +401,7 @@ where
     let mut outputs = Vec::new();
     for task in tasks {
         for (timings, outcome) in task.await.unwrap_or_default() {
-            match outcome {
-                Ok(output) => {
-                    for (step, took) in timings {
-                        run.record(step, took);
-                    }
-                    run.completed += 1;
-                    outputs.push(output);
-                }
-                Err(error) => {
-                    run.errors += 1;
-                    run.first_error.get_or_insert_with(|| format!("{error:#}"));
-                }
-            }
+            outputs.extend(run.absorb(timings, outcome));
         }
     }
     run.elapsed = started.elapsed();
@@ -509,18 +516,7 @@ pub async fn full_sign_in(
     let mut run = Run::new("full sign-in", clients);
     for task in tasks {
         for (timings, outcome) in task.await.unwrap_or_default() {
-            match outcome {
-                Ok(()) => {
-                    for (step, took) in timings {
-                        run.record(step, took);
-                    }
-                    run.completed += 1;
-                }
-                Err(error) => {
-                    run.errors += 1;
-                    run.first_error.get_or_insert_with(|| format!("{error:#}"));
-                }
-            }
+            run.absorb(timings, outcome);
         }
     }
     run.elapsed = started.elapsed();

@@ -22,7 +22,7 @@ use browser::{clear_cookie, see_other, set_cookie, CookieName, Csrf, Form};
 use views::{grouped, problem_page, wait_words, Page, Problem};
 
 use super::extract::RequestMeta;
-use super::login::{Enrollment, Next};
+use super::login::{Enrollment, Next, SessionWithRecoveryCode};
 use super::me::Me;
 use super::{ApiContext, ApiError};
 use crate::tokens::TokenKind;
@@ -560,18 +560,13 @@ async fn submit_recovery_code(
         return see_other(EXPIRED);
     };
     match ctx.use_recovery_code(&meta, login, &value.code).await {
-        Ok(granted) => {
-            let csrf = Csrf::for_browser(&ctx, &browser);
-            let page = Page::new("Save your new recovery code").render(
-                &ctx,
-                &csrf,
-                html! {
-                    p { "You are signed in, and the code you used is spent." }
-                    (views::recovery_code_shown(&granted.recovery_code))
-                },
-            );
-            signed_in(&ctx, &granted.session_token, granted.expires_at, page)
-        }
+        Ok(granted) => recovery_code_issued(
+            &ctx,
+            &browser,
+            "Save your new recovery code",
+            "You are signed in, and the code you used is spent.",
+            &granted,
+        ),
         Err(err) => match failure(&err, Step::RecoveryCode) {
             Failure::Go(to) => go(&ctx, to),
             Failure::Say(problem) => {
@@ -584,6 +579,27 @@ async fn submit_recovery_code(
             }
         },
     }
+}
+
+/// A sign-in that issued a recovery code: the code, shown once, on the
+/// answer that also sets the session cookie.
+fn recovery_code_issued(
+    ctx: &ApiContext,
+    browser: &Browser,
+    title: &str,
+    lead: &str,
+    granted: &SessionWithRecoveryCode,
+) -> Response {
+    let csrf = Csrf::for_browser(ctx, browser);
+    let page = Page::new(title).render(
+        ctx,
+        &csrf,
+        html! {
+            p { (lead) }
+            (views::recovery_code_shown(&granted.recovery_code))
+        },
+    );
+    signed_in(ctx, &granted.session_token, granted.expires_at, page)
 }
 
 async fn enroll_page(State(ctx): State<ApiContext>, browser: Browser) -> Response {
@@ -686,18 +702,13 @@ async fn confirm_enrollment(
         return see_other(EXPIRED);
     };
     match ctx.confirm_enrollment(&meta, login, &value.code).await {
-        Ok(granted) => {
-            let csrf = Csrf::for_browser(&ctx, &browser);
-            let page = Page::new("Save your recovery code").render(
-                &ctx,
-                &csrf,
-                html! {
-                    p { "Your authenticator app is set up and you are signed in." }
-                    (views::recovery_code_shown(&granted.recovery_code))
-                },
-            );
-            signed_in(&ctx, &granted.session_token, granted.expires_at, page)
-        }
+        Ok(granted) => recovery_code_issued(
+            &ctx,
+            &browser,
+            "Save your recovery code",
+            "Your authenticator app is set up and you are signed in.",
+            &granted,
+        ),
         Err(err) => match failure(&err, Step::Totp) {
             Failure::Go(to) => go(&ctx, to),
             Failure::Say(problem) => match ctx.pending_enrollment(login).await {
