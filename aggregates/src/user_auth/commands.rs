@@ -1,3 +1,4 @@
+use super::admin_reason::AdminReason;
 use super::email::Email;
 use super::password::{NewPassword, Password};
 use super::recovery_code::RecoveryCode;
@@ -52,9 +53,9 @@ pub enum UserAuthCommand {
         session: Reference,
     },
     AdminResetMfa {
-        reason: String,
+        reason: AdminReason,
     },
     UnlockAccount {
-        reason: String,
+        reason: AdminReason,
     },
 }

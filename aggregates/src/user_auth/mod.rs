@@ -1,4 +1,5 @@
 //! The `UserAuth` aggregate: one user's credentials, attempts and sessions.
+mod admin_reason;
 mod commands;
 mod email;
 mod error;
@@ -17,6 +18,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 
+pub use admin_reason::{AdminReason, InvalidAdminReason};
 pub use commands::UserAuthCommand;
 pub use email::{Email, InvalidEmail};
 pub use error::UserAuthError;
@@ -137,7 +139,7 @@ impl UserAuth {
                 if !self.is_registered() {
                     return Err(Error::UnknownUser);
                 }
-                Ok(self.mfa_reset(Actor::Admin, Some(reason), s, now))
+                Ok(self.mfa_reset(Actor::Admin, Some(reason.into()), s, now))
             }
             C::UnlockAccount { reason } => {
                 if !self.is_registered() {
@@ -149,7 +151,10 @@ impl UserAuth {
                 {
                     return Err(Error::NotLocked);
                 }
-                Ok(vec![E::AccountUnlocked { reason, at: now }])
+                Ok(vec![E::AccountUnlocked {
+                    reason: reason.into(),
+                    at: now,
+                }])
             }
         }
     }

@@ -500,7 +500,7 @@ fn an_admin_unlocks_a_locked_account() {
     at(later(2))
         .given(given)
         .when(UserAuthCommand::UnlockAccount {
-            reason: "owner verified by phone".into(),
+            reason: AdminReason::parse("owner verified by phone").unwrap(),
         })
         .then_expect_events(vec![E::AccountUnlocked {
             reason: "owner verified by phone".into(),
@@ -513,7 +513,7 @@ fn unlocking_an_account_in_good_standing_is_refused() {
     at(later(2))
         .given(registered())
         .when(UserAuthCommand::UnlockAccount {
-            reason: "why".into(),
+            reason: AdminReason::parse("why").unwrap(),
         })
         .then_expect_error(UserAuthError::NotLocked);
 }
@@ -1335,7 +1335,7 @@ fn an_admin_reset_records_the_reason_and_ends_every_session() {
     at(when)
         .given(signed_in(now))
         .when(UserAuthCommand::AdminResetMfa {
-            reason: "lost phone, identity checked".into(),
+            reason: AdminReason::parse("lost phone, identity checked").unwrap(),
         })
         .then_expect_events(vec![
             E::MfaReset {
@@ -1355,7 +1355,9 @@ fn an_admin_reset_records_the_reason_and_ends_every_session() {
 fn admin_commands_on_an_unknown_user_are_refused() {
     at(t0())
         .given_no_previous_events()
-        .when(UserAuthCommand::AdminResetMfa { reason: "x".into() })
+        .when(UserAuthCommand::AdminResetMfa {
+            reason: AdminReason::parse("x").unwrap(),
+        })
         .then_expect_error(UserAuthError::UnknownUser);
 }
 
