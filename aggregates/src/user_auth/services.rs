@@ -86,7 +86,8 @@ pub trait SecretKeeper: Send + Sync {
 #[error("{0}")]
 pub struct ServiceError(pub String);
 
-/// The rules' numbers. Defaults follow NIST SP 800-63B and OWASP ASVS.
+/// The rules' numbers. Their defaults (NIST SP 800-63B, OWASP ASVS) live in
+/// the binary's configuration, the one place an operator changes them.
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub login_attempt_ttl: Duration,
@@ -105,27 +106,6 @@ pub struct Policy {
     /// records it again; bounds writes for the idle timeout.
     pub session_activity_granularity: Duration,
     pub reauthentication_window: Duration,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Self {
-            login_attempt_ttl: Duration::minutes(5),
-            second_factor_tries: 5,
-            totp_skew_steps: 1,
-            throttle_after_failures: 5,
-            throttle_base: Duration::seconds(30),
-            throttle_max: Duration::hours(1),
-            lock_after_failures: 100,
-            email_link_ttl: Duration::minutes(15),
-            email_link_window: Duration::minutes(15),
-            email_links_per_window: 3,
-            session_absolute: Duration::hours(12),
-            session_idle: Duration::hours(1),
-            session_activity_granularity: Duration::minutes(5),
-            reauthentication_window: Duration::minutes(15),
-        }
-    }
 }
 
 impl Policy {

@@ -119,7 +119,27 @@ fn services_with(now: DateTime<Utc>, hasher_version: u32, next_ref: u64) -> User
             version: hasher_version,
         }),
         keeper: Arc::new(FakeKeeper),
-        policy: Policy::default(),
+        policy: policy(),
+    }
+}
+
+/// Today's numbers, as the binary configures them by default.
+fn policy() -> Policy {
+    Policy {
+        login_attempt_ttl: Duration::minutes(5),
+        second_factor_tries: 5,
+        totp_skew_steps: 1,
+        throttle_after_failures: 5,
+        throttle_base: Duration::seconds(30),
+        throttle_max: Duration::hours(1),
+        lock_after_failures: 100,
+        email_link_ttl: Duration::minutes(15),
+        email_link_window: Duration::minutes(15),
+        email_links_per_window: 3,
+        session_absolute: Duration::hours(12),
+        session_idle: Duration::hours(1),
+        session_activity_granularity: Duration::minutes(5),
+        reauthentication_window: Duration::minutes(15),
     }
 }
 
@@ -363,7 +383,7 @@ fn the_fifth_consecutive_failure_makes_the_next_attempt_wait_thirty_seconds() {
 
 #[test]
 fn each_further_failure_doubles_the_wait_up_to_an_hour() {
-    let policy = Policy::default();
+    let policy = policy();
     assert_eq!(policy.throttle_delay(4), None);
     assert_eq!(policy.throttle_delay(5), Some(Duration::seconds(30)));
     assert_eq!(policy.throttle_delay(6), Some(Duration::seconds(60)));
@@ -887,7 +907,7 @@ fn an_enrollment_begun_in_another_attempt_cannot_be_confirmed() {
 #[test]
 fn the_pending_secret_is_shown_only_to_its_attempt_while_it_is_live() {
     let now = later(1);
-    let policy = Policy::default();
+    let policy = policy();
     let mut state = UserAuth::default();
     for event in registered_with_attempt(now) {
         cqrs_es::Aggregate::apply(&mut state, event);
@@ -1168,7 +1188,7 @@ fn activity_keeps_a_session_alive_but_not_past_twelve_hours() {
         s.apply_event(e);
         s
     });
-    let policy = Policy::default();
+    let policy = policy();
     assert!(state
         .live_session(
             &reference(8),
@@ -1386,7 +1406,7 @@ fn the_audit_state_judges_throttles_and_sessions_at_the_instant_asked() {
         s.apply_event(e);
         s
     });
-    let policy = Policy::default();
+    let policy = policy();
     let inside = state.audit_state(now + Duration::seconds(10), &policy);
     assert_eq!(inside.throttled_until, Some(now + Duration::seconds(30)));
     assert_eq!(inside.live_sessions.len(), 1);
