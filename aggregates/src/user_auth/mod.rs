@@ -401,11 +401,9 @@ impl UserAuth {
         s: &UserAuthServices,
         now: DateTime<Utc>,
     ) -> Decision {
-        let live = self
-            .live_session(&session, now, &s.policy)
+        self.live_session(&session, now, &s.policy)
             .ok_or(Error::SessionInvalid)?;
-        let fresh = now - live.started_at <= s.policy.reauthentication_window;
-        if !fresh {
+        if self.reauthentication_required(&session, now, &s.policy) {
             let password = password.ok_or(Error::ReauthenticationRequired)?;
             if self.locked {
                 return Err(Error::AccountLocked);

@@ -74,7 +74,13 @@ pub struct Session {
 
 impl Session {
     pub fn is_live(&self, now: DateTime<Utc>, policy: &Policy) -> bool {
-        now < self.expires_at && now < self.last_active_at + policy.session_idle
+        now < self.idle_expires_at(policy)
+    }
+
+    /// When the session ends unless it is used again: an idle period after
+    /// its last recorded activity, and never past its absolute expiry.
+    pub fn idle_expires_at(&self, policy: &Policy) -> DateTime<Utc> {
+        (self.last_active_at + policy.session_idle).min(self.expires_at)
     }
 }
 
@@ -130,6 +136,19 @@ impl UserAuth {
             .iter()
             .find(|s| &s.reference == reference)
             .filter(|s| s.is_live(now, policy))
+    }
+
+    /// Whether session `session` must prove its owner again (the password)
+    /// before a sensitive change: it was not started recently enough, or it
+    /// is not live at all.
+    pub fn reauthentication_required(
+        &self,
+        session: &Reference,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> bool {
+        self.live_session(session, now, policy)
+            .is_none_or(|live| now - live.started_at > policy.reauthentication_window)
     }
 
     pub(super) fn live_sessions<'a>(

@@ -1201,6 +1201,64 @@ fn activity_keeps_a_session_alive_but_not_past_twelve_hours() {
         .is_none());
 }
 
+fn folded(events: Vec<UserAuthEvent>) -> UserAuth {
+    events
+        .into_iter()
+        .fold(UserAuth::default(), |mut state, event| {
+            state.apply_event(event);
+            state
+        })
+}
+
+#[test]
+fn a_session_idles_out_an_hour_after_its_last_activity_but_never_past_twelve_hours() {
+    let start = later(10);
+    let mut given = signed_in(start);
+    given.push(E::SessionActive {
+        session: reference(8),
+        at: start + Duration::minutes(30),
+    });
+    let state = folded(given.clone());
+    let session = state
+        .live_session(&reference(8), start + Duration::minutes(31), &policy())
+        .unwrap();
+    assert_eq!(
+        session.idle_expires_at(&policy()),
+        start + Duration::minutes(90)
+    );
+    given.push(E::SessionActive {
+        session: reference(8),
+        at: start + Duration::minutes(11 * 60 + 30),
+    });
+    let state = folded(given);
+    let session = state
+        .live_session(
+            &reference(8),
+            start + Duration::minutes(11 * 60 + 31),
+            &policy(),
+        )
+        .unwrap();
+    assert_eq!(
+        session.idle_expires_at(&policy()),
+        start + Duration::hours(12)
+    );
+}
+
+#[test]
+fn a_session_needs_the_password_again_once_fifteen_minutes_have_passed_since_it_started() {
+    let start = later(10);
+    let state = folded(signed_in(start));
+    let policy = policy();
+    let fresh = start + Duration::minutes(15);
+    let stale = start + Duration::minutes(16);
+    assert!(!state.reauthentication_required(&reference(8), fresh, &policy));
+    assert!(state.reauthentication_required(&reference(8), stale, &policy));
+    assert!(
+        state.reauthentication_required(&reference(99), fresh, &policy),
+        "an unknown session proves nothing"
+    );
+}
+
 #[test]
 fn touching_a_session_records_activity_only_when_the_last_is_stale() {
     let start = later(10);
