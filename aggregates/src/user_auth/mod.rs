@@ -10,6 +10,7 @@ mod reference;
 mod services;
 mod state;
 mod totp;
+mod verdict;
 
 #[cfg(test)]
 mod tests;
@@ -37,11 +38,12 @@ pub use totp::{
     check_code, code_at_step, time_step, InvalidTotpCode, TotpCheck, TotpCode, TotpSecret,
     TOTP_PERIOD_SECS, TOTP_SECRET_BYTES,
 };
+pub use verdict::{Consequence, Decided, FailedFactor, Rejection, StartedSession, Verdict};
 
 use events::UserAuthEvent as E;
 use UserAuthError as Error;
 
-type Decision = Result<Vec<UserAuthEvent>, UserAuthError>;
+type Decision = Result<Decided, UserAuthError>;
 
 impl Aggregate for UserAuth {
     const TYPE: &'static str = "UserAuth";
@@ -56,7 +58,7 @@ impl Aggregate for UserAuth {
         services: &Self::Services,
         sink: &EventSink<Self>,
     ) -> Result<(), Self::Error> {
-        let events = self.decide(command, services).await?;
+        let Decided { events, .. } = self.decide(command, services).await?;
         for event in events {
             sink.write(event, self).await;
         }
@@ -73,7 +75,10 @@ fn unix_secs(at: DateTime<Utc>) -> u64 {
 }
 
 impl UserAuth {
-    async fn decide(&self, command: UserAuthCommand, s: &UserAuthServices) -> Decision {
+    /// Decides `command` against the current state: the events to record
+    /// and what they amount to. Records nothing itself; a refusal is an
+    /// error and records nothing at all.
+    pub async fn decide(&self, command: UserAuthCommand, s: &UserAuthServices) -> Decision {
         use UserAuthCommand as C;
         let now = s.clock.now();
         match command {
@@ -82,14 +87,18 @@ impl UserAuth {
                     return Err(Error::AlreadyRegistered);
                 }
                 let hash = s.hasher.hash(password.as_password()).await?;
-                Ok(vec![E::UserRegistered {
-                    user_id: email.user_id(),
-                    email: email.into(),
-                    password_hash: s
-                        .keeper
-                        .seal(SealPurpose::PasswordHash, hash.0.as_bytes())?,
-                    at: now,
-                }])
+                let user_id = email.user_id();
+                Ok(Decided {
+                    events: vec![E::UserRegistered {
+                        user_id,
+                        email: email.into(),
+                        password_hash: s
+                            .keeper
+                            .seal(SealPurpose::PasswordHash, hash.0.as_bytes())?,
+                        at: now,
+                    }],
+                    verdict: Verdict::Registered { user_id },
+                })
             }
             C::SubmitPassword { password } => self.submit_password(password, s, now).await,
             C::SubmitTotp { attempt, code } => self.submit_totp(attempt, &code, s, now),
@@ -98,11 +107,14 @@ impl UserAuth {
                 if self.is_enrolled() {
                     return Err(Error::AlreadyEnrolled);
                 }
-                Ok(vec![E::MfaEnrollmentStarted {
-                    attempt,
-                    secret: s.keeper.seal(SealPurpose::TotpSecret, secret.expose())?,
-                    at: now,
-                }])
+                Ok(Decided {
+                    events: vec![E::MfaEnrollmentStarted {
+                        attempt,
+                        secret: s.keeper.seal(SealPurpose::TotpSecret, secret.expose())?,
+                        at: now,
+                    }],
+                    verdict: Verdict::EnrollmentStarted,
+                })
             }
             C::EnrollMfa {
                 attempt,
@@ -120,20 +132,30 @@ impl UserAuth {
                 let live = self
                     .live_session(&session, now, &s.policy)
                     .ok_or(Error::SessionInvalid)?;
-                if now - live.last_active_at < s.policy.session_activity_granularity {
-                    return Ok(vec![]);
-                }
-                Ok(vec![E::SessionActive { session, at: now }])
+                // An event per request would grow the log with every call;
+                // the idle rule needs activity only this fresh.
+                let recorded = now - live.last_active_at >= s.policy.session_activity_granularity;
+                Ok(Decided {
+                    events: if recorded {
+                        vec![E::SessionActive { session, at: now }]
+                    } else {
+                        vec![]
+                    },
+                    verdict: Verdict::SessionTouched { recorded },
+                })
             }
             C::ResetMfa { session, password } => self.reset_mfa(session, password, s, now).await,
             C::Logout { session } => {
                 self.live_session(&session, now, &s.policy)
                     .ok_or(Error::SessionInvalid)?;
-                Ok(vec![E::SessionEnded {
-                    session,
-                    reason: SessionEndReason::Logout,
-                    at: now,
-                }])
+                Ok(Decided {
+                    events: vec![E::SessionEnded {
+                        session,
+                        reason: SessionEndReason::Logout,
+                        at: now,
+                    }],
+                    verdict: Verdict::LoggedOut,
+                })
             }
             C::AdminResetMfa { reason } => {
                 if !self.is_registered() {
@@ -151,10 +173,13 @@ impl UserAuth {
                 {
                     return Err(Error::NotLocked);
                 }
-                Ok(vec![E::AccountUnlocked {
-                    reason: reason.into(),
-                    at: now,
-                }])
+                Ok(Decided {
+                    events: vec![E::AccountUnlocked {
+                        reason: reason.into(),
+                        at: now,
+                    }],
+                    verdict: Verdict::Unlocked,
+                })
             }
         }
     }
@@ -178,7 +203,12 @@ impl UserAuth {
             return Err(Error::InvalidCredentials);
         }
         match check {
-            PasswordCheck::Mismatch => Ok(self.failure(E::PasswordRejected { at: now }, s, now)),
+            PasswordCheck::Mismatch => Ok(self.failure(
+                E::PasswordRejected { at: now },
+                FailedFactor::Password,
+                s,
+                now,
+            )),
             PasswordCheck::Match { needs_rehash } => {
                 let mut events = Vec::with_capacity(2);
                 if needs_rehash {
@@ -190,17 +220,27 @@ impl UserAuth {
                         at: now,
                     });
                 }
+                let attempt = s.randomness.reference();
+                let expires_at = now + s.policy.login_attempt_ttl;
+                let next = if self.is_enrolled() {
+                    SecondFactor::Totp
+                } else {
+                    SecondFactor::Enroll
+                };
                 events.push(E::PasswordVerified {
-                    attempt: s.randomness.reference(),
-                    expires_at: now + s.policy.login_attempt_ttl,
-                    next: if self.is_enrolled() {
-                        SecondFactor::Totp
-                    } else {
-                        SecondFactor::Enroll
-                    },
+                    attempt,
+                    expires_at,
+                    next,
                     at: now,
                 });
-                Ok(events)
+                Ok(Decided {
+                    events,
+                    verdict: Verdict::AttemptOpened {
+                        attempt,
+                        next,
+                        expires_at,
+                    },
+                })
             }
         }
     }
@@ -226,20 +266,23 @@ impl UserAuth {
             Some(authenticator.last_used_step),
         );
         match check {
-            TotpCheck::Accepted { step } => Ok(vec![
-                E::TotpVerified {
+            TotpCheck::Accepted { step } => Ok(self.sign_in(
+                vec![E::TotpVerified {
                     attempt,
                     step,
                     at: now,
-                },
-                self.session_started(SignInMethod::Totp, s, now),
-            ]),
+                }],
+                SignInMethod::Totp,
+                s,
+                now,
+            )),
             TotpCheck::Replayed => Ok(self.failure(
                 E::TotpRejected {
                     attempt,
                     reason: TotpRejection::Replayed,
                     at: now,
                 },
+                FailedFactor::ReplayedTotpCode,
                 s,
                 now,
             )),
@@ -249,6 +292,7 @@ impl UserAuth {
                     reason: TotpRejection::WrongCode,
                     at: now,
                 },
+                FailedFactor::TotpCode,
                 s,
                 now,
             )),
@@ -280,24 +324,31 @@ impl UserAuth {
             s.policy.totp_skew_steps,
             None,
         ) {
-            TotpCheck::Accepted { step } => Ok(vec![
-                E::MfaEnrolled {
-                    attempt,
-                    step,
-                    at: now,
-                },
-                E::RecoveryCodeIssued {
-                    digest: s.keeper.digest_recovery_code(recovery_code),
-                    at: now,
-                },
-                self.session_started(SignInMethod::Enrollment, s, now),
-            ]),
+            TotpCheck::Accepted { step } => Ok(self.sign_in(
+                vec![
+                    E::MfaEnrolled {
+                        attempt,
+                        step,
+                        at: now,
+                    },
+                    E::RecoveryCodeIssued {
+                        digest: s.keeper.digest_recovery_code(recovery_code),
+                        at: now,
+                    },
+                ],
+                SignInMethod::Enrollment,
+                s,
+                now,
+            )),
+            // No step of a pending secret was ever accepted, so nothing can
+            // be a replay yet.
             TotpCheck::Replayed | TotpCheck::Wrong => Ok(self.failure(
                 E::TotpRejected {
                     attempt,
                     reason: TotpRejection::WrongCode,
                     at: now,
                 },
+                FailedFactor::TotpCode,
                 s,
                 now,
             )),
@@ -322,16 +373,25 @@ impl UserAuth {
             .as_ref()
             .is_some_and(|stored| stored.matches(&offered));
         if !matches {
-            return Ok(self.failure(E::RecoveryCodeRejected { attempt, at: now }, s, now));
+            return Ok(self.failure(
+                E::RecoveryCodeRejected { attempt, at: now },
+                FailedFactor::RecoveryCode,
+                s,
+                now,
+            ));
         }
-        Ok(vec![
-            E::RecoveryCodeUsed { attempt, at: now },
-            E::RecoveryCodeIssued {
-                digest: s.keeper.digest_recovery_code(replacement),
-                at: now,
-            },
-            self.session_started(SignInMethod::RecoveryCode, s, now),
-        ])
+        Ok(self.sign_in(
+            vec![
+                E::RecoveryCodeUsed { attempt, at: now },
+                E::RecoveryCodeIssued {
+                    digest: s.keeper.digest_recovery_code(replacement),
+                    at: now,
+                },
+            ],
+            SignInMethod::RecoveryCode,
+            s,
+            now,
+        ))
     }
 
     fn request_email_link(
@@ -354,14 +414,20 @@ impl UserAuth {
         if recent >= s.policy.email_links_per_window {
             // Same answer as a sent link, and no mail: the limit protects
             // the inbox, and says nothing to whoever is asking.
-            return Ok(vec![]);
+            return Ok(Decided {
+                events: vec![],
+                verdict: Verdict::EmailLinkRequested { mailed: false },
+            });
         }
-        Ok(vec![E::EmailLinkRequested {
-            link: s.randomness.reference(),
-            attempt,
-            expires_at: now + s.policy.email_link_ttl,
-            at: now,
-        }])
+        Ok(Decided {
+            events: vec![E::EmailLinkRequested {
+                link: s.randomness.reference(),
+                attempt,
+                expires_at: now + s.policy.email_link_ttl,
+                at: now,
+            }],
+            verdict: Verdict::EmailLinkRequested { mailed: true },
+        })
     }
 
     fn use_email_link(
@@ -388,10 +454,12 @@ impl UserAuth {
         if let Some(until) = self.throttled_at(now) {
             return Err(Error::Throttled { retry_after: until });
         }
-        Ok(vec![
-            E::EmailLinkUsed { link, at: now },
-            self.session_started(SignInMethod::EmailLink, s, now),
-        ])
+        Ok(self.sign_in(
+            vec![E::EmailLinkUsed { link, at: now }],
+            SignInMethod::EmailLink,
+            s,
+            now,
+        ))
     }
 
     async fn reset_mfa(
@@ -413,7 +481,12 @@ impl UserAuth {
             }
             let hash = self.password_hash(s)?;
             if s.hasher.verify(Some(&hash), &password).await? == PasswordCheck::Mismatch {
-                return Ok(self.failure(E::PasswordRejected { at: now }, s, now));
+                return Ok(self.failure(
+                    E::PasswordRejected { at: now },
+                    FailedFactor::Password,
+                    s,
+                    now,
+                ));
             }
         }
         Ok(self.mfa_reset(Actor::User, None, s, now))
@@ -425,21 +498,26 @@ impl UserAuth {
         reason: Option<String>,
         s: &UserAuthServices,
         now: DateTime<Utc>,
-    ) -> Vec<UserAuthEvent> {
+    ) -> Decided {
+        let ended: Vec<UserAuthEvent> = self
+            .live_sessions(now, &s.policy)
+            .map(|session| E::SessionEnded {
+                session: session.reference,
+                reason: SessionEndReason::MfaReset,
+                at: now,
+            })
+            .collect();
+        let sessions_ended = ended.len();
         let mut events = vec![E::MfaReset {
             actor,
             reason,
             at: now,
         }];
-        events.extend(
-            self.live_sessions(now, &s.policy)
-                .map(|session| E::SessionEnded {
-                    session: session.reference,
-                    reason: SessionEndReason::MfaReset,
-                    at: now,
-                }),
-        );
-        events
+        events.extend(ended);
+        Decided {
+            events,
+            verdict: Verdict::MfaReset { sessions_ended },
+        }
     }
 
     /// Checks that a second factor may be tried in `attempt` now.
@@ -465,37 +543,73 @@ impl UserAuth {
     fn failure(
         &self,
         failed: UserAuthEvent,
+        factor: FailedFactor,
         s: &UserAuthServices,
         now: DateTime<Utc>,
-    ) -> Vec<UserAuthEvent> {
+    ) -> Decided {
         let failures = self.consecutive_failures.saturating_add(1);
+        // Counted as `apply` counts: against the attempt the failure names.
+        let attempt_over = match &failed {
+            E::TotpRejected { attempt, .. } | E::RecoveryCodeRejected { attempt, .. } => self
+                .attempt
+                .as_ref()
+                .filter(|open| open.reference == *attempt)
+                .is_some_and(|open| {
+                    open.failures.saturating_add(1) >= s.policy.second_factor_tries
+                }),
+            _ => false,
+        };
         let mut events = vec![failed];
-        if failures >= s.policy.lock_after_failures {
+        let consequence = if failures >= s.policy.lock_after_failures {
             if !self.locked {
                 events.push(E::AccountLocked { failures, at: now });
             }
+            Consequence::Locked
         } else if let Some(delay) = s.policy.throttle_delay(failures) {
+            let until = now + delay;
             events.push(E::SignInThrottled {
                 failures,
-                until: now + delay,
+                until,
                 at: now,
             });
+            Consequence::ThrottledUntil(until)
+        } else {
+            Consequence::None
+        };
+        Decided {
+            events,
+            verdict: Verdict::Rejected(Rejection {
+                factor,
+                consequence,
+                attempt_over,
+            }),
         }
-        events
     }
 
-    fn session_started(
+    /// A second factor succeeded: `proof` and a new session, in that order.
+    fn sign_in(
         &self,
+        mut proof: Vec<UserAuthEvent>,
         method: SignInMethod,
         s: &UserAuthServices,
         now: DateTime<Utc>,
-    ) -> UserAuthEvent {
-        E::SessionStarted {
+    ) -> Decided {
+        let started = StartedSession {
             session: s.randomness.reference(),
             method,
             aal: method.assurance(),
             expires_at: now + s.policy.session_absolute,
+        };
+        proof.push(E::SessionStarted {
+            session: started.session,
+            method: started.method,
+            aal: started.aal,
+            expires_at: started.expires_at,
             at: now,
+        });
+        Decided {
+            events: proof,
+            verdict: Verdict::SessionStarted(started),
         }
     }
 

@@ -1,0 +1,78 @@
+//! What a command did, as the rule that handled it decided. Callers act on
+//! the verdict; they never read it back out of the events.
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::events::{Assurance, SecondFactor, SignInMethod, UserAuthEvent};
+use super::reference::Reference;
+
+/// What a command did, decided by the rule that handled it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Registered {
+        user_id: Uuid,
+    },
+    /// A correct password opened a login attempt.
+    AttemptOpened {
+        attempt: Reference,
+        next: SecondFactor,
+        expires_at: DateTime<Utc>,
+    },
+    EnrollmentStarted,
+    /// TOTP, enrollment, recovery code or email link started a session.
+    SessionStarted(StartedSession),
+    /// A factor was tried and failed; the failure was recorded.
+    Rejected(Rejection),
+    /// RequestEmailLink: `mailed` is false when the per-account limit silently dropped it.
+    EmailLinkRequested {
+        mailed: bool,
+    },
+    /// TouchSession: `recorded` is false when the last activity was recent enough.
+    SessionTouched {
+        recorded: bool,
+    },
+    MfaReset {
+        sessions_ended: usize,
+    },
+    LoggedOut,
+    Unlocked,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartedSession {
+    pub session: Reference,
+    pub method: SignInMethod,
+    pub aal: Assurance,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejection {
+    pub factor: FailedFactor,
+    /// What the failure brought on.
+    pub consequence: Consequence,
+    /// This failure used up the login attempt's second-factor tries.
+    pub attempt_over: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailedFactor {
+    Password,
+    TotpCode,
+    ReplayedTotpCode,
+    RecoveryCode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consequence {
+    None,
+    ThrottledUntil(DateTime<Utc>),
+    Locked,
+}
+
+/// The events a command records and its verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    pub events: Vec<UserAuthEvent>,
+    pub verdict: Verdict,
+}
