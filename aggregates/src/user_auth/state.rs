@@ -339,3 +339,31 @@ impl UserAuth {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::user_auth::testing::*;
+
+    #[test]
+    fn the_audit_state_judges_throttles_and_sessions_at_the_instant_asked() {
+        let now = later(10);
+        let mut events = signed_in(now);
+        events.push(E::SignInThrottled {
+            failures: 5,
+            until: now + Duration::seconds(30),
+            at: now,
+        });
+        let state = events.into_iter().fold(UserAuth::default(), |mut s, e| {
+            s.apply_event(e);
+            s
+        });
+        let policy = policy();
+        let inside = state.audit_state(now + Duration::seconds(10), &policy);
+        assert_eq!(inside.throttled_until, Some(now + Duration::seconds(30)));
+        assert_eq!(inside.live_sessions.len(), 1);
+        assert!(inside.enrolled_at.is_some() && inside.recovery_code_present);
+        let later_on = state.audit_state(now + Duration::hours(2), &policy);
+        assert_eq!(later_on.throttled_until, None);
+        assert!(later_on.live_sessions.is_empty(), "idle for an hour");
+    }
+}

@@ -1,0 +1,133 @@
+//! What an administrator may do to an account, always with a stated reason:
+//! reset its MFA (for a user who lost their device) and lift a throttle or
+//! lock.
+use chrono::{DateTime, Utc};
+
+use super::Decision;
+use crate::user_auth::{
+    Actor, AdminReason, Decided, UserAuth, UserAuthError as Error, UserAuthEvent as E,
+    UserAuthServices, Verdict,
+};
+
+impl UserAuth {
+    pub(in crate::user_auth) fn admin_reset_mfa(
+        &self,
+        reason: AdminReason,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        if !self.is_registered() {
+            return Err(Error::UnknownUser);
+        }
+        Ok(self.mfa_reset(Actor::Admin, Some(reason.into()), s, now))
+    }
+
+    pub(in crate::user_auth) fn unlock_account(
+        &self,
+        reason: AdminReason,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        if !self.is_registered() {
+            return Err(Error::UnknownUser);
+        }
+        if !self.locked && self.throttled_at(now).is_none() && self.consecutive_failures == 0 {
+            return Err(Error::NotLocked);
+        }
+        Ok(Decided {
+            events: vec![E::AccountUnlocked {
+                reason: reason.into(),
+                at: now,
+            }],
+            verdict: Verdict::Unlocked,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::user_auth::testing::*;
+
+    #[test]
+    fn an_admin_unlocks_a_locked_account() {
+        let mut given = registered();
+        given.push(E::AccountLocked {
+            failures: 100,
+            at: later(1),
+        });
+        at(later(2))
+            .given(given)
+            .when(UserAuthCommand::UnlockAccount {
+                reason: AdminReason::parse("owner verified by phone").unwrap(),
+            })
+            .then_expect_events(vec![E::AccountUnlocked {
+                reason: "owner verified by phone".into(),
+                at: later(2),
+            }]);
+    }
+
+    #[test]
+    fn unlocking_an_account_in_good_standing_is_refused() {
+        at(later(2))
+            .given(registered())
+            .when(UserAuthCommand::UnlockAccount {
+                reason: AdminReason::parse("why").unwrap(),
+            })
+            .then_expect_error(UserAuthError::NotLocked);
+    }
+
+    #[test]
+    fn after_an_unlock_a_correct_password_is_accepted_again() {
+        let mut given = registered();
+        given.extend([
+            E::AccountLocked {
+                failures: 100,
+                at: later(1),
+            },
+            E::AccountUnlocked {
+                reason: "verified".into(),
+                at: later(2),
+            },
+        ]);
+        let events = events_of(
+            at(later(3)),
+            given,
+            UserAuthCommand::SubmitPassword {
+                password: password(),
+            },
+        );
+        assert!(matches!(events.as_slice(), [E::PasswordVerified { .. }]));
+    }
+
+    #[test]
+    fn an_admin_reset_records_the_reason_and_ends_every_session() {
+        let now = later(10);
+        let when = now + Duration::minutes(30);
+        at(when)
+            .given(signed_in(now))
+            .when(UserAuthCommand::AdminResetMfa {
+                reason: AdminReason::parse("lost phone, identity checked").unwrap(),
+            })
+            .then_expect_events(vec![
+                E::MfaReset {
+                    actor: Actor::Admin,
+                    reason: Some("lost phone, identity checked".into()),
+                    at: when,
+                },
+                E::SessionEnded {
+                    session: reference(8),
+                    reason: SessionEndReason::MfaReset,
+                    at: when,
+                },
+            ]);
+    }
+
+    #[test]
+    fn admin_commands_on_an_unknown_user_are_refused() {
+        at(t0())
+            .given_no_previous_events()
+            .when(UserAuthCommand::AdminResetMfa {
+                reason: AdminReason::parse("x").unwrap(),
+            })
+            .then_expect_error(UserAuthError::UnknownUser);
+    }
+}

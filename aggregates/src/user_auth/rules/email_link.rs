@@ -1,0 +1,225 @@
+//! The email link, an account-recovery path rather than a factor: bound to
+//! its login attempt, short-lived, single use, a newer link voids older
+//! ones, and a few per window per account. It signs in at aal1.
+use chrono::{DateTime, Utc};
+
+use super::Decision;
+use crate::user_auth::{
+    Decided, Reference, SignInMethod, UserAuth, UserAuthError as Error, UserAuthEvent as E,
+    UserAuthServices, Verdict,
+};
+
+impl UserAuth {
+    pub(in crate::user_auth) fn request_email_link(
+        &self,
+        attempt: Reference,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        self.live_attempt(&attempt, now, &s.policy)
+            .ok_or(Error::LoginAttemptInvalid)?;
+        if !self.is_enrolled() {
+            return Err(Error::EnrollmentRequired);
+        }
+        let window_start = now - s.policy.email_link_window;
+        let recent = self
+            .link_requests
+            .iter()
+            .filter(|at| **at > window_start)
+            .count();
+        if recent >= s.policy.email_links_per_window {
+            // Same answer as a sent link, and no mail: the limit protects
+            // the inbox, and says nothing to whoever is asking.
+            return Ok(Decided {
+                events: vec![],
+                verdict: Verdict::EmailLinkRequested { mailed: false },
+            });
+        }
+        Ok(Decided {
+            events: vec![E::EmailLinkRequested {
+                link: s.randomness.reference(),
+                attempt,
+                expires_at: now + s.policy.email_link_ttl,
+                at: now,
+            }],
+            verdict: Verdict::EmailLinkRequested { mailed: true },
+        })
+    }
+
+    pub(in crate::user_auth) fn use_email_link(
+        &self,
+        link: Reference,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        let current = self
+            .email_link
+            .as_ref()
+            .filter(|l| l.reference == link && !l.used && now < l.expires_at)
+            .ok_or(Error::EmailLinkInvalid)?;
+        // The link completes the attempt it was asked from; a newer password
+        // sign-in, a finished sign-in or an exhausted attempt voids it. The
+        // attempt's own five minutes do not apply: the link has its own life.
+        self.attempt
+            .as_ref()
+            .filter(|a| a.reference == current.attempt && a.failures < s.policy.second_factor_tries)
+            .ok_or(Error::EmailLinkInvalid)?;
+        if self.locked {
+            return Err(Error::AccountLocked);
+        }
+        if let Some(until) = self.throttled_at(now) {
+            return Err(Error::Throttled { retry_after: until });
+        }
+        Ok(self.sign_in(
+            vec![E::EmailLinkUsed { link, at: now }],
+            SignInMethod::EmailLink,
+            s,
+            now,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::user_auth::testing::*;
+
+    fn link_requested(link: u64, attempt: u64, now: DateTime<Utc>) -> UserAuthEvent {
+        E::EmailLinkRequested {
+            link: reference(link),
+            attempt: reference(attempt),
+            expires_at: now + Duration::minutes(15),
+            at: now,
+        }
+    }
+
+    #[test]
+    fn requesting_an_email_link_records_it_bound_to_the_attempt() {
+        let now = later(10);
+        at(now)
+            .given(enrolled_with_attempt(now))
+            .when(UserAuthCommand::RequestEmailLink {
+                attempt: reference(7),
+            })
+            .then_expect_events(vec![link_requested(1, 7, now)]);
+    }
+
+    #[test]
+    fn a_fourth_link_within_fifteen_minutes_is_silently_not_sent() {
+        let now = later(10);
+        let mut given = enrolled_with_attempt(now);
+        given.extend([
+            link_requested(11, 7, now),
+            link_requested(12, 7, now),
+            link_requested(13, 7, now),
+        ]);
+        let when = now + Duration::minutes(14);
+        given.push(attempt_opened(8, when, SecondFactor::Totp));
+        at(when)
+            .given(given.clone())
+            .when(UserAuthCommand::RequestEmailLink {
+                attempt: reference(8),
+            })
+            .then_expect_events(vec![]);
+        // Fifteen minutes after the first, a link can be sent again.
+        let events = events_of(
+            at(now + Duration::minutes(15)),
+            given,
+            UserAuthCommand::RequestEmailLink {
+                attempt: reference(8),
+            },
+        );
+        assert!(matches!(events.as_slice(), [E::EmailLinkRequested { .. }]));
+    }
+
+    #[test]
+    fn an_email_link_cannot_stand_in_for_enrollment() {
+        let now = later(1);
+        at(now)
+            .given(registered_with_attempt(now))
+            .when(UserAuthCommand::RequestEmailLink {
+                attempt: reference(7),
+            })
+            .then_expect_error(UserAuthError::EnrollmentRequired);
+    }
+
+    #[test]
+    fn opening_the_link_signs_in_with_assurance_level_one() {
+        let now = later(10);
+        let mut given = enrolled_with_attempt(now);
+        given.push(link_requested(11, 7, now));
+        at(now + Duration::minutes(10))
+            .given(given)
+            .when(UserAuthCommand::UseEmailLink {
+                link: reference(11),
+            })
+            .then_expect_events(vec![
+                E::EmailLinkUsed {
+                    link: reference(11),
+                    at: now + Duration::minutes(10),
+                },
+                session_started(1, SignInMethod::EmailLink, now + Duration::minutes(10)),
+            ]);
+    }
+
+    #[test]
+    fn an_expired_link_is_refused() {
+        let now = later(10);
+        let mut given = enrolled_with_attempt(now);
+        given.push(link_requested(11, 7, now));
+        at(now + Duration::minutes(15))
+            .given(given)
+            .when(UserAuthCommand::UseEmailLink {
+                link: reference(11),
+            })
+            .then_expect_error(UserAuthError::EmailLinkInvalid);
+    }
+
+    #[test]
+    fn a_spent_link_is_refused() {
+        let now = later(10);
+        let mut given = enrolled_with_attempt(now);
+        given.extend([
+            link_requested(11, 7, now),
+            E::EmailLinkUsed {
+                link: reference(11),
+                at: now,
+            },
+            session_started(8, SignInMethod::EmailLink, now),
+        ]);
+        at(now)
+            .given(given)
+            .when(UserAuthCommand::UseEmailLink {
+                link: reference(11),
+            })
+            .then_expect_error(UserAuthError::EmailLinkInvalid);
+    }
+
+    #[test]
+    fn a_newer_link_voids_older_ones() {
+        let now = later(10);
+        let mut given = enrolled_with_attempt(now);
+        given.extend([link_requested(11, 7, now), link_requested(12, 7, now)]);
+        at(now)
+            .given(given)
+            .when(UserAuthCommand::UseEmailLink {
+                link: reference(11),
+            })
+            .then_expect_error(UserAuthError::EmailLinkInvalid);
+    }
+
+    #[test]
+    fn a_link_from_an_earlier_attempt_is_refused() {
+        let now = later(10);
+        let mut given = enrolled_with_attempt(now);
+        given.extend([
+            link_requested(11, 7, now),
+            attempt_opened(8, now, SecondFactor::Totp),
+        ]);
+        at(now)
+            .given(given)
+            .when(UserAuthCommand::UseEmailLink {
+                link: reference(11),
+            })
+            .then_expect_error(UserAuthError::EmailLinkInvalid);
+    }
+}

@@ -1,0 +1,26 @@
+//! The rules of the design, one file each, every file with its tests below
+//! it. Each file adds to `impl UserAuth` the part of `decide` it owns.
+//!
+//! - `register`: an account per email.
+//! - `password`: the password step, which opens a login attempt.
+//! - `login_attempt`: when a second factor may be tried at all.
+//! - `totp`, `enrollment`, `recovery_code`, `email_link`: the second factors.
+//! - `throttling`: what a failed factor brings on, a wait or a lock.
+//! - `sessions`: how a session starts, stays alive and ends.
+//! - `reset`: the user's own MFA reset.
+//! - `admin`: an administrator's reset and unlock.
+mod admin;
+mod email_link;
+mod enrollment;
+mod login_attempt;
+mod password;
+mod recovery_code;
+mod register;
+mod reset;
+mod sessions;
+mod throttling;
+mod totp;
+
+use super::{Decided, UserAuthError};
+
+type Decision = Result<Decided, UserAuthError>;

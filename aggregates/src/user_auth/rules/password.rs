@@ -1,0 +1,147 @@
+//! The password step: a correct password opens a login attempt that asks
+//! for a second factor (or for enrollment), a wrong one counts as a failure.
+//! Unknown, throttled and locked accounts answer like a wrong password.
+use chrono::{DateTime, Utc};
+
+use super::Decision;
+use crate::user_auth::{
+    Decided, FailedFactor, Password, PasswordCheck, PasswordHash, SealPurpose, SecondFactor,
+    UserAuth, UserAuthError as Error, UserAuthEvent as E, UserAuthServices, Verdict,
+};
+
+impl UserAuth {
+    pub(in crate::user_auth) async fn submit_password(
+        &self,
+        password: Password,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        if !self.is_registered() {
+            // Same work as for a known account, so timing tells nothing.
+            s.hasher.verify(None, &password).await?;
+            return Err(Error::InvalidCredentials);
+        }
+        let hash = self.password_hash(s)?;
+        let check = s.hasher.verify(Some(&hash), &password).await?;
+        // A throttled or locked account answers like a wrong password, after
+        // the same work; its owner learns of it by mail, not an attacker here.
+        if self.locked || self.throttled_at(now).is_some() {
+            return Err(Error::InvalidCredentials);
+        }
+        match check {
+            PasswordCheck::Mismatch => Ok(self.failure(
+                E::PasswordRejected { at: now },
+                FailedFactor::Password,
+                s,
+                now,
+            )),
+            PasswordCheck::Match { needs_rehash } => {
+                let mut events = Vec::with_capacity(2);
+                if needs_rehash {
+                    let fresh = s.hasher.hash(&password).await?;
+                    events.push(E::PasswordRehashed {
+                        password_hash: s
+                            .keeper
+                            .seal(SealPurpose::PasswordHash, fresh.0.as_bytes())?,
+                        at: now,
+                    });
+                }
+                let attempt = s.randomness.reference();
+                let expires_at = now + s.policy.login_attempt_ttl;
+                let next = if self.is_enrolled() {
+                    SecondFactor::Totp
+                } else {
+                    SecondFactor::Enroll
+                };
+                events.push(E::PasswordVerified {
+                    attempt,
+                    expires_at,
+                    next,
+                    at: now,
+                });
+                Ok(Decided {
+                    events,
+                    verdict: Verdict::AttemptOpened {
+                        attempt,
+                        next,
+                        expires_at,
+                    },
+                })
+            }
+        }
+    }
+
+    pub(super) fn password_hash(&self, s: &UserAuthServices) -> Result<PasswordHash, Error> {
+        let account = self.account.as_ref().ok_or(Error::UnknownUser)?;
+        let bytes = s
+            .keeper
+            .unseal(SealPurpose::PasswordHash, &account.password_hash)?;
+        String::from_utf8(bytes)
+            .map(PasswordHash)
+            .map_err(|_| Error::Service("a sealed password hash is not text".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::user_auth::testing::*;
+
+    #[test]
+    fn a_correct_password_opens_an_attempt_that_asks_to_enroll_when_there_is_no_authenticator() {
+        at(later(1))
+            .given(registered())
+            .when(UserAuthCommand::SubmitPassword {
+                password: password(),
+            })
+            .then_expect_events(vec![attempt_opened(1, later(1), SecondFactor::Enroll)]);
+    }
+
+    #[test]
+    fn a_correct_password_asks_for_a_totp_code_when_enrolled() {
+        at(later(1))
+            .given(enrolled())
+            .when(UserAuthCommand::SubmitPassword {
+                password: password(),
+            })
+            .then_expect_events(vec![attempt_opened(1, later(1), SecondFactor::Totp)]);
+    }
+
+    #[test]
+    fn a_wrong_password_is_recorded_as_a_failure() {
+        at(later(1))
+            .given(registered())
+            .when(UserAuthCommand::SubmitPassword {
+                password: wrong_password(),
+            })
+            .then_expect_events(vec![E::PasswordRejected { at: later(1) }]);
+    }
+
+    #[test]
+    fn an_unknown_account_answers_like_a_wrong_password_and_records_nothing() {
+        at(t0())
+            .given_no_previous_events()
+            .when(UserAuthCommand::SubmitPassword {
+                password: password(),
+            })
+            .then_expect_error(UserAuthError::InvalidCredentials);
+    }
+
+    #[test]
+    fn a_hash_made_with_old_parameters_is_rehashed_at_sign_in() {
+        Framework::with(services_with(later(1), 2, 1))
+            .given(registered())
+            .when(UserAuthCommand::SubmitPassword {
+                password: password(),
+            })
+            .then_expect_events(vec![
+                E::PasswordRehashed {
+                    password_hash: sealed(
+                        SealPurpose::PasswordHash,
+                        format!("v2:{PASSWORD}").as_bytes(),
+                    ),
+                    at: later(1),
+                },
+                attempt_opened(1, later(1), SecondFactor::Enroll),
+            ]);
+    }
+}

@@ -1,0 +1,312 @@
+//! Fakes and fixtures shared by the rules' tests: a fixed clock, counting
+//! randomness, transparent hashing and sealing, and the histories the
+//! tests start from.
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::TimeZone;
+use cqrs_es::test::TestFramework;
+
+pub(crate) use chrono::{DateTime, Duration, Utc};
+
+use super::{
+    code_at_step, time_step, Clock, Randomness, SecretKeeper, ServiceError, RECOVERY_CODE_BYTES,
+};
+pub(crate) use super::{
+    Actor, AdminReason, CodeDigest, Email, NewPassword, Password, PasswordCheck, PasswordHash,
+    PasswordHasher, Policy, RecoveryCode, Reference, SealPurpose, Sealed, SecondFactor,
+    SessionEndReason, SignInMethod, TotpCode, TotpRejection, TotpSecret, UserAuth, UserAuthCommand,
+    UserAuthError, UserAuthEvent, UserAuthEvent as E, UserAuthServices,
+};
+
+pub(crate) type Framework = TestFramework<UserAuth>;
+
+// ---- fakes -----------------------------------------------------------------
+
+struct FixedClock(Mutex<DateTime<Utc>>);
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// References 1, 2, 3, ... in order of use.
+struct CountingRandomness(AtomicU64);
+
+impl Randomness for CountingRandomness {
+    fn reference(&self) -> Reference {
+        let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+        reference(n)
+    }
+}
+
+/// "Hashes" as `v{version}:{password}`; a hash of another version needs a
+/// re-hash, like argon2 parameters that changed.
+struct FakeHasher {
+    version: u32,
+}
+
+#[async_trait::async_trait]
+impl PasswordHasher for FakeHasher {
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, ServiceError> {
+        Ok(PasswordHash(format!(
+            "v{}:{}",
+            self.version,
+            password.expose()
+        )))
+    }
+
+    async fn verify(
+        &self,
+        hash: Option<&PasswordHash>,
+        password: &Password,
+    ) -> Result<PasswordCheck, ServiceError> {
+        let Some(PasswordHash(hash)) = hash else {
+            return Ok(PasswordCheck::Mismatch);
+        };
+        let (version, plain) = hash.split_once(':').unwrap();
+        if plain != password.expose() {
+            return Ok(PasswordCheck::Mismatch);
+        }
+        Ok(PasswordCheck::Match {
+            needs_rehash: version != format!("v{}", self.version),
+        })
+    }
+}
+
+/// Seals as hex with the purpose as key id: enough to see that purposes
+/// cannot be swapped.
+struct FakeKeeper;
+
+impl SecretKeeper for FakeKeeper {
+    fn seal(&self, purpose: SealPurpose, plaintext: &[u8]) -> Result<Sealed, ServiceError> {
+        Ok(Sealed {
+            key_id: purpose.label().into(),
+            nonce: "n".into(),
+            ciphertext: data_encoding::HEXLOWER.encode(plaintext),
+        })
+    }
+
+    fn unseal(&self, purpose: SealPurpose, sealed: &Sealed) -> Result<Vec<u8>, ServiceError> {
+        if sealed.key_id != purpose.label() {
+            return Err(ServiceError("wrong purpose".into()));
+        }
+        Ok(data_encoding::HEXLOWER
+            .decode(sealed.ciphertext.as_bytes())
+            .unwrap())
+    }
+
+    fn digest_recovery_code(&self, code: &RecoveryCode) -> CodeDigest {
+        CodeDigest(format!("digest:{}", code.expose()))
+    }
+}
+
+// ---- fixtures --------------------------------------------------------------
+
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
+
+pub(crate) fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap()
+}
+
+pub(crate) fn later(minutes: i64) -> DateTime<Utc> {
+    t0() + Duration::minutes(minutes)
+}
+
+pub(crate) fn reference(n: u64) -> Reference {
+    let mut bytes = [0u8; 16];
+    bytes[8..].copy_from_slice(&n.to_be_bytes());
+    Reference::from_bytes(bytes)
+}
+
+/// Today's numbers, as the binary configures them by default.
+pub(crate) fn policy() -> Policy {
+    Policy {
+        login_attempt_ttl: Duration::minutes(5),
+        second_factor_tries: 5,
+        totp_skew_steps: 1,
+        throttle_after_failures: 5,
+        throttle_base: Duration::seconds(30),
+        throttle_max: Duration::hours(1),
+        lock_after_failures: 100,
+        email_link_ttl: Duration::minutes(15),
+        email_link_window: Duration::minutes(15),
+        email_links_per_window: 3,
+        session_absolute: Duration::hours(12),
+        session_idle: Duration::hours(1),
+        session_activity_granularity: Duration::minutes(5),
+        reauthentication_window: Duration::minutes(15),
+    }
+}
+
+pub(crate) fn services_at(now: DateTime<Utc>) -> UserAuthServices {
+    services_with(now, 1, 1)
+}
+
+/// Services at `now`, hashing at `hasher_version`, whose next reference is `next_ref`.
+pub(crate) fn services_with(
+    now: DateTime<Utc>,
+    hasher_version: u32,
+    next_ref: u64,
+) -> UserAuthServices {
+    UserAuthServices {
+        clock: Arc::new(FixedClock(Mutex::new(now))),
+        randomness: Arc::new(CountingRandomness(AtomicU64::new(next_ref - 1))),
+        hasher: Arc::new(FakeHasher {
+            version: hasher_version,
+        }),
+        keeper: Arc::new(FakeKeeper),
+        policy: policy(),
+    }
+}
+
+pub(crate) fn at(now: DateTime<Utc>) -> Framework {
+    Framework::with(services_at(now))
+}
+
+pub(crate) fn email() -> Email {
+    Email::parse("alice@example.com").unwrap()
+}
+
+pub(crate) fn secret() -> TotpSecret {
+    TotpSecret::from_bytes(*b"12345678901234567890")
+}
+
+pub(crate) fn sealed(purpose: SealPurpose, plaintext: &[u8]) -> Sealed {
+    FakeKeeper.seal(purpose, plaintext).unwrap()
+}
+
+pub(crate) fn recovery(n: u8) -> RecoveryCode {
+    RecoveryCode::from_random([n; RECOVERY_CODE_BYTES])
+}
+
+pub(crate) fn digest(code: &RecoveryCode) -> CodeDigest {
+    FakeKeeper.digest_recovery_code(code)
+}
+
+pub(crate) fn code_at(time: DateTime<Utc>) -> TotpCode {
+    TotpCode::parse(&code_at_step(&secret(), step_at(time))).unwrap()
+}
+
+pub(crate) fn code_for_step(step: u64) -> TotpCode {
+    TotpCode::parse(&code_at_step(&secret(), step)).unwrap()
+}
+
+pub(crate) fn step_at(time: DateTime<Utc>) -> u64 {
+    time_step(u64::try_from(time.timestamp()).unwrap())
+}
+
+pub(crate) fn password() -> Password {
+    Password::parse(PASSWORD).unwrap()
+}
+
+pub(crate) fn wrong_password() -> Password {
+    Password::parse("not the password at all").unwrap()
+}
+
+pub(crate) fn registered() -> Vec<UserAuthEvent> {
+    vec![E::UserRegistered {
+        user_id: email().user_id(),
+        email: email().into(),
+        password_hash: sealed(
+            SealPurpose::PasswordHash,
+            format!("v1:{PASSWORD}").as_bytes(),
+        ),
+        at: t0(),
+    }]
+}
+
+pub(crate) fn attempt_opened(
+    attempt: u64,
+    now: DateTime<Utc>,
+    next: SecondFactor,
+) -> UserAuthEvent {
+    E::PasswordVerified {
+        attempt: reference(attempt),
+        expires_at: now + Duration::minutes(5),
+        next,
+        at: now,
+    }
+}
+
+/// Registered and enrolled at t0 (step of t0 used), with recovery code 1,
+/// and a session 100 that has since ended.
+pub(crate) fn enrolled() -> Vec<UserAuthEvent> {
+    let mut events = registered();
+    events.extend([
+        attempt_opened(90, t0(), SecondFactor::Enroll),
+        E::MfaEnrollmentStarted {
+            attempt: reference(90),
+            secret: sealed(SealPurpose::TotpSecret, secret().expose()),
+            at: t0(),
+        },
+        E::MfaEnrolled {
+            attempt: reference(90),
+            step: step_at(t0()),
+            at: t0(),
+        },
+        E::RecoveryCodeIssued {
+            digest: digest(&recovery(1)),
+            at: t0(),
+        },
+        session_started(100, SignInMethod::Enrollment, t0()),
+        E::SessionEnded {
+            session: reference(100),
+            reason: SessionEndReason::Logout,
+            at: t0(),
+        },
+    ]);
+    events
+}
+
+/// Enrolled, with login attempt 7 opened at `now`.
+pub(crate) fn enrolled_with_attempt(now: DateTime<Utc>) -> Vec<UserAuthEvent> {
+    let mut events = enrolled();
+    events.push(attempt_opened(7, now, SecondFactor::Totp));
+    events
+}
+
+pub(crate) fn registered_with_attempt(now: DateTime<Utc>) -> Vec<UserAuthEvent> {
+    let mut events = registered();
+    events.push(attempt_opened(7, now, SecondFactor::Enroll));
+    events
+}
+
+pub(crate) fn session_started(n: u64, method: SignInMethod, now: DateTime<Utc>) -> UserAuthEvent {
+    E::SessionStarted {
+        session: reference(n),
+        method,
+        aal: method.assurance(),
+        expires_at: now + Duration::hours(12),
+        at: now,
+    }
+}
+
+/// Enrolled, signed in with session 8 at `now`.
+pub(crate) fn signed_in(now: DateTime<Utc>) -> Vec<UserAuthEvent> {
+    let mut events = enrolled();
+    events.push(session_started(8, SignInMethod::Totp, now));
+    events
+}
+
+pub(crate) fn folded(events: Vec<UserAuthEvent>) -> UserAuth {
+    events
+        .into_iter()
+        .fold(UserAuth::default(), |mut state, event| {
+            state.apply_event(event);
+            state
+        })
+}
+
+pub(crate) fn events_of(
+    framework: Framework,
+    given: Vec<UserAuthEvent>,
+    command: UserAuthCommand,
+) -> Vec<UserAuthEvent> {
+    framework
+        .given(given)
+        .when(command)
+        .inspect_result()
+        .unwrap()
+}
