@@ -13,10 +13,11 @@ use super::{
     code_at_step, time_step, Clock, Randomness, SecretKeeper, ServiceError, RECOVERY_CODE_BYTES,
 };
 pub(crate) use super::{
-    Actor, AdminReason, CodeDigest, Email, NewPassword, Password, PasswordCheck, PasswordHash,
-    PasswordHasher, Policy, RecoveryCode, Reference, SealPurpose, Sealed, SecondFactor,
-    SessionEndReason, SignInMethod, TotpCode, TotpRejection, TotpSecret, UserAuth, UserAuthCommand,
-    UserAuthError, UserAuthEvent, UserAuthEvent as E, UserAuthServices,
+    Actor, AdminReason, Assurance, CodeDigest, Consequence, Decided, Email, FailedFactor,
+    NewPassword, Password, PasswordCheck, PasswordHash, PasswordHasher, Policy, RecoveryCode,
+    Reference, Rejection, SealPurpose, Sealed, SecondFactor, SessionEndReason, SignInMethod,
+    StartedSession, TotpCode, TotpRejection, TotpSecret, UserAuth, UserAuthCommand, UserAuthError,
+    UserAuthEvent, UserAuthEvent as E, UserAuthServices, Verdict,
 };
 
 pub(crate) type Framework = TestFramework<UserAuth>;
@@ -308,5 +309,21 @@ pub(crate) fn events_of(
         .given(given)
         .when(command)
         .inspect_result()
+        .unwrap()
+}
+
+/// What `decide` answers to `command` at `now`, for the state folded from
+/// `given`: the verdict the command bus acts on, with its events.
+pub(crate) fn decided(
+    now: DateTime<Utc>,
+    given: Vec<UserAuthEvent>,
+    command: UserAuthCommand,
+) -> Decided {
+    let state = folded(given);
+    let services = services_at(now);
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(state.decide(command, &services))
         .unwrap()
 }

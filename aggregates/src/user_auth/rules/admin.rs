@@ -130,4 +130,36 @@ mod tests {
             })
             .then_expect_error(UserAuthError::UnknownUser);
     }
+
+    #[test]
+    fn an_admin_reset_reports_how_many_sessions_ended() {
+        let now = later(10);
+        let verdict = decided(
+            now + Duration::minutes(30),
+            signed_in(now),
+            UserAuthCommand::AdminResetMfa {
+                reason: AdminReason::parse("lost phone, identity checked").unwrap(),
+            },
+        )
+        .verdict;
+        assert_eq!(verdict, Verdict::MfaReset { sessions_ended: 1 });
+    }
+
+    #[test]
+    fn unlocking_says_the_account_is_unlocked() {
+        let mut given = registered();
+        given.push(E::AccountLocked {
+            failures: 100,
+            at: later(1),
+        });
+        let verdict = decided(
+            later(2),
+            given,
+            UserAuthCommand::UnlockAccount {
+                reason: AdminReason::parse("owner verified by phone").unwrap(),
+            },
+        )
+        .verdict;
+        assert_eq!(verdict, Verdict::Unlocked);
+    }
 }

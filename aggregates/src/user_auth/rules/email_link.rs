@@ -222,4 +222,51 @@ mod tests {
             })
             .then_expect_error(UserAuthError::EmailLinkInvalid);
     }
+
+    #[test]
+    fn a_link_over_the_limit_is_reported_as_not_mailed() {
+        let now = later(10);
+        let request = || UserAuthCommand::RequestEmailLink {
+            attempt: reference(7),
+        };
+        let mut given = enrolled_with_attempt(now);
+        assert_eq!(
+            decided(now, given.clone(), request()).verdict,
+            Verdict::EmailLinkRequested { mailed: true }
+        );
+        given.extend([
+            link_requested(11, 7, now),
+            link_requested(12, 7, now),
+            link_requested(13, 7, now),
+        ]);
+        assert_eq!(
+            decided(now, given, request()).verdict,
+            Verdict::EmailLinkRequested { mailed: false }
+        );
+    }
+
+    #[test]
+    fn opening_the_link_reports_a_session_at_assurance_level_one() {
+        let now = later(10);
+        let when = now + Duration::minutes(10);
+        let mut given = enrolled_with_attempt(now);
+        given.push(link_requested(11, 7, now));
+        let verdict = decided(
+            when,
+            given,
+            UserAuthCommand::UseEmailLink {
+                link: reference(11),
+            },
+        )
+        .verdict;
+        assert_eq!(
+            verdict,
+            Verdict::SessionStarted(StartedSession {
+                session: reference(1),
+                method: SignInMethod::EmailLink,
+                aal: Assurance::Aal1,
+                expires_at: when + Duration::hours(12),
+            })
+        );
+    }
 }

@@ -224,4 +224,70 @@ mod tests {
             None
         );
     }
+
+    #[test]
+    fn beginning_enrollment_says_it_started() {
+        let now = later(1);
+        let verdict = decided(
+            now,
+            registered_with_attempt(now),
+            UserAuthCommand::BeginEnrollment {
+                attempt: reference(7),
+                secret: secret(),
+            },
+        )
+        .verdict;
+        assert_eq!(verdict, Verdict::EnrollmentStarted);
+    }
+
+    #[test]
+    fn confirming_enrollment_reports_the_session_it_started() {
+        let now = later(1);
+        let mut given = registered_with_attempt(now);
+        given.push(enrollment_started(now));
+        let verdict = decided(
+            now,
+            given,
+            UserAuthCommand::EnrollMfa {
+                attempt: reference(7),
+                code: code_at(now),
+                recovery_code: recovery(2),
+            },
+        )
+        .verdict;
+        assert_eq!(
+            verdict,
+            Verdict::SessionStarted(StartedSession {
+                session: reference(1),
+                method: SignInMethod::Enrollment,
+                aal: Assurance::Aal2,
+                expires_at: now + Duration::hours(12),
+            })
+        );
+    }
+
+    #[test]
+    fn a_wrong_enrollment_code_is_rejected_as_a_totp_failure() {
+        let now = later(1);
+        let mut given = registered_with_attempt(now);
+        given.push(enrollment_started(now));
+        let verdict = decided(
+            now,
+            given,
+            UserAuthCommand::EnrollMfa {
+                attempt: reference(7),
+                code: code_for_step(step_at(now) + 3),
+                recovery_code: recovery(2),
+            },
+        )
+        .verdict;
+        assert_eq!(
+            verdict,
+            Verdict::Rejected(Rejection {
+                factor: FailedFactor::TotpCode,
+                consequence: Consequence::None,
+                attempt_over: false,
+            })
+        );
+    }
 }

@@ -89,4 +89,53 @@ mod tests {
             })
             .then_expect_error(UserAuthError::LoginAttemptInvalid);
     }
+
+    #[test]
+    fn a_failed_second_factor_says_whether_it_used_up_the_attempt() {
+        let now = later(10);
+        let wrong_code = |at| E::TotpRejected {
+            attempt: reference(7),
+            reason: TotpRejection::WrongCode,
+            at,
+        };
+        let mut given = enrolled_with_attempt(now);
+        given.extend([wrong_code(now), wrong_code(now), wrong_code(now)]);
+        let fourth = decided(
+            now,
+            given.clone(),
+            UserAuthCommand::SubmitTotp {
+                attempt: reference(7),
+                code: code_for_step(step_at(now) + 5),
+            },
+        )
+        .verdict;
+        assert_eq!(
+            fourth,
+            Verdict::Rejected(Rejection {
+                factor: FailedFactor::TotpCode,
+                consequence: Consequence::None,
+                attempt_over: false,
+            })
+        );
+        // Every second factor draws on the same tries.
+        given.push(wrong_code(now));
+        let fifth = decided(
+            now,
+            given,
+            UserAuthCommand::UseRecoveryCode {
+                attempt: reference(7),
+                code: recovery(9),
+                replacement: recovery(2),
+            },
+        )
+        .verdict;
+        assert_eq!(
+            fifth,
+            Verdict::Rejected(Rejection {
+                factor: FailedFactor::RecoveryCode,
+                consequence: Consequence::ThrottledUntil(now + Duration::seconds(30)),
+                attempt_over: true,
+            })
+        );
+    }
 }

@@ -144,4 +144,44 @@ mod tests {
                 attempt_opened(1, later(1), SecondFactor::Enroll),
             ]);
     }
+
+    #[test]
+    fn a_correct_password_says_which_attempt_it_opened_and_what_comes_next() {
+        let verdict = decided(
+            later(1),
+            enrolled(),
+            UserAuthCommand::SubmitPassword {
+                password: password(),
+            },
+        )
+        .verdict;
+        assert_eq!(
+            verdict,
+            Verdict::AttemptOpened {
+                attempt: reference(1),
+                next: SecondFactor::Totp,
+                expires_at: later(6),
+            }
+        );
+    }
+
+    #[test]
+    fn a_wrong_password_is_rejected_as_a_password_failure() {
+        let verdict = decided(
+            later(1),
+            registered(),
+            UserAuthCommand::SubmitPassword {
+                password: wrong_password(),
+            },
+        )
+        .verdict;
+        assert_eq!(
+            verdict,
+            Verdict::Rejected(Rejection {
+                factor: FailedFactor::Password,
+                consequence: Consequence::None,
+                attempt_over: false,
+            })
+        );
+    }
 }

@@ -104,4 +104,51 @@ mod tests {
                 at: now,
             }]);
     }
+
+    #[test]
+    fn the_recovery_code_reports_the_session_it_started() {
+        let now = later(10);
+        let verdict = decided(
+            now,
+            enrolled_with_attempt(now),
+            UserAuthCommand::UseRecoveryCode {
+                attempt: reference(7),
+                code: recovery(1),
+                replacement: recovery(2),
+            },
+        )
+        .verdict;
+        assert_eq!(
+            verdict,
+            Verdict::SessionStarted(StartedSession {
+                session: reference(1),
+                method: SignInMethod::RecoveryCode,
+                aal: Assurance::Aal2,
+                expires_at: now + Duration::hours(12),
+            })
+        );
+    }
+
+    #[test]
+    fn a_wrong_recovery_code_is_rejected_as_a_recovery_code_failure() {
+        let now = later(10);
+        let verdict = decided(
+            now,
+            enrolled_with_attempt(now),
+            UserAuthCommand::UseRecoveryCode {
+                attempt: reference(7),
+                code: recovery(9),
+                replacement: recovery(2),
+            },
+        )
+        .verdict;
+        assert_eq!(
+            verdict,
+            Verdict::Rejected(Rejection {
+                factor: FailedFactor::RecoveryCode,
+                consequence: Consequence::None,
+                attempt_over: false,
+            })
+        );
+    }
 }

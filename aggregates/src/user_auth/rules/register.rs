@@ -72,4 +72,19 @@ mod tests {
         assert_eq!(*user_id, email().user_id());
         assert_ne!(*user_id, Uuid::nil());
     }
+
+    #[test]
+    fn registering_names_the_new_user() {
+        let verdict = decided(
+            t0(),
+            vec![],
+            UserAuthCommand::RegisterUser {
+                email: email(),
+                password: NewPassword::parse(PASSWORD, &[]).unwrap(),
+            },
+        )
+        .verdict;
+        let alice = Uuid::parse_str("ba3dcbb2-86cd-5971-97ad-b0032be24d84").unwrap();
+        assert_eq!(verdict, Verdict::Registered { user_id: alice });
+    }
 }

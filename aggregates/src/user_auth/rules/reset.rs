@@ -216,4 +216,49 @@ mod tests {
             })
             .then_expect_error(UserAuthError::EnrollmentRequired);
     }
+
+    #[test]
+    fn resetting_mfa_in_a_fresh_session_reports_how_many_sessions_ended() {
+        let now = later(10);
+        let mut given = signed_in(now);
+        given.push(session_started(9, SignInMethod::Totp, now));
+        let verdict = decided(
+            now + Duration::minutes(14),
+            given,
+            UserAuthCommand::ResetMfa {
+                session: reference(8),
+                password: None,
+            },
+        )
+        .verdict;
+        assert_eq!(verdict, Verdict::MfaReset { sessions_ended: 2 });
+    }
+
+    #[test]
+    fn a_wrong_password_at_reset_is_rejected_as_a_password_failure() {
+        let now = later(10);
+        let when = now + Duration::minutes(20);
+        let mut given = signed_in(now);
+        given.push(E::SessionActive {
+            session: reference(8),
+            at: when,
+        });
+        let verdict = decided(
+            when,
+            given,
+            UserAuthCommand::ResetMfa {
+                session: reference(8),
+                password: Some(wrong_password()),
+            },
+        )
+        .verdict;
+        assert_eq!(
+            verdict,
+            Verdict::Rejected(Rejection {
+                factor: FailedFactor::Password,
+                consequence: Consequence::None,
+                attempt_over: false,
+            })
+        );
+    }
 }

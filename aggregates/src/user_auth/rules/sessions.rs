@@ -202,4 +202,34 @@ mod tests {
                 at: start + Duration::minutes(6),
             }]);
     }
+
+    #[test]
+    fn touching_a_session_says_whether_it_recorded_activity() {
+        let start = later(10);
+        let touch = || UserAuthCommand::TouchSession {
+            session: reference(8),
+        };
+        assert_eq!(
+            decided(start + Duration::minutes(4), signed_in(start), touch()).verdict,
+            Verdict::SessionTouched { recorded: false }
+        );
+        assert_eq!(
+            decided(start + Duration::minutes(6), signed_in(start), touch()).verdict,
+            Verdict::SessionTouched { recorded: true }
+        );
+    }
+
+    #[test]
+    fn logout_says_the_session_ended() {
+        let now = later(10);
+        let verdict = decided(
+            now,
+            signed_in(now),
+            UserAuthCommand::Logout {
+                session: reference(8),
+            },
+        )
+        .verdict;
+        assert_eq!(verdict, Verdict::LoggedOut);
+    }
 }

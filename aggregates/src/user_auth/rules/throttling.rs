@@ -214,4 +214,68 @@ mod tests {
             })
             .then_expect_error(UserAuthError::Throttled { retry_after: until });
     }
+
+    #[test]
+    fn the_fifth_failure_says_to_wait_thirty_seconds_and_ends_the_attempt() {
+        let mut given = enrolled();
+        given.push(attempt_opened(7, t0(), SecondFactor::Totp));
+        given.extend((0..4).map(|_| E::TotpRejected {
+            attempt: reference(7),
+            reason: TotpRejection::WrongCode,
+            at: t0(),
+        }));
+        let outcome = decided(
+            t0(),
+            given,
+            UserAuthCommand::SubmitTotp {
+                attempt: reference(7),
+                code: code_for_step(step_at(t0()) + 5),
+            },
+        );
+        assert_eq!(
+            outcome.verdict,
+            Verdict::Rejected(Rejection {
+                factor: FailedFactor::TotpCode,
+                consequence: Consequence::ThrottledUntil(t0() + Duration::seconds(30)),
+                attempt_over: true,
+            })
+        );
+        assert_eq!(
+            outcome.events,
+            vec![
+                E::TotpRejected {
+                    attempt: reference(7),
+                    reason: TotpRejection::WrongCode,
+                    at: t0(),
+                },
+                E::SignInThrottled {
+                    failures: 5,
+                    until: t0() + Duration::seconds(30),
+                    at: t0(),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_hundredth_failure_says_the_account_is_locked() {
+        let mut given = registered();
+        given.extend(failures(99, later(1)));
+        let verdict = decided(
+            later(120),
+            given,
+            UserAuthCommand::SubmitPassword {
+                password: wrong_password(),
+            },
+        )
+        .verdict;
+        assert_eq!(
+            verdict,
+            Verdict::Rejected(Rejection {
+                factor: FailedFactor::Password,
+                consequence: Consequence::Locked,
+                attempt_over: false,
+            })
+        );
+    }
 }

@@ -248,4 +248,73 @@ mod tests {
             })
             .then_expect_error(UserAuthError::EnrollmentRequired);
     }
+
+    #[test]
+    fn a_wrong_totp_code_is_rejected_with_nothing_more_below_the_threshold() {
+        let now = later(10);
+        let verdict = decided(
+            now,
+            enrolled_with_attempt(now),
+            UserAuthCommand::SubmitTotp {
+                attempt: reference(7),
+                code: code_for_step(step_at(now) + 5),
+            },
+        )
+        .verdict;
+        assert_eq!(
+            verdict,
+            Verdict::Rejected(Rejection {
+                factor: FailedFactor::TotpCode,
+                consequence: Consequence::None,
+                attempt_over: false,
+            })
+        );
+    }
+
+    #[test]
+    fn a_replayed_step_is_rejected_as_a_replay() {
+        // enrolled() used the step of t0.
+        let mut given = enrolled();
+        given.push(attempt_opened(7, t0(), SecondFactor::Totp));
+        let verdict = decided(
+            t0(),
+            given,
+            UserAuthCommand::SubmitTotp {
+                attempt: reference(7),
+                code: code_at(t0()),
+            },
+        )
+        .verdict;
+        assert_eq!(
+            verdict,
+            Verdict::Rejected(Rejection {
+                factor: FailedFactor::ReplayedTotpCode,
+                consequence: Consequence::None,
+                attempt_over: false,
+            })
+        );
+    }
+
+    #[test]
+    fn a_current_totp_code_reports_the_session_it_started() {
+        let now = later(10);
+        let verdict = decided(
+            now,
+            enrolled_with_attempt(now),
+            UserAuthCommand::SubmitTotp {
+                attempt: reference(7),
+                code: code_at(now),
+            },
+        )
+        .verdict;
+        assert_eq!(
+            verdict,
+            Verdict::SessionStarted(StartedSession {
+                session: reference(1),
+                method: SignInMethod::Totp,
+                aal: Assurance::Aal2,
+                expires_at: now + Duration::hours(12),
+            })
+        );
+    }
 }
