@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use authledger::config::Config;
 use authledger::keys::{Keyring, MasterKey};
 use authledger::services::{
     new_recovery_code, new_totp_secret, Argon2Hasher, OsRandomness, SystemClock,
@@ -31,7 +32,7 @@ fn services() -> UserAuthServices {
             throttle_after_failures: unlimited,
             lock_after_failures: unlimited,
             second_factor_tries: unlimited,
-            ..Policy::default()
+            ..Config::from_env().unwrap().policy()
         },
     }
 }

@@ -362,9 +362,3 @@ pub async fn verify(pool: &PgPool, mut progress: impl FnMut(u64)) -> anyhow::Res
         broken: None,
     })
 }
-
-/// An admin's reason, as recorded: trimmed, 1 to 500 characters.
-pub fn admin_reason(raw: &str) -> Option<String> {
-    let reason = raw.trim();
-    (!reason.is_empty() && reason.chars().count() <= 500).then(|| reason.to_owned())
-}

@@ -9,9 +9,10 @@ use authledger_projections::Projector;
 use clap::Parser;
 use tokio::sync::watch;
 
-use crate::config::{AdminCommand, AuditCommand, Cli, Command, ProjectionsCommand, ServeArgs};
-use crate::keys::MasterKey;
-use crate::startup::{default_hashing_threads, shutdown_signal, Application, Pipeline, Settings};
+use crate::app::{Caller, Staff};
+use crate::config::{AdminCommand, AuditCommand, Cli, Command, Config, ProjectionsCommand};
+use crate::services::SystemClock;
+use crate::startup::{shutdown_signal, wire, Application};
 use crate::{db, telemetry};
 
 /// What a long-running process runs.
@@ -26,18 +27,18 @@ pub async fn run() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init();
     let result = match cli.command {
-        Some(Command::Migrate(args)) => migrate(&args.database_url, args.db_max_connections).await,
+        Some(Command::Migrate(args)) => {
+            migrate(args.database_url.expose(), args.db_max_connections).await
+        }
         Some(Command::Serve(args)) => run_mode(args, Mode::Serve).await,
         Some(Command::Worker(args)) => run_mode(args, Mode::Worker).await,
         Some(Command::All(args)) => run_mode(args, Mode::All).await,
         Some(Command::Projections(command)) => projections(command).await,
         Some(Command::Audit(command)) => audit(command).await,
         Some(Command::Admin(command)) => admin(command).await,
-        None => match Cli::try_parse_from(["authledger", "all"]) {
-            Ok(Cli {
-                command: Some(Command::All(args)),
-            }) => run_mode(args, Mode::All).await,
-            _ => Err(anyhow::anyhow!("could not build the default configuration")),
+        None => match Config::from_env() {
+            Ok(config) => run_mode(config, Mode::All).await,
+            Err(err) => Err(err),
         },
     };
     match result {
@@ -59,7 +60,7 @@ async fn migrate(url: &str, max_connections: u32) -> anyhow::Result<()> {
 async fn projections(command: ProjectionsCommand) -> anyhow::Result<()> {
     match command {
         ProjectionsCommand::Status(database) => {
-            let pool = db::connect(&database.database_url, 2).await?;
+            let pool = db::connect(database.database_url.expose(), 2).await?;
             println!(
                 "{:<14} {:>12} {:>12} {:>12}  updated",
                 "projection", "position", "lag events", "lag seconds"
@@ -80,7 +81,7 @@ async fn projections(command: ProjectionsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ProjectionsCommand::Rebuild { name, database } => {
-            let pool = db::connect(&database.database_url, 2).await?;
+            let pool = db::connect(database.database_url.expose(), 2).await?;
             db::migrate(&pool).await?;
             let applied = match name.as_str() {
                 authledger_projections::users::NAME => {
@@ -102,72 +103,17 @@ async fn projections(command: ProjectionsCommand) -> anyhow::Result<()> {
     }
 }
 
-fn settings(args: &ServeArgs, master_key: MasterKey) -> Settings {
-    Settings {
-        addr: args.addr,
-        public_url: args.public_url.clone(),
-        registration_open: args.registration == crate::config::Registration::Open,
-        master_key,
-        issuer: args.issuer.clone(),
-        snapshot_every: args.snapshot_every,
-        argon2_memory_kib: args.hashing.argon2_memory_kib,
-        argon2_iterations: args.hashing.argon2_iterations,
-        argon2_parallelism: args.hashing.argon2_parallelism,
-        hashing_threads: args
-            .hashing
-            .hashing_threads
-            .unwrap_or_else(default_hashing_threads),
-        sign_in_failure_floor: Duration::from_millis(args.hashing.sign_in_failure_floor_ms),
-        policy: args.policy.policy(),
-        amqp_url: args.mail.amqp_url.clone(),
-        amqp_prefix: args.mail.amqp_prefix.clone(),
-        smtp_url: args.mail.smtp_url.clone(),
-        mail_from: args.mail.mail_from.clone(),
-        mail_attempts: args.mail.mail_attempts,
-        mail_retry_base: Duration::from_millis(args.mail.mail_retry_base_ms),
-        mail_concurrency: args.mail.mail_concurrency,
-        amqp_queue_expiry: None,
-        auditor_tokens: args
-            .auditor_tokens
-            .iter()
-            .filter(|t| !t.is_empty())
-            .cloned()
-            .collect(),
-        admin_tokens: args
-            .admin_tokens
-            .iter()
-            .filter(|t| !t.is_empty())
-            .cloned()
-            .collect(),
-    }
-}
-
-fn master_key(args: &ServeArgs) -> anyhow::Result<MasterKey> {
-    if let Some(key) = args.secret_key.clone() {
-        return Ok(key);
-    }
-    let key = MasterKey::load_or_create(&args.key_file)?;
-    tracing::warn!(
-        key_file = %args.key_file.display(),
-        "NO AUTHLEDGER_SECRET_KEY IS SET: using a development key kept in a local file. \
-         Anyone who reads that file can forge tokens and open sealed secrets. \
-         Set AUTHLEDGER_SECRET_KEY in production."
-    );
-    Ok(key)
-}
-
-async fn run_mode(args: ServeArgs, mode: Mode) -> anyhow::Result<()> {
-    let master_key = master_key(&args)?;
+async fn run_mode(config: Config, mode: Mode) -> anyhow::Result<()> {
     let pool = db::connect(
-        &args.database.database_url,
-        args.database.db_max_connections,
+        config.database.database_url.expose(),
+        config.database.db_max_connections,
     )
     .await?;
-    if !args.no_migrate {
+    if !config.no_migrate {
         db::migrate(&pool).await?;
     }
-    let settings = settings(&args, master_key);
-    let pipeline = Arc::new(Pipeline::new(&settings, pool.clone())?);
+    let (app, pipeline) = wire(&config, pool, Arc::new(SystemClock))?;
+    let pipeline = Arc::new(pipeline);
     let (stop, stopping) = watch::channel(false);
     let mut tasks = Vec::new();
     if mode != Mode::Worker {
@@ -180,9 +126,9 @@ async fn run_mode(args: ServeArgs, mode: Mode) -> anyhow::Result<()> {
         tracing::info!("authledger worker running");
         shutdown_signal().await;
     } else {
-        let app = Application::build(settings, pool).await?;
-        tracing::info!(addr = %app.local_addr()?, ?mode, "authledger listening");
-        app.run_until(shutdown_signal()).await?;
+        let server = Application::build(&config, app).await?;
+        tracing::info!(addr = %server.local_addr()?, ?mode, "authledger listening");
+        server.run_until(shutdown_signal()).await?;
     }
     // In-flight requests are drained; now let the background tasks finish
     // what they hold (a batch, a mail being sent and acked).
@@ -211,7 +157,7 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
             json,
             database,
         } => {
-            let pool = db::connect(&database.database_url, 2).await?;
+            let pool = db::connect(database.database_url.expose(), 2).await?;
             let id = log::resolve_user(&user)
                 .ok_or_else(|| anyhow::anyhow!("{user:?} is neither a user id nor an email"))?;
             let mut after = 0;
@@ -256,7 +202,7 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
             database,
             policy,
         } => {
-            let pool = db::connect(&database.database_url, 2).await?;
+            let pool = db::connect(database.database_url.expose(), 2).await?;
             let id = log::resolve_user(&user)
                 .ok_or_else(|| anyhow::anyhow!("{user:?} is neither a user id nor an email"))?;
             #[allow(clippy::disallowed_methods)] // the command line's default instant
@@ -290,7 +236,7 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
             until,
             database,
         } => {
-            let pool = db::connect(&database.database_url, 2).await?;
+            let pool = db::connect(database.database_url.expose(), 2).await?;
             let query = log::GlobalQuery {
                 since,
                 until,
@@ -312,7 +258,7 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AuditCommand::Verify { database } => {
-            let pool = db::connect(&database.database_url, 2).await?;
+            let pool = db::connect(database.database_url.expose(), 2).await?;
             let found = log::verify(&pool, |n| eprintln!("checked {n} events")).await?;
             match found.broken {
                 None => {
@@ -335,46 +281,32 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
 }
 
 async fn admin(command: AdminCommand) -> anyhow::Result<()> {
-    use authledger_aggregates::UserAuthCommand;
-
-    use crate::command_bus::{CommandBus, CommandMetadata};
-
-    let (user, reason, serve, reset) = match command {
+    let (user, reason, config, reset) = match command {
         AdminCommand::ResetMfa {
             user,
             reason,
-            serve,
-        } => (user, reason, serve, true),
+            config,
+        } => (user, reason, config, true),
         AdminCommand::Unlock {
             user,
             reason,
-            serve,
-        } => (user, reason, serve, false),
+            config,
+        } => (user, reason, config, false),
     };
-    let reason = crate::audit::admin_reason(&reason)
-        .ok_or_else(|| anyhow::anyhow!("a reason of 1 to 500 characters is required"))?;
-    let id = crate::audit::resolve_user(&user)
-        .ok_or_else(|| anyhow::anyhow!("{user:?} is neither a user id nor an email"))?;
-    let settings = settings(&serve, master_key(&serve)?);
-    let pool = db::connect(&serve.database.database_url, 2).await?;
-    let keyring = Arc::new(crate::keys::Keyring::new(&settings.master_key));
-    let bus = CommandBus::new(
-        pool,
-        crate::startup::services(&settings, keyring)?,
-        settings.snapshot_every,
-    );
-    let metadata = CommandMetadata {
+    let pool = db::connect(config.database.database_url.expose(), 2).await?;
+    let (app, _) = wire(&config, pool, Arc::new(SystemClock))?;
+    let caller = Caller {
         request_id: uuid::Uuid::new_v4().to_string(),
         client_ip: "local".into(),
         user_agent: "authledger admin".into(),
-        actor: format!("admin:cli:{}", std::env::var("USER").unwrap_or_default()),
     };
-    let command = if reset {
-        UserAuthCommand::AdminResetMfa { reason }
+    let admin = Staff::command_line(&std::env::var("USER").unwrap_or_default());
+    let done = if reset {
+        app.admin_reset_mfa(&caller, &admin, &user, &reason).await
     } else {
-        UserAuthCommand::UnlockAccount { reason }
-    };
-    let events = bus.execute(id, command, &metadata).await?;
-    println!("done: {} event(s) recorded for {id}", events.len());
+        app.unlock_account(&caller, &admin, &user, &reason).await
+    }
+    .map_err(|err| anyhow::anyhow!(err))?;
+    println!("done for {user}: {} session(s) ended", done.sessions_ended);
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Load → handle → commit, returning the committed events. On an optimistic
+//! Load → decide → commit, returning the aggregate's verdict. On an optimistic
 //! concurrency conflict the command runs again on the reloaded aggregate, a
 //! bounded number of times, so two racing requests each see a consistent
 //! user and a one-time thing is used once.
@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use authledger_aggregates::{
     Password, PasswordCheck, PasswordHash, PasswordHasher, ServiceError, UserAuth, UserAuthCommand,
-    UserAuthError, UserAuthEvent, UserAuthServices,
+    UserAuthError, UserAuthEvent, UserAuthServices, Verdict,
 };
-use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, EventStore};
 use postgres_es::PostgresEventRepository;
@@ -65,6 +64,16 @@ pub struct CommandBus {
     snapshot_every: usize,
 }
 
+/// What a committed command did.
+#[derive(Debug)]
+pub struct Executed {
+    pub verdict: Verdict,
+    /// The user's state after the command.
+    pub state: UserAuth,
+    /// How many events the command recorded.
+    pub recorded: usize,
+}
+
 /// A user's state as of `sequence`.
 struct Loaded {
     state: UserAuth,
@@ -86,23 +95,15 @@ impl CommandBus {
         &self.services
     }
 
+    /// Runs `command` on `user` and commits what it recorded. The verdict
+    /// is the rule's own word on what happened; the state is the user's
+    /// after the commit, for a caller that needs both without a reload.
     pub async fn execute(
         &self,
         user: Uuid,
         command: UserAuthCommand,
         metadata: &CommandMetadata,
-    ) -> Result<Vec<UserAuthEvent>, BusError> {
-        Ok(self.execute_then_state(user, command, metadata).await?.0)
-    }
-
-    /// Like `execute`, also returning the user's state after the command,
-    /// for a caller that needs both without loading the user again.
-    pub async fn execute_then_state(
-        &self,
-        user: Uuid,
-        command: UserAuthCommand,
-        metadata: &CommandMetadata,
-    ) -> Result<(Vec<UserAuthEvent>, UserAuth), BusError> {
+    ) -> Result<Executed, BusError> {
         let id = user.to_string();
         // A retry decides again on the new state, but the same password
         // needs hashing only once: argon2 is the expensive part, and a
@@ -113,14 +114,18 @@ impl CommandBus {
         };
         for attempt in 1..=MAX_ATTEMPTS {
             let loaded = self.load_at(&id).await?;
-            // Handle on a copy: the sink applies each event to it, which
-            // leaves it as the state after the commit, for the snapshot.
-            let mut working = loaded.state.clone();
-            let sink = EventSink::default();
-            working.handle(command.clone(), &services, &sink).await?;
-            let events = sink.collect().await;
-            if events.is_empty() {
-                return Ok((events, working));
+            let decided = loaded.state.decide(command.clone(), &services).await?;
+            // The state after the commit, for the snapshot and the caller.
+            let mut after = loaded.state.clone();
+            for event in &decided.events {
+                after.apply(event.clone());
+            }
+            if decided.events.is_empty() {
+                return Ok(Executed {
+                    verdict: decided.verdict,
+                    state: after,
+                    recorded: 0,
+                });
             }
             let context = EventStoreAggregateContext {
                 aggregate_id: id.clone(),
@@ -128,13 +133,21 @@ impl CommandBus {
                 current_sequence: loaded.sequence,
                 current_snapshot: None,
             };
-            match self.store.commit(events, context, metadata.to_map()).await {
+            match self
+                .store
+                .commit(decided.events, context, metadata.to_map())
+                .await
+            {
                 Ok(committed) => {
                     let sequence = loaded.sequence + committed.len();
                     if sequence / self.snapshot_every > loaded.sequence / self.snapshot_every {
-                        self.save_snapshot(&id, sequence, &working).await;
+                        self.save_snapshot(&id, sequence, &after).await;
                     }
-                    return Ok((committed.into_iter().map(|e| e.payload).collect(), working));
+                    return Ok(Executed {
+                        verdict: decided.verdict,
+                        state: after,
+                        recorded: committed.len(),
+                    });
                 }
                 Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
                     let pause = rand::thread_rng().gen_range(1..=5 * u64::from(attempt));

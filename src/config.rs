@@ -1,8 +1,13 @@
-//! Configuration from environment variables and the matching flags. The
-//! defaults match docker-compose.yml and a local Postgres.
+//! Configuration from environment variables and the matching flags, parsed
+//! once into a `Config`. Every default is written here and nowhere else;
+//! they match docker-compose.yml and a local Postgres.
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration as StdDuration;
 
+use anyhow::Context;
 use authledger_aggregates::Policy;
 use chrono::Duration;
 use clap::{Args, Parser, Subcommand};
@@ -25,12 +30,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the HTTP API.
-    Serve(ServeArgs),
+    Serve(Config),
     /// The email worker: sends the mail the relay publishes.
-    Worker(ServeArgs),
+    Worker(Config),
     /// API, projectors, relay and worker in one process; the default for
     /// development.
-    All(ServeArgs),
+    All(Config),
     /// Inspect or rebuild projections.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
@@ -113,7 +118,7 @@ pub enum AdminCommand {
         #[arg(long)]
         reason: String,
         #[command(flatten)]
-        serve: ServeArgs,
+        config: Config,
     },
     /// Unlock a locked or throttled account.
     Unlock {
@@ -122,22 +127,24 @@ pub enum AdminCommand {
         #[arg(long)]
         reason: String,
         #[command(flatten)]
-        serve: ServeArgs,
+        config: Config,
     },
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
     /// Postgres connection URL.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
-    pub database_url: String,
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: Secret,
     /// Connections in the pool.
     #[arg(long, env = "AUTHLEDGER_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 }
 
+/// Everything a long-running process (`serve`, `worker`, `all`) and the
+/// admin command line are configured with.
 #[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
+pub struct Config {
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// Address to listen on.
@@ -178,7 +185,7 @@ pub struct ServeArgs {
         value_delimiter = ',',
         hide_env_values = true
     )]
-    pub auditor_tokens: Vec<String>,
+    pub auditor_tokens: Vec<Secret>,
     /// Tokens that may run the admin commands, comma-separated.
     #[arg(
         long,
@@ -186,7 +193,7 @@ pub struct ServeArgs {
         value_delimiter = ',',
         hide_env_values = true
     )]
-    pub admin_tokens: Vec<String>,
+    pub admin_tokens: Vec<Secret>,
     /// Whether anyone may create an account (the API's `POST /v1/users`
     /// and the console's "Create account").
     #[arg(
@@ -210,17 +217,23 @@ pub struct MailArgs {
     #[arg(
         long,
         env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
     )]
-    pub amqp_url: String,
+    pub amqp_url: Secret,
     /// Prefix of the exchanges and queues the pipeline declares.
     #[arg(long, env = "AUTHLEDGER_AMQP_PREFIX", default_value = "authledger")]
     pub amqp_prefix: String,
     /// The SMTP server mail is sent through: `smtp://host:port` (plain),
     /// `smtp://host:587?tls=required` (STARTTLS) or `smtps://host:465`, with
     /// `user:password@` when it needs credentials.
-    #[arg(long, env = "SMTP_URL", default_value = "smtp://127.0.0.1:1025")]
-    pub smtp_url: String,
+    #[arg(
+        long,
+        env = "SMTP_URL",
+        default_value = "smtp://127.0.0.1:1025",
+        hide_env_values = true
+    )]
+    pub smtp_url: Secret,
     /// The sender of every mail.
     #[arg(
         long,
@@ -240,6 +253,23 @@ pub struct MailArgs {
     /// most this many again (accepted by SMTP, not yet recorded).
     #[arg(long, env = "AUTHLEDGER_MAIL_CONCURRENCY", default_value_t = 16)]
     pub mail_concurrency: u16,
+    /// Queues unused this long are deleted by RabbitMQ; tests set it so
+    /// their per-test queues go away. Not a flag.
+    #[arg(skip)]
+    pub queue_expiry: Option<StdDuration>,
+}
+
+impl MailArgs {
+    pub fn retry_base(&self) -> StdDuration {
+        StdDuration::from_millis(self.mail_retry_base_ms)
+    }
+
+    /// The exchanges and queues the pipeline declares.
+    pub fn topology(&self) -> authledger_projections::mail::Topology {
+        let mut topology = authledger_projections::mail::Topology::new(&self.amqp_prefix);
+        topology.expires = self.queue_expiry;
+        topology
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -265,6 +295,19 @@ pub struct HashingArgs {
         default_value_t = 200
     )]
     pub sign_in_failure_floor_ms: u64,
+}
+
+impl HashingArgs {
+    /// One hash per core unless configured.
+    pub fn threads(&self) -> usize {
+        self.hashing_threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
+    }
+
+    pub fn sign_in_failure_floor(&self) -> StdDuration {
+        StdDuration::from_millis(self.sign_in_failure_floor_ms)
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -329,4 +372,120 @@ impl PolicyArgs {
 pub enum Registration {
     Open,
     Closed,
+}
+
+/// Only for parsing a `Config` on its own, without a subcommand.
+#[derive(Parser)]
+struct Standalone {
+    #[command(flatten)]
+    config: Config,
+}
+
+impl Config {
+    /// The configuration as the environment gives it, every flag at its
+    /// default: what `authledger all` would run with.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Standalone::try_parse_from(["authledger"])
+            .map(|s| s.config)
+            .context("reading the configuration from the environment")
+    }
+
+    pub fn registration_open(&self) -> bool {
+        self.registration == Registration::Open
+    }
+
+    pub fn policy(&self) -> Policy {
+        self.policy.policy()
+    }
+
+    /// The server key: AUTHLEDGER_SECRET_KEY, or else the development key
+    /// in AUTHLEDGER_KEY_FILE, created on first use, with a loud warning
+    /// naming the file by its absolute path.
+    pub fn master_key(&self) -> anyhow::Result<MasterKey> {
+        if let Some(key) = &self.secret_key {
+            return Ok(key.clone());
+        }
+        let path = std::path::absolute(&self.key_file)
+            .with_context(|| format!("resolving the key file {}", self.key_file.display()))?;
+        let key = MasterKey::load_or_create(&path)?;
+        tracing::warn!(
+            key_file = %path.display(),
+            "NO AUTHLEDGER_SECRET_KEY IS SET: using a development key kept in a local file. \
+             Anyone who reads that file can forge tokens and open sealed secrets. \
+             Set AUTHLEDGER_SECRET_KEY in production."
+        );
+        Ok(key)
+    }
+}
+
+/// A configured value that must never be printed: a credential, or a URL
+/// that may hold one. `Debug` shows only that it is there.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let config = Standalone::try_parse_from([
+            "authledger",
+            "--admin-tokens",
+            "admin-token-value",
+            "--smtp-url",
+            "smtp://user:smtp-password@mail.example:587",
+        ])
+        .unwrap()
+        .config;
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("admin-token-value"), "{printed}");
+        assert!(!printed.contains("smtp-password"), "{printed}");
+        assert!(!printed.contains("postgres:postgres"), "{printed}");
+        assert_eq!(config.admin_tokens[0].expose(), "admin-token-value");
+    }
+
+    #[test]
+    fn the_policy_follows_the_configured_numbers() {
+        let config = Standalone::try_parse_from([
+            "authledger",
+            "--second-factor-tries",
+            "7",
+            "--session-idle-secs",
+            "600",
+        ])
+        .unwrap()
+        .config;
+        let policy = config.policy();
+        assert_eq!(policy.second_factor_tries, 7);
+        assert_eq!(policy.session_idle, Duration::minutes(10));
+        // Activity is recorded at least four times per idle period.
+        assert_eq!(policy.session_activity_granularity, Duration::seconds(150));
+    }
 }

@@ -2,6 +2,7 @@
 //! multi-factor authentication.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod audit;
 pub mod cli;
 pub mod command_bus;
@@ -9,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod keys;
+pub mod metrics;
 pub mod services;
 pub mod snapshots;
 pub mod startup;

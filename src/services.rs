@@ -24,6 +24,28 @@ impl Clock for SystemClock {
     }
 }
 
+/// The system clock moved by an offset that can be advanced: what the test
+/// suite runs the server on, so a test moves time instead of sleeping.
+/// With no offset it reads exactly as `SystemClock`.
+#[derive(Default)]
+pub struct AdjustableClock {
+    offset_ms: std::sync::atomic::AtomicI64,
+}
+
+impl AdjustableClock {
+    pub fn advance(&self, by: chrono::Duration) {
+        self.offset_ms
+            .fetch_add(by.num_milliseconds(), std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for AdjustableClock {
+    fn now(&self) -> DateTime<Utc> {
+        let offset = self.offset_ms.load(std::sync::atomic::Ordering::SeqCst);
+        SystemClock.now() + chrono::Duration::milliseconds(offset)
+    }
+}
+
 /// The OS CSPRNG.
 pub struct OsRandomness;
 

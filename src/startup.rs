@@ -1,12 +1,11 @@
-//! Builds the application from settings and runs it until stopped.
+//! Builds the application from its configuration and runs it until stopped.
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use authledger_aggregates::{Policy, UserAuthServices};
+use authledger_aggregates::{Clock, UserAuthServices};
 use authledger_projections::audit_index::AuditIndex;
 use authledger_projections::email_relay::EmailRelay;
-use authledger_projections::mail::{Publisher, Topology};
+use authledger_projections::mail::Publisher;
 use authledger_projections::users::UsersProjection;
 use authledger_projections::Projector;
 use sqlx::PgPool;
@@ -14,74 +13,34 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::command_bus::CommandBus;
-use crate::http::{router, ApiContext, ContextInner, Credentials};
-use crate::keys::{Keyring, MasterKey};
-use crate::services::{Argon2Hasher, OsRandomness, SystemClock};
+use crate::app::App;
+use crate::config::Config;
+use crate::http::{router, ApiContext};
+use crate::keys::Keyring;
+use crate::metrics::MailMetrics;
+use crate::services::{Argon2Hasher, OsRandomness};
 use crate::tokens::TokenCodec;
 use crate::worker::{Worker, WorkerSettings};
 
-/// Everything the server needs besides its database pool.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub addr: SocketAddr,
-    pub public_url: String,
-    pub registration_open: bool,
-    pub master_key: MasterKey,
-    pub issuer: String,
-    pub snapshot_every: usize,
-    pub argon2_memory_kib: u32,
-    pub argon2_iterations: u32,
-    pub argon2_parallelism: u32,
-    pub hashing_threads: usize,
-    pub sign_in_failure_floor: Duration,
-    pub policy: Policy,
-    pub amqp_url: String,
-    pub amqp_prefix: String,
-    pub smtp_url: String,
-    pub mail_from: String,
-    pub mail_attempts: u32,
-    pub mail_retry_base: Duration,
-    /// Mails a worker sends at once.
-    pub mail_concurrency: u16,
-    /// Queues unused this long are deleted by RabbitMQ (tests only).
-    pub amqp_queue_expiry: Option<Duration>,
-    pub auditor_tokens: Vec<String>,
-    pub admin_tokens: Vec<String>,
-}
-
-impl Settings {
-    /// The documented defaults, with the given key.
-    pub fn with_key(master_key: MasterKey) -> Self {
-        Self {
-            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            public_url: "http://127.0.0.1:8080".into(),
-            registration_open: true,
-            master_key,
-            issuer: "authledger".into(),
-            snapshot_every: 50,
-            argon2_memory_kib: 19456,
-            argon2_iterations: 2,
-            argon2_parallelism: 1,
-            hashing_threads: default_hashing_threads(),
-            sign_in_failure_floor: Duration::from_millis(200),
-            policy: Policy::default(),
-            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
-            amqp_prefix: "authledger".into(),
-            smtp_url: "smtp://127.0.0.1:1025".into(),
-            mail_from: "authledger <no-reply@authledger.localhost>".into(),
-            mail_attempts: 10,
-            mail_retry_base: Duration::from_secs(5),
-            mail_concurrency: 16,
-            amqp_queue_expiry: None,
-            auditor_tokens: Vec::new(),
-            admin_tokens: Vec::new(),
-        }
-    }
-}
-
-pub fn default_hashing_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+/// The process's parts, wired once from the configuration: the use cases,
+/// and the log's consumers. Both read time from `clock`.
+pub fn wire(
+    config: &Config,
+    pool: PgPool,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<(App, Pipeline)> {
+    let keyring = Arc::new(Keyring::new(&config.master_key()?));
+    let services = services(config, keyring.clone(), clock.clone())?;
+    let mail_metrics = MailMetrics::default();
+    let pipeline = Pipeline::new(
+        config,
+        pool.clone(),
+        keyring.clone(),
+        clock,
+        mail_metrics.clone(),
+    )?;
+    let app = App::new(config, pool, keyring, services, mail_metrics)?;
+    Ok((app, pipeline))
 }
 
 /// Whether the console's cookies must be `Secure` (and so may carry the
@@ -120,25 +79,17 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds the listener (port 0 picks a free port) and wires the services.
-    pub async fn build(settings: Settings, pool: PgPool) -> anyhow::Result<Self> {
-        let keyring = Arc::new(Keyring::new(&settings.master_key));
-        let services = services(&settings, keyring.clone())?;
-        let secure_cookies = cookies_need_secure(&settings.public_url)?;
-        let context = ApiContext::new(ContextInner {
-            bus: CommandBus::new(pool.clone(), services, settings.snapshot_every),
-            tokens: TokenCodec::new(keyring),
-            pool,
-            issuer: settings.issuer,
-            public_url: settings.public_url,
-            registration_open: settings.registration_open,
-            secure_cookies,
-            sign_in_failure_floor: settings.sign_in_failure_floor,
-            amqp_url: Some(settings.amqp_url),
-            credentials: Credentials::new(&settings.auditor_tokens, &settings.admin_tokens)?,
-        });
-        let listener = TcpListener::bind(settings.addr).await?;
-        Ok(Self { listener, context })
+    /// Binds the configured address (port 0 picks a free port).
+    pub async fn build(config: &Config, app: App) -> anyhow::Result<Self> {
+        let secure_cookies = cookies_need_secure(&config.public_url)?;
+        let listener = TcpListener::bind(config.addr).await?;
+        Ok(Self {
+            listener,
+            context: ApiContext {
+                app,
+                secure_cookies,
+            },
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -157,20 +108,25 @@ impl Application {
     }
 }
 
-/// The domain's services, real ones.
-pub fn services(settings: &Settings, keyring: Arc<Keyring>) -> anyhow::Result<UserAuthServices> {
+/// The domain's services, real ones, on `clock`.
+fn services(
+    config: &Config,
+    keyring: Arc<Keyring>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<UserAuthServices> {
+    let hashing = &config.hashing;
     let hasher = Argon2Hasher::new(
-        settings.argon2_memory_kib,
-        settings.argon2_iterations,
-        settings.argon2_parallelism,
-        settings.hashing_threads,
+        hashing.argon2_memory_kib,
+        hashing.argon2_iterations,
+        hashing.argon2_parallelism,
+        hashing.threads(),
     )?;
     Ok(UserAuthServices {
-        clock: Arc::new(SystemClock),
+        clock,
         randomness: Arc::new(OsRandomness),
         hasher: Arc::new(hasher),
         keeper: keyring,
-        policy: settings.policy.clone(),
+        policy: config.policy(),
     })
 }
 
@@ -210,33 +166,40 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(settings: &Settings, pool: PgPool) -> anyhow::Result<Self> {
-        let mut topology = Topology::new(&settings.amqp_prefix);
-        topology.expires = settings.amqp_queue_expiry;
-        let publisher = Arc::new(Publisher::new(&settings.amqp_url, topology.clone()));
-        let keyring = Arc::new(Keyring::new(&settings.master_key));
+    fn new(
+        config: &Config,
+        pool: PgPool,
+        keyring: Arc<Keyring>,
+        clock: Arc<dyn Clock>,
+        metrics: MailMetrics,
+    ) -> anyhow::Result<Self> {
+        let mail = &config.mail;
+        let topology = mail.topology();
+        let publisher = Arc::new(Publisher::new(mail.amqp_url.expose(), topology.clone()));
         // The worker holds a connection per mail in flight, across the SMTP
         // exchange (the advisory lock on its message id): on a pool of its
         // own, a slow SMTP server cannot take the API's connections.
         let worker_pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(u32::from(settings.mail_concurrency.max(1)) + 1)
+            .max_connections(u32::from(mail.mail_concurrency.max(1)) + 1)
             .connect_lazy_with((*pool.connect_options()).clone());
         let worker = Worker::new(
             worker_pool,
             TokenCodec::new(keyring),
             WorkerSettings {
-                amqp_url: settings.amqp_url.clone(),
+                amqp_url: mail.amqp_url.expose().to_owned(),
                 topology,
-                smtp_url: settings.smtp_url.clone(),
-                from: settings
+                smtp_url: mail.smtp_url.expose().to_owned(),
+                from: mail
                     .mail_from
                     .parse()
                     .map_err(|e| anyhow::anyhow!("AUTHLEDGER_MAIL_FROM is not a mailbox: {e}"))?,
-                public_url: settings.public_url.clone(),
-                prefetch: settings.mail_concurrency.max(1),
-                max_attempts: settings.mail_attempts.max(1),
-                retry_base: settings.mail_retry_base,
+                public_url: config.public_url.clone(),
+                prefetch: mail.mail_concurrency.max(1),
+                max_attempts: mail.mail_attempts.max(1),
+                retry_base: mail.retry_base(),
             },
+            clock,
+            metrics,
         )?;
         Ok(Self {
             users: Projector::new(pool.clone(), UsersProjection),

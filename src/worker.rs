@@ -72,7 +72,13 @@ enum SendError {
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(600);
 
 impl Worker {
-    pub fn new(pool: PgPool, tokens: TokenCodec, settings: WorkerSettings) -> anyhow::Result<Self> {
+    pub fn new(
+        pool: PgPool,
+        tokens: TokenCodec,
+        settings: WorkerSettings,
+        _clock: std::sync::Arc<dyn Clock>,
+        _metrics: crate::metrics::MailMetrics,
+    ) -> anyhow::Result<Self> {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&settings.smtp_url)?
             .timeout(Some(Duration::from_secs(10)))
             .build();

@@ -4,8 +4,12 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use authledger::config::Config;
 use authledger::keys::MasterKey;
-use authledger::startup::{Application, Settings};
+use authledger::services::SystemClock;
+use authledger::startup::{wire, Application};
 use authledger_loadgen::*;
 use sqlx::PgPool;
 
@@ -24,12 +28,14 @@ fn assert_clean(run: &Run, steps: &[&str]) {
 
 #[sqlx::test(migrator = "authledger::db::MIGRATOR")]
 async fn every_scenario_runs_against_a_real_server(pool: PgPool) {
-    let mut settings = Settings::with_key(MasterKey::generate());
-    settings.addr = "127.0.0.1:0".parse().unwrap();
-    settings.argon2_memory_kib = 64;
-    settings.argon2_iterations = 1;
-    settings.sign_in_failure_floor = Duration::ZERO;
-    let app = Application::build(settings, pool).await.unwrap();
+    let mut config = Config::from_env().unwrap();
+    config.secret_key = Some(MasterKey::generate());
+    config.addr = "127.0.0.1:0".parse().unwrap();
+    config.hashing.argon2_memory_kib = 64;
+    config.hashing.argon2_iterations = 1;
+    config.hashing.sign_in_failure_floor_ms = 0;
+    let (app, _) = wire(&config, pool, Arc::new(SystemClock)).unwrap();
+    let app = Application::build(&config, app).await.unwrap();
     let target = Target::new(&format!("http://{}", app.local_addr().unwrap()));
     tokio::spawn(app.run_until(std::future::pending()));
 

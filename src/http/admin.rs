@@ -1,15 +1,14 @@
 //! Admin commands: reset a user's MFA, unlock an account. The events record
 //! the admin credential as actor, and the reason.
-use authledger_aggregates::{UserAuthCommand, UserAuthEvent};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::audit::path_user;
-use super::extract::{Admin, Json, RequestMeta, Staff};
-use super::{ApiContext, ApiError, BodyProblems, Problem, Result, ServerProblems};
-use crate::audit::{admin_reason, resolve_user};
+use super::extract::{Admin, Json};
+use super::{ApiContext, BodyProblems, Problem, Result, ServerProblems};
+use crate::app::{AdminDone as Done, Caller};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -39,27 +38,12 @@ pub enum AdminProblems {
     UnknownUser(Problem),
 }
 
-/// Runs an admin command on `{user}` with its reason, recording the admin
-/// as actor; answers how many sessions it ended.
-async fn run(
-    ctx: &ApiContext,
-    meta: &RequestMeta,
-    admin: &Staff,
-    user: std::result::Result<Path<String>, PathRejection>,
-    request: AdminRequest,
-    command: fn(String) -> UserAuthCommand,
-) -> Result<axum::Json<AdminDone>> {
-    let user = resolve_user(&path_user(user)?).ok_or_else(ApiError::unknown_user)?;
-    let reason = admin_reason(&request.reason).ok_or_else(ApiError::invalid_reason)?;
-    let events = ctx
-        .bus
-        .execute(user, command(reason), &meta.as_admin(admin))
-        .await?;
-    let sessions_ended = events
-        .iter()
-        .filter(|e| matches!(e, UserAuthEvent::SessionEnded { .. }))
-        .count();
-    Ok(axum::Json(AdminDone { sessions_ended }))
+impl From<Done> for AdminDone {
+    fn from(done: Done) -> Self {
+        Self {
+            sessions_ended: done.sessions_ended,
+        }
+    }
 }
 
 /// Resets a user's MFA (lost phone, identity checked out of band): the
@@ -78,15 +62,17 @@ async fn run(
     ))]
 pub async fn reset_mfa(
     State(ctx): State<ApiContext>,
-    meta: RequestMeta,
+    caller: Caller,
     Admin(admin): Admin,
     user: std::result::Result<Path<String>, PathRejection>,
     Json(body): Json<AdminRequest>,
 ) -> Result<axum::Json<AdminDone>> {
-    run(&ctx, &meta, &admin, user, body, |reason| {
-        UserAuthCommand::AdminResetMfa { reason }
-    })
-    .await
+    let user = path_user(user)?;
+    let done = ctx
+        .app
+        .admin_reset_mfa(&caller, &admin, &user, &body.reason)
+        .await?;
+    Ok(axum::Json(done.into()))
 }
 
 /// Unlocks a locked or throttled account and clears its failure count.
@@ -104,13 +90,15 @@ pub async fn reset_mfa(
     ))]
 pub async fn unlock(
     State(ctx): State<ApiContext>,
-    meta: RequestMeta,
+    caller: Caller,
     Admin(admin): Admin,
     user: std::result::Result<Path<String>, PathRejection>,
     Json(body): Json<AdminRequest>,
 ) -> Result<axum::Json<AdminDone>> {
-    run(&ctx, &meta, &admin, user, body, |reason| {
-        UserAuthCommand::UnlockAccount { reason }
-    })
-    .await
+    let user = path_user(user)?;
+    let done = ctx
+        .app
+        .unlock_account(&caller, &admin, &user, &body.reason)
+        .await?;
+    Ok(axum::Json(done.into()))
 }

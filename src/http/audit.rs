@@ -13,10 +13,8 @@ use uuid::Uuid;
 
 use super::extract::Auditor;
 use super::{ApiContext, ApiError, Problem, Result, ServerProblems};
-use crate::audit::{self, resolve_user, AuditEvent, GlobalQuery};
-
-const DEFAULT_LIMIT: i64 = 100;
-const MAX_LIMIT: i64 = 1000;
+use crate::app::{EventFilter, PageSize};
+use crate::audit::AuditEvent;
 
 fn query<T>(query: std::result::Result<Query<T>, QueryRejection>) -> Result<T> {
     query
@@ -24,20 +22,9 @@ fn query<T>(query: std::result::Result<Query<T>, QueryRejection>) -> Result<T> {
         .map_err(|_| ApiError::invalid_query())
 }
 
-fn limit(limit: Option<i64>) -> Result<i64> {
-    match limit.unwrap_or(DEFAULT_LIMIT) {
-        l if (1..=MAX_LIMIT).contains(&l) => Ok(l),
-        _ => Err(ApiError::invalid_query().with_detail("limit is 1 to 1000")),
-    }
-}
-
 pub fn path_user(path: std::result::Result<Path<String>, PathRejection>) -> Result<String> {
     path.map(|Path(user)| user)
         .map_err(|_| ApiError::unknown_user())
-}
-
-fn user(user: &str) -> Result<Uuid> {
-    resolve_user(user).ok_or_else(ApiError::unknown_user)
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -75,21 +62,15 @@ pub async fn user_events(
     params: std::result::Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<axum::Json<History>> {
     let params = query(params)?;
-    let user_id = user(&path_user(who)?)?;
-    let limit = limit(params.limit)?;
-    let events = audit::user_history(&ctx.pool, user_id, params.after.unwrap_or(0), limit)
-        .await
-        .map_err(ApiError::internal_from)?;
-    if events.is_empty() && params.after.is_none() {
-        return Err(ApiError::unknown_user());
-    }
-    let next_after = (events.len() as i64 == limit)
-        .then(|| events.last().map(|e| e.sequence))
-        .flatten();
+    let who = path_user(who)?;
+    let history = ctx
+        .app
+        .user_history(&who, params.after, PageSize::parse(params.limit)?)
+        .await?;
     Ok(axum::Json(History {
-        user_id,
-        events,
-        next_after,
+        user_id: history.user_id,
+        events: history.events,
+        next_after: history.next_after,
     }))
 }
 
@@ -149,13 +130,8 @@ pub async fn user_state(
     params: std::result::Result<Query<StateQuery>, QueryRejection>,
 ) -> Result<axum::Json<MfaState>> {
     let params = query(params)?;
-    let user_id = user(&path_user(who)?)?;
-    let services = ctx.bus.services();
-    let at = params.at.unwrap_or_else(|| services.clock.now());
-    let state = audit::user_state(&ctx.pool, user_id, at, &services.policy)
-        .await
-        .map_err(ApiError::internal_from)?
-        .ok_or_else(ApiError::unknown_user)?;
+    let who = path_user(who)?;
+    let (user_id, at, state) = ctx.app.user_state(&who, params.at).await?;
     Ok(axum::Json(MfaState {
         user_id,
         at,
@@ -223,16 +199,9 @@ pub async fn events(
     params: std::result::Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Response> {
     let params = query(params)?;
-    let after = match &params.after {
-        Some(cursor) => Some(
-            audit::parse_cursor(cursor)
-                .ok_or_else(|| ApiError::invalid_query().with_detail("after is not a cursor"))?,
-        ),
-        None => None,
-    };
-    let global = GlobalQuery {
-        after,
-        event_type: params.event_type.clone(),
+    let filter = EventFilter {
+        after: params.after,
+        event_type: params.event_type,
         since: params.since,
         until: params.until,
     };
@@ -241,7 +210,7 @@ pub async fn events(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("application/x-ndjson"));
     if ndjson {
-        let lines = audit::global_stream(ctx.pool.clone(), global).map(|event| {
+        let lines = ctx.app.events_stream(filter)?.map(|event| {
             event.and_then(|e| {
                 let mut line = serde_json::to_vec(&e)?;
                 line.push(b'\n');
@@ -251,9 +220,13 @@ pub async fn events(
         let body = Body::from_stream(lines.map(|line| line.map_err(std::io::Error::other)));
         return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response());
     }
-    let limit = limit(params.limit)?;
-    let (events, next) = audit::global_page(&ctx.pool, &global, limit)
-        .await
-        .map_err(ApiError::internal_from)?;
-    Ok(axum::Json(EventsPage { events, next }).into_response())
+    let page = ctx
+        .app
+        .events_page(filter, PageSize::parse(params.limit)?)
+        .await?;
+    Ok(axum::Json(EventsPage {
+        events: page.events,
+        next: page.next,
+    })
+    .into_response())
 }

@@ -1,13 +1,13 @@
 //! One error type at the HTTP edge, answered as RFC 9457 problem+json with a
 //! stable `type` per error. Internal causes are logged, never shown.
-use authledger_aggregates::{UserAuthError, UserAuthEvent};
+use authledger_aggregates::FailedFactor;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::{IntoResponses, ToSchema};
 
-use crate::command_bus::BusError;
+use crate::app::AppError;
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
@@ -261,16 +261,15 @@ impl ApiError {
             "The account is locked; an administrator must unlock it",
         )
     }
-    pub fn throttled(retry_after: chrono::DateTime<Utc>) -> Self {
-        #[allow(clippy::disallowed_methods)] // only turns a deadline into a header value
-        let seconds = (retry_after - Utc::now()).num_seconds().max(1);
+    /// A wait until `until`, `seconds` from now by the domain's clock.
+    pub fn throttled(until: DateTime<Utc>, seconds: i64) -> Self {
         let mut error = Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "throttled",
             "Too many failed attempts",
         );
         error.retry_after = Some(seconds);
-        error.detail = Some(format!("try again after {}", retry_after.to_rfc3339()));
+        error.detail = Some(format!("try again after {}", until.to_rfc3339()));
         error
     }
     pub fn reauthentication_required() -> Self {
@@ -336,32 +335,6 @@ impl ApiError {
         )
     }
 
-    /// What a command that recorded a failure answers: a lock or a wait it
-    /// brought on, else `otherwise`.
-    pub fn from_recorded_failure(events: &[UserAuthEvent], otherwise: Self) -> Self {
-        if events
-            .iter()
-            .any(|e| matches!(e, UserAuthEvent::AccountLocked { .. }))
-        {
-            return Self::account_locked();
-        }
-        let throttled = events.iter().find_map(|event| match event {
-            UserAuthEvent::SignInThrottled { until, .. } => Some(*until),
-            _ => None,
-        });
-        match throttled {
-            Some(until) => {
-                let detail = format!(
-                    "{}; try again after {}",
-                    otherwise.title,
-                    until.to_rfc3339()
-                );
-                Self::throttled(until).with_detail(detail)
-            }
-            None => otherwise,
-        }
-    }
-
     /// Logs the cause and answers a generic 500.
     pub fn internal_from(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
@@ -369,20 +342,56 @@ impl ApiError {
     }
 }
 
-impl From<UserAuthError> for ApiError {
-    fn from(err: UserAuthError) -> Self {
-        use UserAuthError as E;
+impl From<AppError> for ApiError {
+    fn from(err: AppError) -> Self {
+        Self::from(&err)
+    }
+}
+
+impl From<&AppError> for ApiError {
+    /// The problem for a use case's error; the causes of the service's own
+    /// failures are logged here, never shown.
+    fn from(err: &AppError) -> Self {
+        use AppError as E;
         match err {
-            E::AlreadyRegistered => Self::email_taken(),
+            E::InvalidEmail => Self::invalid_email(),
+            E::UnacceptablePassword(why) => {
+                Self::unacceptable_password().with_detail(why.to_string())
+            }
+            E::InvalidCodeFormat => Self::invalid_code_format(),
+            E::InvalidReason(_) => Self::invalid_reason(),
+            E::InvalidQuery(why) => Self::invalid_query().with_detail(*why),
+            E::InvalidLoginToken => Self::invalid_login_token(),
+            E::InvalidLinkToken => Self::invalid_token(),
+            E::Unauthenticated => Self::unauthenticated(),
+            E::Forbidden => Self::forbidden(),
+            E::RegistrationClosed => Self::registration_closed(),
+            E::EmailTaken => Self::email_taken(),
             E::InvalidCredentials => Self::invalid_credentials(),
             E::LoginAttemptInvalid => Self::login_attempt_invalid(),
-            E::Throttled { retry_after } => Self::throttled(retry_after),
+            E::InvalidCode => Self::invalid_code(),
+            E::WrongPassword => Self::reauthentication_failed(),
+            E::Throttled {
+                until,
+                retry_after_secs,
+                failed,
+            } => {
+                let (until, failed) = (*until, *failed);
+                let throttled = Self::throttled(until, *retry_after_secs);
+                // The failure that brought the wait on is named too.
+                let failed = match failed {
+                    None => return throttled,
+                    Some(FailedFactor::Password) => Self::reauthentication_failed(),
+                    Some(_) => Self::invalid_code(),
+                };
+                let detail = format!("{}; try again after {}", failed.title, until.to_rfc3339());
+                throttled.with_detail(detail)
+            }
             E::AccountLocked => Self::account_locked(),
             E::EnrollmentRequired => Self::enrollment_required(),
             E::AlreadyEnrolled => Self::already_enrolled(),
             E::EnrollmentNotStarted => Self::enrollment_not_started(),
             E::EmailLinkInvalid => Self::email_link_invalid(),
-            E::SessionInvalid => Self::unauthenticated(),
             E::ReauthenticationRequired => Self::reauthentication_required(),
             E::NotLocked => Self::new(
                 StatusCode::CONFLICT,
@@ -390,20 +399,16 @@ impl From<UserAuthError> for ApiError {
                 "The account is neither locked nor throttled",
             ),
             E::UnknownUser => Self::unknown_user(),
-            E::Service(cause) => Self::internal_from(cause),
-        }
-    }
-}
-
-impl From<BusError> for ApiError {
-    fn from(err: BusError) -> Self {
-        match err {
-            BusError::Refused(refusal) => refusal.into(),
-            BusError::Contended => Self::contended(),
-            BusError::Store(cause) => {
-                tracing::error!(error = %cause, "event store failure");
-                Self::unavailable()
+            E::Contended => Self::contended(),
+            E::Unavailable { what, cause } => {
+                tracing::error!(
+                    error = format!("{cause:#}"),
+                    what = *what,
+                    "a dependency is unavailable"
+                );
+                Self::unavailable().with_detail(format!("{what} does not answer"))
             }
+            E::Internal(cause) => Self::internal_from(format!("{cause:#}")),
         }
     }
 }

@@ -10,8 +10,8 @@ use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use super::RequestId;
-use crate::command_bus::CommandMetadata;
+use super::{ApiContext, RequestId};
+use crate::app::{Caller, Role, Staff};
 
 /// `axum::Json` with problem+json rejections. Serde's messages can quote
 /// the offending value, which may be a password, so only the kind of
@@ -53,26 +53,8 @@ pub fn json_rejection(rejection: JsonRejection) -> ApiError {
     }
 }
 
-/// Who is asking: recorded as metadata on every event a request causes.
-#[derive(Debug, Clone)]
-pub struct RequestMeta {
-    pub request_id: String,
-    pub client_ip: String,
-    pub user_agent: String,
-}
-
-impl RequestMeta {
-    pub fn as_user(&self) -> CommandMetadata {
-        CommandMetadata {
-            request_id: self.request_id.clone(),
-            client_ip: self.client_ip.clone(),
-            user_agent: self.user_agent.clone(),
-            actor: "user".into(),
-        }
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
+/// Who is asking, from the request id, the peer address and the user agent.
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
@@ -144,64 +126,36 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// An auditor's or admin's bearer credential, as `Staff<ROLE>`: a missing or
-/// unknown token is 401, the other role's token 403. Sessions are neither.
-pub struct Staff {
-    /// A name for the credential that is safe to record.
-    pub name: String,
-}
-
-async fn staff(
-    parts: &mut Parts,
-    ctx: &super::ApiContext,
-    wanted: super::Role,
-) -> Result<Staff, ApiError> {
-    let BearerToken(token) = BearerToken::from_request_parts(parts, ctx).await?;
-    match ctx.credentials.role_of(&token) {
-        Some((role, name)) if role == wanted => Ok(Staff { name }),
-        Some(_) => Err(ApiError::forbidden()),
-        None => Err(ApiError::unauthenticated()),
-    }
-}
-
 /// An auditor; each read is logged with the credential's name, so the
-/// auditors' own access leaves a trail.
+/// auditors' own access leaves a trail. A missing or unknown token is 401,
+/// an admin's 403.
 pub struct Auditor;
 
-impl FromRequestParts<super::ApiContext> for Auditor {
+impl FromRequestParts<ApiContext> for Auditor {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        ctx: &super::ApiContext,
+        ctx: &ApiContext,
     ) -> Result<Self, Self::Rejection> {
-        let auditor = staff(parts, ctx, super::Role::Auditor).await?;
-        tracing::info!(auditor = %auditor.name, path = %parts.uri.path(), "audit read");
+        let BearerToken(token) = BearerToken::from_request_parts(parts, ctx).await?;
+        let auditor = ctx.app.staff(&token, Role::Auditor)?;
+        tracing::info!(auditor = %auditor.name(), path = %parts.uri.path(), "audit read");
         Ok(Self)
     }
 }
 
+/// An admin; an auditor's token is 403.
 pub struct Admin(pub Staff);
 
-impl FromRequestParts<super::ApiContext> for Admin {
+impl FromRequestParts<ApiContext> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        ctx: &super::ApiContext,
+        ctx: &ApiContext,
     ) -> Result<Self, Self::Rejection> {
-        staff(parts, ctx, super::Role::Admin).await.map(Self)
-    }
-}
-
-impl RequestMeta {
-    /// Metadata for a command an admin runs: the actor names the credential.
-    pub fn as_admin(&self, admin: &Staff) -> CommandMetadata {
-        CommandMetadata {
-            request_id: self.request_id.clone(),
-            client_ip: self.client_ip.clone(),
-            user_agent: self.user_agent.clone(),
-            actor: format!("admin:{}", admin.name),
-        }
+        let BearerToken(token) = BearerToken::from_request_parts(parts, ctx).await?;
+        Ok(Self(ctx.app.staff(&token, Role::Admin)?))
     }
 }

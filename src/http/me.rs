@@ -1,5 +1,5 @@
 //! The signed-in user: profile, MFA reset, logout.
-use authledger_aggregates::{Assurance, Password, SignInMethod, UserAuthCommand, UserAuthEvent};
+use authledger_aggregates::{Assurance, SignInMethod};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -9,35 +9,36 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::extract::{body_bytes, parse_json, BearerToken, RequestMeta};
-use super::{ApiContext, ApiError, BodyProblems, Problem, Result, ServerProblems};
+use super::extract::{body_bytes, parse_json, BearerToken};
+use super::{ApiContext, BodyProblems, Problem, Result, ServerProblems};
+use crate::app::{self, Caller};
 
 #[derive(Serialize, ToSchema)]
 pub struct Me {
-    pub(super) user_id: Uuid,
-    pub(super) email: String,
-    pub(super) mfa: MfaStatus,
-    pub(super) session: SessionInfo,
+    user_id: Uuid,
+    email: String,
+    mfa: MfaStatus,
+    session: SessionInfo,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct MfaStatus {
-    pub(super) enrolled: bool,
-    pub(super) enrolled_at: Option<DateTime<Utc>>,
+    enrolled: bool,
+    enrolled_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct SessionInfo {
     /// How this session was won: `totp`, `enrollment`, `recovery_code` or `email_link`.
     #[schema(value_type = String)]
-    pub(super) method: SignInMethod,
+    method: SignInMethod,
     /// `aal2`, or `aal1` for an email link (email proves no device).
     #[schema(value_type = String)]
-    pub(super) aal: Assurance,
-    pub(super) started_at: DateTime<Utc>,
+    aal: Assurance,
+    started_at: DateTime<Utc>,
     /// The absolute end; an hour without use ends it sooner.
-    pub(super) expires_at: DateTime<Utc>,
-    pub(super) idle_expires_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    idle_expires_at: DateTime<Utc>,
 }
 
 /// The signed-in user's profile and how this session was won.
@@ -51,90 +52,30 @@ pub struct SessionInfo {
     ))]
 pub async fn profile(
     State(ctx): State<ApiContext>,
-    meta: RequestMeta,
+    caller: Caller,
     BearerToken(token): BearerToken,
 ) -> Result<axum::Json<Me>> {
-    ctx.profile(&meta, &token).await.map(axum::Json)
+    let me = ctx.app.profile(&caller, &token).await?;
+    Ok(axum::Json(me.into()))
 }
 
-impl ApiContext {
-    pub(super) async fn profile(&self, meta: &RequestMeta, session_token: &str) -> Result<Me> {
-        let (user, session) = self.session_token(session_token)?;
-        let services = self.bus.services();
-        // Touching the session checks it is live and records activity; the
-        // state after it is what the profile shows.
-        let (_, state) = self
-            .bus
-            .execute_then_state(
-                user,
-                UserAuthCommand::TouchSession { session },
-                &meta.as_user(),
-            )
-            .await?;
-        let live = state
-            .live_session(&session, services.clock.now(), &services.policy)
-            .cloned()
-            .ok_or_else(ApiError::unauthenticated)?;
-        let profile = state.profile().ok_or_else(ApiError::unauthenticated)?;
-        Ok(Me {
-            user_id: profile.user_id,
-            email: profile.email,
+impl From<app::Me> for Me {
+    fn from(me: app::Me) -> Self {
+        Self {
+            user_id: me.user_id,
+            email: me.email,
             mfa: MfaStatus {
-                enrolled: profile.enrolled_at.is_some(),
-                enrolled_at: profile.enrolled_at,
+                enrolled: me.enrolled_at.is_some(),
+                enrolled_at: me.enrolled_at,
             },
             session: SessionInfo {
-                method: live.method,
-                aal: live.aal,
-                started_at: live.started_at,
-                expires_at: live.expires_at,
-                idle_expires_at: (live.last_active_at + services.policy.session_idle)
-                    .min(live.expires_at),
+                method: me.session.method,
+                aal: me.session.aal,
+                started_at: me.session.started_at,
+                expires_at: me.session.expires_at,
+                idle_expires_at: me.idle_expires_at,
             },
-        })
-    }
-
-    pub(super) async fn reset_mfa(
-        &self,
-        meta: &RequestMeta,
-        session_token: &str,
-        password: Option<&str>,
-    ) -> Result<ResetDone> {
-        let (user, session) = self.session_token(session_token)?;
-        let password = password
-            .map(Password::parse)
-            .transpose()
-            .map_err(|e| ApiError::unacceptable_password().with_detail(e.to_string()))?;
-        let events = self
-            .bus
-            .execute(
-                user,
-                UserAuthCommand::ResetMfa { session, password },
-                &meta.as_user(),
-            )
-            .await?;
-        if events
-            .iter()
-            .any(|e| matches!(e, UserAuthEvent::PasswordRejected { .. }))
-        {
-            return Err(ApiError::from_recorded_failure(
-                &events,
-                ApiError::reauthentication_failed(),
-            ));
         }
-        let sessions_ended = events
-            .iter()
-            .filter(|e| matches!(e, UserAuthEvent::SessionEnded { .. }))
-            .count();
-        Ok(ResetDone { sessions_ended })
-    }
-
-    pub(super) async fn logout(&self, meta: &RequestMeta, session_token: &str) -> Result<()> {
-        let (user, session) = self.session_token(session_token)?;
-        self.bus
-            .execute(user, UserAuthCommand::Logout { session }, &meta.as_user())
-            .await?;
-        Ok(())
     }
 }
 
@@ -148,7 +89,7 @@ pub struct ResetRequest {
 #[derive(Serialize, ToSchema)]
 pub struct ResetDone {
     /// Sessions ended, this one included.
-    pub(super) sessions_ended: usize,
+    sessions_ended: usize,
 }
 
 /// "Reset my multi-factor authentication": forgets the authenticator and
@@ -169,7 +110,7 @@ pub struct ResetDone {
     ))]
 pub async fn reset_mfa(
     State(ctx): State<ApiContext>,
-    meta: RequestMeta,
+    caller: Caller,
     BearerToken(token): BearerToken,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<ResetDone>> {
@@ -179,9 +120,13 @@ pub async fn reset_mfa(
     } else {
         parse_json(&body)?
     };
-    ctx.reset_mfa(&meta, &token, request.password.as_deref())
-        .await
-        .map(axum::Json)
+    let done = ctx
+        .app
+        .reset_mfa(&caller, &token, request.password.as_deref())
+        .await?;
+    Ok(axum::Json(ResetDone {
+        sessions_ended: done.sessions_ended,
+    }))
 }
 
 /// Ends this session.
@@ -195,9 +140,9 @@ pub async fn reset_mfa(
     ))]
 pub async fn logout(
     State(ctx): State<ApiContext>,
-    meta: RequestMeta,
+    caller: Caller,
     BearerToken(token): BearerToken,
 ) -> Result<StatusCode> {
-    ctx.logout(&meta, &token).await?;
+    ctx.app.logout(&caller, &token).await?;
     Ok(StatusCode::NO_CONTENT)
 }

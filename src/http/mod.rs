@@ -10,18 +10,14 @@ mod login;
 mod me;
 mod users;
 
-use std::ops::Deref;
 use std::sync::Arc;
-use std::time::Duration;
 
-use authledger_aggregates::Reference;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use sqlx::PgPool;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -33,114 +29,19 @@ use uuid::Uuid;
 
 pub use error::{ApiError, BodyProblems, Problem, Result, SecondFactorProblems, ServerProblems};
 
-use crate::command_bus::CommandBus;
-use crate::tokens::{TokenCodec, TokenKind};
+use crate::app::App;
 
 /// Request bodies are small JSON documents; anything larger is refused
 /// before it is read.
 pub const BODY_LIMIT_BYTES: usize = 16 * 1024;
 
-pub struct ContextInner {
-    pub bus: CommandBus,
-    pub tokens: TokenCodec,
-    pub pool: PgPool,
-    pub issuer: String,
-    pub public_url: String,
-    /// Whether anyone may create an account.
-    pub registration_open: bool,
+/// What every handler shares: the use cases, and how the console's cookies
+/// are set.
+#[derive(Clone)]
+pub struct ApiContext {
+    pub app: App,
     /// The console's cookies are `Secure` and `__Host-` prefixed.
     pub secure_cookies: bool,
-    pub sign_in_failure_floor: Duration,
-    /// RabbitMQ, checked by `/readyz` when the pipeline is in use.
-    pub amqp_url: Option<String>,
-    pub credentials: Credentials,
-}
-
-/// Auditor and admin tokens, kept as SHA-256 digests and compared in
-/// constant time.
-#[derive(Clone, Default)]
-pub struct Credentials {
-    auditors: Vec<[u8; 32]>,
-    admins: Vec<[u8; 32]>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Auditor,
-    Admin,
-}
-
-impl Credentials {
-    /// Tokens are trimmed and empty ones dropped; a token in both lists is
-    /// refused, since its role would be ambiguous.
-    pub fn new(auditors: &[String], admins: &[String]) -> anyhow::Result<Self> {
-        let clean = |list: &[String]| -> Vec<String> {
-            list.iter()
-                .map(|t| t.trim().to_owned())
-                .filter(|t| !t.is_empty())
-                .collect()
-        };
-        let (auditors, admins) = (clean(auditors), clean(admins));
-        anyhow::ensure!(
-            !auditors.iter().any(|t| admins.contains(t)),
-            "a token is both an auditor's and an admin's: give each role its own"
-        );
-        let digest = |t: &String| -> [u8; 32] {
-            <sha2::Sha256 as sha2::Digest>::digest(t.as_bytes()).into()
-        };
-        Ok(Self {
-            auditors: auditors.iter().map(digest).collect(),
-            admins: admins.iter().map(digest).collect(),
-        })
-    }
-
-    /// Whose token this is, and a name for it that is safe to record (the
-    /// first bytes of its digest).
-    pub fn role_of(&self, token: &str) -> Option<(Role, String)> {
-        use sha2::Digest;
-        use subtle::ConstantTimeEq;
-        let presented: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
-        let mut found = None;
-        // Every configured token is compared, so timing tells nothing.
-        for (role, list) in [(Role::Auditor, &self.auditors), (Role::Admin, &self.admins)] {
-            for known in list {
-                if bool::from(known.ct_eq(&presented)) {
-                    found = Some(role);
-                }
-            }
-        }
-        let name: String = presented[..4].iter().map(|b| format!("{b:02x}")).collect();
-        found.map(|role| (role, name))
-    }
-}
-
-/// What every handler shares.
-#[derive(Clone)]
-pub struct ApiContext(Arc<ContextInner>);
-
-impl ApiContext {
-    pub fn new(inner: ContextInner) -> Self {
-        Self(Arc::new(inner))
-    }
-
-    fn login_token(&self, token: &str) -> Result<(Uuid, Reference)> {
-        self.tokens
-            .decode(TokenKind::LoginAttempt, token)
-            .map_err(|_| ApiError::invalid_login_token())
-    }
-
-    fn session_token(&self, token: &str) -> Result<(Uuid, Reference)> {
-        self.tokens
-            .decode(TokenKind::Session, token)
-            .map_err(|_| ApiError::unauthenticated())
-    }
-}
-
-impl Deref for ApiContext {
-    type Target = ContextInner;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
 }
 
 #[derive(OpenApi)]
@@ -180,7 +81,7 @@ pub fn api() -> (Router<ApiContext>, utoipa::openapi::OpenApi) {
         .routes(routes!(login::begin_enrollment))
         .routes(routes!(login::confirm_enrollment))
         .routes(routes!(login::recovery_code))
-        .routes(routes!(login::email_link_page, login::request_email_link))
+        .routes(routes!(console::email_link_page, login::request_email_link))
         .routes(routes!(login::redeem_email_link))
         .routes(routes!(me::profile))
         .routes(routes!(me::reset_mfa))

@@ -1,12 +1,12 @@
-use authledger_aggregates::{Email, NewPassword, PasswordError, UserAuthCommand};
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::extract::{Json, RequestMeta};
-use super::{ApiContext, ApiError, BodyProblems, Problem, Result, ServerProblems};
+use super::extract::Json;
+use super::{ApiContext, BodyProblems, Problem, Result, ServerProblems};
+use crate::app::Caller;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -35,44 +35,12 @@ pub struct Registered {
     ))]
 pub async fn register(
     State(ctx): State<ApiContext>,
-    meta: RequestMeta,
+    caller: Caller,
     Json(body): Json<RegisterRequest>,
 ) -> Result<(StatusCode, axum::Json<Registered>)> {
-    let user_id = ctx.register(&meta, &body.email, &body.password).await?;
+    let user_id = ctx
+        .app
+        .register(&caller, &body.email, &body.password)
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(Registered { user_id })))
-}
-
-impl ApiContext {
-    pub(super) async fn register(
-        &self,
-        meta: &RequestMeta,
-        email: &str,
-        password: &str,
-    ) -> Result<Uuid> {
-        if !self.registration_open {
-            return Err(ApiError::registration_closed());
-        }
-        let email = Email::parse(email).map_err(|_| ApiError::invalid_email())?;
-        let local_part = email
-            .as_str()
-            .split('@')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        let password = NewPassword::parse(password, &[email.as_str(), &local_part])
-            .map_err(password_problem)?;
-        let user_id = email.user_id();
-        self.bus
-            .execute(
-                user_id,
-                UserAuthCommand::RegisterUser { email, password },
-                &meta.as_user(),
-            )
-            .await?;
-        Ok(user_id)
-    }
-}
-
-fn password_problem(err: PasswordError) -> ApiError {
-    ApiError::unacceptable_password().with_detail(err.to_string())
 }

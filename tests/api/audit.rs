@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
+use authledger_aggregates::Clock;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -56,7 +56,7 @@ async fn audit_reads_need_an_auditor_and_admin_actions_an_admin(pool: PgPool) {
     assert_problem(unknown, StatusCode::NOT_FOUND, "unknown-user").await;
 }
 
-async fn state_at(app: &TestApp, email: &str, at: chrono::DateTime<Utc>) -> Value {
+async fn state_at(app: &TestApp, email: &str, at: chrono::DateTime<chrono::Utc>) -> Value {
     let path = format!(
         "/v1/audit/users/{email}/state?at={}",
         at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
@@ -68,12 +68,9 @@ async fn state_at(app: &TestApp, email: &str, at: chrono::DateTime<Utc>) -> Valu
 
 #[sqlx::test(migrator = "authledger::db::MIGRATOR")]
 async fn the_history_lists_every_event_and_the_state_is_right_at_any_instant(pool: PgPool) {
-    let app = spawn_app_with(pool, |s| {
-        s.policy.throttle_base = chrono::Duration::seconds(2)
-    })
-    .await;
+    let app = spawn_app(pool).await;
     let mut user = app.signed_up().await;
-    let enrolled = Utc::now();
+    let enrolled = app.clock.now();
 
     // Five wrong codes: a throttle.
     let login = app.password_step(&user.email).await;
@@ -84,8 +81,9 @@ async fn the_history_lists_every_event_and_the_state_is_right_at_any_instant(poo
         )
         .await;
     }
-    let throttled = Utc::now();
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let throttled = app.clock.now();
+    // The wait passes.
+    app.clock.advance(chrono::Duration::seconds(31));
     // Sign-ins by TOTP, recovery code and email link.
     app.sign_in_with_totp(&mut user).await;
     let login = app.password_step(&user.email).await;
@@ -105,7 +103,7 @@ async fn the_history_lists_every_event_and_the_state_is_right_at_any_instant(poo
     let link = app.link_token(id, &app.email_link_references(id).await[0]);
     app.post_ok("/v1/login/email-link/redeem", json!({"token": link}))
         .await;
-    let signed_in_thrice = Utc::now();
+    let signed_in_thrice = app.clock.now();
     // Reset, then re-enrollment.
     app.post_with_session(
         "/v1/me/mfa/reset",
@@ -113,11 +111,11 @@ async fn the_history_lists_every_event_and_the_state_is_right_at_any_instant(poo
         None,
     )
     .await;
-    let between = Utc::now();
+    let between = app.clock.now();
     let login = app.password_step(&user.email).await;
     app.enroll(&user.email, login["login_token"].as_str().unwrap())
         .await;
-    let reenrolled = Utc::now();
+    let reenrolled = app.clock.now();
     // Failures, a throttle, and an admin's unlock.
     for _ in 0..5 {
         app.post(
@@ -467,7 +465,7 @@ async fn an_admin_unlocks_from_the_command_line(pool: PgPool) {
             "verified by phone",
         ])
         .env("DATABASE_URL", database_url(&pool).await)
-        .env("AUTHLEDGER_SECRET_KEY", app.settings.master_key.to_base64())
+        .env("AUTHLEDGER_SECRET_KEY", app.key.to_base64())
         .env("AUTHLEDGER_ARGON2_MEMORY_KIB", "1024")
         .output()
         .await

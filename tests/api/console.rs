@@ -463,7 +463,10 @@ async fn refusals_are_plain_words_that_enumerate_nothing_and_say_when_to_retry(p
 
 #[sqlx::test(migrator = "authledger::db::MIGRATOR")]
 async fn closed_registration_refuses_accounts_in_the_api_and_the_console(pool: PgPool) {
-    let app = spawn_app_with(pool, |s| s.registration_open = false).await;
+    let app = spawn_app_with(pool, |c| {
+        c.registration = authledger::config::Registration::Closed
+    })
+    .await;
     let api = app
         .post(
             "/v1/users",

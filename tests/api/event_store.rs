@@ -4,7 +4,7 @@ use std::sync::Arc;
 use authledger::command_bus::CommandBus;
 use authledger::keys::{Keyring, MasterKey};
 use authledger::services::{Argon2Hasher, OsRandomness, SystemClock};
-use authledger_aggregates::{Policy, UserAuth, UserAuthEvent, UserAuthServices};
+use authledger_aggregates::{UserAuth, UserAuthEvent, UserAuthServices};
 use cqrs_es::Aggregate;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -109,7 +109,7 @@ fn bus(pool: &PgPool, snapshot_every: usize) -> CommandBus {
         randomness: Arc::new(OsRandomness),
         hasher: Arc::new(Argon2Hasher::new(1024, 1, 1, 1).unwrap()),
         keeper: keyring,
-        policy: Policy::default(),
+        policy: authledger::config::Config::from_env().unwrap().policy(),
     };
     CommandBus::new(pool.clone(), services, snapshot_every)
 }

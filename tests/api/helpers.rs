@@ -1,10 +1,13 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use authledger::config::Config;
 use authledger::keys::{Keyring, MasterKey};
-use authledger::startup::{Application, Pipeline, Settings};
+use authledger::services::AdjustableClock;
+use authledger::startup::{wire, Application, Pipeline};
 use authledger::tokens::{TokenCodec, TokenKind};
+use authledger_aggregates::Clock;
 use authledger_aggregates::Reference;
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
@@ -51,7 +54,11 @@ pub const AUDITOR_TOKEN: &str = "test-auditor-credential-7f3a";
 pub const ADMIN_TOKEN: &str = "test-admin-credential-91c2";
 
 pub struct TestApp {
-    pub settings: Settings,
+    pub config: Config,
+    /// The server key, for child processes and for deriving tokens.
+    pub key: MasterKey,
+    /// The server's clock: tests move it instead of sleeping.
+    pub clock: Arc<AdjustableClock>,
     /// The read models, the email relay and the worker, on this test's own
     /// RabbitMQ names; tests drive them with `run_once`.
     pub pipeline: Arc<Pipeline>,
@@ -68,26 +75,30 @@ pub async fn spawn_app(pool: PgPool) -> TestApp {
 
 /// Starts the server on a free port against `pool`, a fresh database with
 /// the migrations applied.
-pub async fn spawn_app_with(pool: PgPool, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+pub async fn spawn_app_with(pool: PgPool, adjust: impl FnOnce(&mut Config)) -> TestApp {
     log_buffer();
     let key = MasterKey::generate();
-    let mut settings = Settings::with_key(key.clone());
-    settings.addr = "127.0.0.1:0".parse().unwrap();
-    settings.hashing_threads = 2;
-    settings.amqp_prefix = format!("test-{}", Uuid::new_v4().simple());
-    settings.amqp_queue_expiry = Some(Duration::from_secs(600));
-    settings.auditor_tokens = vec![AUDITOR_TOKEN.into()];
-    settings.admin_tokens = vec![ADMIN_TOKEN.into()];
-    adjust(&mut settings);
-    let pipeline = Arc::new(Pipeline::new(&settings, pool.clone()).expect("build the pipeline"));
-    let app = Application::build(settings.clone(), pool.clone())
+    let mut config = Config::from_env().expect("the configuration");
+    config.secret_key = Some(key.clone());
+    config.addr = "127.0.0.1:0".parse().unwrap();
+    config.hashing.hashing_threads = Some(2);
+    config.mail.amqp_prefix = format!("test-{}", Uuid::new_v4().simple());
+    config.mail.queue_expiry = Some(Duration::from_secs(600));
+    config.auditor_tokens = vec![AUDITOR_TOKEN.into()];
+    config.admin_tokens = vec![ADMIN_TOKEN.into()];
+    adjust(&mut config);
+    let clock = Arc::new(AdjustableClock::default());
+    let (app, pipeline) = wire(&config, pool.clone(), clock.clone()).expect("wire the app");
+    let server = Application::build(&config, app)
         .await
         .expect("build the app");
-    let addr = app.local_addr().unwrap();
-    tokio::spawn(app.run_until(std::future::pending()));
+    let addr = server.local_addr().unwrap();
+    tokio::spawn(server.run_until(std::future::pending()));
     TestApp {
-        settings,
-        pipeline,
+        config,
+        key: key.clone(),
+        clock,
+        pipeline: Arc::new(pipeline),
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
         pool,
@@ -100,37 +111,39 @@ pub fn unique_email() -> String {
 }
 
 /// An authenticator app: holds the secret from the enrollment URI and never
-/// shows the same time step's code twice (the server would refuse it).
+/// shows the same time step's code twice (the server would refuse it). It
+/// reads the server's clock, as a phone in sync would.
 pub struct Device {
     pub totp: Totp,
+    clock: Arc<AdjustableClock>,
     last_step: Option<u64>,
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 impl Device {
-    pub fn from_uri(uri: &str) -> Self {
+    pub fn from_uri(uri: &str, clock: &Arc<AdjustableClock>) -> Self {
         Self {
             totp: Totp::from_url(uri).expect("a valid otpauth URI"),
+            clock: clock.clone(),
             last_step: None,
         }
     }
 
+    fn now(&self) -> u64 {
+        u64::try_from(self.clock.now().timestamp()).unwrap()
+    }
+
     /// The code of the next unused step: the current one, or the one after
-    /// it (inside the server's one-step skew), waiting if both were used.
+    /// it (inside the server's one-step skew). When both were used, time
+    /// moves on to the next step, as it would for a user who waits.
     pub async fn next_code(&mut self) -> String {
-        let now = unix_now();
-        let current = now / 30;
+        let current = self.now() / 30;
         let step = self
             .last_step
             .map_or(current, |last| (last + 1).max(current));
         if step > current + 1 {
-            tokio::time::sleep(Duration::from_secs((step - 1) * 30 - now + 1)).await;
+            let wait = (step - 1) * 30 - self.now() + 1;
+            self.clock
+                .advance(chrono::Duration::seconds(i64::try_from(wait).unwrap()));
         }
         self.last_step = Some(step);
         self.totp.generate(step * 30).to_string()
@@ -236,7 +249,7 @@ impl TestApp {
             .json()
             .await
             .unwrap();
-        let mut device = Device::from_uri(enrollment["otpauth_uri"].as_str().unwrap());
+        let mut device = Device::from_uri(enrollment["otpauth_uri"].as_str().unwrap(), &self.clock);
         let code = device.next_code().await;
         let confirmed = self
             .post_ok(
@@ -357,7 +370,7 @@ impl TestApp {
     /// Messages waiting in one of this test's queues.
     pub async fn queue_depth(&self, queue: &str) -> u32 {
         let (connection, channel) = authledger_projections::mail::connect(
-            &self.settings.amqp_url,
+            self.config.mail.amqp_url.expose(),
             &self.pipeline_topology(),
             "test-depth",
         )
@@ -381,7 +394,7 @@ impl TestApp {
     /// Deletes this test's RabbitMQ queues and exchanges.
     pub async fn remove_topology(&self) {
         let (connection, channel) = authledger_projections::mail::connect(
-            &self.settings.amqp_url,
+            self.config.mail.amqp_url.expose(),
             &self.pipeline_topology(),
             "test-teardown",
         )
@@ -392,9 +405,7 @@ impl TestApp {
     }
 
     pub fn pipeline_topology(&self) -> authledger_projections::mail::Topology {
-        let mut topology = authledger_projections::mail::Topology::new(&self.settings.amqp_prefix);
-        topology.expires = self.settings.amqp_queue_expiry;
-        topology
+        self.config.mail.topology()
     }
 }
 

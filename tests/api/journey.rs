@@ -189,10 +189,7 @@ async fn an_enrolled_account_cannot_enroll_a_second_authenticator(pool: PgPool) 
 
 #[sqlx::test(migrator = "authledger::db::MIGRATOR")]
 async fn a_reset_without_a_recent_sign_in_needs_the_password(pool: PgPool) {
-    let app = spawn_app_with(pool, |s| {
-        s.policy.reauthentication_window = chrono::Duration::zero()
-    })
-    .await;
+    let app = spawn_app_with(pool, |s| s.policy.reauthentication_window_secs = 0).await;
     let user = app.signed_up().await;
 
     let bare = app

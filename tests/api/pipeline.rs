@@ -242,15 +242,17 @@ fn worker_for(app: &TestApp, smtp_url: &str, max_attempts: u32, retry_base: Dura
         app.pool.clone(),
         app.tokens.clone(),
         WorkerSettings {
-            amqp_url: app.settings.amqp_url.clone(),
+            amqp_url: app.config.mail.amqp_url.expose().to_owned(),
             topology: app.pipeline_topology(),
             smtp_url: smtp_url.to_owned(),
-            from: app.settings.mail_from.parse().unwrap(),
-            public_url: app.settings.public_url.clone(),
+            from: app.config.mail.mail_from.parse().unwrap(),
+            public_url: app.config.public_url.clone(),
             prefetch: 16,
             max_attempts,
             retry_base,
         },
+        app.clock.clone(),
+        authledger::metrics::MailMetrics::default(),
     )
     .unwrap()
 }
@@ -321,7 +323,7 @@ async fn a_mail_that_always_fails_ends_in_the_dead_letter_queue_and_the_metric(p
     let mut outcomes = Vec::new();
     for _ in 0..50 {
         let (connection, channel) = authledger_projections::mail::connect(
-            &app.settings.amqp_url,
+            app.config.mail.amqp_url.expose(),
             &app.pipeline_topology(),
             "test-get",
         )
@@ -387,7 +389,7 @@ async fn two_relays_on_one_database_publish_each_event_once(pool: PgPool) {
         .await;
     }
     // A second server's pipeline on the same database and broker.
-    let second = authledger::startup::Pipeline::new(&app.settings, pool).unwrap();
+    let (_, second) = authledger::startup::wire(&app.config, pool, app.clock.clone()).unwrap();
     let mut relayed = 0;
     while projection_lag(&app.pool, "email_relay").await > 0 {
         let (a, b) = tokio::join!(app.pipeline.relay.catch_up(), second.relay.catch_up());

@@ -22,9 +22,9 @@ async fn spawn_console(pool: PgPool) -> TestApp {
         .local_addr()
         .unwrap()
         .port();
-    spawn_app_with(pool, |settings| {
-        settings.addr = ([127, 0, 0, 1], port).into();
-        settings.public_url = format!("http://127.0.0.1:{port}");
+    spawn_app_with(pool, |config| {
+        config.addr = ([127, 0, 0, 1], port).into();
+        config.public_url = format!("http://127.0.0.1:{port}");
     })
     .await
 }
@@ -115,9 +115,10 @@ async fn the_whole_journey_by_clicks(pool: PgPool) {
     assert_eq!(browser.path().await, "/sign-in/enroll");
     look(&browser, "Set up your authenticator app", "03-enroll").await;
     let secret = browser.text("#totp-secret").await.replace(' ', "");
-    let mut device = Device::from_uri(&format!(
-        "otpauth://totp/authledger:{email}?secret={secret}&issuer=authledger"
-    ));
+    let mut device = Device::from_uri(
+        &format!("otpauth://totp/authledger:{email}?secret={secret}&issuer=authledger"),
+        &app.clock,
+    );
     browser.fill("#code", &device.next_code().await).await;
     browser.click_on("Verify and continue").await;
     look(&browser, "Save your recovery code", "04-recovery-code").await;

@@ -124,12 +124,12 @@ async fn authledger_process(app: &TestApp, mode: &str) -> Child {
         .arg(mode)
         .env("DATABASE_URL", url)
         .env("AUTHLEDGER_ADDR", "127.0.0.1:0")
-        .env("AUTHLEDGER_SECRET_KEY", app.settings.master_key.to_base64())
-        .env("AUTHLEDGER_AMQP_PREFIX", &app.settings.amqp_prefix)
-        .env("AUTHLEDGER_PUBLIC_URL", &app.settings.public_url)
+        .env("AUTHLEDGER_SECRET_KEY", app.key.to_base64())
+        .env("AUTHLEDGER_AMQP_PREFIX", &app.config.mail.amqp_prefix)
+        .env("AUTHLEDGER_PUBLIC_URL", &app.config.public_url)
         .env(
             "AUTHLEDGER_MAIL_CONCURRENCY",
-            app.settings.mail_concurrency.to_string(),
+            app.config.mail.mail_concurrency.to_string(),
         )
         .env("AUTHLEDGER_NO_MIGRATE", "true")
         .env("RUST_LOG", "warn")
@@ -146,7 +146,7 @@ async fn a_worker_killed_in_the_middle_of_100_mails_loses_none(pool: PgPool) {
         s.policy.email_links_per_window = 1000;
         // The worker process declares the queues as production does, so
         // they must not differ in their arguments.
-        s.amqp_queue_expiry = None;
+        s.mail.queue_expiry = None;
     })
     .await;
     let email = signed_up_with_links(&app).await;
@@ -178,7 +178,7 @@ async fn a_worker_killed_in_the_middle_of_100_mails_loses_none(pool: PgPool) {
     assert_eq!(distinct.len(), 100, "every link arrived");
     // The mails the killed worker had accepted by SMTP but not yet
     // recorded (at most one per concurrent send) can go out again; no other.
-    let concurrency = usize::from(app.settings.mail_concurrency);
+    let concurrency = usize::from(app.config.mail.mail_concurrency);
     assert!(
         links.len() <= 100 + concurrency,
         "{} mails for 100 links",
@@ -192,7 +192,7 @@ async fn two_serve_processes_on_one_database_relay_each_event_once(pool: PgPool)
     let _turn = TURN.lock().await;
     let app = spawn_app_with(pool, |s| {
         s.policy.email_links_per_window = 1000;
-        s.amqp_queue_expiry = None;
+        s.mail.queue_expiry = None;
     })
     .await;
     let email = signed_up_with_links(&app).await;

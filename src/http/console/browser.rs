@@ -14,7 +14,7 @@ use maud::{html, Markup};
 use rand::RngCore;
 use serde::de::DeserializeOwned;
 
-use super::views;
+use super::views::{self, Page};
 use crate::http::ApiContext;
 
 /// The cookies the console sets; `__Host-` prefixed when they are `Secure`.
@@ -96,7 +96,7 @@ impl Csrf {
     pub fn for_browser(ctx: &ApiContext, browser: &Browser) -> Self {
         match &browser.csrf_nonce {
             Some(nonce) => Self {
-                tag: ctx.tokens.csrf_tag(nonce),
+                tag: ctx.app.csrf_tag(nonce),
                 new_nonce: None,
             },
             None => {
@@ -104,7 +104,7 @@ impl Csrf {
                 rand::rngs::OsRng.fill_bytes(&mut bytes);
                 let nonce = URL_SAFE_NO_PAD.encode(bytes);
                 Self {
-                    tag: ctx.tokens.csrf_tag(&nonce),
+                    tag: ctx.app.csrf_tag(&nonce),
                     new_nonce: Some(nonce),
                 }
             }
@@ -135,7 +135,7 @@ pub fn set_cookie(
 ) {
     let max_age = expires_at
         .map(|at| {
-            let seconds = (at - ctx.bus.services().clock.now()).num_seconds().max(0);
+            let seconds = (at - ctx.app.now()).num_seconds().max(0);
             format!("; Max-Age={seconds}")
         })
         .unwrap_or_default();
@@ -184,9 +184,7 @@ impl<T: DeserializeOwned> FromRequest<ApiContext> for Form<T> {
         let bytes = match Bytes::from_request(req, ctx).await {
             Ok(bytes) => bytes,
             Err(rejection) => {
-                return Err(views::problem_page(
-                    ctx,
-                    &browser,
+                return Err(refusal(
                     rejection.status(),
                     "That form could not be read",
                     "Go back and try again.",
@@ -199,13 +197,11 @@ impl<T: DeserializeOwned> FromRequest<ApiContext> for Form<T> {
             .find(|(name, _)| name == "csrf")
             .map(|(_, value)| value.as_str());
         let genuine = match (&browser.csrf_nonce, tag) {
-            (Some(nonce), Some(tag)) => ctx.tokens.csrf_tag_matches(nonce, tag),
+            (Some(nonce), Some(tag)) => ctx.app.csrf_tag_matches(nonce, tag),
             _ => false,
         };
         if cross_site || !genuine {
-            return Err(views::problem_page(
-                ctx,
-                &browser,
+            return Err(refusal(
                 StatusCode::FORBIDDEN,
                 "This form has expired",
                 "For your safety, forms work only on the page they came from. Go back, reload the page, and try again.",
@@ -213,15 +209,23 @@ impl<T: DeserializeOwned> FromRequest<ApiContext> for Form<T> {
         }
         match serde_urlencoded::from_bytes(&bytes) {
             Ok(value) => Ok(Self { browser, value }),
-            Err(_) => Err(views::problem_page(
-                ctx,
-                &browser,
+            Err(_) => Err(refusal(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "That form is incomplete",
                 "Go back, fill in every field, and try again.",
             )),
         }
     }
+}
+
+/// A form refused before any use case ran. The page has no form, so it
+/// needs no CSRF tag.
+fn refusal(status: StatusCode, title: &str, text: &str) -> Response {
+    let page = Page {
+        status,
+        ..Page::new(title)
+    };
+    page.render(&Markup::default(), views::explanation(text))
 }
 
 /// A redirect after a POST, or to where the browser belongs.

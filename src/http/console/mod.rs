@@ -4,7 +4,8 @@
 mod browser;
 mod views;
 
-use axum::extract::{RawQuery, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, RawQuery, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,17 +16,18 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use maud::{html, Markup};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
-use authledger_aggregates::{Assurance, SignInMethod};
-pub use browser::Browser;
-use browser::{clear_cookie, see_other, set_cookie, CookieName, Csrf, Form};
-use views::{grouped, problem_page, wait_words, Page, Problem};
+use authledger_aggregates::{Assurance, SecondFactor, SignInMethod};
+use browser::{clear_cookie, see_other, set_cookie, Browser, CookieName, Csrf, Form};
+use views::{grouped, wait_words, Page, Problem};
 
-use super::extract::RequestMeta;
-use super::login::{Enrollment, Next, SessionWithRecoveryCode};
-use super::me::Me;
 use super::{ApiContext, ApiError};
-use crate::tokens::TokenKind;
+use crate::app::{AppError, Caller, Enrollment, Me, SignedIn, SignedInWithCode};
+
+/// What a console handler answers: the page, or where the browser goes
+/// instead (with `?`).
+type Answer = Result<Response, Response>;
 
 pub fn routes() -> Router<ApiContext> {
     Router::new()
@@ -92,67 +94,136 @@ enum Failure {
     Go(&'static str),
 }
 
-fn failure(err: &ApiError, step: Step) -> Failure {
+fn failure(err: &AppError, step: Step) -> Failure {
+    use AppError as E;
     let say = |message: &str| {
         Failure::Say(Problem {
             message: message.to_owned(),
             retry_after: None,
         })
     };
-    match err.slug() {
-        "invalid-login-token" | "login-attempt-invalid" => Failure::Go(EXPIRED),
-        "unauthenticated" => Failure::Go(SESSION_ENDED),
-        "enrollment-required" | "enrollment-not-started" => Failure::Go("/sign-in/enroll"),
-        "already-enrolled" => Failure::Go("/sign-in/code"),
-        "throttled" => {
-            let seconds = err.retry_after().unwrap_or(1);
-            Failure::Say(Problem {
-                message: format!("Too many wrong tries. Try again {}.", wait_words(seconds)),
-                retry_after: Some(seconds),
-            })
-        }
-        "account-locked" => say("This account is locked after too many failed sign-ins. An administrator can unlock it."),
-        "invalid-credentials" => say("The email or the password is not right."),
-        "invalid-email" => say("Enter an email address like name@example.com."),
-        "unacceptable-password" if step != Step::Register => say("That password is not right."),
-        "unacceptable-password" => Failure::Say(Problem {
+    match err {
+        E::InvalidLoginToken | E::LoginAttemptInvalid => Failure::Go(EXPIRED),
+        E::Unauthenticated => Failure::Go(SESSION_ENDED),
+        E::EnrollmentRequired | E::EnrollmentNotStarted => Failure::Go("/sign-in/enroll"),
+        E::AlreadyEnrolled => Failure::Go("/sign-in/code"),
+        E::Throttled {
+            retry_after_secs, ..
+        } => Failure::Say(Problem {
             message: format!(
-                "Choose another password: {}.",
-                err.detail().unwrap_or("this one is not accepted")
+                "Too many wrong tries. Try again {}.",
+                wait_words(*retry_after_secs)
             ),
-            retry_after: None,
+            retry_after: Some(*retry_after_secs),
         }),
-        "email-taken" => say("An account with this email already exists. Sign in instead."),
-        "registration-closed" => say("This service does not take new accounts."),
-        "invalid-code-format" if step == Step::RecoveryCode => {
+        E::AccountLocked => say("This account is locked after too many failed sign-ins. An administrator can unlock it."),
+        E::InvalidCredentials => say("The email or the password is not right."),
+        E::InvalidEmail => say("Enter an email address like name@example.com."),
+        E::UnacceptablePassword(why) if step == Step::Register => {
+            say(&format!("Choose another password: {why}."))
+        }
+        E::UnacceptablePassword(_) | E::WrongPassword => say("That password is not right."),
+        E::EmailTaken => say("An account with this email already exists. Sign in instead."),
+        E::RegistrationClosed => say("This service does not take new accounts."),
+        E::InvalidCodeFormat if step == Step::RecoveryCode => {
             say("Enter the recovery code exactly as it was shown to you.")
         }
-        "invalid-code-format" => say("Enter the 6 digits your authenticator app shows now."),
-        "invalid-code" if step == Step::RecoveryCode => say("That recovery code is not right."),
-        "invalid-code" => say("That code is not right. Codes change every 30 seconds: enter the one your app shows now."),
-        "invalid-token" | "email-link-invalid" => say("This link has expired, was already used, or a newer one was sent. Sign in again to get a new link."),
-        "reauthentication-required" => say("Enter your password to confirm."),
-        "reauthentication-failed" if step == Step::Password => say("That password is not right."),
-        "contended" => say("Your account changed at the same moment. Try again."),
+        E::InvalidCodeFormat => say("Enter the 6 digits your authenticator app shows now."),
+        E::InvalidCode if step == Step::RecoveryCode => say("That recovery code is not right."),
+        E::InvalidCode => say("That code is not right. Codes change every 30 seconds: enter the one your app shows now."),
+        E::InvalidLinkToken | E::EmailLinkInvalid => say("This link has expired, was already used, or a newer one was sent. Sign in again to get a new link."),
+        E::ReauthenticationRequired => say("Enter your password to confirm."),
+        E::Contended => say("Your account changed at the same moment. Try again."),
         _ => say("Something went wrong on our side. Try again in a moment."),
     }
+}
+
+/// A refusal as a page: the browser is sent on where that helps, or the
+/// page `stay` renders, given the status and the problem in plain words.
+fn refused(
+    ctx: &ApiContext,
+    err: &AppError,
+    step: Step,
+    stay: impl FnOnce(StatusCode, Problem) -> Response,
+) -> Response {
+    // Also where the causes of the service's own failures are logged.
+    let status = ApiError::from(err).status();
+    match failure(err, step) {
+        Failure::Go(to) => go(ctx, to),
+        Failure::Say(problem) => stay(status, problem),
+    }
+}
+
+/// The refusal in plain words, for pages that stay where they are.
+fn say(err: &AppError, step: Step) -> Problem {
+    match failure(err, step) {
+        Failure::Say(problem) => problem,
+        Failure::Go(_) => Problem {
+            message: "That did not work. Start again from the sign-in page.".to_owned(),
+            retry_after: None,
+        },
+    }
+}
+
+/// Where a browser without the cookie a page needs is sent instead.
+struct Redirect(&'static str);
+
+impl From<Redirect> for Response {
+    fn from(Redirect(to): Redirect) -> Self {
+        see_other(to)
+    }
+}
+
+/// The login attempt this browser is in, or the way back to the start.
+fn pending(browser: &Browser) -> Result<&str, Redirect> {
+    browser.login.as_deref().ok_or(Redirect(EXPIRED))
+}
+
+/// The session this browser holds, or the way to sign in.
+fn session(browser: &Browser) -> Result<&str, Redirect> {
+    browser.session.as_deref().ok_or(Redirect("/sign-in"))
+}
+
+/// Renders `page` around `main`, with this browser's CSRF tag in every
+/// form (and the nonce cookie when the browser had none).
+fn show(
+    ctx: &ApiContext,
+    browser: &Browser,
+    page: Page<'_>,
+    main: impl FnOnce(&Csrf) -> Markup,
+) -> Response {
+    let csrf = Csrf::for_browser(ctx, browser);
+    let main = main(&csrf);
+    let mut response = page.render(&csrf.field(), main);
+    csrf.set_cookie(ctx, &mut response);
+    response
+}
+
+/// A page that only explains what went wrong.
+fn problem_page(
+    ctx: &ApiContext,
+    browser: &Browser,
+    status: StatusCode,
+    title: &str,
+    explanation: &str,
+) -> Response {
+    let page = Page {
+        status,
+        ..Page::new(title)
+    };
+    show(ctx, browser, page, |_| views::explanation(explanation))
 }
 
 /// Sets the session cookie and forgets the login attempt. The CSRF nonce
 /// is dropped too, so the next page starts a new one: a tag seen before
 /// the sign-in is worth nothing after it.
-fn signed_in(
-    ctx: &ApiContext,
-    token: &str,
-    expires_at: DateTime<Utc>,
-    mut response: Response,
-) -> Response {
+fn signed_in(ctx: &ApiContext, session: &SignedIn, mut response: Response) -> Response {
     set_cookie(
         ctx,
         &mut response,
         CookieName::Session,
-        token,
-        Some(expires_at),
+        &session.session_token,
+        Some(session.expires_at),
     );
     clear_cookie(ctx, &mut response, CookieName::Login);
     clear_cookie(ctx, &mut response, CookieName::Csrf);
@@ -205,10 +276,7 @@ async fn sign_in_page(
 }
 
 fn sign_in_view(ctx: &ApiContext, browser: &Browser, page: Page<'_>, email: &str) -> Response {
-    let csrf = Csrf::for_browser(ctx, browser);
-    page.render(
-        ctx,
-        &csrf,
+    show(ctx, browser, page, |csrf| {
         html! {
             form method="post" action="/sign-in" {
                 (csrf.field())
@@ -216,69 +284,58 @@ fn sign_in_view(ctx: &ApiContext, browser: &Browser, page: Page<'_>, email: &str
                 (views::password_field("current-password", None))
                 button type="submit" { "Sign in" }
             }
-            @if ctx.registration_open {
+            @if ctx.app.registration_open() {
                 p { "New here? " a href="/register" { "Create account" } }
             }
-        },
-    )
+        }
+    })
 }
 
 async fn sign_in(
     State(ctx): State<ApiContext>,
-    meta: RequestMeta,
+    caller: Caller,
     form: Form<CredentialsForm>,
 ) -> Response {
     let Form { browser, value } = form;
-    match ctx
-        .submit_password(&meta, &value.email, &value.password)
+    let opened = match ctx
+        .app
+        .submit_password(&caller, &value.email, &value.password)
         .await
     {
-        Ok(opened) => {
-            let next = match opened.next {
-                Next::Totp => "/sign-in/code",
-                Next::Enroll => {
-                    // Begun now, so the next page can show the QR code; if
-                    // this fails, that page offers to begin again.
-                    if let Err(err) = ctx.begin_enrollment(&meta, &opened.login_token).await {
-                        tracing::warn!(problem = err.slug(), "enrollment not begun at sign-in");
-                    }
-                    "/sign-in/enroll"
-                }
-            };
-            let mut response = see_other(next);
-            set_cookie(
-                &ctx,
-                &mut response,
-                CookieName::Login,
-                &opened.login_token,
-                Some(opened.expires_at),
-            );
-            response
-        }
+        Ok(opened) => opened,
         Err(err) => {
             let page = Page {
-                status: err.status(),
-                error: say(&err, Step::Password),
+                status: ApiError::from(&err).status(),
+                error: Some(say(&err, Step::Password)),
                 ..Page::new("Sign in")
             };
-            sign_in_view(&ctx, &browser, page, &value.email)
+            return sign_in_view(&ctx, &browser, page, &value.email);
         }
-    }
-}
-
-/// The refusal in plain words, for pages that stay where they are.
-fn say(err: &ApiError, step: Step) -> Option<Problem> {
-    Some(match failure(err, step) {
-        Failure::Say(problem) => problem,
-        Failure::Go(_) => Problem {
-            message: "That did not work. Start again from the sign-in page.".to_owned(),
-            retry_after: None,
-        },
-    })
+    };
+    let next = match opened.next {
+        SecondFactor::Totp => "/sign-in/code",
+        SecondFactor::Enroll => {
+            // Begun now, so the next page can show the QR code; if this
+            // fails, that page offers to begin again.
+            if let Err(err) = ctx.app.begin_enrollment(&caller, &opened.login_token).await {
+                tracing::warn!(error = %err, "enrollment not begun at sign-in");
+            }
+            "/sign-in/enroll"
+        }
+    };
+    let mut response = see_other(next);
+    set_cookie(
+        &ctx,
+        &mut response,
+        CookieName::Login,
+        &opened.login_token,
+        Some(opened.expires_at),
+    );
+    response
 }
 
 async fn register_page(State(ctx): State<ApiContext>, browser: Browser) -> Response {
-    if !ctx.registration_open {
+    if !ctx.app.registration_open() {
         return registration_closed(&ctx, &browser);
     }
     register_view(&ctx, &browser, Page::new("Create account"), "")
@@ -295,10 +352,7 @@ fn registration_closed(ctx: &ApiContext, browser: &Browser) -> Response {
 }
 
 fn register_view(ctx: &ApiContext, browser: &Browser, page: Page<'_>, email: &str) -> Response {
-    let csrf = Csrf::for_browser(ctx, browser);
-    page.render(
-        ctx,
-        &csrf,
+    show(ctx, browser, page, |csrf| {
         html! {
             form method="post" action="/register" {
                 (csrf.field())
@@ -307,25 +361,29 @@ fn register_view(ctx: &ApiContext, browser: &Browser, page: Page<'_>, email: &st
                 button type="submit" { "Create account" }
             }
             p { "Already have an account? " a href="/sign-in" { "Sign in" } }
-        },
-    )
+        }
+    })
 }
 
 async fn register(
     State(ctx): State<ApiContext>,
-    meta: RequestMeta,
+    caller: Caller,
     form: Form<CredentialsForm>,
 ) -> Response {
     let Form { browser, value } = form;
-    if !ctx.registration_open {
+    if !ctx.app.registration_open() {
         return registration_closed(&ctx, &browser);
     }
-    match ctx.register(&meta, &value.email, &value.password).await {
+    match ctx
+        .app
+        .register(&caller, &value.email, &value.password)
+        .await
+    {
         Ok(_) => see_other("/sign-in?notice=account-created"),
         Err(err) => {
             let page = Page {
-                status: err.status(),
-                error: say(&err, Step::Register),
+                status: ApiError::from(&err).status(),
+                error: Some(say(&err, Step::Register)),
                 ..Page::new("Create account")
             };
             register_view(&ctx, &browser, page, &value.email)
@@ -333,18 +391,13 @@ async fn register(
     }
 }
 
-async fn code_page(State(ctx): State<ApiContext>, browser: Browser) -> Response {
-    if browser.login.is_none() {
-        return see_other(EXPIRED);
-    }
-    code_view(&ctx, &browser, Page::new("Enter your code"))
+async fn code_page(State(ctx): State<ApiContext>, browser: Browser) -> Answer {
+    pending(&browser)?;
+    Ok(code_view(&ctx, &browser, Page::new("Enter your code")))
 }
 
 fn code_view(ctx: &ApiContext, browser: &Browser, page: Page<'_>) -> Response {
-    let csrf = Csrf::for_browser(ctx, browser);
-    page.render(
-        ctx,
-        &csrf,
+    show(ctx, browser, page, |csrf| {
         html! {
             form method="post" action="/sign-in/code" {
                 (csrf.field())
@@ -352,52 +405,47 @@ fn code_view(ctx: &ApiContext, browser: &Browser, page: Page<'_>) -> Response {
                 button type="submit" { "Continue" }
             }
             p { a href="/sign-in/other" { "Try another method" } }
-        },
-    )
+        }
+    })
+}
+
+/// The page again, saying what went wrong.
+fn again<'a>(title: &'a str, status: StatusCode, problem: Problem) -> Page<'a> {
+    Page {
+        status,
+        error: Some(problem),
+        ..Page::new(title)
+    }
 }
 
 async fn submit_code(
     State(ctx): State<ApiContext>,
-    meta: RequestMeta,
+    caller: Caller,
     form: Form<CodeForm>,
-) -> Response {
+) -> Answer {
     let Form { browser, value } = form;
-    let Some(login) = &browser.login else {
-        return see_other(EXPIRED);
-    };
-    match ctx.submit_totp(&meta, login, &value.code).await {
-        Ok(session) => signed_in(
-            &ctx,
-            &session.session_token,
-            session.expires_at,
-            see_other("/profile"),
-        ),
-        Err(err) => match failure(&err, Step::Totp) {
-            Failure::Go(to) => go(&ctx, to),
-            Failure::Say(problem) => {
-                let page = Page {
-                    status: err.status(),
-                    error: Some(problem),
-                    ..Page::new("Enter your code")
-                };
-                code_view(&ctx, &browser, page)
-            }
+    let login = pending(&browser)?;
+    Ok(
+        match ctx.app.submit_totp(&caller, login, &value.code).await {
+            Ok(session) => signed_in(&ctx, &session, see_other("/profile")),
+            Err(err) => refused(&ctx, &err, Step::Totp, |status, problem| {
+                code_view(&ctx, &browser, again("Enter your code", status, problem))
+            }),
         },
-    }
+    )
 }
 
-async fn other_methods_page(State(ctx): State<ApiContext>, browser: Browser) -> Response {
-    if browser.login.is_none() {
-        return see_other(EXPIRED);
-    }
-    other_methods_view(&ctx, &browser, Page::new("Try another method"))
+async fn other_methods_page(State(ctx): State<ApiContext>, browser: Browser) -> Answer {
+    pending(&browser)?;
+    Ok(other_methods_view(
+        &ctx,
+        &browser,
+        Page::new("Try another method"),
+    ))
 }
 
 fn other_methods_view(ctx: &ApiContext, browser: &Browser, page: Page<'_>) -> Response {
-    let csrf = Csrf::for_browser(ctx, browser);
-    page.render(
-        ctx,
-        &csrf,
+    show(ctx, browser, page, |csrf| {
         html! {
             ul.choices {
                 li {
@@ -413,77 +461,80 @@ fn other_methods_view(ctx: &ApiContext, browser: &Browser, page: Page<'_>) -> Re
                 }
             }
             p { a href="/sign-in/code" { "Use your authenticator app" } }
-        },
-    )
+        }
+    })
 }
 
 async fn send_email_link(
     State(ctx): State<ApiContext>,
-    meta: RequestMeta,
+    caller: Caller,
     form: Form<NoFields>,
-) -> Response {
+) -> Answer {
     let Form { browser, .. } = form;
-    let Some(login) = &browser.login else {
-        return see_other(EXPIRED);
-    };
-    match ctx.request_email_link(&meta, login).await {
-        Ok(()) => {
-            let csrf = Csrf::for_browser(&ctx, &browser);
-            Page::new("Check your inbox").render(
-                &ctx,
-                &csrf,
-                html! {
-                    p {
-                        "We sent a sign-in link to the address on your account. It works once, for "
-                        (ctx.bus.services().policy.email_link_ttl.num_minutes())
-                        " minutes. Open it in this browser to finish signing in."
-                    }
-                    p { "No mail after a few minutes? Look in your spam folder, or " a href="/sign-in/other" { "try another method" } "." }
-                },
-            )
-        }
-        Err(err) => match failure(&err, Step::Other) {
-            Failure::Go(to) => go(&ctx, to),
-            Failure::Say(problem) => {
-                let page = Page {
-                    status: err.status(),
-                    error: Some(problem),
-                    ..Page::new("Try another method")
-                };
-                other_methods_view(&ctx, &browser, page)
+    let login = pending(&browser)?;
+    Ok(match ctx.app.request_email_link(&caller, login).await {
+        Ok(()) => show(&ctx, &browser, Page::new("Check your inbox"), |_| {
+            html! {
+                p {
+                    "We sent a sign-in link to the address on your account. It works once, for "
+                    (ctx.app.policy().email_link_ttl.num_minutes())
+                    " minutes. Open it in this browser to finish signing in."
+                }
+                p { "No mail after a few minutes? Look in your spam folder, or " a href="/sign-in/other" { "try another method" } "." }
             }
-        },
-    }
+        }),
+        Err(err) => refused(&ctx, &err, Step::Other, |status, problem| {
+            other_methods_view(&ctx, &browser, again("Try another method", status, problem))
+        }),
+    })
 }
 
-/// The page a mailed link opens (`GET /v1/login/email-link`). Opening it
-/// spends nothing, since mail scanners prefetch links; its button does. It
-/// names the account, so nobody is signed in to another person's account
-/// by a link they were sent without noticing.
-pub async fn email_link_page(ctx: &ApiContext, browser: Browser, token: &str) -> Response {
-    let account = match ctx.tokens.decode(TokenKind::EmailLink, token) {
-        Ok((user, _)) => ctx
-            .bus
-            .load(user)
-            .await
-            .ok()
-            .and_then(|state| state.profile())
-            .map(|profile| profile.email),
-        Err(_) => None,
+#[derive(Deserialize, IntoParams)]
+pub struct LinkQuery {
+    /// The token from the mailed link.
+    token: Option<String>,
+}
+
+/// The page a mailed link opens, part of the web console. Opening it
+/// spends nothing (mail scanners prefetch links); its button POSTs the
+/// redeem, which signs the browser in. It names the account, so nobody is
+/// signed in to another person's account by a link they were sent without
+/// noticing.
+#[utoipa::path(get, path = "/v1/login/email-link", tag = "login",
+    params(LinkQuery),
+    responses(
+        (status = 200, description = "A confirm page", content_type = "text/html"),
+        (status = 400, description = "A page saying the link is broken", content_type = "text/html"),
+    ))]
+pub async fn email_link_page(
+    State(ctx): State<ApiContext>,
+    browser: Browser,
+    query: std::result::Result<Query<LinkQuery>, QueryRejection>,
+) -> Response {
+    let token = query.ok().and_then(|Query(q)| q.token).unwrap_or_default();
+    let account = match ctx.app.email_link_account(&token).await {
+        Ok(Some(account)) => account,
+        Ok(None) => {
+            return problem_page(
+                &ctx,
+                &browser,
+                StatusCode::BAD_REQUEST,
+                "This link is broken",
+                "The sign-in link is incomplete. Open it from the mail again, or sign in again to get a new one.",
+            )
+        }
+        Err(err) => {
+            let problem = say(&err, Step::Other);
+            return problem_page(
+                &ctx,
+                &browser,
+                ApiError::from(&err).status(),
+                "This link cannot be used",
+                &problem.message,
+            );
+        }
     };
-    let Some(account) = account else {
-        return problem_page(
-            ctx,
-            &browser,
-            StatusCode::BAD_REQUEST,
-            "This link is broken",
-            "The sign-in link is incomplete. Open it from the mail again, or sign in again to get a new one.",
-        );
-    };
-    let csrf = Csrf::for_browser(ctx, &browser);
-    Page::new("Finish signing in").render(
-        ctx,
-        &csrf,
+    show(&ctx, &browser, Page::new("Finish signing in"), |csrf| {
         html! {
             p { "Continue to finish signing in as " strong #link-account { (account) } "." }
             form method="post" action="/sign-in/email-link" {
@@ -492,50 +543,39 @@ pub async fn email_link_page(ctx: &ApiContext, browser: Browser, token: &str) ->
                 button type="submit" { "Sign in" }
             }
             p { "If you did not try to sign in, or this is not your account, close this page. If it was not you, sign in and reset your multi-factor authentication." }
-        },
-    )
+        }
+    })
 }
 
 async fn redeem_email_link(
     State(ctx): State<ApiContext>,
-    meta: RequestMeta,
+    caller: Caller,
     form: Form<TokenForm>,
 ) -> Response {
     let Form { browser, value } = form;
-    match ctx.redeem_email_link(&meta, &value.token).await {
-        Ok(session) => signed_in(
+    match ctx.app.redeem_email_link(&caller, &value.token).await {
+        Ok(session) => signed_in(&ctx, &session, see_other("/profile")),
+        Err(err) => problem_page(
             &ctx,
-            &session.session_token,
-            session.expires_at,
-            see_other("/profile"),
+            &browser,
+            ApiError::from(&err).status(),
+            "This link cannot be used",
+            &say(&err, Step::Other).message,
         ),
-        Err(err) => {
-            let message = say(&err, Step::Other)
-                .map(|p| p.message)
-                .unwrap_or_default();
-            problem_page(
-                &ctx,
-                &browser,
-                err.status(),
-                "This link cannot be used",
-                &message,
-            )
-        }
     }
 }
 
-async fn recovery_page(State(ctx): State<ApiContext>, browser: Browser) -> Response {
-    if browser.login.is_none() {
-        return see_other(EXPIRED);
-    }
-    recovery_view(&ctx, &browser, Page::new("Use your recovery code"))
+async fn recovery_page(State(ctx): State<ApiContext>, browser: Browser) -> Answer {
+    pending(&browser)?;
+    Ok(recovery_view(
+        &ctx,
+        &browser,
+        Page::new("Use your recovery code"),
+    ))
 }
 
 fn recovery_view(ctx: &ApiContext, browser: &Browser, page: Page<'_>) -> Response {
-    let csrf = Csrf::for_browser(ctx, browser);
-    page.render(
-        ctx,
-        &csrf,
+    show(ctx, browser, page, |csrf| {
         html! {
             form method="post" action="/sign-in/recovery" {
                 (csrf.field())
@@ -546,39 +586,35 @@ fn recovery_view(ctx: &ApiContext, browser: &Browser, page: Page<'_>) -> Respons
                 button type="submit" { "Sign in" }
             }
             p { a href="/sign-in/other" { "Try another method" } }
-        },
-    )
+        }
+    })
 }
 
 async fn submit_recovery_code(
     State(ctx): State<ApiContext>,
-    meta: RequestMeta,
+    caller: Caller,
     form: Form<CodeForm>,
-) -> Response {
+) -> Answer {
     let Form { browser, value } = form;
-    let Some(login) = &browser.login else {
-        return see_other(EXPIRED);
-    };
-    match ctx.use_recovery_code(&meta, login, &value.code).await {
-        Ok(granted) => recovery_code_issued(
-            &ctx,
-            &browser,
-            "Save your new recovery code",
-            "You are signed in, and the code you used is spent.",
-            &granted,
-        ),
-        Err(err) => match failure(&err, Step::RecoveryCode) {
-            Failure::Go(to) => go(&ctx, to),
-            Failure::Say(problem) => {
-                let page = Page {
-                    status: err.status(),
-                    error: Some(problem),
-                    ..Page::new("Use your recovery code")
-                };
-                recovery_view(&ctx, &browser, page)
-            }
+    let login = pending(&browser)?;
+    Ok(
+        match ctx.app.use_recovery_code(&caller, login, &value.code).await {
+            Ok(granted) => recovery_code_issued(
+                &ctx,
+                &browser,
+                "Save your new recovery code",
+                "You are signed in, and the code you used is spent.",
+                &granted,
+            ),
+            Err(err) => refused(&ctx, &err, Step::RecoveryCode, |status, problem| {
+                recovery_view(
+                    &ctx,
+                    &browser,
+                    again("Use your recovery code", status, problem),
+                )
+            }),
         },
-    }
+    )
 }
 
 /// A sign-in that issued a recovery code: the code, shown once, on the
@@ -588,56 +624,36 @@ fn recovery_code_issued(
     browser: &Browser,
     title: &str,
     lead: &str,
-    granted: &SessionWithRecoveryCode,
+    granted: &SignedInWithCode,
 ) -> Response {
-    let csrf = Csrf::for_browser(ctx, browser);
-    let page = Page::new(title).render(
-        ctx,
-        &csrf,
+    let page = show(ctx, browser, Page::new(title), |_| {
         html! {
             p { (lead) }
             (views::recovery_code_shown(&granted.recovery_code))
-        },
-    );
-    signed_in(ctx, &granted.session_token, granted.expires_at, page)
+        }
+    });
+    signed_in(ctx, &granted.session, page)
 }
 
-async fn enroll_page(State(ctx): State<ApiContext>, browser: Browser) -> Response {
-    let Some(login) = &browser.login else {
-        return see_other(EXPIRED);
-    };
-    match ctx.pending_enrollment(login).await {
-        Ok(Some(enrollment)) => enroll_view(
-            &ctx,
-            &browser,
-            Page::new("Set up your authenticator app"),
-            &enrollment,
-        ),
-        Ok(None) => {
-            let csrf = Csrf::for_browser(&ctx, &browser);
-            Page::new("Set up your authenticator app").render(
-                &ctx,
-                &csrf,
-                html! {
-                    p { "Your account needs an authenticator app before you can sign in." }
-                    form method="post" action="/sign-in/enroll/new" {
-                        (csrf.field())
-                        button type="submit" { "Show the QR code" }
-                    }
-                },
-            )
-        }
-        Err(err) => match failure(&err, Step::Totp) {
-            Failure::Go(to) => go(&ctx, to),
-            Failure::Say(problem) => problem_page(
-                &ctx,
-                &browser,
-                err.status(),
-                "Set up your authenticator app",
-                &problem.message,
-            ),
-        },
-    }
+const ENROLL_TITLE: &str = "Set up your authenticator app";
+
+async fn enroll_page(State(ctx): State<ApiContext>, browser: Browser) -> Answer {
+    let login = pending(&browser)?;
+    Ok(match ctx.app.pending_enrollment(login).await {
+        Ok(Some(enrollment)) => enroll_view(&ctx, &browser, Page::new(ENROLL_TITLE), &enrollment),
+        Ok(None) => show(&ctx, &browser, Page::new(ENROLL_TITLE), |csrf| {
+            html! {
+                p { "Your account needs an authenticator app before you can sign in." }
+                form method="post" action="/sign-in/enroll/new" {
+                    (csrf.field())
+                    button type="submit" { "Show the QR code" }
+                }
+            }
+        }),
+        Err(err) => refused(&ctx, &err, Step::Totp, |status, problem| {
+            problem_page(&ctx, &browser, status, ENROLL_TITLE, &problem.message)
+        }),
+    })
 }
 
 fn enroll_view(
@@ -646,14 +662,11 @@ fn enroll_view(
     page: Page<'_>,
     enrollment: &Enrollment,
 ) -> Response {
-    let csrf = Csrf::for_browser(ctx, browser);
     let qr = format!(
         "data:image/svg+xml;base64,{}",
         STANDARD.encode(&enrollment.qr_svg)
     );
-    page.render(
-        ctx,
-        &csrf,
+    show(ctx, browser, page, |csrf| {
         html! {
             p { "Your account needs an authenticator app, such as Authy, 1Password, Google Authenticator or Microsoft Authenticator. Scan this QR code with it:" }
             img.qr src=(qr) width="200" height="200" alt="QR code that adds this account to an authenticator app";
@@ -664,116 +677,104 @@ fn enroll_view(
                 (views::totp_field())
                 button type="submit" { "Verify and continue" }
             }
-        },
-    )
+        }
+    })
 }
 
 async fn new_enrollment(
     State(ctx): State<ApiContext>,
-    meta: RequestMeta,
+    caller: Caller,
     form: Form<NoFields>,
-) -> Response {
+) -> Answer {
     let Form { browser, .. } = form;
-    let Some(login) = &browser.login else {
-        return see_other(EXPIRED);
-    };
-    match ctx.begin_enrollment(&meta, login).await {
+    let login = pending(&browser)?;
+    Ok(match ctx.app.begin_enrollment(&caller, login).await {
         Ok(_) => see_other("/sign-in/enroll"),
-        Err(err) => match failure(&err, Step::Totp) {
-            Failure::Go(to) => go(&ctx, to),
-            Failure::Say(problem) => problem_page(
-                &ctx,
-                &browser,
-                err.status(),
-                "Set up your authenticator app",
-                &problem.message,
-            ),
-        },
-    }
+        Err(err) => refused(&ctx, &err, Step::Totp, |status, problem| {
+            problem_page(&ctx, &browser, status, ENROLL_TITLE, &problem.message)
+        }),
+    })
 }
 
 async fn confirm_enrollment(
     State(ctx): State<ApiContext>,
-    meta: RequestMeta,
+    caller: Caller,
     form: Form<CodeForm>,
-) -> Response {
+) -> Answer {
     let Form { browser, value } = form;
-    let Some(login) = &browser.login else {
-        return see_other(EXPIRED);
+    let login = pending(&browser)?;
+    let err = match ctx
+        .app
+        .confirm_enrollment(&caller, login, &value.code)
+        .await
+    {
+        Ok(granted) => {
+            return Ok(recovery_code_issued(
+                &ctx,
+                &browser,
+                "Save your recovery code",
+                "Your authenticator app is set up and you are signed in.",
+                &granted,
+            ))
+        }
+        Err(err) => err,
     };
-    match ctx.confirm_enrollment(&meta, login, &value.code).await {
-        Ok(granted) => recovery_code_issued(
-            &ctx,
-            &browser,
-            "Save your recovery code",
-            "Your authenticator app is set up and you are signed in.",
-            &granted,
-        ),
-        Err(err) => match failure(&err, Step::Totp) {
-            Failure::Go(to) => go(&ctx, to),
-            Failure::Say(problem) => match ctx.pending_enrollment(login).await {
-                Ok(Some(enrollment)) => {
-                    let page = Page {
-                        status: err.status(),
-                        error: Some(problem),
-                        ..Page::new("Set up your authenticator app")
-                    };
-                    enroll_view(&ctx, &browser, page, &enrollment)
-                }
-                _ => see_other("/sign-in/enroll"),
-            },
+    // The same QR code again, with what went wrong.
+    let enrollment = match ctx.app.pending_enrollment(login).await {
+        Ok(Some(enrollment)) => Some(enrollment),
+        _ => None,
+    };
+    Ok(refused(
+        &ctx,
+        &err,
+        Step::Totp,
+        |status, problem| match enrollment {
+            Some(enrollment) => enroll_view(
+                &ctx,
+                &browser,
+                again(ENROLL_TITLE, status, problem),
+                &enrollment,
+            ),
+            None => see_other("/sign-in/enroll"),
         },
-    }
+    ))
 }
 
 /// The profile of the browser's session, or where to send a browser that
 /// has none.
 async fn signed_in_user(
     ctx: &ApiContext,
-    meta: &RequestMeta,
+    caller: &Caller,
     browser: &Browser,
 ) -> Result<Me, Response> {
-    let Some(token) = &browser.session else {
-        return Err(see_other("/sign-in"));
-    };
-    ctx.profile(meta, token)
-        .await
-        .map_err(|err| match failure(&err, Step::Other) {
-            Failure::Go(to) => go(ctx, to),
-            Failure::Say(problem) => problem_page(
+    let token = session(browser)?;
+    ctx.app.profile(caller, token).await.map_err(|err| {
+        refused(ctx, &err, Step::Other, |status, problem| {
+            problem_page(
                 ctx,
                 browser,
-                err.status(),
+                status,
                 "Something went wrong",
                 &problem.message,
-            ),
+            )
         })
+    })
 }
 
-async fn profile_page(
-    State(ctx): State<ApiContext>,
-    meta: RequestMeta,
-    browser: Browser,
-) -> Response {
-    let me = match signed_in_user(&ctx, &meta, &browser).await {
-        Ok(me) => me,
-        Err(response) => return response,
-    };
-    let csrf = Csrf::for_browser(&ctx, &browser);
+async fn profile_page(State(ctx): State<ApiContext>, caller: Caller, browser: Browser) -> Answer {
+    let me = signed_in_user(&ctx, &caller, &browser).await?;
     let page = Page {
         account: Some(&me.email),
         ..Page::new("My Profile")
     };
-    page.render(
-        &ctx,
-        &csrf,
+    Ok(show(&ctx, &browser, page, |_| {
         html! {
             dl.facts {
                 dt { "Email" }
                 dd #profile-email { (me.email) }
                 dt { "Multi-factor authentication" }
                 dd #mfa-status {
-                    @match me.mfa.enrolled_at {
+                    @match me.enrolled_at {
                         Some(at) => { "On: authenticator app, since " (when(at)) }
                         None => { "Off: you will set up an authenticator app at your next sign-in" }
                     }
@@ -785,8 +786,8 @@ async fn profile_page(
             h2 { "Lost your phone?" }
             p { "If your authenticator app is lost or someone else may have it, reset your multi-factor authentication. You will be signed out everywhere and set up a new authenticator at your next sign-in." }
             p { a.button.danger href="/profile/reset-mfa" { "Reset My Multi-Factor Authentication" } }
-        },
-    )
+        }
+    }))
 }
 
 fn when(at: DateTime<Utc>) -> Markup {
@@ -811,47 +812,27 @@ fn assurance_words(aal: Assurance) -> &'static str {
     }
 }
 
-async fn reset_page(
-    State(ctx): State<ApiContext>,
-    meta: RequestMeta,
-    browser: Browser,
-) -> Response {
-    let me = match signed_in_user(&ctx, &meta, &browser).await {
-        Ok(me) => me,
-        Err(response) => return response,
-    };
-    let services = ctx.bus.services();
-    let needs_password =
-        services.clock.now() - me.session.started_at > services.policy.reauthentication_window;
-    reset_view(&ctx, &browser, &me, needs_password, None, StatusCode::OK)
+async fn reset_page(State(ctx): State<ApiContext>, caller: Caller, browser: Browser) -> Answer {
+    let me = signed_in_user(&ctx, &caller, &browser).await?;
+    Ok(reset_view(&ctx, &browser, &me, Page::new(RESET_TITLE)))
 }
 
-fn reset_view(
-    ctx: &ApiContext,
-    browser: &Browser,
-    me: &Me,
-    needs_password: bool,
-    error: Option<Problem>,
-    status: StatusCode,
-) -> Response {
-    let csrf = Csrf::for_browser(ctx, browser);
+const RESET_TITLE: &str = "Reset My Multi-Factor Authentication?";
+
+fn reset_view(ctx: &ApiContext, browser: &Browser, me: &Me, page: Page<'_>) -> Response {
     let page = Page {
         account: Some(&me.email),
-        status,
-        error,
-        ..Page::new("Reset My Multi-Factor Authentication?")
+        ..page
     };
-    page.render(
-        ctx,
-        &csrf,
+    show(ctx, browser, page, |csrf| {
         html! {
             p { "This forgets your authenticator app and your recovery code, and signs you out on every device, this one included. At your next sign-in you will set up a new authenticator app." }
             form method="post" action="/profile/reset-mfa" {
                 (csrf.field())
-                @if needs_password {
+                @if me.reauthentication_required {
                     (views::password_field("current-password", Some(&format!(
                         "You signed in more than {} minutes ago: enter your password to confirm.",
-                        ctx.bus.services().policy.reauthentication_window.num_minutes()
+                        ctx.app.policy().reauthentication_window.num_minutes()
                     ))))
                 }
                 div.actions {
@@ -859,50 +840,38 @@ fn reset_view(
                     a.button.secondary href="/profile" { "Cancel" }
                 }
             }
-        },
-    )
+        }
+    })
 }
 
-async fn reset_mfa(
-    State(ctx): State<ApiContext>,
-    meta: RequestMeta,
-    form: Form<ResetForm>,
-) -> Response {
+async fn reset_mfa(State(ctx): State<ApiContext>, caller: Caller, form: Form<ResetForm>) -> Answer {
     let Form { browser, value } = form;
-    let Some(token) = &browser.session else {
-        return see_other("/sign-in");
-    };
+    let token = session(&browser)?;
     let password = Some(value.password.as_str()).filter(|p| !p.is_empty());
-    match ctx.reset_mfa(&meta, token, password).await {
+    let err = match ctx.app.reset_mfa(&caller, token, password).await {
         Ok(_) => {
             let mut response = see_other("/sign-in?notice=mfa-reset");
             clear_cookie(&ctx, &mut response, CookieName::Session);
             clear_cookie(&ctx, &mut response, CookieName::Csrf);
-            response
+            return Ok(response);
         }
-        Err(err) => match failure(&err, Step::Password) {
-            Failure::Go(to) => go(&ctx, to),
-            Failure::Say(problem) => match signed_in_user(&ctx, &meta, &browser).await {
-                Ok(me) => reset_view(&ctx, &browser, &me, true, Some(problem), err.status()),
-                Err(response) => response,
-            },
-        },
-    }
+        Err(err) => err,
+    };
+    let me = match failure(&err, Step::Password) {
+        Failure::Go(to) => return Ok(go(&ctx, to)),
+        Failure::Say(_) => signed_in_user(&ctx, &caller, &browser).await?,
+    };
+    Ok(refused(&ctx, &err, Step::Password, |status, problem| {
+        reset_view(&ctx, &browser, &me, again(RESET_TITLE, status, problem))
+    }))
 }
 
-async fn sign_out(
-    State(ctx): State<ApiContext>,
-    meta: RequestMeta,
-    form: Form<NoFields>,
-) -> Response {
+async fn sign_out(State(ctx): State<ApiContext>, caller: Caller, form: Form<NoFields>) -> Response {
     let Form { browser, .. } = form;
     if let Some(token) = &browser.session {
         // A session that has already ended needs no ending.
-        if let Err(err) = ctx.logout(&meta, token).await {
-            tracing::debug!(
-                problem = err.slug(),
-                "sign-out of a session that was not live"
-            );
+        if let Err(err) = ctx.app.logout(&caller, token).await {
+            tracing::debug!(error = %err, "sign-out of a session that was not live");
         }
     }
     let mut response = see_other("/sign-in?notice=signed-out");

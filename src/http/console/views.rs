@@ -6,9 +6,6 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use maud::{html, Markup, DOCTYPE};
 
-use super::browser::{Browser, Csrf};
-use crate::http::ApiContext;
-
 /// Only the stylesheet and images from this origin (the QR code is a data:
 /// image); no script at all, forms post only here, and no framing.
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
@@ -50,7 +47,9 @@ impl<'a> Page<'a> {
         }
     }
 
-    pub fn render(self, ctx: &ApiContext, csrf: &Csrf, main: Markup) -> Response {
+    /// The page around `main`; `csrf_field` goes in the sign-out form of
+    /// the account menu.
+    pub fn render(self, csrf_field: &Markup, main: Markup) -> Response {
         let retry_after = self.error.as_ref().and_then(|e| e.retry_after);
         let markup = html! {
             (DOCTYPE)
@@ -72,7 +71,7 @@ impl<'a> Page<'a> {
                                         li { a href="/profile" { "My Profile" } }
                                         li {
                                             form method="post" action="/sign-out" {
-                                                (csrf.field())
+                                                (csrf_field)
                                                 button.link type="submit" { "Sign out" }
                                             }
                                         }
@@ -101,32 +100,16 @@ impl<'a> Page<'a> {
                 response.headers_mut().insert(RETRY_AFTER, value);
             }
         }
-        csrf.set_cookie(ctx, &mut response);
         response
     }
 }
 
-/// A page that only explains what went wrong.
-pub fn problem_page(
-    ctx: &ApiContext,
-    browser: &Browser,
-    status: StatusCode,
-    title: &str,
-    explanation: &str,
-) -> Response {
-    let csrf = Csrf::for_browser(ctx, browser);
-    let page = Page {
-        status,
-        ..Page::new(title)
-    };
-    page.render(
-        ctx,
-        &csrf,
-        html! {
-            p { (explanation) }
-            p { a href="/" { "Back to the start" } }
-        },
-    )
+/// What a page that only explains what went wrong says.
+pub fn explanation(text: &str) -> Markup {
+    html! {
+        p { (text) }
+        p { a href="/" { "Back to the start" } }
+    }
 }
 
 pub fn email_field(value: &str) -> Markup {

@@ -1,0 +1,134 @@
+//! Auditors' reads: a user's history, their MFA state at an instant, and
+//! the global history, paged or streamed. Read from the event log and the
+//! audit index, never from the aggregate's live state.
+use authledger_aggregates::AuditState;
+use chrono::{DateTime, Utc};
+use futures_util::Stream;
+use uuid::Uuid;
+
+use super::{App, AppError, AppResult};
+use crate::audit::{self, resolve_user, AuditEvent, GlobalQuery};
+
+/// How many events a page holds: 1 to 1000, 100 unless asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageSize(i64);
+
+impl PageSize {
+    pub const DEFAULT: Self = Self(100);
+    pub const MAX: i64 = 1000;
+
+    pub fn parse(requested: Option<i64>) -> AppResult<Self> {
+        match requested {
+            None => Ok(Self::DEFAULT),
+            Some(n) if (1..=Self::MAX).contains(&n) => Ok(Self(n)),
+            Some(_) => Err(AppError::InvalidQuery("limit is 1 to 1000")),
+        }
+    }
+}
+
+/// A page of one user's history.
+#[derive(Debug)]
+pub struct History {
+    pub user_id: Uuid,
+    pub events: Vec<AuditEvent>,
+    /// The `after` for the next page; `None` on the last.
+    pub next_after: Option<i64>,
+}
+
+/// Which events of the global history, from where.
+#[derive(Debug, Default)]
+pub struct EventFilter {
+    /// The previous page's cursor.
+    pub after: Option<String>,
+    pub event_type: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl EventFilter {
+    fn query(self) -> AppResult<GlobalQuery> {
+        let after = match &self.after {
+            Some(cursor) => Some(
+                audit::parse_cursor(cursor)
+                    .ok_or(AppError::InvalidQuery("after is not a cursor"))?,
+            ),
+            None => None,
+        };
+        Ok(GlobalQuery {
+            after,
+            event_type: self.event_type,
+            since: self.since,
+            until: self.until,
+        })
+    }
+}
+
+/// A page of the global history.
+#[derive(Debug)]
+pub struct AuditPage {
+    pub events: Vec<AuditEvent>,
+    /// The cursor for the next page; `None` on the last.
+    pub next: Option<String>,
+}
+
+fn user(user: &str) -> AppResult<Uuid> {
+    resolve_user(user).ok_or(AppError::UnknownUser)
+}
+
+impl App {
+    /// `user`'s events after sequence `after`, oldest first.
+    pub async fn user_history(
+        &self,
+        who: &str,
+        after: Option<i64>,
+        size: PageSize,
+    ) -> AppResult<History> {
+        let user_id = user(who)?;
+        let events = audit::user_history(&self.pool, user_id, after.unwrap_or(0), size.0)
+            .await
+            .map_err(AppError::Internal)?;
+        if events.is_empty() && after.is_none() {
+            return Err(AppError::UnknownUser);
+        }
+        let next_after = (events.len() as i64 == size.0)
+            .then(|| events.last().map(|e| e.sequence))
+            .flatten();
+        Ok(History {
+            user_id,
+            events,
+            next_after,
+        })
+    }
+
+    /// `user`'s MFA state as of `at` (default: now), folded from their
+    /// events up to it.
+    pub async fn user_state(
+        &self,
+        who: &str,
+        at: Option<DateTime<Utc>>,
+    ) -> AppResult<(Uuid, DateTime<Utc>, AuditState)> {
+        let user_id = user(who)?;
+        let at = at.unwrap_or_else(|| self.now());
+        let state = audit::user_state(&self.pool, user_id, at, self.policy())
+            .await
+            .map_err(AppError::Internal)?
+            .ok_or(AppError::UnknownUser)?;
+        Ok((user_id, at, state))
+    }
+
+    /// One page of the global history in the log's order.
+    pub async fn events_page(&self, filter: EventFilter, size: PageSize) -> AppResult<AuditPage> {
+        let (events, next) = audit::global_page(&self.pool, &filter.query()?, size.0)
+            .await
+            .map_err(AppError::Internal)?;
+        Ok(AuditPage { events, next })
+    }
+
+    /// The whole matching history as a stream, in constant memory.
+    pub fn events_stream(
+        &self,
+        filter: EventFilter,
+    ) -> AppResult<impl Stream<Item = anyhow::Result<AuditEvent>> + Send + 'static> {
+        Ok(audit::global_stream(self.pool.clone(), filter.query()?))
+    }
+}

@@ -1,0 +1,152 @@
+//! The use cases: what a caller can ask of authledger, whoever the caller
+//! is (the JSON API, the web console, the command line). Each takes plain
+//! inputs, runs a command through the bus or reads the log, and answers a
+//! typed outcome or an [`AppError`]. The edges only translate.
+mod admin;
+mod audit;
+mod enrollment;
+mod error;
+mod operations;
+mod profile;
+mod recovery;
+mod registration;
+mod sign_in;
+mod staff;
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use authledger_aggregates::{Clock, Policy, Reference, UserAuthServices};
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub use admin::AdminDone;
+pub use audit::{AuditPage, EventFilter, History, PageSize};
+pub use enrollment::Enrollment;
+pub use error::{AppError, AppResult};
+pub use profile::{Me, ResetDone};
+pub use sign_in::{OpenedAttempt, SignedIn, SignedInWithCode};
+pub use staff::{Credentials, Role, Staff};
+
+use crate::command_bus::{CommandBus, CommandMetadata};
+use crate::config::{Config, Secret};
+use crate::keys::Keyring;
+use crate::metrics::MailMetrics;
+use crate::tokens::{TokenCodec, TokenKind};
+
+/// Who is asking: recorded as metadata on every event a request causes.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub request_id: String,
+    pub client_ip: String,
+    pub user_agent: String,
+}
+
+impl Caller {
+    fn as_user(&self) -> CommandMetadata {
+        self.metadata("user".into())
+    }
+
+    fn as_staff(&self, staff: &Staff) -> CommandMetadata {
+        self.metadata(staff.actor())
+    }
+
+    fn metadata(&self, actor: String) -> CommandMetadata {
+        CommandMetadata {
+            request_id: self.request_id.clone(),
+            client_ip: self.client_ip.clone(),
+            user_agent: self.user_agent.clone(),
+            actor,
+        }
+    }
+}
+
+pub struct AppInner {
+    bus: CommandBus,
+    tokens: TokenCodec,
+    pool: PgPool,
+    issuer: String,
+    registration_open: bool,
+    sign_in_failure_floor: Duration,
+    /// RabbitMQ, checked for readiness when the pipeline is in use.
+    amqp_url: Option<Secret>,
+    credentials: Credentials,
+    mail_metrics: MailMetrics,
+}
+
+/// The application: cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct App(Arc<AppInner>);
+
+impl Deref for App {
+    type Target = AppInner;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl App {
+    /// Wires the use cases to the event store, the keys and the domain's
+    /// services as configured.
+    pub fn new(
+        config: &Config,
+        pool: PgPool,
+        keyring: Arc<Keyring>,
+        services: UserAuthServices,
+        mail_metrics: MailMetrics,
+    ) -> anyhow::Result<Self> {
+        Ok(Self(Arc::new(AppInner {
+            bus: CommandBus::new(pool.clone(), services, config.snapshot_every),
+            tokens: TokenCodec::new(keyring),
+            pool,
+            issuer: config.issuer.clone(),
+            registration_open: config.registration_open(),
+            sign_in_failure_floor: config.hashing.sign_in_failure_floor(),
+            amqp_url: Some(config.mail.amqp_url.clone()),
+            credentials: Credentials::new(&config.auditor_tokens, &config.admin_tokens)?,
+            mail_metrics,
+        })))
+    }
+
+    /// The time, from the clock the domain decides with.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock().now()
+    }
+
+    fn clock(&self) -> &Arc<dyn Clock> {
+        &self.bus.services().clock
+    }
+
+    /// The rules' numbers, for pages that state them.
+    pub fn policy(&self) -> &Policy {
+        &self.bus.services().policy
+    }
+
+    pub fn registration_open(&self) -> bool {
+        self.registration_open
+    }
+
+    /// The form tag for a browser's CSRF nonce (signed double submit).
+    pub fn csrf_tag(&self, nonce: &str) -> String {
+        self.tokens.csrf_tag(nonce)
+    }
+
+    /// Whether `tag` belongs to `nonce`, compared in constant time.
+    pub fn csrf_tag_matches(&self, nonce: &str, tag: &str) -> bool {
+        self.tokens.csrf_tag_matches(nonce, tag)
+    }
+
+    fn login_token(&self, token: &str) -> AppResult<(Uuid, Reference)> {
+        self.tokens
+            .decode(TokenKind::LoginAttempt, token)
+            .map_err(|_| AppError::InvalidLoginToken)
+    }
+
+    fn session_token(&self, token: &str) -> AppResult<(Uuid, Reference)> {
+        self.tokens
+            .decode(TokenKind::Session, token)
+            .map_err(|_| AppError::Unauthenticated)
+    }
+}

@@ -1,0 +1,147 @@
+//! Signing in: the password step, then the authenticator's code. The other
+//! ways to finish a sign-in are in `enrollment` and `recovery`.
+use authledger_aggregates::{
+    Email, Password, RecoveryCode, SecondFactor, StartedSession, TotpCode, UserAuthCommand, Verdict,
+};
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::{App, AppError, AppResult, Caller};
+use crate::command_bus::BusError;
+use crate::services::new_recovery_code;
+use crate::tokens::TokenKind;
+
+/// A login attempt opened by a correct password.
+#[derive(Debug)]
+pub struct OpenedAttempt {
+    /// Reaches only the second-factor and enrollment steps.
+    pub login_token: String,
+    pub next: SecondFactor,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A session, as its bearer token.
+#[derive(Debug)]
+pub struct SignedIn {
+    pub session_token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A sign-in that issued a new recovery code, shown this once: only its
+/// keyed hash is recorded.
+#[derive(Debug)]
+pub struct SignedInWithCode {
+    pub session: SignedIn,
+    pub recovery_code: String,
+}
+
+impl App {
+    /// Step one: email and password. Unknown email, wrong password, and a
+    /// throttled or locked account answer the same, no sooner than the
+    /// configured floor, so neither can be told apart by timing.
+    pub async fn submit_password(
+        &self,
+        caller: &Caller,
+        email: &str,
+        password: &str,
+    ) -> AppResult<OpenedAttempt> {
+        let started = Instant::now();
+        let email = Email::parse(email).map_err(|_| AppError::InvalidEmail)?;
+        let password = Password::parse(password).map_err(AppError::UnacceptablePassword)?;
+        let user = email.user_id();
+        let outcome = self
+            .bus
+            .execute(
+                user,
+                UserAuthCommand::SubmitPassword { password },
+                &caller.as_user(),
+            )
+            .await;
+        match outcome {
+            Ok(executed) => {
+                if let Verdict::AttemptOpened {
+                    attempt,
+                    next,
+                    expires_at,
+                } = executed.verdict
+                {
+                    return Ok(OpenedAttempt {
+                        login_token: self.tokens.encode(TokenKind::LoginAttempt, user, &attempt),
+                        next,
+                        expires_at,
+                    });
+                }
+            }
+            // A conflict that outlasted the retries can only happen where
+            // events are written, i.e. on a real account: it must not
+            // answer differently from a wrong password.
+            Err(BusError::Refused(_) | BusError::Contended) => {}
+            Err(other) => return Err(self.refused(other)),
+        }
+        tokio::time::sleep_until(started + self.sign_in_failure_floor).await;
+        Err(AppError::InvalidCredentials)
+    }
+
+    /// Second factor: the current code from the authenticator app.
+    pub async fn submit_totp(
+        &self,
+        caller: &Caller,
+        login_token: &str,
+        code: &str,
+    ) -> AppResult<SignedIn> {
+        let (user, attempt) = self.login_token(login_token)?;
+        let code = TotpCode::parse(code).map_err(|_| AppError::InvalidCodeFormat)?;
+        let verdict = self
+            .run(user, caller, UserAuthCommand::SubmitTotp { attempt, code })
+            .await?;
+        self.signed_in(user, verdict)
+    }
+
+    /// Runs a user's command, answering its verdict.
+    pub(super) async fn run(
+        &self,
+        user: Uuid,
+        caller: &Caller,
+        command: UserAuthCommand,
+    ) -> AppResult<Verdict> {
+        self.bus
+            .execute(user, command, &caller.as_user())
+            .await
+            .map(|executed| executed.verdict)
+            .map_err(|err| self.refused(err))
+    }
+
+    /// The session a second factor started, or why none was.
+    pub(super) fn signed_in(&self, user: Uuid, verdict: Verdict) -> AppResult<SignedIn> {
+        match verdict {
+            Verdict::SessionStarted(StartedSession {
+                session,
+                expires_at,
+                ..
+            }) => Ok(SignedIn {
+                session_token: self.tokens.encode(TokenKind::Session, user, &session),
+                expires_at,
+            }),
+            Verdict::Rejected(rejection) => Err(self.rejected(rejection, AppError::InvalidCode)),
+            other => Err(AppError::internal(anyhow::anyhow!(
+                "a second factor answered {other:?}"
+            ))),
+        }
+    }
+
+    /// Runs a command that signs in and issues a new recovery code.
+    pub(super) async fn sign_in_with_new_code(
+        &self,
+        user: Uuid,
+        caller: &Caller,
+        command: impl FnOnce(RecoveryCode) -> UserAuthCommand,
+    ) -> AppResult<SignedInWithCode> {
+        let fresh = new_recovery_code();
+        let verdict = self.run(user, caller, command(fresh.clone())).await?;
+        Ok(SignedInWithCode {
+            session: self.signed_in(user, verdict)?,
+            recovery_code: fresh.display(),
+        })
+    }
+}
