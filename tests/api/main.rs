@@ -16,3 +16,4 @@ mod pipeline;
 mod races;
 mod secrets;
 mod throttling;
+mod timed;

@@ -64,13 +64,27 @@ mod tests {
     }
 
     #[test]
-    fn the_user_id_is_derived_from_the_email() {
-        let events = registered();
-        let E::UserRegistered { user_id, .. } = &events[0] else {
-            panic!("expected a registration");
-        };
-        assert_eq!(*user_id, email().user_id());
-        assert_ne!(*user_id, Uuid::nil());
+    fn the_user_id_is_derived_from_the_email_however_it_is_written() {
+        // Fixed: changing the namespace or the derivation would orphan every
+        // stored stream.
+        let alice = Uuid::parse_str("ba3dcbb2-86cd-5971-97ad-b0032be24d84").unwrap();
+        for written in ["alice@example.com", "  Alice@Example.COM "] {
+            let events = decided(
+                t0(),
+                vec![],
+                UserAuthCommand::RegisterUser {
+                    email: Email::parse(written).unwrap(),
+                    password: NewPassword::parse(PASSWORD, &[]).unwrap(),
+                },
+            )
+            .events;
+            let E::UserRegistered { user_id, .. } = &events[0] else {
+                panic!("expected a registration");
+            };
+            assert_eq!(*user_id, alice, "{written:?}");
+        }
+        let bob = Email::parse("bob@example.com").unwrap().user_id();
+        assert_ne!(bob, alice);
     }
 
     #[test]
