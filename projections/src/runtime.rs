@@ -5,10 +5,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use anyhow::Context;
 use authledger_aggregates::UserAuthEvent;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool, Row};
+use uuid::Uuid;
 
 /// The channel the events table notifies on insert.
 pub const EVENTS_CHANNEL: &str = "authledger_events";
@@ -29,6 +31,12 @@ pub struct StoredEvent {
 impl StoredEvent {
     pub fn meta(&self, key: &str) -> &str {
         self.metadata.get(key).map(String::as_str).unwrap_or("")
+    }
+
+    /// The user the event is about: every stream is one user's.
+    pub fn user_id(&self) -> anyhow::Result<Uuid> {
+        Uuid::parse_str(&self.aggregate_id)
+            .with_context(|| format!("stream {:?} is not a user id", self.aggregate_id))
     }
 }
 
