@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use authledger_aggregates::{Clock, Reference};
+use authledger_projections::locks::{advisory_key, LockPurpose};
 use authledger_projections::mail::{connect, MailKind, MailMessage, Publisher, Topology};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -234,14 +235,15 @@ impl Worker {
         // a message published twice and taken by two workers at once is
         // sent once. A session lock, not a transaction, so no transaction
         // id is held while SMTP answers.
+        let lock = advisory_key(LockPurpose::Mail, &message.message_id);
         let mut connection = self.pool.acquire().await?;
-        sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
-            .bind(&message.message_id)
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(lock)
             .execute(&mut *connection)
             .await?;
         let sent = self.send_once(&mut connection, &message).await;
-        sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
-            .bind(&message.message_id)
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(lock)
             .execute(&mut *connection)
             .await?;
         match sent {
