@@ -180,7 +180,9 @@ async fn run_mode(args: ServeArgs, mode: Mode) -> anyhow::Result<()> {
         tracing::info!("authledger worker running");
         shutdown_signal().await;
     } else {
-        let app = Application::build(settings, pool).await?;
+        let app = Application::build(settings, pool)
+            .await?
+            .with_mail_metrics(pipeline.mail_metrics().clone());
         tracing::info!(addr = %app.local_addr()?, ?mode, "authledger listening");
         app.run_until(shutdown_signal()).await?;
     }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod keys;
+pub mod metrics;
 pub mod services;
 pub mod snapshots;
 pub mod startup;

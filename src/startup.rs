@@ -9,6 +9,7 @@ use authledger_projections::email_relay::EmailRelay;
 use authledger_projections::mail::{Publisher, Topology};
 use authledger_projections::users::UsersProjection;
 use authledger_projections::Projector;
+use axum::Extension;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -17,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::command_bus::CommandBus;
 use crate::http::{router, ApiContext, ContextInner, Credentials};
 use crate::keys::{Keyring, MasterKey};
+use crate::metrics::MailMetrics;
 use crate::services::{Argon2Hasher, OsRandomness, SystemClock};
 use crate::tokens::TokenCodec;
 use crate::worker::{Worker, WorkerSettings};
@@ -117,6 +119,7 @@ fn cookies_need_secure(public_url: &str) -> anyhow::Result<bool> {
 pub struct Application {
     listener: TcpListener,
     context: ApiContext,
+    mail_metrics: MailMetrics,
 }
 
 impl Application {
@@ -138,7 +141,18 @@ impl Application {
             credentials: Credentials::new(&settings.auditor_tokens, &settings.admin_tokens)?,
         });
         let listener = TcpListener::bind(settings.addr).await?;
-        Ok(Self { listener, context })
+        Ok(Self {
+            listener,
+            context,
+            mail_metrics: MailMetrics::default(),
+        })
+    }
+
+    /// `/metrics` reports these mail counters: the pipeline's, when this
+    /// process runs its worker.
+    pub fn with_mail_metrics(mut self, mail_metrics: MailMetrics) -> Self {
+        self.mail_metrics = mail_metrics;
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -150,7 +164,11 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let app = router(self.context).into_make_service_with_connect_info::<SocketAddr>();
+        // An extension rather than a field of the context, which the
+        // HTTP layer owns; `/metrics` reads it.
+        let app = router(self.context)
+            .layer(Extension(self.mail_metrics))
+            .into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
@@ -207,6 +225,7 @@ pub struct Pipeline {
     pub audit_index: Projector<AuditIndex>,
     pub relay: Projector<EmailRelay>,
     pub worker: Worker,
+    mail_metrics: MailMetrics,
 }
 
 impl Pipeline {
@@ -221,6 +240,7 @@ impl Pipeline {
         let worker_pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(u32::from(settings.mail_concurrency.max(1)) + 1)
             .connect_lazy_with((*pool.connect_options()).clone());
+        let mail_metrics = MailMetrics::default();
         let worker = Worker::new(
             worker_pool,
             TokenCodec::new(keyring),
@@ -237,6 +257,7 @@ impl Pipeline {
                 max_attempts: settings.mail_attempts.max(1),
                 retry_base: settings.mail_retry_base,
             },
+            mail_metrics.clone(),
         )?;
         Ok(Self {
             users: Projector::new(pool.clone(), UsersProjection),
@@ -245,7 +266,13 @@ impl Pipeline {
             // waits for RabbitMQ's confirms.
             relay: Projector::new(pool, EmailRelay::new(publisher)).with_batch_size(50),
             worker,
+            mail_metrics,
         })
+    }
+
+    /// What the worker counted, for `/metrics`.
+    pub fn mail_metrics(&self) -> &MailMetrics {
+        &self.mail_metrics
     }
 
     /// Runs the projectors (read models and relay) until `shutdown` flips.

@@ -1,16 +1,13 @@
-use std::fmt::Write;
-use std::sync::atomic::Ordering;
-
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::Json;
+use axum::{Extension, Json};
 use lapin::{Connection, ConnectionProperties};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{ApiContext, ApiError, Problem, Result};
-use crate::worker::{MAIL_DEAD_LETTERED, MAIL_RETRIED, MAIL_SENT};
+use crate::metrics::MailMetrics;
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
@@ -57,7 +54,10 @@ pub async fn readyz(State(ctx): State<ApiContext>) -> Result<Json<Health>> {
         (status = 200, description = "Prometheus text format", content_type = "text/plain"),
         (status = 503, description = "`unavailable`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn metrics(State(ctx): State<ApiContext>) -> Result<impl IntoResponse> {
+pub async fn metrics(
+    State(ctx): State<ApiContext>,
+    Extension(mail): Extension<MailMetrics>,
+) -> Result<impl IntoResponse> {
     let projections = authledger_projections::status(&ctx.pool)
         .await
         .map_err(|e| {
@@ -69,50 +69,6 @@ pub async fn metrics(State(ctx): State<ApiContext>) -> Result<impl IntoResponse>
         })?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        render_metrics(&projections),
+        crate::metrics::render(&projections, &mail),
     ))
-}
-
-pub fn render_metrics(projections: &[authledger_projections::ProjectionStatus]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "# HELP authledger_projection_lag_events Events committed after the projection's checkpoint.");
-    let _ = writeln!(out, "# TYPE authledger_projection_lag_events gauge");
-    for p in projections {
-        let _ = writeln!(
-            out,
-            "authledger_projection_lag_events{{projection=\"{}\"}} {}",
-            p.name, p.lag_events
-        );
-    }
-    let _ = writeln!(out, "# HELP authledger_projection_lag_seconds Age of the oldest event the projection has not applied.");
-    let _ = writeln!(out, "# TYPE authledger_projection_lag_seconds gauge");
-    for p in projections {
-        let _ = writeln!(
-            out,
-            "authledger_projection_lag_seconds{{projection=\"{}\"}} {}",
-            p.name, p.lag_seconds
-        );
-    }
-    for (name, help, counter) in [
-        (
-            "authledger_mail_sent_total",
-            "Mails the SMTP server accepted.",
-            &MAIL_SENT,
-        ),
-        (
-            "authledger_mail_retried_total",
-            "Mails sent to the retry queue after a failed send.",
-            &MAIL_RETRIED,
-        ),
-        (
-            "authledger_mail_dead_lettered_total",
-            "Mails moved to the dead-letter queue after their last attempt.",
-            &MAIL_DEAD_LETTERED,
-        ),
-    ] {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} counter");
-        let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
-    }
-    out
 }

@@ -21,17 +21,13 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::metrics::MailMetrics;
 use crate::services::SystemClock;
 use crate::tokens::{TokenCodec, TokenKind};
 
 use super::templates;
 
 const ATTEMPTS_HEADER: &str = "x-authledger-attempts";
-
-/// Counters of what the workers of this process did, for `/metrics`.
-pub static MAIL_SENT: AtomicU64 = AtomicU64::new(0);
-pub static MAIL_RETRIED: AtomicU64 = AtomicU64::new(0);
-pub static MAIL_DEAD_LETTERED: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -53,6 +49,7 @@ pub struct Worker {
     settings: WorkerSettings,
     transport: AsyncSmtpTransport<Tokio1Executor>,
     publisher: Publisher,
+    metrics: MailMetrics,
 }
 
 /// What became of one delivery.
@@ -77,7 +74,13 @@ enum SendError {
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(600);
 
 impl Worker {
-    pub fn new(pool: PgPool, tokens: TokenCodec, settings: WorkerSettings) -> anyhow::Result<Self> {
+    /// `metrics` counts what this worker sends, retries and dead-letters.
+    pub fn new(
+        pool: PgPool,
+        tokens: TokenCodec,
+        settings: WorkerSettings,
+        metrics: MailMetrics,
+    ) -> anyhow::Result<Self> {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&settings.smtp_url)?
             .timeout(Some(Duration::from_secs(10)))
             .build();
@@ -88,6 +91,7 @@ impl Worker {
             settings,
             transport,
             publisher,
+            metrics,
         })
     }
 
@@ -257,7 +261,7 @@ impl Worker {
             }
             Ok(false) => {
                 delivery.ack(BasicAckOptions::default()).await?;
-                MAIL_SENT.fetch_add(1, Ordering::Relaxed);
+                self.metrics.count_sent();
                 tracing::info!(message_id = %message.message_id, kind = ?message.kind, "mail sent");
                 Ok(Outcome::Sent)
             }
@@ -280,7 +284,7 @@ impl Worker {
                     )
                     .await?;
                 delivery.ack(BasicAckOptions::default()).await?;
-                MAIL_RETRIED.fetch_add(1, Ordering::Relaxed);
+                self.metrics.count_retried();
                 Ok(Outcome::Retrying)
             }
         }
@@ -307,7 +311,7 @@ impl Worker {
             )
             .await?;
         delivery.ack(BasicAckOptions::default()).await?;
-        MAIL_DEAD_LETTERED.fetch_add(1, Ordering::Relaxed);
+        self.metrics.count_dead_lettered();
         Ok(Outcome::DeadLettered)
     }
 

@@ -4,4 +4,4 @@
 mod consumer;
 mod templates;
 
-pub use consumer::{Outcome, Worker, WorkerSettings, MAIL_DEAD_LETTERED, MAIL_RETRIED, MAIL_SENT};
+pub use consumer::{Outcome, Worker, WorkerSettings};

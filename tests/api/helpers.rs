@@ -82,7 +82,8 @@ pub async fn spawn_app_with(pool: PgPool, adjust: impl FnOnce(&mut Settings)) ->
     let pipeline = Arc::new(Pipeline::new(&settings, pool.clone()).expect("build the pipeline"));
     let app = Application::build(settings.clone(), pool.clone())
         .await
-        .expect("build the app");
+        .expect("build the app")
+        .with_mail_metrics(pipeline.mail_metrics().clone());
     let addr = app.local_addr().unwrap();
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {

@@ -1,9 +1,8 @@
 //! The projector runtime and the pipeline's guarantees: notices, order,
 //! rebuilds, retries, dead letters, and one relay at a time.
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use authledger::worker::{Outcome, Worker, WorkerSettings, MAIL_DEAD_LETTERED};
+use authledger::worker::{Outcome, Worker, WorkerSettings};
 use authledger_projections::users::UsersProjection;
 use authledger_projections::Projector;
 use reqwest::StatusCode;
@@ -251,6 +250,7 @@ fn worker_for(app: &TestApp, smtp_url: &str, max_attempts: u32, retry_base: Dura
             max_attempts,
             retry_base,
         },
+        app.pipeline.mail_metrics().clone(),
     )
     .unwrap()
 }
@@ -315,7 +315,6 @@ async fn a_mail_that_always_fails_ends_in_the_dead_letter_queue_and_the_metric(p
     let app = spawn_app(pool).await;
     let user = app.signed_up().await;
     app.relay_everything().await;
-    let before = MAIL_DEAD_LETTERED.load(Ordering::Relaxed);
 
     let failing = worker_for(&app, NO_SMTP, 2, Duration::from_millis(100));
     let mut outcomes = Vec::new();
@@ -348,7 +347,7 @@ async fn a_mail_that_always_fails_ends_in_the_dead_letter_queue_and_the_metric(p
         app.queue_depth(&app.pipeline_topology().dead_queue).await,
         1
     );
-    assert!(MAIL_DEAD_LETTERED.load(Ordering::Relaxed) > before);
+    assert_eq!(app.pipeline.mail_metrics().dead_lettered(), 1);
     let metrics = app
         .client
         .get(app.url("/metrics"))
@@ -362,10 +361,7 @@ async fn a_mail_that_always_fails_ends_in_the_dead_letter_queue_and_the_metric(p
         .lines()
         .find(|l| l.starts_with("authledger_mail_dead_lettered_total "))
         .unwrap();
-    assert!(
-        line.split(' ').nth(1).unwrap().parse::<u64>().unwrap() >= 1,
-        "{line}"
-    );
+    assert_eq!(line, "authledger_mail_dead_lettered_total 1");
     assert!(
         metrics.contains("authledger_projection_lag_events{projection=\"email_relay\"} 0"),
         "{metrics}"
