@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::config::{AdminCommand, AuditCommand, Cli, Command, ProjectionsCommand, ServeArgs};
 use crate::keys::MasterKey;
+use crate::services::SystemClock;
 use crate::startup::{default_hashing_threads, shutdown_signal, Application, Pipeline, Settings};
 use crate::{db, telemetry};
 
@@ -167,7 +168,11 @@ async fn run_mode(args: ServeArgs, mode: Mode) -> anyhow::Result<()> {
         db::migrate(&pool).await?;
     }
     let settings = settings(&args, master_key);
-    let pipeline = Arc::new(Pipeline::new(&settings, pool.clone())?);
+    let pipeline = Arc::new(Pipeline::new(
+        &settings,
+        pool.clone(),
+        Arc::new(SystemClock),
+    )?);
     let (stop, stopping) = watch::channel(false);
     let mut tasks = Vec::new();
     if mode != Mode::Worker {

@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use authledger_aggregates::{Policy, UserAuthServices};
+use authledger_aggregates::{Clock, Policy, UserAuthServices};
 use authledger_projections::audit_index::AuditIndex;
 use authledger_projections::email_relay::EmailRelay;
 use authledger_projections::mail::{Publisher, Topology};
@@ -229,7 +229,9 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(settings: &Settings, pool: PgPool) -> anyhow::Result<Self> {
+    /// `clock` is the time the worker judges links' expiry by: the one
+    /// the rest of the application reads.
+    pub fn new(settings: &Settings, pool: PgPool, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let mut topology = Topology::new(&settings.amqp_prefix);
         topology.expires = settings.amqp_queue_expiry;
         let publisher = Arc::new(Publisher::new(&settings.amqp_url, topology.clone()));
@@ -257,6 +259,7 @@ impl Pipeline {
                 max_attempts: settings.mail_attempts.max(1),
                 retry_base: settings.mail_retry_base,
             },
+            clock,
             mail_metrics.clone(),
         )?;
         Ok(Self {

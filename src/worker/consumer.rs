@@ -2,6 +2,7 @@
 //! record under an advisory lock on its message id), acked, retried with
 //! back-off, or dead-lettered.
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -22,7 +23,6 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::metrics::MailMetrics;
-use crate::services::SystemClock;
 use crate::tokens::{TokenCodec, TokenKind};
 
 use super::templates;
@@ -49,6 +49,7 @@ pub struct Worker {
     settings: WorkerSettings,
     transport: AsyncSmtpTransport<Tokio1Executor>,
     publisher: Publisher,
+    clock: Arc<dyn Clock>,
     metrics: MailMetrics,
 }
 
@@ -74,11 +75,13 @@ enum SendError {
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(600);
 
 impl Worker {
-    /// `metrics` counts what this worker sends, retries and dead-letters.
+    /// `clock` decides when a sign-in link has expired; `metrics` counts
+    /// what this worker sends, retries and dead-letters.
     pub fn new(
         pool: PgPool,
         tokens: TokenCodec,
         settings: WorkerSettings,
+        clock: Arc<dyn Clock>,
         metrics: MailMetrics,
     ) -> anyhow::Result<Self> {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&settings.smtp_url)?
@@ -91,6 +94,7 @@ impl Worker {
             settings,
             transport,
             publisher,
+            clock,
             metrics,
         })
     }
@@ -233,7 +237,7 @@ impl Worker {
             }
         };
         if let Some(link) = &message.link {
-            if link.expires_at <= SystemClock.now() {
+            if link.expires_at <= self.clock.now() {
                 tracing::info!(message_id = %message.message_id, "sign-in link expired before it could be mailed; dropped");
                 delivery.ack(BasicAckOptions::default()).await?;
                 return Ok(Outcome::Expired);
@@ -417,8 +421,6 @@ fn forward_properties(properties: &BasicProperties, attempts: u32) -> BasicPrope
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use crate::keys::{Keyring, MasterKey};
 
     use super::*;

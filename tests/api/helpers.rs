@@ -3,6 +3,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use authledger::keys::{Keyring, MasterKey};
+use authledger::services::SystemClock;
 use authledger::startup::{Application, Pipeline, Settings};
 use authledger::tokens::{TokenCodec, TokenKind};
 use authledger_aggregates::Reference;
@@ -79,7 +80,9 @@ pub async fn spawn_app_with(pool: PgPool, adjust: impl FnOnce(&mut Settings)) ->
     settings.auditor_tokens = vec![AUDITOR_TOKEN.into()];
     settings.admin_tokens = vec![ADMIN_TOKEN.into()];
     adjust(&mut settings);
-    let pipeline = Arc::new(Pipeline::new(&settings, pool.clone()).expect("build the pipeline"));
+    let pipeline = Arc::new(
+        Pipeline::new(&settings, pool.clone(), Arc::new(SystemClock)).expect("build the pipeline"),
+    );
     let app = Application::build(settings.clone(), pool.clone())
         .await
         .expect("build the app")

@@ -1,10 +1,14 @@
 //! The projector runtime and the pipeline's guarantees: notices, order,
 //! rebuilds, retries, dead letters, and one relay at a time.
+use std::sync::Arc;
 use std::time::Duration;
 
+use authledger::services::SystemClock;
 use authledger::worker::{Outcome, Worker, WorkerSettings};
+use authledger_aggregates::Clock;
 use authledger_projections::users::UsersProjection;
 use authledger_projections::Projector;
+use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -237,6 +241,22 @@ async fn rebuilding_the_users_model_gives_the_same_rows(pool: PgPool) {
 }
 
 fn worker_for(app: &TestApp, smtp_url: &str, max_attempts: u32, retry_base: Duration) -> Worker {
+    worker_with_clock(
+        app,
+        smtp_url,
+        max_attempts,
+        retry_base,
+        Arc::new(SystemClock),
+    )
+}
+
+fn worker_with_clock(
+    app: &TestApp,
+    smtp_url: &str,
+    max_attempts: u32,
+    retry_base: Duration,
+    clock: Arc<dyn Clock>,
+) -> Worker {
     Worker::new(
         app.pool.clone(),
         app.tokens.clone(),
@@ -250,9 +270,49 @@ fn worker_for(app: &TestApp, smtp_url: &str, max_attempts: u32, retry_base: Dura
             max_attempts,
             retry_base,
         },
+        clock,
         app.pipeline.mail_metrics().clone(),
     )
     .unwrap()
+}
+
+/// The wall clock a day ahead: every link issued today has expired by it.
+struct TomorrowClock;
+
+impl Clock for TomorrowClock {
+    fn now(&self) -> DateTime<Utc> {
+        SystemClock.now() + chrono::Duration::days(1)
+    }
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_link_that_expired_by_the_workers_clock_is_dropped_and_notices_still_go(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let user = app.signed_up().await;
+    request_link(&app, &user.email).await;
+    app.relay_everything().await;
+
+    let worker = worker_with_clock(
+        &app,
+        &app.settings.smtp_url,
+        5,
+        Duration::from_secs(2),
+        Arc::new(TomorrowClock),
+    );
+    assert_eq!(
+        worker.run_once().await.unwrap(),
+        2,
+        "the notice and the link"
+    );
+    let subjects: Vec<String> = wait_for_mails(&user.email, 1)
+        .await
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(subjects, ["A new authenticator was added to your account"]);
+    assert_eq!(app.queue_depth(&app.pipeline_topology().queue).await, 0);
+    assert_eq!(app.pipeline.mail_metrics().sent(), 1);
+    app.remove_topology().await;
 }
 
 /// An SMTP URL where nothing listens.
@@ -383,7 +443,8 @@ async fn two_relays_on_one_database_publish_each_event_once(pool: PgPool) {
         .await;
     }
     // A second server's pipeline on the same database and broker.
-    let second = authledger::startup::Pipeline::new(&app.settings, pool).unwrap();
+    let second =
+        authledger::startup::Pipeline::new(&app.settings, pool, Arc::new(SystemClock)).unwrap();
     let mut relayed = 0;
     while projection_lag(&app.pool, "email_relay").await > 0 {
         let (a, b) = tokio::join!(app.pipeline.relay.catch_up(), second.relay.catch_up());
