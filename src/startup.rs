@@ -163,6 +163,7 @@ pub struct Pipeline {
     pub audit_index: Projector<AuditIndex>,
     pub relay: Projector<EmailRelay>,
     pub worker: Worker,
+    mail_metrics: MailMetrics,
 }
 
 impl Pipeline {
@@ -199,7 +200,7 @@ impl Pipeline {
                 retry_base: mail.retry_base(),
             },
             clock,
-            metrics,
+            metrics.clone(),
         )?;
         Ok(Self {
             users: Projector::new(pool.clone(), UsersProjection),
@@ -208,7 +209,13 @@ impl Pipeline {
             // waits for RabbitMQ's confirms.
             relay: Projector::new(pool, EmailRelay::new(publisher)).with_batch_size(50),
             worker,
+            mail_metrics: metrics,
         })
+    }
+
+    /// What this process's worker counted.
+    pub fn mail_metrics(&self) -> &MailMetrics {
+        &self.mail_metrics
     }
 
     /// Runs the projectors (read models and relay) until `shutdown` flips.

@@ -5,6 +5,7 @@
 
 pub mod audit_index;
 pub mod email_relay;
+pub mod locks;
 pub mod mail;
 pub mod runtime;
 pub mod users;

@@ -5,10 +5,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use anyhow::Context;
 use authledger_aggregates::UserAuthEvent;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+use crate::locks::{advisory_key, LockPurpose};
 
 /// The channel the events table notifies on insert.
 pub const EVENTS_CHANNEL: &str = "authledger_events";
@@ -29,6 +33,12 @@ pub struct StoredEvent {
 impl StoredEvent {
     pub fn meta(&self, key: &str) -> &str {
         self.metadata.get(key).map(String::as_str).unwrap_or("")
+    }
+
+    /// The user the event is about: every stream is one user's.
+    pub fn user_id(&self) -> anyhow::Result<Uuid> {
+        Uuid::parse_str(&self.aggregate_id)
+            .with_context(|| format!("stream {:?} is not a user id", self.aggregate_id))
     }
 }
 
@@ -89,7 +99,7 @@ impl<P: Projection> Projector<P> {
         // not hold back the xmin horizon every projector reads below. The
         // id is taken only by the batch's writes, at its end.
         let mine: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(lock_key(name))
+            .bind(advisory_key(LockPurpose::Projection, name))
             .fetch_one(&mut *tx)
             .await?;
         if !mine {
@@ -147,7 +157,7 @@ impl<P: Projection> Projector<P> {
             .await?;
         // Waits for a running batch of another instance, then holds it off.
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(lock_key(name))
+            .bind(advisory_key(LockPurpose::Projection, name))
             .execute(&mut *tx)
             .await?;
         self.projection.reset(&mut tx).await?;
@@ -222,17 +232,6 @@ impl<P: Projection> Projector<P> {
             }
         }
     }
-}
-
-/// The advisory lock that makes one instance of a projection run at a time.
-fn lock_key(name: &str) -> i64 {
-    // FNV-1a: stable across builds and processes, unlike std's hasher.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in "authledger projection ".bytes().chain(name.bytes()) {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
 /// Events after `after`, in global order, from transactions that can no

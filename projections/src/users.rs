@@ -1,8 +1,12 @@
 //! The `users` read model: email, MFA status, lock, last sign-in and
 //! sessions, for profiles, admin lists and metrics.
-use authledger_aggregates::UserAuthEvent as E;
+//!
+//! [`reduce`] turns an event into the operations it calls for, without
+//! I/O; [`write`] sends a batch of them to `users_projection_apply`
+//! (migration 0004), which runs them in order.
+use authledger_aggregates::{Assurance, Reference, SignInMethod, UserAuthEvent as E};
 use chrono::{DateTime, SubsecRound, Utc};
-use serde_json::json;
+use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -12,21 +16,123 @@ pub struct UsersProjection;
 
 pub const NAME: &str = "users";
 
-fn user_id(event: &StoredEvent) -> anyhow::Result<Uuid> {
-    Ok(Uuid::parse_str(&event.aggregate_id)?)
+/// A change to the read model. Serialised, each is one element of the
+/// array `users_projection_apply` takes: `op` names the case of its
+/// `CASE`, the fields are the keys it reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum UsersOp {
+    Registered {
+        user: Uuid,
+        email: String,
+        at: DateTime<Utc>,
+    },
+    Enrolled {
+        user: Uuid,
+        at: DateTime<Utc>,
+    },
+    MfaReset {
+        user: Uuid,
+    },
+    SessionStarted {
+        user: Uuid,
+        session: Reference,
+        method: SignInMethod,
+        aal: Assurance,
+        at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    },
+    SessionActive {
+        user: Uuid,
+        session: Reference,
+        at: DateTime<Utc>,
+    },
+    SessionEnded {
+        user: Uuid,
+        session: Reference,
+        at: DateTime<Utc>,
+    },
+    Throttled {
+        user: Uuid,
+        until: DateTime<Utc>,
+    },
+    Locked {
+        user: Uuid,
+        at: DateTime<Utc>,
+    },
+    Unlocked {
+        user: Uuid,
+    },
 }
 
 /// Postgres keeps microseconds: truncated here as a bound parameter would
-/// be, rather than rounded by the text input of `timestamptz`.
+/// be, rather than rounded by the text input of `timestamptz`, so a rebuild
+/// and a bound read agree to the microsecond.
 fn micros(at: &DateTime<Utc>) -> DateTime<Utc> {
     at.trunc_subsecs(6)
 }
 
-fn label<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
+/// What `event`, in `user`'s stream, changes in the read model.
+pub fn reduce(user: Uuid, event: &E) -> Vec<UsersOp> {
+    let op = match event {
+        E::UserRegistered { email, at, .. } => UsersOp::Registered {
+            user,
+            email: email.clone(),
+            at: micros(at),
+        },
+        E::MfaEnrolled { at, .. } => UsersOp::Enrolled {
+            user,
+            at: micros(at),
+        },
+        E::MfaReset { .. } => UsersOp::MfaReset { user },
+        E::SessionStarted {
+            session,
+            method,
+            aal,
+            expires_at,
+            at,
+        } => UsersOp::SessionStarted {
+            user,
+            session: *session,
+            method: *method,
+            aal: *aal,
+            at: micros(at),
+            expires_at: micros(expires_at),
+        },
+        E::SessionActive { session, at } => UsersOp::SessionActive {
+            user,
+            session: *session,
+            at: micros(at),
+        },
+        E::SessionEnded { session, at, .. } => UsersOp::SessionEnded {
+            user,
+            session: *session,
+            at: micros(at),
+        },
+        E::SignInThrottled { until, .. } => UsersOp::Throttled {
+            user,
+            until: micros(until),
+        },
+        E::AccountLocked { at, .. } => UsersOp::Locked {
+            user,
+            at: micros(at),
+        },
+        E::AccountUnlocked { .. } => UsersOp::Unlocked { user },
+        _ => return Vec::new(),
+    };
+    vec![op]
+}
+
+/// Applies `ops` in order, in one round trip.
+pub async fn write(tx: &mut PgConnection, ops: &[UsersOp]) -> anyhow::Result<()> {
+    if ops.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("SELECT users_projection_apply($1)")
+        .bind(sqlx::types::Json(ops))
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -35,54 +141,12 @@ impl Projection for UsersProjection {
         NAME
     }
 
-    /// One round trip per batch: the operations go to
-    /// `users_projection_apply`, which runs them in order.
     async fn apply(&self, tx: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
         let mut ops = Vec::new();
         for stored in events {
-            let user = user_id(stored)?;
-            let op = match &stored.event {
-                E::UserRegistered { email, at, .. } => {
-                    json!({"op": "registered", "user": user, "email": email, "at": micros(at)})
-                }
-                E::MfaEnrolled { at, .. } => {
-                    json!({"op": "enrolled", "user": user, "at": micros(at)})
-                }
-                E::MfaReset { .. } => json!({"op": "mfa-reset", "user": user}),
-                E::SessionStarted {
-                    session,
-                    method,
-                    aal,
-                    expires_at,
-                    at,
-                } => json!({
-                    "op": "session-started", "user": user, "session": session.to_string(),
-                    "method": label(method), "aal": label(aal), "at": micros(at), "expires_at": micros(expires_at),
-                }),
-                E::SessionActive { session, at } => {
-                    json!({"op": "session-active", "user": user, "session": session.to_string(), "at": micros(at)})
-                }
-                E::SessionEnded { session, at, .. } => {
-                    json!({"op": "session-ended", "user": user, "session": session.to_string(), "at": micros(at)})
-                }
-                E::SignInThrottled { until, .. } => {
-                    json!({"op": "throttled", "user": user, "until": micros(until)})
-                }
-                E::AccountLocked { at, .. } => {
-                    json!({"op": "locked", "user": user, "at": micros(at)})
-                }
-                E::AccountUnlocked { .. } => json!({"op": "unlocked", "user": user}),
-                _ => continue,
-            };
-            ops.push(op);
+            ops.extend(reduce(stored.user_id()?, &stored.event));
         }
-        if !ops.is_empty() {
-            sqlx::query("SELECT users_projection_apply($1)")
-                .bind(sqlx::types::Json(ops))
-                .execute(&mut *tx)
-                .await?;
-        }
-        Ok(())
+        write(tx, &ops).await
     }
 
     async fn reset(&self, tx: &mut PgConnection) -> anyhow::Result<()> {
@@ -90,5 +154,215 @@ impl Projection for UsersProjection {
             .execute(&mut *tx)
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use authledger_aggregates::{Actor, SessionEndReason};
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    use super::*;
+
+    fn user() -> Uuid {
+        Uuid::from_u128(0x6f1c_0f5e_1b57_4e35_9d39_3b2f_0a0e_6a11)
+    }
+
+    /// 2026-03-01 12:00:00.123456789 UTC: finer than Postgres keeps.
+    fn at() -> DateTime<Utc> {
+        Utc.timestamp_opt(1_772_366_400, 123_456_789).unwrap()
+    }
+
+    fn session() -> Reference {
+        Reference::from_bytes([0xab; 16])
+    }
+
+    #[test]
+    fn a_registration_adds_the_user_with_its_email_to_the_microsecond() {
+        let event = E::UserRegistered {
+            user_id: user(),
+            email: "ada@example.com".into(),
+            password_hash: authledger_aggregates::Sealed {
+                key_id: "k".into(),
+                nonce: "n".into(),
+                ciphertext: "c".into(),
+            },
+            at: at(),
+        };
+        assert_eq!(
+            reduce(user(), &event),
+            [UsersOp::Registered {
+                user: user(),
+                email: "ada@example.com".into(),
+                at: Utc.timestamp_opt(1_772_366_400, 123_456_000).unwrap(),
+            }]
+        );
+    }
+
+    #[test]
+    fn a_started_session_is_written_as_the_apply_function_reads_it() {
+        let event = E::SessionStarted {
+            session: session(),
+            method: SignInMethod::RecoveryCode,
+            aal: Assurance::Aal2,
+            expires_at: at() + chrono::Duration::hours(12),
+            at: at(),
+        };
+        let ops = serde_json::to_value(reduce(user(), &event)).unwrap();
+        assert_eq!(
+            ops,
+            json!([{
+                "op": "session-started",
+                "user": "6f1c0f5e-1b57-4e35-9d39-3b2f0a0e6a11",
+                "session": "abababababababababababababababab",
+                "method": "recovery_code",
+                "aal": "aal2",
+                "at": "2026-03-01T12:00:00.123456Z",
+                "expires_at": "2026-03-02T00:00:00.123456Z",
+            }])
+        );
+    }
+
+    #[test]
+    fn every_operation_is_named_as_the_apply_function_names_it() {
+        let ops = [
+            UsersOp::Registered {
+                user: user(),
+                email: "ada@example.com".into(),
+                at: at(),
+            },
+            UsersOp::Enrolled {
+                user: user(),
+                at: at(),
+            },
+            UsersOp::MfaReset { user: user() },
+            UsersOp::SessionStarted {
+                user: user(),
+                session: session(),
+                method: SignInMethod::Totp,
+                aal: Assurance::Aal2,
+                at: at(),
+                expires_at: at(),
+            },
+            UsersOp::SessionActive {
+                user: user(),
+                session: session(),
+                at: at(),
+            },
+            UsersOp::SessionEnded {
+                user: user(),
+                session: session(),
+                at: at(),
+            },
+            UsersOp::Throttled {
+                user: user(),
+                until: at(),
+            },
+            UsersOp::Locked {
+                user: user(),
+                at: at(),
+            },
+            UsersOp::Unlocked { user: user() },
+        ];
+        let names: Vec<String> = ops
+            .iter()
+            .map(|op| {
+                serde_json::to_value(op).unwrap()["op"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "registered",
+                "enrolled",
+                "mfa-reset",
+                "session-started",
+                "session-active",
+                "session-ended",
+                "throttled",
+                "locked",
+                "unlocked",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_ended_session_records_when_it_ended() {
+        let event = E::SessionEnded {
+            session: session(),
+            reason: SessionEndReason::Logout,
+            at: at(),
+        };
+        let ops = serde_json::to_value(reduce(user(), &event)).unwrap();
+        assert_eq!(
+            ops,
+            json!([{
+                "op": "session-ended",
+                "user": "6f1c0f5e-1b57-4e35-9d39-3b2f0a0e6a11",
+                "session": "abababababababababababababababab",
+                "at": "2026-03-01T12:00:00.123456Z",
+            }])
+        );
+    }
+
+    #[test]
+    fn a_throttle_records_its_end_not_when_it_began() {
+        let until = at() + chrono::Duration::minutes(5);
+        let event = E::SignInThrottled {
+            failures: 5,
+            until,
+            at: at(),
+        };
+        assert_eq!(
+            reduce(user(), &event),
+            [UsersOp::Throttled {
+                user: user(),
+                until: Utc.timestamp_opt(1_772_366_700, 123_456_000).unwrap(),
+            }]
+        );
+    }
+
+    #[test]
+    fn an_mfa_reset_and_an_unlock_carry_only_the_user() {
+        let reset = E::MfaReset {
+            actor: Actor::Admin,
+            reason: Some("lost phone".into()),
+            at: at(),
+        };
+        let unlock = E::AccountUnlocked {
+            reason: "verified by phone".into(),
+            at: at(),
+        };
+        assert_eq!(
+            serde_json::to_value([reduce(user(), &reset), reduce(user(), &unlock)]).unwrap(),
+            json!([
+                [{"op": "mfa-reset", "user": "6f1c0f5e-1b57-4e35-9d39-3b2f0a0e6a11"}],
+                [{"op": "unlocked", "user": "6f1c0f5e-1b57-4e35-9d39-3b2f0a0e6a11"}],
+            ])
+        );
+    }
+
+    #[test]
+    fn events_about_sign_in_steps_leave_the_model_alone() {
+        let attempt = Reference::from_bytes([1; 16]);
+        for event in [
+            E::PasswordRejected { at: at() },
+            E::TotpVerified {
+                attempt,
+                step: 1,
+                at: at(),
+            },
+            E::EmailLinkUsed {
+                link: attempt,
+                at: at(),
+            },
+            E::RecoveryCodeRejected { attempt, at: at() },
+        ] {
+            assert!(reduce(user(), &event).is_empty(), "{event:?}");
+        }
     }
 }

@@ -1,11 +1,15 @@
-//! The email worker: takes mail from RabbitMQ, renders it, sends it through
-//! SMTP, records it, then acks. A failed send waits in the retry queue with
-//! a growing TTL; after its attempts it goes to the dead-letter queue.
+//! Consuming: deliveries from RabbitMQ, each sent once (the `sent_mail`
+//! record under an advisory lock on its message id), acked, retried with
+//! back-off, or dead-lettered.
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use authledger_aggregates::{Clock, Reference};
+use authledger_projections::locks::{advisory_key, LockPurpose};
 use authledger_projections::mail::{connect, MailKind, MailMessage, Publisher, Topology};
+use data_encoding::HEXLOWER_PERMISSIVE;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -18,15 +22,12 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::services::SystemClock;
+use crate::metrics::MailMetrics;
 use crate::tokens::{TokenCodec, TokenKind};
 
-const ATTEMPTS_HEADER: &str = "x-authledger-attempts";
+use super::templates;
 
-/// Counters of what the workers of this process did, for `/metrics`.
-pub static MAIL_SENT: AtomicU64 = AtomicU64::new(0);
-pub static MAIL_RETRIED: AtomicU64 = AtomicU64::new(0);
-pub static MAIL_DEAD_LETTERED: AtomicU64 = AtomicU64::new(0);
+const ATTEMPTS_HEADER: &str = "x-authledger-attempts";
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -48,6 +49,8 @@ pub struct Worker {
     settings: WorkerSettings,
     transport: AsyncSmtpTransport<Tokio1Executor>,
     publisher: Publisher,
+    clock: Arc<dyn Clock>,
+    metrics: MailMetrics,
 }
 
 /// What became of one delivery.
@@ -72,12 +75,14 @@ enum SendError {
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(600);
 
 impl Worker {
+    /// `clock` decides when a sign-in link has expired; `metrics` counts
+    /// what this worker sends, retries and dead-letters.
     pub fn new(
         pool: PgPool,
         tokens: TokenCodec,
         settings: WorkerSettings,
-        _clock: std::sync::Arc<dyn Clock>,
-        _metrics: crate::metrics::MailMetrics,
+        clock: Arc<dyn Clock>,
+        metrics: MailMetrics,
     ) -> anyhow::Result<Self> {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&settings.smtp_url)?
             .timeout(Some(Duration::from_secs(10)))
@@ -89,6 +94,8 @@ impl Worker {
             settings,
             transport,
             publisher,
+            clock,
+            metrics,
         })
     }
 
@@ -230,7 +237,7 @@ impl Worker {
             }
         };
         if let Some(link) = &message.link {
-            if link.expires_at <= SystemClock.now() {
+            if link.expires_at <= self.clock.now() {
                 tracing::info!(message_id = %message.message_id, "sign-in link expired before it could be mailed; dropped");
                 delivery.ack(BasicAckOptions::default()).await?;
                 return Ok(Outcome::Expired);
@@ -240,14 +247,15 @@ impl Worker {
         // a message published twice and taken by two workers at once is
         // sent once. A session lock, not a transaction, so no transaction
         // id is held while SMTP answers.
+        let lock = advisory_key(LockPurpose::Mail, &message.message_id);
         let mut connection = self.pool.acquire().await?;
-        sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
-            .bind(&message.message_id)
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(lock)
             .execute(&mut *connection)
             .await?;
         let sent = self.send_once(&mut connection, &message).await;
-        sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
-            .bind(&message.message_id)
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(lock)
             .execute(&mut *connection)
             .await?;
         match sent {
@@ -257,7 +265,7 @@ impl Worker {
             }
             Ok(false) => {
                 delivery.ack(BasicAckOptions::default()).await?;
-                MAIL_SENT.fetch_add(1, Ordering::Relaxed);
+                self.metrics.count_sent();
                 tracing::info!(message_id = %message.message_id, kind = ?message.kind, "mail sent");
                 Ok(Outcome::Sent)
             }
@@ -280,7 +288,7 @@ impl Worker {
                     )
                     .await?;
                 delivery.ack(BasicAckOptions::default()).await?;
-                MAIL_RETRIED.fetch_add(1, Ordering::Relaxed);
+                self.metrics.count_retried();
                 Ok(Outcome::Retrying)
             }
         }
@@ -307,7 +315,7 @@ impl Worker {
             )
             .await?;
         delivery.ack(BasicAckOptions::default()).await?;
-        MAIL_DEAD_LETTERED.fetch_add(1, Ordering::Relaxed);
+        self.metrics.count_dead_lettered();
         Ok(Outcome::DeadLettered)
     }
 
@@ -337,122 +345,50 @@ impl Worker {
     }
 
     async fn send(&self, message: &MailMessage) -> anyhow::Result<()> {
-        let (subject, text, html) = self.render(message)?;
+        let link = match (&message.kind, &message.link) {
+            (MailKind::SignInLink, Some(link)) => Some(link_url(
+                &self.tokens,
+                &self.settings.public_url,
+                message.user_id,
+                &link.reference,
+            )?),
+            _ => None,
+        };
+        let mail = templates::render(message, link.as_deref())?;
         let to: Mailbox = message.to.parse()?;
         let email = Message::builder()
             .from(self.settings.from.clone())
             .to(to)
-            .subject(subject)
+            .subject(mail.subject)
             .message_id(Some(format!(
                 "<{}@authledger>",
                 message.message_id.replace('/', ".")
             )))
-            .multipart(MultiPart::alternative_plain_html(text, html))?;
+            .multipart(MultiPart::alternative_plain_html(mail.text, mail.html))?;
         self.transport.send(email).await?;
         Ok(())
     }
+}
 
-    /// Subject, plain text and HTML of a mail.
-    fn render(&self, message: &MailMessage) -> anyhow::Result<(String, String, String)> {
-        let when = message.at.format("%Y-%m-%d %H:%M UTC").to_string();
-        let origin = format!(
-            "from IP address {} ({})",
-            message.client_ip,
-            describe_browser(&message.user_agent)
-        );
-        let not_you = "If this was not you, sign in and reset your multi-factor authentication from your profile, \
-                       change your password, and tell your administrator.";
-        let (subject, lines): (&str, Vec<String>) = match message.kind {
-            MailKind::SignInLink => {
-                let link = message
-                    .link
-                    .as_ref()
-                    .ok_or_else(|| anyhow::anyhow!("a sign-in link mail without its link"))?;
-                let url = self.link_url(message.user_id, &link.reference)?;
-                let expires = link.expires_at.format("%H:%M UTC").to_string();
-                (
-                    "Your sign-in link",
-                    vec![
-                        format!("Someone asked to sign in to your account at {when}, {origin}."),
-                        format!("Open this link to finish signing in; it works once, until {expires}:"),
-                        url,
-                        "If you did not try to sign in, ignore this mail and change your password: someone knows it.".into(),
-                    ],
-                )
-            }
-            MailKind::AuthenticatorEnrolled => (
-                "A new authenticator was added to your account",
-                vec![format!("An authenticator app was enrolled for your account at {when}, {origin}."), not_you.into()],
-            ),
-            MailKind::MfaReset => (
-                "Your multi-factor authentication was reset",
-                vec![
-                    format!("Multi-factor authentication was reset for your account at {when}, {origin}. Every session was signed out; the next sign-in sets up a new authenticator."),
-                    not_you.into(),
-                ],
-            ),
-            MailKind::RecoveryCodeUsed => (
-                "Your recovery code was used",
-                vec![
-                    format!("Your recovery code was used to sign in at {when}, {origin}. A new code was shown at that sign-in; the old one no longer works."),
-                    not_you.into(),
-                ],
-            ),
-            MailKind::SignedInWithEmailLink => (
-                "You signed in with an email link",
-                vec![format!("Your account was signed in with an email link at {when}, {origin}."), not_you.into()],
-            ),
-            MailKind::SecondFactorFailed => (
-                "A sign-in to your account failed its second step",
-                vec![
-                    format!("Your password was entered correctly at {when}, {origin}, but the second step of sign-in failed."),
-                    "If this was not you, someone knows your password: change it now.".into(),
-                ],
-            ),
-            MailKind::AccountLocked => (
-                "Your account was locked",
-                vec![
-                    format!("Your account was locked at {when} after too many failed sign-ins, the last {origin}."),
-                    "An administrator must unlock it. If these attempts were not yours, change your password once it is unlocked.".into(),
-                ],
-            ),
-        };
-        let text = lines.join("\n\n") + "\n";
-        let html = format!(
-            "<!doctype html><html><body>{}</body></html>",
-            lines
-                .iter()
-                .map(|line| {
-                    if line.starts_with("http://") || line.starts_with("https://") {
-                        let url = escape(line);
-                        format!("<p><a href=\"{url}\">{url}</a></p>")
-                    } else {
-                        format!("<p>{}</p>", escape(line))
-                    }
-                })
-                .collect::<String>()
-        );
-        Ok((subject.to_owned(), text, html))
-    }
-
-    /// The link a mail carries: its token is made here from the reference
-    /// with the server key, so neither RabbitMQ nor Postgres holds it.
-    fn link_url(&self, user: Uuid, reference_hex: &str) -> anyhow::Result<String> {
-        let bytes: Vec<u8> = (0..reference_hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(reference_hex.get(i..i + 2).unwrap_or("zz"), 16))
-            .collect::<Result<_, _>>()?;
-        let reference = Reference::from_bytes(
-            bytes
-                .try_into()
-                .map_err(|_| anyhow::anyhow!("a link reference is 16 bytes"))?,
-        );
-        let token = self.tokens.encode(TokenKind::EmailLink, user, &reference);
-        Ok(format!(
-            "{}/v1/login/email-link?token={token}",
-            self.settings.public_url.trim_end_matches('/')
-        ))
-    }
+/// The link a mail carries: its token is made here from the reference
+/// with the server key, so neither RabbitMQ nor Postgres holds it.
+fn link_url(
+    tokens: &TokenCodec,
+    public_url: &str,
+    user: Uuid,
+    reference_hex: &str,
+) -> anyhow::Result<String> {
+    let bytes = HEXLOWER_PERMISSIVE
+        .decode(reference_hex.as_bytes())
+        .context("a link reference is not hex")?;
+    let bytes: [u8; 16] = bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("a link reference is 16 bytes"))?;
+    let token = tokens.encode(TokenKind::EmailLink, user, &Reference::from_bytes(bytes));
+    Ok(format!(
+        "{}/v1/login/email-link?token={token}",
+        public_url.trim_end_matches('/')
+    ))
 }
 
 fn attempts_of(properties: &BasicProperties) -> u32 {
@@ -483,46 +419,49 @@ fn forward_properties(properties: &BasicProperties, attempts: u32) -> BasicPrope
     forwarded
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
-/// The user agent as a mail may show it. It is the client's own text, so an
-/// attacker's words would read as ours: only plain characters, no URLs,
-/// short, and quoted.
-fn describe_browser(user_agent: &str) -> String {
-    let plain: String = user_agent
-        .replace("://", " ")
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || " ./;()_-,".contains(*c))
-        .take(80)
-        .collect();
-    let plain = plain.trim();
-    if plain.is_empty() {
-        "an unknown browser".to_owned()
-    } else {
-        format!("browser \"{plain}\"")
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use crate::keys::{Keyring, MasterKey};
+
     use super::*;
 
+    fn codec() -> TokenCodec {
+        TokenCodec::new(Arc::new(Keyring::new(&MasterKey::generate())))
+    }
+
     #[test]
-    fn a_user_agent_cannot_put_a_link_or_markup_into_a_mail() {
-        let shown =
-            describe_browser("Mozilla/5.0 <b>to cancel open https://evil.example/x?y=1</b>");
-        assert!(
-            !shown.contains("://") && !shown.contains('<') && !shown.contains('?'),
-            "{shown}"
+    fn a_link_carries_a_token_for_the_events_reference() {
+        let tokens = codec();
+        let user = Uuid::from_u128(7);
+        let url = link_url(
+            &tokens,
+            "https://auth.example.com/",
+            user,
+            "00112233445566778899aabbccddeeff",
+        )
+        .unwrap();
+        let token = url
+            .strip_prefix("https://auth.example.com/v1/login/email-link?token=")
+            .unwrap();
+        let expected = Reference::from_bytes([
+            0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+            0xee, 0xff,
+        ]);
+        assert_eq!(
+            tokens.decode(TokenKind::EmailLink, token).unwrap(),
+            (user, expected)
         );
-        assert!(shown.starts_with("browser \"Mozilla/5.0"));
-        assert_eq!(describe_browser(""), "an unknown browser");
-        assert!(describe_browser(&"a".repeat(500)).len() < 100);
+    }
+
+    #[test]
+    fn a_reference_that_is_not_sixteen_bytes_of_hex_makes_no_link() {
+        let tokens = codec();
+        let user = Uuid::from_u128(7);
+        for reference in ["zz112233445566778899aabbccddeeff", "0011", "0", ""] {
+            assert!(
+                link_url(&tokens, "https://auth.example.com", user, reference).is_err(),
+                "{reference:?}"
+            );
+        }
     }
 }
