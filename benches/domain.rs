@@ -32,7 +32,7 @@ fn services() -> UserAuthServices {
             throttle_after_failures: unlimited,
             lock_after_failures: unlimited,
             second_factor_tries: unlimited,
-            ..Config::from_env().unwrap().policy()
+            ..Config::defaults().unwrap().policy()
         },
     }
 }

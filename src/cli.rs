@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use authledger_aggregates::Clock;
 use authledger_projections::audit_index::AuditIndex;
 use authledger_projections::users::UsersProjection;
 use authledger_projections::Projector;
@@ -12,7 +13,7 @@ use tokio::sync::watch;
 use crate::app::{Caller, Staff};
 use crate::config::{AdminCommand, AuditCommand, Cli, Command, Config, ProjectionsCommand};
 use crate::services::SystemClock;
-use crate::startup::{shutdown_signal, wire, Application};
+use crate::startup::{app, shutdown_signal, wire, Application};
 use crate::{db, telemetry};
 
 /// What a long-running process runs.
@@ -205,8 +206,7 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
             let pool = db::connect(database.database_url.expose(), 2).await?;
             let id = log::resolve_user(&user)
                 .ok_or_else(|| anyhow::anyhow!("{user:?} is neither a user id nor an email"))?;
-            #[allow(clippy::disallowed_methods)] // the command line's default instant
-            let at = at.unwrap_or_else(chrono::Utc::now);
+            let at = at.unwrap_or_else(|| SystemClock.now());
             let state = log::user_state(&pool, id, at, &policy.policy())
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no events for {user}"))?;
@@ -294,7 +294,7 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
         } => (user, reason, config, false),
     };
     let pool = db::connect(config.database.database_url.expose(), 2).await?;
-    let (app, _) = wire(&config, pool, Arc::new(SystemClock))?;
+    let app = app(&config, pool, Arc::new(SystemClock))?;
     let caller = Caller {
         request_id: uuid::Uuid::new_v4().to_string(),
         client_ip: "local".into(),

@@ -70,8 +70,6 @@ pub struct Executed {
     pub verdict: Verdict,
     /// The user's state after the command.
     pub state: UserAuth,
-    /// How many events the command recorded.
-    pub recorded: usize,
 }
 
 /// A user's state as of `sequence`.
@@ -124,7 +122,6 @@ impl CommandBus {
                 return Ok(Executed {
                     verdict: decided.verdict,
                     state: after,
-                    recorded: 0,
                 });
             }
             let context = EventStoreAggregateContext {
@@ -146,7 +143,6 @@ impl CommandBus {
                     return Ok(Executed {
                         verdict: decided.verdict,
                         state: after,
-                        recorded: committed.len(),
                     });
                 }
                 Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {

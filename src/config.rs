@@ -10,7 +10,7 @@ use std::time::Duration as StdDuration;
 use anyhow::Context;
 use authledger_aggregates::Policy;
 use chrono::Duration;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::keys::MasterKey;
 
@@ -388,6 +388,17 @@ impl Config {
         Standalone::try_parse_from(["authledger"])
             .map(|s| s.config)
             .context("reading the configuration from the environment")
+    }
+
+    /// Every flag at its documented default, whatever the environment
+    /// says: for tests and benchmarks that must not pick up an operator's
+    /// settings.
+    pub fn defaults() -> anyhow::Result<Self> {
+        let command = Standalone::command().mut_args(|arg| arg.env(None::<&str>));
+        let matches = command
+            .try_get_matches_from(["authledger"])
+            .context("building the default configuration")?;
+        Ok(Standalone::from_arg_matches(&matches)?.config)
     }
 
     pub fn registration_open(&self) -> bool {

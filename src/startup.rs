@@ -43,6 +43,14 @@ pub fn wire(
     Ok((app, pipeline))
 }
 
+/// The use cases alone, for a command line that runs one of them and sends
+/// no mail.
+pub fn app(config: &Config, pool: PgPool, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+    let keyring = Arc::new(Keyring::new(&config.master_key()?));
+    let services = services(config, keyring.clone(), clock)?;
+    App::new(config, pool, keyring, services, MailMetrics::default())
+}
+
 /// Whether the console's cookies must be `Secure` (and so may carry the
 /// `__Host-` prefix): always, unless users reach the service over plain
 /// HTTP on their own machine. Plain HTTP anywhere else would send session
@@ -187,9 +195,9 @@ impl Pipeline {
             worker_pool,
             TokenCodec::new(keyring),
             WorkerSettings {
-                amqp_url: mail.amqp_url.expose().to_owned(),
+                amqp_url: mail.amqp_url.clone(),
                 topology,
-                smtp_url: mail.smtp_url.expose().to_owned(),
+                smtp_url: mail.smtp_url.clone(),
                 from: mail
                     .mail_from
                     .parse()

@@ -28,7 +28,7 @@ fn assert_clean(run: &Run, steps: &[&str]) {
 
 #[sqlx::test(migrator = "authledger::db::MIGRATOR")]
 async fn every_scenario_runs_against_a_real_server(pool: PgPool) {
-    let mut config = Config::from_env().unwrap();
+    let mut config = Config::defaults().unwrap();
     config.secret_key = Some(MasterKey::generate());
     config.addr = "127.0.0.1:0".parse().unwrap();
     config.hashing.argon2_memory_kib = 64;

@@ -8,7 +8,7 @@ use super::{App, AppError, AppResult, Caller, SignedInWithCode};
 use crate::services::new_totp_secret;
 
 /// What an authenticator app needs, shown while the enrollment is pending.
-#[derive(Debug)]
+/// No `Debug`: it holds the secret.
 pub struct Enrollment {
     /// Key URI for authenticator apps.
     pub otpauth_uri: String,

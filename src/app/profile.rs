@@ -80,8 +80,8 @@ impl App {
         {
             Verdict::MfaReset { sessions_ended } => Ok(ResetDone { sessions_ended }),
             Verdict::Rejected(rejection) => Err(self.rejected(rejection, AppError::WrongPassword)),
-            other => Err(AppError::internal(anyhow::anyhow!(
-                "a reset answered {other:?}"
+            _ => Err(AppError::internal(anyhow::anyhow!(
+                "a reset answered neither a reset nor a rejection"
             ))),
         }
     }

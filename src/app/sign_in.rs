@@ -1,7 +1,8 @@
 //! Signing in: the password step, then the authenticator's code. The other
 //! ways to finish a sign-in are in `enrollment` and `recovery`.
 use authledger_aggregates::{
-    Email, Password, RecoveryCode, SecondFactor, StartedSession, TotpCode, UserAuthCommand, Verdict,
+    Email, Password, RecoveryCode, SecondFactor, StartedSession, TotpCode, UserAuthCommand,
+    UserAuthError, Verdict,
 };
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
@@ -12,8 +13,8 @@ use crate::command_bus::BusError;
 use crate::services::new_recovery_code;
 use crate::tokens::TokenKind;
 
-/// A login attempt opened by a correct password.
-#[derive(Debug)]
+/// A login attempt opened by a correct password. No `Debug`: it holds a
+/// token.
 pub struct OpenedAttempt {
     /// Reaches only the second-factor and enrollment steps.
     pub login_token: String,
@@ -21,8 +22,7 @@ pub struct OpenedAttempt {
     pub expires_at: DateTime<Utc>,
 }
 
-/// A session, as its bearer token.
-#[derive(Debug)]
+/// A session, as its bearer token (so, no `Debug`).
 pub struct SignedIn {
     pub session_token: String,
     pub expires_at: DateTime<Utc>,
@@ -30,7 +30,6 @@ pub struct SignedIn {
 
 /// A sign-in that issued a new recovery code, shown this once: only its
 /// keyed hash is recorded.
-#[derive(Debug)]
 pub struct SignedInWithCode {
     pub session: SignedIn,
     pub recovery_code: String,
@@ -73,11 +72,23 @@ impl App {
                     });
                 }
             }
+            // A service failure (a key that cannot unseal, a hasher that
+            // broke) is the operator's to see; the caller gets the same
+            // answer as for a wrong password, since only real accounts
+            // reach the services.
+            Err(BusError::Refused(UserAuthError::Service(cause))) => {
+                tracing::error!(error = %cause, "the password step failed on the service's side");
+            }
             // A conflict that outlasted the retries can only happen where
             // events are written, i.e. on a real account: it must not
             // answer differently from a wrong password.
             Err(BusError::Refused(_) | BusError::Contended) => {}
-            Err(other) => return Err(self.refused(other)),
+            Err(other) => {
+                // The event store failing also answers no sooner than the
+                // floor, so its timing does not set real accounts apart.
+                tokio::time::sleep_until(started + self.sign_in_failure_floor).await;
+                return Err(self.refused(other));
+            }
         }
         tokio::time::sleep_until(started + self.sign_in_failure_floor).await;
         Err(AppError::InvalidCredentials)
@@ -124,8 +135,8 @@ impl App {
                 expires_at,
             }),
             Verdict::Rejected(rejection) => Err(self.rejected(rejection, AppError::InvalidCode)),
-            other => Err(AppError::internal(anyhow::anyhow!(
-                "a second factor answered {other:?}"
+            _ => Err(AppError::internal(anyhow::anyhow!(
+                "a second factor answered neither a session nor a rejection"
             ))),
         }
     }

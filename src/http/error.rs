@@ -276,7 +276,7 @@ impl ApiError {
         Self::new(
             StatusCode::FORBIDDEN,
             "reauthentication-required",
-            "This needs a sign-in within the last 15 minutes, or the password",
+            "This needs a recent sign-in, or the password",
         )
     }
     pub fn reauthentication_failed() -> Self {
@@ -401,7 +401,7 @@ impl From<&AppError> for ApiError {
             E::UnknownUser => Self::unknown_user(),
             E::Contended => Self::contended(),
             E::Unavailable { what, cause } => {
-                tracing::error!(
+                tracing::warn!(
                     error = format!("{cause:#}"),
                     what = *what,
                     "a dependency is unavailable"

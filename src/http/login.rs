@@ -241,7 +241,7 @@ pub async fn recovery_code(
 }
 
 /// "Try another method": a one-time sign-in link by email. The answer is
-/// the same whether or not a mail goes out (at most 3 per 15 minutes).
+/// the same whether or not a mail goes out (by default at most 3 per 15 minutes).
 #[utoipa::path(post, path = "/v1/login/email-link", tag = "login",
     request_body = LoginTokenRequest,
     responses(

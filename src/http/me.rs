@@ -36,7 +36,7 @@ pub struct SessionInfo {
     #[schema(value_type = String)]
     aal: Assurance,
     started_at: DateTime<Utc>,
-    /// The absolute end; an hour without use ends it sooner.
+    /// The absolute end; the idle timeout (an hour by default) ends it sooner.
     expires_at: DateTime<Utc>,
     idle_expires_at: DateTime<Utc>,
 }
@@ -82,7 +82,7 @@ impl From<app::Me> for Me {
 #[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetRequest {
-    /// Needed when this session was not won in the last 15 minutes.
+    /// Needed when this session was not won within the reauthentication window (15 minutes by default).
     password: Option<String>,
 }
 

@@ -22,6 +22,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::config::Secret;
 use crate::metrics::MailMetrics;
 use crate::tokens::{TokenCodec, TokenKind};
 
@@ -31,9 +32,9 @@ const ATTEMPTS_HEADER: &str = "x-authledger-attempts";
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    pub amqp_url: String,
+    pub amqp_url: Secret,
     pub topology: Topology,
-    pub smtp_url: String,
+    pub smtp_url: Secret,
     pub from: Mailbox,
     pub public_url: String,
     pub prefetch: u16,
@@ -84,10 +85,10 @@ impl Worker {
         clock: Arc<dyn Clock>,
         metrics: MailMetrics,
     ) -> anyhow::Result<Self> {
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&settings.smtp_url)?
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(settings.smtp_url.expose())?
             .timeout(Some(Duration::from_secs(10)))
             .build();
-        let publisher = Publisher::new(&settings.amqp_url, settings.topology.clone());
+        let publisher = Publisher::new(settings.amqp_url.expose(), settings.topology.clone());
         Ok(Self {
             pool,
             tokens,
@@ -102,7 +103,7 @@ impl Worker {
     /// Handles every message waiting now, then returns how many it took.
     pub async fn run_once(&self) -> anyhow::Result<usize> {
         let (connection, channel) = connect(
-            &self.settings.amqp_url,
+            self.settings.amqp_url.expose(),
             &self.settings.topology,
             "authledger-worker",
         )
@@ -131,7 +132,7 @@ impl Worker {
         loop {
             let session = async {
                 let (connection, channel) = connect(
-                    &self.settings.amqp_url,
+                    self.settings.amqp_url.expose(),
                     &self.settings.topology,
                     "authledger-worker",
                 )

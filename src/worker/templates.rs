@@ -4,7 +4,7 @@ use authledger_projections::mail::{MailKind, MailMessage};
 use maud::{html, DOCTYPE};
 
 /// A mail ready for SMTP.
-#[derive(Debug)]
+/// A mail ready to send. No `Debug`: a sign-in mail holds its link.
 pub(super) struct Rendered {
     pub subject: &'static str,
     pub text: String,

@@ -109,7 +109,7 @@ fn bus(pool: &PgPool, snapshot_every: usize) -> CommandBus {
         randomness: Arc::new(OsRandomness),
         hasher: Arc::new(Argon2Hasher::new(1024, 1, 1, 1).unwrap()),
         keeper: keyring,
-        policy: authledger::config::Config::from_env().unwrap().policy(),
+        policy: authledger::config::Config::defaults().unwrap().policy(),
     };
     CommandBus::new(pool.clone(), services, snapshot_every)
 }

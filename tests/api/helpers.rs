@@ -78,7 +78,7 @@ pub async fn spawn_app(pool: PgPool) -> TestApp {
 pub async fn spawn_app_with(pool: PgPool, adjust: impl FnOnce(&mut Config)) -> TestApp {
     log_buffer();
     let key = MasterKey::generate();
-    let mut config = Config::from_env().expect("the configuration");
+    let mut config = Config::defaults().expect("the configuration");
     config.secret_key = Some(key.clone());
     config.addr = "127.0.0.1:0".parse().unwrap();
     config.hashing.hashing_threads = Some(2);

@@ -110,3 +110,44 @@ async fn a_reset_needs_the_password_once_the_session_is_fifteen_minutes_old(pool
         .await;
     assert_eq!(with_password.status(), StatusCode::OK);
 }
+
+/// The same limits on the real clock, end to end, shortened to a second:
+/// the one place a test waits, so the system clock's path is covered too.
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn on_the_real_clock_attempts_links_and_idle_sessions_expire(pool: PgPool) {
+    let app = spawn_app_with(pool, |config| {
+        config.policy.login_attempt_ttl_secs = 1;
+        config.policy.email_link_ttl_secs = 1;
+        config.policy.session_idle_secs = 1;
+    })
+    .await;
+    let mut user = app.signed_up().await;
+    let id = user_id_of(&user.email);
+    let login = app.password_step(&user.email).await;
+    app.post(
+        "/v1/login/email-link",
+        json!({"login_token": login["login_token"]}),
+    )
+    .await;
+    let link = app.link_token(id, &app.email_link_references(id).await[0]);
+
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let code = user.device.next_code().await;
+    let totp = app
+        .post(
+            "/v1/login/totp",
+            json!({"login_token": login["login_token"], "code": code}),
+        )
+        .await;
+    assert_problem(totp, StatusCode::UNAUTHORIZED, "login-attempt-invalid").await;
+    let redeem = app
+        .post("/v1/login/email-link/redeem", json!({"token": link}))
+        .await;
+    assert_problem(redeem, StatusCode::GONE, "email-link-invalid").await;
+    assert_problem(
+        app.me(&user.session_token).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    )
+    .await;
+}

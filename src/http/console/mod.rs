@@ -165,6 +165,17 @@ fn say(err: &AppError, step: Step) -> Problem {
     }
 }
 
+/// Logs a refusal no page shows: the service's own failures with their
+/// cause, anything else as a detail.
+fn log_unshown(err: &AppError, what: &'static str) {
+    match err {
+        AppError::Internal(cause) | AppError::Unavailable { cause, .. } => {
+            tracing::error!(error = format!("{cause:#}"), what);
+        }
+        other => tracing::debug!(error = %other, what),
+    }
+}
+
 /// Where a browser without the cookie a page needs is sent instead.
 struct Redirect(&'static str);
 
@@ -318,7 +329,7 @@ async fn sign_in(
             // Begun now, so the next page can show the QR code; if this
             // fails, that page offers to begin again.
             if let Err(err) = ctx.app.begin_enrollment(&caller, &opened.login_token).await {
-                tracing::warn!(error = %err, "enrollment not begun at sign-in");
+                log_unshown(&err, "enrollment not begun at sign-in");
             }
             "/sign-in/enroll"
         }
@@ -505,6 +516,7 @@ pub struct LinkQuery {
     responses(
         (status = 200, description = "A confirm page", content_type = "text/html"),
         (status = 400, description = "A page saying the link is broken", content_type = "text/html"),
+        (status = 503, description = "A page saying the link cannot be checked now", content_type = "text/html"),
     ))]
 pub async fn email_link_page(
     State(ctx): State<ApiContext>,
@@ -781,7 +793,10 @@ async fn profile_page(State(ctx): State<ApiContext>, caller: Caller, browser: Br
                 }
                 dt { "This session" }
                 dd #session-method { "Signed in with " (method_words(me.session.method)) ". " (assurance_words(me.session.aal)) }
-                dd { "Ends " (when(me.session.expires_at)) ", or after an hour without use." }
+                dd {
+                    "Ends " (when(me.session.expires_at)) ", or after "
+                    (ctx.app.policy().session_idle.num_minutes()) " minutes without use."
+                }
             }
             h2 { "Lost your phone?" }
             p { "If your authenticator app is lost or someone else may have it, reset your multi-factor authentication. You will be signed out everywhere and set up a new authenticator at your next sign-in." }
@@ -871,7 +886,7 @@ async fn sign_out(State(ctx): State<ApiContext>, caller: Caller, form: Form<NoFi
     if let Some(token) = &browser.session {
         // A session that has already ended needs no ending.
         if let Err(err) = ctx.app.logout(&caller, token).await {
-            tracing::debug!(error = %err, "sign-out of a session that was not live");
+            log_unshown(&err, "sign-out of a session that was not live");
         }
     }
     let mut response = see_other("/sign-in?notice=signed-out");
