@@ -58,4 +58,39 @@ pub enum UserAuthCommand {
     UnlockAccount {
         reason: AdminReason,
     },
+    /// Redeems the verification link mailed at registration.
+    VerifyEmail {
+        link: Reference,
+    },
+    /// "Forgot password?": mails a reset link to a verified account.
+    RequestPasswordReset,
+    /// Sets a new password through a mailed reset link; starts no session.
+    ResetPassword {
+        link: Reference,
+        password: NewPassword,
+    },
+    /// The signed-in user's new password; `current` is needed unless the
+    /// session is `aal2` and recent.
+    ChangePassword {
+        session: Reference,
+        current: Option<Password>,
+        new: NewPassword,
+    },
+    /// A new recovery code, minted by the caller, for an `aal2` session
+    /// that is recent (or that gives the password again).
+    RegenerateRecoveryCode {
+        session: Reference,
+        password: Option<Password>,
+        code: RecoveryCode,
+    },
+    /// The user cancels their pending MFA reset.
+    CancelMfaReset {
+        session: Reference,
+    },
+    /// The "this wasn't me" link of a pending MFA reset.
+    DenyMfaReset {
+        link: Reference,
+    },
+    /// Carries out a pending MFA reset whose waiting period is over.
+    CompletePendingMfaReset,
 }

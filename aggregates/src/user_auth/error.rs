@@ -30,6 +30,22 @@ pub enum UserAuthError {
     NotLocked,
     #[error("no such user")]
     UnknownUser,
+    #[error("the verification link is no longer valid")]
+    EmailVerificationInvalid,
+    #[error("the password reset link is no longer valid")]
+    PasswordResetInvalid,
+    #[error("the link is no longer valid: no MFA reset is waiting")]
+    MfaResetDenialInvalid,
+    #[error("no MFA reset is waiting")]
+    NoPendingMfaReset,
+    #[error("the pending MFA reset is not due yet")]
+    MfaResetNotDue,
+    #[error(
+        "sign-in links are off until the next sign-in with your authenticator or recovery code"
+    )]
+    EmailLinkUnavailable,
+    #[error("this needs a sign-in with your authenticator or recovery code")]
+    SecondFactorRequired,
     #[error("a service failed: {0}")]
     Service(String),
 }

@@ -112,6 +112,64 @@ pub enum UserAuthEvent {
         reason: String,
         at: DateTime<Utc>,
     },
+    /// A verification link was mailed to the account's address. Recorded
+    /// with a registration, it leaves the account unverified until
+    /// `EmailVerified`; accounts registered before verification existed
+    /// never had one and count as verified.
+    EmailVerificationRequested {
+        link: Reference,
+        expires_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    EmailVerified {
+        at: DateTime<Utc>,
+    },
+    /// Someone tried to register an address that already has a verified
+    /// account; its owner is told, nothing changes.
+    RegistrationAttempted {
+        at: DateTime<Utc>,
+    },
+    /// A forgotten-password link was mailed.
+    PasswordResetRequested {
+        link: Reference,
+        expires_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    /// The password was set through a mailed reset link.
+    PasswordReset {
+        password_hash: Sealed,
+        at: DateTime<Utc>,
+    },
+    /// The signed-in user changed their password.
+    PasswordChanged {
+        password_hash: Sealed,
+        at: DateTime<Utc>,
+    },
+    /// An MFA reset asked from a session that proved no device: it takes
+    /// effect at `effective_at` unless cancelled. `denial` is the reference
+    /// of the "this wasn't me" link mailed with the notice.
+    MfaResetRequested {
+        effective_at: DateTime<Utc>,
+        denial: Reference,
+        at: DateTime<Utc>,
+    },
+    MfaResetCancelled {
+        reason: ResetCancellation,
+        at: DateTime<Utc>,
+    },
+}
+
+/// Why a pending MFA reset did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResetCancellation {
+    /// A sign-in with the authenticator or the recovery code: the device is
+    /// not lost after all.
+    SignedInWithSecondFactor,
+    /// The user cancelled it from their profile.
+    CancelledByUser,
+    /// The "this wasn't me" link in the notice.
+    DeniedByLink,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,6 +217,10 @@ pub enum Assurance {
 pub enum SessionEndReason {
     Logout,
     MfaReset,
+    PasswordReset,
+    PasswordChanged,
+    /// The "this wasn't me" link of a pending MFA reset.
+    ResetDenied,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,7 +252,15 @@ impl UserAuthEvent {
             | Self::SessionEnded { at, .. }
             | Self::SignInThrottled { at, .. }
             | Self::AccountLocked { at, .. }
-            | Self::AccountUnlocked { at, .. } => *at,
+            | Self::AccountUnlocked { at, .. }
+            | Self::EmailVerificationRequested { at, .. }
+            | Self::EmailVerified { at }
+            | Self::RegistrationAttempted { at }
+            | Self::PasswordResetRequested { at, .. }
+            | Self::PasswordReset { at, .. }
+            | Self::PasswordChanged { at, .. }
+            | Self::MfaResetRequested { at, .. }
+            | Self::MfaResetCancelled { at, .. } => *at,
         }
     }
 
@@ -216,6 +286,14 @@ impl UserAuthEvent {
             Self::SignInThrottled { .. } => "SignInThrottled",
             Self::AccountLocked { .. } => "AccountLocked",
             Self::AccountUnlocked { .. } => "AccountUnlocked",
+            Self::EmailVerificationRequested { .. } => "EmailVerificationRequested",
+            Self::EmailVerified { .. } => "EmailVerified",
+            Self::RegistrationAttempted { .. } => "RegistrationAttempted",
+            Self::PasswordResetRequested { .. } => "PasswordResetRequested",
+            Self::PasswordReset { .. } => "PasswordReset",
+            Self::PasswordChanged { .. } => "PasswordChanged",
+            Self::MfaResetRequested { .. } => "MfaResetRequested",
+            Self::MfaResetCancelled { .. } => "MfaResetCancelled",
         }
     }
 }

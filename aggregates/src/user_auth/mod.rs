@@ -24,7 +24,8 @@ pub use commands::UserAuthCommand;
 pub use email::{Email, InvalidEmail};
 pub use error::UserAuthError;
 pub use events::{
-    Actor, Assurance, SecondFactor, SessionEndReason, SignInMethod, TotpRejection, UserAuthEvent,
+    Actor, Assurance, ResetCancellation, SecondFactor, SessionEndReason, SignInMethod,
+    TotpRejection, UserAuthEvent,
 };
 pub use password::{NewPassword, Password, PasswordError, MAX_PASSWORD_CHARS};
 pub use recovery_code::{CodeDigest, InvalidRecoveryCode, RecoveryCode, RECOVERY_CODE_BYTES};
@@ -38,7 +39,9 @@ pub use totp::{
     check_code, code_at_step, time_step, InvalidTotpCode, TotpCheck, TotpCode, TotpSecret,
     TOTP_PERIOD_SECS, TOTP_SECRET_BYTES,
 };
-pub use verdict::{Consequence, Decided, FailedFactor, Rejection, StartedSession, Verdict};
+pub use verdict::{
+    Consequence, Decided, FailedFactor, Registration, Rejection, StartedSession, Verdict,
+};
 
 impl Aggregate for UserAuth {
     const TYPE: &'static str = "UserAuth";
@@ -101,6 +104,14 @@ impl UserAuth {
             C::Logout { session } => self.logout(session, s, now),
             C::AdminResetMfa { reason } => self.admin_reset_mfa(reason, s, now),
             C::UnlockAccount { reason } => self.unlock_account(reason, now),
+            C::VerifyEmail { .. }
+            | C::RequestPasswordReset
+            | C::ResetPassword { .. }
+            | C::ChangePassword { .. }
+            | C::RegenerateRecoveryCode { .. }
+            | C::CancelMfaReset { .. }
+            | C::DenyMfaReset { .. }
+            | C::CompletePendingMfaReset => Err(UserAuthError::Service("not built yet".into())),
         }
     }
 }

@@ -106,6 +106,16 @@ pub struct Policy {
     /// records it again; bounds writes for the idle timeout.
     pub session_activity_granularity: Duration,
     pub reauthentication_window: Duration,
+    pub email_verification_ttl: Duration,
+    /// Verification links and registration notices per address per window.
+    pub registration_mails_per_window: usize,
+    pub registration_mail_window: Duration,
+    pub password_reset_ttl: Duration,
+    pub password_resets_per_window: usize,
+    pub password_reset_window: Duration,
+    /// How long an MFA reset asked from an `aal1` session waits; zero makes
+    /// it immediate.
+    pub aal1_mfa_reset_delay: Duration,
 }
 
 impl Policy {

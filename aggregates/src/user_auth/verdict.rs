@@ -9,14 +9,19 @@ use super::reference::Reference;
 /// What a command did, decided by the rule that handled it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
+    /// A registration was taken; every case answers the caller alike.
     Registered {
         user_id: Uuid,
+        outcome: Registration,
     },
     /// A correct password opened a login attempt.
     AttemptOpened {
         attempt: Reference,
         next: SecondFactor,
         expires_at: DateTime<Utc>,
+        /// Whether "Email" may be offered: not after a password reset by
+        /// email until the next sign-in with a second factor.
+        email_link_available: bool,
     },
     EnrollmentStarted,
     /// TOTP, enrollment, recovery code or email link started a session.
@@ -36,6 +41,41 @@ pub enum Verdict {
     },
     LoggedOut,
     Unlocked,
+    EmailVerified,
+    /// RequestPasswordReset: `mailed` is false for an unknown or unverified
+    /// account, or over the limit; the caller's answer is the same.
+    PasswordResetRequested {
+        mailed: bool,
+    },
+    /// The password was set by a reset link; no session was started.
+    PasswordReset {
+        sessions_ended: usize,
+    },
+    /// Every other session of the user ended.
+    PasswordChanged {
+        sessions_ended: usize,
+    },
+    RecoveryCodeReplaced,
+    /// An MFA reset from an `aal1` session waits until `effective_at`.
+    MfaResetPending {
+        effective_at: DateTime<Utc>,
+    },
+    MfaResetCancelled {
+        sessions_ended: usize,
+    },
+}
+
+/// What became of a registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// A new, unverified account; a verification link is mailed.
+    New,
+    /// An unverified registration replaced: new password, new link.
+    Replaced,
+    /// The address has a verified account: its owner is told.
+    OwnerNotified,
+    /// Over the per-address limit of mails: nothing recorded.
+    Dropped,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
