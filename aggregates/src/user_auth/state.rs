@@ -8,7 +8,7 @@ use super::recovery_code::CodeDigest;
 use super::reference::Reference;
 use super::services::{Policy, Sealed};
 
-/// How many recent email-link request times are kept for the rate limit.
+/// How many recent times of each kind of mail are kept for the rate limits.
 const LINK_REQUEST_HISTORY: usize = 32;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -24,6 +24,15 @@ pub struct UserAuth {
     pub(super) consecutive_failures: u32,
     pub(super) throttled_until: Option<DateTime<Utc>>,
     pub(super) locked: bool,
+    pub(super) verification_link: Option<MailedLink>,
+    /// Verification links and registration notices, for their limit.
+    pub(super) registration_mails: Vec<DateTime<Utc>>,
+    pub(super) password_reset_link: Option<MailedLink>,
+    pub(super) password_reset_requests: Vec<DateTime<Utc>>,
+    /// Set by a password reset by email: the mailbox alone just changed the
+    /// password, so it may not also stand in for the second factor.
+    pub(super) email_link_disabled: bool,
+    pub(super) pending_mfa_reset: Option<PendingMfaReset>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +40,7 @@ pub(super) struct Account {
     pub user_id: Uuid,
     pub email: String,
     pub password_hash: Sealed,
+    pub verified: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +69,20 @@ pub(super) struct EmailLink {
     pub attempt: Reference,
     pub expires_at: DateTime<Utc>,
     pub used: bool,
+}
+
+/// A link mailed to the account's address that is not bound to a login
+/// attempt; only the newest one counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct MailedLink {
+    pub reference: Reference,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct PendingMfaReset {
+    pub effective_at: DateTime<Utc>,
+    pub denial: Reference,
 }
 
 /// A signed-in session, as the aggregate knows it.
@@ -99,6 +123,21 @@ impl UserAuth {
 
     pub fn is_enrolled(&self) -> bool {
         self.authenticator.is_some()
+    }
+
+    /// Whether the account's owner has shown they receive its mail.
+    pub fn is_verified(&self) -> bool {
+        self.account
+            .as_ref()
+            .is_some_and(|account| account.verified)
+    }
+
+    /// When the MFA reset asked from an `aal1` session takes effect, if one
+    /// is waiting.
+    pub fn pending_mfa_reset(&self) -> Option<DateTime<Utc>> {
+        self.pending_mfa_reset
+            .as_ref()
+            .map(|pending| pending.effective_at)
     }
 
     pub fn profile(&self) -> Option<Profile> {
@@ -187,11 +226,18 @@ impl UserAuth {
                 password_hash,
                 ..
             } => {
+                // Accounts registered before verification existed never had
+                // a verification request; a new registration records one
+                // right after this event.
                 self.account = Some(Account {
                     user_id,
                     email,
                     password_hash,
+                    verified: true,
                 });
+                // A replaced registration's links die with its password.
+                self.verification_link = None;
+                self.password_reset_link = None;
             }
             E::PasswordVerified {
                 attempt,
@@ -234,12 +280,7 @@ impl UserAuth {
                     expires_at,
                     used: false,
                 });
-                self.link_requests.push(at);
-                let excess = self
-                    .link_requests
-                    .len()
-                    .saturating_sub(LINK_REQUEST_HISTORY);
-                self.link_requests.drain(..excess);
+                remember(&mut self.link_requests, at);
             }
             E::EmailLinkUsed { .. } => {
                 if let Some(link) = &mut self.email_link {
@@ -268,6 +309,7 @@ impl UserAuth {
                 self.recovery_code = None;
                 self.attempt = None;
                 self.email_link = None;
+                self.pending_mfa_reset = None;
             }
             E::SessionStarted {
                 session,
@@ -291,6 +333,9 @@ impl UserAuth {
                 self.pending_enrollment = None;
                 self.consecutive_failures = 0;
                 self.throttled_until = None;
+                if aal == Assurance::Aal2 {
+                    self.email_link_disabled = false;
+                }
             }
             E::SessionActive { session, at } => {
                 if let Some(s) = self.sessions.iter_mut().find(|s| s.reference == session) {
@@ -307,8 +352,72 @@ impl UserAuth {
                 self.throttled_until = None;
                 self.consecutive_failures = 0;
             }
+            E::EmailVerificationRequested {
+                link,
+                expires_at,
+                at,
+            } => {
+                if let Some(account) = &mut self.account {
+                    account.verified = false;
+                }
+                self.verification_link = Some(MailedLink {
+                    reference: link,
+                    expires_at,
+                });
+                remember(&mut self.registration_mails, at);
+            }
+            E::EmailVerified { .. } => {
+                if let Some(account) = &mut self.account {
+                    account.verified = true;
+                }
+                self.verification_link = None;
+            }
+            E::RegistrationAttempted { at } => remember(&mut self.registration_mails, at),
+            E::PasswordResetRequested {
+                link,
+                expires_at,
+                at,
+            } => {
+                self.password_reset_link = Some(MailedLink {
+                    reference: link,
+                    expires_at,
+                });
+                remember(&mut self.password_reset_requests, at);
+            }
+            E::PasswordReset { password_hash, .. } => {
+                self.replace_password(password_hash);
+                self.email_link_disabled = true;
+            }
+            E::PasswordChanged { password_hash, .. } => self.replace_password(password_hash),
+            E::MfaResetRequested {
+                effective_at,
+                denial,
+                ..
+            } => {
+                self.pending_mfa_reset = Some(PendingMfaReset {
+                    effective_at,
+                    denial,
+                });
+            }
+            E::MfaResetCancelled { .. } => self.pending_mfa_reset = None,
         }
     }
+
+    /// A reset link was mailed for the old password; whoever changed it, by
+    /// whatever route, means the link must not set another one.
+    fn replace_password(&mut self, password_hash: Sealed) {
+        if let Some(account) = &mut self.account {
+            account.password_hash = password_hash;
+        }
+        self.password_reset_link = None;
+    }
+}
+
+/// Records a mail's time for a rate limit, keeping only the newest few.
+fn remember(times: &mut Vec<DateTime<Utc>>, at: DateTime<Utc>) {
+    times.push(at);
+    let excess = times.len().saturating_sub(LINK_REQUEST_HISTORY);
+    times.drain(..excess);
 }
 
 /// What an auditor asks of a user's state at an instant: folded from the
@@ -322,6 +431,9 @@ pub struct AuditState {
     pub throttled_until: Option<DateTime<Utc>>,
     pub consecutive_failures: u32,
     pub live_sessions: Vec<Session>,
+    pub email_verified: bool,
+    /// When a waiting MFA reset takes effect.
+    pub pending_mfa_reset: Option<DateTime<Utc>>,
 }
 
 impl UserAuth {
@@ -336,6 +448,8 @@ impl UserAuth {
             throttled_until: self.throttled_at(at),
             consecutive_failures: self.consecutive_failures,
             live_sessions: self.live_sessions(at, policy).cloned().collect(),
+            email_verified: self.is_verified(),
+            pending_mfa_reset: self.pending_mfa_reset(),
         }
     }
 }

@@ -15,9 +15,9 @@ use super::{
 pub(crate) use super::{
     Actor, AdminReason, Assurance, CodeDigest, Consequence, Decided, Email, FailedFactor,
     NewPassword, Password, PasswordCheck, PasswordHash, PasswordHasher, Policy, RecoveryCode,
-    Reference, Rejection, SealPurpose, Sealed, SecondFactor, SessionEndReason, SignInMethod,
-    StartedSession, TotpCode, TotpRejection, TotpSecret, UserAuth, UserAuthCommand, UserAuthError,
-    UserAuthEvent, UserAuthEvent as E, UserAuthServices, Verdict,
+    Reference, Registration, Rejection, SealPurpose, Sealed, SecondFactor, SessionEndReason,
+    SignInMethod, StartedSession, TotpCode, TotpRejection, TotpSecret, UserAuth, UserAuthCommand,
+    UserAuthError, UserAuthEvent, UserAuthEvent as E, UserAuthServices, Verdict,
 };
 
 pub(crate) type Framework = TestFramework<UserAuth>;
@@ -138,6 +138,13 @@ pub(crate) fn policy() -> Policy {
         session_idle: Duration::hours(1),
         session_activity_granularity: Duration::minutes(5),
         reauthentication_window: Duration::minutes(15),
+        email_verification_ttl: Duration::hours(24),
+        registration_mails_per_window: 3,
+        registration_mail_window: Duration::hours(1),
+        password_reset_ttl: Duration::minutes(30),
+        password_resets_per_window: 3,
+        password_reset_window: Duration::hours(1),
+        aal1_mfa_reset_delay: Duration::hours(24),
     }
 }
 

@@ -65,6 +65,7 @@ impl UserAuth {
                         attempt,
                         next,
                         expires_at,
+                        email_link_available: self.is_enrolled() && !self.email_link_disabled,
                     },
                 })
             }
@@ -161,6 +162,7 @@ mod tests {
                 attempt: reference(1),
                 next: SecondFactor::Totp,
                 expires_at: later(6),
+                email_link_available: true,
             }
         );
     }

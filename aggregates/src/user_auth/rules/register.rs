@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 
 use super::Decision;
 use crate::user_auth::{
-    Decided, Email, NewPassword, SealPurpose, UserAuth, UserAuthError as Error, UserAuthEvent as E,
-    UserAuthServices, Verdict,
+    Decided, Email, NewPassword, Registration, SealPurpose, UserAuth, UserAuthError as Error,
+    UserAuthEvent as E, UserAuthServices, Verdict,
 };
 
 impl UserAuth {
@@ -30,7 +30,10 @@ impl UserAuth {
                     .seal(SealPurpose::PasswordHash, hash.0.as_bytes())?,
                 at: now,
             }],
-            verdict: Verdict::Registered { user_id },
+            verdict: Verdict::Registered {
+                user_id,
+                outcome: Registration::New,
+            },
         })
     }
 }
@@ -99,6 +102,12 @@ mod tests {
         )
         .verdict;
         let alice = Uuid::parse_str("ba3dcbb2-86cd-5971-97ad-b0032be24d84").unwrap();
-        assert_eq!(verdict, Verdict::Registered { user_id: alice });
+        assert_eq!(
+            verdict,
+            Verdict::Registered {
+                user_id: alice,
+                outcome: Registration::New,
+            }
+        );
     }
 }
