@@ -1,7 +1,7 @@
 //! Fakes and fixtures shared by the rules' tests: a fixed clock, counting
 //! randomness, transparent hashing and sealing, and the histories the
 //! tests start from.
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::TimeZone;
@@ -43,14 +43,17 @@ impl Randomness for CountingRandomness {
 }
 
 /// "Hashes" as `v{version}:{password}`; a hash of another version needs a
-/// re-hash, like argon2 parameters that changed.
+/// re-hash, like argon2 parameters that changed. Counts its calls, the work
+/// an argon2 hasher would do.
 struct FakeHasher {
     version: u32,
+    work: Arc<AtomicUsize>,
 }
 
 #[async_trait::async_trait]
 impl PasswordHasher for FakeHasher {
     async fn hash(&self, password: &Password) -> Result<PasswordHash, ServiceError> {
+        self.work.fetch_add(1, Ordering::SeqCst);
         Ok(PasswordHash(format!(
             "v{}:{}",
             self.version,
@@ -63,6 +66,7 @@ impl PasswordHasher for FakeHasher {
         hash: Option<&PasswordHash>,
         password: &Password,
     ) -> Result<PasswordCheck, ServiceError> {
+        self.work.fetch_add(1, Ordering::SeqCst);
         let Some(PasswordHash(hash)) = hash else {
             return Ok(PasswordCheck::Mismatch);
         };
@@ -158,11 +162,21 @@ pub(crate) fn services_with(
     hasher_version: u32,
     next_ref: u64,
 ) -> UserAuthServices {
+    services_counting_work(now, hasher_version, next_ref, Arc::default())
+}
+
+fn services_counting_work(
+    now: DateTime<Utc>,
+    hasher_version: u32,
+    next_ref: u64,
+    work: Arc<AtomicUsize>,
+) -> UserAuthServices {
     UserAuthServices {
         clock: Arc::new(FixedClock(Mutex::new(now))),
         randomness: Arc::new(CountingRandomness(AtomicU64::new(next_ref - 1))),
         hasher: Arc::new(FakeHasher {
             version: hasher_version,
+            work,
         }),
         keeper: Arc::new(FakeKeeper),
         policy: policy(),
@@ -223,6 +237,22 @@ pub(crate) fn registered() -> Vec<UserAuthEvent> {
         ),
         at: t0(),
     }]
+}
+
+pub(crate) fn verification_requested(link: u64, now: DateTime<Utc>) -> UserAuthEvent {
+    E::EmailVerificationRequested {
+        link: reference(link),
+        expires_at: now + Duration::hours(24),
+        at: now,
+    }
+}
+
+/// Registered at t0 under today's rule: verification link 50 mailed and
+/// not yet opened.
+pub(crate) fn unverified() -> Vec<UserAuthEvent> {
+    let mut events = registered();
+    events.push(verification_requested(50, t0()));
+    events
 }
 
 pub(crate) fn attempt_opened(
@@ -333,4 +363,21 @@ pub(crate) fn decided(
         .unwrap()
         .block_on(state.decide(command, &services))
         .unwrap()
+}
+
+/// What `decide` answers, refusal or not, and how many password hashes and
+/// verifications it cost.
+pub(crate) fn with_hashing_work(
+    now: DateTime<Utc>,
+    given: Vec<UserAuthEvent>,
+    command: UserAuthCommand,
+) -> (Result<Decided, UserAuthError>, usize) {
+    let state = folded(given);
+    let work = Arc::new(AtomicUsize::new(0));
+    let services = services_counting_work(now, 1, 1, Arc::clone(&work));
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(state.decide(command, &services));
+    (outcome, work.load(Ordering::SeqCst))
 }

@@ -1,11 +1,14 @@
 //! Registration: one account per email. The user id derives from the email
 //! (see `Email::user_id`), so the event store's key enforces uniqueness.
+//! An account is unverified until its verification link is opened; until
+//! then a new registration of the address replaces it. A verified address
+//! is never answered differently: its owner is told by mail instead.
 use chrono::{DateTime, Utc};
 
 use super::Decision;
 use crate::user_auth::{
-    Decided, Email, NewPassword, Registration, SealPurpose, UserAuth, UserAuthError as Error,
-    UserAuthEvent as E, UserAuthServices, Verdict,
+    Decided, Email, NewPassword, Registration, SealPurpose, UserAuth, UserAuthEvent as E,
+    UserAuthServices, Verdict,
 };
 
 impl UserAuth {
@@ -16,25 +19,55 @@ impl UserAuth {
         s: &UserAuthServices,
         now: DateTime<Utc>,
     ) -> Decision {
-        if self.is_registered() {
-            return Err(Error::AlreadyRegistered);
-        }
+        // Every case hashes, so timing does not tell a taken address apart.
         let hash = s.hasher.hash(password.as_password()).await?;
         let user_id = email.user_id();
-        Ok(Decided {
-            events: vec![E::UserRegistered {
+        let answer = |events, outcome| Decided {
+            events,
+            verdict: Verdict::Registered { user_id, outcome },
+        };
+        if self.registration_mails_exhausted(s, now) {
+            // The limit protects the owner's inbox from whoever keeps
+            // registering their address.
+            return Ok(answer(vec![], Registration::Dropped));
+        }
+        if self.is_verified() {
+            return Ok(answer(
+                vec![E::RegistrationAttempted { at: now }],
+                Registration::OwnerNotified,
+            ));
+        }
+        let outcome = if self.is_registered() {
+            Registration::Replaced
+        } else {
+            Registration::New
+        };
+        let events = vec![
+            E::UserRegistered {
                 user_id,
                 email: email.into(),
                 password_hash: s
                     .keeper
                     .seal(SealPurpose::PasswordHash, hash.0.as_bytes())?,
                 at: now,
-            }],
-            verdict: Verdict::Registered {
-                user_id,
-                outcome: Registration::New,
             },
-        })
+            E::EmailVerificationRequested {
+                link: s.randomness.reference(),
+                expires_at: now + s.policy.email_verification_ttl,
+                at: now,
+            },
+        ];
+        Ok(answer(events, outcome))
+    }
+
+    fn registration_mails_exhausted(&self, s: &UserAuthServices, now: DateTime<Utc>) -> bool {
+        let window_start = now - s.policy.registration_mail_window;
+        let recent = self
+            .registration_mails
+            .iter()
+            .filter(|at| **at > window_start)
+            .count();
+        recent >= s.policy.registration_mails_per_window
     }
 }
 
@@ -44,26 +77,102 @@ mod tests {
 
     use crate::user_auth::testing::*;
 
-    #[test]
-    fn registering_records_the_user_with_a_sealed_password_hash() {
-        at(t0())
-            .given_no_previous_events()
-            .when(UserAuthCommand::RegisterUser {
-                email: email(),
-                password: NewPassword::parse(PASSWORD, &[]).unwrap(),
-            })
-            .then_expect_events(registered());
+    const OTHER_PASSWORD: &str = "violet lantern ferry quartz";
+
+    fn register(password: &str) -> UserAuthCommand {
+        UserAuthCommand::RegisterUser {
+            email: email(),
+            password: NewPassword::parse(password, &[]).unwrap(),
+        }
     }
 
     #[test]
-    fn registering_an_existing_email_is_refused() {
+    fn registering_records_an_unverified_user_and_mails_a_verification_link() {
+        let mut expected = registered();
+        expected.push(verification_requested(1, t0()));
         at(t0())
-            .given(registered())
-            .when(UserAuthCommand::RegisterUser {
-                email: email(),
-                password: NewPassword::parse(PASSWORD, &[]).unwrap(),
-            })
-            .then_expect_error(UserAuthError::AlreadyRegistered);
+            .given_no_previous_events()
+            .when(register(PASSWORD))
+            .then_expect_events(expected);
+    }
+
+    #[test]
+    fn registering_a_verified_address_notifies_its_owner_and_changes_nothing() {
+        let now = later(10);
+        let events = events_of(at(now), signed_in(now), register(OTHER_PASSWORD));
+        assert_eq!(events, vec![E::RegistrationAttempted { at: now }]);
+        let mut after = signed_in(now);
+        after.extend(events);
+        let (before, after) = (folded(signed_in(now)), folded(after));
+        assert_eq!(after.account, before.account);
+        assert_eq!(after.sessions, before.sessions);
+        assert!(after.is_verified());
+    }
+
+    #[test]
+    fn registering_an_unverified_address_again_replaces_its_password_and_link() {
+        let now = later(10);
+        at(now)
+            .given(unverified())
+            .when(register(OTHER_PASSWORD))
+            .then_expect_events(vec![
+                E::UserRegistered {
+                    user_id: email().user_id(),
+                    email: email().into(),
+                    password_hash: sealed(
+                        SealPurpose::PasswordHash,
+                        format!("v1:{OTHER_PASSWORD}").as_bytes(),
+                    ),
+                    at: now,
+                },
+                verification_requested(1, now),
+            ]);
+    }
+
+    #[test]
+    fn a_fourth_registration_mail_within_an_hour_is_silently_dropped() {
+        let now = later(10);
+        let mut given = unverified();
+        given.extend([
+            verification_requested(51, now),
+            E::RegistrationAttempted { at: now },
+        ]);
+        at(t0() + Duration::minutes(59))
+            .given(given.clone())
+            .when(register(PASSWORD))
+            .then_expect_events(vec![]);
+        // An hour after the first mail, another may be sent.
+        let events = events_of(at(t0() + Duration::hours(1)), given, register(PASSWORD));
+        assert!(matches!(
+            events.as_slice(),
+            [
+                E::UserRegistered { .. },
+                E::EmailVerificationRequested { .. }
+            ]
+        ));
+    }
+
+    #[test]
+    fn notices_to_a_verified_owner_count_against_the_same_limit() {
+        let now = later(10);
+        let mut given = registered();
+        given.extend((0..3).map(|_| E::RegistrationAttempted { at: now }));
+        at(now)
+            .given(given)
+            .when(register(PASSWORD))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn every_registration_costs_one_hash_whatever_the_address_holds() {
+        let now = later(10);
+        let mut over_the_limit = unverified();
+        over_the_limit.extend((0..2).map(|_| E::RegistrationAttempted { at: now }));
+        for given in [vec![], unverified(), registered(), over_the_limit] {
+            let (outcome, work) = with_hashing_work(now, given, register(PASSWORD));
+            assert!(outcome.is_ok());
+            assert_eq!(work, 1);
+        }
     }
 
     #[test]
@@ -91,23 +200,25 @@ mod tests {
     }
 
     #[test]
-    fn registering_names_the_new_user() {
-        let verdict = decided(
-            t0(),
-            vec![],
-            UserAuthCommand::RegisterUser {
-                email: email(),
-                password: NewPassword::parse(PASSWORD, &[]).unwrap(),
-            },
-        )
-        .verdict;
+    fn registering_names_the_user_and_what_became_of_the_registration() {
         let alice = Uuid::parse_str("ba3dcbb2-86cd-5971-97ad-b0032be24d84").unwrap();
-        assert_eq!(
-            verdict,
-            Verdict::Registered {
-                user_id: alice,
-                outcome: Registration::New,
-            }
-        );
+        let now = later(10);
+        let mut over_the_limit = registered();
+        over_the_limit.extend((0..3).map(|_| E::RegistrationAttempted { at: now }));
+        for (given, outcome) in [
+            (vec![], Registration::New),
+            (unverified(), Registration::Replaced),
+            (registered(), Registration::OwnerNotified),
+            (over_the_limit, Registration::Dropped),
+        ] {
+            assert_eq!(
+                decided(now, given, register(PASSWORD)).verdict,
+                Verdict::Registered {
+                    user_id: alice,
+                    outcome,
+                },
+                "{outcome:?}"
+            );
+        }
     }
 }
