@@ -104,8 +104,8 @@ impl UserAuth {
             C::Logout { session } => self.logout(session, s, now),
             C::AdminResetMfa { reason } => self.admin_reset_mfa(reason, s, now),
             C::UnlockAccount { reason } => self.unlock_account(reason, now),
-            C::VerifyEmail { .. }
-            | C::RequestPasswordReset
+            C::VerifyEmail { link } => self.verify_email(link, now),
+            C::RequestPasswordReset
             | C::ResetPassword { .. }
             | C::ChangePassword { .. }
             | C::RegenerateRecoveryCode { .. }

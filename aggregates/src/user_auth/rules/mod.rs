@@ -2,6 +2,7 @@
 //! it. Each file adds to `impl UserAuth` the part of `decide` it owns.
 //!
 //! - `register`: an account per email.
+//! - `verification`: the link that shows the registrant owns the address.
 //! - `password`: the password step, which opens a login attempt.
 //! - `login_attempt`: when a second factor may be tried at all.
 //! - `totp`, `enrollment`, `recovery_code`, `email_link`: the second factors.
@@ -20,6 +21,7 @@ mod reset;
 mod sessions;
 mod throttling;
 mod totp;
+mod verification;
 
 use super::{Decided, UserAuthError};
 

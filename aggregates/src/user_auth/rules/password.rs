@@ -1,6 +1,7 @@
 //! The password step: a correct password opens a login attempt that asks
 //! for a second factor (or for enrollment), a wrong one counts as a failure.
-//! Unknown, throttled and locked accounts answer like a wrong password.
+//! Unknown, unverified, throttled and locked accounts answer like a wrong
+//! password.
 use chrono::{DateTime, Utc};
 
 use super::Decision;
@@ -16,8 +17,10 @@ impl UserAuth {
         s: &UserAuthServices,
         now: DateTime<Utc>,
     ) -> Decision {
-        if !self.is_registered() {
-            // Same work as for a known account, so timing tells nothing.
+        if !self.is_verified() {
+            // Same work as for a known account, so timing tells nothing. An
+            // unverified account may be someone else's claim on the address:
+            // it signs nobody in, and says nothing of its existence.
             s.hasher.verify(None, &password).await?;
             return Err(Error::InvalidCredentials);
         }
@@ -125,6 +128,35 @@ mod tests {
                 password: password(),
             })
             .then_expect_error(UserAuthError::InvalidCredentials);
+    }
+
+    #[test]
+    fn sign_in_before_verification_answers_like_an_unknown_account_and_records_nothing() {
+        at(later(1))
+            .given(unverified())
+            .when(UserAuthCommand::SubmitPassword {
+                password: password(),
+            })
+            .then_expect_error(UserAuthError::InvalidCredentials);
+        let submit = || UserAuthCommand::SubmitPassword {
+            password: password(),
+        };
+        let (unknown, unknown_work) = with_hashing_work(later(1), vec![], submit());
+        let (unverified, unverified_work) = with_hashing_work(later(1), unverified(), submit());
+        assert_eq!(unverified, unknown);
+        assert_eq!(unverified_work, unknown_work);
+    }
+
+    #[test]
+    fn a_verified_account_signs_in() {
+        let mut given = unverified();
+        given.push(E::EmailVerified { at: later(1) });
+        at(later(2))
+            .given(given)
+            .when(UserAuthCommand::SubmitPassword {
+                password: password(),
+            })
+            .then_expect_events(vec![attempt_opened(1, later(2), SecondFactor::Enroll)]);
     }
 
     #[test]
