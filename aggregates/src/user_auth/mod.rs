@@ -105,9 +105,11 @@ impl UserAuth {
             C::AdminResetMfa { reason } => self.admin_reset_mfa(reason, s, now),
             C::UnlockAccount { reason } => self.unlock_account(reason, now),
             C::VerifyEmail { link } => self.verify_email(link, now),
-            C::RequestPasswordReset
-            | C::ResetPassword { .. }
-            | C::ChangePassword { .. }
+            C::RequestPasswordReset => self.request_password_reset(s, now),
+            C::ResetPassword { link, password } => {
+                self.reset_password(link, &password, s, now).await
+            }
+            C::ChangePassword { .. }
             | C::RegenerateRecoveryCode { .. }
             | C::CancelMfaReset { .. }
             | C::DenyMfaReset { .. }

@@ -110,6 +110,8 @@ impl SecretKeeper for FakeKeeper {
 // ---- fixtures --------------------------------------------------------------
 
 pub(crate) const PASSWORD: &str = "correct horse battery staple";
+/// A password the user chooses instead of `PASSWORD`.
+pub(crate) const NEW_PASSWORD: &str = "violet lantern ferry quartz";
 
 pub(crate) fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap()
@@ -221,6 +223,18 @@ pub(crate) fn step_at(time: DateTime<Utc>) -> u64 {
 
 pub(crate) fn password() -> Password {
     Password::parse(PASSWORD).unwrap()
+}
+
+pub(crate) fn new_password() -> NewPassword {
+    NewPassword::parse(NEW_PASSWORD, &[]).unwrap()
+}
+
+/// What a password hashes and seals to with the test services.
+pub(crate) fn sealed_hash(password: &str) -> Sealed {
+    sealed(
+        SealPurpose::PasswordHash,
+        format!("v1:{password}").as_bytes(),
+    )
 }
 
 pub(crate) fn wrong_password() -> Password {

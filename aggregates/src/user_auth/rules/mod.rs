@@ -4,6 +4,7 @@
 //! - `register`: an account per email.
 //! - `verification`: the link that shows the registrant owns the address.
 //! - `password`: the password step, which opens a login attempt.
+//! - `password_reset`: a forgotten password, set again through a mailed link.
 //! - `login_attempt`: when a second factor may be tried at all.
 //! - `totp`, `enrollment`, `recovery_code`, `email_link`: the second factors.
 //! - `throttling`: what a failed factor brings on, a wait or a lock.
@@ -15,6 +16,7 @@ mod email_link;
 mod enrollment;
 mod login_attempt;
 mod password;
+mod password_reset;
 mod recovery_code;
 mod register;
 mod reset;

@@ -77,8 +77,6 @@ mod tests {
 
     use crate::user_auth::testing::*;
 
-    const OTHER_PASSWORD: &str = "violet lantern ferry quartz";
-
     fn register(password: &str) -> UserAuthCommand {
         UserAuthCommand::RegisterUser {
             email: email(),
@@ -99,7 +97,7 @@ mod tests {
     #[test]
     fn registering_a_verified_address_notifies_its_owner_and_changes_nothing() {
         let now = later(10);
-        let events = events_of(at(now), signed_in(now), register(OTHER_PASSWORD));
+        let events = events_of(at(now), signed_in(now), register(NEW_PASSWORD));
         assert_eq!(events, vec![E::RegistrationAttempted { at: now }]);
         let mut after = signed_in(now);
         after.extend(events);
@@ -114,15 +112,12 @@ mod tests {
         let now = later(10);
         at(now)
             .given(unverified())
-            .when(register(OTHER_PASSWORD))
+            .when(register(NEW_PASSWORD))
             .then_expect_events(vec![
                 E::UserRegistered {
                     user_id: email().user_id(),
                     email: email().into(),
-                    password_hash: sealed(
-                        SealPurpose::PasswordHash,
-                        format!("v1:{OTHER_PASSWORD}").as_bytes(),
-                    ),
+                    password_hash: sealed_hash(NEW_PASSWORD),
                     at: now,
                 },
                 verification_requested(1, now),

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use super::Decision;
 use crate::user_auth::{
     Actor, Decided, FailedFactor, Password, PasswordCheck, Reference, SessionEndReason, UserAuth,
-    UserAuthError as Error, UserAuthEvent as E, UserAuthEvent, UserAuthServices, Verdict,
+    UserAuthError as Error, UserAuthEvent as E, UserAuthServices, Verdict,
 };
 
 impl UserAuth {
@@ -49,14 +49,7 @@ impl UserAuth {
         s: &UserAuthServices,
         now: DateTime<Utc>,
     ) -> Decided {
-        let ended: Vec<UserAuthEvent> = self
-            .live_sessions(now, &s.policy)
-            .map(|session| E::SessionEnded {
-                session: session.reference,
-                reason: SessionEndReason::MfaReset,
-                at: now,
-            })
-            .collect();
+        let ended = self.end_sessions(SessionEndReason::MfaReset, None, s, now);
         let sessions_ended = ended.len();
         let mut events = vec![E::MfaReset {
             actor,

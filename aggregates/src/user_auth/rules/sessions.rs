@@ -1,6 +1,6 @@
 //! Sessions: a new one at every sign-in, recording how it was won and its
 //! assurance; alive until its absolute expiry or an idle hour; ended by
-//! logout.
+//! logout, or all at once when a credential changes.
 use chrono::{DateTime, Utc};
 
 use super::Decision;
@@ -48,6 +48,24 @@ impl UserAuth {
             }],
             verdict: Verdict::LoggedOut,
         })
+    }
+
+    /// Ends every live session but `keep`, for `reason`.
+    pub(super) fn end_sessions(
+        &self,
+        reason: SessionEndReason,
+        keep: Option<&Reference>,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Vec<UserAuthEvent> {
+        self.live_sessions(now, &s.policy)
+            .filter(|session| Some(&session.reference) != keep)
+            .map(|session| E::SessionEnded {
+                session: session.reference,
+                reason,
+                at: now,
+            })
+            .collect()
     }
 
     /// A second factor succeeded: `proof` and a new session, in that order.

@@ -64,7 +64,7 @@ mod tests {
             unverified(),
             UserAuthCommand::RegisterUser {
                 email: email(),
-                password: NewPassword::parse("violet lantern ferry quartz", &[]).unwrap(),
+                password: new_password(),
             },
         ));
         at(now)
