@@ -1,6 +1,8 @@
 //! The email link, an account-recovery path rather than a factor: bound to
 //! its login attempt, short-lived, single use, a newer link voids older
-//! ones, and a few per window per account. It signs in at aal1.
+//! ones, and a few per window per account. It signs in at aal1. After a
+//! password reset by email it is off until a sign-in with a second factor:
+//! otherwise the mailbox alone would both set the password and sign in.
 use chrono::{DateTime, Utc};
 
 use super::Decision;
@@ -20,6 +22,9 @@ impl UserAuth {
             .ok_or(Error::LoginAttemptInvalid)?;
         if !self.is_enrolled() {
             return Err(Error::EnrollmentRequired);
+        }
+        if self.email_link_disabled {
+            return Err(Error::EmailLinkUnavailable);
         }
         let window_start = now - s.policy.email_link_window;
         let recent = self
@@ -140,6 +145,51 @@ mod tests {
                 attempt: reference(7),
             })
             .then_expect_error(UserAuthError::EnrollmentRequired);
+    }
+
+    fn reset_by_email(now: DateTime<Utc>) -> Vec<UserAuthEvent> {
+        vec![
+            E::PasswordResetRequested {
+                link: reference(20),
+                expires_at: now + Duration::minutes(30),
+                at: now,
+            },
+            E::PasswordReset {
+                password_hash: sealed_hash(NEW_PASSWORD),
+                at: now,
+            },
+        ]
+    }
+
+    #[test]
+    fn the_email_method_is_unavailable_after_a_password_reset_by_email() {
+        let now = later(10);
+        let mut given = enrolled();
+        given.extend(reset_by_email(now));
+        given.push(attempt_opened(7, now, SecondFactor::Totp));
+        at(now)
+            .given(given)
+            .when(UserAuthCommand::RequestEmailLink {
+                attempt: reference(7),
+            })
+            .then_expect_error(UserAuthError::EmailLinkUnavailable);
+    }
+
+    #[test]
+    fn the_email_method_is_available_again_after_a_totp_sign_in() {
+        let now = later(10);
+        let mut given = enrolled();
+        given.extend(reset_by_email(now));
+        given.extend([
+            session_started(8, SignInMethod::Totp, now),
+            attempt_opened(7, now, SecondFactor::Totp),
+        ]);
+        at(now)
+            .given(given)
+            .when(UserAuthCommand::RequestEmailLink {
+                attempt: reference(7),
+            })
+            .then_expect_events(vec![link_requested(1, 7, now)]);
     }
 
     #[test]

@@ -200,6 +200,42 @@ mod tests {
     }
 
     #[test]
+    fn the_email_method_is_offered_only_when_enrolled_and_not_after_a_reset_by_email() {
+        let offered = |given| {
+            let Verdict::AttemptOpened {
+                email_link_available,
+                ..
+            } = decided(
+                later(1),
+                given,
+                UserAuthCommand::SubmitPassword {
+                    password: password(),
+                },
+            )
+            .verdict
+            else {
+                panic!("expected an attempt");
+            };
+            email_link_available
+        };
+        let reset_by_email = E::PasswordReset {
+            password_hash: sealed_hash(PASSWORD),
+            at: later(1),
+        };
+        let mut after_reset = enrolled();
+        after_reset.push(reset_by_email.clone());
+        let mut after_email_sign_in = after_reset.clone();
+        after_email_sign_in.push(session_started(8, SignInMethod::EmailLink, later(1)));
+        let mut after_totp_sign_in = after_reset.clone();
+        after_totp_sign_in.push(session_started(8, SignInMethod::Totp, later(1)));
+        assert!(offered(enrolled()));
+        assert!(!offered(registered()));
+        assert!(!offered(after_reset));
+        assert!(!offered(after_email_sign_in));
+        assert!(offered(after_totp_sign_in));
+    }
+
+    #[test]
     fn a_wrong_password_is_rejected_as_a_password_failure() {
         let verdict = decided(
             later(1),
