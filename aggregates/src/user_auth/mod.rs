@@ -109,8 +109,12 @@ impl UserAuth {
             C::ResetPassword { link, password } => {
                 self.reset_password(link, &password, s, now).await
             }
-            C::ChangePassword { .. }
-            | C::RegenerateRecoveryCode { .. }
+            C::ChangePassword {
+                session,
+                current,
+                new,
+            } => self.change_password(session, current, &new, s, now).await,
+            C::RegenerateRecoveryCode { .. }
             | C::CancelMfaReset { .. }
             | C::DenyMfaReset { .. }
             | C::CompletePendingMfaReset => Err(UserAuthError::Service("not built yet".into())),

@@ -9,14 +9,18 @@
 //! - `totp`, `enrollment`, `recovery_code`, `email_link`: the second factors.
 //! - `throttling`: what a failed factor brings on, a wait or a lock.
 //! - `sessions`: how a session starts, stays alive and ends.
+//! - `reauthentication`: the password again before a sensitive change.
+//! - `change_password`: a new password from a session.
 //! - `reset`: the user's own MFA reset.
 //! - `admin`: an administrator's reset and unlock.
 mod admin;
+mod change_password;
 mod email_link;
 mod enrollment;
 mod login_attempt;
 mod password;
 mod password_reset;
+mod reauthentication;
 mod recovery_code;
 mod register;
 mod reset;

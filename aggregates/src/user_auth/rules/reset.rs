@@ -3,10 +3,11 @@
 //! and ends every session at once; the next sign-in enrolls anew.
 use chrono::{DateTime, Utc};
 
+use super::reauthentication::Reauthentication;
 use super::Decision;
 use crate::user_auth::{
-    Actor, Decided, FailedFactor, Password, PasswordCheck, Reference, SessionEndReason, UserAuth,
-    UserAuthError as Error, UserAuthEvent as E, UserAuthServices, Verdict,
+    Actor, Decided, Password, Reference, SessionEndReason, UserAuth, UserAuthError as Error,
+    UserAuthEvent as E, UserAuthServices, Verdict,
 };
 
 impl UserAuth {
@@ -19,23 +20,12 @@ impl UserAuth {
     ) -> Decision {
         self.live_session(&session, now, &s.policy)
             .ok_or(Error::SessionInvalid)?;
-        if self.reauthentication_required(&session, now, &s.policy) {
-            let password = password.ok_or(Error::ReauthenticationRequired)?;
-            if self.locked {
-                return Err(Error::AccountLocked);
-            }
-            if let Some(until) = self.throttled_at(now) {
-                return Err(Error::Throttled { retry_after: until });
-            }
-            let hash = self.password_hash(s)?;
-            if s.hasher.verify(Some(&hash), &password).await? == PasswordCheck::Mismatch {
-                return Ok(self.failure(
-                    E::PasswordRejected { at: now },
-                    FailedFactor::Password,
-                    s,
-                    now,
-                ));
-            }
+        let fresh = !self.reauthentication_required(&session, now, &s.policy);
+        if let Reauthentication::Failed(rejected) = self
+            .reauthenticate(fresh, password.as_ref(), s, now)
+            .await?
+        {
+            return Ok(rejected);
         }
         Ok(self.mfa_reset(Actor::User, None, s, now))
     }
