@@ -362,3 +362,19 @@ pub async fn verify(pool: &PgPool, mut progress: impl FnMut(u64)) -> anyhow::Res
         broken: None,
     })
 }
+
+/// Users whose newest `MfaResetRequested` has not yet been followed by a
+/// cancel or a reset, by the audit index: candidates only, since the index
+/// may lag; each user's own events say whether a reset is really due.
+pub async fn pending_mfa_reset_candidates(pool: &PgPool) -> anyhow::Result<Vec<Uuid>> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT r.user_id FROM audit_index r
+          WHERE r.event_type = 'MfaResetRequested'
+            AND NOT EXISTS (
+                SELECT 1 FROM audit_index l
+                 WHERE l.user_id = r.user_id AND l.sequence > r.sequence
+                   AND l.event_type IN ('MfaResetCancelled', 'MfaReset'))",
+    )
+    .fetch_all(pool)
+    .await?)
+}

@@ -119,6 +119,11 @@ async fn run_mode(config: Config, mode: Mode) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     if mode != Mode::Worker {
         tasks.extend(pipeline.spawn_projections(&stopping));
+        tasks.push(spawn_reset_sweep(
+            app.clone(),
+            Duration::from_secs(config.reset_sweep_secs.max(1)),
+            stopping.clone(),
+        ));
     }
     if mode != Mode::Serve {
         tasks.push(pipeline.spawn_worker(&stopping));
@@ -143,6 +148,30 @@ async fn run_mode(config: Config, mode: Mode) -> anyhow::Result<()> {
         tracing::warn!("background tasks did not stop within 15 s");
     }
     Ok(())
+}
+
+/// Carries out due MFA resets every `every` until `shutdown` flips.
+fn spawn_reset_sweep(
+    app: crate::app::App,
+    every: Duration,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let stop = crate::startup::stopped(shutdown);
+        tokio::pin!(stop);
+        let mut ticks = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                () = &mut stop => return,
+                _ = ticks.tick() => {}
+            }
+            match app.complete_due_mfa_resets().await {
+                Ok(0) => {}
+                Ok(done) => tracing::info!(done, "pending MFA resets carried out"),
+                Err(error) => tracing::warn!(%error, "the MFA reset sweep failed; it runs again"),
+            }
+        }
+    })
 }
 
 async fn audit(command: AuditCommand) -> anyhow::Result<()> {

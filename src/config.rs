@@ -178,6 +178,10 @@ pub struct Config {
     /// Do not run pending migrations at start.
     #[arg(long, env = "AUTHLEDGER_NO_MIGRATE")]
     pub no_migrate: bool,
+    /// How often a server looks for pending MFA resets whose waiting period
+    /// is over, and carries them out.
+    #[arg(long, env = "AUTHLEDGER_RESET_SWEEP_SECS", default_value_t = 60)]
+    pub reset_sweep_secs: u64,
     /// Tokens that may read the audit routes, comma-separated.
     #[arg(
         long,
@@ -342,6 +346,43 @@ pub struct PolicyArgs {
         default_value_t = 900
     )]
     pub reauthentication_window_secs: i64,
+    /// Life of the link that verifies a new account's address.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_EMAIL_VERIFICATION_TTL_SECS",
+        default_value_t = 86400
+    )]
+    pub email_verification_ttl_secs: i64,
+    /// Verification links and "someone tried to register" notices per
+    /// address per window; more are answered alike and send nothing.
+    #[arg(long, env = "AUTHLEDGER_REGISTRATION_MAIL_LIMIT", default_value_t = 3)]
+    pub registration_mails_per_window: usize,
+    #[arg(
+        long,
+        env = "AUTHLEDGER_REGISTRATION_MAIL_WINDOW_SECS",
+        default_value_t = 3600
+    )]
+    pub registration_mail_window_secs: i64,
+    /// Life of a forgotten-password link.
+    #[arg(long, env = "AUTHLEDGER_PASSWORD_RESET_TTL_SECS", default_value_t = 1800)]
+    pub password_reset_ttl_secs: i64,
+    /// Forgotten-password links per account per window.
+    #[arg(long, env = "AUTHLEDGER_PASSWORD_RESET_LIMIT", default_value_t = 3)]
+    pub password_resets_per_window: usize,
+    #[arg(
+        long,
+        env = "AUTHLEDGER_PASSWORD_RESET_WINDOW_SECS",
+        default_value_t = 3600
+    )]
+    pub password_reset_window_secs: i64,
+    /// How long an MFA reset asked from a session won by email link waits
+    /// before it takes effect; 0 makes it immediate.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_AAL1_MFA_RESET_DELAY_SECS",
+        default_value_t = 86400
+    )]
+    pub aal1_mfa_reset_delay_secs: i64,
 }
 
 impl PolicyArgs {
@@ -364,6 +405,13 @@ impl PolicyArgs {
             // reaches its idle limit.
             session_activity_granularity: Duration::minutes(5).min(session_idle / 4),
             reauthentication_window: Duration::seconds(self.reauthentication_window_secs),
+            email_verification_ttl: Duration::seconds(self.email_verification_ttl_secs),
+            registration_mails_per_window: self.registration_mails_per_window,
+            registration_mail_window: Duration::seconds(self.registration_mail_window_secs),
+            password_reset_ttl: Duration::seconds(self.password_reset_ttl_secs),
+            password_resets_per_window: self.password_resets_per_window,
+            password_reset_window: Duration::seconds(self.password_reset_window_secs),
+            aal1_mfa_reset_delay: Duration::seconds(self.aal1_mfa_reset_delay_secs),
         }
     }
 }

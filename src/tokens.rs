@@ -19,6 +19,9 @@ pub enum TokenKind {
     LoginAttempt,
     Session,
     EmailLink,
+    EmailVerification,
+    PasswordReset,
+    ResetDenial,
 }
 
 impl TokenKind {
@@ -28,6 +31,9 @@ impl TokenKind {
             Self::LoginAttempt => "al_login_",
             Self::Session => "al_sess_",
             Self::EmailLink => "al_link_",
+            Self::EmailVerification => "al_verify_",
+            Self::PasswordReset => "al_reset_",
+            Self::ResetDenial => "al_deny_",
         }
     }
 
@@ -36,6 +42,9 @@ impl TokenKind {
             Self::LoginAttempt => b"login-attempt",
             Self::Session => b"session",
             Self::EmailLink => b"email-link",
+            Self::EmailVerification => b"email-verification",
+            Self::PasswordReset => b"password-reset",
+            Self::ResetDenial => b"mfa-reset-denial",
         }
     }
 }

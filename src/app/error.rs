@@ -44,6 +44,12 @@ pub enum AppError {
     InvalidCredentials,
     #[error("the sign-in attempt is over")]
     LoginAttemptInvalid,
+    /// This failure used up the attempt's tries: sign in again, no sooner
+    /// than `retry` says when the failures also brought a wait.
+    #[error("the sign-in attempt is used up")]
+    AttemptExhausted {
+        retry: Option<(DateTime<Utc>, i64)>,
+    },
     #[error("the code is not correct")]
     InvalidCode,
     /// The password given to confirm a sensitive change is wrong.
@@ -73,6 +79,18 @@ pub enum AppError {
     NotLocked,
     #[error("no such user")]
     UnknownUser,
+    #[error("the verification link is no longer valid")]
+    EmailVerificationInvalid,
+    #[error("the password reset link is no longer valid")]
+    PasswordResetInvalid,
+    #[error("no MFA reset is waiting for this link")]
+    MfaResetDenialInvalid,
+    #[error("no MFA reset is waiting")]
+    NoPendingMfaReset,
+    #[error("sign-in links are off until a sign-in with a second factor")]
+    EmailLinkUnavailable,
+    #[error("this needs a session won with the authenticator or recovery code")]
+    SecondFactorRequired,
     #[error("the account changed concurrently too often")]
     Contended,
 
@@ -121,6 +139,12 @@ impl App {
                 E::ReauthenticationRequired => AppError::ReauthenticationRequired,
                 E::NotLocked => AppError::NotLocked,
                 E::UnknownUser => AppError::UnknownUser,
+                E::EmailVerificationInvalid => AppError::EmailVerificationInvalid,
+                E::PasswordResetInvalid => AppError::PasswordResetInvalid,
+                E::MfaResetDenialInvalid => AppError::MfaResetDenialInvalid,
+                E::NoPendingMfaReset | E::MfaResetNotDue => AppError::NoPendingMfaReset,
+                E::EmailLinkUnavailable => AppError::EmailLinkUnavailable,
+                E::SecondFactorRequired => AppError::SecondFactorRequired,
                 E::Service(cause) => AppError::Internal(anyhow::anyhow!(cause)),
             },
             BusError::Contended => AppError::Contended,
@@ -131,11 +155,22 @@ impl App {
         }
     }
 
-    /// What a factor that failed answers: the lock or the wait it brought
-    /// on, else `otherwise`.
+    /// What a factor that failed answers: the lock it brought on; that the
+    /// attempt is used up (with the wait, if any, before signing in again);
+    /// the wait it brought on; else `otherwise`. A wait is only offered
+    /// where trying again in the same attempt can work.
     pub(super) fn rejected(&self, rejection: Rejection, otherwise: AppError) -> AppError {
+        let wait = |until: DateTime<Utc>| (until, (until - self.now()).num_seconds().max(1));
         match rejection.consequence {
             Consequence::Locked => AppError::AccountLocked,
+            Consequence::ThrottledUntil(until) if rejection.attempt_over => {
+                AppError::AttemptExhausted {
+                    retry: Some(wait(until)),
+                }
+            }
+            Consequence::None if rejection.attempt_over => {
+                AppError::AttemptExhausted { retry: None }
+            }
             Consequence::ThrottledUntil(until) => self.throttled(until, Some(rejection.factor)),
             Consequence::None => otherwise,
         }

@@ -7,6 +7,7 @@ mod audit;
 mod enrollment;
 mod error;
 mod operations;
+mod pending_resets;
 mod profile;
 mod recovery;
 mod registration;
@@ -27,6 +28,7 @@ pub use audit::{AuditPage, EventFilter, History, PageSize};
 pub use enrollment::Enrollment;
 pub use error::{AppError, AppResult};
 pub use profile::{Me, ResetDone};
+pub use recovery::LinkKind;
 pub use sign_in::{OpenedAttempt, SignedIn, SignedInWithCode};
 pub use staff::{Credentials, Role, Staff};
 
@@ -51,6 +53,10 @@ impl Caller {
 
     fn as_staff(&self, staff: &Staff) -> CommandMetadata {
         self.metadata(staff.actor())
+    }
+
+    fn as_system(&self) -> CommandMetadata {
+        self.metadata("system".into())
     }
 
     fn metadata(&self, actor: String) -> CommandMetadata {

@@ -1,10 +1,12 @@
 //! The signed-in user: their profile, "Reset my multi-factor
 //! authentication", and signing out.
-use authledger_aggregates::{Password, Session, UserAuthCommand, Verdict};
+use authledger_aggregates::{NewPassword, Password, Session, UserAuthCommand, Verdict};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{App, AppError, AppResult, Caller};
+use crate::services::new_recovery_code;
+use crate::tokens::TokenKind;
 
 /// The signed-in user and how this session was won.
 #[derive(Debug)]
@@ -18,12 +20,17 @@ pub struct Me {
     /// Whether a reset needs the password again: the session was not won
     /// within the reauthentication window.
     pub reauthentication_required: bool,
+    /// When a waiting MFA reset takes effect.
+    pub pending_mfa_reset: Option<DateTime<Utc>>,
 }
 
+/// What "Reset my multi-factor authentication" did.
 #[derive(Debug)]
-pub struct ResetDone {
-    /// Sessions ended, this one included.
-    pub sessions_ended: usize,
+pub enum ResetDone {
+    /// Done: every session ended, this one included.
+    Reset { sessions_ended: usize },
+    /// Asked from a session won by email link: it waits until then.
+    Pending { effective_at: DateTime<Utc> },
 }
 
 impl App {
@@ -53,6 +60,7 @@ impl App {
             enrolled_at: profile.enrolled_at,
             idle_expires_at: live.idle_expires_at(policy),
             reauthentication_required: state.reauthentication_required(&session, now, policy),
+            pending_mfa_reset: state.pending_mfa_reset(),
             session: live,
         })
     }
@@ -78,10 +86,113 @@ impl App {
             )
             .await?
         {
-            Verdict::MfaReset { sessions_ended } => Ok(ResetDone { sessions_ended }),
+            Verdict::MfaReset { sessions_ended } => Ok(ResetDone::Reset { sessions_ended }),
+            Verdict::MfaResetPending { effective_at } => Ok(ResetDone::Pending { effective_at }),
             Verdict::Rejected(rejection) => Err(self.rejected(rejection, AppError::WrongPassword)),
             _ => Err(AppError::internal(anyhow::anyhow!(
                 "a reset answered neither a reset nor a rejection"
+            ))),
+        }
+    }
+
+    /// Cancels the signed-in user's pending MFA reset.
+    pub async fn cancel_mfa_reset(&self, caller: &Caller, session_token: &str) -> AppResult<()> {
+        let (user, session) = self.session_token(session_token)?;
+        self.run(user, caller, UserAuthCommand::CancelMfaReset { session })
+            .await?;
+        Ok(())
+    }
+
+    /// "This wasn't me": the link mailed with a pending reset cancels it
+    /// and ends every session of the account.
+    pub async fn deny_mfa_reset(&self, caller: &Caller, token: &str) -> AppResult<usize> {
+        let (user, link) = self
+            .tokens
+            .decode(TokenKind::ResetDenial, token)
+            .map_err(|_| AppError::InvalidLinkToken)?;
+        match self
+            .run(user, caller, UserAuthCommand::DenyMfaReset { link })
+            .await?
+        {
+            Verdict::MfaResetCancelled { sessions_ended } => Ok(sessions_ended),
+            _ => Err(AppError::internal(anyhow::anyhow!(
+                "a denial answered something else"
+            ))),
+        }
+    }
+
+    /// A new password for the signed-in user; `current` is needed unless
+    /// the session was won with a second factor recently. Every other
+    /// session ends.
+    pub async fn change_password(
+        &self,
+        caller: &Caller,
+        session_token: &str,
+        current: Option<&str>,
+        new: &str,
+    ) -> AppResult<usize> {
+        let (user, session) = self.session_token(session_token)?;
+        let current = current
+            .map(Password::parse)
+            .transpose()
+            .map_err(AppError::UnacceptablePassword)?;
+        let state = self.bus.load(user).await.map_err(|err| self.refused(err))?;
+        let email = state
+            .profile()
+            .map(|profile| profile.email)
+            .ok_or(AppError::Unauthenticated)?;
+        let local_part = email.split('@').next().unwrap_or_default().to_owned();
+        let new = NewPassword::parse(new, &[email.as_str(), &local_part])
+            .map_err(AppError::UnacceptablePassword)?;
+        match self
+            .run(
+                user,
+                caller,
+                UserAuthCommand::ChangePassword {
+                    session,
+                    current,
+                    new,
+                },
+            )
+            .await?
+        {
+            Verdict::PasswordChanged { sessions_ended } => Ok(sessions_ended),
+            Verdict::Rejected(rejection) => Err(self.rejected(rejection, AppError::WrongPassword)),
+            _ => Err(AppError::internal(anyhow::anyhow!(
+                "a password change answered something else"
+            ))),
+        }
+    }
+
+    /// A new recovery code, shown this once; the old one dies.
+    pub async fn regenerate_recovery_code(
+        &self,
+        caller: &Caller,
+        session_token: &str,
+        password: Option<&str>,
+    ) -> AppResult<String> {
+        let (user, session) = self.session_token(session_token)?;
+        let password = password
+            .map(Password::parse)
+            .transpose()
+            .map_err(AppError::UnacceptablePassword)?;
+        let code = new_recovery_code();
+        match self
+            .run(
+                user,
+                caller,
+                UserAuthCommand::RegenerateRecoveryCode {
+                    session,
+                    password,
+                    code: code.clone(),
+                },
+            )
+            .await?
+        {
+            Verdict::RecoveryCodeReplaced => Ok(code.display()),
+            Verdict::Rejected(rejection) => Err(self.rejected(rejection, AppError::WrongPassword)),
+            _ => Err(AppError::internal(anyhow::anyhow!(
+                "a recovery code request answered something else"
             ))),
         }
     }

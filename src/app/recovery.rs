@@ -1,6 +1,7 @@
 //! "Try another method": the recovery code, and a one-time sign-in link by
 //! email (an account-recovery path, never more than `aal1`).
-use authledger_aggregates::{RecoveryCode, UserAuthCommand};
+use authledger_aggregates::{Email, NewPassword, RecoveryCode, UserAuthCommand, Verdict};
+use tokio::time::Instant;
 
 use super::{App, AppError, AppResult, Caller, SignedIn, SignedInWithCode};
 use crate::tokens::TokenKind;
@@ -47,13 +48,88 @@ impl App {
         self.signed_in(user, verdict)
     }
 
-    /// The address a well-formed link signs in to, for its confirm page;
-    /// `None` for a token that is not a link of ours. Spends nothing.
-    pub async fn email_link_account(&self, token: &str) -> AppResult<Option<String>> {
-        let Ok((user, _)) = self.tokens.decode(TokenKind::EmailLink, token) else {
+    /// The address a well-formed mailed link of `kind` is for, for its
+    /// page; `None` for a token that is not such a link of ours. Spends
+    /// nothing.
+    pub async fn link_account(&self, kind: LinkKind, token: &str) -> AppResult<Option<String>> {
+        let Ok((user, _)) = self.tokens.decode(kind.token_kind(), token) else {
             return Ok(None);
         };
         let state = self.bus.load(user).await.map_err(|err| self.refused(err))?;
         Ok(state.profile().map(|profile| profile.email))
+    }
+
+    /// Whether "Email" may be offered in this login attempt.
+    pub async fn email_link_offered(&self, login_token: &str) -> AppResult<bool> {
+        let (user, _) = self.login_token(login_token)?;
+        let state = self.bus.load(user).await.map_err(|err| self.refused(err))?;
+        Ok(state.email_link_available())
+    }
+
+    /// "Forgot password?": a verified account gets a reset link. The answer
+    /// is the same for every address, no sooner than the configured floor.
+    pub async fn forgot_password(&self, caller: &Caller, email: &str) -> AppResult<()> {
+        let started = Instant::now();
+        let email = Email::parse(email).map_err(|_| AppError::InvalidEmail)?;
+        let outcome = self
+            .run(email.user_id(), caller, UserAuthCommand::RequestPasswordReset)
+            .await;
+        tokio::time::sleep_until(started + self.sign_in_failure_floor).await;
+        match outcome {
+            Ok(_) | Err(AppError::Contended) => Ok(()),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Sets a new password through a mailed reset link. Every session ends
+    /// and none starts: the user signs in with the new password and a
+    /// second factor.
+    pub async fn reset_password(
+        &self,
+        caller: &Caller,
+        token: &str,
+        password: &str,
+    ) -> AppResult<usize> {
+        let (user, link) = self
+            .tokens
+            .decode(TokenKind::PasswordReset, token)
+            .map_err(|_| AppError::InvalidLinkToken)?;
+        let state = self.bus.load(user).await.map_err(|err| self.refused(err))?;
+        let email = state
+            .profile()
+            .map(|profile| profile.email)
+            .ok_or(AppError::PasswordResetInvalid)?;
+        let local_part = email.split('@').next().unwrap_or_default().to_owned();
+        let password = NewPassword::parse(password, &[email.as_str(), &local_part])
+            .map_err(AppError::UnacceptablePassword)?;
+        match self
+            .run(user, caller, UserAuthCommand::ResetPassword { link, password })
+            .await?
+        {
+            Verdict::PasswordReset { sessions_ended } => Ok(sessions_ended),
+            _ => Err(AppError::internal(anyhow::anyhow!(
+                "a password reset answered something else"
+            ))),
+        }
+    }
+}
+
+/// The mailed links that open a page first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkKind {
+    SignIn,
+    Verification,
+    PasswordReset,
+    ResetDenial,
+}
+
+impl LinkKind {
+    fn token_kind(self) -> TokenKind {
+        match self {
+            Self::SignIn => TokenKind::EmailLink,
+            Self::Verification => TokenKind::EmailVerification,
+            Self::PasswordReset => TokenKind::PasswordReset,
+            Self::ResetDenial => TokenKind::ResetDenial,
+        }
     }
 }

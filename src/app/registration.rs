@@ -1,15 +1,20 @@
-//! Creating an account. It has no authenticator yet: the first sign-in
-//! enrolls one.
+//! Creating an account, and proving its address. Registration answers the
+//! same for every address, so it tells nobody who has an account: a new
+//! address gets a verification link, a verified one a notice to its owner.
 use authledger_aggregates::{Email, NewPassword, UserAuthCommand};
-use uuid::Uuid;
+use tokio::time::Instant;
 
 use super::{App, AppError, AppResult, Caller};
+use crate::tokens::TokenKind;
 
 impl App {
-    pub async fn register(&self, caller: &Caller, email: &str, password: &str) -> AppResult<Uuid> {
+    /// Takes a registration. Whatever became of it, the answer is the same
+    /// and comes no sooner than the configured floor.
+    pub async fn register(&self, caller: &Caller, email: &str, password: &str) -> AppResult<()> {
         if !self.registration_open {
             return Err(AppError::RegistrationClosed);
         }
+        let started = Instant::now();
         let email = Email::parse(email).map_err(|_| AppError::InvalidEmail)?;
         let local_part = email
             .as_str()
@@ -19,13 +24,30 @@ impl App {
             .to_owned();
         let password = NewPassword::parse(password, &[email.as_str(), &local_part])
             .map_err(AppError::UnacceptablePassword)?;
-        let user_id = email.user_id();
-        self.run(
-            user_id,
-            caller,
-            UserAuthCommand::RegisterUser { email, password },
-        )
-        .await?;
-        Ok(user_id)
+        let outcome = self
+            .run(
+                email.user_id(),
+                caller,
+                UserAuthCommand::RegisterUser { email, password },
+            )
+            .await;
+        tokio::time::sleep_until(started + self.sign_in_failure_floor).await;
+        match outcome {
+            // Only a real account can be contended: it must look like any
+            // other registration.
+            Ok(_) | Err(AppError::Contended) => Ok(()),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Redeems the link mailed at registration.
+    pub async fn verify_email(&self, caller: &Caller, token: &str) -> AppResult<()> {
+        let (user, link) = self
+            .tokens
+            .decode(TokenKind::EmailVerification, token)
+            .map_err(|_| AppError::InvalidLinkToken)?;
+        self.run(user, caller, UserAuthCommand::VerifyEmail { link })
+            .await?;
+        Ok(())
     }
 }

@@ -20,6 +20,9 @@ pub struct OpenedAttempt {
     pub login_token: String,
     pub next: SecondFactor,
     pub expires_at: DateTime<Utc>,
+    /// Whether a sign-in link may be mailed: not after a password reset by
+    /// email, until a sign-in with a second factor.
+    pub email_link_available: bool,
 }
 
 /// A session, as its bearer token (so, no `Debug`).
@@ -63,12 +66,14 @@ impl App {
                     attempt,
                     next,
                     expires_at,
+                    email_link_available,
                 } = executed.verdict
                 {
                     return Ok(OpenedAttempt {
                         login_token: self.tokens.encode(TokenKind::LoginAttempt, user, &attempt),
                         next,
                         expires_at,
+                        email_link_available,
                     });
                 }
             }

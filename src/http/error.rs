@@ -293,6 +293,55 @@ impl ApiError {
             "This credential may not do this",
         )
     }
+    pub fn login_attempt_exhausted() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "login-attempt-exhausted",
+            "Too many wrong codes: this sign-in is over; sign in again",
+        )
+    }
+    pub fn email_verification_invalid() -> Self {
+        Self::new(
+            StatusCode::GONE,
+            "email-verification-invalid",
+            "The verification link was already used, has expired, or a newer one was sent",
+        )
+    }
+    pub fn password_reset_invalid() -> Self {
+        Self::new(
+            StatusCode::GONE,
+            "password-reset-invalid",
+            "The password reset link was already used, has expired, or a newer one was sent",
+        )
+    }
+    pub fn mfa_reset_denial_invalid() -> Self {
+        Self::new(
+            StatusCode::GONE,
+            "mfa-reset-denial-invalid",
+            "No MFA reset is waiting for this link",
+        )
+    }
+    pub fn no_pending_mfa_reset() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "no-pending-mfa-reset",
+            "No MFA reset is waiting",
+        )
+    }
+    pub fn email_link_unavailable() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "email-link-unavailable",
+            "Sign-in links are off after a password reset by email, until a sign-in with the authenticator or recovery code",
+        )
+    }
+    pub fn second_factor_required() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "second-factor-required",
+            "This needs a session won with the authenticator or the recovery code",
+        )
+    }
     pub fn unknown_user() -> Self {
         Self::new(StatusCode::NOT_FOUND, "unknown-user", "No such user")
     }
@@ -369,6 +418,23 @@ impl From<&AppError> for ApiError {
             E::EmailTaken => Self::email_taken(),
             E::InvalidCredentials => Self::invalid_credentials(),
             E::LoginAttemptInvalid => Self::login_attempt_invalid(),
+            E::AttemptExhausted { retry } => {
+                let mut error = Self::login_attempt_exhausted();
+                if let Some((until, seconds)) = retry {
+                    error.retry_after = Some(*seconds);
+                    error.detail = Some(format!(
+                        "sign in again after {}",
+                        until.to_rfc3339()
+                    ));
+                }
+                error
+            }
+            E::EmailVerificationInvalid => Self::email_verification_invalid(),
+            E::PasswordResetInvalid => Self::password_reset_invalid(),
+            E::MfaResetDenialInvalid => Self::mfa_reset_denial_invalid(),
+            E::NoPendingMfaReset => Self::no_pending_mfa_reset(),
+            E::EmailLinkUnavailable => Self::email_link_unavailable(),
+            E::SecondFactorRequired => Self::second_factor_required(),
             E::InvalidCode => Self::invalid_code(),
             E::WrongPassword => Self::reauthentication_failed(),
             E::Throttled {

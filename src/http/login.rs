@@ -37,7 +37,9 @@ pub struct LoginAttempt {
     /// Reaches only the second-factor and enrollment endpoints.
     login_token: String,
     next: Next,
-    /// Other ways to finish this sign-in; none until an authenticator is enrolled.
+    /// Other ways to finish this sign-in; none until an authenticator is
+    /// enrolled, and no email link after a password reset by email until a
+    /// sign-in with a second factor.
     alternatives: Vec<Alternative>,
     expires_at: DateTime<Utc>,
 }
@@ -64,10 +66,11 @@ pub async fn password(
         .submit_password(&caller, &body.email, &body.password)
         .await?;
     let (next, alternatives) = match opened.next {
-        SecondFactor::Totp => (
+        SecondFactor::Totp if opened.email_link_available => (
             Next::Totp,
             vec![Alternative::EmailLink, Alternative::RecoveryCode],
         ),
+        SecondFactor::Totp => (Next::Totp, vec![Alternative::RecoveryCode]),
         SecondFactor::Enroll => (Next::Enroll, vec![]),
     };
     Ok(axum::Json(LoginAttempt {

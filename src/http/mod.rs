@@ -8,6 +8,7 @@ mod extract;
 mod health;
 mod login;
 mod me;
+mod recovery;
 mod users;
 
 use std::sync::Arc;
@@ -76,15 +77,22 @@ impl Modify for BearerAuth {
 pub fn api() -> (Router<ApiContext>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(users::register))
+        .routes(routes!(console::links::verification_page, users::verify))
+        .routes(routes!(recovery::forgot))
+        .routes(routes!(console::links::password_reset_page, recovery::reset))
+        .routes(routes!(console::links::denial_page, recovery::deny_mfa_reset))
         .routes(routes!(login::password))
         .routes(routes!(login::totp))
         .routes(routes!(login::begin_enrollment))
         .routes(routes!(login::confirm_enrollment))
         .routes(routes!(login::recovery_code))
-        .routes(routes!(console::email_link_page, login::request_email_link))
+        .routes(routes!(console::links::email_link_page, login::request_email_link))
         .routes(routes!(login::redeem_email_link))
         .routes(routes!(me::profile))
         .routes(routes!(me::reset_mfa))
+        .routes(routes!(me::cancel_mfa_reset))
+        .routes(routes!(me::change_password))
+        .routes(routes!(me::new_recovery_code))
         .routes(routes!(me::logout))
         .routes(routes!(audit::user_events))
         .routes(routes!(audit::user_state))

@@ -6,7 +6,9 @@ use authledger::config::Config;
 use authledger::keys::{Keyring, MasterKey};
 use authledger::services::AdjustableClock;
 use authledger::startup::{wire, Application, Pipeline};
-use authledger::tokens::{TokenCodec, TokenKind};
+use authledger::app::App;
+use authledger::tokens::TokenCodec;
+pub use authledger::tokens::TokenKind;
 use authledger_aggregates::Clock;
 use authledger_aggregates::Reference;
 use reqwest::{Response, StatusCode};
@@ -55,6 +57,9 @@ pub const ADMIN_TOKEN: &str = "test-admin-credential-91c2";
 
 pub struct TestApp {
     pub config: Config,
+    /// The use cases the server runs, for what a background task does
+    /// (the MFA reset sweep).
+    pub app: App,
     /// The server key, for child processes and for deriving tokens.
     pub key: MasterKey,
     /// The server's clock: tests move it instead of sleeping.
@@ -89,13 +94,14 @@ pub async fn spawn_app_with(pool: PgPool, adjust: impl FnOnce(&mut Config)) -> T
     adjust(&mut config);
     let clock = Arc::new(AdjustableClock::default());
     let (app, pipeline) = wire(&config, pool.clone(), clock.clone()).expect("wire the app");
-    let server = Application::build(&config, app)
+    let server = Application::build(&config, app.clone())
         .await
         .expect("build the app");
     let addr = server.local_addr().unwrap();
     tokio::spawn(server.run_until(std::future::pending()));
     TestApp {
         config,
+        app,
         key: key.clone(),
         clock,
         pipeline: Arc::new(pipeline),
@@ -211,13 +217,26 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Registers `email` and verifies it, as its owner would from the mail.
     pub async fn register(&self, email: &str) {
+        self.register_unverified(email, PASSWORD).await;
+        let link = *self
+            .references(user_id_of(email), "EmailVerificationRequested")
+            .await
+            .last()
+            .expect("a verification link");
+        let token = self.tokens.encode(TokenKind::EmailVerification, user_id_of(email), &link);
+        self.post_ok("/v1/users/verify", json!({"token": token})).await;
+    }
+
+    /// Registers `email` without verifying it.
+    pub async fn register_unverified(&self, email: &str, password: &str) {
         let response = self
-            .post("/v1/users", json!({"email": email, "password": PASSWORD}))
+            .post("/v1/users", json!({"email": email, "password": password}))
             .await;
         assert_eq!(
             response.status(),
-            StatusCode::CREATED,
+            StatusCode::ACCEPTED,
             "{}",
             response.text().await.unwrap()
         );
@@ -287,28 +306,43 @@ impl TestApp {
     }
 
     pub async fn email_link_references(&self, user: Uuid) -> Vec<Reference> {
+        self.references(user, "EmailLinkRequested").await
+    }
+
+    /// The link references of a user's events of `event_type`, oldest
+    /// first: what the mail worker turns into tokens.
+    pub async fn references(&self, user: Uuid, event_type: &str) -> Vec<Reference> {
         let payloads: Vec<(sqlx::types::Json<Value>,)> = sqlx::query_as(
-            "SELECT payload FROM events WHERE aggregate_id = $1 AND event_type = 'EmailLinkRequested' ORDER BY sequence",
+            "SELECT payload FROM events WHERE aggregate_id = $1 AND event_type = $2 ORDER BY sequence",
         )
         .bind(user.to_string())
+        .bind(event_type)
         .fetch_all(&self.pool)
         .await
         .unwrap();
         payloads
             .into_iter()
             .map(|(payload,)| {
-                let hex = payload.0["EmailLinkRequested"]["link"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned();
-                let bytes: [u8; 16] = (0..16)
-                    .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
-                    .collect::<Vec<_>>()
-                    .try_into()
-                    .unwrap();
-                Reference::from_bytes(bytes)
+                let fields = &payload.0[event_type];
+                let reference = fields
+                    .get("link")
+                    .or_else(|| fields.get("denial"))
+                    .cloned()
+                    .expect("a link reference");
+                serde_json::from_value(reference).unwrap()
             })
             .collect()
+    }
+
+    /// The token of the newest link of `kind` that `event_type` recorded.
+    pub async fn newest_link(&self, email: &str, event_type: &str, kind: TokenKind) -> String {
+        let user = user_id_of(email);
+        let link = *self
+            .references(user, event_type)
+            .await
+            .last()
+            .expect("a link");
+        self.tokens.encode(kind, user, &link)
     }
 
     pub fn link_token(&self, user: Uuid, link: &Reference) -> String {

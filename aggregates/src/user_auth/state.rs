@@ -134,6 +134,13 @@ impl UserAuth {
 
     /// When the MFA reset asked from an `aal1` session takes effect, if one
     /// is waiting.
+    /// Whether "Email" may finish a sign-in: an authenticator is enrolled,
+    /// and no password reset by email happened since the last sign-in with
+    /// a second factor.
+    pub fn email_link_available(&self) -> bool {
+        self.is_enrolled() && !self.email_link_disabled
+    }
+
     pub fn pending_mfa_reset(&self) -> Option<DateTime<Utc>> {
         self.pending_mfa_reset
             .as_ref()

@@ -1,11 +1,12 @@
 //! The web console: the whole sign-in journey as server-rendered pages on
 //! top of the same operations as the JSON API. No script; every form is a
 //! POST with a CSRF tag, answered by a redirect or a page.
+mod account;
 mod browser;
+pub(super) mod links;
 mod views;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,14 +17,13 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use maud::{html, Markup};
 use serde::Deserialize;
-use utoipa::IntoParams;
 
 use authledger_aggregates::{Assurance, SecondFactor, SignInMethod};
 use browser::{clear_cookie, see_other, set_cookie, Browser, CookieName, Csrf, Form};
 use views::{grouped, wait_words, Page, Problem};
 
 use super::{ApiContext, ApiError};
-use crate::app::{AppError, Caller, Enrollment, Me, SignedIn, SignedInWithCode};
+use crate::app::{AppError, Caller, Enrollment, Me, ResetDone, SignedIn, SignedInWithCode};
 
 /// What a console handler answers: the page, or where the browser goes
 /// instead (with `?`).
@@ -44,13 +44,31 @@ pub fn routes() -> Router<ApiContext> {
         )
         .route("/sign-in/enroll", get(enroll_page).post(confirm_enrollment))
         .route("/sign-in/enroll/new", post(new_enrollment))
+        .route("/verify-email", post(links::verify_email))
+        .route(
+            "/forgot-password",
+            get(links::forgot_page).post(links::forgot),
+        )
+        .route("/reset-password", post(links::reset_password))
+        .route("/mfa-reset/deny", post(links::deny_mfa_reset))
         .route("/profile", get(profile_page))
         .route("/profile/reset-mfa", get(reset_page).post(reset_mfa))
+        .route("/profile/reset-mfa/cancel", post(account::cancel_mfa_reset))
+        .route(
+            "/profile/password",
+            get(account::password_page).post(account::change_password),
+        )
+        .route(
+            "/profile/recovery-code",
+            get(account::recovery_code_page).post(account::new_recovery_code),
+        )
         .route("/sign-out", post(sign_out))
         .route("/assets/console.css", get(stylesheet))
 }
 
 const EXPIRED: &str = "/sign-in?notice=expired";
+const ATTEMPT_OVER: &str = "/sign-in?notice=attempt-over";
+const ATTEMPT_OVER_WAIT: &str = "/sign-in?notice=attempt-over-wait";
 const SESSION_ENDED: &str = "/sign-in?notice=session-ended";
 
 #[derive(Deserialize)]
@@ -104,6 +122,14 @@ fn failure(err: &AppError, step: Step) -> Failure {
     };
     match err {
         E::InvalidLoginToken | E::LoginAttemptInvalid => Failure::Go(EXPIRED),
+        E::AttemptExhausted { retry: None } => Failure::Go(ATTEMPT_OVER),
+        E::AttemptExhausted { retry: Some(_) } => Failure::Go(ATTEMPT_OVER_WAIT),
+        E::EmailLinkUnavailable => say(EMAIL_LINK_OFF),
+        E::SecondFactorRequired => say("This needs a sign-in with your authenticator app or your recovery code. Sign out, then sign in with one of them."),
+        E::EmailVerificationInvalid => say("This confirmation link was already used, has expired, or a newer one was sent. Register again to get a new one, or sign in if you already confirmed."),
+        E::PasswordResetInvalid => say("This link to set a new password was already used, has expired, or a newer one was sent, or the password changed since. Ask for a new one from the sign-in page."),
+        E::MfaResetDenialInvalid => say("No reset of your multi-factor authentication is waiting for this link: it was already cancelled or has taken effect."),
+        E::NoPendingMfaReset => say("No reset of your multi-factor authentication is waiting."),
         E::Unauthenticated => Failure::Go(SESSION_ENDED),
         E::EnrollmentRequired | E::EnrollmentNotStarted => Failure::Go("/sign-in/enroll"),
         E::AlreadyEnrolled => Failure::Go("/sign-in/code"),
@@ -269,6 +295,11 @@ fn notice(query: Option<&str>) -> Option<&'static str> {
         "mfa-reset" => "Your multi-factor authentication was reset and you are signed out everywhere. At your next sign-in you will set up a new authenticator.",
         "signed-out" => "You are signed out.",
         "expired" => "That sign-in is over: it expired or had too many wrong codes. Sign in again.",
+        "attempt-over" => "Too many wrong codes: that sign-in is over. Sign in again.",
+        "attempt-over-wait" => "Too many wrong codes: that sign-in is over. Wait a minute, then sign in again.",
+        "email-verified" => "Your email address is confirmed. Sign in to set up your authenticator app.",
+        "password-reset" => "Your new password is set and you are signed out everywhere. Sign in with it and your authenticator app.",
+        "reset-denied" => "The reset of your multi-factor authentication was cancelled and every session of your account has ended. If you did not ask for it, someone may know your password: change it after you sign in.",
         "session-ended" => "Your session has ended. Sign in again.",
         _ => return None,
     })
@@ -295,6 +326,7 @@ fn sign_in_view(ctx: &ApiContext, browser: &Browser, page: Page<'_>, email: &str
                 (views::password_field("current-password", None))
                 button type="submit" { "Sign in" }
             }
+            p { a href="/forgot-password" { "Forgot password?" } }
             @if ctx.app.registration_open() {
                 p { "New here? " a href="/register" { "Create account" } }
             }
@@ -390,7 +422,11 @@ async fn register(
         .register(&caller, &value.email, &value.password)
         .await
     {
-        Ok(_) => see_other("/sign-in?notice=account-created"),
+        Ok(()) => links::check_your_inbox(
+            &ctx,
+            &browser,
+            "If this address can take a new account, we sent a link to confirm it. Open it to finish creating your account; it works for 24 hours. Already have an account? Sign in, or use \"Forgot password?\" on the sign-in page.",
+        ),
         Err(err) => {
             let page = Page {
                 status: ApiError::from(&err).status(),
@@ -447,24 +483,40 @@ async fn submit_code(
 }
 
 async fn other_methods_page(State(ctx): State<ApiContext>, browser: Browser) -> Answer {
-    pending(&browser)?;
+    let login = pending(&browser)?;
+    let email = match ctx.app.email_link_offered(login).await {
+        Ok(offered) => offered,
+        Err(err) => {
+            return Ok(refused(&ctx, &err, Step::Other, |status, problem| {
+                problem_page(&ctx, &browser, status, "Try another method", &problem.message)
+            }))
+        }
+    };
     Ok(other_methods_view(
         &ctx,
         &browser,
         Page::new("Try another method"),
+        email,
     ))
 }
 
-fn other_methods_view(ctx: &ApiContext, browser: &Browser, page: Page<'_>) -> Response {
+/// Why "Email" is not offered, in the user's words.
+const EMAIL_LINK_OFF: &str = "Signing in by email is off: your password was reset with a mailed link. Use your authenticator app or your recovery code; after that, email works again.";
+
+fn other_methods_view(ctx: &ApiContext, browser: &Browser, page: Page<'_>, email: bool) -> Response {
     show(ctx, browser, page, |csrf| {
         html! {
             ul.choices {
                 li {
-                    form method="post" action="/sign-in/email" {
-                        (csrf.field())
-                        button type="submit" aria-describedby="email-hint" { "Email" }
+                    @if email {
+                        form method="post" action="/sign-in/email" {
+                            (csrf.field())
+                            button type="submit" aria-describedby="email-hint" { "Email" }
+                        }
+                        p.hint #email-hint { "We mail a one-time sign-in link to the address on your account." }
+                    } @else {
+                        p #email-off { (EMAIL_LINK_OFF) }
                     }
-                    p.hint #email-hint { "We mail a one-time sign-in link to the address on your account." }
                 }
                 li {
                     a.button href="/sign-in/recovery" aria-describedby="recovery-hint" { "Recovery code" }
@@ -495,67 +547,14 @@ async fn send_email_link(
             }
         }),
         Err(err) => refused(&ctx, &err, Step::Other, |status, problem| {
-            other_methods_view(&ctx, &browser, again("Try another method", status, problem))
-        }),
-    })
-}
-
-#[derive(Deserialize, IntoParams)]
-pub struct LinkQuery {
-    /// The token from the mailed link.
-    token: Option<String>,
-}
-
-/// The page a mailed link opens, part of the web console. Opening it
-/// spends nothing (mail scanners prefetch links); its button POSTs the
-/// redeem, which signs the browser in. It names the account, so nobody is
-/// signed in to another person's account by a link they were sent without
-/// noticing.
-#[utoipa::path(get, path = "/v1/login/email-link", tag = "login",
-    params(LinkQuery),
-    responses(
-        (status = 200, description = "A confirm page", content_type = "text/html"),
-        (status = 400, description = "A page saying the link is broken", content_type = "text/html"),
-        (status = 503, description = "A page saying the link cannot be checked now", content_type = "text/html"),
-    ))]
-pub async fn email_link_page(
-    State(ctx): State<ApiContext>,
-    browser: Browser,
-    query: std::result::Result<Query<LinkQuery>, QueryRejection>,
-) -> Response {
-    let token = query.ok().and_then(|Query(q)| q.token).unwrap_or_default();
-    let account = match ctx.app.email_link_account(&token).await {
-        Ok(Some(account)) => account,
-        Ok(None) => {
-            return problem_page(
+            let email = !matches!(err, AppError::EmailLinkUnavailable);
+            other_methods_view(
                 &ctx,
                 &browser,
-                StatusCode::BAD_REQUEST,
-                "This link is broken",
-                "The sign-in link is incomplete. Open it from the mail again, or sign in again to get a new one.",
+                again("Try another method", status, problem),
+                email,
             )
-        }
-        Err(err) => {
-            let problem = say(&err, Step::Other);
-            return problem_page(
-                &ctx,
-                &browser,
-                ApiError::from(&err).status(),
-                "This link cannot be used",
-                &problem.message,
-            );
-        }
-    };
-    show(&ctx, &browser, Page::new("Finish signing in"), |csrf| {
-        html! {
-            p { "Continue to finish signing in as " strong #link-account { (account) } "." }
-            form method="post" action="/sign-in/email-link" {
-                (csrf.field())
-                input type="hidden" name="token" value=(token);
-                button type="submit" { "Sign in" }
-            }
-            p { "If you did not try to sign in, or this is not your account, close this page. If it was not you, sign in and reset your multi-factor authentication." }
-        }
+        }),
     })
 }
 
@@ -773,13 +772,31 @@ async fn signed_in_user(
     })
 }
 
-async fn profile_page(State(ctx): State<ApiContext>, caller: Caller, browser: Browser) -> Answer {
+fn profile_notice(query: Option<&str>) -> Option<&'static str> {
+    let key = query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("notice="))?;
+    Some(match key {
+        "reset-pending" => "Your reset is waiting: because you signed in with a mailed link, it takes effect after a waiting period. We mailed you about it. Signing in with your authenticator app cancels it.",
+        "reset-cancelled" => "The reset of your multi-factor authentication is cancelled.",
+        "password-changed" => "Your password is changed. Your other sessions have ended.",
+        _ => return None,
+    })
+}
+
+async fn profile_page(
+    State(ctx): State<ApiContext>,
+    caller: Caller,
+    browser: Browser,
+    RawQuery(query): RawQuery,
+) -> Answer {
     let me = signed_in_user(&ctx, &caller, &browser).await?;
     let page = Page {
         account: Some(&me.email),
+        notice: profile_notice(query.as_deref()),
         ..Page::new("My Profile")
     };
-    Ok(show(&ctx, &browser, page, |_| {
+    Ok(show(&ctx, &browser, page, |csrf| {
         html! {
             dl.facts {
                 dt { "Email" }
@@ -798,9 +815,27 @@ async fn profile_page(State(ctx): State<ApiContext>, caller: Caller, browser: Br
                     (ctx.app.policy().session_idle.num_minutes()) " minutes without use."
                 }
             }
+            h2 { "Password and recovery code" }
+            ul.choices {
+                li { a.button href="/profile/password" { "Change password" } }
+                @if me.enrolled_at.is_some() {
+                    li { a.button href="/profile/recovery-code" { "New recovery code" } }
+                }
+            }
             h2 { "Lost your phone?" }
-            p { "If your authenticator app is lost or someone else may have it, reset your multi-factor authentication. You will be signed out everywhere and set up a new authenticator at your next sign-in." }
-            p { a.button.danger href="/profile/reset-mfa" { "Reset My Multi-Factor Authentication" } }
+            @if let Some(at) = me.pending_mfa_reset {
+                p #pending-reset {
+                    "A reset of your multi-factor authentication is waiting. It takes effect " (when(at))
+                    ". Signing in with your authenticator app or your recovery code cancels it."
+                }
+                form method="post" action="/profile/reset-mfa/cancel" {
+                    (csrf.field())
+                    button type="submit" { "Cancel the reset" }
+                }
+            } @else {
+                p { "If your authenticator app is lost or someone else may have it, reset your multi-factor authentication. You will be signed out everywhere and set up a new authenticator at your next sign-in." }
+                p { a.button.danger href="/profile/reset-mfa" { "Reset My Multi-Factor Authentication" } }
+            }
         }
     }))
 }
@@ -864,7 +899,8 @@ async fn reset_mfa(State(ctx): State<ApiContext>, caller: Caller, form: Form<Res
     let token = session(&browser)?;
     let password = Some(value.password.as_str()).filter(|p| !p.is_empty());
     let err = match ctx.app.reset_mfa(&caller, token, password).await {
-        Ok(_) => {
+        Ok(ResetDone::Pending { .. }) => return Ok(see_other("/profile?notice=reset-pending")),
+        Ok(ResetDone::Reset { .. }) => {
             let mut response = see_other("/sign-in?notice=mfa-reset");
             clear_cookie(&ctx, &mut response, CookieName::Session);
             clear_cookie(&ctx, &mut response, CookieName::Csrf);

@@ -1,0 +1,308 @@
+//! The pages mailed links open, and what their buttons post. Opening a
+//! link spends nothing (mail scanners prefetch links); only the button
+//! does. Each page names the account it acts on.
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::{html, Markup};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::browser::{clear_cookie, see_other, Browser, CookieName, Csrf, Form};
+use super::views::{self, Page};
+use super::{problem_page, refused, say, show, ApiContext, CredentialsForm, Step, TokenForm};
+use crate::app::{AppError, Caller, LinkKind};
+use crate::http::ApiError;
+
+#[derive(Deserialize, IntoParams)]
+pub struct LinkQuery {
+    /// The token from the mailed link.
+    token: Option<String>,
+}
+
+/// The page of a mailed link of `kind`: `body` gets the account's address,
+/// the token and the CSRF tag; a token that is not such a link gets a page
+/// saying it is broken.
+async fn link_page(
+    ctx: &ApiContext,
+    browser: &Browser,
+    kind: LinkKind,
+    query: Result<Query<LinkQuery>, QueryRejection>,
+    title: &str,
+    body: impl FnOnce(&str, &str, &Csrf) -> Markup,
+) -> Response {
+    let token = query.ok().and_then(|Query(q)| q.token).unwrap_or_default();
+    match ctx.app.link_account(kind, &token).await {
+        Ok(Some(account)) => show(ctx, browser, Page::new(title), |csrf| {
+            body(&account, &token, csrf)
+        }),
+        Ok(None) => problem_page(
+            ctx,
+            browser,
+            StatusCode::BAD_REQUEST,
+            "This link is broken",
+            "The link is incomplete. Open it from the mail again.",
+        ),
+        Err(err) => problem_page(
+            ctx,
+            browser,
+            ApiError::from(&err).status(),
+            "This link cannot be used",
+            &say(&err, Step::Other).message,
+        ),
+    }
+}
+
+/// The page a mailed sign-in link opens; its button POSTs the redeem,
+/// which signs the browser in.
+#[utoipa::path(get, path = "/v1/login/email-link", tag = "login",
+    params(LinkQuery),
+    responses(
+        (status = 200, description = "A confirm page", content_type = "text/html"),
+        (status = 400, description = "A page saying the link is broken", content_type = "text/html"),
+        (status = 503, description = "A page saying the link cannot be checked now", content_type = "text/html"),
+    ))]
+pub async fn email_link_page(
+    State(ctx): State<ApiContext>,
+    browser: Browser,
+    query: Result<Query<LinkQuery>, QueryRejection>,
+) -> Response {
+    link_page(&ctx, &browser, LinkKind::SignIn, query, "Finish signing in", |account, token, csrf| {
+        html! {
+            p { "Continue to finish signing in as " strong #link-account { (account) } "." }
+            form method="post" action="/sign-in/email-link" {
+                (csrf.field())
+                input type="hidden" name="token" value=(token);
+                button type="submit" { "Sign in" }
+            }
+            p { "If you did not try to sign in, or this is not your account, close this page. If it was not you, sign in and reset your multi-factor authentication." }
+        }
+    })
+    .await
+}
+
+/// The page the link mailed at registration opens; its button confirms
+/// the address.
+#[utoipa::path(get, path = "/v1/users/verify", tag = "users",
+    params(LinkQuery),
+    responses(
+        (status = 200, description = "A confirm page", content_type = "text/html"),
+        (status = 400, description = "A page saying the link is broken", content_type = "text/html"),
+    ))]
+pub async fn verification_page(
+    State(ctx): State<ApiContext>,
+    browser: Browser,
+    query: Result<Query<LinkQuery>, QueryRejection>,
+) -> Response {
+    link_page(&ctx, &browser, LinkKind::Verification, query, "Confirm your email address", |account, token, csrf| {
+        html! {
+            p { "Confirm that " strong #link-account { (account) } " is your address, to finish creating your account." }
+            form method="post" action="/verify-email" {
+                (csrf.field())
+                input type="hidden" name="token" value=(token);
+                button type="submit" { "Confirm" }
+            }
+            p { "If you did not create an account, close this page: nothing happens without the button." }
+        }
+    })
+    .await
+}
+
+pub(super) async fn verify_email(
+    State(ctx): State<ApiContext>,
+    caller: Caller,
+    form: Form<TokenForm>,
+) -> Response {
+    let Form { browser, value } = form;
+    match ctx.app.verify_email(&caller, &value.token).await {
+        Ok(()) => see_other("/sign-in?notice=email-verified"),
+        Err(err) => link_refused(&ctx, &browser, &err),
+    }
+}
+
+fn link_refused(ctx: &ApiContext, browser: &Browser, err: &AppError) -> Response {
+    problem_page(
+        ctx,
+        browser,
+        ApiError::from(err).status(),
+        "This link cannot be used",
+        &say(err, Step::Other).message,
+    )
+}
+
+/// A page saying a mail is on its way, whether or not one is.
+pub(super) fn check_your_inbox(ctx: &ApiContext, browser: &Browser, text: &str) -> Response {
+    show(ctx, browser, Page::new("Check your inbox"), |_| {
+        html! {
+            p { (text) }
+            p { "No mail after a few minutes? Look in your spam folder." }
+            p { a href="/sign-in" { "Back to sign in" } }
+        }
+    })
+}
+
+pub(super) async fn forgot_page(State(ctx): State<ApiContext>, browser: Browser) -> Response {
+    forgot_view(&ctx, &browser, Page::new("Forgot your password?"), "")
+}
+
+fn forgot_view(ctx: &ApiContext, browser: &Browser, page: Page<'_>, email: &str) -> Response {
+    show(ctx, browser, page, |csrf| {
+        html! {
+            p { "Enter the address of your account. If it has one, we mail a link to set a new password. You will still need your authenticator app or recovery code to sign in." }
+            form method="post" action="/forgot-password" {
+                (csrf.field())
+                (views::email_field(email))
+                button type="submit" { "Send the link" }
+            }
+            p { a href="/sign-in" { "Back to sign in" } }
+        }
+    })
+}
+
+#[derive(Deserialize)]
+pub(super) struct EmailForm {
+    email: String,
+}
+
+pub(super) async fn forgot(
+    State(ctx): State<ApiContext>,
+    caller: Caller,
+    form: Form<EmailForm>,
+) -> Response {
+    let Form { browser, value } = form;
+    match ctx.app.forgot_password(&caller, &value.email).await {
+        Ok(()) => check_your_inbox(
+            &ctx,
+            &browser,
+            &format!(
+                "If an account with a confirmed address exists for it, we sent a link to set a new password. It works once, for {} minutes.",
+                ctx.app.policy().password_reset_ttl.num_minutes()
+            ),
+        ),
+        Err(err) => refused(&ctx, &err, Step::Other, |status, problem| {
+            let page = Page {
+                status,
+                error: Some(problem),
+                ..Page::new("Forgot your password?")
+            };
+            forgot_view(&ctx, &browser, page, &value.email)
+        }),
+    }
+}
+
+/// The page the forgotten-password link opens: a form for the new one.
+#[utoipa::path(get, path = "/v1/password/reset", tag = "password",
+    params(LinkQuery),
+    responses(
+        (status = 200, description = "A form for the new password", content_type = "text/html"),
+        (status = 400, description = "A page saying the link is broken", content_type = "text/html"),
+    ))]
+pub async fn password_reset_page(
+    State(ctx): State<ApiContext>,
+    browser: Browser,
+    query: Result<Query<LinkQuery>, QueryRejection>,
+) -> Response {
+    link_page(&ctx, &browser, LinkKind::PasswordReset, query, RESET_TITLE, |account, token, csrf| {
+        reset_form(account, token, csrf)
+    })
+    .await
+}
+
+const RESET_TITLE: &str = "Set a new password";
+
+fn reset_form(account: &str, token: &str, csrf: &Csrf) -> Markup {
+    html! {
+        p { "A new password for " strong #link-account { (account) } ". Every session of the account ends; then sign in with the new password and your authenticator app." }
+        form method="post" action="/reset-password" {
+            (csrf.field())
+            input type="hidden" name="token" value=(token);
+            input type="hidden" name="email" value=(account);
+            (views::password_field("new-password", Some("At least 8 characters. A few unrelated words make a strong one.")))
+            button type="submit" { "Set the password" }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct ResetPasswordForm {
+    token: String,
+    #[serde(flatten)]
+    account: CredentialsForm,
+}
+
+pub(super) async fn reset_password(
+    State(ctx): State<ApiContext>,
+    caller: Caller,
+    form: Form<ResetPasswordForm>,
+) -> Response {
+    let Form { browser, value } = form;
+    match ctx
+        .app
+        .reset_password(&caller, &value.token, &value.account.password)
+        .await
+    {
+        Ok(_) => {
+            let mut response = see_other("/sign-in?notice=password-reset");
+            for name in [CookieName::Session, CookieName::Login, CookieName::Csrf] {
+                clear_cookie(&ctx, &mut response, name);
+            }
+            response
+        }
+        Err(err @ AppError::UnacceptablePassword(_)) => {
+            let page = Page {
+                status: ApiError::from(&err).status(),
+                error: Some(say(&err, Step::Register)),
+                ..Page::new(RESET_TITLE)
+            };
+            show(&ctx, &browser, page, |csrf| {
+                reset_form(&value.account.email, &value.token, csrf)
+            })
+        }
+        Err(err) => link_refused(&ctx, &browser, &err),
+    }
+}
+
+/// The page the "this wasn't me" link of a pending MFA reset opens.
+#[utoipa::path(get, path = "/v1/mfa-reset/deny", tag = "me",
+    params(LinkQuery),
+    responses(
+        (status = 200, description = "A confirm page", content_type = "text/html"),
+        (status = 400, description = "A page saying the link is broken", content_type = "text/html"),
+    ))]
+pub async fn denial_page(
+    State(ctx): State<ApiContext>,
+    browser: Browser,
+    query: Result<Query<LinkQuery>, QueryRejection>,
+) -> Response {
+    link_page(&ctx, &browser, LinkKind::ResetDenial, query, "Stop the reset of your multi-factor authentication?", |account, token, csrf| {
+        html! {
+            p { "Someone asked to reset the multi-factor authentication of " strong #link-account { (account) } " from a session signed in with a mailed link. If it was not you, stop it: the reset is cancelled and every session of the account ends." }
+            form method="post" action="/mfa-reset/deny" {
+                (csrf.field())
+                input type="hidden" name="token" value=(token);
+                button.danger type="submit" { "It wasn't me: stop the reset" }
+            }
+            p { "Then sign in and change your password: whoever asked knew it." }
+        }
+    })
+    .await
+}
+
+pub(super) async fn deny_mfa_reset(
+    State(ctx): State<ApiContext>,
+    caller: Caller,
+    form: Form<TokenForm>,
+) -> Response {
+    let Form { browser, value } = form;
+    match ctx.app.deny_mfa_reset(&caller, &value.token).await {
+        Ok(_) => {
+            let mut response = see_other("/sign-in?notice=reset-denied");
+            for name in [CookieName::Session, CookieName::Login, CookieName::Csrf] {
+                clear_cookie(&ctx, &mut response, name);
+            }
+            response
+        }
+        Err(err) => link_refused(&ctx, &browser, &err),
+    }
+}
