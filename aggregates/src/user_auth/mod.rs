@@ -122,9 +122,9 @@ impl UserAuth {
                 self.regenerate_recovery_code(session, password, &code, s, now)
                     .await
             }
-            C::CancelMfaReset { .. } | C::DenyMfaReset { .. } | C::CompletePendingMfaReset => {
-                Err(UserAuthError::Service("not built yet".into()))
-            }
+            C::CancelMfaReset { session } => self.cancel_mfa_reset(session, s, now),
+            C::DenyMfaReset { link } => self.deny_mfa_reset(link, s, now),
+            C::CompletePendingMfaReset => self.complete_pending_mfa_reset(s, now),
         }
     }
 }
