@@ -480,4 +480,41 @@ mod tests {
         assert_eq!(later_on.throttled_until, None);
         assert!(later_on.live_sessions.is_empty(), "idle for an hour");
     }
+
+    #[test]
+    fn an_account_registered_before_verification_existed_counts_as_verified() {
+        assert!(folded(registered()).is_verified());
+        assert!(!folded(unverified()).is_verified());
+        assert!(!UserAuth::default().is_verified());
+    }
+
+    #[test]
+    fn the_audit_state_shows_verification_and_a_waiting_mfa_reset() {
+        let now = later(10);
+        let mut events = unverified();
+        let before = folded(events.clone()).audit_state(now, &policy());
+        assert!(before.registered && !before.email_verified);
+        assert_eq!(before.pending_mfa_reset, None);
+        events.extend([
+            E::EmailVerified { at: now },
+            E::MfaResetRequested {
+                effective_at: now + Duration::hours(24),
+                denial: reference(30),
+                at: now,
+            },
+        ]);
+        let after = folded(events).audit_state(now, &policy());
+        assert!(after.email_verified);
+        assert_eq!(after.pending_mfa_reset, Some(now + Duration::hours(24)));
+    }
+
+    #[test]
+    fn only_the_newest_mail_times_are_kept() {
+        let mut events = registered();
+        events.extend((0..40).map(|n| E::RegistrationAttempted { at: later(n) }));
+        let state = folded(events);
+        assert_eq!(state.registration_mails.len(), 32);
+        assert_eq!(state.registration_mails.first(), Some(&later(8)));
+        assert_eq!(state.registration_mails.last(), Some(&later(39)));
+    }
 }
