@@ -9,7 +9,7 @@ use super::reference::Reference;
 use super::services::{Policy, Sealed};
 
 /// How many recent times of each kind of mail are kept for the rate limits.
-const LINK_REQUEST_HISTORY: usize = 32;
+const MAIL_HISTORY: usize = 32;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UserAuth {
@@ -403,8 +403,8 @@ impl UserAuth {
         }
     }
 
-    /// A reset link was mailed for the old password; whoever changed it, by
-    /// whatever route, means the link must not set another one.
+    /// A reset link mailed before the password changed, by whatever route,
+    /// must not set another one over the owner's choice.
     fn replace_password(&mut self, password_hash: Sealed) {
         if let Some(account) = &mut self.account {
             account.password_hash = password_hash;
@@ -416,7 +416,7 @@ impl UserAuth {
 /// Records a mail's time for a rate limit, keeping only the newest few.
 fn remember(times: &mut Vec<DateTime<Utc>>, at: DateTime<Utc>) {
     times.push(at);
-    let excess = times.len().saturating_sub(LINK_REQUEST_HISTORY);
+    let excess = times.len().saturating_sub(MAIL_HISTORY);
     times.drain(..excess);
 }
 
