@@ -114,10 +114,17 @@ impl UserAuth {
                 current,
                 new,
             } => self.change_password(session, current, &new, s, now).await,
-            C::RegenerateRecoveryCode { .. }
-            | C::CancelMfaReset { .. }
-            | C::DenyMfaReset { .. }
-            | C::CompletePendingMfaReset => Err(UserAuthError::Service("not built yet".into())),
+            C::RegenerateRecoveryCode {
+                session,
+                password,
+                code,
+            } => {
+                self.regenerate_recovery_code(session, password, &code, s, now)
+                    .await
+            }
+            C::CancelMfaReset { session } => self.cancel_mfa_reset(session, s, now),
+            C::DenyMfaReset { link } => self.deny_mfa_reset(link, s, now),
+            C::CompletePendingMfaReset => self.complete_pending_mfa_reset(s, now),
         }
     }
 }

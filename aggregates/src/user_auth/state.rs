@@ -9,7 +9,7 @@ use super::reference::Reference;
 use super::services::{Policy, Sealed};
 
 /// How many recent times of each kind of mail are kept for the rate limits.
-const LINK_REQUEST_HISTORY: usize = 32;
+const MAIL_HISTORY: usize = 32;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UserAuth {
@@ -410,8 +410,8 @@ impl UserAuth {
         }
     }
 
-    /// A reset link was mailed for the old password; whoever changed it, by
-    /// whatever route, means the link must not set another one.
+    /// A reset link mailed before the password changed, by whatever route,
+    /// must not set another one over the owner's choice.
     fn replace_password(&mut self, password_hash: Sealed) {
         if let Some(account) = &mut self.account {
             account.password_hash = password_hash;
@@ -423,7 +423,7 @@ impl UserAuth {
 /// Records a mail's time for a rate limit, keeping only the newest few.
 fn remember(times: &mut Vec<DateTime<Utc>>, at: DateTime<Utc>) {
     times.push(at);
-    let excess = times.len().saturating_sub(LINK_REQUEST_HISTORY);
+    let excess = times.len().saturating_sub(MAIL_HISTORY);
     times.drain(..excess);
 }
 
@@ -486,5 +486,42 @@ mod tests {
         let later_on = state.audit_state(now + Duration::hours(2), &policy);
         assert_eq!(later_on.throttled_until, None);
         assert!(later_on.live_sessions.is_empty(), "idle for an hour");
+    }
+
+    #[test]
+    fn an_account_registered_before_verification_existed_counts_as_verified() {
+        assert!(folded(registered()).is_verified());
+        assert!(!folded(unverified()).is_verified());
+        assert!(!UserAuth::default().is_verified());
+    }
+
+    #[test]
+    fn the_audit_state_shows_verification_and_a_waiting_mfa_reset() {
+        let now = later(10);
+        let mut events = unverified();
+        let before = folded(events.clone()).audit_state(now, &policy());
+        assert!(before.registered && !before.email_verified);
+        assert_eq!(before.pending_mfa_reset, None);
+        events.extend([
+            E::EmailVerified { at: now },
+            E::MfaResetRequested {
+                effective_at: now + Duration::hours(24),
+                denial: reference(30),
+                at: now,
+            },
+        ]);
+        let after = folded(events).audit_state(now, &policy());
+        assert!(after.email_verified);
+        assert_eq!(after.pending_mfa_reset, Some(now + Duration::hours(24)));
+    }
+
+    #[test]
+    fn only_the_newest_mail_times_are_kept() {
+        let mut events = registered();
+        events.extend((0..40).map(|n| E::RegistrationAttempted { at: later(n) }));
+        let state = folded(events);
+        assert_eq!(state.registration_mails.len(), 32);
+        assert_eq!(state.registration_mails.first(), Some(&later(8)));
+        assert_eq!(state.registration_mails.last(), Some(&later(39)));
     }
 }

@@ -15,9 +15,9 @@ use super::{
 pub(crate) use super::{
     Actor, AdminReason, Assurance, CodeDigest, Consequence, Decided, Email, FailedFactor,
     NewPassword, Password, PasswordCheck, PasswordHash, PasswordHasher, Policy, RecoveryCode,
-    Reference, Registration, Rejection, SealPurpose, Sealed, SecondFactor, SessionEndReason,
-    SignInMethod, StartedSession, TotpCode, TotpRejection, TotpSecret, UserAuth, UserAuthCommand,
-    UserAuthError, UserAuthEvent, UserAuthEvent as E, UserAuthServices, Verdict,
+    Reference, Registration, Rejection, ResetCancellation, SealPurpose, Sealed, SecondFactor,
+    SessionEndReason, SignInMethod, StartedSession, TotpCode, TotpRejection, TotpSecret, UserAuth,
+    UserAuthCommand, UserAuthError, UserAuthEvent, UserAuthEvent as E, UserAuthServices, Verdict,
 };
 
 pub(crate) type Framework = TestFramework<UserAuth>;

@@ -1,13 +1,18 @@
 //! The user's MFA reset: from a session started in the last few minutes, or
 //! with the password again. It forgets the authenticator and recovery code
 //! and ends every session at once; the next sign-in enrolls anew.
-use chrono::{DateTime, Utc};
+//!
+//! Asked from an `aal1` session, which proved only the password and the
+//! mailbox, it waits a while instead: the owner is mailed a "this wasn't me"
+//! link, and a sign-in with the authenticator or recovery code, the user
+//! or that link can call it off. A background sweeper completes it when due.
+use chrono::{DateTime, Duration, Utc};
 
 use super::reauthentication::Reauthentication;
 use super::Decision;
 use crate::user_auth::{
-    Actor, Decided, Password, Reference, SessionEndReason, UserAuth, UserAuthError as Error,
-    UserAuthEvent as E, UserAuthServices, Verdict,
+    Actor, Assurance, Decided, Password, Reference, ResetCancellation, SessionEndReason, UserAuth,
+    UserAuthError as Error, UserAuthEvent as E, UserAuthServices, Verdict,
 };
 
 impl UserAuth {
@@ -18,14 +23,101 @@ impl UserAuth {
         s: &UserAuthServices,
         now: DateTime<Utc>,
     ) -> Decision {
-        self.live_session(&session, now, &s.policy)
-            .ok_or(Error::SessionInvalid)?;
+        let aal = self
+            .live_session(&session, now, &s.policy)
+            .ok_or(Error::SessionInvalid)?
+            .aal;
         let fresh = !self.reauthentication_required(&session, now, &s.policy);
         if let Reauthentication::Failed(rejected) = self
             .reauthenticate(fresh, password.as_ref(), s, now)
             .await?
         {
             return Ok(rejected);
+        }
+        let delay = s.policy.aal1_mfa_reset_delay;
+        if aal == Assurance::Aal1 && delay > Duration::zero() {
+            return Ok(self.request_mfa_reset(delay, s, now));
+        }
+        Ok(self.mfa_reset(Actor::User, None, s, now))
+    }
+
+    fn request_mfa_reset(
+        &self,
+        delay: Duration,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Decided {
+        // Asking again neither restarts the wait nor mails another notice.
+        if let Some(effective_at) = self.pending_mfa_reset() {
+            return Decided {
+                events: vec![],
+                verdict: Verdict::MfaResetPending { effective_at },
+            };
+        }
+        let effective_at = now + delay;
+        Decided {
+            events: vec![E::MfaResetRequested {
+                effective_at,
+                denial: s.randomness.reference(),
+                at: now,
+            }],
+            verdict: Verdict::MfaResetPending { effective_at },
+        }
+    }
+
+    pub(in crate::user_auth) fn cancel_mfa_reset(
+        &self,
+        session: Reference,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        self.live_session(&session, now, &s.policy)
+            .ok_or(Error::SessionInvalid)?;
+        self.pending_mfa_reset
+            .as_ref()
+            .ok_or(Error::NoPendingMfaReset)?;
+        Ok(Decided {
+            events: vec![E::MfaResetCancelled {
+                reason: ResetCancellation::CancelledByUser,
+                at: now,
+            }],
+            verdict: Verdict::MfaResetCancelled { sessions_ended: 0 },
+        })
+    }
+
+    pub(in crate::user_auth) fn deny_mfa_reset(
+        &self,
+        link: Reference,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        self.pending_mfa_reset
+            .as_ref()
+            .filter(|pending| pending.denial == link)
+            .ok_or(Error::MfaResetDenialInvalid)?;
+        let mut events = vec![E::MfaResetCancelled {
+            reason: ResetCancellation::DeniedByLink,
+            at: now,
+        }];
+        // Someone else asked from a session with the owner's password and
+        // mailbox: every session may be theirs.
+        let ended = self.end_sessions(SessionEndReason::ResetDenied, None, s, now);
+        let sessions_ended = ended.len();
+        events.extend(ended);
+        Ok(Decided {
+            events,
+            verdict: Verdict::MfaResetCancelled { sessions_ended },
+        })
+    }
+
+    pub(in crate::user_auth) fn complete_pending_mfa_reset(
+        &self,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        let effective_at = self.pending_mfa_reset().ok_or(Error::NoPendingMfaReset)?;
+        if now < effective_at {
+            return Err(Error::MfaResetNotDue);
         }
         Ok(self.mfa_reset(Actor::User, None, s, now))
     }
@@ -198,6 +290,316 @@ mod tests {
                 replacement: recovery(2),
             })
             .then_expect_error(UserAuthError::EnrollmentRequired);
+    }
+
+    const DAY: Duration = Duration::hours(24);
+
+    fn reset(session: u64, password: Option<Password>) -> UserAuthCommand {
+        UserAuthCommand::ResetMfa {
+            session: reference(session),
+            password,
+        }
+    }
+
+    /// Enrolled, signed in with an email link as session 8 at `now`.
+    fn signed_in_by_email(now: DateTime<Utc>) -> Vec<UserAuthEvent> {
+        let mut events = enrolled();
+        events.push(session_started(8, SignInMethod::EmailLink, now));
+        events
+    }
+
+    fn reset_requested(now: DateTime<Utc>) -> UserAuthEvent {
+        E::MfaResetRequested {
+            effective_at: now + DAY,
+            denial: reference(30),
+            at: now,
+        }
+    }
+
+    /// Signed in by email at `now`, which asked for a reset at once.
+    fn reset_pending(now: DateTime<Utc>) -> Vec<UserAuthEvent> {
+        let mut events = signed_in_by_email(now);
+        events.push(reset_requested(now));
+        events
+    }
+
+    fn cancelled(reason: ResetCancellation, at: DateTime<Utc>) -> UserAuthEvent {
+        E::MfaResetCancelled { reason, at }
+    }
+
+    #[test]
+    fn a_reset_from_an_aal1_session_waits_a_day() {
+        let now = later(10);
+        let when = now + Duration::minutes(5);
+        at(when)
+            .given(signed_in_by_email(now))
+            .when(reset(8, None))
+            .then_expect_events(vec![E::MfaResetRequested {
+                effective_at: when + DAY,
+                denial: reference(1),
+                at: when,
+            }]);
+    }
+
+    #[test]
+    fn an_old_aal1_session_needs_the_password_before_a_reset_waits() {
+        let now = later(10);
+        let when = now + Duration::minutes(20);
+        let mut given = signed_in_by_email(now);
+        given.push(E::SessionActive {
+            session: reference(8),
+            at: when,
+        });
+        at(when)
+            .given(given.clone())
+            .when(reset(8, None))
+            .then_expect_error(UserAuthError::ReauthenticationRequired);
+        at(when)
+            .given(given)
+            .when(reset(8, Some(password())))
+            .then_expect_events(vec![E::MfaResetRequested {
+                effective_at: when + DAY,
+                denial: reference(1),
+                at: when,
+            }]);
+    }
+
+    #[test]
+    fn a_second_request_while_a_reset_waits_records_nothing() {
+        let now = later(10);
+        let given = reset_pending(now);
+        at(now + Duration::minutes(5))
+            .given(given.clone())
+            .when(reset(8, None))
+            .then_expect_events(vec![]);
+        assert_eq!(
+            decided(now + Duration::minutes(5), given, reset(8, None)).verdict,
+            Verdict::MfaResetPending {
+                effective_at: now + DAY
+            }
+        );
+    }
+
+    #[test]
+    fn with_no_delay_configured_a_reset_from_an_aal1_session_is_immediate() {
+        let now = later(10);
+        let services = UserAuthServices {
+            policy: Policy {
+                aal1_mfa_reset_delay: Duration::zero(),
+                ..policy()
+            },
+            ..services_at(now)
+        };
+        Framework::with(services)
+            .given(signed_in_by_email(now))
+            .when(reset(8, None))
+            .then_expect_events(vec![
+                E::MfaReset {
+                    actor: Actor::User,
+                    reason: None,
+                    at: now,
+                },
+                E::SessionEnded {
+                    session: reference(8),
+                    reason: SessionEndReason::MfaReset,
+                    at: now,
+                },
+            ]);
+    }
+
+    #[test]
+    fn a_due_reset_is_completed_and_ends_every_session() {
+        let now = later(10);
+        let due = now + DAY;
+        let mut given = reset_pending(now);
+        given.push(session_started(9, SignInMethod::EmailLink, due));
+        at(due)
+            .given(given)
+            .when(UserAuthCommand::CompletePendingMfaReset)
+            .then_expect_events(vec![
+                E::MfaReset {
+                    actor: Actor::User,
+                    reason: None,
+                    at: due,
+                },
+                E::SessionEnded {
+                    session: reference(9),
+                    reason: SessionEndReason::MfaReset,
+                    at: due,
+                },
+            ]);
+    }
+
+    #[test]
+    fn a_reset_is_not_completed_before_it_is_due() {
+        let now = later(10);
+        at(now + DAY - Duration::seconds(1))
+            .given(reset_pending(now))
+            .when(UserAuthCommand::CompletePendingMfaReset)
+            .then_expect_error(UserAuthError::MfaResetNotDue);
+    }
+
+    #[test]
+    fn there_is_nothing_to_complete_without_a_pending_reset() {
+        at(later(10) + DAY)
+            .given(signed_in_by_email(later(10)))
+            .when(UserAuthCommand::CompletePendingMfaReset)
+            .then_expect_error(UserAuthError::NoPendingMfaReset);
+    }
+
+    #[test]
+    fn the_user_cancels_a_pending_reset() {
+        let now = later(10);
+        let mut given = reset_pending(now);
+        given.push(session_started(9, SignInMethod::Totp, now));
+        at(now)
+            .given(given.clone())
+            .when(UserAuthCommand::CancelMfaReset {
+                session: reference(8),
+            })
+            .then_expect_events(vec![cancelled(ResetCancellation::CancelledByUser, now)]);
+        given.push(cancelled(ResetCancellation::CancelledByUser, now));
+        at(now + DAY)
+            .given(given.clone())
+            .when(UserAuthCommand::CompletePendingMfaReset)
+            .then_expect_error(UserAuthError::NoPendingMfaReset);
+        at(now)
+            .given(given)
+            .when(UserAuthCommand::CancelMfaReset {
+                session: reference(8),
+            })
+            .then_expect_error(UserAuthError::NoPendingMfaReset);
+    }
+
+    #[test]
+    fn only_a_live_session_cancels_a_pending_reset() {
+        let now = later(10);
+        at(now + Duration::hours(1))
+            .given(reset_pending(now))
+            .when(UserAuthCommand::CancelMfaReset {
+                session: reference(8),
+            })
+            .then_expect_error(UserAuthError::SessionInvalid);
+    }
+
+    #[test]
+    fn the_denial_link_cancels_a_pending_reset_and_ends_every_session() {
+        let now = later(10);
+        let when = now + Duration::minutes(30);
+        let mut given = reset_pending(now);
+        given.push(session_started(9, SignInMethod::EmailLink, when));
+        at(when)
+            .given(given)
+            .when(UserAuthCommand::DenyMfaReset {
+                link: reference(30),
+            })
+            .then_expect_events(vec![
+                cancelled(ResetCancellation::DeniedByLink, when),
+                E::SessionEnded {
+                    session: reference(8),
+                    reason: SessionEndReason::ResetDenied,
+                    at: when,
+                },
+                E::SessionEnded {
+                    session: reference(9),
+                    reason: SessionEndReason::ResetDenied,
+                    at: when,
+                },
+            ]);
+    }
+
+    #[test]
+    fn the_denial_link_works_only_for_the_reset_still_waiting() {
+        let now = later(10);
+        at(now)
+            .given(reset_pending(now))
+            .when(UserAuthCommand::DenyMfaReset {
+                link: reference(31),
+            })
+            .then_expect_error(UserAuthError::MfaResetDenialInvalid);
+        let mut given = reset_pending(now);
+        given.push(cancelled(ResetCancellation::DeniedByLink, now));
+        at(now)
+            .given(given)
+            .when(UserAuthCommand::DenyMfaReset {
+                link: reference(30),
+            })
+            .then_expect_error(UserAuthError::MfaResetDenialInvalid);
+    }
+
+    #[test]
+    fn an_admin_reset_is_immediate_and_clears_a_pending_one() {
+        let now = later(10);
+        let mut given = reset_pending(now);
+        let events = events_of(
+            at(now),
+            given.clone(),
+            UserAuthCommand::AdminResetMfa {
+                reason: AdminReason::parse("lost phone, identity checked").unwrap(),
+            },
+        );
+        assert!(matches!(
+            events.as_slice(),
+            [
+                E::MfaReset {
+                    actor: Actor::Admin,
+                    ..
+                },
+                E::SessionEnded { .. }
+            ]
+        ));
+        given.extend(events);
+        assert_eq!(folded(given.clone()).pending_mfa_reset(), None);
+        at(now + DAY)
+            .given(given)
+            .when(UserAuthCommand::CompletePendingMfaReset)
+            .then_expect_error(UserAuthError::NoPendingMfaReset);
+    }
+
+    #[test]
+    fn a_reset_from_an_aal1_session_says_when_it_takes_effect() {
+        let now = later(10);
+        let outcome = decided(now, signed_in_by_email(now), reset(8, None));
+        assert_eq!(
+            outcome.verdict,
+            Verdict::MfaResetPending {
+                effective_at: now + DAY
+            }
+        );
+        let mut given = signed_in_by_email(now);
+        given.extend(outcome.events);
+        assert_eq!(folded(given).pending_mfa_reset(), Some(now + DAY));
+    }
+
+    #[test]
+    fn cancelling_reports_how_many_sessions_ended() {
+        let now = later(10);
+        let cancel = UserAuthCommand::CancelMfaReset {
+            session: reference(8),
+        };
+        assert_eq!(
+            decided(now, reset_pending(now), cancel).verdict,
+            Verdict::MfaResetCancelled { sessions_ended: 0 }
+        );
+        let deny = UserAuthCommand::DenyMfaReset {
+            link: reference(30),
+        };
+        assert_eq!(
+            decided(now, reset_pending(now), deny).verdict,
+            Verdict::MfaResetCancelled { sessions_ended: 1 }
+        );
+    }
+
+    #[test]
+    fn completing_a_due_reset_reports_how_many_sessions_ended() {
+        let now = later(10);
+        let due = now + DAY;
+        let mut given = reset_pending(now);
+        given.push(session_started(9, SignInMethod::EmailLink, due));
+        assert_eq!(
+            decided(due, given, UserAuthCommand::CompletePendingMfaReset).verdict,
+            Verdict::MfaReset { sessions_ended: 1 }
+        );
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! Sessions: a new one at every sign-in, recording how it was won and its
 //! assurance; alive until its absolute expiry or an idle hour; ended by
-//! logout, or all at once when a credential changes.
+//! logout, or all at once when a credential changes. A sign-in that proves
+//! a device calls off an MFA reset waiting for it to be lost.
 use chrono::{DateTime, Utc};
 
 use super::Decision;
 use crate::user_auth::{
-    Decided, Reference, SessionEndReason, SignInMethod, StartedSession, UserAuth,
-    UserAuthError as Error, UserAuthEvent as E, UserAuthEvent, UserAuthServices, Verdict,
+    Assurance, Decided, Reference, ResetCancellation, SessionEndReason, SignInMethod,
+    StartedSession, UserAuth, UserAuthError as Error, UserAuthEvent as E, UserAuthEvent,
+    UserAuthServices, Verdict,
 };
 
 impl UserAuth {
@@ -68,7 +70,8 @@ impl UserAuth {
             .collect()
     }
 
-    /// A second factor succeeded: `proof` and a new session, in that order.
+    /// A second factor succeeded: `proof` and a new session, in that order,
+    /// then the end of a pending MFA reset if the session proved a device.
     pub(super) fn sign_in(
         &self,
         mut proof: Vec<UserAuthEvent>,
@@ -89,6 +92,14 @@ impl UserAuth {
             expires_at: started.expires_at,
             at: now,
         });
+        // A reset waits because the device may be lost; a sign-in with it
+        // (or with the recovery code) shows it is not.
+        if started.aal == Assurance::Aal2 && self.pending_mfa_reset.is_some() {
+            proof.push(E::MfaResetCancelled {
+                reason: ResetCancellation::SignedInWithSecondFactor,
+                at: now,
+            });
+        }
         Decided {
             events: proof,
             verdict: Verdict::SessionStarted(started),
@@ -234,6 +245,130 @@ mod tests {
         assert_eq!(
             decided(start + Duration::minutes(6), signed_in(start), touch()).verdict,
             Verdict::SessionTouched { recorded: true }
+        );
+    }
+
+    /// Enrolled, with an MFA reset asked at `now` from an email-link
+    /// session, and login attempt 7 opened right after.
+    fn reset_pending_with_attempt(now: DateTime<Utc>) -> Vec<UserAuthEvent> {
+        let mut events = enrolled();
+        events.extend([
+            session_started(8, SignInMethod::EmailLink, now),
+            E::MfaResetRequested {
+                effective_at: now + Duration::hours(24),
+                denial: reference(30),
+                at: now,
+            },
+            attempt_opened(7, now, SecondFactor::Totp),
+        ]);
+        events
+    }
+
+    #[test]
+    fn a_totp_sign_in_cancels_a_pending_mfa_reset() {
+        let now = later(10);
+        let events = events_of(
+            at(now),
+            reset_pending_with_attempt(now),
+            UserAuthCommand::SubmitTotp {
+                attempt: reference(7),
+                code: code_at(now),
+            },
+        );
+        assert_eq!(
+            events,
+            vec![
+                E::TotpVerified {
+                    attempt: reference(7),
+                    step: step_at(now),
+                    at: now,
+                },
+                session_started(1, SignInMethod::Totp, now),
+                E::MfaResetCancelled {
+                    reason: ResetCancellation::SignedInWithSecondFactor,
+                    at: now,
+                },
+            ]
+        );
+        let mut after = reset_pending_with_attempt(now);
+        after.extend(events);
+        at(now + Duration::hours(24))
+            .given(after)
+            .when(UserAuthCommand::CompletePendingMfaReset)
+            .then_expect_error(UserAuthError::NoPendingMfaReset);
+    }
+
+    #[test]
+    fn a_recovery_code_sign_in_cancels_a_pending_mfa_reset() {
+        let now = later(10);
+        at(now)
+            .given(reset_pending_with_attempt(now))
+            .when(UserAuthCommand::UseRecoveryCode {
+                attempt: reference(7),
+                code: recovery(1),
+                replacement: recovery(2),
+            })
+            .then_expect_events(vec![
+                E::RecoveryCodeUsed {
+                    attempt: reference(7),
+                    at: now,
+                },
+                E::RecoveryCodeIssued {
+                    digest: digest(&recovery(2)),
+                    at: now,
+                },
+                session_started(1, SignInMethod::RecoveryCode, now),
+                E::MfaResetCancelled {
+                    reason: ResetCancellation::SignedInWithSecondFactor,
+                    at: now,
+                },
+            ]);
+    }
+
+    #[test]
+    fn an_email_link_sign_in_leaves_a_pending_mfa_reset_waiting() {
+        let now = later(10);
+        let mut given = reset_pending_with_attempt(now);
+        given.push(E::EmailLinkRequested {
+            link: reference(11),
+            attempt: reference(7),
+            expires_at: now + Duration::minutes(15),
+            at: now,
+        });
+        at(now)
+            .given(given)
+            .when(UserAuthCommand::UseEmailLink {
+                link: reference(11),
+            })
+            .then_expect_events(vec![
+                E::EmailLinkUsed {
+                    link: reference(11),
+                    at: now,
+                },
+                session_started(1, SignInMethod::EmailLink, now),
+            ]);
+    }
+
+    #[test]
+    fn a_sign_in_that_cancels_a_pending_reset_still_reports_its_session() {
+        let now = later(10);
+        let verdict = decided(
+            now,
+            reset_pending_with_attempt(now),
+            UserAuthCommand::SubmitTotp {
+                attempt: reference(7),
+                code: code_at(now),
+            },
+        )
+        .verdict;
+        assert_eq!(
+            verdict,
+            Verdict::SessionStarted(StartedSession {
+                session: reference(1),
+                method: SignInMethod::Totp,
+                aal: Assurance::Aal2,
+                expires_at: now + Duration::hours(12),
+            })
         );
     }
 
