@@ -248,6 +248,7 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
                 "user_id": id, "at": at, "registered": state.registered,
                 "mfa_enrolled": state.enrolled_at.is_some(), "mfa_enrolled_at": state.enrolled_at,
                 "recovery_code_present": state.recovery_code_present, "locked": state.locked,
+                "email_verified": state.email_verified, "pending_mfa_reset_at": state.pending_mfa_reset,
                 "throttled_until": state.throttled_until, "consecutive_failures": state.consecutive_failures,
                 "live_sessions": sessions,
             });

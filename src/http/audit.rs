@@ -88,6 +88,12 @@ pub struct MfaState {
     mfa_enrolled: bool,
     mfa_enrolled_at: Option<DateTime<Utc>>,
     recovery_code_present: bool,
+    /// Whether the address was proven (accounts from before verification
+    /// existed count as proven).
+    email_verified: bool,
+    /// When a waiting MFA reset, asked from a session won by email link,
+    /// takes effect.
+    pending_mfa_reset_at: Option<DateTime<Utc>>,
     locked: bool,
     /// Set while sign-in waits after repeated failures.
     throttled_until: Option<DateTime<Utc>>,
@@ -139,6 +145,8 @@ pub async fn user_state(
         mfa_enrolled: state.enrolled_at.is_some(),
         mfa_enrolled_at: state.enrolled_at,
         recovery_code_present: state.recovery_code_present,
+        email_verified: state.email_verified,
+        pending_mfa_reset_at: state.pending_mfa_reset,
         locked: state.locked,
         throttled_until: state.throttled_until,
         consecutive_failures: state.consecutive_failures,

@@ -35,6 +35,17 @@ async fn password_and_inbox_cannot_reset_mfa_before_the_wait_and_the_owner_cance
     let mfa = mfa_state(&app, &attacker).await;
     assert_eq!(mfa["enrolled"], true, "nothing happens at once");
     assert_eq!(mfa["pending_reset_at"], pending["effective_at"]);
+    let audited: Value = app
+        .get_with(
+            &format!("/v1/audit/users/{}/state", owner.email),
+            AUDITOR_TOKEN,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audited["pending_mfa_reset_at"], pending["effective_at"]);
+    assert_eq!(audited["email_verified"], true);
     assert_eq!(app.sweep_resets().await, 0, "not due yet");
 
     // The owner signs in with the authenticator: the reset is cancelled.
