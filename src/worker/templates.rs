@@ -125,13 +125,30 @@ fn html_of(blocks: &[Block]) -> String {
 
 /// The user agent as a mail may show it. It is the client's own text, so an
 /// attacker's words would read as ours: only plain characters, no URLs,
-/// short, and quoted.
+/// short, and quoted. A dot stays only inside a version number: mail
+/// clients turn a bare `evil.example/reset` into a link.
 fn describe_browser(user_agent: &str) -> String {
-    let plain: String = user_agent
+    let kept: Vec<char> = user_agent
         .replace("://", " ")
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || " ./;()_-,".contains(*c))
         .take(80)
+        .collect();
+    let digit_at = |i: Option<usize>| {
+        i.and_then(|i| kept.get(i))
+            .is_some_and(char::is_ascii_digit)
+    };
+    let plain: String = kept
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            let in_version = digit_at(i.checked_sub(1)) && digit_at(Some(i + 1));
+            if c == '.' && !in_version {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect();
     let plain = plain.trim();
     if plain.is_empty() {
@@ -183,6 +200,19 @@ mod tests {
         assert!(shown.starts_with("browser \"Mozilla/5.0"));
         assert_eq!(describe_browser(""), "an unknown browser");
         assert!(describe_browser(&"a".repeat(500)).len() < 100);
+    }
+
+    #[test]
+    fn a_user_agent_cannot_name_a_domain_but_keeps_its_version_numbers() {
+        let shown = describe_browser(
+            "Chrome/120.0.6099.71 (x86_64) see evil.example/reset or www.evil.com.",
+        );
+        assert_eq!(
+            shown,
+            "browser \"Chrome/120.0.6099.71 (x86_64) see evil example/reset or www evil com\""
+        );
+        assert_eq!(describe_browser("curl/8.5.0"), "browser \"curl/8.5.0\"");
+        assert_eq!(describe_browser("...."), "an unknown browser");
     }
 
     #[test]
