@@ -62,7 +62,7 @@ async fn every_security_notice_arrives_and_none_holds_a_secret(pool: PgPool) {
     )
     .await;
     app.deliver_mail().await;
-    let link_mail = wait_for_mails(&user.email, 4)
+    let link_mail = wait_for_mails(&user.email, 5)
         .await
         .into_iter()
         .find(|m| m["subject"] == "Your sign-in link")
@@ -80,7 +80,8 @@ async fn every_security_notice_arrives_and_none_holds_a_secret(pool: PgPool) {
         .unwrap();
     let session_token = session["session_token"].as_str().unwrap().to_owned();
     secrets.push(session_token.clone());
-    // MFA reset, then three wrong passwords lock the account.
+    // An MFA reset from that aal1 session, which waits and mails its
+    // "this wasn't me" link, then three wrong passwords lock the account.
     app.post_with_session("/v1/me/mfa/reset", &session_token, None)
         .await;
     for _ in 0..3 {
@@ -92,7 +93,7 @@ async fn every_security_notice_arrives_and_none_holds_a_secret(pool: PgPool) {
     }
     app.deliver_mail().await;
 
-    let mails = wait_for_mails(&user.email, 7).await;
+    let mails = wait_for_mails(&user.email, 8).await;
     let mut subjects: Vec<&str> = mails
         .iter()
         .map(|m| m["subject"].as_str().unwrap())
@@ -102,10 +103,11 @@ async fn every_security_notice_arrives_and_none_holds_a_secret(pool: PgPool) {
         subjects,
         [
             "A new authenticator was added to your account",
+            "A reset of your multi-factor authentication was requested",
             "A sign-in to your account failed its second step",
+            "Confirm your email address",
             "You signed in with an email link",
             "Your account was locked",
-            "Your multi-factor authentication was reset",
             "Your recovery code was used",
             "Your sign-in link",
         ]
@@ -126,6 +128,16 @@ async fn every_security_notice_arrives_and_none_holds_a_secret(pool: PgPool) {
         assert!(!text.contains("al_sess_") && !text.contains("al_login_"));
         if mail["subject"] == "Your sign-in link" {
             assert!(text.contains("al_link_"));
+        } else if let Some(prefix) = match mail["subject"].as_str().unwrap() {
+            "Confirm your email address" => Some("al_verify_"),
+            "A reset of your multi-factor authentication was requested" => Some("al_deny_"),
+            _ => None,
+        } {
+            assert!(text.contains(prefix) && !text.contains("al_link_"));
+            assert!(
+                text.contains("127.0.0.1"),
+                "links say where they were asked from"
+            );
         } else {
             assert!(
                 !text.contains("al_link_"),
@@ -301,8 +313,8 @@ async fn a_link_that_expired_by_the_workers_clock_is_dropped_and_notices_still_g
     );
     assert_eq!(
         worker.run_once().await.unwrap(),
-        2,
-        "the notice and the link"
+        3,
+        "the notice, the verification link and the sign-in link"
     );
     let subjects: Vec<String> = wait_for_mails(&user.email, 1)
         .await
@@ -341,19 +353,22 @@ async fn a_mail_that_fails_while_smtp_is_down_is_retried_and_sent_once(pool: PgP
     let topology = app.pipeline_topology();
     let waiting =
         app.queue_depth(&topology.retry_queue).await + app.queue_depth(&topology.queue).await;
-    assert_eq!(waiting, 2, "both mails wait to be retried");
+    assert_eq!(
+        waiting, 3,
+        "the verification link, the enrollment notice and the sign-in link wait to be retried"
+    );
 
     // SMTP is back: once RabbitMQ's back-off (its own clock, 2 s) has
     // passed, the retries are delivered.
     let mut delivered = 0;
     for _ in 0..100 {
         delivered += app.pipeline.worker.run_once().await.unwrap();
-        if delivered >= 2 {
+        if delivered >= 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let subjects: Vec<String> = wait_for_mails(&user.email, 2)
+    let subjects: Vec<String> = wait_for_mails(&user.email, 3)
         .await
         .iter()
         .map(|m| m["subject"].as_str().unwrap().to_owned())
@@ -366,14 +381,16 @@ async fn a_mail_that_fails_while_smtp_is_down_is_retried_and_sent_once(pool: PgP
         1,
         "{subjects:?}"
     );
-    assert_eq!(subjects.len(), 2, "{subjects:?}");
+    assert_eq!(subjects.len(), 3, "{subjects:?}");
     app.remove_topology().await;
 }
 
 #[sqlx::test(migrator = "authledger::db::MIGRATOR")]
 async fn a_mail_that_always_fails_ends_in_the_dead_letter_queue_and_the_metric(pool: PgPool) {
     let app = spawn_app(pool).await;
-    let user = app.signed_up().await;
+    // One mail: the verification link.
+    let email = unique_email();
+    app.register_unverified(&email, PASSWORD).await;
     app.relay_everything().await;
 
     let failing = worker_for(&app, NO_SMTP, 2, Duration::from_millis(100));
@@ -426,7 +443,7 @@ async fn a_mail_that_always_fails_ends_in_the_dead_letter_queue_and_the_metric(p
         metrics.contains("authledger_projection_lag_events{projection=\"email_relay\"} 0"),
         "{metrics}"
     );
-    assert!(mails_to(&user.email).await.is_empty());
+    assert!(mails_to(&email).await.is_empty());
     app.remove_topology().await;
 }
 
@@ -452,10 +469,10 @@ async fn two_relays_on_one_database_publish_each_event_once(pool: PgPool) {
     assert!(relayed > 0);
     assert_eq!(
         app.queue_depth(&app.pipeline_topology().queue).await,
-        21,
-        "20 links and the enrollment notice"
+        22,
+        "20 sign-in links, the verification link and the enrollment notice"
     );
     app.pipeline.worker.run_once().await.unwrap();
-    assert_eq!(wait_for_mails(&user.email, 21).await.len(), 21);
+    assert_eq!(wait_for_mails(&user.email, 22).await.len(), 22);
     app.remove_topology().await;
 }
