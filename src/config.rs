@@ -364,7 +364,11 @@ pub struct PolicyArgs {
     )]
     pub registration_mail_window_secs: i64,
     /// Life of a forgotten-password link.
-    #[arg(long, env = "AUTHLEDGER_PASSWORD_RESET_TTL_SECS", default_value_t = 1800)]
+    #[arg(
+        long,
+        env = "AUTHLEDGER_PASSWORD_RESET_TTL_SECS",
+        default_value_t = 1800
+    )]
     pub password_reset_ttl_secs: i64,
     /// Forgotten-password links per account per window.
     #[arg(long, env = "AUTHLEDGER_PASSWORD_RESET_LIMIT", default_value_t = 3)]

@@ -47,9 +47,7 @@ pub enum AppError {
     /// This failure used up the attempt's tries: sign in again, no sooner
     /// than `retry` says when the failures also brought a wait.
     #[error("the sign-in attempt is used up")]
-    AttemptExhausted {
-        retry: Option<(DateTime<Utc>, i64)>,
-    },
+    AttemptExhausted { retry: Option<(DateTime<Utc>, i64)> },
     #[error("the code is not correct")]
     InvalidCode,
     /// The password given to confirm a sensitive change is wrong.

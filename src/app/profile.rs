@@ -20,6 +20,8 @@ pub struct Me {
     /// Whether a reset needs the password again: the session was not won
     /// within the reauthentication window.
     pub reauthentication_required: bool,
+    /// Whether changing the password needs the current one.
+    pub current_password_required: bool,
     /// When a waiting MFA reset takes effect.
     pub pending_mfa_reset: Option<DateTime<Utc>>,
 }
@@ -60,6 +62,7 @@ impl App {
             enrolled_at: profile.enrolled_at,
             idle_expires_at: live.idle_expires_at(policy),
             reauthentication_required: state.reauthentication_required(&session, now, policy),
+            current_password_required: state.current_password_required(&session, now, policy),
             pending_mfa_reset: state.pending_mfa_reset(),
             session: live,
         })

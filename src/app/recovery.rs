@@ -72,7 +72,11 @@ impl App {
         let started = Instant::now();
         let email = Email::parse(email).map_err(|_| AppError::InvalidEmail)?;
         let outcome = self
-            .run(email.user_id(), caller, UserAuthCommand::RequestPasswordReset)
+            .run(
+                email.user_id(),
+                caller,
+                UserAuthCommand::RequestPasswordReset,
+            )
             .await;
         tokio::time::sleep_until(started + self.sign_in_failure_floor).await;
         match outcome {
@@ -103,7 +107,11 @@ impl App {
         let password = NewPassword::parse(password, &[email.as_str(), &local_part])
             .map_err(AppError::UnacceptablePassword)?;
         match self
-            .run(user, caller, UserAuthCommand::ResetPassword { link, password })
+            .run(
+                user,
+                caller,
+                UserAuthCommand::ResetPassword { link, password },
+            )
             .await?
         {
             Verdict::PasswordReset { sessions_ended } => Ok(sessions_ended),

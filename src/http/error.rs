@@ -422,10 +422,7 @@ impl From<&AppError> for ApiError {
                 let mut error = Self::login_attempt_exhausted();
                 if let Some((until, seconds)) = retry {
                     error.retry_after = Some(*seconds);
-                    error.detail = Some(format!(
-                        "sign in again after {}",
-                        until.to_rfc3339()
-                    ));
+                    error.detail = Some(format!("sign in again after {}", until.to_rfc3339()));
                 }
                 error
             }

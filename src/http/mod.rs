@@ -79,14 +79,23 @@ pub fn api() -> (Router<ApiContext>, utoipa::openapi::OpenApi) {
         .routes(routes!(users::register))
         .routes(routes!(console::links::verification_page, users::verify))
         .routes(routes!(recovery::forgot))
-        .routes(routes!(console::links::password_reset_page, recovery::reset))
-        .routes(routes!(console::links::denial_page, recovery::deny_mfa_reset))
+        .routes(routes!(
+            console::links::password_reset_page,
+            recovery::reset
+        ))
+        .routes(routes!(
+            console::links::denial_page,
+            recovery::deny_mfa_reset
+        ))
         .routes(routes!(login::password))
         .routes(routes!(login::totp))
         .routes(routes!(login::begin_enrollment))
         .routes(routes!(login::confirm_enrollment))
         .routes(routes!(login::recovery_code))
-        .routes(routes!(console::links::email_link_page, login::request_email_link))
+        .routes(routes!(
+            console::links::email_link_page,
+            login::request_email_link
+        ))
         .routes(routes!(login::redeem_email_link))
         .routes(routes!(me::profile))
         .routes(routes!(me::reset_mfa))

@@ -2,11 +2,11 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use authledger::app::App;
 use authledger::config::Config;
 use authledger::keys::{Keyring, MasterKey};
 use authledger::services::AdjustableClock;
 use authledger::startup::{wire, Application, Pipeline};
-use authledger::app::App;
 use authledger::tokens::TokenCodec;
 pub use authledger::tokens::TokenKind;
 use authledger_aggregates::Clock;
@@ -225,8 +225,11 @@ impl TestApp {
             .await
             .last()
             .expect("a verification link");
-        let token = self.tokens.encode(TokenKind::EmailVerification, user_id_of(email), &link);
-        self.post_ok("/v1/users/verify", json!({"token": token})).await;
+        let token = self
+            .tokens
+            .encode(TokenKind::EmailVerification, user_id_of(email), &link);
+        self.post_ok("/v1/users/verify", json!({"token": token}))
+            .await;
     }
 
     /// Registers `email` without verifying it.
@@ -332,6 +335,47 @@ impl TestApp {
                 serde_json::from_value(reference).unwrap()
             })
             .collect()
+    }
+
+    /// Signs in by email link (an `aal1` session); returns its token.
+    pub async fn sign_in_with_email_link(&self, email: &str) -> String {
+        let login = self.password_step(email).await;
+        let requested = self
+            .post(
+                "/v1/login/email-link",
+                json!({"login_token": login["login_token"]}),
+            )
+            .await;
+        assert_eq!(requested.status(), StatusCode::ACCEPTED);
+        let link = self
+            .newest_link(email, "EmailLinkRequested", TokenKind::EmailLink)
+            .await;
+        let session = self
+            .post_ok("/v1/login/email-link/redeem", json!({"token": link}))
+            .await;
+        session["session_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Runs the MFA reset sweep as a server would, once the audit index
+    /// has caught up (it nominates the candidates).
+    pub async fn sweep_resets(&self) -> usize {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            self.pipeline
+                .audit_index
+                .catch_up()
+                .await
+                .expect("audit index");
+            if projection_lag(&self.pool, "audit_index").await == 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the audit index did not catch up"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.app.complete_due_mfa_resets().await.expect("sweep")
     }
 
     /// The token of the newest link of `kind` that `event_type` recorded.

@@ -14,6 +14,7 @@ mod mail;
 mod openapi;
 mod pipeline;
 mod races;
+mod recovery;
 mod secrets;
 mod throttling;
 mod timed;

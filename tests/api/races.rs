@@ -98,9 +98,14 @@ async fn ten_concurrent_registrations_of_one_email_answer_alike_and_mail_at_most
     assert_eq!(links.len(), 3);
     // Only the newest link verifies.
     let user = user_id_of(&email);
-    let old = app.tokens.encode(TokenKind::EmailVerification, user, &links[0]);
-    let newest = app.tokens.encode(TokenKind::EmailVerification, user, &links[2]);
+    let old = app
+        .tokens
+        .encode(TokenKind::EmailVerification, user, &links[0]);
+    let newest = app
+        .tokens
+        .encode(TokenKind::EmailVerification, user, &links[2]);
     let refused = app.post("/v1/users/verify", json!({"token": old})).await;
     assert_problem(refused, StatusCode::GONE, "email-verification-invalid").await;
-    app.post_ok("/v1/users/verify", json!({"token": newest})).await;
+    app.post_ok("/v1/users/verify", json!({"token": newest}))
+        .await;
 }

@@ -412,11 +412,16 @@ impl UserAuth {
 
     /// A reset link mailed before the password changed, by whatever route,
     /// must not set another one over the owner's choice.
+    /// A new password voids everything the old one opened: the reset link,
+    /// the login attempt and the sign-in link mailed for it.
     fn replace_password(&mut self, password_hash: Sealed) {
         if let Some(account) = &mut self.account {
             account.password_hash = password_hash;
         }
         self.password_reset_link = None;
+        self.attempt = None;
+        self.pending_enrollment = None;
+        self.email_link = None;
     }
 }
 

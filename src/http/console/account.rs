@@ -27,13 +27,6 @@ pub(super) async fn cancel_mfa_reset(
     })
 }
 
-/// Whether the current password must be given: unless the session was won
-/// with a second factor recently (the rule itself is the aggregate's; this
-/// only decides whether the page shows the field).
-fn needs_current_password(me: &Me) -> bool {
-    me.session.aal == Assurance::Aal1 || me.reauthentication_required
-}
-
 const PASSWORD_TITLE: &str = "Change your password";
 
 pub(super) async fn password_page(
@@ -42,7 +35,12 @@ pub(super) async fn password_page(
     browser: Browser,
 ) -> Answer {
     let me = signed_in_user(&ctx, &caller, &browser).await?;
-    Ok(password_view(&ctx, &browser, &me, Page::new(PASSWORD_TITLE)))
+    Ok(password_view(
+        &ctx,
+        &browser,
+        &me,
+        Page::new(PASSWORD_TITLE),
+    ))
 }
 
 fn password_view(ctx: &ApiContext, browser: &Browser, me: &Me, page: Page<'_>) -> Response {
@@ -55,7 +53,7 @@ fn password_view(ctx: &ApiContext, browser: &Browser, me: &Me, page: Page<'_>) -
             p { "Your other sessions end; this one stays signed in." }
             form method="post" action="/profile/password" {
                 (csrf.field())
-                @if needs_current_password(me) {
+                @if me.current_password_required {
                     label for="current-password" { "Current password" }
                     input #current-password type="password" name="current_password"
                         autocomplete="current-password" required;
@@ -114,7 +112,12 @@ pub(super) async fn recovery_code_page(
     browser: Browser,
 ) -> Answer {
     let me = signed_in_user(&ctx, &caller, &browser).await?;
-    Ok(recovery_code_view(&ctx, &browser, &me, Page::new(RECOVERY_TITLE)))
+    Ok(recovery_code_view(
+        &ctx,
+        &browser,
+        &me,
+        Page::new(RECOVERY_TITLE),
+    ))
 }
 
 fn recovery_code_view(ctx: &ApiContext, browser: &Browser, me: &Me, page: Page<'_>) -> Response {
@@ -161,12 +164,17 @@ pub(super) async fn new_recovery_code(
         .await
     {
         Ok(code) => {
-            return Ok(show(&ctx, &browser, Page::new("Save your new recovery code"), |_| {
-                html! {
-                    p { "Your old recovery code no longer works." }
-                    (views::recovery_code_shown(&code))
-                }
-            }))
+            return Ok(show(
+                &ctx,
+                &browser,
+                Page::new("Save your new recovery code"),
+                |_| {
+                    html! {
+                        p { "Your old recovery code no longer works." }
+                        (views::recovery_code_shown(&code))
+                    }
+                },
+            ))
         }
         Err(err) => err,
     };

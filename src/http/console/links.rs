@@ -203,9 +203,14 @@ pub async fn password_reset_page(
     browser: Browser,
     query: Result<Query<LinkQuery>, QueryRejection>,
 ) -> Response {
-    link_page(&ctx, &browser, LinkKind::PasswordReset, query, RESET_TITLE, |account, token, csrf| {
-        reset_form(account, token, csrf)
-    })
+    link_page(
+        &ctx,
+        &browser,
+        LinkKind::PasswordReset,
+        query,
+        RESET_TITLE,
+        |account, token, csrf| reset_form(account, token, csrf),
+    )
     .await
 }
 

@@ -488,7 +488,13 @@ async fn other_methods_page(State(ctx): State<ApiContext>, browser: Browser) -> 
         Ok(offered) => offered,
         Err(err) => {
             return Ok(refused(&ctx, &err, Step::Other, |status, problem| {
-                problem_page(&ctx, &browser, status, "Try another method", &problem.message)
+                problem_page(
+                    &ctx,
+                    &browser,
+                    status,
+                    "Try another method",
+                    &problem.message,
+                )
             }))
         }
     };
@@ -503,7 +509,12 @@ async fn other_methods_page(State(ctx): State<ApiContext>, browser: Browser) -> 
 /// Why "Email" is not offered, in the user's words.
 const EMAIL_LINK_OFF: &str = "Signing in by email is off: your password was reset with a mailed link. Use your authenticator app or your recovery code; after that, email works again.";
 
-fn other_methods_view(ctx: &ApiContext, browser: &Browser, page: Page<'_>, email: bool) -> Response {
+fn other_methods_view(
+    ctx: &ApiContext,
+    browser: &Browser,
+    page: Page<'_>,
+    email: bool,
+) -> Response {
     show(ctx, browser, page, |csrf| {
         html! {
             ul.choices {

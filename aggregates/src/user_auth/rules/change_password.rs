@@ -7,11 +7,27 @@ use chrono::{DateTime, Utc};
 use super::reauthentication::Reauthentication;
 use super::Decision;
 use crate::user_auth::{
-    Assurance, Decided, NewPassword, Password, Reference, SealPurpose, SessionEndReason, UserAuth,
-    UserAuthError as Error, UserAuthEvent as E, UserAuthServices, Verdict,
+    Assurance, Decided, NewPassword, Password, Policy, Reference, SealPurpose, SessionEndReason,
+    UserAuth, UserAuthError as Error, UserAuthEvent as E, UserAuthServices, Verdict,
 };
 
 impl UserAuth {
+    /// Whether changing the password needs the current one: unless the
+    /// session was won with a second factor within the reauthentication
+    /// window. An `aal1` session proves only the mailbox, which is not
+    /// enough to take over the password.
+    pub fn current_password_required(
+        &self,
+        session: &Reference,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> bool {
+        !self
+            .live_session(session, now, policy)
+            .is_some_and(|live| live.aal == Assurance::Aal2)
+            || self.reauthentication_required(session, now, policy)
+    }
+
     pub(in crate::user_auth) async fn change_password(
         &self,
         session: Reference,
@@ -20,13 +36,9 @@ impl UserAuth {
         s: &UserAuthServices,
         now: DateTime<Utc>,
     ) -> Decision {
-        let live = self
-            .live_session(&session, now, &s.policy)
+        self.live_session(&session, now, &s.policy)
             .ok_or(Error::SessionInvalid)?;
-        // An aal1 session proves only the mailbox, which is not enough to
-        // take over the password.
-        let fresh = live.aal == Assurance::Aal2
-            && !self.reauthentication_required(&session, now, &s.policy);
+        let fresh = !self.current_password_required(&session, now, &s.policy);
         if let Reauthentication::Failed(rejected) =
             self.reauthenticate(fresh, current.as_ref(), s, now).await?
         {

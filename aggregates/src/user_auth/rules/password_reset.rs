@@ -185,6 +185,31 @@ mod tests {
     }
 
     #[test]
+    fn a_reset_voids_the_sign_in_attempt_and_the_link_mailed_for_it() {
+        // Whoever holds the inbox must not finish a sign-in someone began
+        // with the old password.
+        let mut given = enrolled_with_attempt(t0());
+        given.push(E::EmailLinkRequested {
+            link: reference(8),
+            attempt: reference(7),
+            expires_at: t0() + Duration::minutes(15),
+            at: t0(),
+        });
+        given.push(reset_requested(9, t0()));
+        given.push(password_reset(t0()));
+        at(later(1))
+            .given(given.clone())
+            .when(UserAuthCommand::UseEmailLink { link: reference(8) })
+            .then_expect_error(UserAuthError::EmailLinkInvalid);
+        at(later(1))
+            .given(given)
+            .when(UserAuthCommand::RequestEmailLink {
+                attempt: reference(7),
+            })
+            .then_expect_error(UserAuthError::LoginAttemptInvalid);
+    }
+
+    #[test]
     fn a_reset_link_works_once() {
         let now = later(10);
         let mut given = enrolled();
