@@ -203,4 +203,46 @@ mod tests {
             Err(InvalidToken)
         );
     }
+
+    /// The proptests above draw from the first three kinds; the mailed
+    /// links' kinds are checked here, every pair of them.
+    const EVERY_KIND: [TokenKind; 6] = [
+        TokenKind::LoginAttempt,
+        TokenKind::Session,
+        TokenKind::EmailLink,
+        TokenKind::EmailVerification,
+        TokenKind::PasswordReset,
+        TokenKind::ResetDenial,
+    ];
+
+    #[test]
+    fn a_token_of_one_kind_never_decodes_as_any_other() {
+        let codec = codec(1);
+        let user = Uuid::from_u128(7);
+        for kind in EVERY_KIND {
+            let token = codec.encode(kind, user, &Reference::from_bytes([9; 16]));
+            assert_eq!(
+                codec.decode(kind, &token),
+                Ok((user, Reference::from_bytes([9; 16])))
+            );
+            let body = token.strip_prefix(kind.prefix()).unwrap();
+            for other in EVERY_KIND.into_iter().filter(|other| *other != kind) {
+                assert!(
+                    !kind.prefix().starts_with(other.prefix()),
+                    "{kind:?} reads as {other:?}"
+                );
+                assert_eq!(
+                    codec.decode(other, &token),
+                    Err(InvalidToken),
+                    "{kind:?} as {other:?}"
+                );
+                let relabelled = format!("{}{body}", other.prefix());
+                assert_eq!(
+                    codec.decode(other, &relabelled),
+                    Err(InvalidToken),
+                    "{kind:?} relabelled as {other:?}"
+                );
+            }
+        }
+    }
 }

@@ -5,7 +5,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use authledger_aggregates::UserAuthEvent as E;
+use authledger_aggregates::{Reference, UserAuthEvent as E};
+use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
@@ -27,28 +28,70 @@ impl EmailRelay {
 /// What mail an event calls for, if any, and whether it is the first
 /// failure of its login attempt (only that one is reported).
 fn mail_for(event: &E) -> Option<(MailKind, Option<LinkReference>, Option<String>)> {
-    match event {
-        E::EmailLinkRequested {
-            link, expires_at, ..
-        } => Some((
-            MailKind::SignInLink,
+    let notice = |kind| Some((kind, None, None));
+    let link = |kind, reference: &Reference, expires_at: &DateTime<Utc>| {
+        Some((
+            kind,
             Some(LinkReference {
-                reference: link.to_string(),
+                reference: reference.to_string(),
                 expires_at: *expires_at,
             }),
             None,
-        )),
-        E::MfaEnrolled { .. } => Some((MailKind::AuthenticatorEnrolled, None, None)),
-        E::MfaReset { .. } => Some((MailKind::MfaReset, None, None)),
-        E::RecoveryCodeUsed { .. } => Some((MailKind::RecoveryCodeUsed, None, None)),
-        E::EmailLinkUsed { .. } => Some((MailKind::SignedInWithEmailLink, None, None)),
+        ))
+    };
+    match event {
+        E::EmailLinkRequested {
+            link: reference,
+            expires_at,
+            ..
+        } => link(MailKind::SignInLink, reference, expires_at),
+        E::EmailVerificationRequested {
+            link: reference,
+            expires_at,
+            ..
+        } => link(MailKind::VerifyEmail, reference, expires_at),
+        E::PasswordResetRequested {
+            link: reference,
+            expires_at,
+            ..
+        } => link(MailKind::PasswordResetLink, reference, expires_at),
+        // The denial link is worth nothing once the reset has happened.
+        E::MfaResetRequested {
+            denial,
+            effective_at,
+            ..
+        } => link(MailKind::MfaResetRequested, denial, effective_at),
+        E::MfaEnrolled { .. } => notice(MailKind::AuthenticatorEnrolled),
+        E::MfaReset { .. } => notice(MailKind::MfaReset),
+        E::MfaResetCancelled { reason, .. } => {
+            notice(MailKind::MfaResetCancelled { reason: *reason })
+        }
+        E::RecoveryCodeUsed { .. } => notice(MailKind::RecoveryCodeUsed),
+        E::EmailLinkUsed { .. } => notice(MailKind::SignedInWithEmailLink),
+        E::RegistrationAttempted { .. } => notice(MailKind::RegistrationAttempted),
+        E::PasswordReset { .. } => notice(MailKind::PasswordWasReset),
+        E::PasswordChanged { .. } => notice(MailKind::PasswordChanged),
         E::TotpRejected { attempt, .. } | E::RecoveryCodeRejected { attempt, .. } => Some((
             MailKind::SecondFactorFailed,
             None,
             Some(attempt.to_string()),
         )),
-        E::AccountLocked { .. } => Some((MailKind::AccountLocked, None, None)),
-        _ => None,
+        E::AccountLocked { .. } => notice(MailKind::AccountLocked),
+        // Listed rather than matched by `_`, so that a new event cannot go
+        // without the mail it may call for unnoticed.
+        E::UserRegistered { .. }
+        | E::PasswordVerified { .. }
+        | E::PasswordRejected { .. }
+        | E::PasswordRehashed { .. }
+        | E::TotpVerified { .. }
+        | E::RecoveryCodeIssued { .. }
+        | E::MfaEnrollmentStarted { .. }
+        | E::SessionStarted { .. }
+        | E::SessionActive { .. }
+        | E::SessionEnded { .. }
+        | E::SignInThrottled { .. }
+        | E::AccountUnlocked { .. }
+        | E::EmailVerified { .. } => None,
     }
 }
 
@@ -174,5 +217,147 @@ impl Known {
             recipients: recipients.0,
             reported: reported.into_iter().collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use authledger_aggregates::{ResetCancellation, Sealed};
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn at(minutes: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_772_366_400, 0).unwrap() + chrono::Duration::minutes(minutes)
+    }
+
+    fn sealed() -> Sealed {
+        Sealed {
+            key_id: "k".into(),
+            nonce: "n".into(),
+            ciphertext: "c".into(),
+        }
+    }
+
+    fn link(byte: u8, expires_at: DateTime<Utc>) -> Option<LinkReference> {
+        Some(LinkReference {
+            reference: Reference::from_bytes([byte; 16]).to_string(),
+            expires_at,
+        })
+    }
+
+    #[test]
+    fn each_link_of_recovery_is_mailed_with_its_reference_and_expiry() {
+        let cases = [
+            (
+                E::EmailVerificationRequested {
+                    link: Reference::from_bytes([1; 16]),
+                    expires_at: at(24 * 60),
+                    at: at(0),
+                },
+                MailKind::VerifyEmail,
+                link(1, at(24 * 60)),
+            ),
+            (
+                E::PasswordResetRequested {
+                    link: Reference::from_bytes([2; 16]),
+                    expires_at: at(30),
+                    at: at(0),
+                },
+                MailKind::PasswordResetLink,
+                link(2, at(30)),
+            ),
+            (
+                E::MfaResetRequested {
+                    effective_at: at(72 * 60),
+                    denial: Reference::from_bytes([3; 16]),
+                    at: at(0),
+                },
+                MailKind::MfaResetRequested,
+                link(3, at(72 * 60)),
+            ),
+        ];
+        for (event, kind, link) in cases {
+            assert_eq!(mail_for(&event), Some((kind, link, None)), "{event:?}");
+        }
+        assert_eq!(
+            Reference::from_bytes([1; 16]).to_string(),
+            "01".repeat(16),
+            "the worker reads the reference as hex"
+        );
+    }
+
+    #[test]
+    fn each_notice_of_recovery_is_mailed_without_a_link() {
+        let cases = [
+            (
+                E::RegistrationAttempted { at: at(0) },
+                MailKind::RegistrationAttempted,
+            ),
+            (
+                E::PasswordReset {
+                    password_hash: sealed(),
+                    at: at(0),
+                },
+                MailKind::PasswordWasReset,
+            ),
+            (
+                E::PasswordChanged {
+                    password_hash: sealed(),
+                    at: at(0),
+                },
+                MailKind::PasswordChanged,
+            ),
+            (
+                E::MfaResetCancelled {
+                    reason: ResetCancellation::DeniedByLink,
+                    at: at(0),
+                },
+                MailKind::MfaResetCancelled {
+                    reason: ResetCancellation::DeniedByLink,
+                },
+            ),
+            (
+                E::MfaResetCancelled {
+                    reason: ResetCancellation::SignedInWithSecondFactor,
+                    at: at(0),
+                },
+                MailKind::MfaResetCancelled {
+                    reason: ResetCancellation::SignedInWithSecondFactor,
+                },
+            ),
+        ];
+        for (event, kind) in cases {
+            assert_eq!(mail_for(&event), Some((kind, None, None)), "{event:?}");
+        }
+    }
+
+    #[test]
+    fn a_verified_address_and_a_registration_call_for_no_mail_of_their_own() {
+        assert_eq!(mail_for(&E::EmailVerified { at: at(0) }), None);
+        let registered = E::UserRegistered {
+            user_id: uuid::Uuid::from_u128(7),
+            email: "ada@example.com".into(),
+            password_hash: sealed(),
+            at: at(0),
+        };
+        assert_eq!(mail_for(&registered), None);
+    }
+
+    #[test]
+    fn a_cancelled_reset_travels_with_its_reason() {
+        let kind = MailKind::MfaResetCancelled {
+            reason: ResetCancellation::CancelledByUser,
+        };
+        let json = serde_json::to_value(kind).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"mfa_reset_cancelled": {"reason": "cancelled_by_user"}})
+        );
+        assert_eq!(serde_json::from_value::<MailKind>(json).unwrap(), kind);
+        assert_eq!(
+            serde_json::to_value(MailKind::PasswordResetLink).unwrap(),
+            "password_reset_link"
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! reconnects after the broker goes away.
 use std::time::Duration;
 
+use authledger_aggregates::ResetCancellation;
 use chrono::{DateTime, Utc};
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
@@ -16,8 +17,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-/// What a mail is about. Each notice says what happened and what to do if
-/// it was not the account's owner; only `SignInLink` carries a link.
+/// What a mail is about. Each says what happened and what to do if it was
+/// not the account's owner. `SignInLink`, `VerifyEmail`,
+/// `PasswordResetLink` and `MfaResetRequested` carry a link; the others are
+/// notices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MailKind {
@@ -28,10 +31,26 @@ pub enum MailKind {
     SignedInWithEmailLink,
     SecondFactorFailed,
     AccountLocked,
+    /// The link that confirms a new account's address.
+    VerifyEmail,
+    /// Someone tried to register the address of an existing account.
+    RegistrationAttempted,
+    /// The link of "Forgot password?".
+    PasswordResetLink,
+    /// The password was set through a reset link.
+    PasswordWasReset,
+    /// The signed-in user changed their password.
+    PasswordChanged,
+    /// An MFA reset waits; the link cancels it ("this wasn't me") and its
+    /// expiry is when the reset takes effect.
+    MfaResetRequested,
+    MfaResetCancelled {
+        reason: ResetCancellation,
+    },
 }
 
-/// A mail to send. It holds no secret: a sign-in link is carried as its
-/// reference, and only the worker, holding the server key, makes the token.
+/// A mail to send. It holds no secret: a link is carried as its reference,
+/// and only the worker, holding the server key, makes the token.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MailMessage {
     /// The event's stream and sequence: `<user id>/<sequence>`.
@@ -48,8 +67,10 @@ pub struct MailMessage {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinkReference {
-    /// The email link's reference, hex.
+    /// The link's reference, hex.
     pub reference: String,
+    /// After this the link is refused, so a mail not sent by then is not
+    /// sent at all.
     pub expires_at: DateTime<Utc>,
 }
 

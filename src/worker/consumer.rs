@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use authledger_aggregates::{Clock, Reference};
 use authledger_projections::locks::{advisory_key, LockPurpose};
-use authledger_projections::mail::{connect, MailKind, MailMessage, Publisher, Topology};
+use authledger_projections::mail::{connect, MailMessage, Publisher, Topology};
 use data_encoding::HEXLOWER_PERMISSIVE;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -24,9 +24,9 @@ use uuid::Uuid;
 
 use crate::config::Secret;
 use crate::metrics::MailMetrics;
-use crate::tokens::{TokenCodec, TokenKind};
+use crate::tokens::TokenCodec;
 
-use super::templates;
+use super::templates::{self, LinkTarget};
 
 const ATTEMPTS_HEADER: &str = "x-authledger-attempts";
 
@@ -61,7 +61,7 @@ pub enum Outcome {
     AlreadySent,
     Retrying,
     DeadLettered,
-    /// A sign-in link that expired while it waited: not worth sending.
+    /// A link that expired while it waited: not worth sending.
     Expired,
 }
 
@@ -237,9 +237,17 @@ impl Worker {
                     .await;
             }
         };
+        if templates::link_target(message.kind).is_some() != message.link.is_some() {
+            // No attempt could ever send it: retrying would only delay the
+            // dead-letter queue.
+            tracing::error!(message_id = %message.message_id, kind = ?message.kind, "a link mail without its link, or a notice with one; dead-lettering it");
+            return self
+                .give_up(delivery, attempts, "link does not match the kind")
+                .await;
+        }
         if let Some(link) = &message.link {
             if link.expires_at <= self.clock.now() {
-                tracing::info!(message_id = %message.message_id, "sign-in link expired before it could be mailed; dropped");
+                tracing::info!(message_id = %message.message_id, kind = ?message.kind, "link expired before it could be mailed; dropped");
                 delivery.ack(BasicAckOptions::default()).await?;
                 return Ok(Outcome::Expired);
             }
@@ -346,10 +354,11 @@ impl Worker {
     }
 
     async fn send(&self, message: &MailMessage) -> anyhow::Result<()> {
-        let link = match (&message.kind, &message.link) {
-            (MailKind::SignInLink, Some(link)) => Some(link_url(
+        let link = match (templates::link_target(message.kind), &message.link) {
+            (Some(target), Some(link)) => Some(link_url(
                 &self.tokens,
                 &self.settings.public_url,
+                target,
                 message.user_id,
                 &link.reference,
             )?),
@@ -376,6 +385,7 @@ impl Worker {
 fn link_url(
     tokens: &TokenCodec,
     public_url: &str,
+    target: LinkTarget,
     user: Uuid,
     reference_hex: &str,
 ) -> anyhow::Result<String> {
@@ -385,10 +395,11 @@ fn link_url(
     let bytes: [u8; 16] = bytes
         .try_into()
         .map_err(|_| anyhow::anyhow!("a link reference is 16 bytes"))?;
-    let token = tokens.encode(TokenKind::EmailLink, user, &Reference::from_bytes(bytes));
+    let token = tokens.encode(target.token, user, &Reference::from_bytes(bytes));
     Ok(format!(
-        "{}/v1/login/email-link?token={token}",
-        public_url.trim_end_matches('/')
+        "{}{}?token={token}",
+        public_url.trim_end_matches('/'),
+        target.path
     ))
 }
 
@@ -422,12 +433,29 @@ fn forward_properties(properties: &BasicProperties, attempts: u32) -> BasicPrope
 
 #[cfg(test)]
 mod tests {
+    use authledger_aggregates::ResetCancellation;
+    use authledger_projections::mail::MailKind;
+
     use crate::keys::{Keyring, MasterKey};
+    use crate::tokens::TokenKind;
 
     use super::*;
 
     fn codec() -> TokenCodec {
         TokenCodec::new(Arc::new(Keyring::new(&MasterKey::generate())))
+    }
+
+    const REFERENCE: &str = "00112233445566778899aabbccddeeff";
+
+    fn reference() -> Reference {
+        Reference::from_bytes([
+            0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+            0xee, 0xff,
+        ])
+    }
+
+    fn target(kind: MailKind) -> LinkTarget {
+        templates::link_target(kind).unwrap()
     }
 
     #[test]
@@ -437,21 +465,77 @@ mod tests {
         let url = link_url(
             &tokens,
             "https://auth.example.com/",
+            target(MailKind::SignInLink),
             user,
-            "00112233445566778899aabbccddeeff",
+            REFERENCE,
         )
         .unwrap();
         let token = url
             .strip_prefix("https://auth.example.com/v1/login/email-link?token=")
             .unwrap();
-        let expected = Reference::from_bytes([
-            0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
-            0xee, 0xff,
-        ]);
         assert_eq!(
             tokens.decode(TokenKind::EmailLink, token).unwrap(),
-            (user, expected)
+            (user, reference())
         );
+    }
+
+    #[test]
+    fn each_link_mail_links_to_its_own_page_with_a_token_of_its_own_kind() {
+        let tokens = codec();
+        let user = Uuid::from_u128(7);
+        for (kind, page, token_kind) in [
+            (
+                MailKind::VerifyEmail,
+                "https://auth.example.com/v1/users/verify?token=al_verify_",
+                TokenKind::EmailVerification,
+            ),
+            (
+                MailKind::PasswordResetLink,
+                "https://auth.example.com/v1/password/reset?token=al_reset_",
+                TokenKind::PasswordReset,
+            ),
+            (
+                MailKind::MfaResetRequested,
+                "https://auth.example.com/v1/mfa-reset/deny?token=al_deny_",
+                TokenKind::ResetDenial,
+            ),
+        ] {
+            let url = link_url(
+                &tokens,
+                "https://auth.example.com",
+                target(kind),
+                user,
+                REFERENCE,
+            )
+            .unwrap();
+            assert!(url.starts_with(page), "{url}");
+            let token = url.split_once("?token=").unwrap().1;
+            assert_eq!(
+                tokens.decode(token_kind, token).unwrap(),
+                (user, reference()),
+                "{kind:?}"
+            );
+            assert!(
+                tokens.decode(TokenKind::EmailLink, token).is_err(),
+                "{kind:?}'s link is no sign-in link"
+            );
+        }
+    }
+
+    #[test]
+    fn notices_have_no_link_target() {
+        for kind in [
+            MailKind::AuthenticatorEnrolled,
+            MailKind::MfaReset,
+            MailKind::RegistrationAttempted,
+            MailKind::PasswordWasReset,
+            MailKind::PasswordChanged,
+            MailKind::MfaResetCancelled {
+                reason: ResetCancellation::DeniedByLink,
+            },
+        ] {
+            assert_eq!(templates::link_target(kind), None, "{kind:?}");
+        }
     }
 
     #[test]
@@ -460,7 +544,14 @@ mod tests {
         let user = Uuid::from_u128(7);
         for reference in ["zz112233445566778899aabbccddeeff", "0011", "0", ""] {
             assert!(
-                link_url(&tokens, "https://auth.example.com", user, reference).is_err(),
+                link_url(
+                    &tokens,
+                    "https://auth.example.com",
+                    target(MailKind::PasswordResetLink),
+                    user,
+                    reference
+                )
+                .is_err(),
                 "{reference:?}"
             );
         }

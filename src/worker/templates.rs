@@ -1,10 +1,13 @@
 //! What each mail says, as plain text and as HTML. The HTML goes through
 //! maud, which escapes every value it interpolates.
+use authledger_aggregates::ResetCancellation;
 use authledger_projections::mail::{MailKind, MailMessage};
+use chrono::{DateTime, Utc};
 use maud::{html, DOCTYPE};
 
-/// A mail ready for SMTP.
-/// A mail ready to send. No `Debug`: a sign-in mail holds its link.
+use crate::tokens::TokenKind;
+
+/// A mail ready to send. No `Debug`: a link mail holds its link.
 pub(super) struct Rendered {
     pub subject: &'static str,
     pub text: String,
@@ -17,32 +20,145 @@ enum Block {
     Link(String),
 }
 
+/// Where a link mail's link leads, and the kind of token it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct LinkTarget {
+    pub token: TokenKind,
+    /// Under the public URL; the token goes in its `token` parameter.
+    pub path: &'static str,
+}
+
+/// The link a mail of `kind` carries; `None` for a notice.
+pub(super) fn link_target(kind: MailKind) -> Option<LinkTarget> {
+    let target = |token, path| Some(LinkTarget { token, path });
+    match kind {
+        MailKind::SignInLink => target(TokenKind::EmailLink, "/v1/login/email-link"),
+        MailKind::VerifyEmail => target(TokenKind::EmailVerification, "/v1/users/verify"),
+        MailKind::PasswordResetLink => target(TokenKind::PasswordReset, "/v1/password/reset"),
+        MailKind::MfaResetRequested => target(TokenKind::ResetDenial, "/v1/mfa-reset/deny"),
+        MailKind::AuthenticatorEnrolled
+        | MailKind::MfaReset
+        | MailKind::RecoveryCodeUsed
+        | MailKind::SignedInWithEmailLink
+        | MailKind::SecondFactorFailed
+        | MailKind::AccountLocked
+        | MailKind::RegistrationAttempted
+        | MailKind::PasswordWasReset
+        | MailKind::PasswordChanged
+        | MailKind::MfaResetCancelled { .. } => None,
+    }
+}
+
 const NOT_YOU: &str =
     "If this was not you, sign in and reset your multi-factor authentication from your profile, \
                        change your password, and tell your administrator.";
 
-/// Renders `message`. `link` is the sign-in URL a `SignInLink` mail
-/// carries; other mails carry none.
+/// A moment as every mail shows it.
+fn moment(at: DateTime<Utc>) -> impl std::fmt::Display {
+    at.format("%Y-%m-%d %H:%M UTC")
+}
+
+/// Renders `message`. `link` is the URL a link mail carries (see
+/// [`link_target`]); notices carry none.
 pub(super) fn render(message: &MailMessage, link: Option<&str>) -> anyhow::Result<Rendered> {
-    let when = message.at.format("%Y-%m-%d %H:%M UTC");
+    let when = moment(message.at);
     let origin = format!(
         "from IP address {} ({})",
         message.client_ip,
         describe_browser(&message.user_agent)
     );
+    // A link mail's link and its expiry.
+    let link = || match (&message.link, link) {
+        (Some(reference), Some(url)) => Ok((reference.expires_at, url.to_owned())),
+        _ => Err(anyhow::anyhow!("a link mail without its link")),
+    };
     let (subject, blocks) = match message.kind {
         MailKind::SignInLink => {
-            let (Some(reference), Some(url)) = (&message.link, link) else {
-                anyhow::bail!("a sign-in link mail without its link");
-            };
-            let expires = reference.expires_at.format("%H:%M UTC");
+            let (expires, url) = link()?;
+            let expires = expires.format("%H:%M UTC");
             (
                 "Your sign-in link",
                 vec![
                     Block::Text(format!("Someone asked to sign in to your account at {when}, {origin}.")),
                     Block::Text(format!("Open this link to finish signing in; it works once, until {expires}:")),
-                    Block::Link(url.to_owned()),
+                    Block::Link(url),
                     Block::Text("If you did not try to sign in, ignore this mail and change your password: someone knows it.".into()),
+                ],
+            )
+        }
+        MailKind::VerifyEmail => {
+            let (expires, url) = link()?;
+            let expires = moment(expires);
+            (
+                "Confirm your email address",
+                vec![
+                    Block::Text(format!("An account was created with this email address at {when}, {origin}.")),
+                    Block::Text(format!("Open this link to confirm the address; it works once, until {expires}:")),
+                    Block::Link(url),
+                    Block::Text("If you did not create an account, ignore this mail.".into()),
+                ],
+            )
+        }
+        MailKind::RegistrationAttempted => (
+            "Someone tried to register with your address",
+            vec![
+                Block::Text(format!("Someone tried to create an account with this email address at {when}, {origin}. You already have one, so nothing was created and nothing changed.")),
+                Block::Text("If it was you, sign in to your account; if you forgot your password, choose \"Forgot password?\" on the sign-in page.".into()),
+                Block::Text("If this was not you, ignore this mail: your account and its password are unchanged.".into()),
+            ],
+        ),
+        MailKind::PasswordResetLink => {
+            let (expires, url) = link()?;
+            let expires = moment(expires);
+            (
+                "Reset your password",
+                vec![
+                    Block::Text(format!("Someone asked to reset the password of your account at {when}, {origin}.")),
+                    Block::Text(format!("Open this link to choose a new password; it works once, until {expires}:")),
+                    Block::Link(url),
+                    Block::Text("If this was not you, ignore this mail: your password is unchanged.".into()),
+                ],
+            )
+        }
+        MailKind::PasswordWasReset => (
+            "Your password was reset",
+            vec![
+                Block::Text(format!("The password of your account was reset with a link mailed to this address at {when}, {origin}, and every session was signed out.")),
+                Block::Text("Sign in with your new password and your authenticator app. Signing in with an email link is off until your next sign-in with your authenticator or recovery code.".into()),
+                Block::Text("If this was not you, someone can read your mail: tell your administrator now.".into()),
+            ],
+        ),
+        MailKind::PasswordChanged => (
+            "Your password was changed",
+            vec![
+                Block::Text(format!("The password of your account was changed at {when}, {origin}. Every other session was signed out.")),
+                Block::Text("If this was not you, reset your password with \"Forgot password?\" on the sign-in page, then reset your multi-factor authentication from your profile, and tell your administrator.".into()),
+            ],
+        ),
+        MailKind::MfaResetRequested => {
+            let (effective, url) = link()?;
+            let effective = moment(effective);
+            (
+                "A reset of your multi-factor authentication was requested",
+                vec![
+                    Block::Text(format!("A reset of your multi-factor authentication was asked for at {when}, {origin}, from a session signed in with an email link. It takes effect at {effective}: then your authenticator and recovery code stop working, and the next sign-in sets up a new authenticator.")),
+                    Block::Text("If this was not you, open this link before then to cancel the reset and sign out every session:".into()),
+                    Block::Link(url),
+                    Block::Text("A sign-in with your authenticator app or recovery code cancels it too. If this was not you, also change your password and tell your administrator: whoever asked knows your password and can read your mail.".into()),
+                ],
+            )
+        }
+        MailKind::MfaResetCancelled { reason } => {
+            let why = match reason {
+                ResetCancellation::SignedInWithSecondFactor => "your account was signed in with its authenticator app or recovery code, so they are not lost",
+                ResetCancellation::CancelledByUser => "it was cancelled from your profile",
+                ResetCancellation::DeniedByLink => "the link in the mail that announced it was opened, and every session was signed out",
+            };
+            (
+                "The reset of your multi-factor authentication was cancelled",
+                vec![
+                    Block::Text(format!("The pending reset of your multi-factor authentication was cancelled at {when}, {origin}: {why}. Your authenticator and recovery code keep working.")),
+                    Block::Text("If this was not you, change your password and tell your administrator; if you have lost your authenticator, ask them to reset it.".into()),
                 ],
             )
         }
@@ -125,13 +241,30 @@ fn html_of(blocks: &[Block]) -> String {
 
 /// The user agent as a mail may show it. It is the client's own text, so an
 /// attacker's words would read as ours: only plain characters, no URLs,
-/// short, and quoted.
+/// short, and quoted. A dot stays only inside a version number: mail
+/// clients turn a bare `evil.example/reset` into a link.
 fn describe_browser(user_agent: &str) -> String {
-    let plain: String = user_agent
+    let kept: Vec<char> = user_agent
         .replace("://", " ")
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || " ./;()_-,".contains(*c))
         .take(80)
+        .collect();
+    let digit_at = |i: Option<usize>| {
+        i.and_then(|i| kept.get(i))
+            .is_some_and(char::is_ascii_digit)
+    };
+    let plain: String = kept
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            let in_version = digit_at(i.checked_sub(1)) && digit_at(Some(i + 1));
+            if c == '.' && !in_version {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect();
     let plain = plain.trim();
     if plain.is_empty() {
@@ -150,12 +283,44 @@ mod tests {
     use super::*;
 
     const LINK: &str = "https://auth.example.com/v1/login/email-link?token=al_link_0123abcd";
+    const VERIFY: &str = "https://auth.example.com/v1/users/verify?token=al_verify_4567efgh";
+    const RESET: &str = "https://auth.example.com/v1/password/reset?token=al_reset_89abijkl";
+    const DENY: &str = "https://auth.example.com/v1/mfa-reset/deny?token=al_deny_cdefmnop";
 
     /// 2026-03-01 12:00 UTC.
     fn noon() -> DateTime<Utc> {
         Utc.timestamp_opt(1_772_366_400, 0).unwrap()
     }
 
+    /// Every kind of mail, each reason of a cancelled reset among them.
+    fn every_kind() -> Vec<MailKind> {
+        vec![
+            MailKind::SignInLink,
+            MailKind::AuthenticatorEnrolled,
+            MailKind::MfaReset,
+            MailKind::RecoveryCodeUsed,
+            MailKind::SignedInWithEmailLink,
+            MailKind::SecondFactorFailed,
+            MailKind::AccountLocked,
+            MailKind::VerifyEmail,
+            MailKind::RegistrationAttempted,
+            MailKind::PasswordResetLink,
+            MailKind::PasswordWasReset,
+            MailKind::PasswordChanged,
+            MailKind::MfaResetRequested,
+            MailKind::MfaResetCancelled {
+                reason: ResetCancellation::SignedInWithSecondFactor,
+            },
+            MailKind::MfaResetCancelled {
+                reason: ResetCancellation::CancelledByUser,
+            },
+            MailKind::MfaResetCancelled {
+                reason: ResetCancellation::DeniedByLink,
+            },
+        ]
+    }
+
+    /// A mail of `kind`; a link mail's link expires 15 minutes after it.
     fn message(kind: MailKind, user_agent: &str) -> MailMessage {
         MailMessage {
             message_id: "6f1c0f5e-1b57-4e35-9d39-3b2f0a0e6a11/7".into(),
@@ -165,11 +330,55 @@ mod tests {
             at: noon(),
             client_ip: "203.0.113.9".into(),
             user_agent: user_agent.into(),
-            link: (kind == MailKind::SignInLink).then(|| LinkReference {
+            link: link_target(kind).map(|_| LinkReference {
                 reference: "ab".repeat(16),
                 expires_at: noon() + chrono::Duration::minutes(15),
             }),
         }
+    }
+
+    /// A link mail whose link expires `valid` after it was asked for.
+    fn link_mail(kind: MailKind, valid: chrono::Duration) -> MailMessage {
+        let mut mail = message(kind, "Mozilla/5.0 (X11; Linux x86_64)");
+        if let Some(link) = &mut mail.link {
+            link.expires_at = noon() + valid;
+        }
+        mail
+    }
+
+    /// The URL a link mail of `kind` would carry in these tests.
+    fn url_for(kind: MailKind) -> Option<&'static str> {
+        match link_target(kind)?.token {
+            TokenKind::EmailLink => Some(LINK),
+            TokenKind::EmailVerification => Some(VERIFY),
+            TokenKind::PasswordReset => Some(RESET),
+            TokenKind::ResetDenial => Some(DENY),
+            TokenKind::LoginAttempt | TokenKind::Session => None,
+        }
+    }
+
+    /// The link in both parts: a paragraph of its own in the text, an
+    /// anchor showing itself in the HTML.
+    fn assert_carries(mail: &Rendered, url: &str) {
+        assert!(
+            mail.text.contains(&format!("\n\n{url}\n\n")),
+            "{}",
+            mail.text
+        );
+        assert!(
+            mail.html
+                .contains(&format!("<p><a href=\"{url}\">{url}</a></p>")),
+            "{}",
+            mail.html
+        );
+        assert_eq!(mail.html.matches("<a ").count(), 1, "{}", mail.html);
+    }
+
+    /// Both parts say `words`; the HTML escapes its quotes.
+    fn assert_says(mail: &Rendered, words: &str) {
+        assert!(mail.text.contains(words), "{words:?} in {}", mail.text);
+        let escaped = words.replace('"', "&quot;");
+        assert!(mail.html.contains(&escaped), "{words:?} in {}", mail.html);
     }
 
     #[test]
@@ -186,21 +395,39 @@ mod tests {
     }
 
     #[test]
-    fn a_hostile_user_agent_adds_no_markup_and_no_link_to_either_part() {
+    fn a_user_agent_cannot_name_a_domain_but_keeps_its_version_numbers() {
+        let shown = describe_browser(
+            "Chrome/120.0.6099.71 (x86_64) see evil.example/reset or www.evil.com.",
+        );
+        assert_eq!(
+            shown,
+            "browser \"Chrome/120.0.6099.71 (x86_64) see evil example/reset or www evil com\""
+        );
+        assert_eq!(describe_browser("curl/8.5.0"), "browser \"curl/8.5.0\"");
+        assert_eq!(describe_browser("...."), "an unknown browser");
+    }
+
+    #[test]
+    fn a_hostile_user_agent_adds_no_markup_and_no_link_to_any_mail() {
         let hostile = "Mozilla/5.0\"><a href=\"https://evil.example/reset\">Reset your password</a><script>alert(1)</script>";
-        for kind in [MailKind::SignInLink, MailKind::MfaReset] {
-            let mail = render(&message(kind, hostile), Some(LINK)).unwrap();
+        for kind in every_kind() {
+            let mail = render(&message(kind, hostile), url_for(kind)).unwrap();
             let anchors = mail.html.matches("<a ").count();
             assert_eq!(
                 anchors,
-                usize::from(kind == MailKind::SignInLink),
-                "{}",
+                usize::from(link_target(kind).is_some()),
+                "{kind:?}: {}",
                 mail.html
             );
             assert!(!mail.html.contains("<script"), "{}", mail.html);
             assert!(!mail.html.contains("evil.example/reset\""), "{}", mail.html);
             assert!(!mail.text.contains("https://evil"), "{}", mail.text);
             assert!(!mail.html.contains("https://evil"), "{}", mail.html);
+            assert!(
+                !mail.text.contains("evil.example/reset") && !mail.text.contains("<a"),
+                "{}",
+                mail.text
+            );
         }
     }
 
@@ -244,7 +471,150 @@ mod tests {
 
     #[test]
     fn a_link_mail_without_its_link_is_refused() {
-        assert!(render(&message(MailKind::SignInLink, ""), None).is_err());
+        for kind in every_kind() {
+            if link_target(kind).is_some() {
+                assert!(render(&message(kind, ""), None).is_err(), "{kind:?}");
+                let mut bare = message(kind, "");
+                bare.link = None;
+                assert!(render(&bare, url_for(kind)).is_err(), "{kind:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_verification_mail_carries_its_link_until_it_expires() {
+        let mail = render(
+            &link_mail(MailKind::VerifyEmail, chrono::Duration::hours(24)),
+            Some(VERIFY),
+        )
+        .unwrap();
+        assert_eq!(mail.subject, "Confirm your email address");
+        assert_eq!(
+            mail.text,
+            "An account was created with this email address at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (browser \"Mozilla/5.0 (X11; Linux x86_64)\").\n\n\
+             Open this link to confirm the address; it works once, until 2026-03-02 12:00 UTC:\n\n\
+             https://auth.example.com/v1/users/verify?token=al_verify_4567efgh\n\n\
+             If you did not create an account, ignore this mail.\n"
+        );
+        assert_carries(&mail, VERIFY);
+        assert_says(&mail, "until 2026-03-02 12:00 UTC");
+    }
+
+    #[test]
+    fn the_registration_notice_points_to_sign_in_and_forgot_password() {
+        let mail = render(&message(MailKind::RegistrationAttempted, "curl/8.5"), None).unwrap();
+        assert_eq!(mail.subject, "Someone tried to register with your address");
+        for words in [
+            "Someone tried to create an account with this email address at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (browser \"curl/8.5\")",
+            "nothing changed",
+            "If it was you, sign in to your account",
+            "\"Forgot password?\"",
+            "If this was not you, ignore this mail: your account and its password are unchanged.",
+        ] {
+            assert_says(&mail, words);
+        }
+        assert!(!mail.html.contains("<a "), "{}", mail.html);
+    }
+
+    #[test]
+    fn the_password_reset_mail_carries_its_link_and_says_an_unasked_one_changes_nothing() {
+        let mail = render(
+            &link_mail(MailKind::PasswordResetLink, chrono::Duration::minutes(30)),
+            Some(RESET),
+        )
+        .unwrap();
+        assert_eq!(mail.subject, "Reset your password");
+        assert_eq!(
+            mail.text,
+            "Someone asked to reset the password of your account at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (browser \"Mozilla/5.0 (X11; Linux x86_64)\").\n\n\
+             Open this link to choose a new password; it works once, until 2026-03-01 12:30 UTC:\n\n\
+             https://auth.example.com/v1/password/reset?token=al_reset_89abijkl\n\n\
+             If this was not you, ignore this mail: your password is unchanged.\n"
+        );
+        assert_carries(&mail, RESET);
+    }
+
+    #[test]
+    fn the_reset_password_notice_says_email_sign_in_is_off_until_a_second_factor() {
+        let mail = render(&message(MailKind::PasswordWasReset, "curl/8.5"), None).unwrap();
+        assert_eq!(mail.subject, "Your password was reset");
+        for words in [
+            "reset with a link mailed to this address at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (browser \"curl/8.5\")",
+            "every session was signed out",
+            "Sign in with your new password and your authenticator app.",
+            "Signing in with an email link is off until your next sign-in with your authenticator or recovery code.",
+            "If this was not you, someone can read your mail: tell your administrator now.",
+        ] {
+            assert_says(&mail, words);
+        }
+    }
+
+    #[test]
+    fn the_changed_password_notice_says_what_to_do_if_it_was_not_you() {
+        let mail = render(&message(MailKind::PasswordChanged, "curl/8.5"), None).unwrap();
+        assert_eq!(mail.subject, "Your password was changed");
+        for words in [
+            "changed at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (browser \"curl/8.5\")",
+            "Every other session was signed out.",
+            "If this was not you, reset your password with \"Forgot password?\"",
+            "reset your multi-factor authentication",
+        ] {
+            assert_says(&mail, words);
+        }
+    }
+
+    #[test]
+    fn the_pending_reset_mail_says_when_it_takes_effect_and_carries_the_denial_link() {
+        let mail = render(
+            &link_mail(MailKind::MfaResetRequested, chrono::Duration::hours(72)),
+            Some(DENY),
+        )
+        .unwrap();
+        assert_eq!(
+            mail.subject,
+            "A reset of your multi-factor authentication was requested"
+        );
+        for words in [
+            "was asked for at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (browser \"Mozilla/5.0 (X11; Linux x86_64)\"), from a session signed in with an email link.",
+            "It takes effect at 2026-03-04 12:00 UTC",
+            "If this was not you, open this link before then to cancel the reset and sign out every session:",
+            "A sign-in with your authenticator app or recovery code cancels it too.",
+        ] {
+            assert_says(&mail, words);
+        }
+        assert_carries(&mail, DENY);
+    }
+
+    #[test]
+    fn a_cancelled_reset_says_why_in_words_of_its_reason() {
+        for (reason, why) in [
+            (
+                ResetCancellation::SignedInWithSecondFactor,
+                "signed in with its authenticator app or recovery code",
+            ),
+            (
+                ResetCancellation::CancelledByUser,
+                "it was cancelled from your profile",
+            ),
+            (
+                ResetCancellation::DeniedByLink,
+                "the link in the mail that announced it was opened, and every session was signed out",
+            ),
+        ] {
+            let mail = render(
+                &message(MailKind::MfaResetCancelled { reason }, "curl/8.5"),
+                None,
+            )
+            .unwrap();
+            assert_eq!(
+                mail.subject,
+                "The reset of your multi-factor authentication was cancelled"
+            );
+            assert_says(&mail, why);
+            assert_says(&mail, "cancelled at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (browser \"curl/8.5\")");
+            assert_says(&mail, "Your authenticator and recovery code keep working.");
+            assert_says(&mail, "If this was not you,");
+        }
     }
 
     #[test]
@@ -274,7 +644,23 @@ mod tests {
     }
 
     #[test]
-    fn every_kind_keeps_its_subject_and_only_the_link_mail_has_a_link() {
+    fn every_mail_says_when_from_where_and_what_if_it_was_not_you() {
+        for kind in every_kind() {
+            let mail = render(&message(kind, "curl/8.5"), url_for(kind)).unwrap();
+            assert_says(&mail, "2026-03-01 12:00 UTC");
+            assert_says(&mail, "from IP address 203.0.113.9 (browser \"curl/8.5\")");
+            assert!(
+                ["If this was not you", "If you did not", "were not yours"]
+                    .iter()
+                    .any(|words| mail.text.contains(words)),
+                "{kind:?}: {}",
+                mail.text
+            );
+        }
+    }
+
+    #[test]
+    fn every_kind_keeps_its_subject_and_only_link_mails_have_a_link() {
         let expected = [
             (MailKind::SignInLink, "Your sign-in link"),
             (
@@ -295,20 +681,37 @@ mod tests {
                 "A sign-in to your account failed its second step",
             ),
             (MailKind::AccountLocked, "Your account was locked"),
+            (MailKind::VerifyEmail, "Confirm your email address"),
+            (
+                MailKind::RegistrationAttempted,
+                "Someone tried to register with your address",
+            ),
+            (MailKind::PasswordResetLink, "Reset your password"),
+            (MailKind::PasswordWasReset, "Your password was reset"),
+            (MailKind::PasswordChanged, "Your password was changed"),
+            (
+                MailKind::MfaResetRequested,
+                "A reset of your multi-factor authentication was requested",
+            ),
+            (
+                MailKind::MfaResetCancelled {
+                    reason: ResetCancellation::CancelledByUser,
+                },
+                "The reset of your multi-factor authentication was cancelled",
+            ),
         ];
         for (kind, subject) in expected {
-            let mail = render(&message(kind, "curl/8.5"), Some(LINK)).unwrap();
+            // A URL offered to a notice is not shown.
+            let mail = render(
+                &message(kind, "curl/8.5"),
+                Some(url_for(kind).unwrap_or(LINK)),
+            )
+            .unwrap();
             assert_eq!(mail.subject, subject);
-            assert_eq!(
-                mail.text.contains("al_link_"),
-                kind == MailKind::SignInLink,
-                "{subject}"
-            );
-            assert_eq!(
-                mail.html.contains("al_link_"),
-                kind == MailKind::SignInLink,
-                "{subject}"
-            );
+            let has_link = link_target(kind).is_some();
+            for part in [&mail.text, &mail.html] {
+                assert_eq!(part.contains("?token=al_"), has_link, "{subject}");
+            }
         }
     }
 }

@@ -1,14 +1,18 @@
 //! The projector runtime and the pipeline's guarantees: notices, order,
 //! rebuilds, retries, dead letters, and one relay at a time.
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use authledger::services::SystemClock;
 use authledger::worker::{Outcome, Worker, WorkerSettings};
-use authledger_aggregates::Clock;
+use authledger_aggregates::{Clock, Reference, Sealed, UserAuth, UserAuthEvent};
 use authledger_projections::users::UsersProjection;
 use authledger_projections::Projector;
 use chrono::{DateTime, Utc};
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::EventStore;
+use postgres_es::PostgresEventRepository;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -62,7 +66,7 @@ async fn every_security_notice_arrives_and_none_holds_a_secret(pool: PgPool) {
     )
     .await;
     app.deliver_mail().await;
-    let link_mail = wait_for_mails(&user.email, 4)
+    let link_mail = wait_for_mails(&user.email, 5)
         .await
         .into_iter()
         .find(|m| m["subject"] == "Your sign-in link")
@@ -80,14 +84,10 @@ async fn every_security_notice_arrives_and_none_holds_a_secret(pool: PgPool) {
         .unwrap();
     let session_token = session["session_token"].as_str().unwrap().to_owned();
     secrets.push(session_token.clone());
-    // MFA reset (from the recovery code's session: a reset from the email
-    // link's would wait), then three wrong passwords lock the account.
-    app.post_with_session(
-        "/v1/me/mfa/reset",
-        recovered["session_token"].as_str().unwrap(),
-        None,
-    )
-    .await;
+    // An MFA reset from that aal1 session, which waits and mails its
+    // "this wasn't me" link, then three wrong passwords lock the account.
+    app.post_with_session("/v1/me/mfa/reset", &session_token, None)
+        .await;
     for _ in 0..3 {
         app.post(
             "/v1/login/password",
@@ -97,7 +97,7 @@ async fn every_security_notice_arrives_and_none_holds_a_secret(pool: PgPool) {
     }
     app.deliver_mail().await;
 
-    let mails = wait_for_mails(&user.email, 7).await;
+    let mails = wait_for_mails(&user.email, 8).await;
     let mut subjects: Vec<&str> = mails
         .iter()
         .map(|m| m["subject"].as_str().unwrap())
@@ -107,10 +107,11 @@ async fn every_security_notice_arrives_and_none_holds_a_secret(pool: PgPool) {
         subjects,
         [
             "A new authenticator was added to your account",
+            "A reset of your multi-factor authentication was requested",
             "A sign-in to your account failed its second step",
+            "Confirm your email address",
             "You signed in with an email link",
             "Your account was locked",
-            "Your multi-factor authentication was reset",
             "Your recovery code was used",
             "Your sign-in link",
         ]
@@ -131,6 +132,16 @@ async fn every_security_notice_arrives_and_none_holds_a_secret(pool: PgPool) {
         assert!(!text.contains("al_sess_") && !text.contains("al_login_"));
         if mail["subject"] == "Your sign-in link" {
             assert!(text.contains("al_link_"));
+        } else if let Some(prefix) = match mail["subject"].as_str().unwrap() {
+            "Confirm your email address" => Some("al_verify_"),
+            "A reset of your multi-factor authentication was requested" => Some("al_deny_"),
+            _ => None,
+        } {
+            assert!(text.contains(prefix) && !text.contains("al_link_"));
+            assert!(
+                text.contains("127.0.0.1"),
+                "links say where they were asked from"
+            );
         } else {
             assert!(
                 !text.contains("al_link_"),
@@ -306,8 +317,8 @@ async fn a_link_that_expired_by_the_workers_clock_is_dropped_and_notices_still_g
     );
     assert_eq!(
         worker.run_once().await.unwrap(),
-        2,
-        "the notice and the link"
+        3,
+        "the notice, the verification link and the sign-in link"
     );
     let subjects: Vec<String> = wait_for_mails(&user.email, 1)
         .await
@@ -346,19 +357,22 @@ async fn a_mail_that_fails_while_smtp_is_down_is_retried_and_sent_once(pool: PgP
     let topology = app.pipeline_topology();
     let waiting =
         app.queue_depth(&topology.retry_queue).await + app.queue_depth(&topology.queue).await;
-    assert_eq!(waiting, 2, "both mails wait to be retried");
+    assert_eq!(
+        waiting, 3,
+        "the verification link, the enrollment notice and the sign-in link wait to be retried"
+    );
 
     // SMTP is back: once RabbitMQ's back-off (its own clock, 2 s) has
     // passed, the retries are delivered.
     let mut delivered = 0;
     for _ in 0..100 {
         delivered += app.pipeline.worker.run_once().await.unwrap();
-        if delivered >= 2 {
+        if delivered >= 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let subjects: Vec<String> = wait_for_mails(&user.email, 2)
+    let subjects: Vec<String> = wait_for_mails(&user.email, 3)
         .await
         .iter()
         .map(|m| m["subject"].as_str().unwrap().to_owned())
@@ -371,14 +385,16 @@ async fn a_mail_that_fails_while_smtp_is_down_is_retried_and_sent_once(pool: PgP
         1,
         "{subjects:?}"
     );
-    assert_eq!(subjects.len(), 2, "{subjects:?}");
+    assert_eq!(subjects.len(), 3, "{subjects:?}");
     app.remove_topology().await;
 }
 
 #[sqlx::test(migrator = "authledger::db::MIGRATOR")]
 async fn a_mail_that_always_fails_ends_in_the_dead_letter_queue_and_the_metric(pool: PgPool) {
     let app = spawn_app(pool).await;
-    let user = app.signed_up().await;
+    // One mail: the verification link.
+    let email = unique_email();
+    app.register_unverified(&email, PASSWORD).await;
     app.relay_everything().await;
 
     let failing = worker_for(&app, NO_SMTP, 2, Duration::from_millis(100));
@@ -431,7 +447,7 @@ async fn a_mail_that_always_fails_ends_in_the_dead_letter_queue_and_the_metric(p
         metrics.contains("authledger_projection_lag_events{projection=\"email_relay\"} 0"),
         "{metrics}"
     );
-    assert!(mails_to(&user.email).await.is_empty());
+    assert!(mails_to(&email).await.is_empty());
     app.remove_topology().await;
 }
 
@@ -457,10 +473,166 @@ async fn two_relays_on_one_database_publish_each_event_once(pool: PgPool) {
     assert!(relayed > 0);
     assert_eq!(
         app.queue_depth(&app.pipeline_topology().queue).await,
-        21,
-        "20 links and the enrollment notice"
+        22,
+        "20 sign-in links, the verification link and the enrollment notice"
     );
     app.pipeline.worker.run_once().await.unwrap();
-    assert_eq!(wait_for_mails(&user.email, 21).await.len(), 21);
+    assert_eq!(wait_for_mails(&user.email, 22).await.len(), 22);
+    app.remove_topology().await;
+}
+
+/// Appends `events` to `user`'s stream as the command bus commits them,
+/// whatever the rules would say: the relay and the worker are under test.
+async fn append(pool: &PgPool, user: uuid::Uuid, events: Vec<UserAuthEvent>) {
+    let store = PersistedEventStore::<PostgresEventRepository, UserAuth>::new_event_store(
+        PostgresEventRepository::new(pool.clone()),
+    );
+    let context = store.load_aggregate(&user.to_string()).await.unwrap();
+    let metadata = HashMap::from([
+        ("request_id".to_owned(), "pipeline-test".to_owned()),
+        ("client_ip".to_owned(), "203.0.113.7".to_owned()),
+        ("user_agent".to_owned(), "pipeline-test/1.0".to_owned()),
+        ("actor".to_owned(), "user".to_owned()),
+    ]);
+    store.commit(events, context, metadata).await.unwrap();
+}
+
+/// A clock stopped at one instant.
+struct StoppedClock(DateTime<Utc>);
+
+impl Clock for StoppedClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0
+    }
+}
+
+fn registration(user: uuid::Uuid, email: &str, at: DateTime<Utc>) -> UserAuthEvent {
+    UserAuthEvent::UserRegistered {
+        user_id: user,
+        email: email.to_owned(),
+        password_hash: Sealed {
+            key_id: "k".into(),
+            nonce: "n".into(),
+            ciphertext: "c".into(),
+        },
+        at,
+    }
+}
+
+async fn recipient_of(pool: &PgPool, user: uuid::Uuid) -> String {
+    sqlx::query_scalar("SELECT email FROM mail_recipients WHERE user_id = $1")
+        .bind(user)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_replaced_registration_moves_the_users_mail_to_its_address(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let now = app.clock.now();
+    let verification = |byte| UserAuthEvent::EmailVerificationRequested {
+        link: Reference::from_bytes([byte; 16]),
+        expires_at: now + chrono::Duration::hours(24),
+        at: now,
+    };
+    // Made-up users whose second registration gives another address, so
+    // the mail shows which one the relay used.
+    let (relayed, replaced) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let [first, second, third, fourth] = [(); 4].map(|()| unique_email());
+    append(&app.pool, relayed, vec![registration(relayed, &first, now)]).await;
+    app.relay_everything().await;
+    assert_eq!(recipient_of(&app.pool, relayed).await, first);
+
+    // One replaced after the relay recorded it, one before the relay ran.
+    append(
+        &app.pool,
+        relayed,
+        vec![registration(relayed, &second, now), verification(1)],
+    )
+    .await;
+    append(
+        &app.pool,
+        replaced,
+        vec![
+            registration(replaced, &third, now),
+            verification(2),
+            registration(replaced, &fourth, now),
+            verification(3),
+        ],
+    )
+    .await;
+    app.deliver_mail().await;
+
+    assert_eq!(recipient_of(&app.pool, relayed).await, second);
+    assert_eq!(recipient_of(&app.pool, replaced).await, fourth);
+    // Each link goes to the address registered when it was asked for.
+    for address in [&second, &third, &fourth] {
+        assert_eq!(wait_for_mails(address, 1).await.len(), 1, "{address}");
+    }
+    assert!(mails_to(&first).await.is_empty());
+    app.remove_topology().await;
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn every_kind_of_link_that_expired_before_it_was_sent_is_dropped(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let now = app.clock.now();
+    let user = uuid::Uuid::new_v4();
+    let email = unique_email();
+    let reference = Reference::from_bytes;
+    append(
+        &app.pool,
+        user,
+        vec![
+            registration(user, &email, now),
+            UserAuthEvent::EmailVerificationRequested {
+                link: reference([1; 16]),
+                expires_at: now + chrono::Duration::hours(24),
+                at: now,
+            },
+            UserAuthEvent::PasswordResetRequested {
+                link: reference([2; 16]),
+                expires_at: now + chrono::Duration::minutes(30),
+                at: now,
+            },
+            UserAuthEvent::MfaResetRequested {
+                effective_at: now + chrono::Duration::hours(72),
+                denial: reference([3; 16]),
+                at: now,
+            },
+            UserAuthEvent::EmailLinkRequested {
+                link: reference([4; 16]),
+                attempt: reference([5; 16]),
+                expires_at: now + chrono::Duration::minutes(15),
+                at: now,
+            },
+            UserAuthEvent::RegistrationAttempted { at: now },
+        ],
+    )
+    .await;
+    app.relay_everything().await;
+
+    // The moment the waiting reset took effect: its link, too, is over.
+    let worker = worker_with_clock(
+        &app,
+        app.config.mail.smtp_url.expose(),
+        5,
+        Duration::from_secs(2),
+        Arc::new(StoppedClock(now + chrono::Duration::hours(72))),
+    );
+    assert_eq!(
+        worker.run_once().await.unwrap(),
+        5,
+        "four links and a notice"
+    );
+    let subjects: Vec<String> = wait_for_mails(&email, 1)
+        .await
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(subjects, ["Someone tried to register with your address"]);
+    assert_eq!(app.queue_depth(&app.pipeline_topology().queue).await, 0);
+    assert_eq!(app.pipeline.mail_metrics().sent(), 1);
     app.remove_topology().await;
 }

@@ -209,7 +209,7 @@ pub async fn password_reset_page(
         LinkKind::PasswordReset,
         query,
         RESET_TITLE,
-        |account, token, csrf| reset_form(account, token, csrf),
+        reset_form,
     )
     .await
 }
