@@ -95,6 +95,16 @@ fn mail_for(event: &E) -> Option<(MailKind, Option<LinkReference>, Option<String
     }
 }
 
+/// Where the request behind an event came from; nothing for what the
+/// server did by itself.
+fn origin(stored: &StoredEvent, key: &str) -> String {
+    if stored.meta("actor") == "system" {
+        String::new()
+    } else {
+        stored.meta(key).to_owned()
+    }
+}
+
 #[async_trait::async_trait]
 impl Projection for EmailRelay {
     fn name(&self) -> &'static str {
@@ -150,8 +160,8 @@ impl Projection for EmailRelay {
                 user_id: user,
                 to: to.clone(),
                 at: stored.event.at(),
-                client_ip: stored.meta("client_ip").to_owned(),
-                user_agent: stored.meta("user_agent").to_owned(),
+                client_ip: origin(stored, "client_ip"),
+                user_agent: origin(stored, "user_agent"),
                 link,
             });
         }

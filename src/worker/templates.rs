@@ -62,11 +62,17 @@ fn moment(at: DateTime<Utc>) -> impl std::fmt::Display {
 /// [`link_target`]); notices carry none.
 pub(super) fn render(message: &MailMessage, link: Option<&str>) -> anyhow::Result<Rendered> {
     let when = moment(message.at);
-    let origin = format!(
-        "from IP address {} ({})",
-        message.client_ip,
-        describe_browser(&message.user_agent)
-    );
+    // What the server did by itself (a waiting reset taking effect) came
+    // from no IP address or browser.
+    let origin = if message.client_ip.is_empty() {
+        "automatically, when its waiting period ended".to_owned()
+    } else {
+        format!(
+            "from IP address {} ({})",
+            message.client_ip,
+            describe_browser(&message.user_agent)
+        )
+    };
     // A link mail's link and its expiry.
     let link = || match (&message.link, link) {
         (Some(reference), Some(url)) => Ok((reference.expires_at, url.to_owned())),
@@ -429,6 +435,15 @@ mod tests {
                 mail.text
             );
         }
+    }
+
+    #[test]
+    fn what_the_server_did_by_itself_names_no_address_or_browser() {
+        let mut notice = message(MailKind::MfaReset, "");
+        notice.client_ip = String::new();
+        let mail = render(&notice, None).unwrap();
+        assert_says(&mail, "automatically, when its waiting period ended");
+        assert!(!mail.text.contains("IP address"), "{}", mail.text);
     }
 
     #[test]

@@ -61,21 +61,24 @@ async fn sign_in(browser: &Chromium, email: &str) {
     browser.click_on("Sign in").await;
 }
 
-/// The sign-in link from the newest mail that carries one.
-async fn mailed_link(app: &TestApp, email: &str) -> String {
+/// The link to `path` from the newest mail that carries one.
+async fn mailed_link(app: &TestApp, email: &str, path: &str) -> String {
     for _ in 0..100 {
         app.deliver_mail().await;
         let mails = mails_to(email).await;
-        if let Some(mail) = mails
-            .iter()
-            .rev()
-            .find(|m| m["subject"] == "Your sign-in link")
-        {
-            return link_in(mail);
+        let link = mails.iter().rev().find_map(|mail| {
+            mail["text"]
+                .as_str()?
+                .split_whitespace()
+                .find(|word| word.contains(&format!("{path}?token=")))
+                .map(str::to_owned)
+        });
+        if let Some(link) = link {
+            return link;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    panic!("no sign-in link reached {email}");
+    panic!("no link to {path} reached {email}");
 }
 
 #[sqlx::test(migrator = "authledger::db::MIGRATOR")]
@@ -103,11 +106,19 @@ async fn the_whole_journey_by_clicks(pool: PgPool) {
     browser.fill("#password", PASSWORD).await;
     look(&browser, "Create account", "02-create-account").await;
     browser.click_on("Create account").await;
+    look(&browser, "Check your inbox", "14-registered").await;
+
+    // Confirm the address from the mailed link.
+    let link = mailed_link(&app, &email, "/v1/users/verify").await;
+    browser.goto(&link).await;
+    look(&browser, "Confirm your email address", "15-confirm-address").await;
+    assert_eq!(browser.text("#link-account").await, email);
+    browser.click_on("Confirm").await;
     assert_eq!(browser.path().await, "/sign-in");
     assert!(browser
         .text(".notice")
         .await
-        .contains("Your account is ready"));
+        .contains("Your email address is confirmed"));
 
     // The first sign-in enrolls an authenticator: read the key off the
     // page as a person would type it into their app.
@@ -160,7 +171,7 @@ async fn the_whole_journey_by_clicks(pool: PgPool) {
     look(&browser, "Check your inbox", "09-check-your-inbox").await;
 
     // The mailed link, opened in the same browser, then confirmed.
-    let link = mailed_link(&app, &email).await;
+    let link = mailed_link(&app, &email, "/v1/login/email-link").await;
     browser.goto(&link).await;
     look(&browser, "Finish signing in", "10-email-link").await;
     assert_eq!(browser.text("#link-account").await, email);
@@ -170,6 +181,30 @@ async fn the_whole_journey_by_clicks(pool: PgPool) {
         .text("#session-method")
         .await
         .contains("a link mailed to you"));
+
+    // From a session won by email link, a reset waits; cancel it from the
+    // profile.
+    browser
+        .click_on("Reset My Multi-Factor Authentication")
+        .await;
+    browser.click_on("OK").await;
+    assert_eq!(browser.path().await, "/profile");
+    look(&browser, "My Profile", "16-pending-reset").await;
+    assert!(browser
+        .text("#pending-reset")
+        .await
+        .contains("A reset of your multi-factor authentication is waiting"));
+    browser.click_on("Cancel the reset").await;
+    assert!(browser.text(".notice").await.contains("is cancelled"));
+    assert_eq!(browser.elements("#pending-reset").await, 0);
+
+    // Signed in with the authenticator, the reset is done at once.
+    browser.click("summary").await;
+    browser.click_on("Sign out").await;
+    sign_in(&browser, &email).await;
+    browser.fill("#code", &device.next_code().await).await;
+    browser.click_on("Continue").await;
+    assert_eq!(browser.path().await, "/profile");
 
     // Reset MFA: confirm, and be signed out everywhere.
     browser
@@ -240,6 +275,59 @@ async fn the_recovery_code_path_by_clicks_without_javascript(pool: PgPool) {
     // Readable on a phone.
     browser.resize(390, 844).await;
     browser.screenshot("13-profile-on-a-phone").await;
+
+    browser.quit().await;
+    app.remove_topology().await;
+}
+
+/// "Forgot password?" to a new password, then a sign-in with it and the
+/// authenticator: the mailed link alone signs nobody in.
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_forgotten_password_by_clicks(pool: PgPool) {
+    let app = spawn_console(pool).await;
+    let mut user = app.signed_up().await;
+    let browser = Chromium::start().await;
+
+    browser.goto(&app.url("/sign-in")).await;
+    browser.click_on("Forgot password?").await;
+    look(&browser, "Forgot your password?", "17-forgot-password").await;
+    browser.fill("#email", &user.email).await;
+    browser.click_on("Send the link").await;
+    assert_eq!(browser.heading().await, "Check your inbox");
+
+    let link = mailed_link(&app, &user.email, "/v1/password/reset").await;
+    browser.goto(&link).await;
+    look(&browser, "Set a new password", "18-new-password").await;
+    assert_eq!(browser.text("#link-account").await, user.email);
+    browser.fill("#password", "password").await;
+    browser.click_on("Set the password").await;
+    assert_eq!(browser.heading().await, "Set a new password");
+    assert!(browser
+        .text(".error")
+        .await
+        .starts_with("Choose another password"));
+    browser.fill("#password", "quince-harbor-lantern-31").await;
+    browser.click_on("Set the password").await;
+    assert_eq!(browser.path().await, "/sign-in");
+    assert!(browser
+        .text(".notice")
+        .await
+        .contains("Your new password is set"));
+
+    // The new password, then the authenticator; email is off meanwhile.
+    browser.fill("#email", &user.email).await;
+    browser.fill("#password", "quince-harbor-lantern-31").await;
+    browser.click_on("Sign in").await;
+    assert_eq!(browser.heading().await, "Enter your code");
+    browser.click_on("Try another method").await;
+    assert!(browser
+        .text("#email-off")
+        .await
+        .contains("Signing in by email is off"));
+    browser.click_on("Use your authenticator app").await;
+    browser.fill("#code", &user.device.next_code().await).await;
+    browser.click_on("Continue").await;
+    assert_eq!(browser.path().await, "/profile");
 
     browser.quit().await;
     app.remove_topology().await;

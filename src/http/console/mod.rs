@@ -826,13 +826,6 @@ async fn profile_page(
                     (ctx.app.policy().session_idle.num_minutes()) " minutes without use."
                 }
             }
-            h2 { "Password and recovery code" }
-            ul.choices {
-                li { a.button href="/profile/password" { "Change password" } }
-                @if me.enrolled_at.is_some() {
-                    li { a.button href="/profile/recovery-code" { "New recovery code" } }
-                }
-            }
             h2 { "Lost your phone?" }
             @if let Some(at) = me.pending_mfa_reset {
                 p #pending-reset {
@@ -846,6 +839,13 @@ async fn profile_page(
             } @else {
                 p { "If your authenticator app is lost or someone else may have it, reset your multi-factor authentication. You will be signed out everywhere and set up a new authenticator at your next sign-in." }
                 p { a.button.danger href="/profile/reset-mfa" { "Reset My Multi-Factor Authentication" } }
+            }
+            h2 { "Password and recovery code" }
+            ul.choices {
+                li { a.button href="/profile/password" { "Change password" } }
+                @if me.enrolled_at.is_some() {
+                    li { a.button href="/profile/recovery-code" { "New recovery code" } }
+                }
             }
         }
     }))
