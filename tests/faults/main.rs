@@ -218,8 +218,8 @@ async fn two_serve_processes_on_one_database_relay_each_event_once(pool: PgPool)
     }
     assert_eq!(
         app.queue_depth(&app.pipeline_topology().queue).await,
-        31,
-        "30 links and the enrollment notice, once each"
+        32,
+        "30 links, the address's confirmation and the enrollment notice, once each"
     );
     app.pipeline.worker.run_once().await.unwrap();
     let links = wait_for_links(&email, 30, Duration::from_secs(20)).await;
