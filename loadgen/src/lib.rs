@@ -19,6 +19,47 @@ pub const PASSWORD: &str = "violet-tangerine-harbour-42";
 pub struct Target {
     base: String,
     http: reqwest::Client,
+    inbox: Option<Arc<Inbox>>,
+}
+
+/// Confirms a new account's address as its owner would from the mail: the
+/// confirmation link's reference from the event log, made into its token
+/// with the server key (what the mail worker does), without waiting for
+/// the mail.
+pub struct Inbox {
+    pool: sqlx::PgPool,
+    tokens: authledger::tokens::TokenCodec,
+}
+
+impl Inbox {
+    pub fn new(pool: sqlx::PgPool, key: &authledger::keys::MasterKey) -> Self {
+        Self {
+            pool,
+            tokens: authledger::tokens::TokenCodec::new(Arc::new(authledger::keys::Keyring::new(
+                key,
+            ))),
+        }
+    }
+
+    /// The token of the newest confirmation link mailed to `email`.
+    async fn confirmation(&self, email: &str) -> anyhow::Result<String> {
+        let user = authledger::audit::resolve_user(email).context("a user id")?;
+        let link: serde_json::Value = sqlx::query_scalar(
+            "SELECT payload -> 'EmailVerificationRequested' -> 'link' FROM events
+              WHERE aggregate_id = $1 AND event_type = 'EmailVerificationRequested'
+              ORDER BY sequence DESC LIMIT 1",
+        )
+        .bind(user.to_string())
+        .fetch_one(&self.pool)
+        .await
+        .context("the confirmation link's event")?;
+        let reference: authledger_aggregates::Reference = serde_json::from_value(link)?;
+        Ok(self.tokens.encode(
+            authledger::tokens::TokenKind::EmailVerification,
+            user,
+            &reference,
+        ))
+    }
 }
 
 /// An authenticator app: one code per 30-second step, never a step twice
@@ -94,7 +135,14 @@ impl Target {
                 .timeout(Duration::from_secs(60))
                 .build()
                 .unwrap_or_default(),
+            inbox: None,
         }
+    }
+
+    /// New accounts confirm their address through `inbox`.
+    pub fn with_inbox(mut self, inbox: Inbox) -> Self {
+        self.inbox = Some(Arc::new(inbox));
+        self
     }
 
     async fn call(
@@ -120,15 +168,23 @@ impl Target {
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Registers `email` and confirms it (an account cannot sign in before).
     pub async fn register(&self, email: &str) -> anyhow::Result<()> {
         self.call(
             "/v1/users",
             json!({"email": email, "password": PASSWORD}),
             None,
-            201,
+            202,
         )
-        .await
-        .map(drop)
+        .await?;
+        let inbox = self
+            .inbox
+            .as_ref()
+            .context("no inbox to confirm new addresses with")?;
+        let token = inbox.confirmation(email).await?;
+        self.call("/v1/users/verify", json!({"token": token}), None, 200)
+            .await
+            .map(drop)
     }
 
     /// The password step; returns the login token.

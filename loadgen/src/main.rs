@@ -210,10 +210,7 @@ impl Bench {
             .env("DATABASE_URL", &self.database_url)
             .env("AUTHLEDGER_ADDR", format!("127.0.0.1:{port}"))
             .env("AUTHLEDGER_PUBLIC_URL", &base)
-            .env(
-                "AUTHLEDGER_KEY_FILE",
-                std::env::temp_dir().join("authledger-bench.key"),
-            )
+            .env("AUTHLEDGER_KEY_FILE", bench_key_file())
             .env(
                 "AUTHLEDGER_AMQP_PREFIX",
                 format!("bench-{}", uuid::Uuid::new_v4().simple()),
@@ -233,6 +230,14 @@ impl Bench {
         let pid = child.id().context("the server's pid")?;
         let target = Target::new(&base);
         target.wait_ready(Duration::from_secs(60)).await?;
+        // The server has made its key by now; new accounts confirm their
+        // address with it, as the mail worker would link them.
+        let key = authledger::keys::MasterKey::load_or_create(&bench_key_file())?;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&self.database_url)
+            .await?;
+        let target = target.with_inbox(authledger_loadgen::Inbox::new(pool, &key));
         Ok(Server { child, target, pid })
     }
 
@@ -716,4 +721,9 @@ async fn main() -> anyhow::Result<()> {
         println!("- {line}");
     }
     Ok(())
+}
+
+/// Where the benchmark's server keeps its development key.
+fn bench_key_file() -> std::path::PathBuf {
+    std::env::temp_dir().join("authledger-bench.key")
 }

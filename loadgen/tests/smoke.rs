@@ -34,9 +34,11 @@ async fn every_scenario_runs_against_a_real_server(pool: PgPool) {
     config.hashing.argon2_memory_kib = 64;
     config.hashing.argon2_iterations = 1;
     config.hashing.sign_in_failure_floor_ms = 0;
-    let (app, _) = wire(&config, pool, Arc::new(SystemClock)).unwrap();
+    let key = config.secret_key.clone().unwrap();
+    let (app, _) = wire(&config, pool.clone(), Arc::new(SystemClock)).unwrap();
     let app = Application::build(&config, app).await.unwrap();
-    let target = Target::new(&format!("http://{}", app.local_addr().unwrap()));
+    let target = Target::new(&format!("http://{}", app.local_addr().unwrap()))
+        .with_inbox(Inbox::new(pool, &key));
     tokio::spawn(app.run_until(std::future::pending()));
 
     let prefix = format!("smoke-{}", uuid::Uuid::new_v4().simple());
