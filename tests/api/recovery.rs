@@ -486,3 +486,77 @@ async fn a_reset_link_racing_a_password_change_loses_or_wins_cleanly(pool: PgPoo
         "reset {reset}, change {change}"
     );
 }
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn each_mailed_link_expires_and_a_forged_one_is_refused(pool: PgPool) {
+    let app = spawn_app(pool).await;
+
+    // A confirmation link lives 24 hours.
+    let email = unique_email();
+    app.register_unverified(&email, PASSWORD).await;
+    let confirm = app
+        .newest_link(
+            &email,
+            "EmailVerificationRequested",
+            TokenKind::EmailVerification,
+        )
+        .await;
+    // A token of one kind never passes for another: the same reference
+    // and user under the reset link's kind is refused as forged.
+    let forged = confirm.replace("al_verify_", "al_reset_");
+    let refused = app
+        .post(
+            "/v1/password/reset",
+            json!({"token": forged, "password": NEW_PASSWORD}),
+        )
+        .await;
+    assert_problem(refused, StatusCode::UNAUTHORIZED, "invalid-token").await;
+    app.clock
+        .advance(Duration::hours(24) + Duration::seconds(1));
+    let late = app
+        .post("/v1/users/verify", json!({"token": confirm}))
+        .await;
+    assert_problem(late, StatusCode::GONE, "email-verification-invalid").await;
+
+    // A reset link lives 30 minutes.
+    let owner = app.signed_up().await;
+    app.post("/v1/password/forgot", json!({"email": owner.email}))
+        .await;
+    let reset = app
+        .newest_link(
+            &owner.email,
+            "PasswordResetRequested",
+            TokenKind::PasswordReset,
+        )
+        .await;
+    let tampered = format!("{}A", &reset[..reset.len() - 1]);
+    let refused = app
+        .post(
+            "/v1/password/reset",
+            json!({"token": tampered, "password": NEW_PASSWORD}),
+        )
+        .await;
+    assert_problem(refused, StatusCode::UNAUTHORIZED, "invalid-token").await;
+    app.clock
+        .advance(Duration::minutes(30) + Duration::seconds(1));
+    let late = app
+        .post(
+            "/v1/password/reset",
+            json!({"token": reset, "password": NEW_PASSWORD}),
+        )
+        .await;
+    assert_problem(late, StatusCode::GONE, "password-reset-invalid").await;
+
+    // The denial link lives while its reset waits.
+    let session = app.sign_in_with_email_link(&owner.email).await;
+    app.post_with_session("/v1/me/mfa/reset", &session, None)
+        .await;
+    let deny = app
+        .newest_link(&owner.email, "MfaResetRequested", TokenKind::ResetDenial)
+        .await;
+    app.clock
+        .advance(Duration::hours(24) + Duration::seconds(1));
+    assert_eq!(app.sweep_resets().await, 1);
+    let late = app.post("/v1/mfa-reset/deny", json!({"token": deny})).await;
+    assert_problem(late, StatusCode::GONE, "mfa-reset-denial-invalid").await;
+}

@@ -329,6 +329,16 @@ async fn a_forgotten_password_by_clicks(pool: PgPool) {
     browser.click_on("Continue").await;
     assert_eq!(browser.path().await, "/profile");
 
+    // The profile's other pages, checked and pictured.
+    browser.click_on("Change password").await;
+    look(&browser, "Change your password", "19-change-password").await;
+    browser.click_on("Cancel").await;
+    browser.click_on("New recovery code").await;
+    look(&browser, "A new recovery code", "20-new-recovery-code").await;
+    browser.click_on("Make a new recovery code").await;
+    assert_eq!(browser.heading().await, "Save your new recovery code");
+    assert_ne!(browser.text("#recovery-code").await, user.recovery_code);
+
     browser.quit().await;
     app.remove_topology().await;
 }
