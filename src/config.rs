@@ -384,7 +384,8 @@ pub struct PolicyArgs {
     #[arg(
         long,
         env = "AUTHLEDGER_AAL1_MFA_RESET_DELAY_SECS",
-        default_value_t = 86400
+        default_value_t = 86400,
+        value_parser = clap::value_parser!(i64).range(0..)
     )]
     pub aal1_mfa_reset_delay_secs: i64,
 }

@@ -182,7 +182,12 @@ impl Target {
             .as_ref()
             .context("no inbox to confirm new addresses with")?;
         let token = inbox.confirmation(email).await?;
-        self.call("/v1/users/verify", json!({"token": token}), None, 200)
+        self.call(
+            "/v1/users/verify",
+            json!({"token": token, "password": PASSWORD}),
+            None,
+            200,
+        )
             .await
             .map(drop)
     }

@@ -1,6 +1,8 @@
 //! "Try another method": the recovery code, and a one-time sign-in link by
 //! email (an account-recovery path, never more than `aal1`).
-use authledger_aggregates::{Email, NewPassword, RecoveryCode, UserAuthCommand, Verdict};
+use authledger_aggregates::{
+    Email, MailedLink, NewPassword, RecoveryCode, UserAuthCommand, Verdict,
+};
 use tokio::time::Instant;
 
 use super::{App, AppError, AppResult, Caller, SignedIn, SignedInWithCode};
@@ -48,14 +50,18 @@ impl App {
         self.signed_in(user, verdict)
     }
 
-    /// The address a well-formed mailed link of `kind` is for, for its
-    /// page; `None` for a token that is not such a link of ours. Spends
-    /// nothing.
+    /// The address a mailed link of `kind` is for, for its page, while the
+    /// link can still be used: `None` for a token that is not such a link
+    /// of ours, or one used, expired or superseded (a dead link names
+    /// nobody). Spends nothing.
     pub async fn link_account(&self, kind: LinkKind, token: &str) -> AppResult<Option<String>> {
-        let Ok((user, _)) = self.tokens.decode(kind.token_kind(), token) else {
+        let Ok((user, reference)) = self.tokens.decode(kind.token_kind(), token) else {
             return Ok(None);
         };
         let state = self.bus.load(user).await.map_err(|err| self.refused(err))?;
+        if !state.mailed_link_live(kind.mailed(), &reference, self.now(), self.policy()) {
+            return Ok(None);
+        }
         Ok(state.profile().map(|profile| profile.email))
     }
 
@@ -99,9 +105,13 @@ impl App {
             .decode(TokenKind::PasswordReset, token)
             .map_err(|_| AppError::InvalidLinkToken)?;
         let state = self.bus.load(user).await.map_err(|err| self.refused(err))?;
+        // A dead link says so before the new password is judged.
         let email = state
             .profile()
             .map(|profile| profile.email)
+            .filter(|_| {
+                state.mailed_link_live(MailedLink::PasswordReset, &link, self.now(), self.policy())
+            })
             .ok_or(AppError::PasswordResetInvalid)?;
         let local_part = email.split('@').next().unwrap_or_default().to_owned();
         let password = NewPassword::parse(password, &[email.as_str(), &local_part])
@@ -132,6 +142,15 @@ pub enum LinkKind {
 }
 
 impl LinkKind {
+    fn mailed(self) -> MailedLink {
+        match self {
+            Self::SignIn => MailedLink::SignIn,
+            Self::Verification => MailedLink::Verification,
+            Self::PasswordReset => MailedLink::PasswordReset,
+            Self::ResetDenial => MailedLink::ResetDenial,
+        }
+    }
+
     fn token_kind(self) -> TokenKind {
         match self {
             Self::SignIn => TokenKind::EmailLink,

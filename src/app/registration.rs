@@ -1,7 +1,7 @@
 //! Creating an account, and proving its address. Registration answers the
 //! same for every address, so it tells nobody who has an account: a new
 //! address gets a verification link, a verified one a notice to its owner.
-use authledger_aggregates::{Email, NewPassword, UserAuthCommand};
+use authledger_aggregates::{Email, NewPassword, Password, UserAuthCommand};
 use tokio::time::Instant;
 
 use super::{App, AppError, AppResult, Caller};
@@ -40,13 +40,15 @@ impl App {
         }
     }
 
-    /// Redeems the link mailed at registration.
-    pub async fn verify_email(&self, caller: &Caller, token: &str) -> AppResult<()> {
+    /// Redeems the link mailed at registration, with the password chosen
+    /// there: the inbox alone confirms nobody's registration but its own.
+    pub async fn verify_email(&self, caller: &Caller, token: &str, password: &str) -> AppResult<()> {
         let (user, link) = self
             .tokens
             .decode(TokenKind::EmailVerification, token)
             .map_err(|_| AppError::InvalidLinkToken)?;
-        self.run(user, caller, UserAuthCommand::VerifyEmail { link })
+        let password = Password::parse(password).map_err(AppError::UnacceptablePassword)?;
+        self.run(user, caller, UserAuthCommand::VerifyEmail { link, password })
             .await?;
         Ok(())
     }

@@ -59,19 +59,29 @@ pub struct TokenRequest {
     pub(super) token: String,
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// The token from the mailed link.
+    token: String,
+    /// The password chosen at registration.
+    password: String,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct Verified {
     verified: bool,
 }
 
-/// Redeems the verification link mailed at registration; the account can
-/// then sign in. Browsers open the link's page instead, whose button posts
-/// this.
+/// Redeems the verification link mailed at registration, with the password
+/// chosen there (so the owner of an inbox cannot confirm a squatter's
+/// registration by mistake); the account can then sign in. Browsers open
+/// the link's page instead, whose form posts this.
 #[utoipa::path(post, path = "/v1/users/verify", tag = "users",
-    request_body = TokenRequest,
+    request_body = VerifyRequest,
     responses(
         (status = 200, description = "The address is verified", body = Verified),
-        (status = 401, description = "`invalid-token`: not a verification link of ours", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid-token`: not a verification link of ours; `invalid-credentials`: not the password chosen at registration", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "`email-verification-invalid`: used, expired or superseded", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`", body = Problem, content_type = "application/problem+json"),
         BodyProblems,
@@ -80,8 +90,10 @@ pub struct Verified {
 pub async fn verify(
     State(ctx): State<ApiContext>,
     caller: Caller,
-    Json(body): Json<TokenRequest>,
+    Json(body): Json<VerifyRequest>,
 ) -> Result<axum::Json<Verified>> {
-    ctx.app.verify_email(&caller, &body.token).await?;
+    ctx.app
+        .verify_email(&caller, &body.token, &body.password)
+        .await?;
     Ok(axum::Json(Verified { verified: true }))
 }

@@ -49,9 +49,13 @@ pub(super) fn link_target(kind: MailKind) -> Option<LinkTarget> {
     }
 }
 
+/// What to do first if it was not you: whoever did it knows the password,
+/// so changing it comes before anything else; resetting MFA would only
+/// help them enroll an authenticator of their own.
 const NOT_YOU: &str =
-    "If this was not you, sign in and reset your multi-factor authentication from your profile, \
-                       change your password, and tell your administrator.";
+    "If this was not you, someone knows your password: sign in with your authenticator app and \
+     change your password from your profile now, then tell your administrator. Reset your \
+     multi-factor authentication only if your authenticator itself is lost.";
 
 /// A moment as every mail shows it.
 fn moment(at: DateTime<Utc>) -> impl std::fmt::Display {
@@ -138,7 +142,7 @@ pub(super) fn render(message: &MailMessage, link: Option<&str>) -> anyhow::Resul
             "Your password was changed",
             vec![
                 Block::Text(format!("The password of your account was changed at {when}, {origin}. Every other session was signed out.")),
-                Block::Text("If this was not you, reset your password with \"Forgot password?\" on the sign-in page, then reset your multi-factor authentication from your profile, and tell your administrator.".into()),
+                Block::Text("If this was not you, someone had a session of yours: reset your password with \"Forgot password?\" on the sign-in page and tell your administrator. Reset your multi-factor authentication only if your authenticator itself is lost.".into()),
             ],
         ),
         MailKind::MfaResetRequested => {

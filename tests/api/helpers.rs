@@ -228,7 +228,7 @@ impl TestApp {
         let token = self
             .tokens
             .encode(TokenKind::EmailVerification, user_id_of(email), &link);
-        self.post_ok("/v1/users/verify", json!({"token": token}))
+        self.post_ok("/v1/users/verify", json!({"token": token, "password": PASSWORD}))
             .await;
     }
 

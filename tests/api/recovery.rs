@@ -247,10 +247,23 @@ async fn a_squatted_address_is_taken_back_by_its_owner(pool: PgPool) {
         .await;
     assert_problem(squatter, StatusCode::UNAUTHORIZED, "invalid-credentials").await;
 
+    // The owner, finding the squatter's link in the inbox, cannot confirm
+    // it: it needs the password chosen with it.
+    let mistaken = app
+        .post(
+            "/v1/users/verify",
+            json!({"token": squatters_link, "password": PASSWORD}),
+        )
+        .await;
+    assert_problem(mistaken, StatusCode::UNAUTHORIZED, "invalid-credentials").await;
+
     // The owner registers anyway and confirms from the inbox.
     app.register(&email).await;
     let stale = app
-        .post("/v1/users/verify", json!({"token": squatters_link}))
+        .post(
+            "/v1/users/verify",
+            json!({"token": squatters_link, "password": "squatters-own-password-1"}),
+        )
         .await;
     assert_problem(stale, StatusCode::GONE, "email-verification-invalid").await;
     let squatter = app
@@ -514,7 +527,7 @@ async fn each_mailed_link_expires_and_a_forged_one_is_refused(pool: PgPool) {
     app.clock
         .advance(Duration::hours(24) + Duration::seconds(1));
     let late = app
-        .post("/v1/users/verify", json!({"token": confirm}))
+        .post("/v1/users/verify", json!({"token": confirm, "password": PASSWORD}))
         .await;
     assert_problem(late, StatusCode::GONE, "email-verification-invalid").await;
 

@@ -113,6 +113,7 @@ async fn the_whole_journey_by_clicks(pool: PgPool) {
     browser.goto(&link).await;
     look(&browser, "Confirm your email address", "15-confirm-address").await;
     assert_eq!(browser.text("#link-account").await, email);
+    browser.fill("#password", PASSWORD).await;
     browser.click_on("Confirm").await;
     assert_eq!(browser.path().await, "/sign-in");
     assert!(browser

@@ -76,7 +76,7 @@ pub async fn email_link_page(
                 input type="hidden" name="token" value=(token);
                 button type="submit" { "Sign in" }
             }
-            p { "If you did not try to sign in, or this is not your account, close this page. If it was not you, sign in and reset your multi-factor authentication." }
+            p { "If you did not try to sign in, or this is not your account, close this page: someone knows your password. Sign in with your authenticator app and change it." }
         }
     })
     .await
@@ -101,6 +101,8 @@ pub async fn verification_page(
             form method="post" action="/verify-email" {
                 (csrf.field())
                 input type="hidden" name="token" value=(token);
+                input type="hidden" name="email" value=(account) autocomplete="username";
+                (views::password_field("current-password", Some("The password you chose when you created the account.")))
                 button type="submit" { "Confirm" }
             }
             p { "If you did not create an account, close this page: nothing happens without the button." }
@@ -109,13 +111,23 @@ pub async fn verification_page(
     .await
 }
 
+#[derive(Deserialize)]
+pub(super) struct VerifyForm {
+    token: String,
+    password: String,
+}
+
 pub(super) async fn verify_email(
     State(ctx): State<ApiContext>,
     caller: Caller,
-    form: Form<TokenForm>,
+    form: Form<VerifyForm>,
 ) -> Response {
     let Form { browser, value } = form;
-    match ctx.app.verify_email(&caller, &value.token).await {
+    match ctx
+        .app
+        .verify_email(&caller, &value.token, &value.password)
+        .await
+    {
         Ok(()) => see_other("/sign-in?notice=email-verified"),
         Err(err) => link_refused(&ctx, &browser, &err),
     }

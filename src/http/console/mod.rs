@@ -68,7 +68,6 @@ pub fn routes() -> Router<ApiContext> {
 
 const EXPIRED: &str = "/sign-in?notice=expired";
 const ATTEMPT_OVER: &str = "/sign-in?notice=attempt-over";
-const ATTEMPT_OVER_WAIT: &str = "/sign-in?notice=attempt-over-wait";
 const SESSION_ENDED: &str = "/sign-in?notice=session-ended";
 
 #[derive(Deserialize)]
@@ -110,6 +109,9 @@ enum Step {
 enum Failure {
     Say(Problem),
     Go(&'static str),
+    /// The sign-in attempt is used up: a page saying so, and when the next
+    /// one can begin.
+    Over(Problem),
 }
 
 fn failure(err: &AppError, step: Step) -> Failure {
@@ -123,7 +125,15 @@ fn failure(err: &AppError, step: Step) -> Failure {
     match err {
         E::InvalidLoginToken | E::LoginAttemptInvalid => Failure::Go(EXPIRED),
         E::AttemptExhausted { retry: None } => Failure::Go(ATTEMPT_OVER),
-        E::AttemptExhausted { retry: Some(_) } => Failure::Go(ATTEMPT_OVER_WAIT),
+        E::AttemptExhausted {
+            retry: Some((_, seconds)),
+        } => Failure::Over(Problem {
+            message: format!(
+                "Too many wrong codes: this sign-in is over. Sign in again {}; until then the password step answers as if the password were wrong.",
+                wait_words(*seconds)
+            ),
+            retry_after: Some(*seconds),
+        }),
         E::EmailLinkUnavailable => say(EMAIL_LINK_OFF),
         E::SecondFactorRequired => say("This needs a sign-in with your authenticator app or your recovery code. Sign out, then sign in with one of them."),
         E::EmailVerificationInvalid => say("This confirmation link was already used, has expired, or a newer one was sent. Register again to get a new one, or sign in if you already confirmed."),
@@ -177,13 +187,27 @@ fn refused(
     match failure(err, step) {
         Failure::Go(to) => go(ctx, to),
         Failure::Say(problem) => stay(status, problem),
+        Failure::Over(problem) => {
+            let page = Page {
+                status,
+                error: Some(problem),
+                ..Page::new("That sign-in is over")
+            };
+            // No form on it, so no CSRF tag: the browser's nonce stays.
+            let mut response = page.render(
+                &Markup::default(),
+                html! { p { a.button href="/sign-in" { "Back to sign in" } } },
+            );
+            clear_cookie(ctx, &mut response, CookieName::Login);
+            response
+        }
     }
 }
 
 /// The refusal in plain words, for pages that stay where they are.
 fn say(err: &AppError, step: Step) -> Problem {
     match failure(err, step) {
-        Failure::Say(problem) => problem,
+        Failure::Say(problem) | Failure::Over(problem) => problem,
         Failure::Go(_) => Problem {
             message: "That did not work. Start again from the sign-in page.".to_owned(),
             retry_after: None,
@@ -296,7 +320,6 @@ fn notice(query: Option<&str>) -> Option<&'static str> {
         "signed-out" => "You are signed out.",
         "expired" => "That sign-in is over: it expired or had too many wrong codes. Sign in again.",
         "attempt-over" => "Too many wrong codes: that sign-in is over. Sign in again.",
-        "attempt-over-wait" => "Too many wrong codes: that sign-in is over. Wait a minute, then sign in again.",
         "email-verified" => "Your email address is confirmed. Sign in to set up your authenticator app.",
         "password-reset" => "Your new password is set and you are signed out everywhere. Sign in with it and your authenticator app.",
         "reset-denied" => "The reset of your multi-factor authentication was cancelled and every session of your account has ended. If you did not ask for it, someone may know your password: change it after you sign in.",
@@ -921,7 +944,7 @@ async fn reset_mfa(State(ctx): State<ApiContext>, caller: Caller, form: Form<Res
     };
     let me = match failure(&err, Step::Password) {
         Failure::Go(to) => return Ok(go(&ctx, to)),
-        Failure::Say(_) => signed_in_user(&ctx, &caller, &browser).await?,
+        Failure::Say(_) | Failure::Over(_) => signed_in_user(&ctx, &caller, &browser).await?,
     };
     Ok(refused(&ctx, &err, Step::Password, |status, problem| {
         reset_view(&ctx, &browser, &me, again(RESET_TITLE, status, problem))
