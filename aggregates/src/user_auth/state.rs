@@ -132,8 +132,6 @@ impl UserAuth {
             .is_some_and(|account| account.verified)
     }
 
-    /// When the MFA reset asked from an `aal1` session takes effect, if one
-    /// is waiting.
     /// Whether "Email" may finish a sign-in: an authenticator is enrolled,
     /// and no password reset by email happened since the last sign-in with
     /// a second factor.
@@ -141,6 +139,8 @@ impl UserAuth {
         self.is_enrolled() && !self.email_link_disabled
     }
 
+    /// When the MFA reset asked from an `aal1` session takes effect, if one
+    /// is waiting.
     pub fn pending_mfa_reset(&self) -> Option<DateTime<Utc>> {
         self.pending_mfa_reset
             .as_ref()
