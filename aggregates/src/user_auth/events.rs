@@ -170,6 +170,8 @@ pub enum ResetCancellation {
     CancelledByUser,
     /// The "this wasn't me" link in the notice.
     DeniedByLink,
+    /// The password was set through a mailed reset link.
+    PasswordReset,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

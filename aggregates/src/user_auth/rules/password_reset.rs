@@ -2,13 +2,13 @@
 //! one. Like the email link it proves only the mailbox, so it is short-lived,
 //! single use, the newest only, a few per window, and it signs nobody in:
 //! it ends every session, and the next sign-in still needs the second
-//! factor. Failures and locks stay as they were; only a sign-in or an
-//! administrator clears them.
+//! factor. It calls off a waiting MFA reset. Failures and locks stay as
+//! they were; only a sign-in or an administrator clears them.
 use chrono::{DateTime, Utc};
 
 use super::Decision;
 use crate::user_auth::{
-    Decided, NewPassword, Reference, SealPurpose, SessionEndReason, UserAuth,
+    Decided, NewPassword, Reference, ResetCancellation, SealPurpose, SessionEndReason, UserAuth,
     UserAuthError as Error, UserAuthEvent as E, UserAuthServices, Verdict,
 };
 
@@ -64,6 +64,15 @@ impl UserAuth {
         let ended = self.end_sessions(SessionEndReason::PasswordReset, None, s, now);
         let sessions_ended = ended.len();
         events.extend(ended);
+        // Whoever asked for the MFA reset has the password and the mailbox:
+        // letting them set the password too would keep the owner from
+        // signing in to call it off until the wait ran out.
+        if self.pending_mfa_reset.is_some() {
+            events.push(E::MfaResetCancelled {
+                reason: ResetCancellation::PasswordReset,
+                at: now,
+            });
+        }
         Ok(Decided {
             events,
             verdict: Verdict::PasswordReset { sessions_ended },
@@ -163,6 +172,43 @@ mod tests {
                     at: when,
                 },
             ]);
+    }
+
+    #[test]
+    fn a_reset_calls_off_a_waiting_mfa_reset() {
+        let now = later(10);
+        let when = now + Duration::minutes(20);
+        let mut given = enrolled();
+        given.extend([
+            session_started(8, SignInMethod::EmailLink, now),
+            E::MfaResetRequested {
+                effective_at: now + Duration::hours(24),
+                denial: reference(30),
+                at: now,
+            },
+            reset_requested(11, now),
+        ]);
+        let events = events_of(at(when), given.clone(), reset_with(11));
+        assert_eq!(
+            events,
+            vec![
+                password_reset(when),
+                E::SessionEnded {
+                    session: reference(8),
+                    reason: SessionEndReason::PasswordReset,
+                    at: when,
+                },
+                E::MfaResetCancelled {
+                    reason: ResetCancellation::PasswordReset,
+                    at: when,
+                },
+            ]
+        );
+        given.extend(events);
+        at(now + Duration::hours(24))
+            .given(given)
+            .when(UserAuthCommand::CompletePendingMfaReset)
+            .then_expect_error(UserAuthError::NoPendingMfaReset);
     }
 
     #[test]
