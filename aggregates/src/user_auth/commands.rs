@@ -69,8 +69,8 @@ pub enum UserAuthCommand {
         link: Reference,
         password: NewPassword,
     },
-    /// The signed-in user's new password; `current` is needed unless the
-    /// session is `aal2` and recent.
+    /// The signed-in user's new password, from an `aal2` session only;
+    /// `current` is needed unless that session is recent.
     ChangePassword {
         session: Reference,
         current: Option<Password>,
