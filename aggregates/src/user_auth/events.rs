@@ -172,6 +172,8 @@ pub enum ResetCancellation {
     DeniedByLink,
     /// The password was set through a mailed reset link.
     PasswordReset,
+    /// A factor failed while the reset waited.
+    SignInFailed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

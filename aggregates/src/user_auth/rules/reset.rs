@@ -5,8 +5,8 @@
 //! Asked from an `aal1` session, which proved only the password and the
 //! mailbox, it waits a while instead: the owner is mailed a "this wasn't me"
 //! link, and a sign-in with the authenticator or recovery code, the user
-//! or that link can call it off, as does a password reset by email. A
-//! background sweeper completes it when due.
+//! or that link can call it off, as do a password reset by email and any
+//! recorded failure. A background sweeper completes it when due.
 use chrono::{DateTime, Duration, Utc};
 
 use super::reauthentication::Reauthentication;
