@@ -58,9 +58,11 @@ pub enum UserAuthCommand {
     UnlockAccount {
         reason: AdminReason,
     },
-    /// Redeems the verification link mailed at registration.
+    /// Redeems the verification link mailed at registration, with the
+    /// password chosen then.
     VerifyEmail {
         link: Reference,
+        password: Password,
     },
     /// "Forgot password?": mails a reset link to a verified account.
     RequestPasswordReset,

@@ -104,7 +104,7 @@ impl UserAuth {
             C::Logout { session } => self.logout(session, s, now),
             C::AdminResetMfa { reason } => self.admin_reset_mfa(reason, s, now),
             C::UnlockAccount { reason } => self.unlock_account(reason, now),
-            C::VerifyEmail { link } => self.verify_email(link, now),
+            C::VerifyEmail { link, password } => self.verify_email(link, &password, s, now).await,
             C::RequestPasswordReset => self.request_password_reset(s, now),
             C::ResetPassword { link, password } => {
                 self.reset_password(link, &password, s, now).await
