@@ -64,7 +64,8 @@ pub enum UserAuthCommand {
         link: Reference,
         password: Password,
     },
-    /// "Forgot password?": mails a reset link to a verified account.
+    /// "Forgot password?": mails a reset link to a verified account with an
+    /// authenticator.
     RequestPasswordReset,
     /// Sets a new password through a mailed reset link; starts no session.
     ResetPassword {

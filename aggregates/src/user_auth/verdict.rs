@@ -43,7 +43,8 @@ pub enum Verdict {
     Unlocked,
     EmailVerified,
     /// RequestPasswordReset: `mailed` is false for an unknown or unverified
-    /// account, or over the limit; the caller's answer is the same.
+    /// account, one without an authenticator, or over the limit; the
+    /// caller's answer is the same.
     PasswordResetRequested {
         mailed: bool,
     },

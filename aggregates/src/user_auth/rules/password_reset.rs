@@ -1,5 +1,7 @@
 //! The forgotten password: a link mailed to a verified address sets a new
-//! one. Like the email link it proves only the mailbox, so it is short-lived,
+//! one, for an account with an authenticator only: without one the mailbox
+//! alone would set the password, sign in and enroll an authenticator of its
+//! own. Like the email link it proves only the mailbox, so it is short-lived,
 //! single use, the newest only, a few per window, and it signs nobody in:
 //! it ends every session, and the next sign-in still needs the second
 //! factor. It calls off a waiting MFA reset. Failures and locks stay as
@@ -26,7 +28,10 @@ impl UserAuth {
             .count();
         // One answer for every case, so the form tells nobody whether the
         // address has an account; the limit protects the owner's inbox.
-        if !self.is_verified() || recent >= s.policy.password_resets_per_window {
+        if !self.is_verified()
+            || !self.is_enrolled()
+            || recent >= s.policy.password_resets_per_window
+        {
             return Ok(Decided {
                 events: vec![],
                 verdict: Verdict::PasswordResetRequested { mailed: false },
@@ -52,6 +57,7 @@ impl UserAuth {
         self.password_reset_link
             .as_ref()
             .filter(|pending| pending.reference == link && now < pending.expires_at)
+            .filter(|_| self.is_enrolled())
             .ok_or(Error::PasswordResetInvalid)?;
         let hash = s.hasher.hash(password.as_password()).await?;
         let mut events = vec![E::PasswordReset {
@@ -116,14 +122,46 @@ mod tests {
     }
 
     #[test]
-    fn unknown_and_unverified_accounts_are_mailed_nothing_and_answered_alike() {
-        for given in [vec![], unverified()] {
+    fn unknown_unverified_and_unenrolled_accounts_are_mailed_nothing_and_answered_alike() {
+        for given in [vec![], unverified(), registered()] {
             let outcome = decided(later(10), given, UserAuthCommand::RequestPasswordReset);
             assert_eq!(outcome.events, vec![]);
             assert_eq!(
                 outcome.verdict,
                 Verdict::PasswordResetRequested { mailed: false }
             );
+        }
+    }
+
+    #[test]
+    fn an_account_without_an_authenticator_is_mailed_no_reset_link() {
+        at(later(10))
+            .given(registered())
+            .when(UserAuthCommand::RequestPasswordReset)
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_reset_link_sets_no_password_for_an_account_without_an_authenticator() {
+        // Mailed while enrolled; the authenticator was reset since.
+        let now = later(10);
+        let mut reset_since = enrolled();
+        reset_since.extend([
+            reset_requested(11, now),
+            E::MfaReset {
+                actor: Actor::Admin,
+                reason: Some("lost phone, identity checked".into()),
+                at: now,
+            },
+        ]);
+        // Mailed before links were kept from such accounts.
+        let mut never_enrolled = registered();
+        never_enrolled.push(reset_requested(11, now));
+        for given in [reset_since, never_enrolled] {
+            at(now)
+                .given(given)
+                .when(reset_with(11))
+                .then_expect_error(UserAuthError::PasswordResetInvalid);
         }
     }
 
