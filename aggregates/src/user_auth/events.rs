@@ -225,6 +225,9 @@ pub enum SessionEndReason {
     PasswordChanged,
     /// The "this wasn't me" link of a pending MFA reset.
     ResetDenied,
+    /// A pending MFA reset was called off by a sign-in with a second factor
+    /// or by the user; this session was won by email link.
+    ResetCancelled,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -61,6 +61,9 @@ pub enum Verdict {
     MfaResetPending {
         effective_at: DateTime<Utc>,
     },
+    /// A pending MFA reset was called off: by the user, ending the
+    /// sessions won by email link (the cancelling one too, if it is one),
+    /// or by the denial link, ending every session.
     MfaResetCancelled {
         sessions_ended: usize,
     },
