@@ -3,7 +3,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::events::{Assurance, SignInMethod, UserAuthEvent};
+use super::events::{Assurance, ResetCancellation, SignInMethod, UserAuthEvent};
 use super::recovery_code::CodeDigest;
 use super::reference::Reference;
 use super::services::{Policy, Sealed};
@@ -30,7 +30,9 @@ pub struct UserAuth {
     pub(super) password_reset_link: Option<MailedLink>,
     pub(super) password_reset_requests: Vec<DateTime<Utc>>,
     /// Set by a password reset by email: the mailbox alone just changed the
-    /// password, so it may not also stand in for the second factor.
+    /// password, so it may not also stand in for the second factor. Set too
+    /// by the "this wasn't me" link: someone else has the password and the
+    /// mailbox.
     pub(super) email_link_disabled: bool,
     pub(super) pending_mfa_reset: Option<PendingMfaReset>,
 }
@@ -133,8 +135,9 @@ impl UserAuth {
     }
 
     /// Whether "Email" may finish a sign-in: an authenticator is enrolled,
-    /// and no password reset by email happened since the last sign-in with
-    /// a second factor.
+    /// and neither a password reset by email nor the "this wasn't me" link
+    /// of a pending MFA reset happened since the last sign-in with a second
+    /// factor.
     pub fn email_link_available(&self) -> bool {
         self.is_enrolled() && !self.email_link_disabled
     }
@@ -406,7 +409,15 @@ impl UserAuth {
                     denial,
                 });
             }
-            E::MfaResetCancelled { .. } => self.pending_mfa_reset = None,
+            E::MfaResetCancelled { reason, .. } => {
+                self.pending_mfa_reset = None;
+                if reason == ResetCancellation::DeniedByLink {
+                    // Whoever asked still has the password and the mailbox.
+                    // A link already mailed would sign them in all the same.
+                    self.email_link_disabled = true;
+                    self.email_link = None;
+                }
+            }
         }
     }
 

@@ -2,7 +2,9 @@
 //! its login attempt, short-lived, single use, a newer link voids older
 //! ones, and a few per window per account. It signs in at aal1. After a
 //! password reset by email it is off until a sign-in with a second factor:
-//! otherwise the mailbox alone would both set the password and sign in.
+//! otherwise the mailbox alone would both set the password and sign in. So
+//! it is after the "this wasn't me" link of a pending MFA reset, since
+//! someone else then holds the password and the mailbox.
 use chrono::{DateTime, Utc};
 
 use super::Decision;

@@ -547,6 +547,76 @@ mod tests {
             ]);
     }
 
+    /// A reset waiting since `now`, denied by its link at `when`, with
+    /// login attempt 7 opened after.
+    fn denied(now: DateTime<Utc>, when: DateTime<Utc>) -> Vec<UserAuthEvent> {
+        let mut given = reset_pending(now);
+        let deny = UserAuthCommand::DenyMfaReset {
+            link: reference(30),
+        };
+        given.extend(events_of(at(when), given.clone(), deny));
+        given.push(attempt_opened(7, when, SecondFactor::Totp));
+        given
+    }
+
+    #[test]
+    fn the_denial_link_turns_sign_in_by_email_link_off() {
+        let now = later(10);
+        let when = now + Duration::minutes(30);
+        at(when)
+            .given(denied(now, when))
+            .when(UserAuthCommand::RequestEmailLink {
+                attempt: reference(7),
+            })
+            .then_expect_error(UserAuthError::EmailLinkUnavailable);
+        assert!(!folded(denied(now, when)).email_link_available());
+    }
+
+    #[test]
+    fn a_sign_in_link_mailed_before_the_denial_signs_nobody_in() {
+        let now = later(10);
+        let when = now + Duration::minutes(5);
+        let mut given = reset_pending(now);
+        given.extend([
+            attempt_opened(7, when, SecondFactor::Totp),
+            E::EmailLinkRequested {
+                link: reference(11),
+                attempt: reference(7),
+                expires_at: when + Duration::minutes(15),
+                at: when,
+            },
+            cancelled(ResetCancellation::DeniedByLink, when),
+        ]);
+        at(when)
+            .given(given)
+            .when(UserAuthCommand::UseEmailLink {
+                link: reference(11),
+            })
+            .then_expect_error(UserAuthError::EmailLinkInvalid);
+    }
+
+    #[test]
+    fn after_the_denial_a_sign_in_with_a_second_factor_turns_email_links_back_on() {
+        let now = later(10);
+        let when = now + Duration::minutes(30);
+        let mut given = denied(now, when);
+        given.extend([
+            session_started(9, SignInMethod::Totp, when),
+            attempt_opened(7, when, SecondFactor::Totp),
+        ]);
+        at(when)
+            .given(given)
+            .when(UserAuthCommand::RequestEmailLink {
+                attempt: reference(7),
+            })
+            .then_expect_events(vec![E::EmailLinkRequested {
+                link: reference(1),
+                attempt: reference(7),
+                expires_at: when + Duration::minutes(15),
+                at: when,
+            }]);
+    }
+
     #[test]
     fn the_denial_link_works_only_for_the_reset_still_waiting() {
         let now = later(10);
