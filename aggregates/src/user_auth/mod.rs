@@ -4,6 +4,7 @@ mod commands;
 mod email;
 mod error;
 mod events;
+mod links;
 mod password;
 mod recovery_code;
 mod reference;
@@ -27,6 +28,7 @@ pub use events::{
     Actor, Assurance, ResetCancellation, SecondFactor, SessionEndReason, SignInMethod,
     TotpRejection, UserAuthEvent,
 };
+pub use links::MailedLink;
 pub use password::{NewPassword, Password, PasswordError, MAX_PASSWORD_CHARS};
 pub use recovery_code::{CodeDigest, InvalidRecoveryCode, RecoveryCode, RECOVERY_CODE_BYTES};
 pub use reference::Reference;

@@ -24,10 +24,10 @@ pub struct UserAuth {
     pub(super) consecutive_failures: u32,
     pub(super) throttled_until: Option<DateTime<Utc>>,
     pub(super) locked: bool,
-    pub(super) verification_link: Option<MailedLink>,
+    pub(super) verification_link: Option<UnboundLink>,
     /// Verification links and registration notices, for their limit.
     pub(super) registration_mails: Vec<DateTime<Utc>>,
-    pub(super) password_reset_link: Option<MailedLink>,
+    pub(super) password_reset_link: Option<UnboundLink>,
     pub(super) password_reset_requests: Vec<DateTime<Utc>>,
     /// Set by a password reset by email: the mailbox alone just changed the
     /// password, so it may not also stand in for the second factor. Set too
@@ -76,7 +76,7 @@ pub(super) struct EmailLink {
 /// A link mailed to the account's address that is not bound to a login
 /// attempt; only the newest one counts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(super) struct MailedLink {
+pub(super) struct UnboundLink {
     pub reference: Reference,
     pub expires_at: DateTime<Utc>,
 }
@@ -370,7 +370,7 @@ impl UserAuth {
                 if let Some(account) = &mut self.account {
                     account.verified = false;
                 }
-                self.verification_link = Some(MailedLink {
+                self.verification_link = Some(UnboundLink {
                     reference: link,
                     expires_at,
                 });
@@ -388,7 +388,7 @@ impl UserAuth {
                 expires_at,
                 at,
             } => {
-                self.password_reset_link = Some(MailedLink {
+                self.password_reset_link = Some(UnboundLink {
                     reference: link,
                     expires_at,
                 });

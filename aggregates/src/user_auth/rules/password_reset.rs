@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 
 use super::Decision;
 use crate::user_auth::{
-    Decided, NewPassword, Reference, ResetCancellation, SealPurpose, SessionEndReason, UserAuth,
-    UserAuthError as Error, UserAuthEvent as E, UserAuthServices, Verdict,
+    Decided, MailedLink, NewPassword, Reference, ResetCancellation, SealPurpose, SessionEndReason,
+    UserAuth, UserAuthError as Error, UserAuthEvent as E, UserAuthServices, Verdict,
 };
 
 impl UserAuth {
@@ -54,11 +54,9 @@ impl UserAuth {
         s: &UserAuthServices,
         now: DateTime<Utc>,
     ) -> Decision {
-        self.password_reset_link
-            .as_ref()
-            .filter(|pending| pending.reference == link && now < pending.expires_at)
-            .filter(|_| self.is_enrolled())
-            .ok_or(Error::PasswordResetInvalid)?;
+        if !self.mailed_link_live(MailedLink::PasswordReset, &link, now, &s.policy) {
+            return Err(Error::PasswordResetInvalid);
+        }
         let hash = s.hasher.hash(password.as_password()).await?;
         let mut events = vec![E::PasswordReset {
             password_hash: s

@@ -14,8 +14,9 @@ use chrono::{DateTime, Duration, Utc};
 use super::reauthentication::Reauthentication;
 use super::Decision;
 use crate::user_auth::{
-    Actor, Assurance, Decided, Password, Reference, ResetCancellation, SessionEndReason, UserAuth,
-    UserAuthError as Error, UserAuthEvent as E, UserAuthServices, Verdict,
+    Actor, Assurance, Decided, MailedLink, Password, Reference, ResetCancellation,
+    SessionEndReason, UserAuth, UserAuthError as Error, UserAuthEvent as E, UserAuthServices,
+    Verdict,
 };
 
 impl UserAuth {
@@ -100,10 +101,9 @@ impl UserAuth {
         s: &UserAuthServices,
         now: DateTime<Utc>,
     ) -> Decision {
-        self.pending_mfa_reset
-            .as_ref()
-            .filter(|pending| pending.denial == link)
-            .ok_or(Error::MfaResetDenialInvalid)?;
+        if !self.mailed_link_live(MailedLink::ResetDenial, &link, now, &s.policy) {
+            return Err(Error::MfaResetDenialInvalid);
+        }
         let mut events = vec![E::MfaResetCancelled {
             reason: ResetCancellation::DeniedByLink,
             at: now,

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::Decision;
 use crate::user_auth::{
-    Decided, Password, PasswordCheck, Reference, UserAuth, UserAuthError as Error,
+    Decided, MailedLink, Password, PasswordCheck, Reference, UserAuth, UserAuthError as Error,
     UserAuthEvent as E, UserAuthServices, Verdict,
 };
 
@@ -20,10 +20,9 @@ impl UserAuth {
         s: &UserAuthServices,
         now: DateTime<Utc>,
     ) -> Decision {
-        self.verification_link
-            .as_ref()
-            .filter(|pending| pending.reference == link && now < pending.expires_at)
-            .ok_or(Error::EmailVerificationInvalid)?;
+        if !self.mailed_link_live(MailedLink::Verification, &link, now, &s.policy) {
+            return Err(Error::EmailVerificationInvalid);
+        }
         let hash = self.password_hash(s)?;
         // Not a failure to count: an unverified account has no owner yet
         // whose sign-in it could protect, and the link already limits who
