@@ -314,3 +314,25 @@ impl DomainEvent for UserAuthEvent {
         "1".to_owned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, to_value};
+
+    use super::{ResetCancellation, SessionEndReason};
+
+    #[test]
+    fn the_reasons_added_for_recovery_are_stored_under_their_snake_case_names() {
+        let cases = [
+            (to_value(ResetCancellation::PasswordReset), "password_reset"),
+            (to_value(ResetCancellation::SignInFailed), "sign_in_failed"),
+            (
+                to_value(SessionEndReason::ResetCancelled),
+                "reset_cancelled",
+            ),
+        ];
+        for (stored, name) in cases {
+            assert_eq!(stored.unwrap(), json!(name));
+        }
+    }
+}
