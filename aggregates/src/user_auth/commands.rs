@@ -58,19 +58,22 @@ pub enum UserAuthCommand {
     UnlockAccount {
         reason: AdminReason,
     },
-    /// Redeems the verification link mailed at registration.
+    /// Redeems the verification link mailed at registration, with the
+    /// password chosen then.
     VerifyEmail {
         link: Reference,
+        password: Password,
     },
-    /// "Forgot password?": mails a reset link to a verified account.
+    /// "Forgot password?": mails a reset link to a verified account with an
+    /// authenticator.
     RequestPasswordReset,
     /// Sets a new password through a mailed reset link; starts no session.
     ResetPassword {
         link: Reference,
         password: NewPassword,
     },
-    /// The signed-in user's new password; `current` is needed unless the
-    /// session is `aal2` and recent.
+    /// The signed-in user's new password, from an `aal2` session only;
+    /// `current` is needed unless that session is recent.
     ChangePassword {
         session: Reference,
         current: Option<Password>,

@@ -170,6 +170,10 @@ pub enum ResetCancellation {
     CancelledByUser,
     /// The "this wasn't me" link in the notice.
     DeniedByLink,
+    /// The password was set through a mailed reset link.
+    PasswordReset,
+    /// A factor failed while the reset waited.
+    SignInFailed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,6 +225,9 @@ pub enum SessionEndReason {
     PasswordChanged,
     /// The "this wasn't me" link of a pending MFA reset.
     ResetDenied,
+    /// A pending MFA reset was called off by a sign-in with a second factor
+    /// or by the user; this session was won by email link.
+    ResetCancelled,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -305,5 +312,27 @@ impl DomainEvent for UserAuthEvent {
 
     fn event_version(&self) -> String {
         "1".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, to_value};
+
+    use super::{ResetCancellation, SessionEndReason};
+
+    #[test]
+    fn the_reasons_added_for_recovery_are_stored_under_their_snake_case_names() {
+        let cases = [
+            (to_value(ResetCancellation::PasswordReset), "password_reset"),
+            (to_value(ResetCancellation::SignInFailed), "sign_in_failed"),
+            (
+                to_value(SessionEndReason::ResetCancelled),
+                "reset_cancelled",
+            ),
+        ];
+        for (stored, name) in cases {
+            assert_eq!(stored.unwrap(), json!(name));
+        }
     }
 }

@@ -4,6 +4,7 @@ mod commands;
 mod email;
 mod error;
 mod events;
+mod links;
 mod password;
 mod recovery_code;
 mod reference;
@@ -27,6 +28,7 @@ pub use events::{
     Actor, Assurance, ResetCancellation, SecondFactor, SessionEndReason, SignInMethod,
     TotpRejection, UserAuthEvent,
 };
+pub use links::MailedLink;
 pub use password::{NewPassword, Password, PasswordError, MAX_PASSWORD_CHARS};
 pub use recovery_code::{CodeDigest, InvalidRecoveryCode, RecoveryCode, RECOVERY_CODE_BYTES};
 pub use reference::Reference;
@@ -104,7 +106,7 @@ impl UserAuth {
             C::Logout { session } => self.logout(session, s, now),
             C::AdminResetMfa { reason } => self.admin_reset_mfa(reason, s, now),
             C::UnlockAccount { reason } => self.unlock_account(reason, now),
-            C::VerifyEmail { link } => self.verify_email(link, now),
+            C::VerifyEmail { link, password } => self.verify_email(link, &password, s, now).await,
             C::RequestPasswordReset => self.request_password_reset(s, now),
             C::ResetPassword { link, password } => {
                 self.reset_password(link, &password, s, now).await

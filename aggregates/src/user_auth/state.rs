@@ -3,7 +3,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::events::{Assurance, SignInMethod, UserAuthEvent};
+use super::events::{Assurance, ResetCancellation, SignInMethod, UserAuthEvent};
 use super::recovery_code::CodeDigest;
 use super::reference::Reference;
 use super::services::{Policy, Sealed};
@@ -24,13 +24,15 @@ pub struct UserAuth {
     pub(super) consecutive_failures: u32,
     pub(super) throttled_until: Option<DateTime<Utc>>,
     pub(super) locked: bool,
-    pub(super) verification_link: Option<MailedLink>,
+    pub(super) verification_link: Option<UnboundLink>,
     /// Verification links and registration notices, for their limit.
     pub(super) registration_mails: Vec<DateTime<Utc>>,
-    pub(super) password_reset_link: Option<MailedLink>,
+    pub(super) password_reset_link: Option<UnboundLink>,
     pub(super) password_reset_requests: Vec<DateTime<Utc>>,
     /// Set by a password reset by email: the mailbox alone just changed the
-    /// password, so it may not also stand in for the second factor.
+    /// password, so it may not also stand in for the second factor. Set too
+    /// by the "this wasn't me" link: someone else has the password and the
+    /// mailbox.
     pub(super) email_link_disabled: bool,
     pub(super) pending_mfa_reset: Option<PendingMfaReset>,
 }
@@ -74,7 +76,7 @@ pub(super) struct EmailLink {
 /// A link mailed to the account's address that is not bound to a login
 /// attempt; only the newest one counts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(super) struct MailedLink {
+pub(super) struct UnboundLink {
     pub reference: Reference,
     pub expires_at: DateTime<Utc>,
 }
@@ -132,15 +134,16 @@ impl UserAuth {
             .is_some_and(|account| account.verified)
     }
 
-    /// When the MFA reset asked from an `aal1` session takes effect, if one
-    /// is waiting.
     /// Whether "Email" may finish a sign-in: an authenticator is enrolled,
-    /// and no password reset by email happened since the last sign-in with
-    /// a second factor.
+    /// and neither a password reset by email nor the "this wasn't me" link
+    /// of a pending MFA reset happened since the last sign-in with a second
+    /// factor.
     pub fn email_link_available(&self) -> bool {
         self.is_enrolled() && !self.email_link_disabled
     }
 
+    /// When the MFA reset asked from an `aal1` session takes effect, if one
+    /// is waiting.
     pub fn pending_mfa_reset(&self) -> Option<DateTime<Utc>> {
         self.pending_mfa_reset
             .as_ref()
@@ -367,7 +370,7 @@ impl UserAuth {
                 if let Some(account) = &mut self.account {
                     account.verified = false;
                 }
-                self.verification_link = Some(MailedLink {
+                self.verification_link = Some(UnboundLink {
                     reference: link,
                     expires_at,
                 });
@@ -385,7 +388,7 @@ impl UserAuth {
                 expires_at,
                 at,
             } => {
-                self.password_reset_link = Some(MailedLink {
+                self.password_reset_link = Some(UnboundLink {
                     reference: link,
                     expires_at,
                 });
@@ -406,7 +409,15 @@ impl UserAuth {
                     denial,
                 });
             }
-            E::MfaResetCancelled { .. } => self.pending_mfa_reset = None,
+            E::MfaResetCancelled { reason, .. } => {
+                self.pending_mfa_reset = None;
+                if reason == ResetCancellation::DeniedByLink {
+                    // Whoever asked still has the password and the mailbox.
+                    // A link already mailed would sign them in all the same.
+                    self.email_link_disabled = true;
+                    self.email_link = None;
+                }
+            }
         }
     }
 

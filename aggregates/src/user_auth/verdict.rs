@@ -43,7 +43,8 @@ pub enum Verdict {
     Unlocked,
     EmailVerified,
     /// RequestPasswordReset: `mailed` is false for an unknown or unverified
-    /// account, or over the limit; the caller's answer is the same.
+    /// account, one without an authenticator, or over the limit; the
+    /// caller's answer is the same.
     PasswordResetRequested {
         mailed: bool,
     },
@@ -60,6 +61,9 @@ pub enum Verdict {
     MfaResetPending {
         effective_at: DateTime<Utc>,
     },
+    /// A pending MFA reset was called off: by the user, ending the
+    /// sessions won by email link (the cancelling one too, if it is one),
+    /// or by the denial link, ending every session.
     MfaResetCancelled {
         sessions_ended: usize,
     },

@@ -1,7 +1,10 @@
-//! Changing the password from a session. A recent sign-in with a second
-//! factor is proof enough; any other session gives the current password.
-//! Every other session ends, since whoever knew the old password may hold
-//! one; the session that changed it stays.
+//! Changing the password from a session won with a second factor: a
+//! recent one is proof enough, an older one gives the current password. A
+//! session won by email link may not: it proves the password and the
+//! mailbox, and whoever holds those could otherwise set a new password,
+//! end the owner's sessions and wait out an MFA reset the owner could no
+//! longer sign in to cancel. Every other session ends, since whoever knew
+//! the old password may hold one; the session that changed it stays.
 use chrono::{DateTime, Utc};
 
 use super::reauthentication::Reauthentication;
@@ -12,10 +15,10 @@ use crate::user_auth::{
 };
 
 impl UserAuth {
-    /// Whether changing the password needs the current one: unless the
-    /// session was won with a second factor within the reauthentication
-    /// window. An `aal1` session proves only the mailbox, which is not
-    /// enough to take over the password.
+    /// Whether changing the password from `session` needs the current one:
+    /// unless the session was won with a second factor within the
+    /// reauthentication window. Only an `aal2` session may change it at
+    /// all; for any other this answers true.
     pub fn current_password_required(
         &self,
         session: &Reference,
@@ -36,8 +39,12 @@ impl UserAuth {
         s: &UserAuthServices,
         now: DateTime<Utc>,
     ) -> Decision {
-        self.live_session(&session, now, &s.policy)
+        let live = self
+            .live_session(&session, now, &s.policy)
             .ok_or(Error::SessionInvalid)?;
+        if live.aal != Assurance::Aal2 {
+            return Err(Error::SecondFactorRequired);
+        }
         let fresh = !self.current_password_required(&session, now, &s.policy);
         if let Reauthentication::Failed(rejected) =
             self.reauthenticate(fresh, current.as_ref(), s, now).await?
@@ -140,49 +147,76 @@ mod tests {
     }
 
     #[test]
-    fn an_aal1_session_needs_the_current_password_however_fresh() {
+    fn an_aal1_session_cannot_change_the_password_even_with_the_current_one() {
         let now = later(10);
         let given = signed_in_by(SignInMethod::EmailLink, now, now);
         at(now)
             .given(given.clone())
             .when(change(None))
-            .then_expect_error(UserAuthError::ReauthenticationRequired);
+            .then_expect_error(UserAuthError::SecondFactorRequired);
         at(now)
             .given(given)
             .when(change(Some(password())))
-            .then_expect_events(vec![changed(now)]);
+            .then_expect_error(UserAuthError::SecondFactorRequired);
+    }
+
+    #[test]
+    fn a_wrong_password_from_an_aal1_session_is_refused_before_it_is_checked() {
+        let now = later(10);
+        let (outcome, work) = with_hashing_work(
+            now,
+            signed_in_by(SignInMethod::EmailLink, now, now),
+            change(Some(wrong_password())),
+        );
+        assert_eq!(outcome, Err(UserAuthError::SecondFactorRequired));
+        assert_eq!(work, 0);
+    }
+
+    #[test]
+    fn whether_the_current_password_is_required_follows_the_session() {
+        let now = later(10);
+        let policy = policy();
+        let fresh = folded(signed_in_by(SignInMethod::Totp, now, now));
+        assert!(!fresh.current_password_required(&reference(8), now, &policy));
+        let old = now + Duration::minutes(20);
+        let stale = folded(signed_in_by(SignInMethod::Totp, now, old));
+        assert!(stale.current_password_required(&reference(8), old, &policy));
+        let by_email = folded(signed_in_by(SignInMethod::EmailLink, now, now));
+        assert!(by_email.current_password_required(&reference(8), now, &policy));
     }
 
     #[test]
     fn a_wrong_current_password_is_a_failure_and_changes_nothing() {
         let now = later(10);
-        at(now)
-            .given(signed_in_by(SignInMethod::EmailLink, now, now))
+        let when = now + Duration::minutes(20);
+        at(when)
+            .given(signed_in_by(SignInMethod::Totp, now, when))
             .when(change(Some(wrong_password())))
-            .then_expect_events(vec![E::PasswordRejected { at: now }]);
+            .then_expect_events(vec![E::PasswordRejected { at: when }]);
     }
 
     #[test]
     fn the_current_password_is_not_checked_on_a_locked_or_throttled_account() {
         let now = later(10);
-        let mut throttled = signed_in_by(SignInMethod::EmailLink, now, now);
+        let when = now + Duration::minutes(20);
+        let mut throttled = signed_in_by(SignInMethod::Totp, now, when);
         throttled.push(E::SignInThrottled {
             failures: 5,
-            until: now + Duration::seconds(30),
-            at: now,
+            until: when + Duration::seconds(30),
+            at: when,
         });
-        at(now)
+        at(when)
             .given(throttled)
             .when(change(Some(password())))
             .then_expect_error(UserAuthError::Throttled {
-                retry_after: now + Duration::seconds(30),
+                retry_after: when + Duration::seconds(30),
             });
-        let mut locked = signed_in_by(SignInMethod::EmailLink, now, now);
+        let mut locked = signed_in_by(SignInMethod::Totp, now, when);
         locked.push(E::AccountLocked {
             failures: 100,
-            at: now,
+            at: when,
         });
-        at(now)
+        at(when)
             .given(locked)
             .when(change(Some(password())))
             .then_expect_error(UserAuthError::AccountLocked);
@@ -236,10 +270,11 @@ mod tests {
     #[test]
     fn a_wrong_current_password_is_rejected_as_a_password_failure() {
         let now = later(10);
+        let when = now + Duration::minutes(20);
         assert_eq!(
             decided(
-                now,
-                signed_in_by(SignInMethod::EmailLink, now, now),
+                when,
+                signed_in_by(SignInMethod::Totp, now, when),
                 change(Some(wrong_password()))
             )
             .verdict,

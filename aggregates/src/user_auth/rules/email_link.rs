@@ -2,13 +2,15 @@
 //! its login attempt, short-lived, single use, a newer link voids older
 //! ones, and a few per window per account. It signs in at aal1. After a
 //! password reset by email it is off until a sign-in with a second factor:
-//! otherwise the mailbox alone would both set the password and sign in.
+//! otherwise the mailbox alone would both set the password and sign in. So
+//! it is after the "this wasn't me" link of a pending MFA reset, since
+//! someone else then holds the password and the mailbox.
 use chrono::{DateTime, Utc};
 
 use super::Decision;
 use crate::user_auth::{
-    Decided, Reference, SignInMethod, UserAuth, UserAuthError as Error, UserAuthEvent as E,
-    UserAuthServices, Verdict,
+    Decided, MailedLink, Reference, SignInMethod, UserAuth, UserAuthError as Error,
+    UserAuthEvent as E, UserAuthServices, Verdict,
 };
 
 impl UserAuth {
@@ -57,18 +59,11 @@ impl UserAuth {
         s: &UserAuthServices,
         now: DateTime<Utc>,
     ) -> Decision {
-        let current = self
-            .email_link
-            .as_ref()
-            .filter(|l| l.reference == link && !l.used && now < l.expires_at)
-            .ok_or(Error::EmailLinkInvalid)?;
         // The link completes the attempt it was asked from; a newer password
-        // sign-in, a finished sign-in or an exhausted attempt voids it. The
-        // attempt's own five minutes do not apply: the link has its own life.
-        self.attempt
-            .as_ref()
-            .filter(|a| a.reference == current.attempt && a.failures < s.policy.second_factor_tries)
-            .ok_or(Error::EmailLinkInvalid)?;
+        // sign-in, a finished sign-in or an exhausted attempt voids it.
+        if !self.mailed_link_live(MailedLink::SignIn, &link, now, &s.policy) {
+            return Err(Error::EmailLinkInvalid);
+        }
         if self.locked {
             return Err(Error::AccountLocked);
         }

@@ -68,7 +68,7 @@ impl UserAuth {
                         attempt,
                         next,
                         expires_at,
-                        email_link_available: self.is_enrolled() && !self.email_link_disabled,
+                        email_link_available: self.email_link_available(),
                     },
                 })
             }

@@ -1,15 +1,17 @@
 //! The forgotten password: a link mailed to a verified address sets a new
-//! one. Like the email link it proves only the mailbox, so it is short-lived,
+//! one, for an account with an authenticator only: without one the mailbox
+//! alone would set the password, sign in and enroll an authenticator of its
+//! own. Like the email link it proves only the mailbox, so it is short-lived,
 //! single use, the newest only, a few per window, and it signs nobody in:
 //! it ends every session, and the next sign-in still needs the second
-//! factor. Failures and locks stay as they were; only a sign-in or an
-//! administrator clears them.
+//! factor. It calls off a waiting MFA reset. Failures and locks stay as
+//! they were; only a sign-in or an administrator clears them.
 use chrono::{DateTime, Utc};
 
 use super::Decision;
 use crate::user_auth::{
-    Decided, NewPassword, Reference, SealPurpose, SessionEndReason, UserAuth,
-    UserAuthError as Error, UserAuthEvent as E, UserAuthServices, Verdict,
+    Decided, MailedLink, NewPassword, Reference, ResetCancellation, SealPurpose, SessionEndReason,
+    UserAuth, UserAuthError as Error, UserAuthEvent as E, UserAuthServices, Verdict,
 };
 
 impl UserAuth {
@@ -26,7 +28,10 @@ impl UserAuth {
             .count();
         // One answer for every case, so the form tells nobody whether the
         // address has an account; the limit protects the owner's inbox.
-        if !self.is_verified() || recent >= s.policy.password_resets_per_window {
+        if !self.is_verified()
+            || !self.is_enrolled()
+            || recent >= s.policy.password_resets_per_window
+        {
             return Ok(Decided {
                 events: vec![],
                 verdict: Verdict::PasswordResetRequested { mailed: false },
@@ -49,10 +54,9 @@ impl UserAuth {
         s: &UserAuthServices,
         now: DateTime<Utc>,
     ) -> Decision {
-        self.password_reset_link
-            .as_ref()
-            .filter(|pending| pending.reference == link && now < pending.expires_at)
-            .ok_or(Error::PasswordResetInvalid)?;
+        if !self.mailed_link_live(MailedLink::PasswordReset, &link, now, &s.policy) {
+            return Err(Error::PasswordResetInvalid);
+        }
         let hash = s.hasher.hash(password.as_password()).await?;
         let mut events = vec![E::PasswordReset {
             password_hash: s
@@ -64,6 +68,15 @@ impl UserAuth {
         let ended = self.end_sessions(SessionEndReason::PasswordReset, None, s, now);
         let sessions_ended = ended.len();
         events.extend(ended);
+        // Whoever asked for the MFA reset has the password and the mailbox:
+        // letting them set the password too would keep the owner from
+        // signing in to call it off until the wait ran out.
+        if self.pending_mfa_reset.is_some() {
+            events.push(E::MfaResetCancelled {
+                reason: ResetCancellation::PasswordReset,
+                at: now,
+            });
+        }
         Ok(Decided {
             events,
             verdict: Verdict::PasswordReset { sessions_ended },
@@ -107,14 +120,46 @@ mod tests {
     }
 
     #[test]
-    fn unknown_and_unverified_accounts_are_mailed_nothing_and_answered_alike() {
-        for given in [vec![], unverified()] {
+    fn unknown_unverified_and_unenrolled_accounts_are_mailed_nothing_and_answered_alike() {
+        for given in [vec![], unverified(), registered()] {
             let outcome = decided(later(10), given, UserAuthCommand::RequestPasswordReset);
             assert_eq!(outcome.events, vec![]);
             assert_eq!(
                 outcome.verdict,
                 Verdict::PasswordResetRequested { mailed: false }
             );
+        }
+    }
+
+    #[test]
+    fn an_account_without_an_authenticator_is_mailed_no_reset_link() {
+        at(later(10))
+            .given(registered())
+            .when(UserAuthCommand::RequestPasswordReset)
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_reset_link_sets_no_password_for_an_account_without_an_authenticator() {
+        // Mailed while enrolled; the authenticator was reset since.
+        let now = later(10);
+        let mut reset_since = enrolled();
+        reset_since.extend([
+            reset_requested(11, now),
+            E::MfaReset {
+                actor: Actor::Admin,
+                reason: Some("lost phone, identity checked".into()),
+                at: now,
+            },
+        ]);
+        // Mailed before links were kept from such accounts.
+        let mut never_enrolled = registered();
+        never_enrolled.push(reset_requested(11, now));
+        for given in [reset_since, never_enrolled] {
+            at(now)
+                .given(given)
+                .when(reset_with(11))
+                .then_expect_error(UserAuthError::PasswordResetInvalid);
         }
     }
 
@@ -163,6 +208,43 @@ mod tests {
                     at: when,
                 },
             ]);
+    }
+
+    #[test]
+    fn a_reset_calls_off_a_waiting_mfa_reset() {
+        let now = later(10);
+        let when = now + Duration::minutes(20);
+        let mut given = enrolled();
+        given.extend([
+            session_started(8, SignInMethod::EmailLink, now),
+            E::MfaResetRequested {
+                effective_at: now + Duration::hours(24),
+                denial: reference(30),
+                at: now,
+            },
+            reset_requested(11, now),
+        ]);
+        let events = events_of(at(when), given.clone(), reset_with(11));
+        assert_eq!(
+            events,
+            vec![
+                password_reset(when),
+                E::SessionEnded {
+                    session: reference(8),
+                    reason: SessionEndReason::PasswordReset,
+                    at: when,
+                },
+                E::MfaResetCancelled {
+                    reason: ResetCancellation::PasswordReset,
+                    at: when,
+                },
+            ]
+        );
+        given.extend(events);
+        at(now + Duration::hours(24))
+            .given(given)
+            .when(UserAuthCommand::CompletePendingMfaReset)
+            .then_expect_error(UserAuthError::NoPendingMfaReset);
     }
 
     #[test]

@@ -5,14 +5,18 @@
 //! Asked from an `aal1` session, which proved only the password and the
 //! mailbox, it waits a while instead: the owner is mailed a "this wasn't me"
 //! link, and a sign-in with the authenticator or recovery code, the user
-//! or that link can call it off. A background sweeper completes it when due.
+//! or that link can call it off, as do a password reset by email and any
+//! recorded failure. Called off by the user or a sign-in with a device, it
+//! ends the sessions won by email link, from which it may have been asked.
+//! A background sweeper completes it when due.
 use chrono::{DateTime, Duration, Utc};
 
 use super::reauthentication::Reauthentication;
 use super::Decision;
 use crate::user_auth::{
-    Actor, Assurance, Decided, Password, Reference, ResetCancellation, SessionEndReason, UserAuth,
-    UserAuthError as Error, UserAuthEvent as E, UserAuthServices, Verdict,
+    Actor, Assurance, Decided, MailedLink, Password, Reference, ResetCancellation,
+    SessionEndReason, UserAuth, UserAuthError as Error, UserAuthEvent as E, UserAuthServices,
+    Verdict,
 };
 
 impl UserAuth {
@@ -76,12 +80,18 @@ impl UserAuth {
         self.pending_mfa_reset
             .as_ref()
             .ok_or(Error::NoPendingMfaReset)?;
+        let mut events = vec![E::MfaResetCancelled {
+            reason: ResetCancellation::CancelledByUser,
+            at: now,
+        }];
+        // Whoever asked from an email-link session must sign in again to
+        // ask again; if that is the one cancelling, it is signed out too.
+        let ended = self.end_aal1_sessions(SessionEndReason::ResetCancelled, s, now);
+        let sessions_ended = ended.len();
+        events.extend(ended);
         Ok(Decided {
-            events: vec![E::MfaResetCancelled {
-                reason: ResetCancellation::CancelledByUser,
-                at: now,
-            }],
-            verdict: Verdict::MfaResetCancelled { sessions_ended: 0 },
+            events,
+            verdict: Verdict::MfaResetCancelled { sessions_ended },
         })
     }
 
@@ -91,10 +101,9 @@ impl UserAuth {
         s: &UserAuthServices,
         now: DateTime<Utc>,
     ) -> Decision {
-        self.pending_mfa_reset
-            .as_ref()
-            .filter(|pending| pending.denial == link)
-            .ok_or(Error::MfaResetDenialInvalid)?;
+        if !self.mailed_link_live(MailedLink::ResetDenial, &link, now, &s.policy) {
+            return Err(Error::MfaResetDenialInvalid);
+        }
         let mut events = vec![E::MfaResetCancelled {
             reason: ResetCancellation::DeniedByLink,
             at: now,
@@ -447,28 +456,58 @@ mod tests {
             .then_expect_error(UserAuthError::NoPendingMfaReset);
     }
 
+    fn cancel_from(session: u64) -> UserAuthCommand {
+        UserAuthCommand::CancelMfaReset {
+            session: reference(session),
+        }
+    }
+
+    fn ended_by_cancellation(session: u64, at: DateTime<Utc>) -> UserAuthEvent {
+        E::SessionEnded {
+            session: reference(session),
+            reason: SessionEndReason::ResetCancelled,
+            at,
+        }
+    }
+
     #[test]
-    fn the_user_cancels_a_pending_reset() {
+    fn the_user_cancels_a_pending_reset_and_the_email_link_sessions_end() {
         let now = later(10);
         let mut given = reset_pending(now);
         given.push(session_started(9, SignInMethod::Totp, now));
-        at(now)
-            .given(given.clone())
-            .when(UserAuthCommand::CancelMfaReset {
-                session: reference(8),
-            })
-            .then_expect_events(vec![cancelled(ResetCancellation::CancelledByUser, now)]);
-        given.push(cancelled(ResetCancellation::CancelledByUser, now));
+        let events = events_of(at(now), given.clone(), cancel_from(9));
+        assert_eq!(
+            events,
+            vec![
+                cancelled(ResetCancellation::CancelledByUser, now),
+                ended_by_cancellation(8, now),
+            ]
+        );
+        given.extend(events);
         at(now + DAY)
             .given(given.clone())
             .when(UserAuthCommand::CompletePendingMfaReset)
             .then_expect_error(UserAuthError::NoPendingMfaReset);
         at(now)
-            .given(given)
-            .when(UserAuthCommand::CancelMfaReset {
-                session: reference(8),
-            })
+            .given(given.clone())
+            .when(cancel_from(9))
             .then_expect_error(UserAuthError::NoPendingMfaReset);
+        at(now)
+            .given(given)
+            .when(reset(8, None))
+            .then_expect_error(UserAuthError::SessionInvalid);
+    }
+
+    #[test]
+    fn cancelling_from_an_email_link_session_signs_it_out() {
+        let now = later(10);
+        at(now)
+            .given(reset_pending(now))
+            .when(cancel_from(8))
+            .then_expect_events(vec![
+                cancelled(ResetCancellation::CancelledByUser, now),
+                ended_by_cancellation(8, now),
+            ]);
     }
 
     #[test]
@@ -506,6 +545,76 @@ mod tests {
                     at: when,
                 },
             ]);
+    }
+
+    /// A reset waiting since `now`, denied by its link at `when`, with
+    /// login attempt 7 opened after.
+    fn denied(now: DateTime<Utc>, when: DateTime<Utc>) -> Vec<UserAuthEvent> {
+        let mut given = reset_pending(now);
+        let deny = UserAuthCommand::DenyMfaReset {
+            link: reference(30),
+        };
+        given.extend(events_of(at(when), given.clone(), deny));
+        given.push(attempt_opened(7, when, SecondFactor::Totp));
+        given
+    }
+
+    #[test]
+    fn the_denial_link_turns_sign_in_by_email_link_off() {
+        let now = later(10);
+        let when = now + Duration::minutes(30);
+        at(when)
+            .given(denied(now, when))
+            .when(UserAuthCommand::RequestEmailLink {
+                attempt: reference(7),
+            })
+            .then_expect_error(UserAuthError::EmailLinkUnavailable);
+        assert!(!folded(denied(now, when)).email_link_available());
+    }
+
+    #[test]
+    fn a_sign_in_link_mailed_before_the_denial_signs_nobody_in() {
+        let now = later(10);
+        let when = now + Duration::minutes(5);
+        let mut given = reset_pending(now);
+        given.extend([
+            attempt_opened(7, when, SecondFactor::Totp),
+            E::EmailLinkRequested {
+                link: reference(11),
+                attempt: reference(7),
+                expires_at: when + Duration::minutes(15),
+                at: when,
+            },
+            cancelled(ResetCancellation::DeniedByLink, when),
+        ]);
+        at(when)
+            .given(given)
+            .when(UserAuthCommand::UseEmailLink {
+                link: reference(11),
+            })
+            .then_expect_error(UserAuthError::EmailLinkInvalid);
+    }
+
+    #[test]
+    fn after_the_denial_a_sign_in_with_a_second_factor_turns_email_links_back_on() {
+        let now = later(10);
+        let when = now + Duration::minutes(30);
+        let mut given = denied(now, when);
+        given.extend([
+            session_started(9, SignInMethod::Totp, when),
+            attempt_opened(7, when, SecondFactor::Totp),
+        ]);
+        at(when)
+            .given(given)
+            .when(UserAuthCommand::RequestEmailLink {
+                attempt: reference(7),
+            })
+            .then_expect_events(vec![E::EmailLinkRequested {
+                link: reference(1),
+                attempt: reference(7),
+                expires_at: when + Duration::minutes(15),
+                at: when,
+            }]);
     }
 
     #[test]
@@ -574,12 +683,18 @@ mod tests {
     #[test]
     fn cancelling_reports_how_many_sessions_ended() {
         let now = later(10);
-        let cancel = UserAuthCommand::CancelMfaReset {
-            session: reference(8),
-        };
+        let mut given = reset_pending(now);
+        given.extend([
+            session_started(9, SignInMethod::Totp, now),
+            session_started(10, SignInMethod::EmailLink, now),
+        ]);
         assert_eq!(
-            decided(now, reset_pending(now), cancel).verdict,
-            Verdict::MfaResetCancelled { sessions_ended: 0 }
+            decided(now, given, cancel_from(9)).verdict,
+            Verdict::MfaResetCancelled { sessions_ended: 2 }
+        );
+        assert_eq!(
+            decided(now, reset_pending(now), cancel_from(8)).verdict,
+            Verdict::MfaResetCancelled { sessions_ended: 1 }
         );
         let deny = UserAuthCommand::DenyMfaReset {
             link: reference(30),

@@ -1,12 +1,13 @@
 //! Sessions: a new one at every sign-in, recording how it was won and its
 //! assurance; alive until its absolute expiry or an idle hour; ended by
 //! logout, or all at once when a credential changes. A sign-in that proves
-//! a device calls off an MFA reset waiting for it to be lost.
+//! a device calls off an MFA reset waiting for it to be lost, and ends the
+//! sessions won by email link.
 use chrono::{DateTime, Utc};
 
 use super::Decision;
 use crate::user_auth::{
-    Assurance, Decided, Reference, ResetCancellation, SessionEndReason, SignInMethod,
+    Assurance, Decided, Reference, ResetCancellation, Session, SessionEndReason, SignInMethod,
     StartedSession, UserAuth, UserAuthError as Error, UserAuthEvent as E, UserAuthEvent,
     UserAuthServices, Verdict,
 };
@@ -60,8 +61,28 @@ impl UserAuth {
         s: &UserAuthServices,
         now: DateTime<Utc>,
     ) -> Vec<UserAuthEvent> {
+        self.end_sessions_where(|session| Some(&session.reference) != keep, reason, s, now)
+    }
+
+    /// Ends every live session won by email link, for `reason`.
+    pub(super) fn end_aal1_sessions(
+        &self,
+        reason: SessionEndReason,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Vec<UserAuthEvent> {
+        self.end_sessions_where(|session| session.aal == Assurance::Aal1, reason, s, now)
+    }
+
+    fn end_sessions_where(
+        &self,
+        ends: impl Fn(&Session) -> bool,
+        reason: SessionEndReason,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Vec<UserAuthEvent> {
         self.live_sessions(now, &s.policy)
-            .filter(|session| Some(&session.reference) != keep)
+            .filter(|session| ends(session))
             .map(|session| E::SessionEnded {
                 session: session.reference,
                 reason,
@@ -71,7 +92,8 @@ impl UserAuth {
     }
 
     /// A second factor succeeded: `proof` and a new session, in that order,
-    /// then the end of a pending MFA reset if the session proved a device.
+    /// then, if the session proved a device, the end of a pending MFA reset
+    /// and of the sessions won by email link.
     pub(super) fn sign_in(
         &self,
         mut proof: Vec<UserAuthEvent>,
@@ -99,6 +121,9 @@ impl UserAuth {
                 reason: ResetCancellation::SignedInWithSecondFactor,
                 at: now,
             });
+            // Whoever asked from an email-link session must sign in again
+            // to ask again, rather than at once from the session they hold.
+            proof.extend(self.end_aal1_sessions(SessionEndReason::ResetCancelled, s, now));
         }
         Decided {
             events: proof,
@@ -288,6 +313,11 @@ mod tests {
                     reason: ResetCancellation::SignedInWithSecondFactor,
                     at: now,
                 },
+                E::SessionEnded {
+                    session: reference(8),
+                    reason: SessionEndReason::ResetCancelled,
+                    at: now,
+                },
             ]
         );
         let mut after = reset_pending_with_attempt(now);
@@ -322,6 +352,74 @@ mod tests {
                     reason: ResetCancellation::SignedInWithSecondFactor,
                     at: now,
                 },
+                E::SessionEnded {
+                    session: reference(8),
+                    reason: SessionEndReason::ResetCancelled,
+                    at: now,
+                },
+            ]);
+    }
+
+    #[test]
+    fn a_sign_in_that_calls_off_a_reset_ends_only_the_sessions_won_by_email_link() {
+        let now = later(10);
+        let mut given = reset_pending_with_attempt(now);
+        given.extend([
+            session_started(9, SignInMethod::Totp, now),
+            session_started(10, SignInMethod::EmailLink, now),
+            attempt_opened(7, now, SecondFactor::Totp),
+        ]);
+        at(now)
+            .given(given)
+            .when(UserAuthCommand::SubmitTotp {
+                attempt: reference(7),
+                code: code_at(now),
+            })
+            .then_expect_events(vec![
+                E::TotpVerified {
+                    attempt: reference(7),
+                    step: step_at(now),
+                    at: now,
+                },
+                session_started(1, SignInMethod::Totp, now),
+                E::MfaResetCancelled {
+                    reason: ResetCancellation::SignedInWithSecondFactor,
+                    at: now,
+                },
+                E::SessionEnded {
+                    session: reference(8),
+                    reason: SessionEndReason::ResetCancelled,
+                    at: now,
+                },
+                E::SessionEnded {
+                    session: reference(10),
+                    reason: SessionEndReason::ResetCancelled,
+                    at: now,
+                },
+            ]);
+    }
+
+    #[test]
+    fn without_a_waiting_reset_a_sign_in_leaves_the_email_link_sessions() {
+        let now = later(10);
+        let mut given = enrolled();
+        given.extend([
+            session_started(8, SignInMethod::EmailLink, now),
+            attempt_opened(7, now, SecondFactor::Totp),
+        ]);
+        at(now)
+            .given(given)
+            .when(UserAuthCommand::SubmitTotp {
+                attempt: reference(7),
+                code: code_at(now),
+            })
+            .then_expect_events(vec![
+                E::TotpVerified {
+                    attempt: reference(7),
+                    step: step_at(now),
+                    at: now,
+                },
+                session_started(1, SignInMethod::Totp, now),
             ]);
     }
 

@@ -1,17 +1,18 @@
 //! Throttling and locking, per account: after a few consecutive failures of
 //! any factor the next try must wait, doubling up to a ceiling; at the limit
 //! the account locks until an administrator unlocks it. Only a completed
-//! sign-in (or an unlock) clears the count.
+//! sign-in (or an unlock) clears the count. A failure calls off a waiting
+//! MFA reset.
 use chrono::{DateTime, Utc};
 
 use crate::user_auth::{
-    Consequence, Decided, FailedFactor, Rejection, UserAuth, UserAuthEvent as E, UserAuthEvent,
-    UserAuthServices, Verdict,
+    Consequence, Decided, FailedFactor, Rejection, ResetCancellation, UserAuth, UserAuthEvent as E,
+    UserAuthEvent, UserAuthServices, Verdict,
 };
 
 impl UserAuth {
     /// A failed factor and what it brings: a delay once failures pile up,
-    /// a lock at the limit.
+    /// a lock at the limit, and the end of a waiting MFA reset.
     pub(super) fn failure(
         &self,
         failed: UserAuthEvent,
@@ -48,6 +49,15 @@ impl UserAuth {
         } else {
             Consequence::None
         };
+        // Whoever asked for the reset could otherwise keep the account
+        // throttled or locked with wrong tries, so that the owner cannot
+        // sign in to call it off before the wait runs out.
+        if self.pending_mfa_reset.is_some() {
+            events.push(E::MfaResetCancelled {
+                reason: ResetCancellation::SignInFailed,
+                at: now,
+            });
+        }
         Decided {
             events,
             verdict: Verdict::Rejected(Rejection {
@@ -254,6 +264,136 @@ mod tests {
                     at: t0(),
                 },
             ]
+        );
+    }
+
+    /// Enrolled, with an MFA reset asked at `now` from email-link session
+    /// 8, and login attempt 7 opened right after.
+    fn reset_pending_with_attempt(now: DateTime<Utc>) -> Vec<UserAuthEvent> {
+        let mut events = enrolled();
+        events.extend([
+            session_started(8, SignInMethod::EmailLink, now),
+            E::MfaResetRequested {
+                effective_at: now + Duration::hours(24),
+                denial: reference(30),
+                at: now,
+            },
+            attempt_opened(7, now, SecondFactor::Totp),
+        ]);
+        events
+    }
+
+    fn called_off(at: DateTime<Utc>) -> UserAuthEvent {
+        E::MfaResetCancelled {
+            reason: ResetCancellation::SignInFailed,
+            at,
+        }
+    }
+
+    #[test]
+    fn a_wrong_password_calls_off_a_waiting_mfa_reset() {
+        let now = later(10);
+        let given = reset_pending_with_attempt(now);
+        let events = events_of(
+            at(now),
+            given.clone(),
+            UserAuthCommand::SubmitPassword {
+                password: wrong_password(),
+            },
+        );
+        assert_eq!(
+            events,
+            vec![E::PasswordRejected { at: now }, called_off(now)]
+        );
+        let mut after = given;
+        after.extend(events);
+        at(now + Duration::hours(24))
+            .given(after)
+            .when(UserAuthCommand::CompletePendingMfaReset)
+            .then_expect_error(UserAuthError::NoPendingMfaReset);
+    }
+
+    #[test]
+    fn a_wrong_totp_code_that_throttles_calls_off_a_waiting_mfa_reset_after_the_throttle() {
+        let now = later(10);
+        let mut given = reset_pending_with_attempt(now);
+        given.extend(failures(4, now));
+        at(now)
+            .given(given)
+            .when(UserAuthCommand::SubmitTotp {
+                attempt: reference(7),
+                code: code_for_step(step_at(now) + 5),
+            })
+            .then_expect_events(vec![
+                E::TotpRejected {
+                    attempt: reference(7),
+                    reason: TotpRejection::WrongCode,
+                    at: now,
+                },
+                E::SignInThrottled {
+                    failures: 5,
+                    until: now + Duration::seconds(30),
+                    at: now,
+                },
+                called_off(now),
+            ]);
+    }
+
+    #[test]
+    fn a_wrong_recovery_code_calls_off_a_waiting_mfa_reset() {
+        let now = later(10);
+        at(now)
+            .given(reset_pending_with_attempt(now))
+            .when(UserAuthCommand::UseRecoveryCode {
+                attempt: reference(7),
+                code: recovery(9),
+                replacement: recovery(2),
+            })
+            .then_expect_events(vec![
+                E::RecoveryCodeRejected {
+                    attempt: reference(7),
+                    at: now,
+                },
+                called_off(now),
+            ]);
+    }
+
+    #[test]
+    fn a_wrong_password_given_again_calls_off_a_waiting_mfa_reset() {
+        let now = later(10);
+        let when = now + Duration::minutes(20);
+        let mut given = reset_pending_with_attempt(now);
+        given.push(E::SessionActive {
+            session: reference(8),
+            at: when,
+        });
+        at(when)
+            .given(given)
+            .when(UserAuthCommand::ResetMfa {
+                session: reference(8),
+                password: Some(wrong_password()),
+            })
+            .then_expect_events(vec![E::PasswordRejected { at: when }, called_off(when)]);
+    }
+
+    #[test]
+    fn a_failure_that_calls_off_a_waiting_reset_is_still_rejected_as_that_failure() {
+        let now = later(10);
+        let verdict = decided(
+            now,
+            reset_pending_with_attempt(now),
+            UserAuthCommand::SubmitPassword {
+                password: wrong_password(),
+            },
+        )
+        .verdict;
+        assert_eq!(
+            verdict,
+            Verdict::Rejected(Rejection {
+                factor: FailedFactor::Password,
+                consequence: Consequence::None,
+                attempt_over: false,
+            })
         );
     }
 

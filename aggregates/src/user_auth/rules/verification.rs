@@ -1,23 +1,35 @@
 //! Email verification: the link mailed at registration shows that the
 //! registrant receives the address's mail. Only the newest link counts, for
-//! its day of life, once.
+//! its day of life, once, and only with the password chosen at
+//! registration: anyone may register someone else's address, and the
+//! owner, clicking the link in their own inbox, would otherwise confirm the
+//! account for whoever registered it.
 use chrono::{DateTime, Utc};
 
 use super::Decision;
 use crate::user_auth::{
-    Decided, Reference, UserAuth, UserAuthError as Error, UserAuthEvent as E, Verdict,
+    Decided, MailedLink, Password, PasswordCheck, Reference, UserAuth, UserAuthError as Error,
+    UserAuthEvent as E, UserAuthServices, Verdict,
 };
 
 impl UserAuth {
-    pub(in crate::user_auth) fn verify_email(
+    pub(in crate::user_auth) async fn verify_email(
         &self,
         link: Reference,
+        password: &Password,
+        s: &UserAuthServices,
         now: DateTime<Utc>,
     ) -> Decision {
-        self.verification_link
-            .as_ref()
-            .filter(|pending| pending.reference == link && now < pending.expires_at)
-            .ok_or(Error::EmailVerificationInvalid)?;
+        if !self.mailed_link_live(MailedLink::Verification, &link, now, &s.policy) {
+            return Err(Error::EmailVerificationInvalid);
+        }
+        let hash = self.password_hash(s)?;
+        // Not a failure to count: an unverified account has no owner yet
+        // whose sign-in it could protect, and the link already limits who
+        // can try.
+        if s.hasher.verify(Some(&hash), password).await? == PasswordCheck::Mismatch {
+            return Err(Error::InvalidCredentials);
+        }
         Ok(Decided {
             events: vec![E::EmailVerified { at: now }],
             verdict: Verdict::EmailVerified,
@@ -30,8 +42,13 @@ mod tests {
     use crate::user_auth::testing::*;
 
     fn verify(link: u64) -> UserAuthCommand {
+        verify_with(link, password())
+    }
+
+    fn verify_with(link: u64, password: Password) -> UserAuthCommand {
         UserAuthCommand::VerifyEmail {
             link: reference(link),
+            password,
         }
     }
 
@@ -73,8 +90,47 @@ mod tests {
             .then_expect_error(UserAuthError::EmailVerificationInvalid);
         at(now)
             .given(given)
-            .when(verify(1))
+            .when(verify_with(1, new_password().as_password().clone()))
             .then_expect_events(vec![E::EmailVerified { at: now }]);
+    }
+
+    #[test]
+    fn the_link_confirms_the_address_only_with_the_password_chosen_at_registration() {
+        let now = later(30);
+        at(now)
+            .given(unverified())
+            .when(verify_with(50, wrong_password()))
+            .then_expect_error(UserAuthError::InvalidCredentials);
+    }
+
+    #[test]
+    fn the_owner_opening_the_link_does_not_confirm_a_squatters_registration() {
+        // Someone registered the owner's address with a password of their
+        // own; the owner opens the link mailed to them and gives theirs.
+        let squatted = vec![
+            E::UserRegistered {
+                user_id: email().user_id(),
+                email: email().into(),
+                password_hash: sealed_hash("the squatter's own passphrase"),
+                at: t0(),
+            },
+            verification_requested(50, t0()),
+        ];
+        at(later(30))
+            .given(squatted)
+            .when(verify(50))
+            .then_expect_error(UserAuthError::InvalidCredentials);
+    }
+
+    #[test]
+    fn a_dead_link_is_refused_before_the_password_is_checked() {
+        let (outcome, work) = with_hashing_work(later(30), unverified(), verify(51));
+        assert_eq!(outcome, Err(UserAuthError::EmailVerificationInvalid));
+        assert_eq!(work, 0);
+        at(later(30))
+            .given(unverified())
+            .when(verify_with(51, wrong_password()))
+            .then_expect_error(UserAuthError::EmailVerificationInvalid);
     }
 
     #[test]

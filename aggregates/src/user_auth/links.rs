@@ -1,0 +1,236 @@
+//! Whether a mailed link can still be used. Pages name the account only for
+//! such a link, so a dead or forged one tells nobody whose it was; the rule
+//! that redeems a link asks the same question, so the two cannot disagree.
+use chrono::{DateTime, Utc};
+
+use super::reference::Reference;
+use super::services::Policy;
+use super::state::UserAuth;
+
+/// The kinds of link mailed to an account's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailedLink {
+    /// Finishes the sign-in it was asked from (`UseEmailLink`).
+    SignIn,
+    /// Confirms the address after registration (`VerifyEmail`).
+    Verification,
+    /// Sets a forgotten password (`ResetPassword`).
+    PasswordReset,
+    /// "This wasn't me" for a pending MFA reset (`DenyMfaReset`).
+    ResetDenial,
+}
+
+impl UserAuth {
+    /// Whether the link of `kind` named by `reference` can still be used at `now`.
+    pub fn mailed_link_live(
+        &self,
+        kind: MailedLink,
+        reference: &Reference,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> bool {
+        match kind {
+            // Only the newest link counts, once, and only while the attempt
+            // it was asked from can still take a second factor; that
+            // attempt's own few minutes do not apply, the link has its own.
+            MailedLink::SignIn => self.email_link.as_ref().is_some_and(|link| {
+                &link.reference == reference
+                    && !link.used
+                    && now < link.expires_at
+                    && self.attempt.as_ref().is_some_and(|attempt| {
+                        attempt.reference == link.attempt
+                            && attempt.failures < policy.second_factor_tries
+                    })
+            }),
+            MailedLink::Verification => self
+                .verification_link
+                .as_ref()
+                .is_some_and(|link| &link.reference == reference && now < link.expires_at),
+            // Without an authenticator the mailbox alone would own the
+            // account after a reset.
+            MailedLink::PasswordReset => {
+                self.is_enrolled()
+                    && self
+                        .password_reset_link
+                        .as_ref()
+                        .is_some_and(|link| &link.reference == reference && now < link.expires_at)
+            }
+            MailedLink::ResetDenial => self
+                .pending_mfa_reset
+                .as_ref()
+                .is_some_and(|pending| &pending.denial == reference),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MailedLink;
+    use crate::user_auth::testing::*;
+
+    fn live(given: Vec<UserAuthEvent>, kind: MailedLink, link: u64, now: DateTime<Utc>) -> bool {
+        folded(given).mailed_link_live(kind, &reference(link), now, &policy())
+    }
+
+    /// Enrolled, with sign-in link 11 mailed at `now` for attempt 7.
+    fn sign_in_link_mailed(now: DateTime<Utc>) -> Vec<UserAuthEvent> {
+        let mut events = enrolled_with_attempt(now);
+        events.push(E::EmailLinkRequested {
+            link: reference(11),
+            attempt: reference(7),
+            expires_at: now + Duration::minutes(15),
+            at: now,
+        });
+        events
+    }
+
+    #[test]
+    fn a_sign_in_link_is_live_until_used_or_expired_while_its_attempt_can_take_it() {
+        use MailedLink::SignIn;
+        let now = later(10);
+        let mailed = sign_in_link_mailed(now);
+        assert!(live(mailed.clone(), SignIn, 11, now));
+        assert!(
+            live(mailed.clone(), SignIn, 11, now + Duration::minutes(14)),
+            "the attempt's five minutes do not bind the link"
+        );
+        assert!(!live(
+            mailed.clone(),
+            SignIn,
+            11,
+            now + Duration::minutes(15)
+        ));
+        assert!(!live(mailed.clone(), SignIn, 12, now));
+        let mut used = mailed.clone();
+        used.push(E::EmailLinkUsed {
+            link: reference(11),
+            at: now,
+        });
+        assert!(!live(used, SignIn, 11, now));
+        let mut tried_out = mailed.clone();
+        tried_out.extend((0..5).map(|_| E::TotpRejected {
+            attempt: reference(7),
+            reason: TotpRejection::WrongCode,
+            at: now,
+        }));
+        assert!(!live(tried_out, SignIn, 11, now));
+        let mut newer_attempt = mailed;
+        newer_attempt.push(attempt_opened(8, now, SecondFactor::Totp));
+        assert!(!live(newer_attempt, SignIn, 11, now));
+    }
+
+    #[test]
+    fn a_sign_in_link_dies_with_the_password_it_was_asked_with() {
+        let now = later(10);
+        let mut given = sign_in_link_mailed(now);
+        given.extend([
+            E::PasswordResetRequested {
+                link: reference(12),
+                expires_at: now + Duration::minutes(30),
+                at: now,
+            },
+            E::PasswordReset {
+                password_hash: sealed_hash(NEW_PASSWORD),
+                at: now,
+            },
+        ]);
+        assert!(!live(given, MailedLink::SignIn, 11, now));
+    }
+
+    #[test]
+    fn a_verification_link_is_live_for_a_day_until_the_address_is_confirmed() {
+        use MailedLink::Verification;
+        assert!(live(unverified(), Verification, 50, later(30)));
+        assert!(!live(unverified(), Verification, 51, later(30)));
+        assert!(!live(
+            unverified(),
+            Verification,
+            50,
+            t0() + Duration::hours(24)
+        ));
+        let mut confirmed = unverified();
+        confirmed.push(E::EmailVerified { at: later(1) });
+        assert!(!live(confirmed, Verification, 50, later(30)));
+        let mut replaced = unverified();
+        replaced.extend(registered());
+        replaced.push(verification_requested(52, later(1)));
+        assert!(!live(replaced.clone(), Verification, 50, later(30)));
+        assert!(live(replaced, Verification, 52, later(30)));
+    }
+
+    #[test]
+    fn a_password_reset_link_is_live_for_half_an_hour_once_and_only_with_an_authenticator() {
+        use MailedLink::PasswordReset;
+        let now = later(10);
+        let requested = |link| E::PasswordResetRequested {
+            link: reference(link),
+            expires_at: now + Duration::minutes(30),
+            at: now,
+        };
+        let mut mailed = enrolled();
+        mailed.push(requested(11));
+        assert!(live(mailed.clone(), PasswordReset, 11, now));
+        assert!(!live(mailed.clone(), PasswordReset, 12, now));
+        assert!(!live(
+            mailed.clone(),
+            PasswordReset,
+            11,
+            now + Duration::minutes(30)
+        ));
+        let mut newer = mailed.clone();
+        newer.push(requested(12));
+        assert!(!live(newer, PasswordReset, 11, now));
+        let mut used = mailed.clone();
+        used.push(E::PasswordReset {
+            password_hash: sealed_hash(NEW_PASSWORD),
+            at: now,
+        });
+        assert!(!live(used, PasswordReset, 11, now));
+        let mut without_authenticator = mailed;
+        without_authenticator.push(E::MfaReset {
+            actor: Actor::Admin,
+            reason: Some("lost phone, identity checked".into()),
+            at: now,
+        });
+        assert!(!live(without_authenticator, PasswordReset, 11, now));
+        let mut never_enrolled = registered();
+        never_enrolled.push(requested(11));
+        assert!(!live(never_enrolled, PasswordReset, 11, now));
+    }
+
+    #[test]
+    fn a_denial_link_is_live_while_its_reset_waits() {
+        use MailedLink::ResetDenial;
+        let now = later(10);
+        let mut pending = enrolled();
+        pending.extend([
+            session_started(8, SignInMethod::EmailLink, now),
+            E::MfaResetRequested {
+                effective_at: now + Duration::hours(24),
+                denial: reference(30),
+                at: now,
+            },
+        ]);
+        assert!(live(pending.clone(), ResetDenial, 30, now));
+        assert!(live(
+            pending.clone(),
+            ResetDenial,
+            30,
+            now + Duration::hours(25)
+        ));
+        assert!(!live(pending.clone(), ResetDenial, 31, now));
+        let mut cancelled = pending.clone();
+        cancelled.push(E::MfaResetCancelled {
+            reason: ResetCancellation::CancelledByUser,
+            at: now,
+        });
+        assert!(!live(cancelled, ResetDenial, 30, now));
+        let mut completed = pending;
+        completed.push(E::MfaReset {
+            actor: Actor::User,
+            reason: None,
+            at: now + Duration::hours(24),
+        });
+        assert!(!live(completed, ResetDenial, 30, now + Duration::hours(24)));
+    }
+}
