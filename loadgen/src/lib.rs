@@ -188,8 +188,8 @@ impl Target {
             None,
             200,
         )
-            .await
-            .map(drop)
+        .await
+        .map(drop)
     }
 
     /// The password step; returns the login token.

@@ -98,12 +98,23 @@ impl App {
         }
     }
 
-    /// Cancels the signed-in user's pending MFA reset.
-    pub async fn cancel_mfa_reset(&self, caller: &Caller, session_token: &str) -> AppResult<()> {
+    /// Cancels the signed-in user's pending MFA reset. Every session won by
+    /// email link ends with it; answers whether this one is still live.
+    pub async fn cancel_mfa_reset(&self, caller: &Caller, session_token: &str) -> AppResult<bool> {
         let (user, session) = self.session_token(session_token)?;
-        self.run(user, caller, UserAuthCommand::CancelMfaReset { session })
-            .await?;
-        Ok(())
+        let executed = self
+            .bus
+            .execute(
+                user,
+                UserAuthCommand::CancelMfaReset { session },
+                &caller.as_user(),
+            )
+            .await
+            .map_err(|err| self.refused(err))?;
+        Ok(executed
+            .state
+            .live_session(&session, self.now(), self.policy())
+            .is_some())
     }
 
     /// "This wasn't me": the link mailed with a pending reset cancels it

@@ -42,14 +42,23 @@ impl App {
 
     /// Redeems the link mailed at registration, with the password chosen
     /// there: the inbox alone confirms nobody's registration but its own.
-    pub async fn verify_email(&self, caller: &Caller, token: &str, password: &str) -> AppResult<()> {
+    pub async fn verify_email(
+        &self,
+        caller: &Caller,
+        token: &str,
+        password: &str,
+    ) -> AppResult<()> {
         let (user, link) = self
             .tokens
             .decode(TokenKind::EmailVerification, token)
             .map_err(|_| AppError::InvalidLinkToken)?;
         let password = Password::parse(password).map_err(AppError::UnacceptablePassword)?;
-        self.run(user, caller, UserAuthCommand::VerifyEmail { link, password })
-            .await?;
+        self.run(
+            user,
+            caller,
+            UserAuthCommand::VerifyEmail { link, password },
+        )
+        .await?;
         Ok(())
     }
 }

@@ -162,7 +162,8 @@ pub async fn reset_mfa(
     })
 }
 
-/// Cancels this user's pending MFA reset.
+/// Cancels this user's pending MFA reset. Every session won by email link
+/// ends with it (this one too, if it was).
 #[utoipa::path(post, path = "/v1/me/mfa/reset/cancel", tag = "me",
     security(("session" = [])),
     responses(

@@ -163,6 +163,8 @@ pub(super) fn render(message: &MailMessage, link: Option<&str>) -> anyhow::Resul
                 ResetCancellation::SignedInWithSecondFactor => "your account was signed in with its authenticator app or recovery code, so they are not lost",
                 ResetCancellation::CancelledByUser => "it was cancelled from your profile",
                 ResetCancellation::DeniedByLink => "the link in the mail that announced it was opened, and every session was signed out",
+                ResetCancellation::PasswordReset => "the password was reset with a mailed link, which stops any reset asked before it",
+                ResetCancellation::SignInFailed => "a sign-in to your account failed while it waited, so whoever asked for it must ask again",
             };
             (
                 "The reset of your multi-factor authentication was cancelled",
@@ -575,8 +577,8 @@ mod tests {
         for words in [
             "changed at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (browser \"curl/8.5\")",
             "Every other session was signed out.",
-            "If this was not you, reset your password with \"Forgot password?\"",
-            "reset your multi-factor authentication",
+            "If this was not you, someone had a session of yours: reset your password with \"Forgot password?\"",
+            "Reset your multi-factor authentication only if your authenticator itself is lost.",
         ] {
             assert_says(&mail, words);
         }

@@ -228,8 +228,11 @@ impl TestApp {
         let token = self
             .tokens
             .encode(TokenKind::EmailVerification, user_id_of(email), &link);
-        self.post_ok("/v1/users/verify", json!({"token": token, "password": PASSWORD}))
-            .await;
+        self.post_ok(
+            "/v1/users/verify",
+            json!({"token": token, "password": PASSWORD}),
+        )
+        .await;
     }
 
     /// Registers `email` without verifying it.
@@ -247,9 +250,13 @@ impl TestApp {
 
     /// The password step, which must succeed; returns its answer.
     pub async fn password_step(&self, email: &str) -> Value {
+        self.password_step_with(email, PASSWORD).await
+    }
+
+    pub async fn password_step_with(&self, email: &str, password: &str) -> Value {
         self.post_ok(
             "/v1/login/password",
-            json!({"email": email, "password": PASSWORD}),
+            json!({"email": email, "password": password}),
         )
         .await
     }
@@ -289,7 +296,11 @@ impl TestApp {
 
     /// Password and TOTP; returns the session token.
     pub async fn sign_in_with_totp(&self, user: &mut SignedIn) -> String {
-        let login = self.password_step(&user.email).await;
+        self.sign_in_with_totp_using(user, PASSWORD).await
+    }
+
+    pub async fn sign_in_with_totp_using(&self, user: &mut SignedIn, password: &str) -> String {
+        let login = self.password_step_with(&user.email, password).await;
         assert_eq!(login["next"], "totp");
         let code = user.device.next_code().await;
         let response = self
@@ -339,7 +350,11 @@ impl TestApp {
 
     /// Signs in by email link (an `aal1` session); returns its token.
     pub async fn sign_in_with_email_link(&self, email: &str) -> String {
-        let login = self.password_step(email).await;
+        self.sign_in_with_email_link_using(email, PASSWORD).await
+    }
+
+    pub async fn sign_in_with_email_link_using(&self, email: &str, password: &str) -> String {
+        let login = self.password_step_with(email, password).await;
         let requested = self
             .post(
                 "/v1/login/email-link",

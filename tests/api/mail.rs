@@ -176,7 +176,8 @@ async fn verified_account(bus: &CommandBus, pool: &PgPool) -> (String, Uuid) {
             _ => None,
         })
         .unwrap();
-    let verdict = run(bus, user, UserAuthCommand::VerifyEmail { link }).await;
+    let password = Password::parse(PASSWORD).unwrap();
+    let verdict = run(bus, user, UserAuthCommand::VerifyEmail { link, password }).await;
     assert_eq!(verdict, Verdict::EmailVerified);
     (email, user)
 }
@@ -320,7 +321,15 @@ async fn a_registration_mails_a_verification_link_that_confirms_the_address(pool
         .tokens
         .decode(TokenKind::EmailVerification, &token)
         .unwrap();
-    let verdict = run(&bus, user, UserAuthCommand::VerifyEmail { link: reference }).await;
+    let verdict = run(
+        &bus,
+        user,
+        UserAuthCommand::VerifyEmail {
+            link: reference,
+            password: Password::parse(PASSWORD).unwrap(),
+        },
+    )
+    .await;
     assert_eq!(verdict, Verdict::EmailVerified);
     assert!(mail["text"]
         .as_str()
@@ -370,6 +379,8 @@ async fn forgot_password_mails_a_reset_link_and_its_use_a_notice(pool: PgPool) {
     let app = spawn_app(pool).await;
     let bus = bus_of(&app);
     let (email, user) = verified_account(&bus, &app.pool).await;
+    // Only an account with an authenticator resets its password by mail.
+    enrolled_session(&bus, &app, user).await;
     let verdict = run(&bus, user, UserAuthCommand::RequestPasswordReset).await;
     assert_eq!(verdict, Verdict::PasswordResetRequested { mailed: true });
     app.deliver_mail().await;
@@ -438,8 +449,8 @@ async fn a_changed_password_is_told_to_the_owner(pool: PgPool) {
     let text = mail["text"].as_str().unwrap();
     for words in [
         "Every other session was signed out.",
-        "If this was not you, reset your password",
-        "reset your multi-factor authentication",
+        "If this was not you, someone had a session of yours: reset your password",
+        "Reset your multi-factor authentication only if your authenticator itself is lost.",
         &format!("from IP address {CLIENT_IP}"),
     ] {
         assert!(text.contains(words), "{words:?} in {text}");

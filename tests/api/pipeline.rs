@@ -85,7 +85,8 @@ async fn every_security_notice_arrives_and_none_holds_a_secret(pool: PgPool) {
     let session_token = session["session_token"].as_str().unwrap().to_owned();
     secrets.push(session_token.clone());
     // An MFA reset from that aal1 session, which waits and mails its
-    // "this wasn't me" link, then three wrong passwords lock the account.
+    // "this wasn't me" link, then three wrong passwords: the first calls
+    // the waiting reset off, the third locks the account.
     app.post_with_session("/v1/me/mfa/reset", &session_token, None)
         .await;
     for _ in 0..3 {
@@ -97,7 +98,7 @@ async fn every_security_notice_arrives_and_none_holds_a_secret(pool: PgPool) {
     }
     app.deliver_mail().await;
 
-    let mails = wait_for_mails(&user.email, 8).await;
+    let mails = wait_for_mails(&user.email, 9).await;
     let mut subjects: Vec<&str> = mails
         .iter()
         .map(|m| m["subject"].as_str().unwrap())
@@ -110,6 +111,7 @@ async fn every_security_notice_arrives_and_none_holds_a_secret(pool: PgPool) {
             "A reset of your multi-factor authentication was requested",
             "A sign-in to your account failed its second step",
             "Confirm your email address",
+            "The reset of your multi-factor authentication was cancelled",
             "You signed in with an email link",
             "Your account was locked",
             "Your recovery code was used",

@@ -104,8 +104,16 @@ async fn ten_concurrent_registrations_of_one_email_answer_alike_and_mail_at_most
     let newest = app
         .tokens
         .encode(TokenKind::EmailVerification, user, &links[2]);
-    let refused = app.post("/v1/users/verify", json!({"token": old, "password": PASSWORD})).await;
-    assert_problem(refused, StatusCode::GONE, "email-verification-invalid").await;
-    app.post_ok("/v1/users/verify", json!({"token": newest, "password": PASSWORD}))
+    let refused = app
+        .post(
+            "/v1/users/verify",
+            json!({"token": old, "password": PASSWORD}),
+        )
         .await;
+    assert_problem(refused, StatusCode::GONE, "email-verification-invalid").await;
+    app.post_ok(
+        "/v1/users/verify",
+        json!({"token": newest, "password": PASSWORD}),
+    )
+    .await;
 }

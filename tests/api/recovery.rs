@@ -116,6 +116,10 @@ async fn the_link_in_the_notice_stops_a_pending_reset_and_signs_everyone_out(poo
     }
     let again = app.post("/v1/mfa-reset/deny", json!({"token": deny})).await;
     assert_problem(again, StatusCode::GONE, "mfa-reset-denial-invalid").await;
+    // Whoever asked still has the password and the inbox: signing in by
+    // email is off until a sign-in with a second factor.
+    let login = app.password_step(&owner.email).await;
+    assert_eq!(login["alternatives"], json!(["recovery_code"]));
     let forged = app
         .post(
             "/v1/mfa-reset/deny",
@@ -138,12 +142,18 @@ async fn the_owner_cancels_a_pending_reset_from_the_profile(pool: PgPool) {
         .post_with_session("/v1/me/mfa/reset/cancel", &session, None)
         .await;
     assert_eq!(cancelled.status(), StatusCode::NO_CONTENT);
-    assert_eq!(
-        mfa_state(&app, &session).await["pending_reset_at"],
-        Value::Null
-    );
+    // Every session won by email link ends with it, so whoever asked from
+    // one must sign in again to ask again; the owner's stays.
+    assert_problem(
+        app.me(&session).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    )
+    .await;
+    let mfa = mfa_state(&app, &owner.session_token).await;
+    assert_eq!(mfa["pending_reset_at"], Value::Null);
     let again = app
-        .post_with_session("/v1/me/mfa/reset/cancel", &session, None)
+        .post_with_session("/v1/me/mfa/reset/cancel", &owner.session_token, None)
         .await;
     assert_problem(again, StatusCode::CONFLICT, "no-pending-mfa-reset").await;
 }
@@ -353,31 +363,28 @@ async fn a_password_change_needs_a_second_factor_session_or_the_password(pool: P
     )
     .await;
 
-    // A session won by email link must give the current password.
-    let login = app
-        .post_ok(
-            "/v1/login/password",
-            json!({"email": owner.email, "password": NEW_PASSWORD}),
-        )
-        .await;
-    app.post(
-        "/v1/login/email-link",
-        json!({"login_token": login["login_token"]}),
-    )
-    .await;
-    let link = app
-        .newest_link(&owner.email, "EmailLinkRequested", TokenKind::EmailLink)
-        .await;
+    // A session won by email link cannot change it at all: whoever holds
+    // the password and the inbox could otherwise end the owner's sessions.
     let aal1 = app
-        .post_ok("/v1/login/email-link/redeem", json!({"token": link}))
-        .await["session_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let bare = app
+        .sign_in_with_email_link_using(&owner.email, NEW_PASSWORD)
+        .await;
+    let refused = app
         .post_with_session(
             "/v1/me/password",
             &aal1,
+            Some(json!({"current_password": NEW_PASSWORD, "new_password": "yet-another-password-33"})),
+        )
+        .await;
+    assert_problem(refused, StatusCode::FORBIDDEN, "second-factor-required").await;
+
+    // A second-factor session older than the window gives the password.
+    let old = app.sign_in_with_totp_using(&mut owner, NEW_PASSWORD).await;
+    app.clock
+        .advance(Duration::minutes(15) + Duration::seconds(1));
+    let bare = app
+        .post_with_session(
+            "/v1/me/password",
+            &old,
             Some(json!({"new_password": "yet-another-password-33"})),
         )
         .await;
@@ -385,7 +392,7 @@ async fn a_password_change_needs_a_second_factor_session_or_the_password(pool: P
     let wrong = app
         .post_with_session(
             "/v1/me/password",
-            &aal1,
+            &old,
             Some(json!({"current_password": "not-it-at-all-1", "new_password": "yet-another-password-33"})),
         )
         .await;
@@ -393,7 +400,7 @@ async fn a_password_change_needs_a_second_factor_session_or_the_password(pool: P
     let right = app
         .post_with_session(
             "/v1/me/password",
-            &aal1,
+            &old,
             Some(json!({"current_password": NEW_PASSWORD, "new_password": "yet-another-password-33"})),
         )
         .await;
@@ -527,7 +534,10 @@ async fn each_mailed_link_expires_and_a_forged_one_is_refused(pool: PgPool) {
     app.clock
         .advance(Duration::hours(24) + Duration::seconds(1));
     let late = app
-        .post("/v1/users/verify", json!({"token": confirm, "password": PASSWORD}))
+        .post(
+            "/v1/users/verify",
+            json!({"token": confirm, "password": PASSWORD}),
+        )
         .await;
     assert_problem(late, StatusCode::GONE, "email-verification-invalid").await;
 
@@ -542,7 +552,8 @@ async fn each_mailed_link_expires_and_a_forged_one_is_refused(pool: PgPool) {
             TokenKind::PasswordReset,
         )
         .await;
-    let tampered = format!("{}A", &reset[..reset.len() - 1]);
+    let last = if reset.ends_with('A') { 'B' } else { 'A' };
+    let tampered = format!("{}{last}", &reset[..reset.len() - 1]);
     let refused = app
         .post(
             "/v1/password/reset",
@@ -572,4 +583,67 @@ async fn each_mailed_link_expires_and_a_forged_one_is_refused(pool: PgPool) {
     assert_eq!(app.sweep_resets().await, 1);
     let late = app.post("/v1/mfa-reset/deny", json!({"token": deny})).await;
     assert_problem(late, StatusCode::GONE, "mfa-reset-denial-invalid").await;
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn neither_a_mailed_password_reset_nor_failed_sign_ins_let_a_waiting_reset_through(
+    pool: PgPool,
+) {
+    let app = spawn_app(pool).await;
+    let owner = app.signed_up().await;
+
+    // The requester resets the password by mail so the owner cannot sign
+    // in to cancel: the reset is called off.
+    let session = app.sign_in_with_email_link(&owner.email).await;
+    app.post_with_session("/v1/me/mfa/reset", &session, None)
+        .await;
+    app.post("/v1/password/forgot", json!({"email": owner.email}))
+        .await;
+    let link = app
+        .newest_link(
+            &owner.email,
+            "PasswordResetRequested",
+            TokenKind::PasswordReset,
+        )
+        .await;
+    app.post_ok(
+        "/v1/password/reset",
+        json!({"token": link, "password": NEW_PASSWORD}),
+    )
+    .await;
+    app.clock.advance(Duration::hours(25));
+    assert_eq!(app.sweep_resets().await, 0);
+    let login = app.password_step_with(&owner.email, NEW_PASSWORD).await;
+    assert_eq!(login["next"], "totp", "the authenticator stays");
+
+    // Wrong passwords meant to keep the owner throttled call it off too.
+    let other = app.signed_up().await;
+    let session = app.sign_in_with_email_link(&other.email).await;
+    app.post_with_session("/v1/me/mfa/reset", &session, None)
+        .await;
+    app.post(
+        "/v1/login/password",
+        json!({"email": other.email, "password": "a-wrong-password-here"}),
+    )
+    .await;
+    app.clock.advance(Duration::hours(25));
+    assert_eq!(app.sweep_resets().await, 0);
+    assert_eq!(app.password_step(&other.email).await["next"], "totp");
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn an_account_without_an_authenticator_gets_no_reset_link(pool: PgPool) {
+    // Otherwise the inbox alone would set a password, sign in and enroll
+    // an authenticator of its own.
+    let app = spawn_app(pool).await;
+    let email = unique_email();
+    app.register(&email).await;
+    let forgot = app
+        .post("/v1/password/forgot", json!({"email": email}))
+        .await;
+    assert_eq!(forgot.status(), StatusCode::ACCEPTED);
+    assert!(app
+        .references(user_id_of(&email), "PasswordResetRequested")
+        .await
+        .is_empty());
 }

@@ -196,12 +196,11 @@ async fn the_whole_journey_by_clicks(pool: PgPool) {
         .await
         .contains("A reset of your multi-factor authentication is waiting"));
     browser.click_on("Cancel the reset").await;
+    // A session won by a mailed link ends with the cancelled reset.
+    assert_eq!(browser.path().await, "/sign-in");
     assert!(browser.text(".notice").await.contains("is cancelled"));
-    assert_eq!(browser.elements("#pending-reset").await, 0);
 
     // Signed in with the authenticator, the reset is done at once.
-    browser.click("summary").await;
-    browser.click_on("Sign out").await;
     sign_in(&browser, &email).await;
     browser.fill("#code", &device.next_code().await).await;
     browser.click_on("Continue").await;

@@ -235,17 +235,6 @@ impl Chromium {
             .to_owned()
     }
 
-    /// How many elements match `css`.
-    pub async fn elements(&self, css: &str) -> usize {
-        let found = self
-            .post(
-                "/elements",
-                json!({ "using": "css selector", "value": css }),
-            )
-            .await;
-        found.as_array().map_or(0, Vec::len)
-    }
-
     pub async fn heading(&self) -> String {
         self.text("h1").await
     }

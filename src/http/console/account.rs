@@ -6,7 +6,7 @@ use axum::response::Response;
 use maud::html;
 use serde::Deserialize;
 
-use super::browser::{see_other, Browser, Form};
+use super::browser::{clear_cookie, see_other, Browser, CookieName, Form};
 use super::views::{self, Page};
 use super::{again, refused, session, show, signed_in_user, Answer, NoFields, ResetForm, Step};
 use crate::app::{Caller, Me};
@@ -20,7 +20,12 @@ pub(super) async fn cancel_mfa_reset(
     let Form { browser, .. } = form;
     let token = session(&browser)?;
     Ok(match ctx.app.cancel_mfa_reset(&caller, token).await {
-        Ok(()) => see_other("/profile?notice=reset-cancelled"),
+        Ok(true) => see_other("/profile?notice=reset-cancelled"),
+        Ok(false) => {
+            let mut response = see_other("/sign-in?notice=reset-cancelled");
+            clear_cookie(&ctx, &mut response, CookieName::Session);
+            response
+        }
         Err(err) => refused(&ctx, &err, Step::Other, |status, problem| {
             super::problem_page(&ctx, &browser, status, "My Profile", &problem.message)
         }),

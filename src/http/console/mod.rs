@@ -322,6 +322,7 @@ fn notice(query: Option<&str>) -> Option<&'static str> {
         "attempt-over" => "Too many wrong codes: that sign-in is over. Sign in again.",
         "email-verified" => "Your email address is confirmed. Sign in to set up your authenticator app.",
         "password-reset" => "Your new password is set and you are signed out everywhere. Sign in with it and your authenticator app.",
+        "reset-cancelled" => "The reset of your multi-factor authentication is cancelled. You had signed in with a mailed link, and every such session has ended: sign in again with your authenticator app.",
         "reset-denied" => "The reset of your multi-factor authentication was cancelled and every session of your account has ended. If you did not ask for it, someone may know your password: change it after you sign in.",
         "session-ended" => "Your session has ended. Sign in again.",
         _ => return None,
