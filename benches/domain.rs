@@ -89,6 +89,7 @@ async fn history(services: &UserAuthServices, events: usize) -> History {
     );
     let submit = || UserAuthCommand::SubmitPassword {
         password: Password::parse(PASSWORD).unwrap(),
+        device: None,
     };
     let opened = run(&mut state, submit(), services).await;
     let attempt = opened_attempt(&opened);

@@ -326,7 +326,11 @@ pub struct PolicyArgs {
     pub throttle_base_secs: i64,
     #[arg(long, env = "AUTHLEDGER_THROTTLE_MAX_SECS", default_value_t = 3600)]
     pub throttle_max_secs: i64,
-    #[arg(long, env = "AUTHLEDGER_LOCK_AFTER_FAILURES", default_value_t = 100)]
+    /// Consecutive failures that lock the account until an administrator
+    /// unlocks it; 0 (the default) never locks: a lock lets anyone who
+    /// knows an address keep its owner out, and throttling already stops
+    /// guessing.
+    #[arg(long, env = "AUTHLEDGER_LOCK_AFTER_FAILURES", default_value_t = 0)]
     pub lock_after_failures: u32,
     #[arg(long, env = "AUTHLEDGER_EMAIL_LINK_TTL_SECS", default_value_t = 900)]
     pub email_link_ttl_secs: i64,
@@ -400,7 +404,10 @@ impl PolicyArgs {
             throttle_after_failures: self.throttle_after_failures,
             throttle_base: Duration::seconds(self.throttle_base_secs),
             throttle_max: Duration::seconds(self.throttle_max_secs),
-            lock_after_failures: self.lock_after_failures,
+            lock_after_failures: match self.lock_after_failures {
+                0 => u32::MAX,
+                n => n,
+            },
             email_link_ttl: Duration::seconds(self.email_link_ttl_secs),
             email_link_window: Duration::seconds(self.email_link_window_secs),
             email_links_per_window: self.email_links_per_window,

@@ -105,6 +105,16 @@ impl TokenCodec {
             .is_ok_and(|tag| self.csrf_mac(nonce).verify_slice(&tag).is_ok())
     }
 
+    /// The keyed digest of a browser's device cookie, hex: what the events
+    /// record of a device, so the log holds nothing that could be replayed.
+    pub fn device_digest(&self, cookie: &str) -> String {
+        let mut mac = self.keyring.token_mac();
+        mac.update(b"device");
+        mac.update(&[0]);
+        mac.update(cookie.as_bytes());
+        data_encoding::HEXLOWER.encode(&mac.finalize().into_bytes())
+    }
+
     fn csrf_mac(&self, nonce: &str) -> hmac::Hmac<sha2::Sha256> {
         let mut mac = self.keyring.token_mac();
         mac.update(b"csrf");

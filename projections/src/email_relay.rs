@@ -91,7 +91,10 @@ fn mail_for(event: &E) -> Option<(MailKind, Option<LinkReference>, Option<String
         | E::SessionEnded { .. }
         | E::SignInThrottled { .. }
         | E::AccountUnlocked { .. }
-        | E::EmailVerified { .. } => None,
+        | E::EmailVerified { .. }
+        | E::AttemptFromDevice { .. }
+        | E::DevicePasswordRejected { .. }
+        | E::DeviceThrottled { .. } => None,
     }
 }
 

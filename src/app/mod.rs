@@ -139,6 +139,16 @@ impl App {
         self.tokens.csrf_tag(nonce)
     }
 
+    /// A new device cookie for a browser that has none: random, and
+    /// recorded only as a keyed digest.
+    pub fn new_device_cookie(&self) -> String {
+        use base64::Engine;
+        use rand::RngCore;
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
     /// Whether `tag` belongs to `nonce`, compared in constant time.
     pub fn csrf_tag_matches(&self, nonce: &str, tag: &str) -> bool {
         self.tokens.csrf_tag_matches(nonce, tag)

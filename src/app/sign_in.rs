@@ -1,8 +1,8 @@
 //! Signing in: the password step, then the authenticator's code. The other
 //! ways to finish a sign-in are in `enrollment` and `recovery`.
 use authledger_aggregates::{
-    Email, Password, RecoveryCode, SecondFactor, StartedSession, TotpCode, UserAuthCommand,
-    UserAuthError, Verdict,
+    DeviceDigest, Email, Password, RecoveryCode, SecondFactor, StartedSession, TotpCode,
+    UserAuthCommand, UserAuthError, Verdict,
 };
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
@@ -47,6 +47,7 @@ impl App {
         caller: &Caller,
         email: &str,
         password: &str,
+        device: Option<&str>,
     ) -> AppResult<OpenedAttempt> {
         let started = Instant::now();
         let email = Email::parse(email).map_err(|_| AppError::InvalidEmail)?;
@@ -56,7 +57,10 @@ impl App {
             .bus
             .execute(
                 user,
-                UserAuthCommand::SubmitPassword { password },
+                UserAuthCommand::SubmitPassword {
+                    password,
+                    device: device.map(|cookie| DeviceDigest(self.tokens.device_digest(cookie))),
+                },
                 &caller.as_user(),
             )
             .await;

@@ -63,7 +63,7 @@ pub async fn password(
 ) -> Result<axum::Json<LoginAttempt>> {
     let opened = ctx
         .app
-        .submit_password(&caller, &body.email, &body.password)
+        .submit_password(&caller, &body.email, &body.password, None)
         .await?;
     let (next, alternatives) = match opened.next {
         SecondFactor::Totp if opened.email_link_available => (

@@ -3,6 +3,8 @@
 //! in the `browser` test binary.
 use std::collections::BTreeMap;
 
+use futures::future::join_all;
+
 use reqwest::header::{HeaderMap, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -515,4 +517,54 @@ async fn a_sign_in_that_is_over_drops_its_cookie_and_says_so(pool: PgPool) {
     assert_eq!(max_age(visitor.set_cookie("authledger_login")), 0);
     let page = visitor.get(again.location()).await;
     assert!(page.body.contains("That sign-in is over"));
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_strangers_thousand_wrong_passwords_do_not_keep_the_owners_browser_out(pool: PgPool) {
+    let app = spawn_app_with(pool, |config| config.hashing.sign_in_failure_floor_ms = 0).await;
+    let mut user = app.signed_up().await;
+
+    // The owner signs in once from this browser: it becomes a known device.
+    let mut owner = Visitor::new(&app);
+    owner.get("/sign-in").await;
+    let opened = owner
+        .submit(
+            "/sign-in",
+            &[("email", user.email.as_str()), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(opened.location(), "/sign-in/code");
+    assert!(owner.set_cookie("authledger_device").contains("HttpOnly"));
+    owner.get("/sign-in/code").await;
+    let code = user.device.next_code().await;
+    let signed_in = owner.submit("/sign-in/code", &[("code", &code)]).await;
+    assert_eq!(signed_in.location(), "/profile");
+
+    // A stranger sends 1,000 wrong passwords from elsewhere.
+    let wrong = json!({"email": user.email, "password": "a-strangers-guess-000"});
+    for _ in 0..50 {
+        join_all((0..20).map(|_| app.post("/v1/login/password", wrong.clone()))).await;
+    }
+    // Any other source is held back: even the right password is refused.
+    let elsewhere = app
+        .post(
+            "/v1/login/password",
+            json!({"email": user.email, "password": PASSWORD}),
+        )
+        .await;
+    assert_problem(elsewhere, StatusCode::UNAUTHORIZED, "invalid-credentials").await;
+
+    // The owner's browser signs in at once, second factor included.
+    owner.get("/sign-in").await;
+    let opened = owner
+        .submit(
+            "/sign-in",
+            &[("email", user.email.as_str()), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(opened.location(), "/sign-in/code");
+    owner.get("/sign-in/code").await;
+    let code = user.device.next_code().await;
+    let signed_in = owner.submit("/sign-in/code", &[("code", &code)]).await;
+    assert_eq!(signed_in.location(), "/profile");
 }

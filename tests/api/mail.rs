@@ -185,8 +185,15 @@ async fn verified_account(bus: &CommandBus, pool: &PgPool) -> (String, Uuid) {
 /// A session started by enrolling an authenticator: `aal2`, and recent.
 async fn enrolled_session(bus: &CommandBus, app: &TestApp, user: Uuid) -> Reference {
     let password = Password::parse(PASSWORD).unwrap();
-    let Verdict::AttemptOpened { attempt, .. } =
-        run(bus, user, UserAuthCommand::SubmitPassword { password }).await
+    let Verdict::AttemptOpened { attempt, .. } = run(
+        bus,
+        user,
+        UserAuthCommand::SubmitPassword {
+            password,
+            device: None,
+        },
+    )
+    .await
     else {
         panic!("the password step opens an attempt");
     };
@@ -462,8 +469,15 @@ async fn a_changed_password_is_told_to_the_owner(pool: PgPool) {
 /// A session started with a mailed sign-in link: `aal1`, and recent.
 async fn email_link_session(bus: &CommandBus, pool: &PgPool, user: Uuid) -> Reference {
     let password = Password::parse(PASSWORD).unwrap();
-    let Verdict::AttemptOpened { attempt, .. } =
-        run(bus, user, UserAuthCommand::SubmitPassword { password }).await
+    let Verdict::AttemptOpened { attempt, .. } = run(
+        bus,
+        user,
+        UserAuthCommand::SubmitPassword {
+            password,
+            device: None,
+        },
+    )
+    .await
     else {
         panic!("the password step opens an attempt");
     };

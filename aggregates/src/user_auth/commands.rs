@@ -1,4 +1,5 @@
 use super::admin_reason::AdminReason;
+use super::device::DeviceDigest;
 use super::email::Email;
 use super::password::{NewPassword, Password};
 use super::recovery_code::RecoveryCode;
@@ -16,6 +17,8 @@ pub enum UserAuthCommand {
     },
     SubmitPassword {
         password: Password,
+        /// The digest of the browser's device cookie, when it has one.
+        device: Option<DeviceDigest>,
     },
     SubmitTotp {
         attempt: Reference,

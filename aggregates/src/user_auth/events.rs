@@ -3,6 +3,7 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::device::DeviceDigest;
 use super::recovery_code::CodeDigest;
 use super::reference::Reference;
 use super::services::Sealed;
@@ -157,6 +158,27 @@ pub enum UserAuthEvent {
         reason: ResetCancellation,
         at: DateTime<Utc>,
     },
+    /// The login attempt was opened from a browser with a device cookie;
+    /// a session it starts makes the device known.
+    AttemptFromDevice {
+        attempt: Reference,
+        device: DeviceDigest,
+        at: DateTime<Utc>,
+    },
+    /// A wrong password from a known device: it counts against that device
+    /// only.
+    DevicePasswordRejected {
+        device: DeviceDigest,
+        at: DateTime<Utc>,
+    },
+    /// A known device's own failures made it wait; other sources are not
+    /// affected.
+    DeviceThrottled {
+        device: DeviceDigest,
+        failures: u32,
+        until: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
 }
 
 /// Why a pending MFA reset did not happen.
@@ -267,7 +289,10 @@ impl UserAuthEvent {
             | Self::PasswordReset { at, .. }
             | Self::PasswordChanged { at, .. }
             | Self::MfaResetRequested { at, .. }
-            | Self::MfaResetCancelled { at, .. } => *at,
+            | Self::MfaResetCancelled { at, .. }
+            | Self::AttemptFromDevice { at, .. }
+            | Self::DevicePasswordRejected { at, .. }
+            | Self::DeviceThrottled { at, .. } => *at,
         }
     }
 
@@ -301,6 +326,9 @@ impl UserAuthEvent {
             Self::PasswordChanged { .. } => "PasswordChanged",
             Self::MfaResetRequested { .. } => "MfaResetRequested",
             Self::MfaResetCancelled { .. } => "MfaResetCancelled",
+            Self::AttemptFromDevice { .. } => "AttemptFromDevice",
+            Self::DevicePasswordRejected { .. } => "DevicePasswordRejected",
+            Self::DeviceThrottled { .. } => "DeviceThrottled",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The `UserAuth` aggregate: one user's credentials, attempts and sessions.
 mod admin_reason;
 mod commands;
+mod device;
 mod email;
 mod error;
 mod events;
@@ -22,6 +23,7 @@ use cqrs_es::Aggregate;
 
 pub use admin_reason::{AdminReason, InvalidAdminReason};
 pub use commands::UserAuthCommand;
+pub use device::DeviceDigest;
 pub use email::{Email, InvalidEmail};
 pub use error::UserAuthError;
 pub use events::{
@@ -84,7 +86,9 @@ impl UserAuth {
         let now = s.clock.now();
         match command {
             C::RegisterUser { email, password } => self.register(email, &password, s, now).await,
-            C::SubmitPassword { password } => self.submit_password(password, s, now).await,
+            C::SubmitPassword { password, device } => {
+                self.submit_password(password, device, s, now).await
+            }
             C::SubmitTotp { attempt, code } => self.submit_totp(attempt, &code, s, now),
             C::BeginEnrollment { attempt, secret } => {
                 self.begin_enrollment(attempt, &secret, s, now)

@@ -3,6 +3,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::device::DeviceDigest;
 use super::events::{Assurance, ResetCancellation, SignInMethod, UserAuthEvent};
 use super::recovery_code::CodeDigest;
 use super::reference::Reference;
@@ -35,6 +36,21 @@ pub struct UserAuth {
     /// mailbox.
     pub(super) email_link_disabled: bool,
     pub(super) pending_mfa_reset: Option<PendingMfaReset>,
+    /// Devices that completed a sign-in, newest last, with their own
+    /// failure count and wait.
+    #[serde(default)]
+    pub(super) known_devices: Vec<KnownDevice>,
+}
+
+/// How many known devices are kept; an older one falls out and counts as
+/// unknown again.
+const KNOWN_DEVICES: usize = 16;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct KnownDevice {
+    pub digest: DeviceDigest,
+    pub failures: u32,
+    pub throttled_until: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,6 +79,9 @@ pub(super) struct LoginAttempt {
     pub reference: Reference,
     pub expires_at: DateTime<Utc>,
     pub failures: u32,
+    /// The device cookie's digest the attempt was opened with.
+    #[serde(default)]
+    pub device: Option<DeviceDigest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -227,6 +246,39 @@ impl UserAuth {
         self.throttled_until.filter(|until| now < *until)
     }
 
+    /// The known device `device` names, if it completed a sign-in here.
+    pub(super) fn known_device(&self, device: Option<&DeviceDigest>) -> Option<&KnownDevice> {
+        let device = device?;
+        self.known_devices
+            .iter()
+            .find(|known| known.digest.matches(device))
+    }
+
+    /// When the source of a sign-in may try again: a known device waits
+    /// only for its own failures, anyone else for the account's.
+    pub(super) fn source_throttled_at(
+        &self,
+        device: Option<&DeviceDigest>,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        match self.known_device(device) {
+            Some(known) => known.throttled_until.filter(|until| now < *until),
+            None => self.throttled_at(now),
+        }
+    }
+
+    /// The known device the open attempt `attempt` came from.
+    pub(super) fn attempt_device(&self, attempt: &Reference) -> Option<&KnownDevice> {
+        let open = self.attempt.as_ref().filter(|a| &a.reference == attempt)?;
+        self.known_device(open.device.as_ref())
+    }
+
+    fn known_device_mut(&mut self, device: &DeviceDigest) -> Option<&mut KnownDevice> {
+        self.known_devices
+            .iter_mut()
+            .find(|known| known.digest.matches(device))
+    }
+
     pub(super) fn apply_event(&mut self, event: UserAuthEvent) {
         use UserAuthEvent as E;
         match event {
@@ -258,6 +310,7 @@ impl UserAuth {
                     reference: attempt,
                     expires_at,
                     failures: 0,
+                    device: None,
                 });
                 self.pending_enrollment = None;
             }
@@ -274,6 +327,12 @@ impl UserAuth {
             }
             E::TotpRejected { attempt, .. } | E::RecoveryCodeRejected { attempt, .. } => {
                 self.consecutive_failures += 1;
+                let device = self
+                    .attempt_device(&attempt)
+                    .map(|known| known.digest.clone());
+                if let Some(known) = device.and_then(|d| self.known_device_mut(&d)) {
+                    known.failures += 1;
+                }
                 if let Some(open) = self.attempt.as_mut().filter(|a| a.reference == attempt) {
                     open.failures += 1;
                 }
@@ -339,6 +398,19 @@ impl UserAuth {
                     expires_at,
                     last_active_at: at,
                 });
+                // The device the sign-in came from is known from now on,
+                // and its own count starts again.
+                if let Some(device) = self.attempt.as_ref().and_then(|a| a.device.clone()) {
+                    self.known_devices
+                        .retain(|known| !known.digest.matches(&device));
+                    self.known_devices.push(KnownDevice {
+                        digest: device,
+                        failures: 0,
+                        throttled_until: None,
+                    });
+                    let excess = self.known_devices.len().saturating_sub(KNOWN_DEVICES);
+                    self.known_devices.drain(..excess);
+                }
                 self.attempt = None;
                 self.pending_enrollment = None;
                 self.consecutive_failures = 0;
@@ -408,6 +480,23 @@ impl UserAuth {
                     effective_at,
                     denial,
                 });
+            }
+            E::AttemptFromDevice {
+                attempt, device, ..
+            } => {
+                if let Some(open) = self.attempt.as_mut().filter(|a| a.reference == attempt) {
+                    open.device = Some(device);
+                }
+            }
+            E::DevicePasswordRejected { device, .. } => {
+                if let Some(known) = self.known_device_mut(&device) {
+                    known.failures += 1;
+                }
+            }
+            E::DeviceThrottled { device, until, .. } => {
+                if let Some(known) = self.known_device_mut(&device) {
+                    known.throttled_until = Some(until);
+                }
             }
             E::MfaResetCancelled { reason, .. } => {
                 self.pending_mfa_reset = None;

@@ -23,6 +23,9 @@ pub enum CookieName {
     Session,
     Login,
     Csrf,
+    /// A long-lived random value that makes this browser a known device
+    /// of the accounts it signs in to.
+    Device,
 }
 
 impl CookieName {
@@ -31,6 +34,7 @@ impl CookieName {
             Self::Session => "authledger_session",
             Self::Login => "authledger_login",
             Self::Csrf => "authledger_csrf",
+            Self::Device => "authledger_device",
         }
     }
 
@@ -48,6 +52,7 @@ impl CookieName {
 pub struct Browser {
     pub session: Option<String>,
     pub login: Option<String>,
+    pub device: Option<String>,
     csrf_nonce: Option<String>,
 }
 
@@ -74,6 +79,7 @@ impl FromRequestParts<ApiContext> for Browser {
             session: find(CookieName::Session),
             login: find(CookieName::Login),
             csrf_nonce: find(CookieName::Csrf).filter(|n| is_nonce(n)),
+            device: find(CookieName::Device).filter(|n| is_nonce(n)),
         })
     }
 }

@@ -364,9 +364,26 @@ async fn sign_in(
     form: Form<CredentialsForm>,
 ) -> Response {
     let Form { browser, value } = form;
+    // The browser's device cookie, or a new one: a sign-in it completes
+    // makes it a known device of the account, which a stranger's guesses
+    // do not hold back.
+    let (device, new_device) = match &browser.device {
+        Some(device) => (device.clone(), None),
+        None => {
+            let device = ctx.app.new_device_cookie();
+            (device.clone(), Some(device))
+        }
+    };
+    let keep_device = |mut response: Response| {
+        if let Some(device) = &new_device {
+            let lasts = ctx.app.now() + chrono::Duration::days(DEVICE_COOKIE_DAYS);
+            set_cookie(&ctx, &mut response, CookieName::Device, device, Some(lasts));
+        }
+        response
+    };
     let opened = match ctx
         .app
-        .submit_password(&caller, &value.email, &value.password)
+        .submit_password(&caller, &value.email, &value.password, Some(&device))
         .await
     {
         Ok(opened) => opened,
@@ -376,7 +393,7 @@ async fn sign_in(
                 error: Some(say(&err, Step::Password)),
                 ..Page::new("Sign in")
             };
-            return sign_in_view(&ctx, &browser, page, &value.email);
+            return keep_device(sign_in_view(&ctx, &browser, page, &value.email));
         }
     };
     let next = match opened.next {
@@ -398,8 +415,11 @@ async fn sign_in(
         &opened.login_token,
         Some(opened.expires_at),
     );
-    response
+    keep_device(response)
 }
+
+/// How long a browser stays a known device without signing in again.
+const DEVICE_COOKIE_DAYS: i64 = 400;
 
 async fn register_page(State(ctx): State<ApiContext>, browser: Browser) -> Response {
     if !ctx.app.registration_open() {

@@ -93,6 +93,7 @@ mod tests {
             given,
             UserAuthCommand::SubmitPassword {
                 password: password(),
+                device: None,
             },
         );
         assert!(matches!(events.as_slice(), [E::PasswordVerified { .. }]));

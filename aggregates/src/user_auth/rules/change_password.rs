@@ -249,6 +249,7 @@ mod tests {
             .given(given)
             .when(UserAuthCommand::SubmitPassword {
                 password: new_password().as_password().clone(),
+                device: None,
             })
             .then_expect_events(vec![attempt_opened(1, now, SecondFactor::Totp)]);
     }

@@ -18,7 +18,14 @@ impl UserAuth {
         if self.locked {
             return Err(Error::AccountLocked);
         }
-        if let Some(until) = self.throttled_at(now) {
+        // An attempt from a known device waits only for that device's own
+        // failures, not for a stranger's.
+        let device = self
+            .attempt
+            .as_ref()
+            .filter(|a| &a.reference == attempt)
+            .and_then(|a| a.device.as_ref());
+        if let Some(until) = self.source_throttled_at(device, now) {
             return Err(Error::Throttled { retry_after: until });
         }
         Ok(())

@@ -6,14 +6,15 @@ use chrono::{DateTime, Utc};
 
 use super::Decision;
 use crate::user_auth::{
-    Decided, FailedFactor, Password, PasswordCheck, PasswordHash, SealPurpose, SecondFactor,
-    UserAuth, UserAuthError as Error, UserAuthEvent as E, UserAuthServices, Verdict,
+    Decided, DeviceDigest, FailedFactor, Password, PasswordCheck, PasswordHash, SealPurpose,
+    SecondFactor, UserAuth, UserAuthError as Error, UserAuthEvent as E, UserAuthServices, Verdict,
 };
 
 impl UserAuth {
     pub(in crate::user_auth) async fn submit_password(
         &self,
         password: Password,
+        device: Option<DeviceDigest>,
         s: &UserAuthServices,
         now: DateTime<Utc>,
     ) -> Decision {
@@ -28,16 +29,21 @@ impl UserAuth {
         let check = s.hasher.verify(Some(&hash), &password).await?;
         // A throttled or locked account answers like a wrong password, after
         // the same work; its owner learns of it by mail, not an attacker here.
-        if self.locked || self.throttled_at(now).is_some() {
+        // A device the owner signed in from waits only for its own failures.
+        let known = self.known_device(device.as_ref()).map(|k| k.digest.clone());
+        if self.locked || self.source_throttled_at(device.as_ref(), now).is_some() {
             return Err(Error::InvalidCredentials);
         }
         match check {
-            PasswordCheck::Mismatch => Ok(self.failure(
-                E::PasswordRejected { at: now },
-                FailedFactor::Password,
-                s,
-                now,
-            )),
+            PasswordCheck::Mismatch => Ok(match known {
+                Some(device) => self.device_failure(device, s, now),
+                None => self.failure(
+                    E::PasswordRejected { at: now },
+                    FailedFactor::Password,
+                    s,
+                    now,
+                ),
+            }),
             PasswordCheck::Match { needs_rehash } => {
                 let mut events = Vec::with_capacity(2);
                 if needs_rehash {
@@ -62,6 +68,13 @@ impl UserAuth {
                     next,
                     at: now,
                 });
+                if let Some(device) = device {
+                    events.push(E::AttemptFromDevice {
+                        attempt,
+                        device,
+                        at: now,
+                    });
+                }
                 Ok(Decided {
                     events,
                     verdict: Verdict::AttemptOpened {
@@ -96,6 +109,7 @@ mod tests {
             .given(registered())
             .when(UserAuthCommand::SubmitPassword {
                 password: password(),
+                device: None,
             })
             .then_expect_events(vec![attempt_opened(1, later(1), SecondFactor::Enroll)]);
     }
@@ -106,6 +120,7 @@ mod tests {
             .given(enrolled())
             .when(UserAuthCommand::SubmitPassword {
                 password: password(),
+                device: None,
             })
             .then_expect_events(vec![attempt_opened(1, later(1), SecondFactor::Totp)]);
     }
@@ -116,6 +131,7 @@ mod tests {
             .given(registered())
             .when(UserAuthCommand::SubmitPassword {
                 password: wrong_password(),
+                device: None,
             })
             .then_expect_events(vec![E::PasswordRejected { at: later(1) }]);
     }
@@ -126,6 +142,7 @@ mod tests {
             .given_no_previous_events()
             .when(UserAuthCommand::SubmitPassword {
                 password: password(),
+                device: None,
             })
             .then_expect_error(UserAuthError::InvalidCredentials);
     }
@@ -136,10 +153,12 @@ mod tests {
             .given(unverified())
             .when(UserAuthCommand::SubmitPassword {
                 password: password(),
+                device: None,
             })
             .then_expect_error(UserAuthError::InvalidCredentials);
         let submit = || UserAuthCommand::SubmitPassword {
             password: password(),
+            device: None,
         };
         let (unknown, unknown_work) = with_hashing_work(later(1), vec![], submit());
         let (unverified, unverified_work) = with_hashing_work(later(1), unverified(), submit());
@@ -155,6 +174,7 @@ mod tests {
             .given(given)
             .when(UserAuthCommand::SubmitPassword {
                 password: password(),
+                device: None,
             })
             .then_expect_events(vec![attempt_opened(1, later(2), SecondFactor::Enroll)]);
     }
@@ -165,6 +185,7 @@ mod tests {
             .given(registered())
             .when(UserAuthCommand::SubmitPassword {
                 password: password(),
+                device: None,
             })
             .then_expect_events(vec![
                 E::PasswordRehashed {
@@ -185,6 +206,7 @@ mod tests {
             enrolled(),
             UserAuthCommand::SubmitPassword {
                 password: password(),
+                device: None,
             },
         )
         .verdict;
@@ -210,6 +232,7 @@ mod tests {
                 given,
                 UserAuthCommand::SubmitPassword {
                     password: password(),
+                    device: None,
                 },
             )
             .verdict
@@ -242,6 +265,7 @@ mod tests {
             registered(),
             UserAuthCommand::SubmitPassword {
                 password: wrong_password(),
+                device: None,
             },
         )
         .verdict;

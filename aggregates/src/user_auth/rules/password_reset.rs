@@ -256,12 +256,14 @@ mod tests {
             .given(given.clone())
             .when(UserAuthCommand::SubmitPassword {
                 password: new_password().as_password().clone(),
+                device: None,
             })
             .then_expect_events(vec![attempt_opened(1, now, SecondFactor::Totp)]);
         at(now)
             .given(given)
             .when(UserAuthCommand::SubmitPassword {
                 password: password(),
+                device: None,
             })
             .then_expect_events(vec![E::PasswordRejected { at: now }]);
     }
@@ -371,6 +373,7 @@ mod tests {
             .given(given)
             .when(UserAuthCommand::SubmitPassword {
                 password: new_password().as_password().clone(),
+                device: None,
             })
             .then_expect_error(UserAuthError::InvalidCredentials);
     }

@@ -275,6 +275,7 @@ mod tests {
             .given(given)
             .when(UserAuthCommand::SubmitPassword {
                 password: password(),
+                device: None,
             })
             .then_expect_events(vec![attempt_opened(1, now, SecondFactor::Enroll)]);
     }

@@ -5,9 +5,10 @@
 //! MFA reset.
 use chrono::{DateTime, Utc};
 
+use crate::user_auth::state::KnownDevice;
 use crate::user_auth::{
-    Consequence, Decided, FailedFactor, Rejection, ResetCancellation, UserAuth, UserAuthEvent as E,
-    UserAuthEvent, UserAuthServices, Verdict,
+    Consequence, Decided, DeviceDigest, FailedFactor, Rejection, ResetCancellation, UserAuth,
+    UserAuthEvent as E, UserAuthEvent, UserAuthServices, Verdict,
 };
 
 impl UserAuth {
@@ -20,18 +21,24 @@ impl UserAuth {
         s: &UserAuthServices,
         now: DateTime<Utc>,
     ) -> Decided {
-        let failures = self.consecutive_failures.saturating_add(1);
-        // Counted as `apply` counts: against the attempt the failure names.
-        let attempt_over = match &failed {
-            E::TotpRejected { attempt, .. } | E::RecoveryCodeRejected { attempt, .. } => self
-                .attempt
-                .as_ref()
-                .filter(|open| open.reference == *attempt)
-                .is_some_and(|open| {
-                    open.failures.saturating_add(1) >= s.policy.second_factor_tries
-                }),
-            _ => false,
+        // A second factor tried in an attempt from a known device counts
+        // against that device: it waits for its own failures, not the
+        // account's.
+        let known = match &failed {
+            E::TotpRejected { attempt, .. } | E::RecoveryCodeRejected { attempt, .. } => {
+                self.attempt_device(attempt)
+            }
+            _ => None,
         };
+        if let Some(known) = known {
+            let mut decided = self.device_throttle(known, failed, factor, s, now);
+            if let Verdict::Rejected(rejection) = &mut decided.verdict {
+                rejection.attempt_over = self.uses_up_attempt(&decided.events[0], s);
+            }
+            return decided;
+        }
+        let failures = self.consecutive_failures.saturating_add(1);
+        let attempt_over = self.uses_up_attempt(&failed, s);
         let mut events = vec![failed];
         let consequence = if failures >= s.policy.lock_after_failures {
             if !self.locked {
@@ -67,11 +74,85 @@ impl UserAuth {
             }),
         }
     }
+
+    /// A wrong password from a known device: counted against it alone.
+    pub(super) fn device_failure(
+        &self,
+        device: DeviceDigest,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Decided {
+        let failed = E::DevicePasswordRejected {
+            device: device.clone(),
+            at: now,
+        };
+        match self.known_device(Some(&device)) {
+            Some(known) => self.device_throttle(known, failed, FailedFactor::Password, s, now),
+            None => self.failure(failed, FailedFactor::Password, s, now),
+        }
+    }
+
+    /// A known device's failure and the wait it brings on that device; it
+    /// never locks the account nor throttles anyone else.
+    fn device_throttle(
+        &self,
+        known: &KnownDevice,
+        failed: UserAuthEvent,
+        factor: FailedFactor,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Decided {
+        let failures = known.failures.saturating_add(1);
+        let mut events = vec![failed];
+        let consequence = match s.policy.throttle_delay(failures) {
+            Some(delay) => {
+                let until = now + delay;
+                events.push(E::DeviceThrottled {
+                    device: known.digest.clone(),
+                    failures,
+                    until,
+                    at: now,
+                });
+                Consequence::ThrottledUntil(until)
+            }
+            None => Consequence::None,
+        };
+        if self.pending_mfa_reset.is_some() {
+            events.push(E::MfaResetCancelled {
+                reason: ResetCancellation::SignInFailed,
+                at: now,
+            });
+        }
+        Decided {
+            events,
+            verdict: Verdict::Rejected(Rejection {
+                factor,
+                consequence,
+                attempt_over: false,
+            }),
+        }
+    }
+
+    /// Whether `failed` uses up its attempt's second-factor tries, counted
+    /// as `apply` counts: against the attempt the failure names.
+    fn uses_up_attempt(&self, failed: &UserAuthEvent, s: &UserAuthServices) -> bool {
+        match failed {
+            E::TotpRejected { attempt, .. } | E::RecoveryCodeRejected { attempt, .. } => self
+                .attempt
+                .as_ref()
+                .filter(|open| open.reference == *attempt)
+                .is_some_and(|open| {
+                    open.failures.saturating_add(1) >= s.policy.second_factor_tries
+                }),
+            _ => false,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use crate::user_auth::testing::*;
+    use crate::user_auth::DeviceDigest;
 
     fn failures(n: u32, now: DateTime<Utc>) -> Vec<UserAuthEvent> {
         (0..n).map(|_| E::PasswordRejected { at: now }).collect()
@@ -85,6 +166,7 @@ mod tests {
             .given(given)
             .when(UserAuthCommand::SubmitPassword {
                 password: wrong_password(),
+                device: None,
             })
             .then_expect_events(vec![
                 E::PasswordRejected { at: later(1) },
@@ -119,6 +201,7 @@ mod tests {
             .given(given)
             .when(UserAuthCommand::SubmitPassword {
                 password: password(),
+                device: None,
             })
             .then_expect_error(UserAuthError::InvalidCredentials);
     }
@@ -136,6 +219,7 @@ mod tests {
             given,
             UserAuthCommand::SubmitPassword {
                 password: password(),
+                device: None,
             },
         );
         assert!(matches!(events.as_slice(), [E::PasswordVerified { .. }]));
@@ -149,6 +233,7 @@ mod tests {
             .given(given)
             .when(UserAuthCommand::SubmitPassword {
                 password: wrong_password(),
+                device: None,
             })
             .then_expect_events(vec![
                 E::PasswordRejected { at: later(120) },
@@ -170,6 +255,7 @@ mod tests {
             .given(given)
             .when(UserAuthCommand::SubmitPassword {
                 password: password(),
+                device: None,
             })
             .then_expect_error(UserAuthError::InvalidCredentials);
     }
@@ -183,6 +269,7 @@ mod tests {
             .given(given)
             .when(UserAuthCommand::SubmitPassword {
                 password: wrong_password(),
+                device: None,
             })
             .then_expect_events(vec![
                 E::PasswordRejected { at: later(2) },
@@ -203,6 +290,7 @@ mod tests {
             .given(given)
             .when(UserAuthCommand::SubmitPassword {
                 password: wrong_password(),
+                device: None,
             })
             .then_expect_events(vec![E::PasswordRejected { at: later(3) }]);
     }
@@ -299,6 +387,7 @@ mod tests {
             given.clone(),
             UserAuthCommand::SubmitPassword {
                 password: wrong_password(),
+                device: None,
             },
         );
         assert_eq!(
@@ -384,6 +473,7 @@ mod tests {
             reset_pending_with_attempt(now),
             UserAuthCommand::SubmitPassword {
                 password: wrong_password(),
+                device: None,
             },
         )
         .verdict;
@@ -406,6 +496,7 @@ mod tests {
             given,
             UserAuthCommand::SubmitPassword {
                 password: wrong_password(),
+                device: None,
             },
         )
         .verdict;
@@ -417,5 +508,139 @@ mod tests {
                 attempt_over: false,
             })
         );
+    }
+
+    // ---- devices the owner signed in from ------------------------------
+
+    fn device() -> DeviceDigest {
+        DeviceDigest("owner-browser".into())
+    }
+
+    /// Enrolled, then signed in at t0 from `device()`: it is known.
+    fn known_device() -> Vec<UserAuthEvent> {
+        let mut events = enrolled();
+        events.extend([
+            attempt_opened(20, t0(), SecondFactor::Totp),
+            E::AttemptFromDevice {
+                attempt: reference(20),
+                device: device(),
+                at: t0(),
+            },
+            session_started(21, SignInMethod::Totp, t0()),
+        ]);
+        events
+    }
+
+    /// A stranger's guesses from elsewhere: enough to throttle the account.
+    fn strangers_guesses(mut events: Vec<UserAuthEvent>) -> Vec<UserAuthEvent> {
+        events.extend(failures(10, later(1)));
+        events.push(E::SignInThrottled {
+            failures: 10,
+            until: later(61),
+            at: later(1),
+        });
+        events
+    }
+
+    fn from(device: Option<DeviceDigest>, password: Password) -> UserAuthCommand {
+        UserAuthCommand::SubmitPassword { password, device }
+    }
+
+    #[test]
+    fn a_known_device_signs_in_while_a_strangers_guesses_throttle_the_account() {
+        at(later(2))
+            .given(strangers_guesses(known_device()))
+            .when(from(Some(device()), password()))
+            .then_expect_events(vec![
+                attempt_opened(1, later(2), SecondFactor::Totp),
+                E::AttemptFromDevice {
+                    attempt: reference(1),
+                    device: device(),
+                    at: later(2),
+                },
+            ]);
+    }
+
+    #[test]
+    fn any_other_source_still_waits_and_is_answered_like_a_wrong_password() {
+        for other in [None, Some(DeviceDigest("someone-else".into()))] {
+            at(later(2))
+                .given(strangers_guesses(known_device()))
+                .when(from(other, password()))
+                .then_expect_error(UserAuthError::InvalidCredentials);
+        }
+    }
+
+    #[test]
+    fn a_second_factor_from_a_known_device_is_not_held_back_by_the_account_wait() {
+        let mut given = strangers_guesses(known_device());
+        given.extend([
+            attempt_opened(30, later(2), SecondFactor::Totp),
+            E::AttemptFromDevice {
+                attempt: reference(30),
+                device: device(),
+                at: later(2),
+            },
+        ]);
+        let decided = decided(
+            later(2),
+            given,
+            UserAuthCommand::SubmitTotp {
+                attempt: reference(30),
+                code: code_at(later(2)),
+            },
+        );
+        assert!(
+            matches!(decided.verdict, Verdict::SessionStarted(_)),
+            "{:?}",
+            decided.verdict
+        );
+    }
+
+    #[test]
+    fn a_known_devices_wrong_passwords_count_against_it_alone() {
+        let mut given = known_device();
+        given.extend((0..4).map(|_| E::DevicePasswordRejected {
+            device: device(),
+            at: later(1),
+        }));
+        at(later(1))
+            .given(given.clone())
+            .when(from(Some(device()), wrong_password()))
+            .then_expect_events(vec![
+                E::DevicePasswordRejected {
+                    device: device(),
+                    at: later(1),
+                },
+                E::DeviceThrottled {
+                    device: device(),
+                    failures: 5,
+                    until: later(1) + Duration::seconds(30),
+                    at: later(1),
+                },
+            ]);
+        // Another source is not held back by the device's typos.
+        at(later(1))
+            .given(given)
+            .when(from(None, password()))
+            .then_expect_events(vec![attempt_opened(1, later(1), SecondFactor::Totp)]);
+    }
+
+    #[test]
+    fn a_device_is_known_only_after_it_completed_a_sign_in() {
+        // An attempt opened from the device, never finished: not known.
+        let mut given = enrolled();
+        given.extend([
+            attempt_opened(20, t0(), SecondFactor::Totp),
+            E::AttemptFromDevice {
+                attempt: reference(20),
+                device: device(),
+                at: t0(),
+            },
+        ]);
+        at(later(2))
+            .given(strangers_guesses(given))
+            .when(from(Some(device()), password()))
+            .then_expect_error(UserAuthError::InvalidCredentials);
     }
 }
