@@ -20,6 +20,9 @@ pub struct Target {
     base: String,
     http: reqwest::Client,
     inbox: Option<Arc<Inbox>>,
+    /// Sent as `X-Forwarded-For`, so a server that trusts this machine as
+    /// its proxy sees this client at that address.
+    forwarded_for: Option<String>,
 }
 
 /// Confirms a new account's address as its owner would from the mail: the
@@ -136,7 +139,29 @@ impl Target {
                 .build()
                 .unwrap_or_default(),
             inbox: None,
+            forwarded_for: None,
         }
+    }
+
+    /// The same target, reached as if from `address` through a trusted proxy.
+    pub fn from_address(&self, address: &str) -> Self {
+        Self {
+            forwarded_for: Some(address.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// A wrong password for `email`; answers the status, whatever it is.
+    pub async fn guess(&self, email: &str) -> anyhow::Result<u16> {
+        let mut request = self
+            .http
+            .post(format!("{}/v1/login/password", self.base))
+            .json(&json!({"email": email, "password": "a-sprayed-guess-000"}));
+        if let Some(address) = &self.forwarded_for {
+            request = request.header("x-forwarded-for", address);
+        }
+        let response = request.send().await.context("POST /v1/login/password")?;
+        Ok(response.status().as_u16())
     }
 
     /// New accounts confirm their address through `inbox`.
@@ -155,6 +180,9 @@ impl Target {
         let mut request = self.http.post(format!("{}{path}", self.base)).json(&body);
         if let Some(token) = bearer {
             request = request.bearer_auth(token);
+        }
+        if let Some(address) = &self.forwarded_for {
+            request = request.header("x-forwarded-for", address);
         }
         let response = request
             .send()

@@ -50,7 +50,10 @@ struct Args {
     /// Events the projection rebuild runs over.
     #[arg(long, default_value_t = 1_000_000)]
     rebuild_events: i64,
-    /// Only these parts: password, cheap, rebuild (all by default).
+    /// Seconds of the spray runs (victims with and without a sprayer).
+    #[arg(long, default_value_t = 15)]
+    spray_seconds: u64,
+    /// Only these parts: password, cheap, rebuild, spray (all by default).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -348,6 +351,71 @@ impl Bench {
             before as f64 / 1024.0,
             now as f64 / 1024.0,
             pass(peak * 1024 <= 256_000_000),
+        ));
+        server.stop().await;
+        Ok(())
+    }
+
+    /// Victims signing in with and without a client spraying wrong
+    /// passwords at full speed from another address: the sprayer must not
+    /// raise their p95 by more than 2×. The server trusts this machine as
+    /// its proxy, so `X-Forwarded-For` sets each client's address.
+    async fn spray_part(&mut self) -> anyhow::Result<()> {
+        self.fresh_database().await?;
+        let server = self
+            .start(&[("AUTHLEDGER_TRUSTED_PROXIES", "127.0.0.1/32".to_owned())])
+            .await?;
+        let victims = server.target.from_address("198.51.100.7");
+        eprintln!("creating 240 users at full argon2id cost");
+        let users = new_users(&victims, "bench-spray", 240, 8).await?;
+        self.wait_for_quiet_mail().await?;
+        let seconds = Duration::from_secs(self.args.spray_seconds);
+        let (alone, users) = full_sign_in(&victims, users, 4, seconds).await;
+        eprintln!(
+            "victims alone: p95 password {:.1} ms",
+            alone.quantile_ms("password", 0.95)
+        );
+
+        let sprayer = server.target.from_address("203.0.113.66");
+        let stop = Instant::now() + seconds;
+        let answers = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
+            u16,
+            u64,
+        >::new()));
+        let spray: Vec<_> = (0..32)
+            .map(|n| {
+                let (t, answers) = (sprayer.clone(), answers.clone());
+                tokio::spawn(async move {
+                    let mut i = 0u64;
+                    while Instant::now() < stop {
+                        i += 1;
+                        let email = format!("spray-{n}-{i}@example.com");
+                        let status = t.guess(&email).await.unwrap_or(0);
+                        if let Ok(mut a) = answers.lock() {
+                            *a.entry(status).or_default() += 1;
+                        }
+                    }
+                })
+            })
+            .collect();
+        let (sprayed, _) = full_sign_in(&victims, users, 4, seconds).await;
+        for task in spray {
+            let _ = task.await;
+        }
+        self.table(&[&alone, &sprayed]);
+        let answers = answers.lock().map(|a| a.clone()).unwrap_or_default();
+        let _ = writeln!(
+            self.report,
+            "sprayer (32 tasks, one address, wrong passwords at full speed): answers by status {answers:?}\n"
+        );
+        let (before, during) = (
+            alone.quantile_ms("password", 0.95),
+            sprayed.quantile_ms("password", 0.95),
+        );
+        self.target(format!(
+            "victims' password-step p95 with a sprayer: {during:.1} ms vs {before:.1} ms alone = {:.2}× (target ≤ 2×) {}",
+            during / before,
+            pass(during <= 2.0 * before),
         ));
         server.stop().await;
         Ok(())
@@ -705,7 +773,12 @@ async fn main() -> anyhow::Result<()> {
     };
     let wanted =
         |part: &str| bench.args.only.is_empty() || bench.args.only.iter().any(|p| p == part);
-    let (password, cheap, rebuild) = (wanted("password"), wanted("cheap"), wanted("rebuild"));
+    let (password, cheap, rebuild, spray) = (
+        wanted("password"),
+        wanted("cheap"),
+        wanted("rebuild"),
+        wanted("spray"),
+    );
     if password {
         bench.password_part().await?;
     }
@@ -714,6 +787,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if rebuild {
         bench.rebuild_part().await?;
+    }
+    if spray {
+        bench.spray_part().await?;
     }
     println!("{}", bench.report);
     println!("Targets:\n");
