@@ -403,7 +403,7 @@ impl From<&AppError> for ApiError {
     fn from(err: &AppError) -> Self {
         use AppError as E;
         match err {
-            E::InvalidEmail => Self::invalid_email(),
+            E::InvalidEmail(why) => Self::invalid_email().with_detail(why.to_string()),
             E::UnacceptablePassword(why) => {
                 Self::unacceptable_password().with_detail(why.to_string())
             }
