@@ -146,9 +146,17 @@ pub struct GlobalQuery {
     pub until: Option<DateTime<Utc>>,
 }
 
+/// A cursor as `global_page` writes it: two numbers, neither negative
+/// (a transaction id is unsigned to Postgres).
 pub fn parse_cursor(cursor: &str) -> Option<(i64, i64)> {
     let (transaction, position) = cursor.split_once(':')?;
-    Some((transaction.parse().ok()?, position.parse().ok()?))
+    let number = |part: &str| {
+        part.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| part.parse::<i64>().ok())
+            .flatten()
+    };
+    Some((number(transaction)?, number(position)?))
 }
 
 fn global_sql(limit: i64) -> String {

@@ -2,7 +2,7 @@
 //! the global history, paged or streamed. Read from the event log and the
 //! audit index, never from the aggregate's live state.
 use authledger_aggregates::AuditState;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use futures_util::Stream;
 use uuid::Uuid;
 
@@ -45,6 +45,10 @@ pub struct EventFilter {
     pub until: Option<DateTime<Utc>>,
 }
 
+/// Longest event type name a filter may hold; the longest today has 26
+/// characters.
+const MAX_EVENT_TYPE_CHARS: usize = 64;
+
 impl EventFilter {
     fn query(self) -> AppResult<GlobalQuery> {
         let after = match &self.after {
@@ -54,12 +58,34 @@ impl EventFilter {
             ),
             None => None,
         };
+        if let Some(event_type) = &self.event_type {
+            // Event types are ASCII names; anything else matches nothing,
+            // and a NUL cannot even be sent to Postgres.
+            let name = event_type.len() <= MAX_EVENT_TYPE_CHARS
+                && !event_type.is_empty()
+                && event_type.bytes().all(|b| b.is_ascii_alphanumeric());
+            if !name {
+                return Err(AppError::InvalidQuery(
+                    "type is the name of an event type, such as MfaReset",
+                ));
+            }
+        }
         Ok(GlobalQuery {
             after,
             event_type: self.event_type,
-            since: self.since,
-            until: self.until,
+            since: instant(self.since, "since is outside the years 1 to 9999")?,
+            until: instant(self.until, "until is outside the years 1 to 9999")?,
         })
+    }
+}
+
+/// An instant a caller chose, within the years RFC 3339 writes with four
+/// digits: beyond them Postgres refuses a timestamp and date arithmetic
+/// can overflow.
+fn instant(at: Option<DateTime<Utc>>, refusal: &'static str) -> AppResult<Option<DateTime<Utc>>> {
+    match at {
+        Some(at) if !(1..=9999).contains(&at.year()) => Err(AppError::InvalidQuery(refusal)),
+        at => Ok(at),
     }
 }
 
@@ -83,6 +109,11 @@ impl App {
         after: Option<i64>,
         size: PageSize,
     ) -> AppResult<History> {
+        if after.is_some_and(|after| after < 0) {
+            return Err(AppError::InvalidQuery(
+                "after is a sequence number, 0 or more",
+            ));
+        }
         let user_id = user(who)?;
         let events = audit::user_history(&self.pool, user_id, after.unwrap_or(0), size.0)
             .await
@@ -107,6 +138,7 @@ impl App {
         who: &str,
         at: Option<DateTime<Utc>>,
     ) -> AppResult<(Uuid, DateTime<Utc>, AuditState)> {
+        let at = instant(at, "at is outside the years 1 to 9999")?;
         let user_id = user(who)?;
         let at = at.unwrap_or_else(|| self.now());
         let state = audit::user_state(&self.pool, user_id, at, self.policy())
@@ -130,5 +162,69 @@ impl App {
         filter: EventFilter,
     ) -> AppResult<impl Stream<Item = anyhow::Result<AuditEvent>> + Send + 'static> {
         Ok(audit::global_stream(self.pool.clone(), filter.query()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn refusal(filter: EventFilter) -> &'static str {
+        match filter.query() {
+            Err(AppError::InvalidQuery(why)) => why,
+            other => panic!("expected an invalid query, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_cursor_is_two_numbers_neither_negative() {
+        let cursor = |after: &str| EventFilter {
+            after: Some(after.into()),
+            ..EventFilter::default()
+        };
+        assert_eq!(cursor("12:34").query().unwrap().after, Some((12, 34)));
+        for after in [
+            "-1:5", "5:-1", "+1:5", "1:", ":1", "1", "1:2:3", "\u{0}:1", "٣:1",
+        ] {
+            assert_eq!(refusal(cursor(after)), "after is not a cursor", "{after:?}");
+        }
+    }
+
+    #[test]
+    fn a_type_filter_is_an_event_type_name() {
+        let event_type = |name: &str| EventFilter {
+            event_type: Some(name.into()),
+            ..EventFilter::default()
+        };
+        assert!(event_type("MfaReset").query().is_ok());
+        for name in [
+            "",
+            "\u{0}",
+            "Mfa\u{0}Reset",
+            "Mfa Reset",
+            "MfaReset'--",
+            &"A".repeat(65),
+        ] {
+            assert!(refusal(event_type(name)).starts_with("type is"), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn instants_are_within_four_digit_years() {
+        let since = |year: i32| EventFilter {
+            since: Some(Utc.with_ymd_and_hms(year, 1, 1, 0, 0, 0).unwrap()),
+            ..EventFilter::default()
+        };
+        assert!(since(1).query().is_ok());
+        assert!(since(9999).query().is_ok());
+        for year in [0, -4713, 10_000, 262_000] {
+            assert_eq!(
+                refusal(since(year)),
+                "since is outside the years 1 to 9999",
+                "{year}"
+            );
+        }
     }
 }

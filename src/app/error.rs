@@ -1,7 +1,8 @@
 //! The one error of the use cases: every refusal a caller can react to, by
 //! name, and the two ways the service itself can fail.
 use authledger_aggregates::{
-    Consequence, FailedFactor, InvalidAdminReason, PasswordError, Rejection, UserAuthError,
+    Consequence, FailedFactor, InvalidAdminReason, InvalidEmail, PasswordError, Rejection,
+    UserAuthError,
 };
 use chrono::{DateTime, Utc};
 
@@ -13,8 +14,8 @@ pub type AppResult<T, E = AppError> = Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     // What was sent does not parse.
-    #[error("the email address is not valid")]
-    InvalidEmail,
+    #[error("the email address is not valid: {0}")]
+    InvalidEmail(#[source] InvalidEmail),
     #[error("the password is not acceptable: {0}")]
     UnacceptablePassword(#[source] PasswordError),
     #[error("the code is not in the expected format")]

@@ -76,7 +76,7 @@ impl App {
     /// is the same for every address, no sooner than the configured floor.
     pub async fn forgot_password(&self, caller: &Caller, email: &str) -> AppResult<()> {
         let started = Instant::now();
-        let email = Email::parse(email).map_err(|_| AppError::InvalidEmail)?;
+        let email = Email::parse(email).map_err(AppError::InvalidEmail)?;
         let outcome = self
             .run(
                 email.user_id(),

@@ -50,7 +50,7 @@ impl App {
         device: Option<&str>,
     ) -> AppResult<OpenedAttempt> {
         let started = Instant::now();
-        let email = Email::parse(email).map_err(|_| AppError::InvalidEmail)?;
+        let email = Email::parse(email).map_err(AppError::InvalidEmail)?;
         let password = Password::parse(password).map_err(AppError::UnacceptablePassword)?;
         let user = email.user_id();
         let outcome = self

@@ -13,7 +13,7 @@ use crate::app::{AdminDone as Done, Caller};
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminRequest {
-    /// Why, for the record: 1 to 500 characters.
+    /// Why, for the record: 1 to 500 characters, without control characters.
     reason: String,
 }
 

@@ -11,15 +11,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::extract::Auditor;
+use super::extract::{query_rejection, Auditor};
 use super::{ApiContext, ApiError, Problem, Result, ServerProblems};
 use crate::app::{EventFilter, PageSize};
 use crate::audit::AuditEvent;
 
 fn query<T>(query: std::result::Result<Query<T>, QueryRejection>) -> Result<T> {
-    query
-        .map(|Query(q)| q)
-        .map_err(|_| ApiError::invalid_query())
+    query.map(|Query(q)| q).map_err(query_rejection)
 }
 
 pub fn path_user(path: std::result::Result<Path<String>, PathRejection>) -> Result<String> {
@@ -28,6 +26,7 @@ pub fn path_user(path: std::result::Result<Path<String>, PathRejection>) -> Resu
 }
 
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     /// Return events after this sequence number (the previous page's `next_after`).
     after: Option<i64>,
@@ -49,7 +48,7 @@ pub struct History {
     security(("auditor" = [])),
     responses(
         (status = 200, description = "A page of the history", body = History),
-        (status = 400, description = "`invalid-query`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid-query`: an unknown parameter, or `after` or `limit` out of range", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthenticated`: no auditor credential", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: an admin's credential", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`unknown-user`", body = Problem, content_type = "application/problem+json"),
@@ -75,6 +74,7 @@ pub async fn user_events(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct StateQuery {
     /// The instant, RFC 3339 (default: now).
     at: Option<DateTime<Utc>>,
@@ -123,7 +123,7 @@ fn label<T: Serialize>(value: &T) -> String {
     security(("auditor" = [])),
     responses(
         (status = 200, description = "The state at that instant", body = MfaState),
-        (status = 400, description = "`invalid-query`: `at` is not RFC 3339", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid-query`: `at` is not RFC 3339 or outside the years 1 to 9999, or an unknown parameter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`unknown-user`", body = Problem, content_type = "application/problem+json"),
@@ -165,10 +165,11 @@ pub async fn user_state(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Cursor: the previous page's `next`.
     after: Option<String>,
-    /// Page size, 1 to 1000 (default 100); ignored for NDJSON, which streams everything.
+    /// Page size, 1 to 1000 (default 100); NDJSON streams everything, but checks it too.
     limit: Option<i64>,
     /// Only events of this type, e.g. `MfaReset`.
     #[serde(rename = "type")]
@@ -195,7 +196,7 @@ pub struct EventsPage {
     responses(
         (status = 200, description = "A page, or an NDJSON stream of events", body = EventsPage,
             content((EventsPage = "application/json"), (AuditEvent = "application/x-ndjson"))),
-        (status = 400, description = "`invalid-query`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid-query`: an unknown parameter, a cursor not ours, a `type` that is not an event type's name, an instant outside the years 1 to 9999", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
         ServerProblems,
@@ -207,6 +208,9 @@ pub async fn events(
     params: std::result::Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Response> {
     let params = query(params)?;
+    // Checked for NDJSON too, which has no pages: a bad value is an error
+    // whatever the format.
+    let size = PageSize::parse(params.limit)?;
     let filter = EventFilter {
         after: params.after,
         event_type: params.event_type,
@@ -228,10 +232,7 @@ pub async fn events(
         let body = Body::from_stream(lines.map(|line| line.map_err(std::io::Error::other)));
         return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response());
     }
-    let page = ctx
-        .app
-        .events_page(filter, PageSize::parse(params.limit)?)
-        .await?;
+    let page = ctx.app.events_page(filter, size).await?;
     Ok(axum::Json(EventsPage {
         events: page.events,
         next: page.next,

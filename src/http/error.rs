@@ -349,7 +349,7 @@ impl ApiError {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid-reason",
-            "A reason of 1 to 500 characters is required",
+            "A reason of 1 to 500 characters without control characters is required",
         )
     }
     pub fn contended() -> Self {
@@ -403,12 +403,12 @@ impl From<&AppError> for ApiError {
     fn from(err: &AppError) -> Self {
         use AppError as E;
         match err {
-            E::InvalidEmail => Self::invalid_email(),
+            E::InvalidEmail(why) => Self::invalid_email().with_detail(why.to_string()),
             E::UnacceptablePassword(why) => {
                 Self::unacceptable_password().with_detail(why.to_string())
             }
             E::InvalidCodeFormat => Self::invalid_code_format(),
-            E::InvalidReason(_) => Self::invalid_reason(),
+            E::InvalidReason(why) => Self::invalid_reason().with_detail(why.to_string()),
             E::InvalidQuery(why) => Self::invalid_query().with_detail(*why),
             E::InvalidLoginToken => Self::invalid_login_token(),
             E::InvalidLinkToken => Self::invalid_token(),

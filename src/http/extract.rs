@@ -2,7 +2,7 @@
 use std::net::SocketAddr;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::header::{AUTHORIZATION, USER_AGENT};
 use axum::http::request::Parts;
@@ -29,27 +29,40 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     }
 }
 
+/// "missing field `x`" or "unknown field `x`" from serde's message, the
+/// only parts of it that cannot quote a value.
+fn named_field(text: &str) -> Option<String> {
+    ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|marker| {
+            let start = text.find(marker)?;
+            let rest = &text[start..];
+            let end = rest[marker.len()..].find('`')? + marker.len() + 1;
+            Some(rest[..end].to_owned())
+        })
+}
+
 pub fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
-        JsonRejection::JsonDataError(err) => {
-            let text = err.body_text();
-            let field = ["missing field `", "unknown field `"]
-                .iter()
-                .find_map(|marker| {
-                    let start = text.find(marker)?;
-                    let rest = &text[start..];
-                    let end = rest[marker.len()..].find('`')? + marker.len() + 1;
-                    Some(rest[..end].to_owned())
-                });
-            match field {
-                Some(field) => ApiError::invalid_body().with_detail(field),
-                None => ApiError::invalid_body(),
-            }
-        }
+        JsonRejection::JsonDataError(err) => match named_field(&err.body_text()) {
+            Some(field) => ApiError::invalid_body().with_detail(field),
+            None => ApiError::invalid_body(),
+        },
         JsonRejection::JsonSyntaxError(_) => ApiError::malformed_body(),
         JsonRejection::MissingJsonContentType(_) => ApiError::unsupported_media_type(),
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::body_too_large(),
         _ => ApiError::malformed_body(),
+    }
+}
+
+/// A query string that does not deserialize: 400 `invalid-query`, naming
+/// an unknown or missing parameter.
+pub fn query_rejection(rejection: QueryRejection) -> ApiError {
+    match named_field(&rejection.body_text()) {
+        Some(field) => {
+            ApiError::invalid_query().with_detail(field.replacen("field", "parameter", 1))
+        }
+        None => ApiError::invalid_query(),
     }
 }
 

@@ -9,6 +9,7 @@ mod bad_input;
 mod console;
 mod email_link;
 mod event_store;
+mod hostile_input;
 mod journey;
 mod mail;
 mod openapi;

@@ -7,19 +7,32 @@ const MAX_ADMIN_REASON_CHARS: usize = 500;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminReason(String);
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a reason of 1 to 500 characters is required")]
-pub struct InvalidAdminReason;
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidAdminReason {
+    #[error("a reason is required")]
+    Empty,
+    #[error("a reason has at most {MAX_ADMIN_REASON_CHARS} characters")]
+    TooLong,
+    /// Controls cannot be stored in the event log (NUL) and can rewrite
+    /// what an auditor's terminal shows (escape sequences, carriage returns).
+    #[error("a reason may not contain control characters")]
+    ControlCharacter,
+}
 
 impl AdminReason {
     pub fn parse(raw: &str) -> Result<Self, InvalidAdminReason> {
         let reason = raw.trim();
         let chars = reason.chars().count();
-        if (1..=MAX_ADMIN_REASON_CHARS).contains(&chars) {
-            Ok(Self(reason.to_owned()))
-        } else {
-            Err(InvalidAdminReason)
+        if chars == 0 {
+            return Err(InvalidAdminReason::Empty);
         }
+        if chars > MAX_ADMIN_REASON_CHARS {
+            return Err(InvalidAdminReason::TooLong);
+        }
+        if reason.chars().any(char::is_control) {
+            return Err(InvalidAdminReason::ControlCharacter);
+        }
+        Ok(Self(reason.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -46,7 +59,11 @@ mod tests {
     #[test]
     fn an_empty_or_blank_reason_is_refused() {
         for raw in ["", "   ", "\t\n"] {
-            assert_eq!(AdminReason::parse(raw), Err(InvalidAdminReason), "{raw:?}");
+            assert_eq!(
+                AdminReason::parse(raw),
+                Err(InvalidAdminReason::Empty),
+                "{raw:?}"
+            );
         }
     }
 
@@ -55,7 +72,7 @@ mod tests {
         assert!(AdminReason::parse(&"a".repeat(500)).is_ok());
         assert_eq!(
             AdminReason::parse(&"a".repeat(501)),
-            Err(InvalidAdminReason)
+            Err(InvalidAdminReason::TooLong)
         );
     }
 
@@ -65,7 +82,26 @@ mod tests {
         assert!(AdminReason::parse(&"é".repeat(500)).is_ok());
         assert_eq!(
             AdminReason::parse(&"é".repeat(501)),
-            Err(InvalidAdminReason)
+            Err(InvalidAdminReason::TooLong)
         );
+    }
+
+    #[test]
+    fn a_reason_with_a_control_character_is_refused() {
+        for raw in [
+            "lost phone\u{0}",
+            "lost\nphone",
+            "lost\rphone",
+            "lost\tphone",
+            "\u{1b}[2Jlost phone",
+            "lost\u{85}phone",
+            "lost\u{7f}phone",
+        ] {
+            assert_eq!(
+                AdminReason::parse(raw),
+                Err(InvalidAdminReason::ControlCharacter),
+                "{raw:?}"
+            );
+        }
     }
 }

@@ -1,49 +1,219 @@
+//! The one parser for mailboxes. Whatever it accepts is a bare RFC 5321
+//! addr-spec that the mailer can send unchanged, so an address can neither
+//! smuggle a second recipient nor name two accounts that share a mailbox.
+use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
 use serde::{Deserialize, Serialize};
+use unicode_normalization::char::is_combining_mark;
+use unicode_normalization::UnicodeNormalization;
+use unicode_security::MixedScript;
 use uuid::Uuid;
 
 /// Namespace for user ids: the id of a user is the UUIDv5 of their normalized
 /// email in this namespace, so the event store's primary key makes emails unique.
 const USER_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1d_2c5e_8a4b_4f0e_9c3d_7b21_a5e4_d093);
 
-/// An email address, trimmed and lower-cased.
+/// RFC 5321's limits, in octets (4.5.3.1.1 and the 254 of a forward path
+/// less its angle brackets).
+const MAX_ADDRESS_OCTETS: usize = 254;
+const MAX_LOCAL_PART_OCTETS: usize = 64;
+
+/// Past this, input is refused before any Unicode processing: no address
+/// survives canonicalisation at four times the limit.
+const MAX_RAW_OCTETS: usize = 4 * MAX_ADDRESS_OCTETS;
+
+/// The ASCII a local part may hold besides letters, digits and dots: RFC
+/// 5322's atext, which the mailer writes unquoted.
+const ATEXT_SYMBOLS: &str = "!#$%&'*+-/=?^_`{|}~";
+
+/// An email address as one canonical spelling: the local part lower-cased
+/// and in NFC, the domain in its lower-case ASCII (IDNA) form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Email(String);
+pub struct Email {
+    address: String,
+    user_id: Uuid,
+}
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a valid email address")]
-pub struct InvalidEmail;
+/// Why an address was refused. The reasons never quote the address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidEmail {
+    #[error("an address is a name, an @ and a domain, as in name@example.com")]
+    Malformed,
+    #[error("an address has exactly one @")]
+    ExtraAt,
+    #[error("the address is longer than {MAX_ADDRESS_OCTETS} bytes")]
+    TooLong,
+    #[error("the part before the @ is longer than {MAX_LOCAL_PART_OCTETS} bytes")]
+    LocalPartTooLong,
+    #[error("the address contains a control character")]
+    ControlCharacter,
+    #[error(
+        "the address contains a bidirectional text control, which can make it read differently"
+    )]
+    BidiControl,
+    #[error("the address contains an invisible character, such as a zero-width space")]
+    InvisibleCharacter,
+    #[error("only the address itself is accepted, without a display name or angle brackets")]
+    DisplayName,
+    #[error("quoted local parts are not accepted")]
+    Quoted,
+    #[error("comments in parentheses are not accepted")]
+    Comment,
+    #[error("the part before the @ may not start or end with a dot or hold two dots in a row")]
+    Dots,
+    #[error("the part before the @ holds full-width or other compatibility characters")]
+    CompatibilityCharacter,
+    #[error("the part before the @ may hold only letters, digits, dots and {ATEXT_SYMBOLS}")]
+    LocalPartCharacter,
+    #[error("the part before the @ mixes letters of different scripts")]
+    MixedScripts,
+    #[error("address literals such as [192.0.2.1] are not accepted")]
+    AddressLiteral,
+    #[error("the domain is not a valid domain name")]
+    InvalidDomain,
+    #[error("the domain needs at least one dot, as in example.com")]
+    UnqualifiedDomain,
+}
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, InvalidEmail> {
-        let email = raw.trim().to_lowercase();
-        let (local, domain) = email.split_once('@').ok_or(InvalidEmail)?;
-        let well_formed = email.len() <= 254
-            && !local.is_empty()
-            && local.len() <= 64
-            && !domain.contains('@')
-            && domain.contains('.')
-            && domain
-                .split('.')
-                .all(|label| !label.is_empty() && label.len() <= 63)
-            && email
-                .chars()
-                .all(|c| c.is_ascii_graphic() || (!c.is_ascii() && !c.is_control()));
-        if well_formed {
-            Ok(Self(email))
-        } else {
-            Err(InvalidEmail)
+        let raw = raw.trim();
+        if raw.len() > MAX_RAW_OCTETS {
+            return Err(InvalidEmail::TooLong);
         }
+        // Over the whole address: UTS 46 would silently drop some of these
+        // from a domain, and none belongs in one.
+        for c in raw.chars() {
+            if c.is_control() {
+                return Err(InvalidEmail::ControlCharacter);
+            }
+            if is_bidi_control(c) {
+                return Err(InvalidEmail::BidiControl);
+            }
+            if is_invisible(c) {
+                return Err(InvalidEmail::InvisibleCharacter);
+            }
+        }
+        if raw.contains(['<', '>']) {
+            return Err(InvalidEmail::DisplayName);
+        }
+        if raw.contains('"') {
+            return Err(InvalidEmail::Quoted);
+        }
+        if raw.contains(['(', ')']) {
+            return Err(InvalidEmail::Comment);
+        }
+        let (local, domain) = raw.split_once('@').ok_or(InvalidEmail::Malformed)?;
+        if domain.contains('@') {
+            return Err(InvalidEmail::ExtraAt);
+        }
+        if local.is_empty() || domain.is_empty() {
+            return Err(InvalidEmail::Malformed);
+        }
+        let local = local_part(local)?;
+        let (domain, domain_for_id) = domain_part(domain)?;
+        let address = format!("{local}@{domain}");
+        if address.len() > MAX_ADDRESS_OCTETS {
+            return Err(InvalidEmail::TooLong);
+        }
+        // Ids were derived from the address as typed, lower-cased, before
+        // domains were converted; an internationalised domain was typed in
+        // Unicode, so the id keeps that spelling and its accounts keep their
+        // ids. Its ASCII spelling now names the same account.
+        let user_id = Uuid::new_v5(
+            &USER_ID_NAMESPACE,
+            format!("{local}@{domain_for_id}").as_bytes(),
+        );
+        Ok(Self { address, user_id })
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.address
+    }
+
+    /// The part before the @.
+    pub fn local_part(&self) -> &str {
+        self.address
+            .rsplit_once('@')
+            .map_or(self.address.as_str(), |(local, _)| local)
     }
 
     /// The id of the user who registers (or registered) with this email.
     pub fn user_id(&self) -> Uuid {
-        Uuid::new_v5(&USER_ID_NAMESPACE, self.0.as_bytes())
+        self.user_id
     }
+}
+
+/// A dot-atom of letters, digits and atext, lower-cased and in NFC, in one
+/// script.
+fn local_part(raw: &str) -> Result<String, InvalidEmail> {
+    if raw.starts_with('.') || raw.ends_with('.') || raw.contains("..") {
+        return Err(InvalidEmail::Dots);
+    }
+    let local: String = raw.to_lowercase().nfc().collect();
+    // Full-width letters pass as letters; NFKC is what tells them apart.
+    if !local.nfkc().eq(local.chars()) {
+        return Err(InvalidEmail::CompatibilityCharacter);
+    }
+    let allowed = |c: char| {
+        if c.is_ascii() {
+            c.is_ascii_alphanumeric() || c == '.' || ATEXT_SYMBOLS.contains(c)
+        } else {
+            c.is_alphanumeric() || is_combining_mark(c)
+        }
+    };
+    if !local.chars().all(allowed) {
+        return Err(InvalidEmail::LocalPartCharacter);
+    }
+    if !local.as_str().is_single_script() {
+        return Err(InvalidEmail::MixedScripts);
+    }
+    if local.len() > MAX_LOCAL_PART_OCTETS {
+        return Err(InvalidEmail::LocalPartTooLong);
+    }
+    Ok(local)
+}
+
+/// The domain's ASCII form, for the address, and its Unicode form, for the
+/// id; both by UTS 46 with the STD3 rules, so every spelling of one domain
+/// gives the same pair.
+fn domain_part(raw: &str) -> Result<(String, String), InvalidEmail> {
+    if raw.starts_with('[') {
+        return Err(InvalidEmail::AddressLiteral);
+    }
+    let uts46 = Uts46::new();
+    let ascii = uts46
+        .to_ascii(
+            raw.as_bytes(),
+            AsciiDenyList::STD3,
+            Hyphens::CheckFirstLast,
+            DnsLength::Verify,
+        )
+        .map_err(|_| InvalidEmail::InvalidDomain)?
+        .into_owned();
+    if !ascii.contains('.') {
+        return Err(InvalidEmail::UnqualifiedDomain);
+    }
+    let (unicode, converted) =
+        uts46.to_unicode(ascii.as_bytes(), AsciiDenyList::STD3, Hyphens::Allow);
+    converted.map_err(|_| InvalidEmail::InvalidDomain)?;
+    let unicode = unicode.into_owned();
+    Ok((ascii, unicode))
+}
+
+/// Characters that reorder the text around them (Trojan Source).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Characters that render as nothing: zero-width spaces and joiners, word
+/// joiners, the soft hyphen, variation selectors, fillers and tags.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2064}'
+        | '\u{206A}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
 impl TryFrom<String> for Email {
@@ -55,19 +225,24 @@ impl TryFrom<String> for Email {
 
 impl From<Email> for String {
     fn from(value: Email) -> Self {
-        value.0
+        value.address
     }
 }
 
 impl std::fmt::Display for Email {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.address)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn id(pinned: &str) -> Uuid {
+        Uuid::parse_str(pinned).unwrap()
+    }
 
     #[test]
     fn email_is_trimmed_and_lower_cased() {
@@ -83,18 +258,194 @@ mod tests {
     }
 
     #[test]
-    fn malformed_addresses_are_refused() {
-        for raw in [
-            "",
-            "alice",
-            "@example.com",
-            "alice@",
-            "alice@example",
-            "alice@@example.com",
-            "al ice@example.com",
-            "alice@example..com",
+    fn addresses_that_parsed_before_keep_their_ids() {
+        // Given ids derived before the parser was tightened (UUIDv5 of the
+        // address as then normalised, computed independently of this code),
+        for (raw, pinned) in [
+            ("alice@example.com", "ba3dcbb2-86cd-5971-97ad-b0032be24d84"),
+            ("Alice@Example.com", "ba3dcbb2-86cd-5971-97ad-b0032be24d84"),
+            (
+                "o'brien+tag@mail.example.org",
+                "1d282f38-f8e6-543b-8859-9bf24844b956",
+            ),
+            (
+                "user.name_1-x@sub.example.co.uk",
+                "ed2cee33-96f4-5147-bc8c-d1e61513d889",
+            ),
+            ("josé@example.com", "922e7152-62fb-521d-a44f-43d2296ebf1d"),
+            ("łukasz@example.pl", "c0c4d7f9-9147-562d-95d3-41b1cf77ba55"),
+            ("ada@bücher.de", "b4f4e8a9-982f-5c3d-8546-e49a80161a50"),
+            ("алиса@пример.рф", "fe6a3ca4-2f23-51a0-a570-d43ff0135338"),
+            (
+                "δοκιμή@παράδειγμα.δοκιμή",
+                "bb3b9b79-bc78-5655-a299-8b88cdddbdb3",
+            ),
+            ("用户@例子.广告", "f91e8491-18d7-53c0-9a2a-8472d59d9c9f"),
         ] {
-            assert_eq!(Email::parse(raw), Err(InvalidEmail), "{raw:?}");
+            // when each is parsed now, then its id is the one it had.
+            assert_eq!(Email::parse(raw).unwrap().user_id(), id(pinned), "{raw}");
+        }
+    }
+
+    #[test]
+    fn an_internationalised_domain_is_one_account_in_either_spelling() {
+        // Given the same domain in Unicode and in its IDNA ASCII form,
+        let unicode = Email::parse("ada@bücher.de").unwrap();
+        let ascii = Email::parse("ADA@XN--BCHER-KVA.DE").unwrap();
+        // then both are the same account, written in ASCII.
+        assert_eq!(unicode, ascii);
+        assert_eq!(unicode.as_str(), "ada@xn--bcher-kva.de");
+        assert_eq!(
+            Email::parse("алиса@пример.рф").unwrap().as_str(),
+            "алиса@xn--e1afmkfd.xn--p1ai"
+        );
+    }
+
+    #[test]
+    fn a_full_width_domain_is_the_ascii_domain() {
+        // UTS 46 maps full-width forms in a domain to ASCII: the same mailbox.
+        let wide = Email::parse("alice@ｅｘａｍｐｌｅ。ｃｏｍ").unwrap();
+        assert_eq!(wide.as_str(), "alice@example.com");
+        assert_eq!(wide.user_id(), id("ba3dcbb2-86cd-5971-97ad-b0032be24d84"));
+    }
+
+    #[test]
+    fn a_decomposed_local_part_is_the_composed_one() {
+        // Given "josé" typed as e + combining acute (NFD),
+        let decomposed = Email::parse("jose\u{301}@example.com").unwrap();
+        // then it is stored and keyed in NFC.
+        assert_eq!(decomposed.as_str(), "jos\u{e9}@example.com");
+        assert_eq!(decomposed, Email::parse("josé@example.com").unwrap());
+    }
+
+    #[test]
+    fn a_local_part_in_one_non_latin_script_is_accepted() {
+        for raw in [
+            "алиса@example.com",
+            "用户@example.com",
+            "δοκιμή@example.com",
+        ] {
+            assert!(Email::parse(raw).is_ok(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn the_local_part_is_exposed_alone() {
+        let email = Email::parse("Ada.L+x@Example.com").unwrap();
+        assert_eq!(email.local_part(), "ada.l+x");
+    }
+
+    #[test]
+    fn each_hostile_or_unsendable_address_is_refused_with_its_reason() {
+        use InvalidEmail as E;
+        for (raw, reason) in [
+            // A display name would send the mail elsewhere.
+            ("victim<attacker@evil.com>", E::DisplayName),
+            ("Victim <victim@example.com>", E::DisplayName),
+            ("<victim@example.com>", E::DisplayName),
+            ("<>@example.com", E::DisplayName),
+            // Quoted local parts and comments name the same mailbox twice.
+            ("\"quoted\"@example.com", E::Quoted),
+            ("\"a b\"@example.com", E::Quoted),
+            ("alice(comment)@example.com", E::Comment),
+            // Look-alikes and invisible characters.
+            ("p\u{430}ypal@example.com", E::MixedScripts),
+            ("\u{430}lice@example.com", E::MixedScripts),
+            ("ali\u{200B}ce@example.com", E::InvisibleCharacter),
+            ("alice\u{200D}@example.com", E::InvisibleCharacter),
+            ("alice@exam\u{AD}ple.com", E::InvisibleCharacter),
+            ("\u{FEFF}alice@example.com", E::InvisibleCharacter),
+            ("ali\u{202E}ecila@example.com", E::BidiControl),
+            ("alice\u{2066}@example.com", E::BidiControl),
+            ("\u{FF41}lice@example.com", E::CompatibilityCharacter),
+            ("ＡＬＩＣＥ@example.com", E::CompatibilityCharacter),
+            // Controls, C0 and C1.
+            ("ali\u{0}ce@example.com", E::ControlCharacter),
+            ("alice@example.com\r\nBcc: x@evil.com", E::ControlCharacter),
+            ("ali\u{85}ce@example.com", E::ControlCharacter),
+            ("ali\u{7F}ce@example.com", E::ControlCharacter),
+            // What the mailer cannot send as typed.
+            ("a,b@example.com", E::LocalPartCharacter),
+            ("al ice@example.com", E::LocalPartCharacter),
+            ("ali;ce@example.com", E::LocalPartCharacter),
+            ("ali\\ce@example.com", E::LocalPartCharacter),
+            ("ali[ce@example.com", E::LocalPartCharacter),
+            ("ali:ce@example.com", E::LocalPartCharacter),
+            ("alice☃@example.com", E::LocalPartCharacter),
+            (".alice@example.com", E::Dots),
+            ("alice.@example.com", E::Dots),
+            ("al..ice@example.com", E::Dots),
+            ("alice@[192.0.2.1]", E::AddressLiteral),
+            ("alice@localhost", E::UnqualifiedDomain),
+            ("alice@exa_mple.com", E::InvalidDomain),
+            ("alice@-example.com", E::InvalidDomain),
+            ("alice@example-.com", E::InvalidDomain),
+            ("alice@example..com", E::InvalidDomain),
+            ("alice@example.com.", E::InvalidDomain),
+            ("alice@exa mple.com", E::InvalidDomain),
+            ("alice@xn--zz.com", E::InvalidDomain),
+            // The shape of an address.
+            ("", E::Malformed),
+            ("   ", E::Malformed),
+            ("alice", E::Malformed),
+            ("@example.com", E::Malformed),
+            ("alice@", E::Malformed),
+            ("alice@@example.com", E::ExtraAt),
+            ("a@b@example.com", E::ExtraAt),
+        ] {
+            assert_eq!(Email::parse(raw), Err(reason), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn the_lengths_of_rfc_5321_are_enforced_in_octets() {
+        let local = |n: usize| "a".repeat(n);
+        assert!(Email::parse(&format!("{}@example.com", local(64))).is_ok());
+        assert_eq!(
+            Email::parse(&format!("{}@example.com", local(65))),
+            Err(InvalidEmail::LocalPartTooLong)
+        );
+        // 32 two-byte letters are 64 octets; 33 are too many.
+        assert!(Email::parse(&format!("{}@example.com", "é".repeat(32))).is_ok());
+        assert_eq!(
+            Email::parse(&format!("{}@example.com", "é".repeat(33))),
+            Err(InvalidEmail::LocalPartTooLong)
+        );
+        let domain = format!("{}.{}.{}.com", local(63), local(63), local(63));
+        let longest = format!("{}@{}", local(254 - 1 - domain.len()), domain);
+        assert_eq!(longest.len(), 254);
+        assert!(Email::parse(&longest).is_ok());
+        assert_eq!(
+            Email::parse(&format!("a{longest}")),
+            Err(InvalidEmail::TooLong)
+        );
+        assert_eq!(
+            Email::parse(&format!("alice@{}.com", local(64))),
+            Err(InvalidEmail::InvalidDomain)
+        );
+        assert_eq!(
+            Email::parse(&"a".repeat(100_000)),
+            Err(InvalidEmail::TooLong)
+        );
+    }
+
+    #[test]
+    fn the_reasons_never_quote_the_address() {
+        let raw = "secret-name\u{0}@example.com";
+        let reason = Email::parse(raw).unwrap_err().to_string();
+        assert!(!reason.contains("secret-name"), "{reason}");
+    }
+
+    proptest! {
+        #[test]
+        fn an_accepted_address_parses_to_itself(
+            raw in "[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~\"(),:;<>@ \\-\u{e9}\u{430}\u{200b}\u{ff41}]{1,20}@[a-zA-Z0-9.\\-\u{fc}\u{ff45}_]{1,20}"
+        ) {
+            if let Ok(email) = Email::parse(&raw) {
+                let again = Email::parse(email.as_str()).unwrap();
+                prop_assert_eq!(&again, &email);
+                prop_assert!(email.as_str().rsplit_once('@').unwrap().1.is_ascii());
+            }
         }
     }
 }

@@ -5,8 +5,9 @@ use std::fmt;
 pub const MAX_PASSWORD_CHARS: usize = 256;
 pub const MIN_NEW_PASSWORD_CHARS: usize = 8;
 
-/// A password as typed at sign-in. Any non-empty string up to the maximum
-/// length: existing passwords are checked by the hash, not by rules.
+/// A password as typed at sign-in. Any non-empty string of printable
+/// characters up to the maximum length: existing passwords are checked by
+/// the hash, not by rules.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Password(String);
 
@@ -16,6 +17,10 @@ pub enum PasswordError {
     Empty,
     #[error("the password must have at most {MAX_PASSWORD_CHARS} characters")]
     TooLong,
+    /// Nobody types a NUL or an escape; such input is a client's mistake or
+    /// a probe, and some password managers and terminals mangle it.
+    #[error("the password must not contain control characters")]
+    ControlCharacter,
     #[error("the password must have at least {MIN_NEW_PASSWORD_CHARS} characters")]
     TooShort,
     #[error("the password is too easy to guess: {0}")]
@@ -29,6 +34,9 @@ impl Password {
         }
         if raw.chars().count() > MAX_PASSWORD_CHARS {
             return Err(PasswordError::TooLong);
+        }
+        if raw.chars().any(char::is_control) {
+            return Err(PasswordError::ControlCharacter);
         }
         Ok(Self(raw.to_owned()))
     }
@@ -124,6 +132,35 @@ mod tests {
     fn more_than_256_characters_are_too_many() {
         let long = "a".repeat(257);
         assert_eq!(Password::parse(&long).unwrap_err(), PasswordError::TooLong);
+    }
+
+    #[test]
+    fn a_password_with_a_control_character_is_refused() {
+        for raw in [
+            "pass\u{0}word",
+            "pass\tword",
+            "password\n",
+            "pass\u{1b}word",
+            "pass\u{9f}word",
+        ] {
+            assert_eq!(
+                Password::parse(raw).unwrap_err(),
+                PasswordError::ControlCharacter,
+                "{raw:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn any_printable_character_is_allowed_in_a_password() {
+        for raw in [
+            " leading space",
+            "\"quotes\" <and> 'more'",
+            "ünïcödé ☃ 🔑",
+            "\u{200b}zero width",
+        ] {
+            assert!(Password::parse(raw).is_ok(), "{raw:?}");
+        }
     }
 
     #[test]

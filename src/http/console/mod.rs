@@ -154,7 +154,7 @@ fn failure(err: &AppError, step: Step) -> Failure {
         }),
         E::AccountLocked => say("This account is locked after too many failed sign-ins. An administrator can unlock it."),
         E::InvalidCredentials => say("The email or the password is not right."),
-        E::InvalidEmail => say("Enter an email address like name@example.com."),
+        E::InvalidEmail(why) => say(&format!("Enter an email address like name@example.com: {why}.")),
         E::UnacceptablePassword(why) if step == Step::Register => {
             say(&format!("Choose another password: {why}."))
         }
