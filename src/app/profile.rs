@@ -1,6 +1,6 @@
 //! The signed-in user: their profile, "Reset my multi-factor
 //! authentication", and signing out.
-use authledger_aggregates::{NewPassword, Password, Session, UserAuthCommand, Verdict};
+use authledger_aggregates::{Password, Session, UserAuthCommand, Verdict};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -155,9 +155,7 @@ impl App {
             .profile()
             .map(|profile| profile.email)
             .ok_or(AppError::Unauthenticated)?;
-        let local_part = email.split('@').next().unwrap_or_default().to_owned();
-        let new = NewPassword::parse(new, &[email.as_str(), &local_part])
-            .map_err(AppError::UnacceptablePassword)?;
+        let new = super::registration::new_password(&email, new)?;
         match self
             .run(
                 user,

@@ -1,8 +1,6 @@
 //! "Try another method": the recovery code, and a one-time sign-in link by
 //! email (an account-recovery path, never more than `aal1`).
-use authledger_aggregates::{
-    Email, MailedLink, NewPassword, RecoveryCode, UserAuthCommand, Verdict,
-};
+use authledger_aggregates::{Email, MailedLink, RecoveryCode, UserAuthCommand, Verdict};
 use tokio::time::Instant;
 
 use super::{App, AppError, AppResult, Caller, SignedIn, SignedInWithCode};
@@ -113,9 +111,7 @@ impl App {
                 state.mailed_link_live(MailedLink::PasswordReset, &link, self.now(), self.policy())
             })
             .ok_or(AppError::PasswordResetInvalid)?;
-        let local_part = email.split('@').next().unwrap_or_default().to_owned();
-        let password = NewPassword::parse(password, &[email.as_str(), &local_part])
-            .map_err(AppError::UnacceptablePassword)?;
+        let password = super::registration::new_password(&email, password)?;
         match self
             .run(
                 user,

@@ -7,6 +7,12 @@ use tokio::time::Instant;
 use super::{App, AppError, AppResult, Caller};
 use crate::tokens::TokenKind;
 
+/// A password chosen for the account at `email`, which it must not lean on.
+pub(super) fn new_password(email: &str, raw: &str) -> AppResult<NewPassword> {
+    let local_part = email.split('@').next().unwrap_or_default();
+    NewPassword::parse(raw, &[email, local_part]).map_err(AppError::UnacceptablePassword)
+}
+
 impl App {
     /// Takes a registration. Whatever became of it, the answer is the same
     /// and comes no sooner than the configured floor.
@@ -16,8 +22,7 @@ impl App {
         }
         let started = Instant::now();
         let email = Email::parse(email).map_err(AppError::InvalidEmail)?;
-        let password = NewPassword::parse(password, &[email.as_str(), email.local_part()])
-            .map_err(AppError::UnacceptablePassword)?;
+        let password = new_password(email.as_str(), password)?;
         let outcome = self
             .run(
                 email.user_id(),
