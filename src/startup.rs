@@ -2,6 +2,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use anyhow::Context;
 use authledger_aggregates::{Clock, UserAuthServices};
 use authledger_projections::audit_index::AuditIndex;
 use authledger_projections::email_relay::EmailRelay;
@@ -81,6 +82,28 @@ fn cookies_need_secure(public_url: &str) -> anyhow::Result<bool> {
     Ok(false)
 }
 
+/// The origin of the public URL as a browser writes it in `Origin`: the
+/// scheme and host in lower case, the port only when it is not the scheme's
+/// default.
+fn origin_of(public_url: &str) -> anyhow::Result<String> {
+    let uri: axum::http::Uri = public_url
+        .parse()
+        .with_context(|| format!("AUTHLEDGER_PUBLIC_URL {public_url:?} is not a URL"))?;
+    let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
+        anyhow::bail!("AUTHLEDGER_PUBLIC_URL {public_url:?} needs a scheme and a host");
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    let host = host.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "https" => 443,
+        _ => 80,
+    };
+    Ok(match uri.port_u16() {
+        Some(port) if port != default_port => format!("{scheme}://{host}:{port}"),
+        _ => format!("{scheme}://{host}"),
+    })
+}
+
 pub struct Application {
     listener: TcpListener,
     context: ApiContext,
@@ -90,12 +113,14 @@ impl Application {
     /// Binds the configured address (port 0 picks a free port).
     pub async fn build(config: &Config, app: App) -> anyhow::Result<Self> {
         let secure_cookies = cookies_need_secure(&config.public_url)?;
+        let public_origin = origin_of(&config.public_url)?;
         let listener = TcpListener::bind(config.addr).await?;
         Ok(Self {
             listener,
             context: ApiContext {
                 app,
                 secure_cookies,
+                public_origin,
             },
         })
     }
@@ -264,7 +289,29 @@ pub async fn stopped(mut shutdown: watch::Receiver<bool>) {
 
 #[cfg(test)]
 mod tests {
-    use super::cookies_need_secure;
+    use super::{cookies_need_secure, origin_of};
+
+    #[test]
+    fn the_public_origin_is_written_as_browsers_send_it() {
+        assert_eq!(
+            origin_of("https://Auth.Example.com/").unwrap(),
+            "https://auth.example.com"
+        );
+        assert_eq!(
+            origin_of("https://auth.example.com:443/console").unwrap(),
+            "https://auth.example.com"
+        );
+        assert_eq!(
+            origin_of("https://auth.example.com:8443").unwrap(),
+            "https://auth.example.com:8443"
+        );
+        assert_eq!(
+            origin_of("http://127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(origin_of("http://[::1]:8080").unwrap(), "http://[::1]:8080");
+        assert!(origin_of("/relative").is_err());
+    }
 
     #[test]
     fn cookies_are_secure_except_on_plain_http_loopback() {

@@ -32,6 +32,8 @@ pub use recovery::LinkKind;
 pub use sign_in::{OpenedAttempt, SignedIn, SignedInWithCode};
 pub use staff::{Credentials, Role, Staff};
 
+pub use crate::tokens::CsrfScope;
+
 use crate::command_bus::{CommandBus, CommandMetadata};
 use crate::config::{Config, Secret};
 use crate::keys::Keyring;
@@ -134,14 +136,16 @@ impl App {
         self.registration_open
     }
 
-    /// The form tag for a browser's CSRF nonce (signed double submit).
-    pub fn csrf_tag(&self, nonce: &str) -> String {
-        self.tokens.csrf_tag(nonce)
+    /// The form tag for a browser's CSRF nonce and the session or login
+    /// attempt it holds (signed double submit, bound to the browser's
+    /// credential).
+    pub fn csrf_tag(&self, nonce: &str, scope: CsrfScope<'_>) -> String {
+        self.tokens.csrf_tag(nonce, scope)
     }
 
-    /// Whether `tag` belongs to `nonce`, compared in constant time.
-    pub fn csrf_tag_matches(&self, nonce: &str, tag: &str) -> bool {
-        self.tokens.csrf_tag_matches(nonce, tag)
+    /// Whether `tag` belongs to `nonce` in `scope`, compared in constant time.
+    pub fn csrf_tag_matches(&self, nonce: &str, scope: CsrfScope<'_>, tag: &str) -> bool {
+        self.tokens.csrf_tag_matches(nonce, scope, tag)
     }
 
     fn login_token(&self, token: &str) -> AppResult<(Uuid, Reference)> {

@@ -43,6 +43,9 @@ pub struct ApiContext {
     pub app: App,
     /// The console's cookies are `Secure` and `__Host-` prefixed.
     pub secure_cookies: bool,
+    /// The public URL's origin (`https://auth.example.com`), the only one a
+    /// console form may come from.
+    pub public_origin: String,
 }
 
 #[derive(OpenApi)]
