@@ -327,6 +327,7 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
     let app = app(&config, pool, Arc::new(SystemClock))?;
     let caller = Caller {
         request_id: uuid::Uuid::new_v4().to_string(),
+        client_request_id: None,
         client_ip: "local".into(),
         user_agent: "authledger admin".into(),
     };

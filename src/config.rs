@@ -198,6 +198,14 @@ pub struct Config {
         hide_env_values = true
     )]
     pub admin_tokens: Vec<Secret>,
+    /// A bearer token `/metrics` asks for; without one it answers anyone
+    /// who reaches it.
+    #[arg(long, env = "AUTHLEDGER_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<Secret>,
+    /// Serve `/metrics` only on this address (e.g. one that only the
+    /// monitoring network reaches) instead of on AUTHLEDGER_ADDR.
+    #[arg(long, env = "AUTHLEDGER_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     /// Whether anyone may create an account (the API's `POST /v1/users`
     /// and the console's "Create account").
     #[arg(
@@ -523,6 +531,8 @@ mod tests {
             "authledger",
             "--admin-tokens",
             "admin-token-value",
+            "--metrics-token",
+            "metrics-token-value",
             "--smtp-url",
             "smtp://user:smtp-password@mail.example:587",
         ])
@@ -530,6 +540,7 @@ mod tests {
         .config;
         let printed = format!("{config:?}");
         assert!(!printed.contains("admin-token-value"), "{printed}");
+        assert!(!printed.contains("metrics-token-value"), "{printed}");
         assert!(!printed.contains("smtp-password"), "{printed}");
         assert!(!printed.contains("postgres:postgres"), "{printed}");
         assert_eq!(config.admin_tokens[0].expose(), "admin-token-value");

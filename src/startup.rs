@@ -106,6 +106,8 @@ fn origin_of(public_url: &str) -> anyhow::Result<String> {
 
 pub struct Application {
     listener: TcpListener,
+    /// `/metrics` on an address of its own, when configured.
+    metrics_listener: Option<TcpListener>,
     context: ApiContext,
 }
 
@@ -115,8 +117,17 @@ impl Application {
         let secure_cookies = cookies_need_secure(&config.public_url)?;
         let public_origin = origin_of(&config.public_url)?;
         let listener = TcpListener::bind(config.addr).await?;
+        let metrics_listener = match config.metrics_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding AUTHLEDGER_METRICS_ADDR {addr}"))?,
+            ),
+            None => None,
+        };
         Ok(Self {
             listener,
+            metrics_listener,
             context: ApiContext {
                 app,
                 secure_cookies,
@@ -129,15 +140,37 @@ impl Application {
         self.listener.local_addr()
     }
 
+    /// Where `/metrics` is served when it has an address of its own.
+    pub fn metrics_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.metrics_listener.as_ref().map(TcpListener::local_addr)
+    }
+
     /// Serves until `shutdown` completes, then drains in-flight requests.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let app = router(self.context).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
+        let (stop, stopping) = watch::channel(false);
+        let metrics = self.metrics_listener.map(|listener| {
+            let app = crate::http::metrics_router(self.context.clone());
+            let serving = axum::serve(listener, app).with_graceful_shutdown(stopped(stopping));
+            tokio::spawn(async move { serving.await })
+        });
+        let app = router(self.context, metrics.is_none())
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = stop.send(true);
+            })
+            .await;
+        if let Some(metrics) = metrics {
+            match metrics.await {
+                Ok(result) => result?,
+                Err(error) => tracing::warn!(%error, "the metrics listener stopped"),
+            }
+        }
+        served
     }
 }
 

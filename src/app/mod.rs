@@ -43,7 +43,11 @@ use crate::tokens::{TokenCodec, TokenKind};
 /// Who is asking: recorded as metadata on every event a request causes.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// Ours, made for this request.
     pub request_id: String,
+    /// The `X-Request-Id` the client sent, if it was well-formed: kept to
+    /// match our events to a proxy's logs, never taken for ours.
+    pub client_request_id: Option<String>,
     pub client_ip: String,
     pub user_agent: String,
 }
@@ -64,6 +68,7 @@ impl Caller {
     fn metadata(&self, actor: String) -> CommandMetadata {
         CommandMetadata {
             request_id: self.request_id.clone(),
+            client_request_id: self.client_request_id.clone(),
             client_ip: self.client_ip.clone(),
             user_agent: self.user_agent.clone(),
             actor,
@@ -80,6 +85,8 @@ pub struct AppInner {
     sign_in_failure_floor: Duration,
     /// RabbitMQ, checked for readiness when the pipeline is in use.
     amqp_url: Option<Secret>,
+    broker_check: operations::BrokerCheck,
+    metrics_access: operations::MetricsAccess,
     credentials: Credentials,
     mail_metrics: MailMetrics,
 }
@@ -113,6 +120,8 @@ impl App {
             registration_open: config.registration_open(),
             sign_in_failure_floor: config.hashing.sign_in_failure_floor(),
             amqp_url: Some(config.mail.amqp_url.clone()),
+            broker_check: operations::BrokerCheck::default(),
+            metrics_access: operations::MetricsAccess::new(config.metrics_token.as_ref()),
             credentials: Credentials::new(&config.auditor_tokens, &config.admin_tokens)?,
             mail_metrics,
         })))

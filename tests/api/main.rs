@@ -12,6 +12,7 @@ mod event_store;
 mod journey;
 mod mail;
 mod openapi;
+mod operations;
 mod pipeline;
 mod races;
 mod recovery;
