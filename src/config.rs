@@ -182,6 +182,16 @@ pub struct Config {
     /// is over, and carries them out.
     #[arg(long, env = "AUTHLEDGER_RESET_SWEEP_SECS", default_value_t = 60)]
     pub reset_sweep_secs: u64,
+    /// The longest wait between a failed batch of a projector (the email
+    /// relay's, when RabbitMQ is away) and its retry. The first wait is
+    /// 100 ms, doubling per failed attempt up to this; it is how late
+    /// publishing can resume after the broker returns.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_PROJECTION_RETRY_MAX_MS",
+        default_value_t = 1000
+    )]
+    pub projection_retry_max_ms: u64,
     /// Tokens that may read the audit routes, comma-separated.
     #[arg(
         long,
@@ -443,6 +453,10 @@ struct Standalone {
 }
 
 impl Config {
+    pub fn projection_retry_max(&self) -> StdDuration {
+        StdDuration::from_millis(self.projection_retry_max_ms)
+    }
+
     /// The configuration as the environment gives it, every flag at its
     /// default: what `authledger all` would run with.
     pub fn from_env() -> anyhow::Result<Self> {

@@ -268,12 +268,15 @@ impl Pipeline {
             clock,
             metrics.clone(),
         )?;
+        let retry_max = config.projection_retry_max();
         Ok(Self {
-            users: Projector::new(pool.clone(), UsersProjection),
-            audit_index: Projector::new(pool.clone(), AuditIndex),
+            users: Projector::new(pool.clone(), UsersProjection).with_retry_max(retry_max),
+            audit_index: Projector::new(pool.clone(), AuditIndex).with_retry_max(retry_max),
             // Small batches: the relay holds its checkpoint row while it
             // waits for RabbitMQ's confirms.
-            relay: Projector::new(pool, EmailRelay::new(publisher)).with_batch_size(50),
+            relay: Projector::new(pool, EmailRelay::new(publisher))
+                .with_batch_size(50)
+                .with_retry_max(retry_max),
             worker,
             mail_metrics: metrics,
         })
