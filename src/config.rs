@@ -136,9 +136,21 @@ pub struct DatabaseArgs {
     /// Postgres connection URL.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: Secret,
-    /// Connections in the pool.
-    #[arg(long, env = "AUTHLEDGER_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    /// Connections in the API's pool: requests, the MFA reset sweep,
+    /// `/readyz` and `/metrics`. The projectors and the mail worker have
+    /// pools of their own (see the README's operations).
+    #[arg(long, env = "AUTHLEDGER_DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
+    /// A pooled connection unused this long is closed, in every pool, so
+    /// an idle process holds only its projectors' listeners.
+    #[arg(long, env = "AUTHLEDGER_DB_IDLE_SECS", default_value_t = 60)]
+    pub db_idle_secs: u64,
+}
+
+impl DatabaseArgs {
+    pub fn idle_timeout(&self) -> StdDuration {
+        StdDuration::from_secs(self.db_idle_secs.max(1))
+    }
 }
 
 /// Everything a long-running process (`serve`, `worker`, `all`) and the
@@ -271,9 +283,10 @@ pub struct MailArgs {
     /// half an hour before it is dead-lettered.
     #[arg(long, env = "AUTHLEDGER_MAIL_RETRY_BASE_MS", default_value_t = 5000)]
     pub mail_retry_base_ms: u64,
-    /// Mails a worker sends at once. A worker killed mid-send can send at
-    /// most this many again (accepted by SMTP, not yet recorded).
-    #[arg(long, env = "AUTHLEDGER_MAIL_CONCURRENCY", default_value_t = 16)]
+    /// Mails a worker sends at once, each holding one of the worker's
+    /// Postgres connections. A worker killed mid-send can send at most
+    /// this many again (accepted by SMTP, not yet recorded).
+    #[arg(long, env = "AUTHLEDGER_MAIL_CONCURRENCY", default_value_t = 8)]
     pub mail_concurrency: u16,
     /// Queues unused this long are deleted by RabbitMQ; tests set it so
     /// their per-test queues go away. Not a flag.

@@ -221,6 +221,33 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: draining in-flight requests");
 }
 
+/// The projectors a server runs: `users`, `audit_index` and the email relay.
+const PROJECTORS: u32 = 3;
+
+/// The most Postgres connections each part of a process opens, with this
+/// configuration. Each pool opens connections only as it needs them and
+/// closes them after `AUTHLEDGER_DB_IDLE_SECS` unused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PostgresBudget {
+    /// Requests, the MFA reset sweep, `/readyz`, `/metrics`, migrations.
+    pub api: u32,
+    /// Each projector's NOTIFY listener, held for good, and its batch.
+    pub projectors: u32,
+    /// One per mail in flight, held across the SMTP exchange (the lock on
+    /// its message id), and one for the rest.
+    pub worker: u32,
+}
+
+impl PostgresBudget {
+    pub fn of(config: &Config) -> Self {
+        Self {
+            api: config.database.db_max_connections.max(1),
+            projectors: 2 * PROJECTORS,
+            worker: u32::from(config.mail.mail_concurrency.max(1)) + 1,
+        }
+    }
+}
+
 /// The event log's consumers: the `users` read model, the email relay and
 /// the email worker. Each runs as its own task; tests drive them with
 /// their `run_once`.
@@ -243,12 +270,19 @@ impl Pipeline {
         let mail = &config.mail;
         let topology = mail.topology();
         let publisher = Arc::new(Publisher::new(mail.amqp_url.expose(), topology.clone()));
+        let budget = PostgresBudget::of(config);
+        let idle = config.database.idle_timeout();
+        let options = (*pool.connect_options()).clone();
         // The worker holds a connection per mail in flight, across the SMTP
         // exchange (the advisory lock on its message id): on a pool of its
         // own, a slow SMTP server cannot take the API's connections.
-        let worker_pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(u32::from(mail.mail_concurrency.max(1)) + 1)
-            .connect_lazy_with((*pool.connect_options()).clone());
+        let worker_pool =
+            crate::db::pool_options(budget.worker, idle).connect_lazy_with(options.clone());
+        // Likewise the relay holds its batch's connection while RabbitMQ
+        // confirms, and each projector holds one for its listener: sized
+        // for exactly that, they neither starve the API nor are starved.
+        let projections_pool =
+            crate::db::pool_options(budget.projectors, idle).connect_lazy_with(options);
         let worker = Worker::new(
             worker_pool,
             TokenCodec::new(keyring),
@@ -270,11 +304,13 @@ impl Pipeline {
         )?;
         let retry_max = config.projection_retry_max();
         Ok(Self {
-            users: Projector::new(pool.clone(), UsersProjection).with_retry_max(retry_max),
-            audit_index: Projector::new(pool.clone(), AuditIndex).with_retry_max(retry_max),
+            users: Projector::new(projections_pool.clone(), UsersProjection)
+                .with_retry_max(retry_max),
+            audit_index: Projector::new(projections_pool.clone(), AuditIndex)
+                .with_retry_max(retry_max),
             // Small batches: the relay holds its checkpoint row while it
             // waits for RabbitMQ's confirms.
-            relay: Projector::new(pool, EmailRelay::new(publisher))
+            relay: Projector::new(projections_pool, EmailRelay::new(publisher))
                 .with_batch_size(50)
                 .with_retry_max(retry_max),
             worker,
@@ -325,7 +361,26 @@ pub async fn stopped(mut shutdown: watch::Receiver<bool>) {
 
 #[cfg(test)]
 mod tests {
-    use super::{cookies_need_secure, origin_of};
+    use super::{cookies_need_secure, origin_of, PostgresBudget};
+
+    #[test]
+    fn a_process_of_each_role_fits_a_default_postgres_three_times_over() {
+        let config = crate::config::Config::defaults().unwrap();
+        let budget = PostgresBudget::of(&config);
+        assert_eq!(
+            budget,
+            PostgresBudget {
+                api: 10,
+                projectors: 6,
+                worker: 9,
+            },
+            "the figures in the README's operations"
+        );
+        let all = budget.api + budget.projectors + budget.worker;
+        assert_eq!(all, 25);
+        // Postgres keeps 3 of its default 100 for superusers.
+        assert!(3 * all <= 97);
+    }
 
     #[test]
     fn the_public_origin_is_written_as_browsers_send_it() {

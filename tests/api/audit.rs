@@ -435,15 +435,6 @@ async fn a_deleted_or_reordered_event_is_caught(pool: PgPool) {
 }
 
 /// The URL of this test's own database, for a child process.
-async fn database_url(pool: &PgPool) -> String {
-    let database: String = sqlx::query_scalar("SELECT current_database()")
-        .fetch_one(pool)
-        .await
-        .unwrap();
-    let base = std::env::var("DATABASE_URL").unwrap();
-    format!("{}/{database}", base.rsplit_once('/').unwrap().0)
-}
-
 #[sqlx::test(migrator = "authledger::db::MIGRATOR")]
 async fn an_admin_unlocks_from_the_command_line(pool: PgPool) {
     let app = spawn_app(pool.clone()).await;

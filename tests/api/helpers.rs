@@ -547,6 +547,16 @@ pub fn link_in(mail: &Value) -> String {
         .to_owned()
 }
 
+/// The URL of the test's own database, for a child process.
+pub async fn database_url(pool: &PgPool) -> String {
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let base = std::env::var("DATABASE_URL").unwrap();
+    format!("{}/{database}", base.rsplit_once('/').unwrap().0)
+}
+
 /// Events the projection `name` has not applied yet (all of them before it
 /// first ran).
 pub async fn projection_lag(pool: &PgPool, name: &str) -> i64 {

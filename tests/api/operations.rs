@@ -95,3 +95,112 @@ async fn a_burst_of_readiness_probes_is_answered_from_one_broker_check(pool: PgP
         "one connection for 20 probes"
     );
 }
+
+/// Connections `authledger` processes hold to this test's database.
+async fn our_connections(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name = 'authledger'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn an_all_process_stays_within_its_connections_and_lets_them_go_when_idle(pool: PgPool) {
+    // The test's own server lends its key and RabbitMQ names to the
+    // process under test, and takes its queues away at the end.
+    let app = spawn_app_with(pool.clone(), |s| s.mail.queue_expiry = None).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut process = tokio::process::Command::new(env!("CARGO_BIN_EXE_authledger"))
+        .arg("all")
+        .env("DATABASE_URL", database_url(&pool).await)
+        .env("AUTHLEDGER_ADDR", format!("127.0.0.1:{port}"))
+        .env("AUTHLEDGER_SECRET_KEY", app.key.to_base64())
+        .env("AUTHLEDGER_AMQP_PREFIX", &app.config.mail.amqp_prefix)
+        .env("AUTHLEDGER_NO_MIGRATE", "true")
+        .env("AUTHLEDGER_DB_IDLE_SECS", "1")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // Registrations at once: each hashes, appends, is relayed and mailed.
+    let peak = Arc::new(AtomicUsize::new(0));
+    let sampling = {
+        let (pool, peak) = (pool.clone(), peak.clone());
+        tokio::spawn(async move {
+            loop {
+                let now = usize::try_from(our_connections(&pool).await).unwrap();
+                peak.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let registrations = (0..40).map(|_| {
+        client
+            .post(format!("{base}/v1/users"))
+            .json(&serde_json::json!({"email": unique_email(), "password": PASSWORD}))
+            .send()
+    });
+    for answer in futures::future::join_all(registrations).await {
+        assert_eq!(answer.unwrap().status(), StatusCode::ACCEPTED);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let sent: i64 = sqlx::query_scalar("SELECT count(*) FROM sent_mail")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if sent == 40 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{sent} of 40 mails sent"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    sampling.abort();
+    let peak = peak.load(Ordering::SeqCst);
+
+    // Idle: each projector's listener, and the connection it polls with
+    // every second, stay; the rest go.
+    let since = std::time::Instant::now();
+    let idle = loop {
+        let now = our_connections(&pool).await;
+        if now <= 6 || since.elapsed() > std::time::Duration::from_secs(20) {
+            break now;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let queries: Vec<String> = sqlx::query_scalar(
+        "SELECT query FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name = 'authledger'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    process.kill().await.unwrap();
+    app.remove_topology().await;
+    println!(
+        "authledger all: at most {peak} Postgres connections under 40 registrations, {idle} after {:.1} s idle",
+        since.elapsed().as_secs_f64()
+    );
+    assert!(peak <= 25, "{peak} connections at the peak");
+    assert_eq!(idle, 6, "{queries:#?}");
+}
