@@ -28,6 +28,9 @@ pub struct AuditEvent {
     pub occurred_at: DateTime<Utc>,
     pub actor: String,
     pub request_id: String,
+    /// The `X-Request-Id` the client sent, when it sent a well-formed one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_request_id: Option<String>,
     pub client_ip: String,
     pub user_agent: String,
     /// The event's fields; secrets only as `"sealed"` or `"hashed"`.
@@ -80,6 +83,7 @@ fn to_audit_event(row: &sqlx::postgres::PgRow) -> anyhow::Result<AuditEvent> {
         occurred_at: event.at(),
         actor: meta("actor"),
         request_id: meta("request_id"),
+        client_request_id: metadata.0.get("client_request_id").cloned(),
         client_ip: meta("client_ip"),
         user_agent: meta("user_agent"),
         payload: redact(&payload.0),

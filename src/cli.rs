@@ -11,9 +11,11 @@ use clap::Parser;
 use tokio::sync::watch;
 
 use crate::app::{Caller, Staff};
-use crate::config::{AdminCommand, AuditCommand, Cli, Command, Config, ProjectionsCommand};
+use crate::config::{
+    AdminCommand, AuditCommand, Cli, Command, Config, DatabaseArgs, ProjectionsCommand,
+};
 use crate::services::SystemClock;
-use crate::startup::{app, shutdown_signal, wire, Application};
+use crate::startup::{app, shutdown_signal, wire, Application, PostgresBudget};
 use crate::{db, telemetry};
 
 /// What a long-running process runs.
@@ -28,9 +30,7 @@ pub async fn run() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init();
     let result = match cli.command {
-        Some(Command::Migrate(args)) => {
-            migrate(args.database_url.expose(), args.db_max_connections).await
-        }
+        Some(Command::Migrate(args)) => migrate(&args).await,
         Some(Command::Serve(args)) => run_mode(args, Mode::Serve).await,
         Some(Command::Worker(args)) => run_mode(args, Mode::Worker).await,
         Some(Command::All(args)) => run_mode(args, Mode::All).await,
@@ -51,8 +51,8 @@ pub async fn run() -> ExitCode {
     }
 }
 
-async fn migrate(url: &str, max_connections: u32) -> anyhow::Result<()> {
-    let pool = db::connect(url, max_connections).await?;
+async fn migrate(database: &DatabaseArgs) -> anyhow::Result<()> {
+    let pool = db::connect(database.database_url.expose(), 1, database.idle_timeout()).await?;
     db::migrate(&pool).await?;
     tracing::info!("migrations applied");
     Ok(())
@@ -61,7 +61,8 @@ async fn migrate(url: &str, max_connections: u32) -> anyhow::Result<()> {
 async fn projections(command: ProjectionsCommand) -> anyhow::Result<()> {
     match command {
         ProjectionsCommand::Status(database) => {
-            let pool = db::connect(database.database_url.expose(), 2).await?;
+            let pool =
+                db::connect(database.database_url.expose(), 2, database.idle_timeout()).await?;
             println!(
                 "{:<14} {:>12} {:>12} {:>12}  updated",
                 "projection", "position", "lag events", "lag seconds"
@@ -82,7 +83,8 @@ async fn projections(command: ProjectionsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ProjectionsCommand::Rebuild { name, database } => {
-            let pool = db::connect(database.database_url.expose(), 2).await?;
+            let pool =
+                db::connect(database.database_url.expose(), 2, database.idle_timeout()).await?;
             db::migrate(&pool).await?;
             let applied = match name.as_str() {
                 authledger_projections::users::NAME => {
@@ -105,11 +107,27 @@ async fn projections(command: ProjectionsCommand) -> anyhow::Result<()> {
 }
 
 async fn run_mode(config: Config, mode: Mode) -> anyhow::Result<()> {
+    let budget = PostgresBudget::of(&config);
+    // A worker serves no requests: its API pool only runs the migrations.
+    let api = if mode == Mode::Worker { 1 } else { budget.api };
     let pool = db::connect(
         config.database.database_url.expose(),
-        config.database.db_max_connections,
+        api,
+        config.database.idle_timeout(),
     )
     .await?;
+    let most = match mode {
+        Mode::Serve => api + budget.projectors,
+        Mode::Worker => api + budget.worker,
+        Mode::All => api + budget.projectors + budget.worker,
+    };
+    tracing::info!(
+        most,
+        api,
+        projectors = budget.projectors,
+        worker = budget.worker,
+        "Postgres connections this process may open"
+    );
     if !config.no_migrate {
         db::migrate(&pool).await?;
     }
@@ -187,7 +205,8 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
             json,
             database,
         } => {
-            let pool = db::connect(database.database_url.expose(), 2).await?;
+            let pool =
+                db::connect(database.database_url.expose(), 2, database.idle_timeout()).await?;
             let id = log::resolve_user(&user)
                 .ok_or_else(|| anyhow::anyhow!("{user:?} is neither a user id nor an email"))?;
             let mut after = 0;
@@ -232,7 +251,8 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
             database,
             policy,
         } => {
-            let pool = db::connect(database.database_url.expose(), 2).await?;
+            let pool =
+                db::connect(database.database_url.expose(), 2, database.idle_timeout()).await?;
             let id = log::resolve_user(&user)
                 .ok_or_else(|| anyhow::anyhow!("{user:?} is neither a user id nor an email"))?;
             let at = at.unwrap_or_else(|| SystemClock.now());
@@ -266,7 +286,8 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
             until,
             database,
         } => {
-            let pool = db::connect(database.database_url.expose(), 2).await?;
+            let pool =
+                db::connect(database.database_url.expose(), 2, database.idle_timeout()).await?;
             let query = log::GlobalQuery {
                 since,
                 until,
@@ -288,7 +309,8 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AuditCommand::Verify { database } => {
-            let pool = db::connect(database.database_url.expose(), 2).await?;
+            let pool =
+                db::connect(database.database_url.expose(), 2, database.idle_timeout()).await?;
             let found = log::verify(&pool, |n| eprintln!("checked {n} events")).await?;
             match found.broken {
                 None => {
@@ -323,10 +345,16 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
             config,
         } => (user, reason, config, false),
     };
-    let pool = db::connect(config.database.database_url.expose(), 2).await?;
+    let pool = db::connect(
+        config.database.database_url.expose(),
+        2,
+        config.database.idle_timeout(),
+    )
+    .await?;
     let app = app(&config, pool, Arc::new(SystemClock))?;
     let caller = Caller {
         request_id: uuid::Uuid::new_v4().to_string(),
+        client_request_id: None,
         client_ip: "local".into(),
         user_agent: "authledger admin".into(),
     };

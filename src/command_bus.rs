@@ -25,6 +25,7 @@ const MAX_ATTEMPTS: u32 = 10;
 #[derive(Debug, Clone)]
 pub struct CommandMetadata {
     pub request_id: String,
+    pub client_request_id: Option<String>,
     pub client_ip: String,
     pub user_agent: String,
     pub actor: String,
@@ -32,12 +33,16 @@ pub struct CommandMetadata {
 
 impl CommandMetadata {
     fn to_map(&self) -> HashMap<String, String> {
-        HashMap::from([
+        let mut map = HashMap::from([
             ("request_id".to_owned(), self.request_id.clone()),
             ("client_ip".to_owned(), self.client_ip.clone()),
             ("user_agent".to_owned(), self.user_agent.clone()),
             ("actor".to_owned(), self.actor.clone()),
-        ])
+        ]);
+        if let Some(id) = &self.client_request_id {
+            map.insert("client_request_id".to_owned(), id.clone());
+        }
+        map
     }
 }
 

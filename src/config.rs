@@ -136,9 +136,21 @@ pub struct DatabaseArgs {
     /// Postgres connection URL.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: Secret,
-    /// Connections in the pool.
-    #[arg(long, env = "AUTHLEDGER_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    /// Connections in the API's pool: requests, the MFA reset sweep,
+    /// `/readyz` and `/metrics`. The projectors and the mail worker have
+    /// pools of their own (see the README's operations).
+    #[arg(long, env = "AUTHLEDGER_DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
+    /// A pooled connection unused this long is closed, in every pool, so
+    /// an idle process holds only its projectors' listeners.
+    #[arg(long, env = "AUTHLEDGER_DB_IDLE_SECS", default_value_t = 60)]
+    pub db_idle_secs: u64,
+}
+
+impl DatabaseArgs {
+    pub fn idle_timeout(&self) -> StdDuration {
+        StdDuration::from_secs(self.db_idle_secs.max(1))
+    }
 }
 
 /// Everything a long-running process (`serve`, `worker`, `all`) and the
@@ -182,6 +194,16 @@ pub struct Config {
     /// is over, and carries them out.
     #[arg(long, env = "AUTHLEDGER_RESET_SWEEP_SECS", default_value_t = 60)]
     pub reset_sweep_secs: u64,
+    /// The longest wait between a failed batch of a projector (the email
+    /// relay's, when RabbitMQ is away) and its retry. The first wait is
+    /// 100 ms, doubling per failed attempt up to this; it is how late
+    /// publishing can resume after the broker returns.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_PROJECTION_RETRY_MAX_MS",
+        default_value_t = 1000
+    )]
+    pub projection_retry_max_ms: u64,
     /// Tokens that may read the audit routes, comma-separated.
     #[arg(
         long,
@@ -198,6 +220,14 @@ pub struct Config {
         hide_env_values = true
     )]
     pub admin_tokens: Vec<Secret>,
+    /// A bearer token `/metrics` asks for; without one it answers anyone
+    /// who reaches it.
+    #[arg(long, env = "AUTHLEDGER_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<Secret>,
+    /// Serve `/metrics` only on this address (e.g. one that only the
+    /// monitoring network reaches) instead of on AUTHLEDGER_ADDR.
+    #[arg(long, env = "AUTHLEDGER_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     /// Whether anyone may create an account (the API's `POST /v1/users`
     /// and the console's "Create account").
     #[arg(
@@ -253,9 +283,10 @@ pub struct MailArgs {
     /// half an hour before it is dead-lettered.
     #[arg(long, env = "AUTHLEDGER_MAIL_RETRY_BASE_MS", default_value_t = 5000)]
     pub mail_retry_base_ms: u64,
-    /// Mails a worker sends at once. A worker killed mid-send can send at
-    /// most this many again (accepted by SMTP, not yet recorded).
-    #[arg(long, env = "AUTHLEDGER_MAIL_CONCURRENCY", default_value_t = 16)]
+    /// Mails a worker sends at once, each holding one of the worker's
+    /// Postgres connections. A worker killed mid-send can send at most
+    /// this many again (accepted by SMTP, not yet recorded).
+    #[arg(long, env = "AUTHLEDGER_MAIL_CONCURRENCY", default_value_t = 8)]
     pub mail_concurrency: u16,
     /// Queues unused this long are deleted by RabbitMQ; tests set it so
     /// their per-test queues go away. Not a flag.
@@ -442,6 +473,10 @@ struct Standalone {
 }
 
 impl Config {
+    pub fn projection_retry_max(&self) -> StdDuration {
+        StdDuration::from_millis(self.projection_retry_max_ms)
+    }
+
     /// The configuration as the environment gives it, every flag at its
     /// default: what `authledger all` would run with.
     pub fn from_env() -> anyhow::Result<Self> {
@@ -530,6 +565,8 @@ mod tests {
             "authledger",
             "--admin-tokens",
             "admin-token-value",
+            "--metrics-token",
+            "metrics-token-value",
             "--smtp-url",
             "smtp://user:smtp-password@mail.example:587",
         ])
@@ -537,6 +574,7 @@ mod tests {
         .config;
         let printed = format!("{config:?}");
         assert!(!printed.contains("admin-token-value"), "{printed}");
+        assert!(!printed.contains("metrics-token-value"), "{printed}");
         assert!(!printed.contains("smtp-password"), "{printed}");
         assert!(!printed.contains("postgres:postgres"), "{printed}");
         assert_eq!(config.admin_tokens[0].expose(), "admin-token-value");

@@ -15,11 +15,24 @@ pub fn configure(options: PgConnectOptions) -> PgConnectOptions {
     ])
 }
 
-pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
-    let options: PgConnectOptions = url.parse()?;
+/// A pool of at most `max_connections`, opened only as needed and closed
+/// after `idle_timeout` unused: several processes share one Postgres, and
+/// an idle process should not hold what a busy one needs.
+pub fn pool_options(max_connections: u32, idle_timeout: Duration) -> PgPoolOptions {
     PgPoolOptions::new()
-        .max_connections(max_connections)
+        .max_connections(max_connections.max(1))
+        .min_connections(0)
+        .idle_timeout(idle_timeout)
         .acquire_timeout(Duration::from_secs(5))
+}
+
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+    idle_timeout: Duration,
+) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = url.parse()?;
+    pool_options(max_connections, idle_timeout)
         .connect_with(configure(options))
         .await
 }

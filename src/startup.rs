@@ -2,6 +2,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use anyhow::Context;
 use authledger_aggregates::{Clock, UserAuthServices};
 use authledger_projections::audit_index::AuditIndex;
 use authledger_projections::email_relay::EmailRelay;
@@ -81,8 +82,32 @@ fn cookies_need_secure(public_url: &str) -> anyhow::Result<bool> {
     Ok(false)
 }
 
+/// The origin of the public URL as a browser writes it in `Origin`: the
+/// scheme and host in lower case, the port only when it is not the scheme's
+/// default.
+fn origin_of(public_url: &str) -> anyhow::Result<String> {
+    let uri: axum::http::Uri = public_url
+        .parse()
+        .with_context(|| format!("AUTHLEDGER_PUBLIC_URL {public_url:?} is not a URL"))?;
+    let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
+        anyhow::bail!("AUTHLEDGER_PUBLIC_URL {public_url:?} needs a scheme and a host");
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    let host = host.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "https" => 443,
+        _ => 80,
+    };
+    Ok(match uri.port_u16() {
+        Some(port) if port != default_port => format!("{scheme}://{host}:{port}"),
+        _ => format!("{scheme}://{host}"),
+    })
+}
+
 pub struct Application {
     listener: TcpListener,
+    /// `/metrics` on an address of its own, when configured.
+    metrics_listener: Option<TcpListener>,
     context: ApiContext,
 }
 
@@ -90,12 +115,23 @@ impl Application {
     /// Binds the configured address (port 0 picks a free port).
     pub async fn build(config: &Config, app: App) -> anyhow::Result<Self> {
         let secure_cookies = cookies_need_secure(&config.public_url)?;
+        let public_origin = origin_of(&config.public_url)?;
         let listener = TcpListener::bind(config.addr).await?;
+        let metrics_listener = match config.metrics_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding AUTHLEDGER_METRICS_ADDR {addr}"))?,
+            ),
+            None => None,
+        };
         Ok(Self {
             listener,
+            metrics_listener,
             context: ApiContext {
                 app,
                 secure_cookies,
+                public_origin,
             },
         })
     }
@@ -104,15 +140,37 @@ impl Application {
         self.listener.local_addr()
     }
 
+    /// Where `/metrics` is served when it has an address of its own.
+    pub fn metrics_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.metrics_listener.as_ref().map(TcpListener::local_addr)
+    }
+
     /// Serves until `shutdown` completes, then drains in-flight requests.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let app = router(self.context).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
+        let (stop, stopping) = watch::channel(false);
+        let metrics = self.metrics_listener.map(|listener| {
+            let app = crate::http::metrics_router(self.context.clone());
+            let serving = axum::serve(listener, app).with_graceful_shutdown(stopped(stopping));
+            tokio::spawn(async move { serving.await })
+        });
+        let app = router(self.context, metrics.is_none())
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = stop.send(true);
+            })
+            .await;
+        if let Some(metrics) = metrics {
+            match metrics.await {
+                Ok(result) => result?,
+                Err(error) => tracing::warn!(%error, "the metrics listener stopped"),
+            }
+        }
+        served
     }
 }
 
@@ -163,6 +221,33 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: draining in-flight requests");
 }
 
+/// The projectors a server runs: `users`, `audit_index` and the email relay.
+const PROJECTORS: u32 = 3;
+
+/// The most Postgres connections each part of a process opens, with this
+/// configuration. Each pool opens connections only as it needs them and
+/// closes them after `AUTHLEDGER_DB_IDLE_SECS` unused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PostgresBudget {
+    /// Requests, the MFA reset sweep, `/readyz`, `/metrics`, migrations.
+    pub api: u32,
+    /// Each projector's NOTIFY listener, held for good, and its batch.
+    pub projectors: u32,
+    /// One per mail in flight, held across the SMTP exchange (the lock on
+    /// its message id), and one for the rest.
+    pub worker: u32,
+}
+
+impl PostgresBudget {
+    pub fn of(config: &Config) -> Self {
+        Self {
+            api: config.database.db_max_connections.max(1),
+            projectors: 2 * PROJECTORS,
+            worker: u32::from(config.mail.mail_concurrency.max(1)) + 1,
+        }
+    }
+}
+
 /// The event log's consumers: the `users` read model, the email relay and
 /// the email worker. Each runs as its own task; tests drive them with
 /// their `run_once`.
@@ -185,12 +270,19 @@ impl Pipeline {
         let mail = &config.mail;
         let topology = mail.topology();
         let publisher = Arc::new(Publisher::new(mail.amqp_url.expose(), topology.clone()));
+        let budget = PostgresBudget::of(config);
+        let idle = config.database.idle_timeout();
+        let options = (*pool.connect_options()).clone();
         // The worker holds a connection per mail in flight, across the SMTP
         // exchange (the advisory lock on its message id): on a pool of its
         // own, a slow SMTP server cannot take the API's connections.
-        let worker_pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(u32::from(mail.mail_concurrency.max(1)) + 1)
-            .connect_lazy_with((*pool.connect_options()).clone());
+        let worker_pool =
+            crate::db::pool_options(budget.worker, idle).connect_lazy_with(options.clone());
+        // Likewise the relay holds its batch's connection while RabbitMQ
+        // confirms, and each projector holds one for its listener: sized
+        // for exactly that, they neither starve the API nor are starved.
+        let projections_pool =
+            crate::db::pool_options(budget.projectors, idle).connect_lazy_with(options);
         let worker = Worker::new(
             worker_pool,
             TokenCodec::new(keyring),
@@ -210,12 +302,17 @@ impl Pipeline {
             clock,
             metrics.clone(),
         )?;
+        let retry_max = config.projection_retry_max();
         Ok(Self {
-            users: Projector::new(pool.clone(), UsersProjection),
-            audit_index: Projector::new(pool.clone(), AuditIndex),
+            users: Projector::new(projections_pool.clone(), UsersProjection)
+                .with_retry_max(retry_max),
+            audit_index: Projector::new(projections_pool.clone(), AuditIndex)
+                .with_retry_max(retry_max),
             // Small batches: the relay holds its checkpoint row while it
             // waits for RabbitMQ's confirms.
-            relay: Projector::new(pool, EmailRelay::new(publisher)).with_batch_size(50),
+            relay: Projector::new(projections_pool, EmailRelay::new(publisher))
+                .with_batch_size(50)
+                .with_retry_max(retry_max),
             worker,
             mail_metrics: metrics,
         })
@@ -264,7 +361,48 @@ pub async fn stopped(mut shutdown: watch::Receiver<bool>) {
 
 #[cfg(test)]
 mod tests {
-    use super::cookies_need_secure;
+    use super::{cookies_need_secure, origin_of, PostgresBudget};
+
+    #[test]
+    fn a_process_of_each_role_fits_a_default_postgres_three_times_over() {
+        let config = crate::config::Config::defaults().unwrap();
+        let budget = PostgresBudget::of(&config);
+        assert_eq!(
+            budget,
+            PostgresBudget {
+                api: 10,
+                projectors: 6,
+                worker: 9,
+            },
+            "the figures in the README's operations"
+        );
+        let all = budget.api + budget.projectors + budget.worker;
+        assert_eq!(all, 25);
+        // Postgres keeps 3 of its default 100 for superusers.
+        assert!(3 * all <= 97);
+    }
+
+    #[test]
+    fn the_public_origin_is_written_as_browsers_send_it() {
+        assert_eq!(
+            origin_of("https://Auth.Example.com/").unwrap(),
+            "https://auth.example.com"
+        );
+        assert_eq!(
+            origin_of("https://auth.example.com:443/console").unwrap(),
+            "https://auth.example.com"
+        );
+        assert_eq!(
+            origin_of("https://auth.example.com:8443").unwrap(),
+            "https://auth.example.com:8443"
+        );
+        assert_eq!(
+            origin_of("http://127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(origin_of("http://[::1]:8080").unwrap(), "http://[::1]:8080");
+        assert!(origin_of("/relative").is_err());
+    }
 
     #[test]
     fn cookies_are_secure_except_on_plain_http_loopback() {

@@ -49,6 +49,27 @@ impl TokenKind {
     }
 }
 
+/// What a console form's CSRF tag is bound to besides the browser's nonce:
+/// the session the browser holds, else its login attempt, else nothing.
+/// No `Debug`: it holds a token.
+#[derive(Clone, Copy)]
+pub enum CsrfScope<'a> {
+    Session(&'a str),
+    LoginAttempt(&'a str),
+    Anonymous,
+}
+
+impl<'a> CsrfScope<'a> {
+    /// The scope of a browser holding these cookies.
+    pub fn held(session: Option<&'a str>, login: Option<&'a str>) -> Self {
+        match (session, login) {
+            (Some(session), _) => Self::Session(session),
+            (None, Some(login)) => Self::LoginAttempt(login),
+            (None, None) => Self::Anonymous,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the token is not valid")]
 pub struct InvalidToken;
@@ -91,18 +112,19 @@ impl TokenCodec {
         Ok((user, reference))
     }
 
-    /// The form token for a browser's CSRF nonce (the signed double-submit
-    /// pattern): someone who can plant a nonce cookie still cannot compute
-    /// its tag.
-    pub fn csrf_tag(&self, nonce: &str) -> String {
-        URL_SAFE_NO_PAD.encode(self.csrf_mac(nonce).finalize().into_bytes())
+    /// The form token for a browser's CSRF nonce and what it holds (the
+    /// signed double-submit pattern). Someone who can plant a nonce cookie
+    /// still cannot compute its tag, and the tag of their own browser names
+    /// their own session or login attempt, not the victim's.
+    pub fn csrf_tag(&self, nonce: &str, scope: CsrfScope<'_>) -> String {
+        URL_SAFE_NO_PAD.encode(self.csrf_mac(nonce, scope).finalize().into_bytes())
     }
 
-    /// Whether `tag` belongs to `nonce`, compared in constant time.
-    pub fn csrf_tag_matches(&self, nonce: &str, tag: &str) -> bool {
+    /// Whether `tag` belongs to `nonce` in `scope`, compared in constant time.
+    pub fn csrf_tag_matches(&self, nonce: &str, scope: CsrfScope<'_>, tag: &str) -> bool {
         URL_SAFE_NO_PAD
             .decode(tag)
-            .is_ok_and(|tag| self.csrf_mac(nonce).verify_slice(&tag).is_ok())
+            .is_ok_and(|tag| self.csrf_mac(nonce, scope).verify_slice(&tag).is_ok())
     }
 
     /// The keyed digest of a browser's device cookie, hex: what the events
@@ -115,11 +137,20 @@ impl TokenCodec {
         data_encoding::HEXLOWER.encode(&mac.finalize().into_bytes())
     }
 
-    fn csrf_mac(&self, nonce: &str) -> hmac::Hmac<sha2::Sha256> {
+    fn csrf_mac(&self, nonce: &str, scope: CsrfScope<'_>) -> hmac::Hmac<sha2::Sha256> {
+        let (label, held): (&[u8], &str) = match scope {
+            CsrfScope::Session(token) => (b"session", token),
+            CsrfScope::LoginAttempt(token) => (b"login-attempt", token),
+            CsrfScope::Anonymous => (b"anonymous", ""),
+        };
         let mut mac = self.keyring.token_mac();
         mac.update(b"csrf");
         mac.update(&[0]);
         mac.update(nonce.as_bytes());
+        mac.update(&[0]);
+        mac.update(label);
+        mac.update(&[0]);
+        mac.update(held.as_bytes());
         mac
     }
 
@@ -152,11 +183,46 @@ mod tests {
 
     #[test]
     fn a_csrf_tag_matches_only_its_own_nonce_and_key() {
-        let tag = codec(1).csrf_tag("nonce-a");
-        assert!(codec(1).csrf_tag_matches("nonce-a", &tag));
-        assert!(!codec(1).csrf_tag_matches("nonce-b", &tag));
-        assert!(!codec(2).csrf_tag_matches("nonce-a", &tag));
-        assert!(!codec(1).csrf_tag_matches("nonce-a", "not base64!"));
+        let anonymous = CsrfScope::Anonymous;
+        let tag = codec(1).csrf_tag("nonce-a", anonymous);
+        assert!(codec(1).csrf_tag_matches("nonce-a", anonymous, &tag));
+        assert!(!codec(1).csrf_tag_matches("nonce-b", anonymous, &tag));
+        assert!(!codec(2).csrf_tag_matches("nonce-a", anonymous, &tag));
+        assert!(!codec(1).csrf_tag_matches("nonce-a", anonymous, "not base64!"));
+    }
+
+    #[test]
+    fn a_csrf_tag_is_bound_to_the_session_or_login_attempt_it_was_made_for() {
+        let codec = codec(1);
+        let mine = CsrfScope::Session("al_sess_mine");
+        let tag = codec.csrf_tag("nonce-a", mine);
+        assert!(codec.csrf_tag_matches("nonce-a", mine, &tag));
+        for other in [
+            CsrfScope::Session("al_sess_theirs"),
+            CsrfScope::LoginAttempt("al_sess_mine"),
+            CsrfScope::Anonymous,
+        ] {
+            assert!(!codec.csrf_tag_matches("nonce-a", other, &tag));
+        }
+        let attempt = codec.csrf_tag("nonce-a", CsrfScope::LoginAttempt("al_login_x"));
+        assert!(!codec.csrf_tag_matches(
+            "nonce-a",
+            CsrfScope::LoginAttempt("al_login_y"),
+            &attempt
+        ));
+    }
+
+    #[test]
+    fn a_browser_is_scoped_by_its_session_before_its_login_attempt() {
+        assert!(matches!(
+            CsrfScope::held(Some("s"), Some("l")),
+            CsrfScope::Session("s")
+        ));
+        assert!(matches!(
+            CsrfScope::held(None, Some("l")),
+            CsrfScope::LoginAttempt("l")
+        ));
+        assert!(matches!(CsrfScope::held(None, None), CsrfScope::Anonymous));
     }
 
     proptest! {

@@ -67,6 +67,27 @@ pub struct Projector<P> {
     /// load every commit notifies, and one batch per notification would
     /// cost a transaction per commit for each projection.
     gather: Duration,
+    /// The wait after a failed batch: `first`, doubling per consecutive
+    /// failure up to `max`.
+    retry: Backoff,
+}
+
+/// Waits between retries of a failing batch. It grows only with failed
+/// attempts, never with time or notifications, and starts again after a
+/// success, so that once the cause is gone the next attempt comes at most
+/// `max` later.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// The wait after `failures` consecutive failed attempts (1 or more).
+    pub fn after(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(16);
+        self.first.saturating_mul(1 << doublings).min(self.max)
+    }
 }
 
 impl<P: Projection> Projector<P> {
@@ -77,7 +98,17 @@ impl<P: Projection> Projector<P> {
             batch_size: 500,
             poll_interval: Duration::from_secs(1),
             gather: Duration::from_millis(20),
+            retry: Backoff {
+                first: Duration::from_millis(100),
+                max: Duration::from_secs(30),
+            },
         }
+    }
+
+    /// The longest wait between a failed batch and its retry.
+    pub fn with_retry_max(mut self, max: Duration) -> Self {
+        self.retry.max = max.max(self.retry.first);
+        self
     }
 
     pub fn with_batch_size(mut self, batch_size: i64) -> Self {
@@ -173,12 +204,13 @@ impl<P: Projection> Projector<P> {
 
     /// Runs until `shutdown` completes: catches up, then waits for a NOTIFY
     /// from the events table or the poll interval, whichever comes first.
-    /// Errors are logged and retried with back-off; the projection stays put
-    /// until its batch commits.
+    /// A failed batch is retried after a back-off that only failed attempts
+    /// lengthen; the projection stays put until its batch commits.
     pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let name = self.projection.name();
         let mut listener = None;
-        let mut backoff = Duration::from_millis(200);
+        let mut failures: u32 = 0;
         loop {
             if listener.is_none() {
                 listener = match PgListener::connect_with(&self.pool).await {
@@ -189,21 +221,57 @@ impl<P: Projection> Projector<P> {
                     Err(_) => None,
                 };
             }
-            let wait = match self.catch_up().await {
-                Ok(_) => {
-                    backoff = Duration::from_millis(200);
-                    self.poll_interval
+            match self.catch_up().await {
+                Ok(_) if failures > 0 => {
+                    tracing::info!(projection = name, failures, "projection recovered");
+                    failures = 0;
                 }
+                Ok(_) => {}
                 Err(error) => {
-                    tracing::warn!(
-                        projection = self.projection.name(),
-                        error = format!("{error:#}"),
-                        "projection failed; retrying"
-                    );
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                    backoff
+                    failures = failures.saturating_add(1);
+                    let retry_in = self.retry.after(failures);
+                    // The first failure, then every 60th: an outage is
+                    // logged, not flooded.
+                    if failures == 1 || failures.is_multiple_of(60) {
+                        tracing::warn!(
+                            projection = name,
+                            failures,
+                            ?retry_in,
+                            error = format!("{error:#}"),
+                            "projection failed; retrying"
+                        );
+                    } else {
+                        tracing::debug!(
+                            projection = name,
+                            failures,
+                            ?retry_in,
+                            error = format!("{error:#}"),
+                            "projection failed again"
+                        );
+                    }
+                    // Commits notified meanwhile are what the failed batch
+                    // is waiting to deliver anyway: they are taken and
+                    // dropped, so neither a busy log retries sooner nor
+                    // does the wait grow with each of them.
+                    let deadline = tokio::time::Instant::now() + retry_in;
+                    loop {
+                        let notified = async {
+                            match listener.as_mut() {
+                                Some(l) => l.recv().await.map(|_| ()),
+                                None => std::future::pending().await,
+                            }
+                        };
+                        tokio::select! {
+                            () = &mut shutdown => return,
+                            () = tokio::time::sleep_until(deadline) => break,
+                            result = notified => if result.is_err() {
+                                listener = None;
+                            },
+                        }
+                    }
+                    continue;
                 }
-            };
+            }
             let notified = async {
                 match listener.as_mut() {
                     Some(l) => l.recv().await.map(|_| ()),
@@ -212,7 +280,7 @@ impl<P: Projection> Projector<P> {
             };
             tokio::select! {
                 () = &mut shutdown => return,
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep(self.poll_interval) => {}
                 result = notified => {
                     if result.is_err() {
                         listener = None;
@@ -309,4 +377,21 @@ pub async fn status(pool: &PgPool) -> anyhow::Result<Vec<ProjectionStatus>> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_retry_wait_doubles_per_failure_up_to_its_maximum() {
+        let backoff = Backoff {
+            first: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        let waits: Vec<u128> = (1..=7).map(|n| backoff.after(n).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1000, 1000, 1000]);
+        assert_eq!(backoff.after(u32::MAX), Duration::from_secs(1));
+        assert_eq!(backoff.after(0), Duration::from_millis(100));
+    }
 }

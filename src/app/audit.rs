@@ -3,7 +3,7 @@
 //! audit index, never from the aggregate's live state.
 use authledger_aggregates::AuditState;
 use chrono::{DateTime, Datelike, Utc};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use uuid::Uuid;
 
 use super::{App, AppError, AppResult};
@@ -156,12 +156,26 @@ impl App {
         Ok(AuditPage { events, next })
     }
 
-    /// The whole matching history as a stream, in constant memory.
+    /// The whole matching history as a stream, in constant memory. A
+    /// failure part-way is logged here with its cause: the client only
+    /// sees its body end early, after a status of 200.
     pub fn events_stream(
         &self,
         filter: EventFilter,
     ) -> AppResult<impl Stream<Item = anyhow::Result<AuditEvent>> + Send + 'static> {
-        Ok(audit::global_stream(self.pool.clone(), filter.query()?))
+        let mut streamed: u64 = 0;
+        Ok(
+            audit::global_stream(self.pool.clone(), filter.query()?).inspect(move |event| {
+                match event {
+                    Ok(_) => streamed += 1,
+                    Err(error) => tracing::error!(
+                        error = format!("{error:#}"),
+                        streamed,
+                        "the audit export failed part-way; its body is cut off"
+                    ),
+                }
+            }),
+        )
     }
 }
 

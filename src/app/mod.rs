@@ -32,6 +32,8 @@ pub use recovery::LinkKind;
 pub use sign_in::{OpenedAttempt, SignedIn, SignedInWithCode};
 pub use staff::{Credentials, Role, Staff};
 
+pub use crate::tokens::CsrfScope;
+
 use crate::command_bus::{CommandBus, CommandMetadata};
 use crate::config::{Config, Secret};
 use crate::keys::Keyring;
@@ -41,7 +43,11 @@ use crate::tokens::{TokenCodec, TokenKind};
 /// Who is asking: recorded as metadata on every event a request causes.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// Ours, made for this request.
     pub request_id: String,
+    /// The `X-Request-Id` the client sent, if it was well-formed: kept to
+    /// match our events to a proxy's logs, never taken for ours.
+    pub client_request_id: Option<String>,
     pub client_ip: String,
     pub user_agent: String,
 }
@@ -62,6 +68,7 @@ impl Caller {
     fn metadata(&self, actor: String) -> CommandMetadata {
         CommandMetadata {
             request_id: self.request_id.clone(),
+            client_request_id: self.client_request_id.clone(),
             client_ip: self.client_ip.clone(),
             user_agent: self.user_agent.clone(),
             actor,
@@ -78,6 +85,8 @@ pub struct AppInner {
     sign_in_failure_floor: Duration,
     /// RabbitMQ, checked for readiness when the pipeline is in use.
     amqp_url: Option<Secret>,
+    broker_check: operations::BrokerCheck,
+    metrics_access: operations::MetricsAccess,
     credentials: Credentials,
     mail_metrics: MailMetrics,
 }
@@ -111,6 +120,8 @@ impl App {
             registration_open: config.registration_open(),
             sign_in_failure_floor: config.hashing.sign_in_failure_floor(),
             amqp_url: Some(config.mail.amqp_url.clone()),
+            broker_check: operations::BrokerCheck::default(),
+            metrics_access: operations::MetricsAccess::new(config.metrics_token.as_ref()),
             credentials: Credentials::new(&config.auditor_tokens, &config.admin_tokens)?,
             mail_metrics,
         })))
@@ -134,9 +145,11 @@ impl App {
         self.registration_open
     }
 
-    /// The form tag for a browser's CSRF nonce (signed double submit).
-    pub fn csrf_tag(&self, nonce: &str) -> String {
-        self.tokens.csrf_tag(nonce)
+    /// The form tag for a browser's CSRF nonce and the session or login
+    /// attempt it holds (signed double submit, bound to the browser's
+    /// credential).
+    pub fn csrf_tag(&self, nonce: &str, scope: CsrfScope<'_>) -> String {
+        self.tokens.csrf_tag(nonce, scope)
     }
 
     /// A new device cookie for a browser that has none: random, and
@@ -149,9 +162,9 @@ impl App {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     }
 
-    /// Whether `tag` belongs to `nonce`, compared in constant time.
-    pub fn csrf_tag_matches(&self, nonce: &str, tag: &str) -> bool {
-        self.tokens.csrf_tag_matches(nonce, tag)
+    /// Whether `tag` belongs to `nonce` in `scope`, compared in constant time.
+    pub fn csrf_tag_matches(&self, nonce: &str, scope: CsrfScope<'_>, tag: &str) -> bool {
+        self.tokens.csrf_tag_matches(nonce, scope, tag)
     }
 
     fn login_token(&self, token: &str) -> AppResult<(Uuid, Reference)> {

@@ -17,6 +17,7 @@ impl App {
             })?;
         let system = Caller {
             request_id: uuid::Uuid::new_v4().to_string(),
+            client_request_id: None,
             client_ip: "local".into(),
             user_agent: "authledger reset sweep".into(),
         };

@@ -3,14 +3,16 @@ use std::net::SocketAddr;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{
+    ConnectInfo, FromRequest, FromRequestParts, OptionalFromRequestParts, Request,
+};
 use axum::http::header::{AUTHORIZATION, USER_AGENT};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use super::{ApiContext, RequestId};
+use super::{ApiContext, ClientRequestId, RequestId};
 use crate::app::{Caller, Role, Staff};
 
 /// `axum::Json` with problem+json rejections. Serde's messages can quote
@@ -66,7 +68,7 @@ pub fn query_rejection(rejection: QueryRejection) -> ApiError {
     }
 }
 
-/// Who is asking, from the request id, the peer address and the user agent.
+/// Who is asking, from the request ids, the peer address and the user agent.
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
@@ -76,6 +78,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .get::<RequestId>()
             .map(|id| id.0.clone())
             .unwrap_or_default();
+        let client_request_id = parts
+            .extensions
+            .get::<ClientRequestId>()
+            .map(|id| id.0.clone());
         let client_ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -89,6 +95,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .unwrap_or_default();
         Ok(Self {
             request_id,
+            client_request_id,
             client_ip,
             user_agent,
         })
@@ -101,19 +108,33 @@ pub struct BearerToken(pub String);
 impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let value = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(ApiError::unauthenticated)?;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        <Self as OptionalFromRequestParts<S>>::from_request_parts(parts, state)
+            .await?
+            .ok_or_else(ApiError::unauthenticated)
+    }
+}
+
+/// No `Authorization` header is `None`; one that is not a bearer token is
+/// still refused.
+impl<S: Send + Sync> OptionalFromRequestParts<S> for BearerToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        let Some(value) = parts.headers.get(AUTHORIZATION) else {
+            return Ok(None);
+        };
+        let value = value.to_str().map_err(|_| ApiError::unauthenticated())?;
         let (scheme, token) = value
             .split_once(' ')
             .ok_or_else(ApiError::unauthenticated)?;
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
             return Err(ApiError::unauthenticated());
         }
-        Ok(Self(token.trim().to_owned()))
+        Ok(Some(Self(token.trim().to_owned())))
     }
 }
 
@@ -151,7 +172,8 @@ impl FromRequestParts<ApiContext> for Auditor {
         parts: &mut Parts,
         ctx: &ApiContext,
     ) -> Result<Self, Self::Rejection> {
-        let BearerToken(token) = BearerToken::from_request_parts(parts, ctx).await?;
+        let BearerToken(token) =
+            <BearerToken as FromRequestParts<ApiContext>>::from_request_parts(parts, ctx).await?;
         let auditor = ctx.app.staff(&token, Role::Auditor)?;
         tracing::info!(auditor = %auditor.name(), path = %parts.uri.path(), "audit read");
         Ok(Self)
@@ -168,7 +190,8 @@ impl FromRequestParts<ApiContext> for Admin {
         parts: &mut Parts,
         ctx: &ApiContext,
     ) -> Result<Self, Self::Rejection> {
-        let BearerToken(token) = BearerToken::from_request_parts(parts, ctx).await?;
+        let BearerToken(token) =
+            <BearerToken as FromRequestParts<ApiContext>>::from_request_parts(parts, ctx).await?;
         Ok(Self(ctx.app.staff(&token, Role::Admin)?))
     }
 }

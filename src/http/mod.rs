@@ -43,6 +43,9 @@ pub struct ApiContext {
     pub app: App,
     /// The console's cookies are `Secure` and `__Host-` prefixed.
     pub secure_cookies: bool,
+    /// The public URL's origin (`https://auth.example.com`), the only one a
+    /// console form may come from.
+    pub public_origin: String,
 }
 
 #[derive(OpenApi)]
@@ -63,7 +66,7 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         if let Some(components) = openapi.components.as_mut() {
-            for scheme in ["session", "auditor", "admin"] {
+            for scheme in ["session", "auditor", "admin", "metrics"] {
                 components.add_security_scheme(
                     scheme,
                     SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
@@ -75,7 +78,12 @@ impl Modify for BearerAuth {
 
 /// The routes and the OpenAPI document that describes them.
 pub fn api() -> (Router<ApiContext>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    routes(true).split_for_parts()
+}
+
+/// Every route, `/metrics` among them unless it is served elsewhere.
+fn routes(with_metrics: bool) -> OpenApiRouter<ApiContext> {
+    let routes = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(users::register))
         .routes(routes!(console::links::verification_page, users::verify))
         .routes(routes!(recovery::forgot))
@@ -109,13 +117,20 @@ pub fn api() -> (Router<ApiContext>, utoipa::openapi::OpenApi) {
         .routes(routes!(admin::reset_mfa))
         .routes(routes!(admin::unlock))
         .routes(routes!(health::healthz))
-        .routes(routes!(health::readyz))
-        .routes(routes!(health::metrics))
-        .split_for_parts()
+        .routes(routes!(health::readyz));
+    if with_metrics {
+        routes.routes(routes!(health::metrics))
+    } else {
+        routes
+    }
 }
 
-pub fn router(context: ApiContext) -> Router {
-    let (routes, openapi) = api();
+/// The service's routes. `metrics_here` is false when `/metrics` has a
+/// listener of its own ([`metrics_router`]); the OpenAPI document
+/// describes it either way.
+pub fn router(context: ApiContext, metrics_here: bool) -> Router {
+    let (_, openapi) = api();
+    let (routes, _) = routes(metrics_here).split_for_parts();
     let openapi = Arc::new(openapi);
     routes
         .merge(console::routes())
@@ -145,7 +160,8 @@ pub fn router(context: ApiContext) -> Router {
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {
                     let request_id = req.extensions().get::<RequestId>().map(|id| id.0.as_str()).unwrap_or("");
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
+                    let client_request_id = req.extensions().get::<ClientRequestId>().map(|id| id.0.as_str());
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id, client_request_id)
                 })
                 .on_request(())
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
@@ -153,30 +169,87 @@ pub fn router(context: ApiContext) -> Router {
         .layer(middleware::from_fn(assign_request_id))
 }
 
+/// `/metrics` alone, for its own listen address.
+pub fn metrics_router(context: ApiContext) -> Router {
+    Router::new()
+        .route("/metrics", get(health::metrics))
+        .fallback(|| async { ApiError::not_found() })
+        .with_state(context)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal().into_response()
+        }))
+}
+
 /// The id of a request, recorded with the events it causes.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// The `X-Request-Id` a client or proxy sent, when it looks like an id.
+/// It is the sender's word, so events record it under its own name,
+/// `client_request_id`, beside ours.
+#[derive(Debug, Clone)]
+pub struct ClientRequestId(pub String);
+
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Keeps a well-formed incoming `X-Request-Id` (from a proxy), otherwise
-/// makes one, and echoes it in the response.
+/// At most 64 letters, digits, `-`, `_` and `.`: enough for a UUID or a
+/// proxy's id, too little for markup, a line break or a log line of its own.
+fn is_safe_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Gives every request an id of ours, echoed in the response, and keeps a
+/// well-formed incoming `X-Request-Id` beside it as the client's.
 async fn assign_request_id(mut req: Request, next: Next) -> Response {
-    let id = req
+    let client = req
         .headers()
         .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 64
-                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-        .map(str::to_owned)
-        .unwrap_or_else(|| Uuid::new_v4().to_string());
+        .filter(|v| is_safe_request_id(v))
+        .map(|v| ClientRequestId(v.to_owned()));
+    let id = Uuid::new_v4().to_string();
     req.extensions_mut().insert(RequestId(id.clone()));
+    if let Some(client) = client {
+        req.extensions_mut().insert(client);
+    }
     let mut response = next.run(req).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_safe_request_id;
+
+    #[test]
+    fn only_plain_short_request_ids_are_kept() {
+        for kept in [
+            "req-12345",
+            "6f1c0f5e-1b57-4e35-9d39-3b2f0a0e6a11",
+            "Root-1.abc_def",
+        ] {
+            assert!(is_safe_request_id(kept), "{kept}");
+        }
+        for dropped in [
+            "",
+            "two words",
+            "id\nforged log line",
+            "<script>",
+            "a/b",
+            "ä",
+            &"a".repeat(65),
+        ] {
+            assert!(!is_safe_request_id(dropped), "{dropped:?}");
+        }
+    }
 }

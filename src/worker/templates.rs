@@ -251,38 +251,78 @@ fn html_of(blocks: &[Block]) -> String {
     .into_string()
 }
 
-/// The user agent as a mail may show it. It is the client's own text, so an
-/// attacker's words would read as ours: only plain characters, no URLs,
-/// short, and quoted. A dot stays only inside a version number: mail
-/// clients turn a bare `evil.example/reset` into a link.
+/// Clients that are programs rather than browsers, by the product token
+/// they start with; named alone.
+const TOOLS: &[(&str, &str)] = &[
+    ("curl/", "curl"),
+    ("Wget/", "Wget"),
+    ("HTTPie/", "HTTPie"),
+    ("python-requests/", "python-requests"),
+    ("Go-http-client/", "a Go HTTP client"),
+    ("okhttp/", "OkHttp"),
+    ("PostmanRuntime/", "Postman"),
+];
+
+/// Browsers by a token of their user agent, the first match winning: each
+/// also claims to be the ones below it (Edge says Chrome and Safari,
+/// Chrome says Safari).
+const BROWSERS: &[(&str, &str)] = &[
+    ("Edg/", "Edge"),
+    ("EdgA/", "Edge"),
+    ("EdgiOS/", "Edge"),
+    ("OPR/", "Opera"),
+    ("Opera", "Opera"),
+    ("SamsungBrowser/", "Samsung Internet"),
+    ("Vivaldi/", "Vivaldi"),
+    ("YaBrowser/", "Yandex Browser"),
+    ("Firefox/", "Firefox"),
+    ("FxiOS/", "Firefox"),
+    ("CriOS/", "Chrome"),
+    ("Chromium/", "Chromium"),
+    ("Chrome/", "Chrome"),
+    ("Safari/", "Safari"),
+    ("Trident/", "Internet Explorer"),
+    ("MSIE ", "Internet Explorer"),
+];
+
+/// Systems by a token of their user agent, the first match winning
+/// (Android says Linux, iOS says Mac OS X).
+const SYSTEMS: &[(&str, &str)] = &[
+    ("Android", "Android"),
+    ("iPhone", "iOS"),
+    ("iPad", "iPadOS"),
+    ("iPod", "iOS"),
+    ("CrOS", "ChromeOS"),
+    ("Windows", "Windows"),
+    ("Macintosh", "macOS"),
+    ("Mac OS X", "macOS"),
+    ("Linux", "Linux"),
+    ("X11", "Linux"),
+    ("FreeBSD", "FreeBSD"),
+];
+
+/// The user agent as a mail may show it: "Firefox on Linux", "curl", "an
+/// unknown browser". It is the client's own text, so an attacker's words
+/// would read as ours; only names from the tables above reach the mail,
+/// never the text itself.
 fn describe_browser(user_agent: &str) -> String {
-    let kept: Vec<char> = user_agent
-        .replace("://", " ")
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || " ./;()_-,".contains(*c))
-        .take(80)
-        .collect();
-    let digit_at = |i: Option<usize>| {
-        i.and_then(|i| kept.get(i))
-            .is_some_and(char::is_ascii_digit)
+    let find = |table: &[(&str, &'static str)]| {
+        table
+            .iter()
+            .find(|(token, _)| user_agent.contains(token))
+            .map(|(_, name)| *name)
     };
-    let plain: String = kept
+    if let Some((_, tool)) = TOOLS
         .iter()
-        .enumerate()
-        .map(|(i, &c)| {
-            let in_version = digit_at(i.checked_sub(1)) && digit_at(Some(i + 1));
-            if c == '.' && !in_version {
-                ' '
-            } else {
-                c
-            }
-        })
-        .collect();
-    let plain = plain.trim();
-    if plain.is_empty() {
-        "an unknown browser".to_owned()
-    } else {
-        format!("browser \"{plain}\"")
+        .find(|(token, _)| user_agent.starts_with(token))
+    {
+        return (*tool).to_owned();
+    }
+    match (find(BROWSERS), find(SYSTEMS)) {
+        (Some(browser), Some(system)) => format!("{browser} on {system}"),
+        (Some(browser), None) => browser.to_owned(),
+        (None, Some(system)) => format!("an unknown browser on {system}"),
+        (None, None) => "an unknown browser".to_owned(),
     }
 }
 
@@ -394,29 +434,72 @@ mod tests {
     }
 
     #[test]
-    fn a_user_agent_cannot_put_a_link_or_markup_into_a_mail() {
-        let shown =
-            describe_browser("Mozilla/5.0 <b>to cancel open https://evil.example/x?y=1</b>");
-        assert!(
-            !shown.contains("://") && !shown.contains('<') && !shown.contains('?'),
-            "{shown}"
-        );
-        assert!(shown.starts_with("browser \"Mozilla/5.0"));
-        assert_eq!(describe_browser(""), "an unknown browser");
-        assert!(describe_browser(&"a".repeat(500)).len() < 100);
+    fn a_user_agent_is_shown_as_its_browser_and_system() {
+        let cases = [
+            (
+                "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
+                "Firefox on Linux",
+            ),
+            (
+                "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.144 Mobile Safari/537.36",
+                "Chrome on Android",
+            ),
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 Edg/120.0.2210.91",
+                "Edge on Windows",
+            ),
+            (
+                "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Safari/605.1.15",
+                "Safari on macOS",
+            ),
+            (
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/120.0.6099.119 Mobile/15E148 Safari/604.1",
+                "Chrome on iOS",
+            ),
+            (
+                "Mozilla/5.0 (iPad; CPU OS 17_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Mobile/15E148 Safari/604.1",
+                "Safari on iPadOS",
+            ),
+            (
+                "Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+                "Chrome on ChromeOS",
+            ),
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 OPR/106.0.0.0",
+                "Opera on Windows",
+            ),
+            (
+                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36",
+                "Chrome on Linux",
+            ),
+            ("curl/8.5.0", "curl"),
+            ("python-requests/2.31.0", "python-requests"),
+            ("Mozilla/5.0 (X11; Linux x86_64)", "an unknown browser on Linux"),
+            ("", "an unknown browser"),
+            ("journey-test/1.0", "an unknown browser"),
+        ];
+        for (user_agent, shown) in cases {
+            assert_eq!(describe_browser(user_agent), shown, "{user_agent}");
+        }
     }
 
     #[test]
-    fn a_user_agent_cannot_name_a_domain_but_keeps_its_version_numbers() {
-        let shown = describe_browser(
+    fn a_user_agent_cannot_put_its_own_words_into_a_mail() {
+        for hostile in [
+            "Mozilla/5.0 <b>to cancel open https://evil.example/x?y=1</b>",
             "Chrome/120.0.6099.71 (x86_64) see evil.example/reset or www.evil.com.",
-        );
-        assert_eq!(
-            shown,
-            "browser \"Chrome/120.0.6099.71 (x86_64) see evil example/reset or www evil com\""
-        );
-        assert_eq!(describe_browser("curl/8.5.0"), "browser \"curl/8.5.0\"");
-        assert_eq!(describe_browser("...."), "an unknown browser");
+            "curl/8.5.0 call +1 555 0100 to keep your account",
+            &"a".repeat(500),
+        ] {
+            let shown = describe_browser(hostile);
+            assert!(
+                !shown.contains("evil")
+                    && !shown.contains('<')
+                    && !shown.contains("call")
+                    && !shown.contains("aaaa"),
+                "{shown}"
+            );
+        }
     }
 
     #[test]
@@ -475,7 +558,7 @@ mod tests {
         assert_eq!(mail.subject, "Your sign-in link");
         assert_eq!(
             mail.text,
-            "Someone asked to sign in to your account at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (browser \"Mozilla/5.0 (X11; Linux x86_64)\").\n\n\
+            "Someone asked to sign in to your account at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (an unknown browser on Linux).\n\n\
              Open this link to finish signing in; it works once, until 12:15 UTC:\n\n\
              https://auth.example.com/v1/login/email-link?token=al_link_0123abcd\n\n\
              If you did not try to sign in, ignore this mail and change your password: someone knows it.\n"
@@ -512,7 +595,7 @@ mod tests {
         assert_eq!(mail.subject, "Confirm your email address");
         assert_eq!(
             mail.text,
-            "An account was created with this email address at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (browser \"Mozilla/5.0 (X11; Linux x86_64)\").\n\n\
+            "An account was created with this email address at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (an unknown browser on Linux).\n\n\
              Open this link to confirm the address; it works once, until 2026-03-02 12:00 UTC:\n\n\
              https://auth.example.com/v1/users/verify?token=al_verify_4567efgh\n\n\
              If you did not create an account, ignore this mail.\n"
@@ -526,7 +609,7 @@ mod tests {
         let mail = render(&message(MailKind::RegistrationAttempted, "curl/8.5"), None).unwrap();
         assert_eq!(mail.subject, "Someone tried to register with your address");
         for words in [
-            "Someone tried to create an account with this email address at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (browser \"curl/8.5\")",
+            "Someone tried to create an account with this email address at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (curl)",
             "nothing changed",
             "If it was you, sign in to your account",
             "\"Forgot password?\"",
@@ -547,7 +630,7 @@ mod tests {
         assert_eq!(mail.subject, "Reset your password");
         assert_eq!(
             mail.text,
-            "Someone asked to reset the password of your account at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (browser \"Mozilla/5.0 (X11; Linux x86_64)\").\n\n\
+            "Someone asked to reset the password of your account at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (an unknown browser on Linux).\n\n\
              Open this link to choose a new password; it works once, until 2026-03-01 12:30 UTC:\n\n\
              https://auth.example.com/v1/password/reset?token=al_reset_89abijkl\n\n\
              If this was not you, ignore this mail: your password is unchanged.\n"
@@ -560,7 +643,7 @@ mod tests {
         let mail = render(&message(MailKind::PasswordWasReset, "curl/8.5"), None).unwrap();
         assert_eq!(mail.subject, "Your password was reset");
         for words in [
-            "reset with a link mailed to this address at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (browser \"curl/8.5\")",
+            "reset with a link mailed to this address at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (curl)",
             "every session was signed out",
             "Sign in with your new password and your authenticator app.",
             "Signing in with an email link is off until your next sign-in with your authenticator or recovery code.",
@@ -575,7 +658,7 @@ mod tests {
         let mail = render(&message(MailKind::PasswordChanged, "curl/8.5"), None).unwrap();
         assert_eq!(mail.subject, "Your password was changed");
         for words in [
-            "changed at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (browser \"curl/8.5\")",
+            "changed at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (curl)",
             "Every other session was signed out.",
             "If this was not you, someone had a session of yours: reset your password with \"Forgot password?\"",
             "Reset your multi-factor authentication only if your authenticator itself is lost.",
@@ -596,7 +679,7 @@ mod tests {
             "A reset of your multi-factor authentication was requested"
         );
         for words in [
-            "was asked for at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (browser \"Mozilla/5.0 (X11; Linux x86_64)\"), from a session signed in with an email link.",
+            "was asked for at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (an unknown browser on Linux), from a session signed in with an email link.",
             "It takes effect at 2026-03-04 12:00 UTC",
             "If this was not you, open this link before then to cancel the reset and sign out every session:",
             "A sign-in with your authenticator app or recovery code cancels it too.",
@@ -632,7 +715,7 @@ mod tests {
                 "The reset of your multi-factor authentication was cancelled"
             );
             assert_says(&mail, why);
-            assert_says(&mail, "cancelled at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (browser \"curl/8.5\")");
+            assert_says(&mail, "cancelled at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (curl)");
             assert_says(&mail, "Your authenticator and recovery code keep working.");
             assert_says(&mail, "If this was not you,");
         }
@@ -651,14 +734,14 @@ mod tests {
         assert_eq!(
             mail.text,
             "Your password was entered correctly at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 \
-             (browser \"Mozilla/5.0 (X11; Linux x86_64)\"), but the second step of sign-in failed.\n\n\
+             (an unknown browser on Linux), but the second step of sign-in failed.\n\n\
              If this was not you, someone knows your password: change it now.\n"
         );
         assert_eq!(
             mail.html,
             "<!DOCTYPE html><html><body>\
              <p>Your password was entered correctly at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 \
-             (browser &quot;Mozilla/5.0 (X11; Linux x86_64)&quot;), but the second step of sign-in failed.</p>\
+             (an unknown browser on Linux), but the second step of sign-in failed.</p>\
              <p>If this was not you, someone knows your password: change it now.</p>\
              </body></html>"
         );
@@ -669,7 +752,7 @@ mod tests {
         for kind in every_kind() {
             let mail = render(&message(kind, "curl/8.5"), url_for(kind)).unwrap();
             assert_says(&mail, "2026-03-01 12:00 UTC");
-            assert_says(&mail, "from IP address 203.0.113.9 (browser \"curl/8.5\")");
+            assert_says(&mail, "from IP address 203.0.113.9 (curl)");
             assert!(
                 ["If this was not you", "If you did not", "were not yours"]
                     .iter()

@@ -435,15 +435,6 @@ async fn a_deleted_or_reordered_event_is_caught(pool: PgPool) {
 }
 
 /// The URL of this test's own database, for a child process.
-async fn database_url(pool: &PgPool) -> String {
-    let database: String = sqlx::query_scalar("SELECT current_database()")
-        .fetch_one(pool)
-        .await
-        .unwrap();
-    let base = std::env::var("DATABASE_URL").unwrap();
-    format!("{}/{database}", base.rsplit_once('/').unwrap().0)
-}
-
 #[sqlx::test(migrator = "authledger::db::MIGRATOR")]
 async fn an_admin_unlocks_from_the_command_line(pool: PgPool) {
     let app = spawn_app(pool.clone()).await;
@@ -615,4 +606,56 @@ async fn the_heads_digest_shows_a_stream_that_lost_its_newest_event(pool: PgPool
         .get_with("/v1/audit/users/nobody@example.com/state", AUDITOR_TOKEN)
         .await;
     assert_problem(unknown, StatusCode::NOT_FOUND, "unknown-user").await;
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn an_export_that_fails_part_way_is_logged_with_its_cause(pool: PgPool) {
+    // 50 pages of 1,000: more than the sockets can hold ahead of the reader.
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         SELECT 'UserAuth', u.id::text, s, 'PasswordRejected', '1',
+                json_build_object('PasswordRejected', json_build_object('at', '2026-01-01T00:00:00Z')),
+                '{\"actor\": \"user\", \"client_ip\": \"192.0.2.1\", \"request_id\": \"r\", \"user_agent\": \"load\"}'::json
+           FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, 500)) u, generate_series(1, 100) s
+          ORDER BY u.id, s",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO audit_index (transaction_id, position, user_id, sequence, event_type, occurred_at, recorded_at)
+         SELECT transaction_id, position, aggregate_id::uuid, sequence, event_type, '2026-01-01T00:00:00Z', recorded_at FROM events",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let app = spawn_app(pool.clone()).await;
+    let mut response = app
+        .client
+        .get(app.url("/v1/audit/events"))
+        .bearer_auth(AUDITOR_TOKEN)
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let first = response.chunk().await.unwrap().expect("a first chunk");
+    let mut lines = first.iter().filter(|b| **b == b'\n').count();
+    // The log goes away under the export's feet, between two pages.
+    sqlx::query("ALTER TABLE events RENAME TO events_elsewhere")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let cut = loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => lines += chunk.iter().filter(|b| **b == b'\n').count(),
+            Ok(None) => break false,
+            Err(_) => break true,
+        }
+    };
+    assert!(cut && lines < 50_000, "{lines} lines, cut off: {cut}");
+    let logged = captured_logs()
+        .lines()
+        .any(|line| line.contains("the audit export failed part-way") && line.contains("events"));
+    assert!(logged, "the failure is logged with its cause");
 }

@@ -568,3 +568,185 @@ async fn a_strangers_thousand_wrong_passwords_do_not_keep_the_owners_browser_out
     let signed_in = owner.submit("/sign-in/code", &[("code", &code)]).await;
     assert_eq!(signed_in.location(), "/profile");
 }
+
+/// A browser signed in to `user`'s account through the console's pages.
+async fn signed_in_visitor<'a>(app: &'a TestApp, user: &mut SignedIn) -> Visitor<'a> {
+    let mut visitor = Visitor::new(app);
+    visitor.get("/sign-in").await;
+    let signed = visitor
+        .submit(
+            "/sign-in",
+            &[("email", &user.email), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(signed.location(), "/sign-in/code");
+    visitor.get("/sign-in/code").await;
+    let code = user.device.next_code().await;
+    let done = visitor.submit("/sign-in/code", &[("code", &code)]).await;
+    assert_eq!(done.location(), "/profile");
+    visitor.get("/profile").await;
+    visitor
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_planted_nonce_with_the_planters_own_tag_is_refused(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let mut victim = app.signed_up().await;
+    let mut attacker = app.signed_up().await;
+    let id = user_id_of(&victim.email);
+    let mut browser = signed_in_visitor(&app, &mut victim).await;
+
+    // The attacker's browsers, signed out and signed in, each with a nonce
+    // and a valid tag of their own.
+    let mut anonymous = Visitor::new(&app);
+    anonymous.get("/sign-in").await;
+    let signed_in = signed_in_visitor(&app, &mut attacker).await;
+    let events_before = event_count(&app, id).await;
+    for planter in [&anonymous, &signed_in] {
+        // The attacker's nonce, planted over the victim's (a sibling host
+        // can set cookies for a plain-HTTP origin), and the attacker's tag.
+        browser.cookies.insert(
+            "authledger_csrf".into(),
+            planter.cookies["authledger_csrf"].clone(),
+        );
+        let tag = planter.csrf.clone().unwrap();
+        for path in ["/profile/reset-mfa", "/sign-out"] {
+            let refused = browser.post_raw(path, &[("csrf", &tag)], &[]).await;
+            assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path}");
+            assert!(refused.body.contains("This form has expired"));
+        }
+    }
+    assert_eq!(event_count(&app, id).await, events_before, "nothing ran");
+    let me = app.me(&victim.session_token).await;
+    let profile: serde_json::Value = me.json().await.unwrap();
+    assert_eq!(profile["mfa"]["enrolled"], true, "MFA was not reset");
+
+    // A sign-in in progress is bound the same way: the planter's tag does
+    // not mail a link for the victim's attempt.
+    let mut pending = Visitor::new(&app);
+    pending.get("/sign-in").await;
+    pending
+        .submit(
+            "/sign-in",
+            &[("email", &victim.email), ("password", PASSWORD)],
+        )
+        .await;
+    pending.cookies.insert(
+        "authledger_csrf".into(),
+        anonymous.cookies["authledger_csrf"].clone(),
+    );
+    let tag = anonymous.csrf.clone().unwrap();
+    let refused = pending
+        .post_raw("/sign-in/email", &[("csrf", &tag)], &[])
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(app.email_link_references(id).await.is_empty());
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_tag_seen_before_sign_in_is_worth_nothing_after_it(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let mut user = app.signed_up().await;
+    let mut visitor = Visitor::new(&app);
+    visitor.get("/sign-in").await;
+    let nonce = visitor.cookies["authledger_csrf"].clone();
+    let before = visitor.csrf.clone().unwrap();
+    visitor
+        .submit(
+            "/sign-in",
+            &[("email", &user.email), ("password", PASSWORD)],
+        )
+        .await;
+    // The same nonce, now with a login attempt: the anonymous tag is stale.
+    assert_eq!(visitor.cookies["authledger_csrf"], nonce);
+    let stale = visitor
+        .post_raw(
+            "/sign-in/code",
+            &[("code", "000000"), ("csrf", &before)],
+            &[],
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::FORBIDDEN);
+    visitor.get("/sign-in/code").await;
+    let code = user.device.next_code().await;
+    let done = visitor.submit("/sign-in/code", &[("code", &code)]).await;
+    assert_eq!(done.location(), "/profile");
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_form_is_refused_from_a_foreign_origin_and_accepted_from_its_own(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let user = app.signed_up().await;
+    let id = user_id_of(&user.email);
+    let mut visitor = Visitor::new(&app);
+    visitor.get("/sign-in").await;
+    let tag = visitor.csrf.clone().unwrap();
+    let fields = [
+        ("email", user.email.as_str()),
+        ("password", PASSWORD),
+        ("csrf", tag.as_str()),
+    ];
+    let events_before = event_count(&app, id).await;
+    for headers in [
+        [("origin", "https://evil.example")],
+        // Another port of the same host is another origin.
+        [("origin", "http://127.0.0.1:8081")],
+        [("sec-fetch-site", "cross-site")],
+        [("sec-fetch-site", "same-site")],
+    ] {
+        let refused = visitor.post_raw("/sign-in", &fields, &headers).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{headers:?}");
+        assert!(refused.body.contains("This form has expired"));
+    }
+    assert_eq!(event_count(&app, id).await, events_before, "nothing ran");
+
+    // The public URL's origin, as a browser writes it.
+    assert_eq!(app.config.public_url, "http://127.0.0.1:8080");
+    let own = visitor
+        .post_raw(
+            "/sign-in",
+            &fields,
+            &[
+                ("origin", "http://127.0.0.1:8080"),
+                ("sec-fetch-site", "same-origin"),
+            ],
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::SEE_OTHER);
+    assert_eq!(own.location(), "/sign-in/code");
+    // What a browser sends under the pages' `Referrer-Policy: no-referrer`:
+    // an origin of `null`, and the fetch metadata that names it.
+    visitor.get("/sign-in").await;
+    let tag = visitor.csrf.clone().unwrap();
+    let fields = [
+        ("email", user.email.as_str()),
+        ("password", PASSWORD),
+        ("csrf", tag.as_str()),
+    ];
+    let opaque_cross = visitor
+        .post_raw(
+            "/sign-in",
+            &fields,
+            &[("origin", "null"), ("sec-fetch-site", "cross-site")],
+        )
+        .await;
+    assert_eq!(opaque_cross.status, StatusCode::FORBIDDEN);
+    let opaque = visitor
+        .post_raw(
+            "/sign-in",
+            &fields,
+            &[("origin", "null"), ("sec-fetch-site", "same-origin")],
+        )
+        .await;
+    assert_eq!(opaque.status, StatusCode::SEE_OTHER);
+
+    // Neither header (an older browser, or one that withholds them): the
+    // tag, bound to this browser's new login attempt, is enough.
+    visitor.get("/sign-in/code").await;
+    let tag = visitor.csrf.clone().unwrap();
+    let plain = visitor
+        .post_raw("/sign-in/email", &[("csrf", &tag)], &[])
+        .await;
+    assert_eq!(plain.status, StatusCode::OK, "{}", plain.body);
+    assert_eq!(app.email_link_references(id).await.len(), 1);
+}

@@ -73,17 +73,54 @@ async fn every_event_records_who_asked_and_from_where(pool: PgPool) {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.headers()["x-request-id"], "req-12345");
+    let ours = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(uuid::Uuid::parse_str(&ours).is_ok(), "{ours}");
     let metadata: sqlx::types::Json<Value> =
         sqlx::query_scalar("SELECT metadata FROM events WHERE aggregate_id = $1")
             .bind(user_id_of(&email).to_string())
             .fetch_one(&app.pool)
             .await
             .unwrap();
-    assert_eq!(metadata.0["request_id"], "req-12345");
+    assert_eq!(metadata.0["request_id"], ours.as_str());
+    assert_eq!(metadata.0["client_request_id"], "req-12345");
     assert_eq!(metadata.0["client_ip"], "127.0.0.1");
     assert_eq!(metadata.0["user_agent"], "journey-test/1.0");
     assert_eq!(metadata.0["actor"], "user");
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_request_id_that_is_not_plain_is_not_recorded(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    for (i, sent) in ["<b>forged</b>", &"x".repeat(65), "a b"]
+        .into_iter()
+        .enumerate()
+    {
+        let email = unique_email();
+        let response = app
+            .client
+            .post(app.url("/v1/users"))
+            .header("x-request-id", sent)
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED, "{i}");
+        let ours = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let metadata: sqlx::types::Json<Value> =
+            sqlx::query_scalar("SELECT metadata FROM events WHERE aggregate_id = $1")
+                .bind(user_id_of(&email).to_string())
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+        assert_eq!(metadata.0["request_id"], ours.as_str(), "{sent}");
+        assert!(metadata.0.get("client_request_id").is_none(), "{sent}");
+    }
 }
 
 /// The state a user would have if every event were replayed from the start.

@@ -68,6 +68,8 @@ pub struct TestApp {
     /// RabbitMQ names; tests drive them with `run_once`.
     pub pipeline: Arc<Pipeline>,
     pub base: String,
+    /// `/metrics`'s own address, when the test configured one.
+    pub metrics_base: Option<String>,
     pub client: reqwest::Client,
     pub pool: PgPool,
     /// Derives the tokens a mailed link would carry, as the mail worker does.
@@ -98,6 +100,9 @@ pub async fn spawn_app_with(pool: PgPool, adjust: impl FnOnce(&mut Config)) -> T
         .await
         .expect("build the app");
     let addr = server.local_addr().unwrap();
+    let metrics_base = server
+        .metrics_addr()
+        .map(|addr| format!("http://{}", addr.unwrap()));
     tokio::spawn(server.run_until(std::future::pending()));
     TestApp {
         config,
@@ -106,6 +111,7 @@ pub async fn spawn_app_with(pool: PgPool, adjust: impl FnOnce(&mut Config)) -> T
         clock,
         pipeline: Arc::new(pipeline),
         base: format!("http://{addr}"),
+        metrics_base,
         client: reqwest::Client::new(),
         pool,
         tokens: TokenCodec::new(Arc::new(Keyring::new(&key))),
@@ -539,6 +545,16 @@ pub fn link_in(mail: &Value) -> String {
         .find(|word| word.contains("/v1/login/email-link?token="))
         .expect("a link in the mail")
         .to_owned()
+}
+
+/// The URL of the test's own database, for a child process.
+pub async fn database_url(pool: &PgPool) -> String {
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let base = std::env::var("DATABASE_URL").unwrap();
+    format!("{}/{database}", base.rsplit_once('/').unwrap().0)
 }
 
 /// Events the projection `name` has not applied yet (all of them before it

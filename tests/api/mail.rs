@@ -123,6 +123,7 @@ const HOSTILE_AGENT: &str =
 fn caller() -> CommandMetadata {
     CommandMetadata {
         request_id: "mail-test".into(),
+        client_request_id: None,
         client_ip: CLIENT_IP.into(),
         user_agent: HOSTILE_AGENT.into(),
         actor: "user".into(),

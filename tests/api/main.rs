@@ -13,6 +13,7 @@ mod hostile_input;
 mod journey;
 mod mail;
 mod openapi;
+mod operations;
 mod pipeline;
 mod races;
 mod recovery;

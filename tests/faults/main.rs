@@ -226,3 +226,73 @@ async fn two_serve_processes_on_one_database_relay_each_event_once(pool: PgPool)
     assert_eq!(links.len(), 30, "each link mailed once");
     app.remove_topology().await;
 }
+
+/// Waits until the running relay has published every event so far.
+async fn wait_until_relayed(pool: &PgPool, within: Duration) {
+    let deadline = Instant::now() + within;
+    while projection_lag(pool, "email_relay").await > 0 {
+        assert!(Instant::now() < deadline, "the relay did not catch up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn publishing_resumes_within_two_seconds_of_rabbitmqs_return(pool: PgPool) {
+    let _turn = TURN.lock().await;
+    let app = spawn_app_with(pool, |s| s.policy.email_links_per_window = 1000).await;
+    let email = signed_up_with_links(&app).await;
+    let (stop, stopping) = watch::channel(false);
+    let tasks = app.pipeline.spawn_projections(&stopping);
+    // Signing up mailed twice: the relay holds a live connection when the
+    // broker goes away.
+    wait_until_relayed(&app.pool, Duration::from_secs(20)).await;
+
+    let restart = RestartRabbit;
+    rabbitmqctl("stop_app");
+    let outage = Instant::now();
+    let mut requested = 0;
+    while outage.elapsed() < Duration::from_secs(5) {
+        request_links(&app, &email, 1).await;
+        requested += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let waiting = projection_lag(&app.pool, "email_relay").await;
+    assert!(
+        waiting > 0,
+        "nothing could be published while the broker was away"
+    );
+    drop(restart);
+    let back = Instant::now();
+    let down_for = back - outage;
+
+    // The relay's checkpoint moves only once the broker has confirmed the
+    // batch, and the batch it is stuck on holds the first link.
+    let resumed = loop {
+        if projection_lag(&app.pool, "email_relay").await < waiting {
+            break back.elapsed();
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(60),
+            "publishing did not resume"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    println!(
+        "RabbitMQ away {:.1} s during {requested} link requests; the first mail was published {} ms after start_app returned",
+        down_for.as_secs_f64(),
+        resumed.as_millis()
+    );
+    assert!(
+        resumed <= Duration::from_secs(2),
+        "published {} ms after the broker's return",
+        resumed.as_millis()
+    );
+    wait_until_relayed(&app.pool, Duration::from_secs(30)).await;
+    assert!(
+        app.queue_depth(&app.pipeline_topology().queue).await >= requested + 2,
+        "every link, the confirmation and the enrollment notice are queued"
+    );
+    let _ = stop.send(true);
+    futures::future::join_all(tasks).await;
+    app.remove_topology().await;
+}

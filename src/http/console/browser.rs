@@ -1,9 +1,9 @@
 //! What the console keeps in the browser: the session and the pending
-//! login attempt in cookies, and a CSRF nonce whose keyed tag every form
-//! carries.
+//! login attempt in cookies, and a CSRF nonce whose keyed tag, bound to the
+//! session or login attempt, every form carries.
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::header::{COOKIE, ORIGIN, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +15,7 @@ use rand::RngCore;
 use serde::de::DeserializeOwned;
 
 use super::views::{self, Page};
+use crate::app::CsrfScope;
 use crate::http::ApiContext;
 
 /// The cookies the console sets; `__Host-` prefixed when they are `Secure`.
@@ -84,6 +85,15 @@ impl FromRequestParts<ApiContext> for Browser {
     }
 }
 
+impl Browser {
+    /// What this browser's CSRF tags are bound to: a planted nonce cookie
+    /// with a tag from the planter's own browser names the planter's
+    /// session or attempt, not this one's.
+    fn csrf_scope(&self) -> CsrfScope<'_> {
+        CsrfScope::held(self.session.as_deref(), self.login.as_deref())
+    }
+}
+
 fn is_nonce(value: &str) -> bool {
     value.len() == 43
         && value
@@ -102,7 +112,7 @@ impl Csrf {
     pub fn for_browser(ctx: &ApiContext, browser: &Browser) -> Self {
         match &browser.csrf_nonce {
             Some(nonce) => Self {
-                tag: ctx.app.csrf_tag(nonce),
+                tag: ctx.app.csrf_tag(nonce, browser.csrf_scope()),
                 new_nonce: None,
             },
             None => {
@@ -110,7 +120,7 @@ impl Csrf {
                 rand::rngs::OsRng.fill_bytes(&mut bytes);
                 let nonce = URL_SAFE_NO_PAD.encode(bytes);
                 Self {
-                    tag: ctx.app.csrf_tag(&nonce),
+                    tag: ctx.app.csrf_tag(&nonce, browser.csrf_scope()),
                     new_nonce: Some(nonce),
                 }
             }
@@ -168,9 +178,31 @@ pub fn clear_cookie(ctx: &ApiContext, response: &mut Response, name: CookieName)
 
 static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
+/// Whether the browser says the form came from a page of another origin:
+/// `Sec-Fetch-Site` other than same-origin or a user's own navigation, or
+/// an `Origin` naming another origin than the public URL's. A sibling host
+/// of the same site can plant cookies on plain HTTP, so `same-site` is
+/// foreign too. `Origin: null` names no origin: browsers send it for our
+/// own forms, whose pages say `Referrer-Policy: no-referrer`. Either header
+/// may be missing (older browsers, privacy settings); the tag still has to
+/// match.
+fn from_another_origin(parts: &Parts, ctx: &ApiContext) -> bool {
+    let fetch_site = parts
+        .headers
+        .get(&SEC_FETCH_SITE)
+        .is_some_and(|v| !matches!(v.as_bytes(), b"same-origin" | b"none"));
+    let origin = parts.headers.get(ORIGIN).is_some_and(|v| {
+        v.as_bytes() != b"null"
+            && !v
+                .to_str()
+                .is_ok_and(|origin| origin.eq_ignore_ascii_case(&ctx.public_origin))
+    });
+    fetch_site || origin
+}
+
 /// A form POST that passed the CSRF check, with its cookies. A missing or
-/// wrong token, or a browser that says the form came from another site, is
-/// answered 403 before any command runs.
+/// wrong token, or a browser that says the form came from another origin,
+/// is answered 403 before any command runs.
 pub struct Form<T> {
     pub browser: Browser,
     pub value: T,
@@ -182,10 +214,7 @@ impl<T: DeserializeOwned> FromRequest<ApiContext> for Form<T> {
     async fn from_request(req: Request, ctx: &ApiContext) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = req.into_parts();
         let Ok(browser) = Browser::from_request_parts(&mut parts, ctx).await;
-        let cross_site = parts
-            .headers
-            .get(&SEC_FETCH_SITE)
-            .is_some_and(|v| v.as_bytes() == b"cross-site");
+        let foreign = from_another_origin(&parts, ctx);
         let req = Request::from_parts(parts, body);
         let bytes = match Bytes::from_request(req, ctx).await {
             Ok(bytes) => bytes,
@@ -203,10 +232,11 @@ impl<T: DeserializeOwned> FromRequest<ApiContext> for Form<T> {
             .find(|(name, _)| name == "csrf")
             .map(|(_, value)| value.as_str());
         let genuine = match (&browser.csrf_nonce, tag) {
-            (Some(nonce), Some(tag)) => ctx.app.csrf_tag_matches(nonce, tag),
+            (Some(nonce), Some(tag)) => ctx.app.csrf_tag_matches(nonce, browser.csrf_scope(), tag),
             _ => false,
         };
-        if cross_site || !genuine {
+        if foreign || !genuine {
+            tracing::debug!(foreign, genuine, "console form refused");
             return Err(refusal(
                 StatusCode::FORBIDDEN,
                 "This form has expired",
