@@ -291,6 +291,10 @@ pub struct HashingArgs {
     /// queues instead of exhausting memory.
     #[arg(long, env = "AUTHLEDGER_HASHING_THREADS")]
     pub hashing_threads: Option<usize>,
+    /// Hashes that may wait for a thread; past that a request that needs a
+    /// hash is answered `503 overloaded` at once.
+    #[arg(long, env = "AUTHLEDGER_HASHING_QUEUE_MAX", default_value_t = 64)]
+    pub hashing_queue_max: usize,
     /// A failed password step answers no sooner than this, so whether the
     /// account exists, is throttled or recorded a failure cannot be timed.
     #[arg(

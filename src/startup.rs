@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::http::{router, ApiContext};
 use crate::keys::Keyring;
 use crate::metrics::MailMetrics;
-use crate::services::{Argon2Hasher, OsRandomness};
+use crate::services::{Argon2Hasher, HashingQueue, OsRandomness};
 use crate::tokens::TokenCodec;
 use crate::worker::{Worker, WorkerSettings};
 
@@ -30,7 +30,8 @@ pub fn wire(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<(App, Pipeline)> {
     let keyring = Arc::new(Keyring::new(&config.master_key()?));
-    let services = services(config, keyring.clone(), clock.clone())?;
+    let hashing = hashing_queue(config);
+    let services = services(config, keyring.clone(), clock.clone(), hashing.clone())?;
     let mail_metrics = MailMetrics::default();
     let pipeline = Pipeline::new(
         config,
@@ -39,7 +40,7 @@ pub fn wire(
         clock,
         mail_metrics.clone(),
     )?;
-    let app = App::new(config, pool, keyring, services, mail_metrics)?;
+    let app = App::new(config, pool, keyring, services, mail_metrics, hashing)?;
     Ok((app, pipeline))
 }
 
@@ -47,8 +48,16 @@ pub fn wire(
 /// no mail.
 pub fn app(config: &Config, pool: PgPool, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
     let keyring = Arc::new(Keyring::new(&config.master_key()?));
-    let services = services(config, keyring.clone(), clock)?;
-    App::new(config, pool, keyring, services, MailMetrics::default())
+    let hashing = hashing_queue(config);
+    let services = services(config, keyring.clone(), clock, hashing.clone())?;
+    App::new(
+        config,
+        pool,
+        keyring,
+        services,
+        MailMetrics::default(),
+        hashing,
+    )
 }
 
 /// Whether the console's cookies must be `Secure` (and so may carry the
@@ -116,18 +125,23 @@ impl Application {
     }
 }
 
+fn hashing_queue(config: &Config) -> HashingQueue {
+    HashingQueue::new(config.hashing.threads(), config.hashing.hashing_queue_max)
+}
+
 /// The domain's services, real ones, on `clock`.
 fn services(
     config: &Config,
     keyring: Arc<Keyring>,
     clock: Arc<dyn Clock>,
+    queue: HashingQueue,
 ) -> anyhow::Result<UserAuthServices> {
     let hashing = &config.hashing;
     let hasher = Argon2Hasher::new(
         hashing.argon2_memory_kib,
         hashing.argon2_iterations,
         hashing.argon2_parallelism,
-        hashing.threads(),
+        queue,
     )?;
     Ok(UserAuthServices {
         clock,

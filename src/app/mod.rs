@@ -36,6 +36,7 @@ use crate::command_bus::{CommandBus, CommandMetadata};
 use crate::config::{Config, Secret};
 use crate::keys::Keyring;
 use crate::metrics::MailMetrics;
+use crate::services::HashingQueue;
 use crate::tokens::{TokenCodec, TokenKind};
 
 /// Who is asking: recorded as metadata on every event a request causes.
@@ -80,6 +81,9 @@ pub struct AppInner {
     amqp_url: Option<Secret>,
     credentials: Credentials,
     mail_metrics: MailMetrics,
+    /// The password hashes waiting for a thread: work that would only
+    /// queue behind a full one is refused before it begins.
+    hashing: HashingQueue,
 }
 
 /// The application: cheap to clone, shared by every request.
@@ -102,6 +106,7 @@ impl App {
         keyring: Arc<Keyring>,
         services: UserAuthServices,
         mail_metrics: MailMetrics,
+        hashing: HashingQueue,
     ) -> anyhow::Result<Self> {
         Ok(Self(Arc::new(AppInner {
             bus: CommandBus::new(pool.clone(), services, config.snapshot_every),
@@ -113,6 +118,7 @@ impl App {
             amqp_url: Some(config.mail.amqp_url.clone()),
             credentials: Credentials::new(&config.auditor_tokens, &config.admin_tokens)?,
             mail_metrics,
+            hashing,
         })))
     }
 

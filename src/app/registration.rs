@@ -14,6 +14,7 @@ impl App {
         if !self.registration_open {
             return Err(AppError::RegistrationClosed);
         }
+        self.shed_when_hashing_is_full()?;
         let started = Instant::now();
         let email = Email::parse(email).map_err(|_| AppError::InvalidEmail)?;
         let local_part = email
@@ -48,6 +49,7 @@ impl App {
         token: &str,
         password: &str,
     ) -> AppResult<()> {
+        self.shed_when_hashing_is_full()?;
         let (user, link) = self
             .tokens
             .decode(TokenKind::EmailVerification, token)

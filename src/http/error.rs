@@ -65,7 +65,9 @@ pub enum ServerProblems {
     /// `internal`: a fault on the server's side, logged there
     #[response(status = 500, content_type = "application/problem+json")]
     Internal(Problem),
-    /// `unavailable`: Postgres does not answer
+    /// `unavailable`: Postgres does not answer; `overloaded`: too many
+    /// password hashes wait (routes that hash one), `Retry-After` says when
+    /// to try again
     #[response(status = 503, content_type = "application/problem+json")]
     Unavailable(Problem),
 }
@@ -272,6 +274,15 @@ impl ApiError {
         error.detail = Some(format!("try again after {}", until.to_rfc3339()));
         error
     }
+    pub fn overloaded(seconds: i64) -> Self {
+        let mut error = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "The service is at capacity; try again shortly",
+        );
+        error.retry_after = Some(seconds);
+        error
+    }
     pub fn reauthentication_required() -> Self {
         Self::new(
             StatusCode::FORBIDDEN,
@@ -463,6 +474,7 @@ impl From<&AppError> for ApiError {
             ),
             E::UnknownUser => Self::unknown_user(),
             E::Contended => Self::contended(),
+            E::Overloaded { retry_after_secs } => Self::overloaded(*retry_after_secs),
             E::Unavailable { what, cause } => {
                 tracing::warn!(
                     error = format!("{cause:#}"),

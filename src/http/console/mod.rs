@@ -170,6 +170,13 @@ fn failure(err: &AppError, step: Step) -> Failure {
         E::InvalidLinkToken | E::EmailLinkInvalid => say("This link has expired, was already used, or a newer one was sent. Sign in again to get a new link."),
         E::ReauthenticationRequired => say("Enter your password to confirm."),
         E::Contended => say("Your account changed at the same moment. Try again."),
+        E::Overloaded { retry_after_secs } => Failure::Say(Problem {
+            message: format!(
+                "We are busy right now. Try again {}.",
+                wait_words(*retry_after_secs)
+            ),
+            retry_after: Some(*retry_after_secs),
+        }),
         _ => say("Something went wrong on our side. Try again in a moment."),
     }
 }
