@@ -2,7 +2,8 @@
 //! once into a `Config`. Every default is written here and nowhere else;
 //! they match docker-compose.yml and a local Postgres.
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration as StdDuration;
@@ -11,6 +12,7 @@ use anyhow::Context;
 use authledger_aggregates::Policy;
 use chrono::Duration;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use ipnet::IpNet;
 
 use crate::keys::MasterKey;
 
@@ -213,6 +215,8 @@ pub struct Config {
     pub hashing: HashingArgs,
     #[command(flatten)]
     pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub limits: LimitsArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -423,6 +427,151 @@ impl PolicyArgs {
             aal1_mfa_reset_delay: Duration::seconds(self.aal1_mfa_reset_delay_secs),
         }
     }
+}
+
+/// The requests one client may send, per route class, and how the client
+/// is told apart. Counted in memory by each process: with several
+/// processes behind a balancer a client gets each process's allowance.
+#[derive(Debug, Clone, Args)]
+pub struct LimitsArgs {
+    /// Proxies, as addresses or CIDRs, comma-separated, whose forwarding
+    /// header names the client. Without it the client is the TCP peer.
+    #[arg(long, env = "AUTHLEDGER_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<TrustedProxy>,
+    /// The header the trusted proxies set. Only one is read: a client can
+    /// send the other one itself, so believing both would let it choose
+    /// its own address.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_FORWARDED_HEADER",
+        value_enum,
+        default_value_t = ForwardedHeader::XForwardedFor
+    )]
+    pub forwarded_header: ForwardedHeader,
+    /// Password-class requests (password step, registration, address
+    /// confirmation, forgotten and reset password) per client per minute;
+    /// 0 turns the limit off.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_RATE_PASSWORD_PER_MINUTE",
+        default_value_t = 60
+    )]
+    pub rate_password_per_minute: u32,
+    #[arg(long, env = "AUTHLEDGER_RATE_PASSWORD_BURST", default_value_t = 60)]
+    pub rate_password_burst: u32,
+    /// Second-factor-class requests (code, recovery code, enrollment,
+    /// email link, the denial link) per client per minute; 0 turns it off.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_RATE_SECOND_FACTOR_PER_MINUTE",
+        default_value_t = 120
+    )]
+    pub rate_second_factor_per_minute: u32,
+    #[arg(
+        long,
+        env = "AUTHLEDGER_RATE_SECOND_FACTOR_BURST",
+        default_value_t = 60
+    )]
+    pub rate_second_factor_burst: u32,
+    /// Session-class requests (`/v1/me*`, sign-out, the profile's forms)
+    /// per client per minute; 0 turns it off.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_RATE_SESSION_PER_MINUTE",
+        default_value_t = 600
+    )]
+    pub rate_session_per_minute: u32,
+    #[arg(long, env = "AUTHLEDGER_RATE_SESSION_BURST", default_value_t = 120)]
+    pub rate_session_burst: u32,
+    /// Staff-class requests (audit and admin routes) per client per
+    /// minute; 0 turns it off.
+    #[arg(long, env = "AUTHLEDGER_RATE_STAFF_PER_MINUTE", default_value_t = 600)]
+    pub rate_staff_per_minute: u32,
+    #[arg(long, env = "AUTHLEDGER_RATE_STAFF_BURST", default_value_t = 120)]
+    pub rate_staff_burst: u32,
+}
+
+/// Routes that share a rate limit, by what a flood of them costs or risks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteClass {
+    /// A password hash each, and guesses at passwords.
+    Password,
+    /// Guesses at codes and links.
+    SecondFactor,
+    /// A signed-in user's own requests.
+    Session,
+    /// Auditors and admins.
+    Staff,
+}
+
+impl RouteClass {
+    pub const ALL: [Self; 4] = [
+        Self::Password,
+        Self::SecondFactor,
+        Self::Session,
+        Self::Staff,
+    ];
+
+    /// Its name in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Password => "password",
+            Self::SecondFactor => "second_factor",
+            Self::Session => "session",
+            Self::Staff => "staff",
+        }
+    }
+}
+
+/// Requests per minute, and how many may come at once after a quiet spell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub per_minute: NonZeroU32,
+    pub burst: NonZeroU32,
+}
+
+impl LimitsArgs {
+    /// The class's rate, or `None` when it is unlimited. A burst of 0 is
+    /// read as 1: a limit that refuses everything is not one anybody means.
+    pub fn rate(&self, class: RouteClass) -> Option<Rate> {
+        let (per_minute, burst) = match class {
+            RouteClass::Password => (self.rate_password_per_minute, self.rate_password_burst),
+            RouteClass::SecondFactor => (
+                self.rate_second_factor_per_minute,
+                self.rate_second_factor_burst,
+            ),
+            RouteClass::Session => (self.rate_session_per_minute, self.rate_session_burst),
+            RouteClass::Staff => (self.rate_staff_per_minute, self.rate_staff_burst),
+        };
+        Some(Rate {
+            per_minute: NonZeroU32::new(per_minute)?,
+            burst: NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN),
+        })
+    }
+}
+
+/// A proxy's address or network; a bare address is a network of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrustedProxy(pub IpNet);
+
+impl FromStr for TrustedProxy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        s.parse::<IpNet>()
+            .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+            .map(Self)
+            .map_err(|_| format!("{s:?} is neither an IP address nor a CIDR network"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1`
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`
+    Forwarded,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::app::App;
 use crate::config::Config;
-use crate::http::{router, ApiContext};
+use crate::http::{router, ApiContext, RateLimits};
 use crate::keys::Keyring;
 use crate::metrics::MailMetrics;
 use crate::services::{Argon2Hasher, HashingQueue, OsRandomness};
@@ -100,11 +100,13 @@ impl Application {
     pub async fn build(config: &Config, app: App) -> anyhow::Result<Self> {
         let secure_cookies = cookies_need_secure(&config.public_url)?;
         let listener = TcpListener::bind(config.addr).await?;
+        let limits = Arc::new(RateLimits::new(&config.limits, app.clock().clone()));
         Ok(Self {
             listener,
             context: ApiContext {
                 app,
                 secure_cookies,
+                limits,
             },
         })
     }
@@ -118,10 +120,20 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let limits = self.context.limits.clone();
+        let forgetting = tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                limits.forget_idle_clients();
+            }
+        });
         let app = router(self.context).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
+        let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        forgetting.abort();
+        served
     }
 }
 

@@ -35,7 +35,7 @@ pub use staff::{Credentials, Role, Staff};
 use crate::command_bus::{CommandBus, CommandMetadata};
 use crate::config::{Config, Secret};
 use crate::keys::Keyring;
-use crate::metrics::MailMetrics;
+use crate::metrics::{LoadMetrics, MailMetrics};
 use crate::services::HashingQueue;
 use crate::tokens::{TokenCodec, TokenKind};
 
@@ -84,6 +84,7 @@ pub struct AppInner {
     /// The password hashes waiting for a thread: work that would only
     /// queue behind a full one is refused before it begins.
     hashing: HashingQueue,
+    load_metrics: LoadMetrics,
 }
 
 /// The application: cheap to clone, shared by every request.
@@ -119,6 +120,7 @@ impl App {
             credentials: Credentials::new(&config.auditor_tokens, &config.admin_tokens)?,
             mail_metrics,
             hashing,
+            load_metrics: LoadMetrics::default(),
         })))
     }
 
@@ -127,8 +129,16 @@ impl App {
         self.clock().now()
     }
 
-    fn clock(&self) -> &Arc<dyn Clock> {
+    /// The clock the domain decides with, for whatever else must move
+    /// with it in tests (the edge's rate limits).
+    pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.bus.services().clock
+    }
+
+    /// The counts of requests refused to protect the service, for the edge
+    /// to add to and `/metrics` to report.
+    pub fn load_metrics(&self) -> &LoadMetrics {
+        &self.load_metrics
     }
 
     /// The rules' numbers, for pages that state them.

@@ -26,8 +26,9 @@ impl App {
         Ok(())
     }
 
-    /// The Prometheus text: each projection's lag and the mail this
-    /// process sent, retried and dead-lettered.
+    /// The Prometheus text: each projection's lag, the mail this process
+    /// sent, retried and dead-lettered, the requests it refused to protect
+    /// itself, and the password hashes waiting now.
     pub async fn metrics(&self) -> AppResult<String> {
         let projections = authledger_projections::status(&self.pool)
             .await
@@ -35,6 +36,11 @@ impl App {
                 what: "Postgres",
                 cause: e,
             })?;
-        Ok(crate::metrics::render(&projections, &self.mail_metrics))
+        Ok(crate::metrics::render(
+            &projections,
+            &self.mail_metrics,
+            &self.load_metrics,
+            self.hashing.waiting(),
+        ))
     }
 }

@@ -274,6 +274,17 @@ impl ApiError {
         error.detail = Some(format!("try again after {}", until.to_rfc3339()));
         error
     }
+    /// Over the client's rate for the route's class; `seconds` until its
+    /// next request is let through.
+    pub fn rate_limited(seconds: i64) -> Self {
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests from this client",
+        );
+        error.retry_after = Some(seconds);
+        error
+    }
     pub fn overloaded(seconds: i64) -> Self {
         let mut error = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,

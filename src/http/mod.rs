@@ -6,6 +6,7 @@ mod console;
 mod error;
 mod extract;
 mod health;
+mod limits;
 mod login;
 mod me;
 mod recovery;
@@ -29,6 +30,8 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 pub use error::{ApiError, BodyProblems, Problem, Result, SecondFactorProblems, ServerProblems};
+use limits::RateLimitedResponses;
+pub use limits::{ClientIp, RateLimits};
 
 use crate::app::App;
 
@@ -36,13 +39,14 @@ use crate::app::App;
 /// before it is read.
 pub const BODY_LIMIT_BYTES: usize = 16 * 1024;
 
-/// What every handler shares: the use cases, and how the console's cookies
-/// are set.
+/// What every handler shares: the use cases, how the console's cookies
+/// are set, and what the middleware holds clients to.
 #[derive(Clone)]
 pub struct ApiContext {
     pub app: App,
     /// The console's cookies are `Secure` and `__Host-` prefixed.
     pub secure_cookies: bool,
+    pub limits: Arc<RateLimits>,
 }
 
 #[derive(OpenApi)]
@@ -54,7 +58,7 @@ pub struct ApiContext {
             each response lists the slugs it can carry."
     ),
     components(schemas(Problem)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &RateLimitedResponses)
 )]
 struct ApiDoc;
 
@@ -128,8 +132,10 @@ pub fn router(context: ApiContext) -> Router {
         )
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
-        .with_state(context)
+        .with_state(context.clone())
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        // A client over its rate is refused before its body is read.
+        .layer(middleware::from_fn_with_state(context, limits::limit))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),

@@ -10,6 +10,7 @@ mod console;
 mod email_link;
 mod event_store;
 mod journey;
+mod limits;
 mod mail;
 mod openapi;
 mod pipeline;

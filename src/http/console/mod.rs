@@ -211,6 +211,26 @@ fn refused(
     }
 }
 
+/// What a browser over its rate limit sees: the wait in words, as on the
+/// throttled page. No form on it, so no CSRF tag.
+pub(super) fn rate_limited_page(seconds: i64) -> Response {
+    let page = Page {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        error: Some(Problem {
+            message: format!(
+                "Too many requests from your network. Try again {}.",
+                wait_words(seconds)
+            ),
+            retry_after: Some(seconds),
+        }),
+        ..Page::new("Slow down")
+    };
+    page.render(
+        &Markup::default(),
+        html! { p { a href="/" { "Back to the start" } } },
+    )
+}
+
 /// The refusal in plain words, for pages that stay where they are.
 fn say(err: &AppError, step: Step) -> Problem {
     match failure(err, step) {
