@@ -217,6 +217,8 @@ pub struct Config {
     pub policy: PolicyArgs,
     #[command(flatten)]
     pub limits: LimitsArgs,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -572,6 +574,53 @@ pub enum ForwardedHeader {
     XForwardedFor,
     /// RFC 7239 `Forwarded: for=client, for=proxy1`
     Forwarded,
+}
+
+/// How long a connection may take to say what it wants, and how many may
+/// be open. Without these a client that opens connections and sends
+/// nothing, or a request line a byte at a time, holds them forever.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionArgs {
+    /// A request's line and headers must arrive within this long of their
+    /// first byte (of the connection's opening, for its first request).
+    #[arg(
+        long,
+        env = "AUTHLEDGER_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub header_read_timeout_ms: u64,
+    /// A request's body must arrive in full within this long of its
+    /// headers; a slower one is answered `408 request-timeout`.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_BODY_READ_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub body_read_timeout_ms: u64,
+    /// A kept-alive connection with no request for this long is closed.
+    /// Longer than the usual proxies' 60 s, so a proxy that pools
+    /// connections closes them first and never sends on one being closed.
+    #[arg(long, env = "AUTHLEDGER_IDLE_TIMEOUT_MS", default_value_t = 75_000)]
+    pub idle_timeout_ms: u64,
+    /// Connections open at once; more wait in the listen backlog until one
+    /// closes. Keep it under the process's file descriptor limit, less
+    /// what Postgres, RabbitMQ and SMTP connections take.
+    #[arg(long, env = "AUTHLEDGER_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: u32,
+}
+
+impl ConnectionArgs {
+    pub fn header_read_timeout(&self) -> StdDuration {
+        StdDuration::from_millis(self.header_read_timeout_ms)
+    }
+
+    pub fn body_read_timeout(&self) -> StdDuration {
+        StdDuration::from_millis(self.body_read_timeout_ms)
+    }
+
+    pub fn idle_timeout(&self) -> StdDuration {
+        StdDuration::from_millis(self.idle_timeout_ms)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::app::App;
 use crate::config::Config;
-use crate::http::{router, ApiContext, RateLimits};
+use crate::http::{router, serve, ApiContext, ConnectionLimits, RateLimits};
 use crate::keys::Keyring;
 use crate::metrics::MailMetrics;
 use crate::services::{Argon2Hasher, HashingQueue, OsRandomness};
@@ -93,6 +93,7 @@ fn cookies_need_secure(public_url: &str) -> anyhow::Result<bool> {
 pub struct Application {
     listener: TcpListener,
     context: ApiContext,
+    connections: ConnectionLimits,
 }
 
 impl Application {
@@ -107,7 +108,9 @@ impl Application {
                 app,
                 secure_cookies,
                 limits,
+                body_read_timeout: config.connections.body_read_timeout(),
             },
+            connections: ConnectionLimits::from(&config.connections),
         })
     }
 
@@ -128,10 +131,13 @@ impl Application {
                 limits.forget_idle_clients();
             }
         });
-        let app = router(self.context).into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = serve(
+            self.listener,
+            router(self.context),
+            self.connections,
+            shutdown,
+        )
+        .await;
         forgetting.abort();
         served
     }

@@ -294,6 +294,13 @@ impl ApiError {
         error.retry_after = Some(seconds);
         error
     }
+    pub fn request_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request-timeout",
+            "The request body did not arrive in time",
+        )
+    }
     pub fn reauthentication_required() -> Self {
         Self::new(
             StatusCode::FORBIDDEN,

@@ -10,9 +10,11 @@ mod limits;
 mod login;
 mod me;
 mod recovery;
+mod serve;
 mod users;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderName, HeaderValue};
@@ -32,6 +34,7 @@ use uuid::Uuid;
 pub use error::{ApiError, BodyProblems, Problem, Result, SecondFactorProblems, ServerProblems};
 use limits::RateLimitedResponses;
 pub use limits::{ClientIp, RateLimits};
+pub use serve::{serve, ConnectionLimits};
 
 use crate::app::App;
 
@@ -47,6 +50,8 @@ pub struct ApiContext {
     /// The console's cookies are `Secure` and `__Host-` prefixed.
     pub secure_cookies: bool,
     pub limits: Arc<RateLimits>,
+    /// A request's body must arrive within this long of its head.
+    pub body_read_timeout: Duration,
 }
 
 #[derive(OpenApi)]
@@ -121,6 +126,7 @@ pub fn api() -> (Router<ApiContext>, utoipa::openapi::OpenApi) {
 pub fn router(context: ApiContext) -> Router {
     let (routes, openapi) = api();
     let openapi = Arc::new(openapi);
+    let body_read_timeout = context.body_read_timeout;
     routes
         .merge(console::routes())
         .route(
@@ -134,7 +140,12 @@ pub fn router(context: ApiContext) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .with_state(context.clone())
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        // A client over its rate is refused before its body is read.
+        .layer(middleware::from_fn_with_state(
+            body_read_timeout,
+            serve::read_body_in_time,
+        ))
+        // Outside the body's reading: a client over its rate is refused
+        // before its body is read.
         .layer(middleware::from_fn_with_state(context, limits::limit))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,

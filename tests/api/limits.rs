@@ -1,9 +1,15 @@
 //! What protects the service from its clients: a rate per client and route
-//! class, and a bound on the password hashes that may wait.
+//! class, a bound on the password hashes that may wait, and timeouts and a
+//! cap on connections.
+use std::time::Duration;
+
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::helpers::*;
 
@@ -238,4 +244,78 @@ async fn a_burst_past_the_hashing_queue_is_answered_503_overloaded_alike_for_eve
     // Shedding recorded nothing against the owner: the right password
     // still opens an attempt.
     app.password_step(&owner.email).await;
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn slow_clients_are_closed_by_the_header_timeout_while_others_are_answered(pool: PgPool) {
+    let header_timeout = Duration::from_secs(3);
+    let app = spawn_app_with(pool, |c| {
+        c.connections.header_read_timeout_ms = 3000;
+    })
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let opened = Instant::now();
+    let mut slow = Vec::new();
+    for _ in 0..200 {
+        let mut stream = TcpStream::connect(&addr).await.unwrap();
+        stream.write_all(b"GET /healthz HT").await.unwrap();
+        slow.push(stream);
+    }
+
+    for _ in 0..5 {
+        let response = app.client.get(app.url("/healthz")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert!(opened.elapsed() < header_timeout);
+    for stream in &slow {
+        let mut buffer = [0u8; 64];
+        let read = stream.try_read(&mut buffer);
+        assert!(
+            matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "the slow ones were still open: {read:?}"
+        );
+    }
+
+    let closed = tokio::time::timeout(
+        Duration::from_secs(10),
+        join_all(slow.iter_mut().map(|stream| async {
+            let mut buffer = [0u8; 64];
+            // Closed without an answer: nothing is read, or the socket
+            // was reset.
+            matches!(stream.read(&mut buffer).await, Ok(0) | Err(_))
+        })),
+    )
+    .await
+    .expect("every slow connection is closed");
+    assert!(closed.iter().all(|closed| *closed));
+    assert!(opened.elapsed() >= header_timeout);
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn past_the_connection_cap_a_client_waits_until_a_slow_one_is_closed(pool: PgPool) {
+    let app = spawn_app_with(pool, |c| {
+        c.connections.max_connections = 2;
+        c.connections.header_read_timeout_ms = 300;
+    })
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        silent.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    // The backlog is first come, first served: these two hold the cap.
+    let started = Instant::now();
+    let response = tokio::time::timeout(
+        Duration::from_secs(10),
+        app.client.get(app.url("/healthz")).send(),
+    )
+    .await
+    .expect("served once a slot frees")
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "waited for the silent connections to time out: {:?}",
+        started.elapsed()
+    );
 }

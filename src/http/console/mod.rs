@@ -231,6 +231,18 @@ pub(super) fn rate_limited_page(seconds: i64) -> Response {
     )
 }
 
+/// What a browser whose form took too long to arrive sees.
+pub(super) fn too_slow_page() -> Response {
+    let page = Page {
+        status: StatusCode::REQUEST_TIMEOUT,
+        ..Page::new("That took too long")
+    };
+    page.render(
+        &Markup::default(),
+        views::explanation("The form did not arrive in time. Go back and try again."),
+    )
+}
+
 /// The refusal in plain words, for pages that stay where they are.
 fn say(err: &AppError, step: Step) -> Problem {
     match failure(err, step) {
