@@ -6,7 +6,7 @@ use std::sync::Arc;
 use authledger::config::Config;
 use authledger::keys::{Keyring, MasterKey};
 use authledger::services::{
-    new_recovery_code, new_totp_secret, Argon2Hasher, OsRandomness, SystemClock,
+    new_recovery_code, new_totp_secret, Argon2Hasher, HashingQueue, OsRandomness, SystemClock,
 };
 use authledger::tokens::{TokenCodec, TokenKind};
 use authledger_aggregates::{
@@ -26,7 +26,7 @@ fn services() -> UserAuthServices {
         clock: Arc::new(SystemClock),
         randomness: Arc::new(OsRandomness),
         // Cheap hashing: no benchmark here measures the password step.
-        hasher: Arc::new(Argon2Hasher::new(64, 1, 1, 1).unwrap()),
+        hasher: Arc::new(Argon2Hasher::new(64, 1, 1, HashingQueue::new(1, 64)).unwrap()),
         keeper: Arc::new(Keyring::new(&MasterKey::generate())),
         policy: Policy {
             throttle_after_failures: unlimited,

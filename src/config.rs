@@ -2,7 +2,8 @@
 //! once into a `Config`. Every default is written here and nowhere else;
 //! they match docker-compose.yml and a local Postgres.
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration as StdDuration;
@@ -11,6 +12,7 @@ use anyhow::Context;
 use authledger_aggregates::Policy;
 use chrono::Duration;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use ipnet::IpNet;
 
 use crate::keys::MasterKey;
 
@@ -243,6 +245,10 @@ pub struct Config {
     pub hashing: HashingArgs,
     #[command(flatten)]
     pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub limits: LimitsArgs,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -322,6 +328,10 @@ pub struct HashingArgs {
     /// queues instead of exhausting memory.
     #[arg(long, env = "AUTHLEDGER_HASHING_THREADS")]
     pub hashing_threads: Option<usize>,
+    /// Hashes that may wait for a thread; past that a request that needs a
+    /// hash is answered `503 overloaded` at once.
+    #[arg(long, env = "AUTHLEDGER_HASHING_QUEUE_MAX", default_value_t = 64)]
+    pub hashing_queue_max: usize,
     /// A failed password step answers no sooner than this, so whether the
     /// account exists, is throttled or recorded a failure cannot be timed.
     #[arg(
@@ -456,6 +466,198 @@ impl PolicyArgs {
             password_reset_window: Duration::seconds(self.password_reset_window_secs),
             aal1_mfa_reset_delay: Duration::seconds(self.aal1_mfa_reset_delay_secs),
         }
+    }
+}
+
+/// The requests one client may send, per route class, and how the client
+/// is told apart. Counted in memory by each process: with several
+/// processes behind a balancer a client gets each process's allowance.
+#[derive(Debug, Clone, Args)]
+pub struct LimitsArgs {
+    /// Proxies, as addresses or CIDRs, comma-separated, whose forwarding
+    /// header names the client. Without it the client is the TCP peer.
+    #[arg(long, env = "AUTHLEDGER_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<TrustedProxy>,
+    /// The header the trusted proxies set. Only one is read: a client can
+    /// send the other one itself, so believing both would let it choose
+    /// its own address.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_FORWARDED_HEADER",
+        value_enum,
+        default_value_t = ForwardedHeader::XForwardedFor
+    )]
+    pub forwarded_header: ForwardedHeader,
+    /// Password-class requests (password step, registration, address
+    /// confirmation, forgotten and reset password) per client per minute;
+    /// 0 turns the limit off.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_RATE_PASSWORD_PER_MINUTE",
+        default_value_t = 60
+    )]
+    pub rate_password_per_minute: u32,
+    #[arg(long, env = "AUTHLEDGER_RATE_PASSWORD_BURST", default_value_t = 60)]
+    pub rate_password_burst: u32,
+    /// Second-factor-class requests (code, recovery code, enrollment,
+    /// email link, the denial link) per client per minute; 0 turns it off.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_RATE_SECOND_FACTOR_PER_MINUTE",
+        default_value_t = 120
+    )]
+    pub rate_second_factor_per_minute: u32,
+    #[arg(
+        long,
+        env = "AUTHLEDGER_RATE_SECOND_FACTOR_BURST",
+        default_value_t = 60
+    )]
+    pub rate_second_factor_burst: u32,
+    /// Session-class requests (`/v1/me*`, sign-out, the profile's forms)
+    /// per client per minute; 0 turns it off.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_RATE_SESSION_PER_MINUTE",
+        default_value_t = 600
+    )]
+    pub rate_session_per_minute: u32,
+    #[arg(long, env = "AUTHLEDGER_RATE_SESSION_BURST", default_value_t = 120)]
+    pub rate_session_burst: u32,
+    /// Staff-class requests (audit and admin routes) per client per
+    /// minute; 0 turns it off.
+    #[arg(long, env = "AUTHLEDGER_RATE_STAFF_PER_MINUTE", default_value_t = 600)]
+    pub rate_staff_per_minute: u32,
+    #[arg(long, env = "AUTHLEDGER_RATE_STAFF_BURST", default_value_t = 120)]
+    pub rate_staff_burst: u32,
+}
+
+/// Routes that share a rate limit, by what a flood of them costs or risks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteClass {
+    /// A password hash each, and guesses at passwords.
+    Password,
+    /// Guesses at codes and links.
+    SecondFactor,
+    /// A signed-in user's own requests.
+    Session,
+    /// Auditors and admins.
+    Staff,
+}
+
+impl RouteClass {
+    pub const ALL: [Self; 4] = [
+        Self::Password,
+        Self::SecondFactor,
+        Self::Session,
+        Self::Staff,
+    ];
+
+    /// Its name in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Password => "password",
+            Self::SecondFactor => "second_factor",
+            Self::Session => "session",
+            Self::Staff => "staff",
+        }
+    }
+}
+
+/// Requests per minute, and how many may come at once after a quiet spell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub per_minute: NonZeroU32,
+    pub burst: NonZeroU32,
+}
+
+impl LimitsArgs {
+    /// The class's rate, or `None` when it is unlimited. A burst of 0 is
+    /// read as 1: a limit that refuses everything is not one anybody means.
+    pub fn rate(&self, class: RouteClass) -> Option<Rate> {
+        let (per_minute, burst) = match class {
+            RouteClass::Password => (self.rate_password_per_minute, self.rate_password_burst),
+            RouteClass::SecondFactor => (
+                self.rate_second_factor_per_minute,
+                self.rate_second_factor_burst,
+            ),
+            RouteClass::Session => (self.rate_session_per_minute, self.rate_session_burst),
+            RouteClass::Staff => (self.rate_staff_per_minute, self.rate_staff_burst),
+        };
+        Some(Rate {
+            per_minute: NonZeroU32::new(per_minute)?,
+            burst: NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN),
+        })
+    }
+}
+
+/// A proxy's address or network; a bare address is a network of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrustedProxy(pub IpNet);
+
+impl FromStr for TrustedProxy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        s.parse::<IpNet>()
+            .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+            .map(Self)
+            .map_err(|_| format!("{s:?} is neither an IP address nor a CIDR network"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1`
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`
+    Forwarded,
+}
+
+/// How long a connection may take to say what it wants, and how many may
+/// be open. Without these a client that opens connections and sends
+/// nothing, or a request line a byte at a time, holds them forever.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionArgs {
+    /// A request's line and headers must arrive within this long of their
+    /// first byte (of the connection's opening, for its first request).
+    #[arg(
+        long,
+        env = "AUTHLEDGER_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub header_read_timeout_ms: u64,
+    /// A request's body must arrive in full within this long of its
+    /// headers; a slower one is answered `408 request-timeout`.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_BODY_READ_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub body_read_timeout_ms: u64,
+    /// A kept-alive connection with no request for this long is closed.
+    /// Longer than the usual proxies' 60 s, so a proxy that pools
+    /// connections closes them first and never sends on one being closed.
+    #[arg(long, env = "AUTHLEDGER_IDLE_TIMEOUT_MS", default_value_t = 75_000)]
+    pub idle_timeout_ms: u64,
+    /// Connections open at once; more wait in the listen backlog until one
+    /// closes. Keep it under the process's file descriptor limit, less
+    /// what Postgres, RabbitMQ and SMTP connections take.
+    #[arg(long, env = "AUTHLEDGER_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: u32,
+}
+
+impl ConnectionArgs {
+    pub fn header_read_timeout(&self) -> StdDuration {
+        StdDuration::from_millis(self.header_read_timeout_ms)
+    }
+
+    pub fn body_read_timeout(&self) -> StdDuration {
+        StdDuration::from_millis(self.body_read_timeout_ms)
+    }
+
+    pub fn idle_timeout(&self) -> StdDuration {
+        StdDuration::from_millis(self.idle_timeout_ms)
     }
 }
 

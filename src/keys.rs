@@ -153,7 +153,7 @@ impl SecretKeeper for Keyring {
                     aad: &aad,
                 },
             )
-            .map_err(|_| ServiceError("sealing failed".into()))?;
+            .map_err(|_| ServiceError::Failed("sealing failed".into()))?;
         Ok(Sealed {
             key_id: self.seal_key_id.clone(),
             nonce: STANDARD_NO_PAD.encode(nonce),
@@ -163,12 +163,12 @@ impl SecretKeeper for Keyring {
 
     fn unseal(&self, purpose: SealPurpose, sealed: &Sealed) -> Result<Vec<u8>, ServiceError> {
         if sealed.key_id != self.seal_key_id {
-            return Err(ServiceError(format!(
+            return Err(ServiceError::Failed(format!(
                 "a secret is sealed under key {}, which this server does not hold",
                 sealed.key_id
             )));
         }
-        let broken = || ServiceError("a sealed secret failed to open".into());
+        let broken = || ServiceError::Failed("a sealed secret failed to open".into());
         let nonce = STANDARD_NO_PAD
             .decode(&sealed.nonce)
             .map_err(|_| broken())?;

@@ -1,10 +1,13 @@
-//! What `/metrics` reports: each projection's lag, and the mail this
-//! process's workers sent, retried and dead-lettered.
+//! What `/metrics` reports: each projection's lag, the mail this
+//! process's workers sent, retried and dead-lettered, and the requests it
+//! refused to protect itself.
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use authledger_projections::ProjectionStatus;
+
+use crate::config::RouteClass;
 
 /// Counters of the mail the workers holding this handle handled. Clones
 /// share their counts: startup makes one and hands it to the worker and to
@@ -48,8 +51,47 @@ impl MailMetrics {
     }
 }
 
-/// The Prometheus text format of `projections` and `mail`.
-pub fn render(projections: &[ProjectionStatus], mail: &MailMetrics) -> String {
+/// Counters of the requests this process refused to protect itself, per
+/// route class: over a client's rate limit, and shed because too many
+/// password hashes were waiting. Clones share their counts, as with
+/// `MailMetrics`.
+#[derive(Debug, Clone, Default)]
+pub struct LoadMetrics(Arc<LoadCounters>);
+
+#[derive(Debug, Default)]
+struct LoadCounters {
+    rate_limited: [AtomicU64; RouteClass::ALL.len()],
+    shed: [AtomicU64; RouteClass::ALL.len()],
+}
+
+impl LoadMetrics {
+    /// Requests answered `429 rate-limited`.
+    pub fn rate_limited(&self, class: RouteClass) -> u64 {
+        self.0.rate_limited[class as usize].load(Ordering::Relaxed)
+    }
+
+    /// Requests answered `503 overloaded`.
+    pub fn shed(&self, class: RouteClass) -> u64 {
+        self.0.shed[class as usize].load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_rate_limited(&self, class: RouteClass) {
+        self.0.rate_limited[class as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_shed(&self, class: RouteClass) {
+        self.0.shed[class as usize].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The Prometheus text format of `projections`, `mail`, `load`, and how
+/// many password hashes wait for a thread.
+pub fn render(
+    projections: &[ProjectionStatus],
+    mail: &MailMetrics,
+    load: &LoadMetrics,
+    hashes_waiting: usize,
+) -> String {
     let mut out = String::new();
     gauge(
         &mut out,
@@ -89,6 +131,36 @@ pub fn render(projections: &[ProjectionStatus], mail: &MailMetrics) -> String {
         let _ = writeln!(out, "# TYPE {name} counter");
         let _ = writeln!(out, "{name} {value}");
     }
+    for (name, help, count) in [
+        (
+            "authledger_rate_limited_total",
+            "Requests refused for a client over its rate limit, by route class.",
+            LoadMetrics::rate_limited as fn(&LoadMetrics, RouteClass) -> u64,
+        ),
+        (
+            "authledger_shed_total",
+            "Requests refused because too many password hashes were waiting, by route class.",
+            LoadMetrics::shed,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for class in RouteClass::ALL {
+            let _ = writeln!(
+                out,
+                "{name}{{class=\"{}\"}} {}",
+                class.label(),
+                count(load, class)
+            );
+        }
+    }
+    let name = "authledger_hashing_queue_depth";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Password hashes waiting for a hashing thread."
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    let _ = writeln!(out, "{name} {hashes_waiting}");
     out
 }
 
@@ -127,10 +199,27 @@ mod tests {
     }
 
     #[test]
+    fn load_counts_are_kept_per_class_and_shared_by_clones() {
+        let metrics = LoadMetrics::default();
+        let edge = metrics.clone();
+        edge.count_rate_limited(RouteClass::Password);
+        edge.count_rate_limited(RouteClass::Password);
+        edge.count_shed(RouteClass::Session);
+        assert_eq!(metrics.rate_limited(RouteClass::Password), 2);
+        assert_eq!(metrics.rate_limited(RouteClass::SecondFactor), 0);
+        assert_eq!(metrics.shed(RouteClass::Session), 1);
+        assert_eq!(metrics.shed(RouteClass::Password), 0);
+    }
+
+    #[test]
     fn the_text_format_has_each_projection_and_each_mail_counter() {
         let mail = MailMetrics::default();
         mail.count_sent();
         mail.count_dead_lettered();
+        let load = LoadMetrics::default();
+        load.count_rate_limited(RouteClass::SecondFactor);
+        load.count_shed(RouteClass::Password);
+        load.count_shed(RouteClass::Password);
         let users = ProjectionStatus {
             name: "users".into(),
             position: 9,
@@ -139,7 +228,7 @@ mod tests {
             lag_seconds: 1.5,
         };
         assert_eq!(
-            render(&[users], &mail),
+            render(&[users], &mail, &load, 7),
             "# HELP authledger_projection_lag_events Events committed after the projection's checkpoint.\n\
              # TYPE authledger_projection_lag_events gauge\n\
              authledger_projection_lag_events{projection=\"users\"} 3\n\
@@ -154,7 +243,22 @@ mod tests {
              authledger_mail_retried_total 0\n\
              # HELP authledger_mail_dead_lettered_total Mails moved to the dead-letter queue after their last attempt.\n\
              # TYPE authledger_mail_dead_lettered_total counter\n\
-             authledger_mail_dead_lettered_total 1\n"
+             authledger_mail_dead_lettered_total 1\n\
+             # HELP authledger_rate_limited_total Requests refused for a client over its rate limit, by route class.\n\
+             # TYPE authledger_rate_limited_total counter\n\
+             authledger_rate_limited_total{class=\"password\"} 0\n\
+             authledger_rate_limited_total{class=\"second_factor\"} 1\n\
+             authledger_rate_limited_total{class=\"session\"} 0\n\
+             authledger_rate_limited_total{class=\"staff\"} 0\n\
+             # HELP authledger_shed_total Requests refused because too many password hashes were waiting, by route class.\n\
+             # TYPE authledger_shed_total counter\n\
+             authledger_shed_total{class=\"password\"} 2\n\
+             authledger_shed_total{class=\"second_factor\"} 0\n\
+             authledger_shed_total{class=\"session\"} 0\n\
+             authledger_shed_total{class=\"staff\"} 0\n\
+             # HELP authledger_hashing_queue_depth Password hashes waiting for a hashing thread.\n\
+             # TYPE authledger_hashing_queue_depth gauge\n\
+             authledger_hashing_queue_depth 7\n"
         );
     }
 }

@@ -1,4 +1,5 @@
 //! The real implementations of the domain's services.
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::{PasswordHash as Phc, PasswordVerifier as _};
@@ -13,7 +14,7 @@ use chrono::{DateTime, Utc};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub struct SystemClock;
 
@@ -69,13 +70,85 @@ pub fn new_recovery_code() -> RecoveryCode {
     RecoveryCode::from_random(bytes)
 }
 
-/// argon2id on the blocking pool, at most `threads` hashes at once: a burst
-/// of sign-ins waits for a permit rather than allocating argon2's memory
-/// for every request at the same time.
+/// The hashing threads and the hashes waiting for one, shared by the
+/// hasher, by the use cases that refuse work before it begins when no more
+/// may wait, and by `/metrics`. Past the bound a hash is refused at once
+/// (`ServiceError::Busy`): a queue that only grows makes every sign-in
+/// slower, the owner's as much as a sprayer's.
+#[derive(Clone)]
+pub struct HashingQueue(Arc<Queue>);
+
+struct Queue {
+    threads: usize,
+    permits: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+}
+
+impl HashingQueue {
+    pub fn new(threads: usize, max_waiting: usize) -> Self {
+        let threads = threads.max(1);
+        Self(Arc::new(Queue {
+            threads,
+            permits: Arc::new(Semaphore::new(threads)),
+            waiting: AtomicUsize::new(0),
+            max_waiting,
+        }))
+    }
+
+    pub fn threads(&self) -> usize {
+        self.0.threads
+    }
+
+    /// Hashes waiting for a thread now.
+    pub fn waiting(&self) -> usize {
+        self.0.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Whether a hash asked for now would be refused.
+    pub fn is_full(&self) -> bool {
+        self.0.permits.available_permits() == 0 && self.waiting() >= self.0.max_waiting
+    }
+
+    /// A thread, at once or after the hashes ahead; `Busy` when as many
+    /// wait as may.
+    async fn thread(&self) -> Result<OwnedSemaphorePermit, ServiceError> {
+        // Tokio's semaphore hands released permits to waiters first, so
+        // this cannot jump the queue.
+        if let Ok(permit) = self.0.permits.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let ahead = self.0.waiting.fetch_add(1, Ordering::SeqCst);
+        // Also leaves the queue when the request is abandoned mid-wait.
+        let _place = Place(&self.0.waiting);
+        if ahead >= self.0.max_waiting {
+            return Err(ServiceError::Busy);
+        }
+        self.0
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ServiceError::Failed("the hashing pool is closed".into()))
+    }
+}
+
+/// A place in the hashing queue, given up when dropped.
+struct Place<'a>(&'a AtomicUsize);
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// argon2id on the blocking pool, at most one hash per thread of `queue`
+/// at once: a burst of sign-ins waits for a thread rather than allocating
+/// argon2's memory for every request at the same time.
 pub struct Argon2Hasher {
     params: Params,
-    permits: Arc<Semaphore>,
-    /// One argon2 work area per permit, allocated once. Freed after every
+    queue: HashingQueue,
+    /// One argon2 work area per thread, allocated once. Freed after every
     /// hash instead, the allocator keeps those megabytes in per-thread
     /// arenas, so the process would grow with the number of threads that
     /// ever hashed rather than with the pool.
@@ -88,12 +161,11 @@ impl Argon2Hasher {
         memory_kib: u32,
         iterations: u32,
         parallelism: u32,
-        threads: usize,
+        queue: HashingQueue,
     ) -> anyhow::Result<Self> {
         let params = Params::new(memory_kib, iterations, parallelism, None)
             .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
-        let threads = threads.max(1);
-        let mut memory: Vec<Vec<Block>> = (0..threads)
+        let mut memory: Vec<Vec<Block>> = (0..queue.threads())
             .map(|_| vec![Block::default(); params.block_count()])
             .collect();
         let dummy = hash_blocking(
@@ -101,10 +173,10 @@ impl Argon2Hasher {
             "authledger dummy password, never anyone's",
             &mut memory[0],
         )
-        .map_err(|e| anyhow::anyhow!(e.0))?;
+        .map_err(|e| anyhow::anyhow!(e))?;
         Ok(Self {
             params,
-            permits: Arc::new(Semaphore::new(threads)),
+            queue,
             memory: Arc::new(Mutex::new(memory)),
             dummy,
         })
@@ -114,12 +186,7 @@ impl Argon2Hasher {
         &self,
         work: impl FnOnce(&Params, &mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, ServiceError> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| ServiceError("the hashing pool is closed".into()))?;
+        let permit = self.queue.thread().await?;
         let params = self.params.clone();
         let pool = self.memory.clone();
         tokio::task::spawn_blocking(move || {
@@ -138,7 +205,7 @@ impl Argon2Hasher {
             result
         })
         .await
-        .map_err(|_| ServiceError("a hashing task failed".into()))
+        .map_err(|_| ServiceError::Failed("a hashing task failed".into()))
     }
 }
 
@@ -165,7 +232,7 @@ fn argon2_output(
             out,
             &mut area[..params.block_count()],
         )
-        .map_err(|e| ServiceError(format!("hashing failed: {e}")))
+        .map_err(|e| ServiceError::Failed(format!("hashing failed: {e}")))
 }
 
 fn hash_blocking(
@@ -193,8 +260,8 @@ fn verify_blocking(
     password: &str,
     area: &mut Vec<Block>,
 ) -> Result<PasswordCheck, ServiceError> {
-    let parsed =
-        Phc::new(phc).map_err(|e| ServiceError(format!("a stored hash does not parse: {e}")))?;
+    let parsed = Phc::new(phc)
+        .map_err(|e| ServiceError::Failed(format!("a stored hash does not parse: {e}")))?;
     let current_algorithm = parsed.algorithm == Algorithm::Argon2id.ident()
         && parsed.version == Some(Version::V0x13.into());
     // Verification uses the parameters recorded in the hash itself.
@@ -203,7 +270,7 @@ fn verify_blocking(
             let mut salt_bytes = [0u8; 64];
             let salt = salt
                 .decode_b64(&mut salt_bytes)
-                .map_err(|e| ServiceError(format!("a stored salt does not parse: {e}")))?;
+                .map_err(|e| ServiceError::Failed(format!("a stored salt does not parse: {e}")))?;
             let mut out = vec![0u8; expected.len()];
             argon2_output(&used, password, salt, &mut out, area)?;
             bool::from(out.as_slice().ct_eq(expected.as_bytes()))
@@ -259,7 +326,7 @@ mod tests {
     use super::*;
 
     fn hasher(memory_kib: u32) -> Argon2Hasher {
-        Argon2Hasher::new(memory_kib, 1, 1, 2).unwrap()
+        Argon2Hasher::new(memory_kib, 1, 1, HashingQueue::new(2, 16)).unwrap()
     }
 
     fn password(s: &str) -> Password {
@@ -338,6 +405,44 @@ mod tests {
                 .unwrap(),
             PasswordCheck::Match { needs_rehash: true }
         );
+    }
+
+    #[tokio::test]
+    async fn past_the_bound_a_hash_is_refused_at_once_and_a_place_freed_is_taken_again() {
+        let queue = HashingQueue::new(1, 1);
+        let running = queue.thread().await.unwrap();
+        assert!(!queue.is_full(), "one more may still wait");
+        let waiting = {
+            let queue = queue.clone();
+            tokio::spawn(async move { queue.thread().await.map(drop) })
+        };
+        while queue.waiting() == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(queue.is_full());
+        assert_eq!(queue.thread().await.unwrap_err(), ServiceError::Busy);
+        assert_eq!(queue.waiting(), 1, "the refused hash took no place");
+
+        drop(running);
+        waiting.await.unwrap().unwrap();
+        assert_eq!(queue.waiting(), 0);
+        assert!(!queue.is_full());
+    }
+
+    #[tokio::test]
+    async fn a_hash_abandoned_while_it_waits_leaves_the_queue() {
+        let queue = HashingQueue::new(1, 4);
+        let _running = queue.thread().await.unwrap();
+        let abandoned = {
+            let queue = queue.clone();
+            tokio::spawn(async move { queue.thread().await.map(drop) })
+        };
+        while queue.waiting() == 0 {
+            tokio::task::yield_now().await;
+        }
+        abandoned.abort();
+        let _ = abandoned.await;
+        assert_eq!(queue.waiting(), 0);
     }
 
     #[tokio::test]

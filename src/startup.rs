@@ -16,10 +16,10 @@ use tokio::task::JoinHandle;
 
 use crate::app::App;
 use crate::config::Config;
-use crate::http::{router, ApiContext};
+use crate::http::{router, serve, ApiContext, ConnectionLimits, RateLimits};
 use crate::keys::Keyring;
 use crate::metrics::MailMetrics;
-use crate::services::{Argon2Hasher, OsRandomness};
+use crate::services::{Argon2Hasher, HashingQueue, OsRandomness};
 use crate::tokens::TokenCodec;
 use crate::worker::{Worker, WorkerSettings};
 
@@ -31,7 +31,8 @@ pub fn wire(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<(App, Pipeline)> {
     let keyring = Arc::new(Keyring::new(&config.master_key()?));
-    let services = services(config, keyring.clone(), clock.clone())?;
+    let hashing = hashing_queue(config);
+    let services = services(config, keyring.clone(), clock.clone(), hashing.clone())?;
     let mail_metrics = MailMetrics::default();
     let pipeline = Pipeline::new(
         config,
@@ -40,7 +41,7 @@ pub fn wire(
         clock,
         mail_metrics.clone(),
     )?;
-    let app = App::new(config, pool, keyring, services, mail_metrics)?;
+    let app = App::new(config, pool, keyring, services, mail_metrics, hashing)?;
     Ok((app, pipeline))
 }
 
@@ -48,8 +49,16 @@ pub fn wire(
 /// no mail.
 pub fn app(config: &Config, pool: PgPool, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
     let keyring = Arc::new(Keyring::new(&config.master_key()?));
-    let services = services(config, keyring.clone(), clock)?;
-    App::new(config, pool, keyring, services, MailMetrics::default())
+    let hashing = hashing_queue(config);
+    let services = services(config, keyring.clone(), clock, hashing.clone())?;
+    App::new(
+        config,
+        pool,
+        keyring,
+        services,
+        MailMetrics::default(),
+        hashing,
+    )
 }
 
 /// Whether the console's cookies must be `Secure` (and so may carry the
@@ -109,6 +118,7 @@ pub struct Application {
     /// `/metrics` on an address of its own, when configured.
     metrics_listener: Option<TcpListener>,
     context: ApiContext,
+    connections: ConnectionLimits,
 }
 
 impl Application {
@@ -125,6 +135,7 @@ impl Application {
             ),
             None => None,
         };
+        let limits = Arc::new(RateLimits::new(&config.limits, app.clock().clone()));
         Ok(Self {
             listener,
             metrics_listener,
@@ -132,7 +143,10 @@ impl Application {
                 app,
                 secure_cookies,
                 public_origin,
+                limits,
+                body_read_timeout: config.connections.body_read_timeout(),
             },
+            connections: ConnectionLimits::from(&config.connections),
         })
     }
 
@@ -156,14 +170,25 @@ impl Application {
             let serving = axum::serve(listener, app).with_graceful_shutdown(stopped(stopping));
             tokio::spawn(async move { serving.await })
         });
-        let app = router(self.context, metrics.is_none())
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move {
+        let limits = self.context.limits.clone();
+        let forgetting = tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                limits.forget_idle_clients();
+            }
+        });
+        let served = serve(
+            self.listener,
+            router(self.context, metrics.is_none()),
+            self.connections,
+            async move {
                 shutdown.await;
                 let _ = stop.send(true);
-            })
-            .await;
+            },
+        )
+        .await;
+        forgetting.abort();
         if let Some(metrics) = metrics {
             match metrics.await {
                 Ok(result) => result?,
@@ -174,18 +199,23 @@ impl Application {
     }
 }
 
+fn hashing_queue(config: &Config) -> HashingQueue {
+    HashingQueue::new(config.hashing.threads(), config.hashing.hashing_queue_max)
+}
+
 /// The domain's services, real ones, on `clock`.
 fn services(
     config: &Config,
     keyring: Arc<Keyring>,
     clock: Arc<dyn Clock>,
+    queue: HashingQueue,
 ) -> anyhow::Result<UserAuthServices> {
     let hashing = &config.hashing;
     let hasher = Argon2Hasher::new(
         hashing.argon2_memory_kib,
         hashing.argon2_iterations,
         hashing.argon2_parallelism,
-        hashing.threads(),
+        queue,
     )?;
     Ok(UserAuthServices {
         clock,

@@ -92,6 +92,10 @@ pub enum AppError {
     SecondFactorRequired,
     #[error("the account changed concurrently too often")]
     Contended,
+    /// Too many password hashes wait already: refused before any work, the
+    /// same for every caller.
+    #[error("the service is at capacity; try again in {retry_after_secs} s")]
+    Overloaded { retry_after_secs: i64 },
 
     // The service's own failures: logged with their cause, never shown.
     #[error("a dependency is unavailable: {what}")]
@@ -104,13 +108,34 @@ pub enum AppError {
     Internal(#[source] anyhow::Error),
 }
 
+/// How long an overloaded caller is asked to wait: the queue is bounded,
+/// so it drains within about this long.
+const OVERLOADED_RETRY_AFTER_SECS: i64 = 1;
+
 impl AppError {
     pub(super) fn internal(cause: impl Into<anyhow::Error>) -> Self {
         Self::Internal(cause.into())
     }
+
+    pub(super) fn overloaded() -> Self {
+        Self::Overloaded {
+            retry_after_secs: OVERLOADED_RETRY_AFTER_SECS,
+        }
+    }
 }
 
 impl App {
+    /// Refuses, before any work, a request that needs a password hash
+    /// while as many hashes wait as may: it could only make everyone's
+    /// wait longer. It depends on nothing the caller sent, so it tells
+    /// nothing about any account.
+    pub(super) fn shed_when_hashing_is_full(&self) -> AppResult<()> {
+        if self.hashing.is_full() {
+            return Err(AppError::overloaded());
+        }
+        Ok(())
+    }
+
     /// A wait until `until`, with the seconds to it by the domain's clock.
     pub(super) fn throttled(&self, until: DateTime<Utc>, failed: Option<FailedFactor>) -> AppError {
         AppError::Throttled {
@@ -144,6 +169,7 @@ impl App {
                 E::NoPendingMfaReset | E::MfaResetNotDue => AppError::NoPendingMfaReset,
                 E::EmailLinkUnavailable => AppError::EmailLinkUnavailable,
                 E::SecondFactorRequired => AppError::SecondFactorRequired,
+                E::Overloaded => AppError::overloaded(),
                 E::Service(cause) => AppError::Internal(anyhow::anyhow!(cause)),
             },
             BusError::Contended => AppError::Contended,

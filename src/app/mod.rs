@@ -37,7 +37,8 @@ pub use crate::tokens::CsrfScope;
 use crate::command_bus::{CommandBus, CommandMetadata};
 use crate::config::{Config, Secret};
 use crate::keys::Keyring;
-use crate::metrics::MailMetrics;
+use crate::metrics::{LoadMetrics, MailMetrics};
+use crate::services::HashingQueue;
 use crate::tokens::{TokenCodec, TokenKind};
 
 /// Who is asking: recorded as metadata on every event a request causes.
@@ -89,6 +90,10 @@ pub struct AppInner {
     metrics_access: operations::MetricsAccess,
     credentials: Credentials,
     mail_metrics: MailMetrics,
+    /// The password hashes waiting for a thread: work that would only
+    /// queue behind a full one is refused before it begins.
+    hashing: HashingQueue,
+    load_metrics: LoadMetrics,
 }
 
 /// The application: cheap to clone, shared by every request.
@@ -111,6 +116,7 @@ impl App {
         keyring: Arc<Keyring>,
         services: UserAuthServices,
         mail_metrics: MailMetrics,
+        hashing: HashingQueue,
     ) -> anyhow::Result<Self> {
         Ok(Self(Arc::new(AppInner {
             bus: CommandBus::new(pool.clone(), services, config.snapshot_every),
@@ -124,6 +130,8 @@ impl App {
             metrics_access: operations::MetricsAccess::new(config.metrics_token.as_ref()),
             credentials: Credentials::new(&config.auditor_tokens, &config.admin_tokens)?,
             mail_metrics,
+            hashing,
+            load_metrics: LoadMetrics::default(),
         })))
     }
 
@@ -132,8 +140,16 @@ impl App {
         self.clock().now()
     }
 
-    fn clock(&self) -> &Arc<dyn Clock> {
+    /// The clock the domain decides with, for whatever else must move
+    /// with it in tests (the edge's rate limits).
+    pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.bus.services().clock
+    }
+
+    /// The counts of requests refused to protect the service, for the edge
+    /// to add to and `/metrics` to report.
+    pub fn load_metrics(&self) -> &LoadMetrics {
+        &self.load_metrics
     }
 
     /// The rules' numbers, for pages that state them.

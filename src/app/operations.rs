@@ -120,8 +120,9 @@ impl App {
         Ok(())
     }
 
-    /// The Prometheus text: each projection's lag and the mail this
-    /// process sent, retried and dead-lettered. With a metrics token
+    /// The Prometheus text: each projection's lag, the mail this process
+    /// sent, retried and dead-lettered, the requests it refused to protect
+    /// itself, and the password hashes waiting now. With a metrics token
     /// configured, only for a caller presenting it.
     pub async fn metrics(&self, bearer: Option<&str>) -> AppResult<String> {
         if !self.metrics_access.allows(bearer) {
@@ -133,7 +134,12 @@ impl App {
                 what: "Postgres",
                 cause: e,
             })?;
-        Ok(crate::metrics::render(&projections, &self.mail_metrics))
+        Ok(crate::metrics::render(
+            &projections,
+            &self.mail_metrics,
+            &self.load_metrics,
+            self.hashing.waiting(),
+        ))
     }
 }
 

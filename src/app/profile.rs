@@ -145,6 +145,7 @@ impl App {
         current: Option<&str>,
         new: &str,
     ) -> AppResult<usize> {
+        self.shed_when_hashing_is_full()?;
         let (user, session) = self.session_token(session_token)?;
         let current = current
             .map(Password::parse)

@@ -98,6 +98,7 @@ impl App {
         token: &str,
         password: &str,
     ) -> AppResult<usize> {
+        self.shed_when_hashing_is_full()?;
         let (user, link) = self
             .tokens
             .decode(TokenKind::PasswordReset, token)

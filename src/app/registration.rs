@@ -20,6 +20,7 @@ impl App {
         if !self.registration_open {
             return Err(AppError::RegistrationClosed);
         }
+        self.shed_when_hashing_is_full()?;
         let started = Instant::now();
         let email = Email::parse(email).map_err(AppError::InvalidEmail)?;
         let password = new_password(email.as_str(), password)?;
@@ -47,6 +48,7 @@ impl App {
         token: &str,
         password: &str,
     ) -> AppResult<()> {
+        self.shed_when_hashing_is_full()?;
         let (user, link) = self
             .tokens
             .decode(TokenKind::EmailVerification, token)

@@ -49,6 +49,7 @@ impl App {
         password: &str,
         device: Option<&str>,
     ) -> AppResult<OpenedAttempt> {
+        self.shed_when_hashing_is_full()?;
         let started = Instant::now();
         let email = Email::parse(email).map_err(AppError::InvalidEmail)?;
         let password = Password::parse(password).map_err(AppError::UnacceptablePassword)?;
@@ -80,6 +81,13 @@ impl App {
                         email_link_available,
                     });
                 }
+            }
+            // The queue filled after the check above, once the account was
+            // loaded: answered like everything after the load, no sooner
+            // than the floor, so it says nothing of the account either.
+            Err(BusError::Refused(UserAuthError::Overloaded)) => {
+                tokio::time::sleep_until(started + self.sign_in_failure_floor).await;
+                return Err(AppError::overloaded());
             }
             // A service failure (a key that cannot unseal, a hasher that
             // broke) is the operator's to see; the caller gets the same

@@ -65,7 +65,9 @@ pub enum ServerProblems {
     /// `internal`: a fault on the server's side, logged there
     #[response(status = 500, content_type = "application/problem+json")]
     Internal(Problem),
-    /// `unavailable`: Postgres does not answer
+    /// `unavailable`: Postgres does not answer; `overloaded`: too many
+    /// password hashes wait (routes that hash one), `Retry-After` says when
+    /// to try again
     #[response(status = 503, content_type = "application/problem+json")]
     Unavailable(Problem),
 }
@@ -272,6 +274,33 @@ impl ApiError {
         error.detail = Some(format!("try again after {}", until.to_rfc3339()));
         error
     }
+    /// Over the client's rate for the route's class; `seconds` until its
+    /// next request is let through.
+    pub fn rate_limited(seconds: i64) -> Self {
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests from this client",
+        );
+        error.retry_after = Some(seconds);
+        error
+    }
+    pub fn overloaded(seconds: i64) -> Self {
+        let mut error = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "The service is at capacity; try again shortly",
+        );
+        error.retry_after = Some(seconds);
+        error
+    }
+    pub fn request_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request-timeout",
+            "The request body did not arrive in time",
+        )
+    }
     pub fn reauthentication_required() -> Self {
         Self::new(
             StatusCode::FORBIDDEN,
@@ -463,6 +492,7 @@ impl From<&AppError> for ApiError {
             ),
             E::UnknownUser => Self::unknown_user(),
             E::Contended => Self::contended(),
+            E::Overloaded { retry_after_secs } => Self::overloaded(*retry_after_secs),
             E::Unavailable { what, cause } => {
                 tracing::warn!(
                     error = format!("{cause:#}"),

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use super::{ApiContext, ClientRequestId, RequestId};
+use super::{ApiContext, ClientIp, ClientRequestId, RequestId};
 use crate::app::{Caller, Role, Staff};
 
 /// `axum::Json` with problem+json rejections. Serde's messages can quote
@@ -68,7 +68,8 @@ pub fn query_rejection(rejection: QueryRejection) -> ApiError {
     }
 }
 
-/// Who is asking, from the request ids, the peer address and the user agent.
+/// Who is asking, from the request ids, the client's address (as the
+/// rate limits name it) and the user agent.
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
@@ -84,9 +85,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .map(|id| id.0.clone());
         let client_ip = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string())
-            .unwrap_or_else(|| "unknown".into());
+            .get::<ClientIp>()
+            .map(|ClientIp(ip)| *ip)
+            .or_else(|| {
+                parts
+                    .extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|ConnectInfo(addr)| addr.ip())
+            })
+            .map_or_else(|| "unknown".into(), |ip| ip.to_string());
         let user_agent = parts
             .headers
             .get(USER_AGENT)

@@ -6,12 +6,15 @@ mod console;
 mod error;
 mod extract;
 mod health;
+mod limits;
 mod login;
 mod me;
 mod recovery;
+mod serve;
 mod users;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderName, HeaderValue};
@@ -29,6 +32,9 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 pub use error::{ApiError, BodyProblems, Problem, Result, SecondFactorProblems, ServerProblems};
+use limits::RateLimitedResponses;
+pub use limits::{ClientIp, RateLimits};
+pub use serve::{serve, ConnectionLimits};
 
 use crate::app::App;
 
@@ -36,8 +42,8 @@ use crate::app::App;
 /// before it is read.
 pub const BODY_LIMIT_BYTES: usize = 16 * 1024;
 
-/// What every handler shares: the use cases, and how the console's cookies
-/// are set.
+/// What every handler shares: the use cases, how the console's cookies
+/// are set, and what the middleware holds clients to.
 #[derive(Clone)]
 pub struct ApiContext {
     pub app: App,
@@ -46,6 +52,9 @@ pub struct ApiContext {
     /// The public URL's origin (`https://auth.example.com`), the only one a
     /// console form may come from.
     pub public_origin: String,
+    pub limits: Arc<RateLimits>,
+    /// A request's body must arrive within this long of its head.
+    pub body_read_timeout: Duration,
 }
 
 #[derive(OpenApi)]
@@ -57,7 +66,7 @@ pub struct ApiContext {
             each response lists the slugs it can carry."
     ),
     components(schemas(Problem)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &RateLimitedResponses)
 )]
 struct ApiDoc;
 
@@ -132,6 +141,7 @@ pub fn router(context: ApiContext, metrics_here: bool) -> Router {
     let (_, openapi) = api();
     let (routes, _) = routes(metrics_here).split_for_parts();
     let openapi = Arc::new(openapi);
+    let body_read_timeout = context.body_read_timeout;
     routes
         .merge(console::routes())
         .route(
@@ -143,8 +153,15 @@ pub fn router(context: ApiContext, metrics_here: bool) -> Router {
         )
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
-        .with_state(context)
+        .with_state(context.clone())
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(middleware::from_fn_with_state(
+            body_read_timeout,
+            serve::read_body_in_time,
+        ))
+        // Outside the body's reading: a client over its rate is refused
+        // before its body is read.
+        .layer(middleware::from_fn_with_state(context, limits::limit))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),

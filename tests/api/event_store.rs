@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use authledger::command_bus::CommandBus;
 use authledger::keys::{Keyring, MasterKey};
-use authledger::services::{Argon2Hasher, OsRandomness, SystemClock};
+use authledger::services::{Argon2Hasher, HashingQueue, OsRandomness, SystemClock};
 use authledger_aggregates::{UserAuth, UserAuthEvent, UserAuthServices};
 use cqrs_es::Aggregate;
 use serde_json::{json, Value};
@@ -144,7 +144,7 @@ fn bus(pool: &PgPool, snapshot_every: usize) -> CommandBus {
     let services = UserAuthServices {
         clock: Arc::new(SystemClock),
         randomness: Arc::new(OsRandomness),
-        hasher: Arc::new(Argon2Hasher::new(1024, 1, 1, 1).unwrap()),
+        hasher: Arc::new(Argon2Hasher::new(1024, 1, 1, HashingQueue::new(1, 64)).unwrap()),
         keeper: keyring,
         policy: authledger::config::Config::defaults().unwrap().policy(),
     };

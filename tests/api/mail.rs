@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use authledger::command_bus::{CommandBus, CommandMetadata};
 use authledger::keys::Keyring;
-use authledger::services::{Argon2Hasher, OsRandomness};
+use authledger::services::{Argon2Hasher, HashingQueue, OsRandomness};
 use authledger::tokens::TokenKind;
 use authledger_aggregates::{
     code_at_step, time_step, Clock, Email, NewPassword, Password, RecoveryCode, Reference,
@@ -141,7 +141,7 @@ fn bus_of(app: &TestApp) -> CommandBus {
                 hashing.argon2_memory_kib,
                 hashing.argon2_iterations,
                 hashing.argon2_parallelism,
-                1,
+                HashingQueue::new(1, hashing.hashing_queue_max),
             )
             .unwrap(),
         ),

@@ -1,5 +1,7 @@
 use chrono::{DateTime, Utc};
 
+use super::services::ServiceError;
+
 /// Why a command was refused. A refusal records nothing; failures that
 /// count against the account are recorded as events instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,12 +48,37 @@ pub enum UserAuthError {
     EmailLinkUnavailable,
     #[error("this needs a sign-in with your authenticator or recovery code")]
     SecondFactorRequired,
+    /// A service the rule needed (the password hasher) is at capacity and
+    /// refused the work before it began: nothing was decided, so nothing
+    /// counts against the account.
+    #[error("the service is at capacity; try again shortly")]
+    Overloaded,
     #[error("a service failed: {0}")]
     Service(String),
 }
 
-impl From<super::services::ServiceError> for UserAuthError {
-    fn from(err: super::services::ServiceError) -> Self {
-        Self::Service(err.0)
+impl From<ServiceError> for UserAuthError {
+    fn from(err: ServiceError) -> Self {
+        match err {
+            ServiceError::Busy => Self::Overloaded,
+            ServiceError::Failed(cause) => Self::Service(cause),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_service_is_an_overload_not_a_failure() {
+        assert_eq!(
+            UserAuthError::from(ServiceError::Busy),
+            UserAuthError::Overloaded
+        );
+        assert_eq!(
+            UserAuthError::from(ServiceError::Failed("broken".into())),
+            UserAuthError::Service("broken".into())
+        );
     }
 }

@@ -83,8 +83,14 @@ pub trait SecretKeeper: Send + Sync {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ServiceError(pub String);
+pub enum ServiceError {
+    /// At capacity: the work was refused before it began, so nothing was
+    /// decided and the same call may succeed shortly.
+    #[error("the service is at capacity")]
+    Busy,
+    #[error("{0}")]
+    Failed(String),
+}
 
 /// The rules' numbers. Their defaults (NIST SP 800-63B, OWASP ASVS) live in
 /// the binary's configuration, the one place an operator changes them.

@@ -95,7 +95,7 @@ impl SecretKeeper for FakeKeeper {
 
     fn unseal(&self, purpose: SealPurpose, sealed: &Sealed) -> Result<Vec<u8>, ServiceError> {
         if sealed.key_id != purpose.label() {
-            return Err(ServiceError("wrong purpose".into()));
+            return Err(ServiceError::Failed("wrong purpose".into()));
         }
         Ok(data_encoding::HEXLOWER
             .decode(sealed.ciphertext.as_bytes())

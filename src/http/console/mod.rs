@@ -170,6 +170,13 @@ fn failure(err: &AppError, step: Step) -> Failure {
         E::InvalidLinkToken | E::EmailLinkInvalid => say("This link has expired, was already used, or a newer one was sent. Sign in again to get a new link."),
         E::ReauthenticationRequired => say("Enter your password to confirm."),
         E::Contended => say("Your account changed at the same moment. Try again."),
+        E::Overloaded { retry_after_secs } => Failure::Say(Problem {
+            message: format!(
+                "We are busy right now. Try again {}.",
+                wait_words(*retry_after_secs)
+            ),
+            retry_after: Some(*retry_after_secs),
+        }),
         _ => say("Something went wrong on our side. Try again in a moment."),
     }
 }
@@ -202,6 +209,38 @@ fn refused(
             response
         }
     }
+}
+
+/// What a browser over its rate limit sees: the wait in words, as on the
+/// throttled page. No form on it, so no CSRF tag.
+pub(super) fn rate_limited_page(seconds: i64) -> Response {
+    let page = Page {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        error: Some(Problem {
+            message: format!(
+                "Too many requests from your network. Try again {}.",
+                wait_words(seconds)
+            ),
+            retry_after: Some(seconds),
+        }),
+        ..Page::new("Slow down")
+    };
+    page.render(
+        &Markup::default(),
+        html! { p { a href="/" { "Back to the start" } } },
+    )
+}
+
+/// What a browser whose form took too long to arrive sees.
+pub(super) fn too_slow_page() -> Response {
+    let page = Page {
+        status: StatusCode::REQUEST_TIMEOUT,
+        ..Page::new("That took too long")
+    };
+    page.render(
+        &Markup::default(),
+        views::explanation("The form did not arrive in time. Go back and try again."),
+    )
 }
 
 /// The refusal in plain words, for pages that stay where they are.
