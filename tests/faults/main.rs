@@ -87,7 +87,13 @@ async fn wait_for_links(email: &str, count: usize, within: Duration) -> Vec<Stri
 #[sqlx::test(migrator = "authledger::db::MIGRATOR")]
 async fn rabbitmq_stopped_while_100_links_are_requested_loses_no_mail(pool: PgPool) {
     let _turn = TURN.lock().await;
-    let app = spawn_app_with(pool, |s| s.policy.email_links_per_window = 1000).await;
+    let app = spawn_app_with(pool, |s| {
+        s.policy.email_links_per_window = 1000;
+        // One test client makes every request here: no per-client rate.
+        s.limits.rate_password_per_minute = 0;
+        s.limits.rate_second_factor_per_minute = 0;
+    })
+    .await;
     let email = signed_up_with_links(&app).await;
     let (stop, stopping) = watch::channel(false);
     let mut tasks = app.pipeline.spawn_projections(&stopping);
@@ -144,6 +150,8 @@ async fn a_worker_killed_in_the_middle_of_100_mails_loses_none(pool: PgPool) {
     let _turn = TURN.lock().await;
     let app = spawn_app_with(pool, |s| {
         s.policy.email_links_per_window = 1000;
+        s.limits.rate_password_per_minute = 0;
+        s.limits.rate_second_factor_per_minute = 0;
         // The worker process declares the queues as production does, so
         // they must not differ in their arguments.
         s.mail.queue_expiry = None;
@@ -192,6 +200,8 @@ async fn two_serve_processes_on_one_database_relay_each_event_once(pool: PgPool)
     let _turn = TURN.lock().await;
     let app = spawn_app_with(pool, |s| {
         s.policy.email_links_per_window = 1000;
+        s.limits.rate_password_per_minute = 0;
+        s.limits.rate_second_factor_per_minute = 0;
         s.mail.queue_expiry = None;
     })
     .await;
@@ -239,7 +249,13 @@ async fn wait_until_relayed(pool: &PgPool, within: Duration) {
 #[sqlx::test(migrator = "authledger::db::MIGRATOR")]
 async fn publishing_resumes_within_two_seconds_of_rabbitmqs_return(pool: PgPool) {
     let _turn = TURN.lock().await;
-    let app = spawn_app_with(pool, |s| s.policy.email_links_per_window = 1000).await;
+    let app = spawn_app_with(pool, |s| {
+        s.policy.email_links_per_window = 1000;
+        // One test client makes every request here: no per-client rate.
+        s.limits.rate_password_per_minute = 0;
+        s.limits.rate_second_factor_per_minute = 0;
+    })
+    .await;
     let email = signed_up_with_links(&app).await;
     let (stop, stopping) = watch::channel(false);
     let tasks = app.pipeline.spawn_projections(&stopping);
