@@ -115,6 +115,9 @@ pub struct User {
     pub email: String,
     pub authenticator: Authenticator,
     pub recovery_code: String,
+    /// Where this user signs in from, through a trusted proxy; by default
+    /// the target's own address.
+    pub address: Option<String>,
 }
 
 /// A user with an open login attempt.
@@ -321,6 +324,7 @@ impl Target {
             email: email.to_owned(),
             authenticator,
             recovery_code: text(&confirmed, "recovery_code")?.to_owned(),
+            address: None,
         })
     }
 
@@ -583,6 +587,10 @@ pub async fn full_sign_in(
                 let Some(mut user) = taken else {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
+                };
+                let t = match &user.address {
+                    Some(address) => t.from_address(address),
+                    None => t.clone(),
                 };
                 let mut timings = Vec::new();
                 let flow_started = Instant::now();

@@ -256,16 +256,27 @@ async fn slow_clients_are_closed_by_the_header_timeout_while_others_are_answered
     let addr = app.base.trim_start_matches("http://").to_owned();
     let opened = Instant::now();
     let mut slow = Vec::new();
-    for _ in 0..200 {
+    for _ in 0..500 {
         let mut stream = TcpStream::connect(&addr).await.unwrap();
         stream.write_all(b"GET /healthz HT").await.unwrap();
         slow.push(stream);
     }
 
-    for _ in 0..5 {
+    // Others are answered meanwhile; their latency is measured, not
+    // asserted (the figure goes to the test's output).
+    let mut latencies = Vec::new();
+    for _ in 0..20 {
+        let asked = Instant::now();
         let response = app.client.get(app.url("/healthz")).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
+        latencies.push(asked.elapsed());
     }
+    latencies.sort();
+    eprintln!(
+        "with 500 slow connections open: /healthz median {:?}, max {:?}",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1]
+    );
     assert!(opened.elapsed() < header_timeout);
     for stream in &slow {
         let mut buffer = [0u8; 64];
