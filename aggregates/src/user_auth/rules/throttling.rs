@@ -56,23 +56,15 @@ impl UserAuth {
         } else {
             Consequence::None
         };
-        // Whoever asked for the reset could otherwise keep the account
-        // throttled or locked with wrong tries, so that the owner cannot
-        // sign in to call it off before the wait runs out.
-        if self.pending_mfa_reset.is_some() {
-            events.push(E::MfaResetCancelled {
-                reason: ResetCancellation::SignInFailed,
-                at: now,
-            });
-        }
-        Decided {
+        self.rejected(
             events,
-            verdict: Verdict::Rejected(Rejection {
+            Rejection {
                 factor,
                 consequence,
                 attempt_over,
-            }),
-        }
+            },
+            now,
+        )
     }
 
     /// A wrong password from a known device: counted against it alone.
@@ -117,6 +109,27 @@ impl UserAuth {
             }
             None => Consequence::None,
         };
+        self.rejected(
+            events,
+            Rejection {
+                factor,
+                consequence,
+                attempt_over: false,
+            },
+            now,
+        )
+    }
+
+    /// A recorded failure and its verdict. It also calls off a waiting MFA
+    /// reset: whoever asked for it could otherwise keep the account
+    /// throttled or locked with wrong tries, so that the owner cannot sign
+    /// in to call it off before the wait runs out.
+    fn rejected(
+        &self,
+        mut events: Vec<UserAuthEvent>,
+        rejection: Rejection,
+        now: DateTime<Utc>,
+    ) -> Decided {
         if self.pending_mfa_reset.is_some() {
             events.push(E::MfaResetCancelled {
                 reason: ResetCancellation::SignInFailed,
@@ -125,11 +138,7 @@ impl UserAuth {
         }
         Decided {
             events,
-            verdict: Verdict::Rejected(Rejection {
-                factor,
-                consequence,
-                attempt_over: false,
-            }),
+            verdict: Verdict::Rejected(rejection),
         }
     }
 
