@@ -326,12 +326,13 @@ impl UserAuth {
                 }
             }
             E::TotpRejected { attempt, .. } | E::RecoveryCodeRejected { attempt, .. } => {
-                self.consecutive_failures += 1;
+                // A known device's failures count against it alone.
                 let device = self
                     .attempt_device(&attempt)
                     .map(|known| known.digest.clone());
-                if let Some(known) = device.and_then(|d| self.known_device_mut(&d)) {
-                    known.failures += 1;
+                match device.and_then(|d| self.known_device_mut(&d)) {
+                    Some(known) => known.failures += 1,
+                    None => self.consecutive_failures += 1,
                 }
                 if let Some(open) = self.attempt.as_mut().filter(|a| a.reference == attempt) {
                     open.failures += 1;

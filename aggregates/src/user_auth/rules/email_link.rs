@@ -67,7 +67,10 @@ impl UserAuth {
         if self.locked {
             return Err(Error::AccountLocked);
         }
-        if let Some(until) = self.throttled_at(now) {
+        // A link asked from a known device waits only for that device's
+        // own failures, as its password and codes do.
+        let device = self.attempt.as_ref().and_then(|a| a.device.as_ref());
+        if let Some(until) = self.source_throttled_at(device, now) {
             return Err(Error::Throttled { retry_after: until });
         }
         Ok(self.sign_in(

@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use super::Decision;
 use crate::user_auth::{
     Decided, DeviceDigest, FailedFactor, Password, PasswordCheck, PasswordHash, SealPurpose,
-    SecondFactor, UserAuth, UserAuthError as Error, UserAuthEvent as E, UserAuthServices, Verdict,
+    SecondFactor, ServiceError, UserAuth, UserAuthError as Error, UserAuthEvent as E,
+    UserAuthServices, Verdict,
 };
 
 impl UserAuth {
@@ -46,8 +47,18 @@ impl UserAuth {
             }),
             PasswordCheck::Match { needs_rehash } => {
                 let mut events = Vec::with_capacity(2);
-                if needs_rehash {
-                    let fresh = s.hasher.hash(&password).await?;
+                // The rehash is best effort: refused at capacity, it waits for
+                // the next sign-in rather than answer a right password
+                // differently from a wrong one.
+                let fresh = match needs_rehash {
+                    true => match s.hasher.hash(&password).await {
+                        Ok(fresh) => Some(fresh),
+                        Err(ServiceError::Busy) => None,
+                        Err(other) => return Err(other.into()),
+                    },
+                    false => None,
+                };
+                if let Some(fresh) = fresh {
                     events.push(E::PasswordRehashed {
                         password_hash: s
                             .keeper

@@ -652,4 +652,59 @@ mod tests {
             .when(from(Some(device()), password()))
             .then_expect_error(UserAuthError::InvalidCredentials);
     }
+
+    #[test]
+    fn a_sign_in_link_asked_from_a_known_device_is_not_held_back_by_the_account_wait() {
+        let mut given = strangers_guesses(known_device());
+        given.extend([
+            attempt_opened(30, later(2), SecondFactor::Totp),
+            E::AttemptFromDevice {
+                attempt: reference(30),
+                device: device(),
+                at: later(2),
+            },
+            E::EmailLinkRequested {
+                link: reference(31),
+                attempt: reference(30),
+                expires_at: later(17),
+                at: later(2),
+            },
+        ]);
+        let decided = decided(
+            later(3),
+            given,
+            UserAuthCommand::UseEmailLink {
+                link: reference(31),
+            },
+        );
+        assert!(
+            matches!(decided.verdict, Verdict::SessionStarted(_)),
+            "{:?}",
+            decided.verdict
+        );
+    }
+
+    #[test]
+    fn a_known_devices_wrong_codes_do_not_count_against_other_sources() {
+        let mut given = known_device();
+        given.extend([
+            attempt_opened(30, later(1), SecondFactor::Totp),
+            E::AttemptFromDevice {
+                attempt: reference(30),
+                device: device(),
+                at: later(1),
+            },
+        ]);
+        given.extend((0..4).map(|_| E::TotpRejected {
+            attempt: reference(30),
+            reason: TotpRejection::WrongCode,
+            at: later(1),
+        }));
+        // A stranger's first wrong password is the account's first failure,
+        // not its fifth: no wait yet.
+        at(later(1))
+            .given(given)
+            .when(from(None, wrong_password()))
+            .then_expect_events(vec![E::PasswordRejected { at: later(1) }]);
+    }
 }
