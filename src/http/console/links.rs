@@ -44,13 +44,7 @@ async fn link_page(
             "This link is broken",
             "The link is incomplete. Open it from the mail again.",
         ),
-        Err(err) => problem_page(
-            ctx,
-            browser,
-            ApiError::from(&err).status(),
-            "This link cannot be used",
-            &say(&err, Step::Other).message,
-        ),
+        Err(err) => link_refused(ctx, browser, &err),
     }
 }
 
@@ -133,7 +127,8 @@ pub(super) async fn verify_email(
     }
 }
 
-fn link_refused(ctx: &ApiContext, browser: &Browser, err: &AppError) -> Response {
+/// A mailed link that cannot be used, in plain words.
+pub(super) fn link_refused(ctx: &ApiContext, browser: &Browser, err: &AppError) -> Response {
     problem_page(
         ctx,
         browser,

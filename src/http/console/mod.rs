@@ -660,13 +660,7 @@ async fn redeem_email_link(
     let Form { browser, value } = form;
     match ctx.app.redeem_email_link(&caller, &value.token).await {
         Ok(session) => signed_in(&ctx, &session, see_other("/profile")),
-        Err(err) => problem_page(
-            &ctx,
-            &browser,
-            ApiError::from(&err).status(),
-            "This link cannot be used",
-            &say(&err, Step::Other).message,
-        ),
+        Err(err) => links::link_refused(&ctx, &browser, &err),
     }
 }
 
