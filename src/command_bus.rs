@@ -7,17 +7,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use authledger_aggregates::{
-    Password, PasswordCheck, PasswordHash, PasswordHasher, ServiceError, UserAuth, UserAuthCommand,
-    UserAuthError, UserAuthEvent, UserAuthServices, Verdict,
+    Password, PasswordCheck, PasswordHash, PasswordHasher, SealPurpose, SecretKeeper,
+    ServiceError, UserAuth, UserAuthCommand, UserAuthError, UserAuthEvent, UserAuthServices,
+    Verdict,
 };
-use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore};
-use cqrs_es::{Aggregate, AggregateError, EventStore};
+use cqrs_es::persist::PersistedEventRepository;
+use cqrs_es::{Aggregate, DomainEvent};
 use postgres_es::PostgresEventRepository;
 use rand::Rng;
+use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::keys::{DataKey, Keyring, UserKeeper};
 use crate::snapshots;
+use crate::store::{self, CommitError, DataKeyOp, Effects, NewEvent};
 
 const MAX_ATTEMPTS: u32 = 10;
 
@@ -31,20 +35,57 @@ pub struct CommandMetadata {
     pub actor: String,
 }
 
+/// The metadata key under which a client's IP and browser are kept,
+/// sealed with the user's data key.
+pub const PERSONAL_METADATA: &str = "personal";
+
+/// A client's IP and browser as sealed into an event's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClientOrigin {
+    pub client_ip: String,
+    pub user_agent: String,
+}
+
 impl CommandMetadata {
-    fn to_map(&self) -> HashMap<String, String> {
+    /// The metadata stored with each event. The IP and browser are personal
+    /// data: sealed with the user's key, or left out when it is gone.
+    fn to_json(&self, keeper: &UserKeeper) -> Result<Value, BusError> {
         let mut map = HashMap::from([
             ("request_id".to_owned(), self.request_id.clone()),
-            ("client_ip".to_owned(), self.client_ip.clone()),
-            ("user_agent".to_owned(), self.user_agent.clone()),
             ("actor".to_owned(), self.actor.clone()),
         ]);
         if let Some(id) = &self.client_request_id {
             map.insert("client_request_id".to_owned(), id.clone());
         }
-        map
+        if keeper.holds_personal_key() {
+            let origin = ClientOrigin {
+                client_ip: self.client_ip.clone(),
+                user_agent: self.user_agent.clone(),
+            };
+            let sealed = serde_json::to_vec(&origin)
+                .map_err(|e| BusError::Store(e.to_string()))
+                .and_then(|bytes| {
+                    keeper
+                        .seal(SealPurpose::FreeText, &bytes)
+                        .map_err(|e| BusError::Store(e.to_string()))
+                })?;
+            let sealed = serde_json::to_string(&sealed).map_err(|e| BusError::Store(e.to_string()))?;
+            map.insert(PERSONAL_METADATA.to_owned(), sealed);
+        }
+        serde_json::to_value(map).map_err(|e| BusError::Store(e.to_string()))
     }
 }
+
+/// The IP and browser an event's metadata holds, if they can be opened.
+pub fn client_origin(metadata: &HashMap<String, String>, keeper: &UserKeeper) -> Option<ClientOrigin> {
+    let sealed = serde_json::from_str(metadata.get(PERSONAL_METADATA)?).ok()?;
+    let bytes = keeper.unseal(SealPurpose::FreeText, &sealed).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// What a command writes beside its events, decided once its verdict is
+/// known: the address claims of a registration or a change of address.
+pub type EffectsOf<'a> = dyn Fn(&Verdict, &UserKeeper) -> Result<Effects, BusError> + Send + Sync + 'a;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -52,6 +93,9 @@ pub enum BusError {
     Refused(#[from] UserAuthError),
     #[error("the user changed concurrently too often; try again")]
     Contended,
+    /// Another account holds the address the command claims.
+    #[error("the address is held by another account")]
+    AddressTaken,
     #[error("the event store failed: {0}")]
     Store(String),
 }
@@ -62,10 +106,10 @@ pub struct CommandBus {
     /// sequence as the batch's last event while folding only up to the
     /// snapshot boundary, so events after the boundary in the same batch
     /// would be skipped on the next load.
-    store: PersistedEventStore<PostgresEventRepository, UserAuth>,
     repo: PostgresEventRepository,
     pool: PgPool,
     services: UserAuthServices,
+    keyring: Arc<Keyring>,
     snapshot_every: usize,
 }
 
@@ -75,21 +119,29 @@ pub struct Executed {
     pub verdict: Verdict,
     /// The user's state after the command.
     pub state: UserAuth,
+    /// Opens the user's sealed data.
+    pub keeper: UserKeeper,
 }
 
 /// A user's state as of `sequence`.
 struct Loaded {
     state: UserAuth,
     sequence: usize,
+    keeper: UserKeeper,
 }
 
 impl CommandBus {
-    pub fn new(pool: PgPool, services: UserAuthServices, snapshot_every: usize) -> Self {
+    pub fn new(
+        pool: PgPool,
+        services: UserAuthServices,
+        keyring: Arc<Keyring>,
+        snapshot_every: usize,
+    ) -> Self {
         Self {
-            store: PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone())),
             repo: PostgresEventRepository::new(pool.clone()),
             pool,
             services,
+            keyring,
             snapshot_every: snapshot_every.max(1),
         }
     }
@@ -107,16 +159,36 @@ impl CommandBus {
         command: UserAuthCommand,
         metadata: &CommandMetadata,
     ) -> Result<Executed, BusError> {
-        let id = user.to_string();
+        self.execute_with(user, None, command, metadata, &|_, _| Ok(Effects::default()))
+            .await
+    }
+
+    /// As `execute`, committing `effects` of the verdict with the events.
+    /// `new_key` is the data key of an account this command creates.
+    pub async fn execute_with(
+        &self,
+        user: Uuid,
+        new_key: Option<&DataKey>,
+        command: UserAuthCommand,
+        metadata: &CommandMetadata,
+        effects: &EffectsOf<'_>,
+    ) -> Result<Executed, BusError> {
         // A retry decides again on the new state, but the same password
         // needs hashing only once: argon2 is the expensive part, and a
         // retried wrong password must cost no more than a first one.
-        let services = UserAuthServices {
-            hasher: Arc::new(OncePerCommand::new(self.services.hasher.clone())),
-            ..self.services.clone()
-        };
+        let hasher: Arc<dyn PasswordHasher> =
+            Arc::new(OncePerCommand::new(self.services.hasher.clone()));
         for attempt in 1..=MAX_ATTEMPTS {
-            let loaded = self.load_at(&id).await?;
+            let mut loaded = self.load_at(user).await?;
+            let creating = loaded.sequence == 0 && !loaded.keeper.holds_personal_key();
+            if let (true, Some(key)) = (creating, new_key) {
+                loaded.keeper = UserKeeper::new(self.keyring.clone(), user, Some(key));
+            }
+            let services = UserAuthServices {
+                hasher: hasher.clone(),
+                keeper: Arc::new(loaded.keeper.clone()),
+                ..self.services.clone()
+            };
             let decided = loaded.state.decide(command.clone(), &services).await?;
             // The state after the commit, for the snapshot and the caller.
             let mut after = loaded.state.clone();
@@ -127,35 +199,70 @@ impl CommandBus {
                 return Ok(Executed {
                     verdict: decided.verdict,
                     state: after,
+                    keeper: loaded.keeper,
                 });
             }
-            let context = EventStoreAggregateContext {
-                aggregate_id: id.clone(),
-                aggregate: loaded.state,
-                current_sequence: loaded.sequence,
-                current_snapshot: None,
-            };
-            match self
-                .store
-                .commit(decided.events, context, metadata.to_map())
-                .await
+            let mut writes = effects(&decided.verdict, &loaded.keeper)?;
+            if let (true, Some(key)) = (creating, new_key) {
+                let wrapped = self
+                    .keyring
+                    .wrap(user, key)
+                    .map_err(|e| BusError::Store(e.to_string()))?;
+                writes.data_key = Some(DataKeyOp::Create(wrapped));
+            }
+            let stored_metadata = metadata.to_json(&loaded.keeper)?;
+            let events = decided
+                .events
+                .iter()
+                .map(|event| {
+                    Ok(NewEvent {
+                        event_type: event.event_type(),
+                        event_version: event.event_version(),
+                        payload: serde_json::to_value(event)
+                            .map_err(|e| BusError::Store(e.to_string()))?,
+                        metadata: stored_metadata.clone(),
+                    })
+                })
+                .collect::<Result<Vec<_>, BusError>>()?;
+            let committed = events.len();
+            let now = self.services.clock.now();
+            match store::commit(
+                &self.pool,
+                UserAuth::TYPE,
+                user,
+                loaded.sequence,
+                events,
+                &writes,
+                now,
+            )
+            .await
             {
-                Ok(committed) => {
-                    let sequence = loaded.sequence + committed.len();
-                    if sequence / self.snapshot_every > loaded.sequence / self.snapshot_every {
-                        self.save_snapshot(&id, sequence, &after).await;
+                Ok(()) => {
+                    let sequence = loaded.sequence + committed;
+                    let erased = matches!(writes.data_key, Some(DataKeyOp::Delete));
+                    if !erased
+                        && sequence / self.snapshot_every > loaded.sequence / self.snapshot_every
+                    {
+                        self.save_snapshot(user, sequence, &after).await;
                     }
+                    let keeper = if erased {
+                        UserKeeper::new(self.keyring.clone(), user, None)
+                    } else {
+                        loaded.keeper
+                    };
                     return Ok(Executed {
                         verdict: decided.verdict,
                         state: after,
+                        keeper,
                     });
                 }
-                Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
+                Err(CommitError::Conflict) if attempt < MAX_ATTEMPTS => {
                     let pause = rand::thread_rng().gen_range(1..=5 * u64::from(attempt));
                     tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
-                Err(AggregateError::AggregateConflict) => break,
-                Err(other) => return Err(store_error(other)),
+                Err(CommitError::Conflict) => break,
+                Err(CommitError::AddressTaken) => return Err(BusError::AddressTaken),
+                Err(CommitError::Store(e)) => return Err(BusError::Store(e.to_string())),
             }
         }
         Err(BusError::Contended)
@@ -163,12 +270,37 @@ impl CommandBus {
 
     /// The user's current state.
     pub async fn load(&self, user: Uuid) -> Result<UserAuth, BusError> {
-        Ok(self.load_at(&user.to_string()).await?.state)
+        Ok(self.load_at(user).await?.state)
+    }
+
+    /// The user's current state and what opens their sealed data.
+    pub async fn load_with_keeper(&self, user: Uuid) -> Result<(UserAuth, UserKeeper), BusError> {
+        let loaded = self.load_at(user).await?;
+        Ok((loaded.state, loaded.keeper))
+    }
+
+    /// What opens the user's sealed data; without personal data once the
+    /// account is erased.
+    pub async fn keeper(&self, user: Uuid) -> Result<UserKeeper, BusError> {
+        let key = match store::data_key(&self.pool, user)
+            .await
+            .map_err(|e| BusError::Store(e.to_string()))?
+        {
+            Some(wrapped) => Some(
+                self.keyring
+                    .unwrap(user, &wrapped)
+                    .map_err(|e| BusError::Store(e.to_string()))?,
+            ),
+            None => None,
+        };
+        Ok(UserKeeper::new(self.keyring.clone(), user, key.as_ref()))
     }
 
     /// The newest snapshot, then the events after it.
-    async fn load_at(&self, id: &str) -> Result<Loaded, BusError> {
-        let snapshot = snapshots::latest(&self.pool, UserAuth::TYPE, id)
+    async fn load_at(&self, user: Uuid) -> Result<Loaded, BusError> {
+        let id = user.to_string();
+        let keeper = self.keeper(user).await?;
+        let snapshot = snapshots::latest(&self.pool, UserAuth::TYPE, &id)
             .await
             .map_err(|e| BusError::Store(e.to_string()))?
             .and_then(|(sequence, payload)| {
@@ -176,15 +308,12 @@ impl CommandBus {
                 // are the truth, the snapshot only a shortcut.
                 serde_json::from_value::<UserAuth>(payload)
                     .ok()
-                    .map(|state| Loaded { state, sequence })
+                    .map(|state| (state, sequence))
             });
-        let mut loaded = snapshot.unwrap_or(Loaded {
-            state: UserAuth::default(),
-            sequence: 0,
-        });
+        let (mut state, mut sequence) = snapshot.unwrap_or((UserAuth::default(), 0));
         let events = self
             .repo
-            .get_last_events::<UserAuth>(id, loaded.sequence)
+            .get_last_events::<UserAuth>(&id, sequence)
             .await
             .map_err(|e| BusError::Store(e.to_string()))?;
         for event in events {
@@ -194,15 +323,20 @@ impl CommandBus {
                     event.sequence
                 ))
             })?;
-            loaded.state.apply(payload);
-            loaded.sequence = event.sequence;
+            state.apply(payload);
+            sequence = event.sequence;
         }
-        Ok(loaded)
+        Ok(Loaded {
+            state,
+            sequence,
+            keeper,
+        })
     }
 
-    async fn save_snapshot(&self, id: &str, sequence: usize, state: &UserAuth) {
+    async fn save_snapshot(&self, user: Uuid, sequence: usize, state: &UserAuth) {
+        let id = user.to_string();
         let saved = match serde_json::to_value(state) {
-            Ok(payload) => snapshots::save(&self.pool, UserAuth::TYPE, id, sequence, &payload)
+            Ok(payload) => snapshots::save(&self.pool, UserAuth::TYPE, &id, sequence, &payload)
                 .await
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
@@ -211,14 +345,6 @@ impl CommandBus {
             // The command is committed; only the shortcut is missing.
             tracing::warn!(%error, "could not store a snapshot");
         }
-    }
-}
-
-fn store_error(err: AggregateError<UserAuthError>) -> BusError {
-    match err {
-        AggregateError::UserError(refusal) => BusError::Refused(refusal),
-        AggregateError::AggregateConflict => BusError::Contended,
-        other => BusError::Store(other.to_string()),
     }
 }
 

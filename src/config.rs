@@ -14,7 +14,7 @@ use chrono::Duration;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use ipnet::IpNet;
 
-use crate::keys::MasterKey;
+use crate::keys::{Keyring, MasterKey};
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/authledger";
 
@@ -176,6 +176,18 @@ pub struct Config {
     /// generated once into AUTHLEDGER_KEY_FILE.
     #[arg(long, env = "AUTHLEDGER_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<MasterKey>,
+    /// Several server keys, comma-separated, newest first, for rotation:
+    /// new tokens, seals and indexes use the first; anything made with a
+    /// later one still opens until `authledger keys rotate` has moved it.
+    /// Instead of AUTHLEDGER_SECRET_KEY, not beside it.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_SECRET_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true,
+        conflicts_with = "secret_key"
+    )]
+    pub secret_keys: Vec<MasterKey>,
     /// Where the development key is kept when no AUTHLEDGER_SECRET_KEY is set.
     #[arg(
         long,
@@ -706,12 +718,15 @@ impl Config {
         self.policy.policy()
     }
 
-    /// The server key: AUTHLEDGER_SECRET_KEY, or else the development key
-    /// in AUTHLEDGER_KEY_FILE, created on first use, with a loud warning
-    /// naming the file by its absolute path.
-    pub fn master_key(&self) -> anyhow::Result<MasterKey> {
+    /// The server keys: AUTHLEDGER_SECRET_KEYS or AUTHLEDGER_SECRET_KEY, or
+    /// else the development key in AUTHLEDGER_KEY_FILE, created on first
+    /// use, with a loud warning naming the file by its absolute path.
+    pub fn keyring(&self) -> anyhow::Result<Keyring> {
+        if !self.secret_keys.is_empty() {
+            return Ok(Keyring::new(&self.secret_keys)?);
+        }
         if let Some(key) = &self.secret_key {
-            return Ok(key.clone());
+            return Ok(Keyring::single(key));
         }
         let path = std::path::absolute(&self.key_file)
             .with_context(|| format!("resolving the key file {}", self.key_file.display()))?;
@@ -722,7 +737,7 @@ impl Config {
              Anyone who reads that file can forge tokens and open sealed secrets. \
              Set AUTHLEDGER_SECRET_KEY in production."
         );
-        Ok(key)
+        Ok(Keyring::single(&key))
     }
 }
 

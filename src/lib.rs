@@ -13,6 +13,7 @@ pub mod keys;
 pub mod metrics;
 pub mod services;
 pub mod snapshots;
+pub mod store;
 pub mod startup;
 pub mod telemetry;
 pub mod tokens;

@@ -30,7 +30,7 @@ pub fn wire(
     pool: PgPool,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<(App, Pipeline)> {
-    let keyring = Arc::new(Keyring::new(&config.master_key()?));
+    let keyring = Arc::new(config.keyring()?);
     let hashing = hashing_queue(config);
     let services = services(config, keyring.clone(), clock.clone(), hashing.clone())?;
     let mail_metrics = MailMetrics::default();
@@ -48,7 +48,7 @@ pub fn wire(
 /// The use cases alone, for a command line that runs one of them and sends
 /// no mail.
 pub fn app(config: &Config, pool: PgPool, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
-    let keyring = Arc::new(Keyring::new(&config.master_key()?));
+    let keyring = Arc::new(config.keyring()?);
     let hashing = hashing_queue(config);
     let services = services(config, keyring.clone(), clock, hashing.clone())?;
     App::new(

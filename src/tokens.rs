@@ -22,6 +22,10 @@ pub enum TokenKind {
     EmailVerification,
     PasswordReset,
     ResetDenial,
+    /// Confirms a new address, mailed to it.
+    EmailChange,
+    /// "This wasn't me", mailed to the address given up.
+    EmailChangeRevert,
 }
 
 impl TokenKind {
@@ -34,6 +38,8 @@ impl TokenKind {
             Self::EmailVerification => "al_verify_",
             Self::PasswordReset => "al_reset_",
             Self::ResetDenial => "al_deny_",
+            Self::EmailChange => "al_newaddr_",
+            Self::EmailChangeRevert => "al_undo_",
         }
     }
 
@@ -45,6 +51,8 @@ impl TokenKind {
             Self::EmailVerification => b"email-verification",
             Self::PasswordReset => b"password-reset",
             Self::ResetDenial => b"mfa-reset-denial",
+            Self::EmailChange => b"email-change",
+            Self::EmailChangeRevert => b"email-change-revert",
         }
     }
 }
@@ -106,9 +114,14 @@ impl TokenCodec {
         let (reference, tag) = rest.split_at(16);
         let user = Uuid::from_slice(user).map_err(|_| InvalidToken)?;
         let reference = Reference::from_bytes(reference.try_into().map_err(|_| InvalidToken)?);
-        self.mac(kind, user, &reference)
-            .verify_slice(tag)
-            .map_err(|_| InvalidToken)?;
+        // Signed by any listed key: tokens outlive a rotation.
+        let signed = self
+            .keyring
+            .token_macs()
+            .any(|mac| with_token(mac, kind, user, &reference).verify_slice(tag).is_ok());
+        if !signed {
+            return Err(InvalidToken);
+        }
         Ok((user, reference))
     }
 
@@ -122,9 +135,11 @@ impl TokenCodec {
 
     /// Whether `tag` belongs to `nonce` in `scope`, compared in constant time.
     pub fn csrf_tag_matches(&self, nonce: &str, scope: CsrfScope<'_>, tag: &str) -> bool {
-        URL_SAFE_NO_PAD
-            .decode(tag)
-            .is_ok_and(|tag| self.csrf_mac(nonce, scope).verify_slice(&tag).is_ok())
+        URL_SAFE_NO_PAD.decode(tag).is_ok_and(|tag| {
+            self.keyring
+                .token_macs()
+                .any(|mac| with_csrf(mac, nonce, scope).verify_slice(&tag).is_ok())
+        })
     }
 
     /// The keyed digest of a browser's device cookie, hex: what the events
@@ -138,30 +153,45 @@ impl TokenCodec {
     }
 
     fn csrf_mac(&self, nonce: &str, scope: CsrfScope<'_>) -> hmac::Hmac<sha2::Sha256> {
-        let (label, held): (&[u8], &str) = match scope {
-            CsrfScope::Session(token) => (b"session", token),
-            CsrfScope::LoginAttempt(token) => (b"login-attempt", token),
-            CsrfScope::Anonymous => (b"anonymous", ""),
-        };
-        let mut mac = self.keyring.token_mac();
-        mac.update(b"csrf");
-        mac.update(&[0]);
-        mac.update(nonce.as_bytes());
-        mac.update(&[0]);
-        mac.update(label);
-        mac.update(&[0]);
-        mac.update(held.as_bytes());
-        mac
+        with_csrf(self.keyring.token_mac(), nonce, scope)
     }
 
     fn mac(&self, kind: TokenKind, user: Uuid, reference: &Reference) -> hmac::Hmac<sha2::Sha256> {
-        let mut mac = self.keyring.token_mac();
-        mac.update(kind.label());
-        mac.update(&[0]);
-        mac.update(user.as_bytes());
-        mac.update(reference.as_bytes());
-        mac
+        with_token(self.keyring.token_mac(), kind, user, reference)
     }
+}
+
+fn with_csrf(
+    mut mac: hmac::Hmac<sha2::Sha256>,
+    nonce: &str,
+    scope: CsrfScope<'_>,
+) -> hmac::Hmac<sha2::Sha256> {
+    let (label, held): (&[u8], &str) = match scope {
+        CsrfScope::Session(token) => (b"session", token),
+        CsrfScope::LoginAttempt(token) => (b"login-attempt", token),
+        CsrfScope::Anonymous => (b"anonymous", ""),
+    };
+    mac.update(b"csrf");
+    mac.update(&[0]);
+    mac.update(nonce.as_bytes());
+    mac.update(&[0]);
+    mac.update(label);
+    mac.update(&[0]);
+    mac.update(held.as_bytes());
+    mac
+}
+
+fn with_token(
+    mut mac: hmac::Hmac<sha2::Sha256>,
+    kind: TokenKind,
+    user: Uuid,
+    reference: &Reference,
+) -> hmac::Hmac<sha2::Sha256> {
+    mac.update(kind.label());
+    mac.update(&[0]);
+    mac.update(user.as_bytes());
+    mac.update(reference.as_bytes());
+    mac
 }
 
 #[cfg(test)]
@@ -172,7 +202,29 @@ mod tests {
     use crate::keys::MasterKey;
 
     fn codec(key: u8) -> TokenCodec {
-        TokenCodec::new(Arc::new(Keyring::new(&MasterKey::from_bytes([key; 32]))))
+        TokenCodec::new(Arc::new(Keyring::single(&MasterKey::from_bytes([key; 32]))))
+    }
+
+    #[test]
+    fn a_token_signed_before_a_rotation_holds_until_its_key_is_removed() {
+        let one = MasterKey::from_bytes([1; 32]);
+        let two = MasterKey::from_bytes([2; 32]);
+        let old = TokenCodec::new(Arc::new(Keyring::single(&one)));
+        let reference = Reference::from_bytes([7; 16]);
+        let user = Uuid::now_v7();
+        let token = old.encode(TokenKind::Session, user, &reference);
+        let rotated =
+            TokenCodec::new(Arc::new(Keyring::new(&[two.clone(), one]).unwrap()));
+        assert_eq!(
+            rotated.decode(TokenKind::Session, &token),
+            Ok((user, reference))
+        );
+        assert_ne!(rotated.encode(TokenKind::Session, user, &reference), token);
+        let without_old = TokenCodec::new(Arc::new(Keyring::single(&two)));
+        assert_eq!(
+            without_old.decode(TokenKind::Session, &token),
+            Err(InvalidToken)
+        );
     }
 
     const KINDS: [TokenKind; 3] = [

@@ -442,7 +442,7 @@ mod tests {
     use super::*;
 
     fn codec() -> TokenCodec {
-        TokenCodec::new(Arc::new(Keyring::new(&MasterKey::generate())))
+        TokenCodec::new(Arc::new(Keyring::single(&MasterKey::generate())))
     }
 
     const REFERENCE: &str = "00112233445566778899aabbccddeeff";

@@ -114,7 +114,7 @@ pub async fn spawn_app_with(pool: PgPool, adjust: impl FnOnce(&mut Config)) -> T
         metrics_base,
         client: reqwest::Client::new(),
         pool,
-        tokens: TokenCodec::new(Arc::new(Keyring::new(&key))),
+        tokens: TokenCodec::new(Arc::new(Keyring::single(&key))),
     }
 }
 

@@ -145,7 +145,7 @@ fn bus_of(app: &TestApp) -> CommandBus {
             )
             .unwrap(),
         ),
-        keeper: Arc::new(Keyring::new(&app.key)),
+        keeper: Arc::new(Keyring::single(&app.key)),
         policy: app.config.policy(),
     };
     CommandBus::new(app.pool.clone(), services, app.config.snapshot_every)

@@ -1,0 +1,197 @@
+//! The writes of one command in one statement (`authledger_commit`): its
+//! events, the address claims it makes or gives up, and the user's data
+//! key. And the reads that go with them: a user's data key, who claims an
+//! address.
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use std::sync::Arc;
+
+use crate::keys::{BlindIndex, Keyring, UserKeeper, WrappedKey};
+
+/// What happens to the addresses an account claims, with its events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOp {
+    /// The account's new address. Fails the commit if anyone holds it.
+    Claim(BlindIndex),
+    /// Its current address, given up, stays held for it until then.
+    HoldCurrent { until: DateTime<Utc> },
+    /// An address it holds becomes its address again.
+    Restore(Vec<BlindIndex>),
+    /// Addresses it no longer holds.
+    Release(Vec<BlindIndex>),
+    /// Every address it holds.
+    ReleaseAll,
+}
+
+impl ClaimOp {
+    fn to_json(&self) -> Value {
+        let hexes = |indexes: &[BlindIndex]| indexes.iter().map(BlindIndex::hex).collect::<Vec<_>>();
+        match self {
+            Self::Claim(index) => {
+                json!({"op": "claim", "index": index.hex(), "key_id": index.key_id})
+            }
+            Self::HoldCurrent { until } => json!({"op": "hold_current", "until": until}),
+            Self::Restore(indexes) => json!({"op": "restore", "indexes": hexes(indexes)}),
+            Self::Release(indexes) => json!({"op": "release", "indexes": hexes(indexes)}),
+            Self::ReleaseAll => json!({"op": "release_all"}),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataKeyOp {
+    Create(WrappedKey),
+    /// Erasure: the key goes, and with it the user's personal data; the
+    /// snapshots go too, as a precaution.
+    Delete,
+}
+
+/// What a command writes beside its events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effects {
+    pub claims: Vec<ClaimOp>,
+    pub data_key: Option<DataKeyOp>,
+}
+
+/// An event as stored.
+pub struct NewEvent {
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: Value,
+    pub metadata: Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// Someone committed to the stream first.
+    #[error("the stream changed concurrently")]
+    Conflict,
+    /// Another account holds an address this commit claims.
+    #[error("the address is held by another account")]
+    AddressTaken,
+    #[error(transparent)]
+    Store(#[from] sqlx::Error),
+}
+
+/// Appends `events` after `after_sequence` with `effects`, all or nothing.
+pub async fn commit(
+    pool: &PgPool,
+    aggregate_type: &str,
+    user: Uuid,
+    after_sequence: usize,
+    events: Vec<NewEvent>,
+    effects: &Effects,
+    now: DateTime<Utc>,
+) -> Result<(), CommitError> {
+    let first = i64::try_from(after_sequence).unwrap_or(i64::MAX);
+    let sequences: Vec<i64> = (1..).map(|n| first + n).take(events.len()).collect();
+    let mut types = Vec::with_capacity(events.len());
+    let mut versions = Vec::with_capacity(events.len());
+    let mut payloads = Vec::with_capacity(events.len());
+    let mut metadata = Vec::with_capacity(events.len());
+    for event in events {
+        types.push(event.event_type);
+        versions.push(event.event_version);
+        // As text, so the log keeps the JSON exactly as serialized.
+        payloads.push(event.payload.to_string());
+        metadata.push(event.metadata.to_string());
+    }
+    let claims: Value = effects.claims.iter().map(ClaimOp::to_json).collect();
+    let data_key = effects.data_key.as_ref().map(|op| match op {
+        DataKeyOp::Create(key) => json!({
+            "op": "create",
+            "key_id": key.key_id,
+            "nonce": data_encoding::HEXLOWER.encode(&key.nonce),
+            "wrapped": data_encoding::HEXLOWER.encode(&key.wrapped),
+        }),
+        DataKeyOp::Delete => json!({"op": "delete"}),
+    });
+    let result = sqlx::query(
+        "SELECT authledger_commit($1, $2, $3, $4, $5, $6::text[]::json[], $7::text[]::json[], $8, $9, $10, $11)",
+    )
+    .bind(aggregate_type)
+    .bind(user.to_string())
+    .bind(&sequences)
+    .bind(&types)
+    .bind(&versions)
+    .bind(&payloads)
+    .bind(&metadata)
+    .bind(user)
+    .bind(sqlx::types::Json(claims))
+    .bind(data_key.map(sqlx::types::Json))
+    .bind(now)
+    .execute(pool)
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+            match db.constraint() {
+                Some("events_pkey") => Err(CommitError::Conflict),
+                Some("email_claims_pkey") => Err(CommitError::AddressTaken),
+                _ => Err(CommitError::Store(sqlx::Error::Database(db))),
+            }
+        }
+        Err(other) => Err(CommitError::Store(other)),
+    }
+}
+
+/// The user's wrapped data key; `None` for an erased account or none.
+pub async fn data_key(pool: &PgPool, user: Uuid) -> Result<Option<WrappedKey>, sqlx::Error> {
+    let row: Option<(String, Vec<u8>, Vec<u8>)> =
+        sqlx::query_as("SELECT key_id, nonce, wrapped FROM user_keys WHERE user_id = $1")
+            .bind(user)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map(|(key_id, nonce, wrapped)| WrappedKey {
+        key_id,
+        nonce,
+        wrapped,
+    }))
+}
+
+/// What opens `user`'s sealed data: without personal data once the
+/// account is erased (or for an id nobody has).
+pub async fn user_keeper(
+    pool: &PgPool,
+    keyring: &Arc<Keyring>,
+    user: Uuid,
+) -> anyhow::Result<UserKeeper> {
+    let key = match data_key(pool, user).await? {
+        Some(wrapped) => Some(keyring.unwrap(user, &wrapped)?),
+        None => None,
+    };
+    Ok(UserKeeper::new(keyring.clone(), user, key.as_ref()))
+}
+
+/// Who holds an address, by its indexes under every key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimant {
+    /// It is this account's address.
+    Account(Uuid),
+    /// An account gave it up and may take it back until then.
+    Held { user: Uuid, until: DateTime<Utc> },
+}
+
+pub async fn claimant(
+    pool: &PgPool,
+    indexes: &[BlindIndex],
+    now: DateTime<Utc>,
+) -> Result<Option<Claimant>, sqlx::Error> {
+    let digests: Vec<Vec<u8>> = indexes.iter().map(|i| i.digest.clone()).collect();
+    let row: Option<(Uuid, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT user_id, held_until FROM email_claims
+          WHERE blind_index = ANY($1) AND (held_until IS NULL OR held_until >= $2)
+          ORDER BY held_until NULLS FIRST LIMIT 1",
+    )
+    .bind(&digests)
+    .bind(now)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(user, held_until)| match held_until {
+        None => Claimant::Account(user),
+        Some(until) => Claimant::Held { user, until },
+    }))
+}
