@@ -3,7 +3,9 @@
 //! log and the audit index only; secrets appear as "sealed" or "hashed".
 use std::collections::HashMap;
 
-use authledger_aggregates::{AuditState, Email, Policy, UserAuth, UserAuthEvent};
+use std::sync::Arc;
+
+use authledger_aggregates::{AuditState, Policy, SealPurpose, Sealed, UserAuth, UserAuthEvent};
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use futures_util::{Stream, StreamExt};
@@ -12,6 +14,10 @@ use serde_json::Value;
 use sqlx::{PgPool, Row};
 use utoipa::ToSchema;
 use uuid::Uuid;
+
+use crate::command_bus::{client_origin, PERSONAL_METADATA};
+use crate::keys::{Keyring, UserKeeper};
+use crate::store;
 
 /// An event as an auditor sees it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -31,18 +37,96 @@ pub struct AuditEvent {
     /// The `X-Request-Id` the client sent, when it sent a well-formed one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_request_id: Option<String>,
+    /// `"erased"` once the account's personal data is erased; empty for
+    /// what the server did by itself.
     pub client_ip: String,
     pub user_agent: String,
-    /// The event's fields; secrets only as `"sealed"` or `"hashed"`.
+    /// The event's fields; secrets only as `"sealed"`, personal data
+    /// (addresses, free text) opened, or `"erased"`.
     #[schema(value_type = Object)]
     pub payload: Value,
+    /// The sealed IP and browser, until opened.
+    #[serde(skip)]
+    sealed_origin: Option<String>,
 }
 
-/// `{user}` in a route or a command line: a user id or an email.
-pub fn resolve_user(user: &str) -> Option<Uuid> {
-    Uuid::parse_str(user)
-        .ok()
-        .or_else(|| Email::parse(user).ok().map(|email| email.user_id()))
+/// What personal data reads as once its account is erased.
+pub const ERASED: &str = "erased";
+
+/// Payload fields that hold personal data, sealed with the user's key.
+const PERSONAL_FIELDS: [(&str, SealPurpose); 6] = [
+    ("email", SealPurpose::Email),
+    ("new_email", SealPurpose::Email),
+    ("from", SealPurpose::Email),
+    ("to", SealPurpose::Email),
+    ("restored", SealPurpose::Email),
+    ("reason", SealPurpose::FreeText),
+];
+
+/// Opens the personal data of a page of events, one query for the page.
+#[derive(Clone)]
+pub struct Opener {
+    pool: PgPool,
+    keyring: Arc<Keyring>,
+}
+
+impl Opener {
+    pub fn new(pool: PgPool, keyring: Arc<Keyring>) -> Self {
+        Self { pool, keyring }
+    }
+
+    pub async fn open(&self, events: &mut [AuditEvent]) -> anyhow::Result<()> {
+        let mut users: Vec<Uuid> = events.iter().map(|e| e.user_id).collect();
+        users.sort_unstable();
+        users.dedup();
+        let keepers = store::user_keepers(&self.pool, &self.keyring, &users).await?;
+        for event in events {
+            let erased;
+            let keeper = match keepers.get(&event.user_id) {
+                Some(keeper) => keeper,
+                None => {
+                    erased = UserKeeper::new(self.keyring.clone(), event.user_id, None);
+                    &erased
+                }
+            };
+            open_event(event, keeper);
+        }
+        Ok(())
+    }
+}
+
+fn open_event(event: &mut AuditEvent, keeper: &UserKeeper) {
+    if let Some(sealed) = event.sealed_origin.take() {
+        let metadata = std::collections::HashMap::from([(PERSONAL_METADATA.to_owned(), sealed)]);
+        match client_origin(&metadata, keeper) {
+            Some(origin) => {
+                event.client_ip = origin.client_ip;
+                event.user_agent = origin.user_agent;
+            }
+            None => {
+                event.client_ip = ERASED.into();
+                event.user_agent = ERASED.into();
+            }
+        }
+    }
+    let Value::Object(fields) = &mut event.payload else {
+        return;
+    };
+    for (name, purpose) in PERSONAL_FIELDS {
+        let Some(value) = fields.get_mut(name) else {
+            continue;
+        };
+        // Only a sealed value is personal data: `reason` also names why a
+        // session ended.
+        let Ok(sealed) = serde_json::from_value::<Sealed>(value.clone()) else {
+            continue;
+        };
+        *value = Value::String(
+            keeper
+                .open_text(purpose, &sealed)
+                .unwrap_or_else(|| ERASED.into()),
+        );
+    }
 }
 
 /// The payload without its enum wrapper, secrets replaced by what they are.
@@ -54,13 +138,17 @@ fn redact(payload: &Value) -> Value {
         .unwrap_or(Value::Null);
     match inner {
         Value::Object(mut fields) => {
-            for key in ["password_hash", "secret"] {
-                if fields.contains_key(key) {
+            for key in [
+                "password_hash",
+                "secret",
+                "digest",
+                "totp_secret",
+                "enrollment_secret",
+                "recovery_code",
+            ] {
+                if fields.get(key).is_some_and(|v| !v.is_null()) {
                     fields.insert(key.to_owned(), Value::String("sealed".into()));
                 }
-            }
-            if fields.contains_key("digest") {
-                fields.insert("digest".to_owned(), Value::String("hashed".into()));
             }
             Value::Object(fields)
         }
@@ -84,9 +172,10 @@ fn to_audit_event(row: &sqlx::postgres::PgRow) -> anyhow::Result<AuditEvent> {
         actor: meta("actor"),
         request_id: meta("request_id"),
         client_request_id: metadata.0.get("client_request_id").cloned(),
-        client_ip: meta("client_ip"),
-        user_agent: meta("user_agent"),
+        client_ip: String::new(),
+        user_agent: String::new(),
         payload: redact(&payload.0),
+        sealed_origin: metadata.0.get(PERSONAL_METADATA).cloned(),
     })
 }
 
@@ -95,6 +184,7 @@ const EVENT_COLUMNS: &str = "e.aggregate_id, e.sequence, e.event_type, e.event_v
 /// A user's events after `after_sequence`, oldest first.
 pub async fn user_history(
     pool: &PgPool,
+    opener: &Opener,
     user: Uuid,
     after_sequence: i64,
     limit: i64,
@@ -109,7 +199,12 @@ pub async fn user_history(
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    rows.iter().map(to_audit_event).collect()
+    let mut events = rows
+        .iter()
+        .map(to_audit_event)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    opener.open(&mut events).await?;
+    Ok(events)
 }
 
 /// The user's MFA state as of `at`: their events up to `at`, folded;
@@ -190,6 +285,7 @@ fn global_sql(limit: i64) -> String {
 /// One page of the global history and the cursor after it.
 pub async fn global_page(
     pool: &PgPool,
+    opener: &Opener,
     query: &GlobalQuery,
     limit: i64,
 ) -> anyhow::Result<(Vec<AuditEvent>, Option<String>)> {
@@ -210,10 +306,11 @@ pub async fn global_page(
         )),
         _ => None,
     };
-    let events = rows
+    let mut events = rows
         .iter()
         .map(to_audit_event)
-        .collect::<anyhow::Result<_>>()?;
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    opener.open(&mut events).await?;
     Ok((events, next))
 }
 
@@ -221,22 +318,25 @@ pub async fn global_page(
 /// however many events there are.
 pub fn global_stream(
     pool: PgPool,
+    opener: Opener,
     query: GlobalQuery,
 ) -> impl Stream<Item = anyhow::Result<AuditEvent>> + Send + 'static {
-    async_stream_rows(pool, query).flat_map(futures_util::stream::iter)
+    async_stream_rows(pool, opener, query).flat_map(futures_util::stream::iter)
 }
 
 fn async_stream_rows(
     pool: PgPool,
+    opener: Opener,
     query: GlobalQuery,
 ) -> impl Stream<Item = Vec<anyhow::Result<AuditEvent>>> + Send + 'static {
     // Keyset pages of 1,000: each page is its own short query, so an export
     // of any size holds no transaction (and no xmin) open while it streams.
     futures_util::stream::unfold(Some(query), move |state| {
         let pool = pool.clone();
+        let opener = opener.clone();
         async move {
             let query = state?;
-            match global_page(&pool, &query, 1000).await {
+            match global_page(&pool, &opener, &query, 1000).await {
                 Ok((events, next)) => {
                     let next_query =
                         next.and_then(|cursor| parse_cursor(&cursor))

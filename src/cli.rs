@@ -10,9 +10,10 @@ use authledger_projections::Projector;
 use clap::Parser;
 use tokio::sync::watch;
 
-use crate::app::{Caller, Staff};
+use crate::app::{Caller, EventFilter, PageSize, Staff};
 use crate::config::{
-    AdminCommand, AuditCommand, Cli, Command, Config, DatabaseArgs, ProjectionsCommand,
+    AdminCommand, AuditCommand, Cli, Command, Config, DatabaseArgs, KeysCommand,
+    ProjectionsCommand,
 };
 use crate::services::SystemClock;
 use crate::startup::{app, shutdown_signal, wire, Application, PostgresBudget};
@@ -37,6 +38,7 @@ pub async fn run() -> ExitCode {
         Some(Command::Projections(command)) => projections(command).await,
         Some(Command::Audit(command)) => audit(command).await,
         Some(Command::Admin(command)) => admin(command).await,
+        Some(Command::Keys(command)) => keys(command).await,
         None => match Config::from_env() {
             Ok(config) => run_mode(config, Mode::All).await,
             Err(err) => Err(err),
@@ -200,16 +202,9 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
     use crate::audit as log;
 
     match command {
-        AuditCommand::History {
-            user,
-            json,
-            database,
-        } => {
-            let pool =
-                db::connect(database.database_url.expose(), 2, database.idle_timeout()).await?;
-            let id = log::resolve_user(&user)
-                .ok_or_else(|| anyhow::anyhow!("{user:?} is neither a user id nor an email"))?;
-            let mut after = 0;
+        AuditCommand::History { user, json, config } => {
+            let app = command_line_app(&config).await?;
+            let mut after = None;
             let mut out = std::io::stdout().lock();
             if !json {
                 writeln!(
@@ -218,12 +213,11 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
                     "seq", "occurred at", "event", "actor", "client ip"
                 )?;
             }
-            let mut seen = 0;
             loop {
-                let page = log::user_history(&pool, id, after, 1000).await?;
-                let Some(last) = page.last() else { break };
-                after = last.sequence;
-                for e in &page {
+                let page = app
+                    .user_history(&user, after, PageSize::parse(Some(PageSize::MAX))?)
+                    .await?;
+                for e in &page.events {
                     if json {
                         writeln!(out, "{}", serde_json::to_string(e)?)?;
                     } else {
@@ -239,26 +233,21 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
                         )?;
                     }
                 }
-                seen += page.len();
+                match page.next_after {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
             }
-            anyhow::ensure!(seen > 0, "no events for {user}");
             Ok(())
         }
         AuditCommand::State {
             user,
             at,
             json,
-            database,
-            policy,
+            config,
         } => {
-            let pool =
-                db::connect(database.database_url.expose(), 2, database.idle_timeout()).await?;
-            let id = log::resolve_user(&user)
-                .ok_or_else(|| anyhow::anyhow!("{user:?} is neither a user id nor an email"))?;
-            let at = at.unwrap_or_else(|| SystemClock.now());
-            let state = log::user_state(&pool, id, at, &policy.policy())
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no events for {user}"))?;
+            let app = command_line_app(&config).await?;
+            let (id, at, state) = app.user_state(&user, at).await?;
             let sessions: Vec<serde_json::Value> = state
                 .live_sessions
                 .iter()
@@ -266,6 +255,7 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
                 .collect();
             let view = serde_json::json!({
                 "user_id": id, "at": at, "registered": state.registered,
+                "erased": state.erased,
                 "mfa_enrolled": state.enrolled_at.is_some(), "mfa_enrolled_at": state.enrolled_at,
                 "recovery_code_present": state.recovery_code_present, "locked": state.locked,
                 "email_verified": state.email_verified, "pending_mfa_reset_at": state.pending_mfa_reset,
@@ -284,16 +274,15 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
         AuditCommand::Export {
             since,
             until,
-            database,
+            config,
         } => {
-            let pool =
-                db::connect(database.database_url.expose(), 2, database.idle_timeout()).await?;
-            let query = log::GlobalQuery {
+            let app = command_line_app(&config).await?;
+            let filter = EventFilter {
                 since,
                 until,
-                ..Default::default()
+                ..EventFilter::default()
             };
-            let mut events = Box::pin(log::global_stream(pool, query));
+            let mut events = Box::pin(app.events_stream(filter)?);
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let mut count = 0u64;
             while let Some(event) = events.next().await {
@@ -332,39 +321,106 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn admin(command: AdminCommand) -> anyhow::Result<()> {
-    let (user, reason, config, reset) = match command {
-        AdminCommand::ResetMfa {
-            user,
-            reason,
-            config,
-        } => (user, reason, config, true),
-        AdminCommand::Unlock {
-            user,
-            reason,
-            config,
-        } => (user, reason, config, false),
-    };
+/// The use cases, for a command that runs one of them and sends no mail.
+async fn command_line_app(config: &Config) -> anyhow::Result<crate::app::App> {
     let pool = db::connect(
         config.database.database_url.expose(),
         2,
         config.database.idle_timeout(),
     )
     .await?;
-    let app = app(&config, pool, Arc::new(SystemClock))?;
-    let caller = Caller {
+    app(config, pool, Arc::new(SystemClock))
+}
+
+fn command_line_caller(what: &str) -> Caller {
+    Caller {
         request_id: uuid::Uuid::new_v4().to_string(),
         client_request_id: None,
         client_ip: "local".into(),
-        user_agent: "authledger admin".into(),
+        user_agent: what.into(),
+    }
+}
+
+async fn admin(command: AdminCommand) -> anyhow::Result<()> {
+    #[derive(PartialEq)]
+    enum Act {
+        Reset,
+        Unlock,
+        Erase,
+    }
+    let (user, reason, config, act) = match command {
+        AdminCommand::ResetMfa {
+            user,
+            reason,
+            config,
+        } => (user, reason, config, Act::Reset),
+        AdminCommand::Unlock {
+            user,
+            reason,
+            config,
+        } => (user, reason, config, Act::Unlock),
+        AdminCommand::Erase {
+            user,
+            reason,
+            config,
+        } => (user, reason, config, Act::Erase),
     };
+    let app = command_line_app(&config).await?;
+    let caller = command_line_caller("authledger admin");
     let admin = Staff::command_line(&std::env::var("USER").unwrap_or_default());
-    let done = if reset {
-        app.admin_reset_mfa(&caller, &admin, &user, &reason).await
-    } else {
-        app.unlock_account(&caller, &admin, &user, &reason).await
+    let sessions_ended = match act {
+        Act::Reset => app
+            .admin_reset_mfa(&caller, &admin, &user, &reason)
+            .await
+            .map(|done| done.sessions_ended),
+        Act::Unlock => app
+            .unlock_account(&caller, &admin, &user, &reason)
+            .await
+            .map(|done| done.sessions_ended),
+        Act::Erase => app.admin_erase(&caller, &admin, &user, &reason).await,
     }
     .map_err(|err| anyhow::anyhow!(err))?;
-    println!("done for {user}: {} session(s) ended", done.sessions_ended);
+    if act == Act::Erase {
+        println!("erased {user}: {sessions_ended} session(s) ended");
+    } else {
+        println!("done for {user}: {sessions_ended} session(s) ended");
+    }
+    Ok(())
+}
+
+async fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    let (config, rotate) = match command {
+        KeysCommand::Rotate { config } => (config, true),
+        KeysCommand::Status { config } => (config, false),
+    };
+    let app = command_line_app(&config).await?;
+    let remaining = if rotate {
+        let report = app.rotate_keys().await?;
+        println!(
+            "newest key {}: {} data key(s) wrapped again, {} secret(s) of {} account(s) sealed again, {} address index(es) computed again",
+            report.current_key,
+            report.data_keys_rewrapped,
+            report.secrets_resealed,
+            report.accounts_resealed,
+            report.addresses_reindexed
+        );
+        for (user, why) in &report.failures {
+            println!("not moved: user {user}: {why}");
+        }
+        report.remaining
+    } else {
+        app.key_uses().await?
+    };
+    if remaining.is_empty() {
+        println!(
+            "nothing stored depends on an older key; it can be removed once the links and sessions signed with it have expired"
+        );
+    }
+    for used in remaining {
+        println!(
+            "key {} still wraps {} data key(s) and indexes {} address(es) and {} held address(es)",
+            used.key_id, used.data_keys, used.addresses, used.held_addresses
+        );
+    }
     Ok(())
 }

@@ -47,6 +47,9 @@ pub enum Command {
     /// Admin commands, without HTTP access.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Server key rotation.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Apply pending database migrations, then exit.
     Migrate(DatabaseArgs),
 }
@@ -74,8 +77,9 @@ pub enum AuditCommand {
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
+        /// The server keys open the personal data in the history.
         #[command(flatten)]
-        database: DatabaseArgs,
+        config: Config,
     },
     /// A user's MFA state at an instant.
     State {
@@ -87,9 +91,7 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        database: DatabaseArgs,
-        #[command(flatten)]
-        policy: PolicyArgs,
+        config: Config,
     },
     /// Every event (or those in a period) as NDJSON on standard output.
     Export {
@@ -100,7 +102,7 @@ pub enum AuditCommand {
         #[arg(long)]
         until: Option<chrono::DateTime<chrono::Utc>>,
         #[command(flatten)]
-        database: DatabaseArgs,
+        config: Config,
     },
     /// Walks every stream's hash chain; exits non-zero naming the first
     /// broken event.
@@ -128,6 +130,31 @@ pub enum AdminCommand {
         user: String,
         #[arg(long)]
         reason: String,
+        #[command(flatten)]
+        config: Config,
+    },
+    /// Erase an account: its personal data becomes unreadable, its address
+    /// free, its sessions end; its history stays, showing "erased".
+    Erase {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        config: Config,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Move everything current onto the newest key of
+    /// AUTHLEDGER_SECRET_KEYS and report what still needs an older one.
+    Rotate {
+        #[command(flatten)]
+        config: Config,
+    },
+    /// Report what still needs a key other than the newest.
+    Status {
         #[command(flatten)]
         config: Config,
     },
@@ -445,6 +472,23 @@ pub struct PolicyArgs {
         value_parser = clap::value_parser!(i64).range(0..)
     )]
     pub aal1_mfa_reset_delay_secs: i64,
+    /// Life of the link that confirms a new address, mailed to it.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_EMAIL_CHANGE_TTL_SECS",
+        default_value_t = 86400,
+        value_parser = clap::value_parser!(i64).range(60..)
+    )]
+    pub email_change_ttl_secs: i64,
+    /// How long the address given up by a change may take the account
+    /// back ("this wasn't me"); it is held for the account until then.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_EMAIL_CHANGE_REVERT_SECS",
+        default_value_t = 259200,
+        value_parser = clap::value_parser!(i64).range(3600..)
+    )]
+    pub email_change_revert_secs: i64,
 }
 
 impl PolicyArgs {
@@ -477,6 +521,8 @@ impl PolicyArgs {
             password_resets_per_window: self.password_resets_per_window,
             password_reset_window: Duration::seconds(self.password_reset_window_secs),
             aal1_mfa_reset_delay: Duration::seconds(self.aal1_mfa_reset_delay_secs),
+            email_change_ttl: Duration::seconds(self.email_change_ttl_secs),
+            email_change_revert_window: Duration::seconds(self.email_change_revert_secs),
         }
     }
 }

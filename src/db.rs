@@ -37,6 +37,60 @@ pub async fn connect(
         .await
 }
 
-pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    MIGRATOR.run(pool).await
+/// The migration that sealed personal data and made ids random.
+const IDENTITY_MIGRATION: i64 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error(
+        "this database holds events written before personal data was sealed (event version 1): \
+         their addresses are in plain text and their user ids derive from addresses, so they \
+         cannot be erased or changed. This version does not open it. Export its history with \
+         the version that wrote it (`authledger audit export`), keep that with its server key, \
+         and start this version on a new database"
+    )]
+    UnsealedHistory,
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Query(#[from] sqlx::Error),
+}
+
+/// Applies the pending migrations, refusing a database whose history was
+/// written before personal data was sealed: its addresses could never be
+/// erased, and its ids would break every lookup.
+pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
+    if written_before_sealing(pool).await? {
+        return Err(MigrateError::UnsealedHistory);
+    }
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+async fn written_before_sealing(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    let events_exist: bool =
+        sqlx::query_scalar("SELECT to_regclass('public.events') IS NOT NULL")
+            .fetch_one(pool)
+            .await?;
+    if !events_exist {
+        return Ok(false);
+    }
+    let tracked: bool =
+        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
+            .fetch_one(pool)
+            .await?;
+    if tracked {
+        let applied: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM _sqlx_migrations WHERE version = $1)",
+        )
+        .bind(IDENTITY_MIGRATION)
+        .fetch_one(pool)
+        .await?;
+        if applied {
+            return Ok(false);
+        }
+    }
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE event_version = '1')")
+        .fetch_one(pool)
+        .await
 }

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::keys::{BlindIndex, Keyring, UserKeeper, WrappedKey};
@@ -164,6 +165,34 @@ pub async fn user_keeper(
         None => None,
     };
     Ok(UserKeeper::new(keyring.clone(), user, key.as_ref()))
+}
+
+/// What opens each of `users`' sealed data, in one query; erased accounts
+/// are missing.
+pub async fn user_keepers(
+    pool: &PgPool,
+    keyring: &Arc<Keyring>,
+    users: &[Uuid],
+) -> anyhow::Result<HashMap<Uuid, UserKeeper>> {
+    let rows: Vec<(Uuid, String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+        "SELECT user_id, key_id, nonce, wrapped FROM user_keys WHERE user_id = ANY($1)",
+    )
+    .bind(users)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|(user, key_id, nonce, wrapped)| {
+            let key = keyring.unwrap(
+                user,
+                &WrappedKey {
+                    key_id,
+                    nonce,
+                    wrapped,
+                },
+            )?;
+            Ok((user, UserKeeper::new(keyring.clone(), user, Some(&key))))
+        })
+        .collect()
 }
 
 /// Who holds an address, by its indexes under every key.

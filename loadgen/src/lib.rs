@@ -31,22 +31,32 @@ pub struct Target {
 /// the mail.
 pub struct Inbox {
     pool: sqlx::PgPool,
+    keyring: Arc<authledger::keys::Keyring>,
     tokens: authledger::tokens::TokenCodec,
 }
 
 impl Inbox {
     pub fn new(pool: sqlx::PgPool, key: &authledger::keys::MasterKey) -> Self {
+        let keyring = Arc::new(authledger::keys::Keyring::single(key));
         Self {
             pool,
-            tokens: authledger::tokens::TokenCodec::new(Arc::new(authledger::keys::Keyring::new(
-                key,
-            ))),
+            tokens: authledger::tokens::TokenCodec::new(keyring.clone()),
+            keyring,
         }
     }
 
     /// The token of the newest confirmation link mailed to `email`.
     async fn confirmation(&self, email: &str) -> anyhow::Result<String> {
-        let user = authledger::audit::resolve_user(email).context("a user id")?;
+        let email = authledger_aggregates::Email::parse(email)?;
+        let claimant = authledger::store::claimant(
+            &self.pool,
+            &self.keyring.blind_indexes(&email),
+            chrono::Utc::now(),
+        )
+        .await?;
+        let Some(authledger::store::Claimant::Account(user)) = claimant else {
+            bail!("no account has {email}");
+        };
         let link: serde_json::Value = sqlx::query_scalar(
             "SELECT payload -> 'EmailVerificationRequested' -> 'link' FROM events
               WHERE aggregate_id = $1 AND event_type = 'EmailVerificationRequested'

@@ -47,7 +47,10 @@ impl App {
         reason: &str,
         command: fn(AdminReason) -> UserAuthCommand,
     ) -> AppResult<AdminDone> {
-        let user = crate::audit::resolve_user(user).ok_or(AppError::UnknownUser)?;
+        let user = self
+            .resolve_user(user)
+            .await?
+            .ok_or(AppError::UnknownUser)?;
         let reason = AdminReason::parse(reason)?;
         let executed = self
             .bus

@@ -7,7 +7,7 @@ use futures_util::{Stream, StreamExt};
 use uuid::Uuid;
 
 use super::{App, AppError, AppResult};
-use crate::audit::{self, resolve_user, AuditEvent, GlobalQuery};
+use crate::audit::{self, AuditEvent, GlobalQuery};
 
 /// How many events a page holds: 1 to 1000, 100 unless asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,11 +97,11 @@ pub struct AuditPage {
     pub next: Option<String>,
 }
 
-fn user(user: &str) -> AppResult<Uuid> {
-    resolve_user(user).ok_or(AppError::UnknownUser)
-}
-
 impl App {
+    fn opener(&self) -> audit::Opener {
+        audit::Opener::new(self.pool.clone(), self.keyring.clone())
+    }
+
     /// `user`'s events after sequence `after`, oldest first.
     pub async fn user_history(
         &self,
@@ -114,8 +114,8 @@ impl App {
                 "after is a sequence number, 0 or more",
             ));
         }
-        let user_id = user(who)?;
-        let events = audit::user_history(&self.pool, user_id, after.unwrap_or(0), size.0)
+        let user_id = self.resolve_user(who).await?.ok_or(AppError::UnknownUser)?;
+        let events = audit::user_history(&self.pool, &self.opener(), user_id, after.unwrap_or(0), size.0)
             .await
             .map_err(AppError::Internal)?;
         if events.is_empty() && after.is_none() {
@@ -139,7 +139,7 @@ impl App {
         at: Option<DateTime<Utc>>,
     ) -> AppResult<(Uuid, DateTime<Utc>, AuditState)> {
         let at = instant(at, "at is outside the years 1 to 9999")?;
-        let user_id = user(who)?;
+        let user_id = self.resolve_user(who).await?.ok_or(AppError::UnknownUser)?;
         let at = at.unwrap_or_else(|| self.now());
         let state = audit::user_state(&self.pool, user_id, at, self.policy())
             .await
@@ -150,7 +150,7 @@ impl App {
 
     /// One page of the global history in the log's order.
     pub async fn events_page(&self, filter: EventFilter, size: PageSize) -> AppResult<AuditPage> {
-        let (events, next) = audit::global_page(&self.pool, &filter.query()?, size.0)
+        let (events, next) = audit::global_page(&self.pool, &self.opener(), &filter.query()?, size.0)
             .await
             .map_err(AppError::Internal)?;
         Ok(AuditPage { events, next })
@@ -165,7 +165,7 @@ impl App {
     ) -> AppResult<impl Stream<Item = anyhow::Result<AuditEvent>> + Send + 'static> {
         let mut streamed: u64 = 0;
         Ok(
-            audit::global_stream(self.pool.clone(), filter.query()?).inspect(move |event| {
+            audit::global_stream(self.pool.clone(), self.opener(), filter.query()?).inspect(move |event| {
                 match event {
                     Ok(_) => streamed += 1,
                     Err(error) => tracing::error!(

@@ -86,6 +86,14 @@ pub enum AppError {
     MfaResetDenialInvalid,
     #[error("no MFA reset is waiting")]
     NoPendingMfaReset,
+    #[error("the link to confirm a new address is no longer valid")]
+    EmailChangeInvalid,
+    #[error("the link to undo a change of address is no longer valid")]
+    EmailChangeRevertInvalid,
+    #[error("the new address is the account's address already")]
+    SameEmail,
+    #[error("the address typed to confirm the erasure is not the account's")]
+    ErasureNotConfirmed,
     #[error("sign-in links are off until a sign-in with a second factor")]
     EmailLinkUnavailable,
     #[error("this needs a session won with the authenticator or recovery code")]
@@ -169,10 +177,13 @@ impl App {
                 E::NoPendingMfaReset | E::MfaResetNotDue => AppError::NoPendingMfaReset,
                 E::EmailLinkUnavailable => AppError::EmailLinkUnavailable,
                 E::SecondFactorRequired => AppError::SecondFactorRequired,
+                E::SameEmail => AppError::SameEmail,
                 E::Overloaded => AppError::overloaded(),
                 E::Service(cause) => AppError::Internal(anyhow::anyhow!(cause)),
             },
             BusError::Contended => AppError::Contended,
+            // Only the owner of the address learns this: they opened its link.
+            BusError::AddressTaken => AppError::EmailTaken,
             BusError::Store(cause) => AppError::Unavailable {
                 what: "the event store",
                 cause: anyhow::anyhow!(cause),

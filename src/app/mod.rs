@@ -6,11 +6,13 @@ mod admin;
 mod audit;
 mod enrollment;
 mod error;
+mod identity;
 mod operations;
 mod pending_resets;
 mod profile;
 mod recovery;
 mod registration;
+mod rotation;
 mod sign_in;
 mod staff;
 
@@ -27,8 +29,10 @@ pub use admin::AdminDone;
 pub use audit::{AuditPage, EventFilter, History, PageSize};
 pub use enrollment::Enrollment;
 pub use error::{AppError, AppResult};
+pub use identity::EmailChangeRequested;
 pub use profile::{Me, ResetDone};
 pub use recovery::LinkKind;
+pub use rotation::{KeyUse, RotationReport};
 pub use sign_in::{OpenedAttempt, SignedIn, SignedInWithCode};
 pub use staff::{Credentials, Role, Staff};
 
@@ -80,6 +84,7 @@ impl Caller {
 pub struct AppInner {
     bus: CommandBus,
     tokens: TokenCodec,
+    keyring: Arc<Keyring>,
     pool: PgPool,
     issuer: String,
     registration_open: bool,
@@ -119,8 +124,14 @@ impl App {
         hashing: HashingQueue,
     ) -> anyhow::Result<Self> {
         Ok(Self(Arc::new(AppInner {
-            bus: CommandBus::new(pool.clone(), services, config.snapshot_every),
-            tokens: TokenCodec::new(keyring),
+            bus: CommandBus::new(
+                pool.clone(),
+                services,
+                keyring.clone(),
+                config.snapshot_every,
+            ),
+            tokens: TokenCodec::new(keyring.clone()),
+            keyring,
             pool,
             issuer: config.issuer.clone(),
             registration_open: config.registration_open(),

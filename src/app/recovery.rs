@@ -1,6 +1,8 @@
 //! "Try another method": the recovery code, and a one-time sign-in link by
 //! email (an account-recovery path, never more than `aal1`).
-use authledger_aggregates::{Email, MailedLink, RecoveryCode, UserAuthCommand, Verdict};
+use authledger_aggregates::{
+    Email, MailedLink, RecoveryCode, SealPurpose, UserAuthCommand, Verdict,
+};
 use tokio::time::Instant;
 
 use super::{App, AppError, AppResult, Caller, SignedIn, SignedInWithCode};
@@ -56,11 +58,17 @@ impl App {
         let Ok((user, reference)) = self.tokens.decode(kind.token_kind(), token) else {
             return Ok(None);
         };
-        let state = self.bus.load(user).await.map_err(|err| self.refused(err))?;
+        let (state, keeper) = self
+            .bus
+            .load_with_keeper(user)
+            .await
+            .map_err(|err| self.refused(err))?;
         if !state.mailed_link_live(kind.mailed(), &reference, self.now(), self.policy()) {
             return Ok(None);
         }
-        Ok(state.profile().map(|profile| profile.email))
+        Ok(state
+            .profile()
+            .and_then(|profile| keeper.open_text(SealPurpose::Email, &profile.email)))
     }
 
     /// Whether "Email" may be offered in this login attempt.
@@ -75,13 +83,14 @@ impl App {
     pub async fn forgot_password(&self, caller: &Caller, email: &str) -> AppResult<()> {
         let started = Instant::now();
         let email = Email::parse(email).map_err(AppError::InvalidEmail)?;
-        let outcome = self
-            .run(
-                email.user_id(),
-                caller,
-                UserAuthCommand::RequestPasswordReset,
-            )
-            .await;
+        let outcome = match self.account_of(&email).await {
+            Ok(Some(user)) => {
+                self.run(user, caller, UserAuthCommand::RequestPasswordReset)
+                    .await
+            }
+            Ok(None) => Ok(Verdict::PasswordResetRequested { mailed: false }),
+            Err(err) => Err(err),
+        };
         tokio::time::sleep_until(started + self.sign_in_failure_floor).await;
         match outcome {
             Ok(_) | Err(AppError::Contended) => Ok(()),

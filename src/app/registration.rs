@@ -24,13 +24,7 @@ impl App {
         let started = Instant::now();
         let email = Email::parse(email).map_err(AppError::InvalidEmail)?;
         let password = new_password(email.as_str(), password)?;
-        let outcome = self
-            .run(
-                email.user_id(),
-                caller,
-                UserAuthCommand::RegisterUser { email, password },
-            )
-            .await;
+        let outcome = self.register_address(caller, email, password).await;
         tokio::time::sleep_until(started + self.sign_in_failure_floor).await;
         match outcome {
             // Only a real account can be contended: it must look like any

@@ -17,9 +17,21 @@ pub struct AdminRequest {
     reason: String,
 }
 
+impl AdminRequest {
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct AdminDone {
     sessions_ended: usize,
+}
+
+impl AdminDone {
+    pub fn ended(sessions_ended: usize) -> Self {
+        Self { sessions_ended }
+    }
 }
 
 /// Problems both admin routes can answer, for the OpenAPI document (never

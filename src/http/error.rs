@@ -350,6 +350,34 @@ impl ApiError {
             "No MFA reset is waiting for this link",
         )
     }
+    pub fn email_change_invalid() -> Self {
+        Self::new(
+            StatusCode::GONE,
+            "email-change-invalid",
+            "The link to confirm a new address was already used, has expired, or a newer one was sent",
+        )
+    }
+    pub fn email_change_revert_invalid() -> Self {
+        Self::new(
+            StatusCode::GONE,
+            "email-change-revert-invalid",
+            "The link to undo a change of address was already used or has expired",
+        )
+    }
+    pub fn same_email() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "same-email",
+            "The new address is the account's address already",
+        )
+    }
+    pub fn erasure_not_confirmed() -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "erasure-not-confirmed",
+            "Type the account's address to confirm the erasure",
+        )
+    }
     pub fn no_pending_mfa_reset() -> Self {
         Self::new(
             StatusCode::CONFLICT,
@@ -459,6 +487,10 @@ impl From<&AppError> for ApiError {
             E::PasswordResetInvalid => Self::password_reset_invalid(),
             E::MfaResetDenialInvalid => Self::mfa_reset_denial_invalid(),
             E::NoPendingMfaReset => Self::no_pending_mfa_reset(),
+            E::EmailChangeInvalid => Self::email_change_invalid(),
+            E::EmailChangeRevertInvalid => Self::email_change_revert_invalid(),
+            E::SameEmail => Self::same_email(),
+            E::ErasureNotConfirmed => Self::erasure_not_confirmed(),
             E::EmailLinkUnavailable => Self::email_link_unavailable(),
             E::SecondFactorRequired => Self::second_factor_required(),
             E::InvalidCode => Self::invalid_code(),

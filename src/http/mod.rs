@@ -6,6 +6,7 @@ mod console;
 mod error;
 mod extract;
 mod health;
+mod identity;
 mod limits;
 mod login;
 mod me;
@@ -114,17 +115,27 @@ fn routes(with_metrics: bool) -> OpenApiRouter<ApiContext> {
             login::request_email_link
         ))
         .routes(routes!(login::redeem_email_link))
-        .routes(routes!(me::profile))
         .routes(routes!(me::reset_mfa))
         .routes(routes!(me::cancel_mfa_reset))
         .routes(routes!(me::change_password))
         .routes(routes!(me::new_recovery_code))
         .routes(routes!(me::logout))
+        .routes(routes!(me::profile, identity::erase_me))
+        .routes(routes!(identity::change_email))
+        .routes(routes!(
+            console::identity::email_change_page,
+            identity::confirm_email_change
+        ))
+        .routes(routes!(
+            console::identity::email_revert_page,
+            identity::revert_email_change
+        ))
         .routes(routes!(audit::user_events))
         .routes(routes!(audit::user_state))
         .routes(routes!(audit::events))
         .routes(routes!(admin::reset_mfa))
         .routes(routes!(admin::unlock))
+        .routes(routes!(identity::admin_erase))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz));
     if with_metrics {

@@ -99,7 +99,7 @@ async fn the_history_lists_every_event_and_the_state_is_right_at_any_instant(poo
         json!({"login_token": login["login_token"]}),
     )
     .await;
-    let id = user_id_of(&user.email);
+    let id = app.user_id(&user.email).await;
     let link = app.link_token(id, &app.email_link_references(id).await[0]);
     app.post_ok("/v1/login/email-link/redeem", json!({"token": link}))
         .await;
@@ -273,8 +273,8 @@ async fn the_global_history_pages_filters_and_streams(pool: PgPool) {
     assert_eq!(
         users,
         [
-            user_id_of(&first.email).to_string(),
-            user_id_of(&second.email).to_string()
+            app.user_id(&first.email).await.to_string(),
+            app.user_id(&second.email).await.to_string()
         ]
     );
     let future: Value = app
@@ -369,7 +369,7 @@ async fn verification_names_the_first_tampered_event(pool: PgPool) {
         "an intact log verifies"
     );
 
-    let id = user_id_of(&first.email).to_string();
+    let id = app.user_id(&first.email).await.to_string();
 
     // A rewritten payload.
     tamper(
@@ -405,8 +405,8 @@ async fn verification_names_the_first_tampered_event(pool: PgPool) {
 #[sqlx::test(migrator = "authledger::db::MIGRATOR")]
 async fn a_deleted_or_reordered_event_is_caught(pool: PgPool) {
     let app = spawn_app(pool.clone()).await;
-    let deleted = user_id_of(&app.signed_up().await.email).to_string();
-    let reordered = user_id_of(&app.signed_up().await.email).to_string();
+    let deleted = app.user_id(&app.signed_up().await.email).await.to_string();
+    let reordered = app.user_id(&app.signed_up().await.email).await.to_string();
     tamper(
         &pool,
         &deleted,
@@ -469,7 +469,7 @@ async fn an_admin_unlocks_from_the_command_line(pool: PgPool) {
     let (payload, actor): (sqlx::types::Json<Value>, String) = sqlx::query_as(
         "SELECT payload, metadata->>'actor' FROM events WHERE aggregate_id = $1 AND event_type = 'AccountUnlocked'",
     )
-    .bind(user_id_of(&user.email).to_string())
+    .bind(app.user_id(&user.email).await.to_string())
     .fetch_one(&pool)
     .await
     .unwrap();
@@ -584,7 +584,7 @@ async fn an_export_of_100000_events_streams_in_flat_memory(pool: PgPool) {
 #[sqlx::test(migrator = "authledger::db::MIGRATOR")]
 async fn the_heads_digest_shows_a_stream_that_lost_its_newest_event(pool: PgPool) {
     let app = spawn_app(pool.clone()).await;
-    let user = user_id_of(&app.signed_up().await.email).to_string();
+    let user = app.user_id(&app.signed_up().await.email).await.to_string();
     let before = authledger::audit::verify(&pool, |_| {}).await.unwrap();
     assert!(before.broken.is_none());
     assert_eq!(before.heads_digest.len(), 64);

@@ -10,7 +10,7 @@ use crate::helpers::*;
 async fn an_email_link_signs_in_once_at_assurance_level_one(pool: PgPool) {
     let app = spawn_app(pool).await;
     let user = app.signed_up().await;
-    let id = user_id_of(&user.email);
+    let id = app.user_id(&user.email).await;
     let login = app.password_step(&user.email).await;
 
     let requested = app
@@ -63,7 +63,7 @@ async fn an_email_link_signs_in_once_at_assurance_level_one(pool: PgPool) {
 async fn a_newer_link_voids_the_older_one(pool: PgPool) {
     let app = spawn_app(pool).await;
     let user = app.signed_up().await;
-    let id = user_id_of(&user.email);
+    let id = app.user_id(&user.email).await;
     let login = app.password_step(&user.email).await;
     for _ in 0..2 {
         app.post(
@@ -106,7 +106,7 @@ async fn the_fourth_link_in_fifteen_minutes_gets_the_same_answer_and_no_link(poo
         assert_eq!(response.status(), StatusCode::ACCEPTED);
     }
     assert_eq!(
-        app.email_link_references(user_id_of(&user.email))
+        app.email_link_references(app.user_id(&user.email).await)
             .await
             .len(),
         3

@@ -80,7 +80,7 @@ async fn every_event_records_who_asked_and_from_where(pool: PgPool) {
     assert!(uuid::Uuid::parse_str(&ours).is_ok(), "{ours}");
     let metadata: sqlx::types::Json<Value> =
         sqlx::query_scalar("SELECT metadata FROM events WHERE aggregate_id = $1")
-            .bind(user_id_of(&email).to_string())
+            .bind(app.user_id(&email).await.to_string())
             .fetch_one(&app.pool)
             .await
             .unwrap();
@@ -114,7 +114,7 @@ async fn a_request_id_that_is_not_plain_is_not_recorded(pool: PgPool) {
             .to_owned();
         let metadata: sqlx::types::Json<Value> =
             sqlx::query_scalar("SELECT metadata FROM events WHERE aggregate_id = $1")
-                .bind(user_id_of(&email).to_string())
+                .bind(app.user_id(&email).await.to_string())
                 .fetch_one(&app.pool)
                 .await
                 .unwrap();
@@ -178,7 +178,7 @@ async fn a_state_loaded_from_snapshots_equals_a_full_replay(pool: PgPool) {
         )
         .await;
 
-        let id = user_id_of(&user.email);
+        let id = app.user_id(&user.email).await;
         let snapshots: i64 =
             sqlx::query_scalar("SELECT count(*) FROM snapshots WHERE aggregate_id = $1")
                 .bind(id.to_string())

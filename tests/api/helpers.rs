@@ -104,17 +104,23 @@ pub async fn spawn_app_with(pool: PgPool, adjust: impl FnOnce(&mut Config)) -> T
         .metrics_addr()
         .map(|addr| format!("http://{}", addr.unwrap()));
     tokio::spawn(server.run_until(std::future::pending()));
+    let tokens = TokenCodec::new(Arc::new(config.keyring().expect("the keys")));
+    let key = config
+        .secret_key
+        .clone()
+        .or_else(|| config.secret_keys.first().cloned())
+        .unwrap_or(key);
     TestApp {
         config,
         app,
-        key: key.clone(),
+        key,
         clock,
         pipeline: Arc::new(pipeline),
         base: format!("http://{addr}"),
         metrics_base,
         client: reqwest::Client::new(),
         pool,
-        tokens: TokenCodec::new(Arc::new(Keyring::single(&key))),
+        tokens,
     }
 }
 
@@ -226,14 +232,15 @@ impl TestApp {
     /// Registers `email` and verifies it, as its owner would from the mail.
     pub async fn register(&self, email: &str) {
         self.register_unverified(email, PASSWORD).await;
+        let user = self.user_id(email).await;
         let link = *self
-            .references(user_id_of(email), "EmailVerificationRequested")
+            .references(user, "EmailVerificationRequested")
             .await
             .last()
             .expect("a verification link");
         let token = self
             .tokens
-            .encode(TokenKind::EmailVerification, user_id_of(email), &link);
+            .encode(TokenKind::EmailVerification, user, &link);
         self.post_ok(
             "/v1/users/verify",
             json!({"token": token, "password": PASSWORD}),
@@ -401,7 +408,7 @@ impl TestApp {
 
     /// The token of the newest link of `kind` that `event_type` recorded.
     pub async fn newest_link(&self, email: &str, event_type: &str, kind: TokenKind) -> String {
-        let user = user_id_of(email);
+        let user = self.user_id(email).await;
         let link = *self
             .references(user, event_type)
             .await
@@ -410,16 +417,37 @@ impl TestApp {
         self.tokens.encode(kind, user, &link)
     }
 
+    /// The account whose address `email` is, through the claims, as the
+    /// server finds it.
+    pub async fn resolve(&self, email: &str) -> Option<Uuid> {
+        self.app.resolve_user(email).await.unwrap()
+    }
+
+    pub async fn user_id(&self, email: &str) -> Uuid {
+        self.resolve(email)
+            .await
+            .unwrap_or_else(|| panic!("no account has {email}"))
+    }
+
+    pub async fn resolves(&self, email: &str) -> bool {
+        self.resolve(email).await.is_some()
+    }
+
+    pub async fn delete_with_session(&self, path: &str, token: &str, body: Value) -> Response {
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub fn link_token(&self, user: Uuid, link: &Reference) -> String {
         self.tokens.encode(TokenKind::EmailLink, user, link)
     }
 }
 
-pub fn user_id_of(email: &str) -> Uuid {
-    authledger_aggregates::Email::parse(email)
-        .unwrap()
-        .user_id()
-}
 
 /// Asserts a problem+json answer with the given status and slug.
 pub async fn assert_problem(response: Response, status: StatusCode, slug: &str) -> Value {
@@ -536,6 +564,16 @@ pub async fn mails_to(address: &str) -> Vec<Value> {
                 .is_some_and(|to| to.iter().any(|t| t["address"].as_str() == Some(address)))
         })
         .collect()
+}
+
+/// The token of the link to `path_and_query` in a mail's text.
+pub fn token_in(mail: &Value, path_and_query: &str) -> String {
+    let text = mail["text"].as_str().unwrap();
+    let link = text
+        .split_whitespace()
+        .find(|word| word.contains(path_and_query))
+        .unwrap_or_else(|| panic!("no link to {path_and_query} in {text}"));
+    link.split_once("token=").unwrap().1.to_owned()
 }
 
 /// The sign-in link in a mail's text.

@@ -242,7 +242,7 @@ fn route(path: impl Into<String>, fields: &[(&'static str, Value)]) -> JsonRoute
 /// Every route with a JSON body, each field given a value that gets past
 /// it: a live login token, tokens whose MAC is ours, the user's address.
 async fn json_routes(app: &TestApp, user: &SignedIn) -> Vec<JsonRoute> {
-    let user_id = user_id_of(&user.email);
+    let user_id = app.user_id(&user.email).await;
     let login = app.password_step(&user.email).await;
     let login_token = json!(login["login_token"].as_str().unwrap());
     let link = |kind| {
@@ -446,7 +446,7 @@ async fn malformed_bodies_on_every_route_are_refused_with_a_problem(pool: PgPool
 async fn hostile_bearer_credentials_are_refused_with_a_problem(pool: PgPool) {
     let app = spawn_app(pool).await;
     let user = app.signed_up().await;
-    let user_id = user_id_of(&user.email);
+    let user_id = app.user_id(&user.email).await;
     let credentials: Vec<(&str, Vec<u8>)> = vec![
         ("invalid UTF-8", b"Bearer \xff\xfe".to_vec()),
         ("overlong NUL", b"Bearer al_sess_\xc0\x80".to_vec()),
@@ -547,7 +547,7 @@ fn hostile_queries() -> Vec<&'static str> {
 async fn malformed_queries_and_paths_on_the_staff_routes_are_refused_with_a_problem(pool: PgPool) {
     let app = spawn_app(pool).await;
     let user = app.signed_up().await;
-    let user_id = user_id_of(&user.email);
+    let user_id = app.user_id(&user.email).await;
     let long = "a".repeat(8_000);
     let users: Vec<&str> = vec![
         "%00",

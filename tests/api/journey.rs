@@ -48,7 +48,7 @@ async fn a_new_user_enrolls_signs_out_and_signs_in_again_with_totp(pool: PgPool)
 
     let me: Value = app.me(&user.session_token).await.json().await.unwrap();
     assert_eq!(me["email"], email.as_str());
-    assert_eq!(me["user_id"], user_id_of(&email).to_string());
+    assert_eq!(me["user_id"], app.user_id(&email).await.to_string());
     assert_eq!(me["mfa"]["enrolled"], true);
     assert!(me["mfa"]["enrolled_at"].is_string());
     assert_eq!(me["session"]["method"], "enrollment");

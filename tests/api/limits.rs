@@ -137,7 +137,7 @@ async fn events_record_the_client_the_trusted_proxy_names(pool: PgPool) {
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let metadata: sqlx::types::Json<Value> =
         sqlx::query_scalar("SELECT metadata FROM events WHERE aggregate_id = $1 LIMIT 1")
-            .bind(user_id_of(&email).to_string())
+            .bind(app.user_id(&email).await.to_string())
             .fetch_one(&app.pool)
             .await
             .unwrap();

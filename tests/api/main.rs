@@ -10,6 +10,7 @@ mod console;
 mod email_link;
 mod event_store;
 mod hostile_input;
+mod identity;
 mod journey;
 mod limits;
 mod mail;

@@ -35,7 +35,7 @@ async fn twenty_concurrent_submissions_of_one_totp_code_start_one_session(pool: 
     let sessions: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'SessionStarted'",
     )
-    .bind(user_id_of(&user.email).to_string())
+    .bind(app.user_id(&user.email).await.to_string())
     .fetch_one(&app.pool)
     .await
     .unwrap();
@@ -64,7 +64,7 @@ async fn twenty_concurrent_uses_of_one_recovery_code_sign_in_once(pool: PgPool) 
     let used: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'RecoveryCodeUsed'",
     )
-    .bind(user_id_of(&user.email).to_string())
+    .bind(app.user_id(&user.email).await.to_string())
     .fetch_one(&app.pool)
     .await
     .unwrap();
@@ -93,11 +93,11 @@ async fn ten_concurrent_registrations_of_one_email_answer_alike_and_mail_at_most
     // replaced the unverified registration, until the per-address limit of
     // verification mails silently dropped the rest.
     let links = app
-        .references(user_id_of(&email), "EmailVerificationRequested")
+        .references(app.user_id(&email).await, "EmailVerificationRequested")
         .await;
     assert_eq!(links.len(), 3);
     // Only the newest link verifies.
-    let user = user_id_of(&email);
+    let user = app.user_id(&email).await;
     let old = app
         .tokens
         .encode(TokenKind::EmailVerification, user, &links[0]);

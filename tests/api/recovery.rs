@@ -643,7 +643,7 @@ async fn an_account_without_an_authenticator_gets_no_reset_link(pool: PgPool) {
         .await;
     assert_eq!(forgot.status(), StatusCode::ACCEPTED);
     assert!(app
-        .references(user_id_of(&email), "PasswordResetRequested")
+        .references(app.user_id(&email).await, "PasswordResetRequested")
         .await
         .is_empty());
 }

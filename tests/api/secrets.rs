@@ -12,7 +12,7 @@ async fn after_the_journey_no_secret_or_token_is_in_the_events_snapshots_or_logs
     let app = spawn_app_with(pool, |config| config.snapshot_every = 4).await;
     let email = unique_email();
     app.register(&email).await;
-    let id = user_id_of(&email);
+    let id = app.user_id(&email).await;
     let mut secrets: Vec<String> = vec![PASSWORD.to_owned()];
 
     let login = app.password_step(&email).await;

@@ -46,7 +46,7 @@ async fn the_wait_after_five_failures_ends_after_thirty_seconds(pool: PgPool) {
 async fn an_email_link_is_refused_after_fifteen_minutes(pool: PgPool) {
     let app = spawn_app(pool).await;
     let user = app.signed_up().await;
-    let id = user_id_of(&user.email);
+    let id = app.user_id(&user.email).await;
     let login = app.password_step(&user.email).await;
     app.post(
         "/v1/login/email-link",
@@ -122,7 +122,7 @@ async fn on_the_real_clock_attempts_links_and_idle_sessions_expire(pool: PgPool)
     })
     .await;
     let mut user = app.signed_up().await;
-    let id = user_id_of(&user.email);
+    let id = app.user_id(&user.email).await;
     let login = app.password_step(&user.email).await;
     app.post(
         "/v1/login/email-link",

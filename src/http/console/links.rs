@@ -24,7 +24,7 @@ pub struct LinkQuery {
 /// The page of a mailed link of `kind`: `body` gets the account's address,
 /// the token and the CSRF tag; a token that is not such a link gets a page
 /// saying it is broken.
-async fn link_page(
+pub(super) async fn link_page(
     ctx: &ApiContext,
     browser: &Browser,
     kind: LinkKind,

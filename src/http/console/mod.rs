@@ -3,6 +3,7 @@
 //! POST with a CSRF tag, answered by a redirect or a page.
 mod account;
 mod browser;
+pub(super) mod identity;
 pub(super) mod links;
 mod views;
 
@@ -62,6 +63,16 @@ pub fn routes() -> Router<ApiContext> {
             "/profile/recovery-code",
             get(account::recovery_code_page).post(account::new_recovery_code),
         )
+        .route(
+            "/profile/email",
+            get(identity::change_page).post(identity::change),
+        )
+        .route(
+            "/profile/delete",
+            get(identity::erase_page).post(identity::erase),
+        )
+        .route("/email/confirm", post(identity::confirm))
+        .route("/email/revert", post(identity::revert))
         .route("/sign-out", post(sign_out))
         .route("/assets/console.css", get(stylesheet))
 }
@@ -140,6 +151,10 @@ fn failure(err: &AppError, step: Step) -> Failure {
         E::PasswordResetInvalid => say("This link to set a new password was already used, has expired, or a newer one was sent, or the password changed since. Ask for a new one from the sign-in page."),
         E::MfaResetDenialInvalid => say("No reset of your multi-factor authentication is waiting for this link: it was already cancelled or has taken effect."),
         E::NoPendingMfaReset => say("No reset of your multi-factor authentication is waiting."),
+        E::EmailChangeInvalid => say("This link to confirm a new address was already used, has expired, or a newer one was sent. Ask again from My Profile."),
+        E::EmailChangeRevertInvalid => say("This link to undo a change of address was already used or has expired. Use Forgot password from the sign-in page, or ask an administrator."),
+        E::SameEmail => say("That is already your address."),
+        E::ErasureNotConfirmed => say("Type your account's address exactly, to confirm."),
         E::Unauthenticated => Failure::Go(SESSION_ENDED),
         E::EnrollmentRequired | E::EnrollmentNotStarted => Failure::Go("/sign-in/enroll"),
         E::AlreadyEnrolled => Failure::Go("/sign-in/code"),
@@ -364,6 +379,8 @@ fn notice(query: Option<&str>) -> Option<&'static str> {
         "reset-cancelled" => "The reset of your multi-factor authentication is cancelled. You had signed in with a mailed link, and every such session has ended: sign in again with your authenticator app.",
         "reset-denied" => "The reset of your multi-factor authentication was cancelled and every session of your account has ended. If you did not ask for it, someone may know your password: change it after you sign in.",
         "session-ended" => "Your session has ended. Sign in again.",
+        "email-restored" => "Your address is restored and every session of your account has ended. Whoever changed it knew your password: use \"Forgot password\" below to set a new one.",
+        "account-erased" => "Your account is deleted. Its personal data is erased, and you are signed out everywhere.",
         _ => return None,
     })
 }
@@ -923,6 +940,11 @@ async fn profile_page(
                 @if me.enrolled_at.is_some() {
                     li { a.button href="/profile/recovery-code" { "New recovery code" } }
                 }
+            }
+            h2 { "Your account" }
+            ul.choices {
+                li { a.button href="/profile/email" { "Change email address" } }
+                li { a.button.danger href="/profile/delete" { "Delete my account" } }
             }
         }
     }))
