@@ -4,7 +4,6 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::device::DeviceDigest;
-use super::recovery_code::CodeDigest;
 use super::reference::Reference;
 use super::services::Sealed;
 
@@ -63,8 +62,9 @@ pub enum UserAuthEvent {
         attempt: Reference,
         at: DateTime<Utc>,
     },
+    /// `digest` is the code's SHA-256, sealed (`SealPurpose::RecoveryCode`).
     RecoveryCodeIssued {
-        digest: CodeDigest,
+        digest: Sealed,
         at: DateTime<Utc>,
     },
     MfaEnrollmentStarted {

@@ -32,7 +32,10 @@ pub use events::{
 };
 pub use links::MailedLink;
 pub use password::{NewPassword, Password, PasswordError, MAX_PASSWORD_CHARS};
-pub use recovery_code::{CodeDigest, InvalidRecoveryCode, RecoveryCode, RECOVERY_CODE_BYTES};
+pub use recovery_code::{
+    recovery_code_matches, seal_recovery_code, InvalidRecoveryCode, RecoveryCode,
+    RECOVERY_CODE_BYTES,
+};
 pub use reference::Reference;
 pub use services::{
     Clock, PasswordCheck, PasswordHash, PasswordHasher, Policy, Randomness, SealPurpose, Sealed,

@@ -5,7 +5,6 @@ use uuid::Uuid;
 
 use super::device::DeviceDigest;
 use super::events::{Assurance, ResetCancellation, SignInMethod, UserAuthEvent};
-use super::recovery_code::CodeDigest;
 use super::reference::Reference;
 use super::services::{Policy, Sealed};
 
@@ -17,7 +16,7 @@ pub struct UserAuth {
     pub(super) account: Option<Account>,
     pub(super) authenticator: Option<Authenticator>,
     pub(super) pending_enrollment: Option<PendingEnrollment>,
-    pub(super) recovery_code: Option<CodeDigest>,
+    pub(super) recovery_code: Option<Sealed>,
     pub(super) attempt: Option<LoginAttempt>,
     pub(super) email_link: Option<EmailLink>,
     pub(super) link_requests: Vec<DateTime<Utc>>,

@@ -10,12 +10,13 @@ use cqrs_es::test::TestFramework;
 pub(crate) use chrono::{DateTime, Duration, Utc};
 
 use super::{
-    code_at_step, time_step, Clock, Randomness, SecretKeeper, ServiceError, RECOVERY_CODE_BYTES,
+    code_at_step, seal_recovery_code, time_step, Clock, Randomness, SecretKeeper, ServiceError,
+    RECOVERY_CODE_BYTES,
 };
 pub(crate) use super::{
-    Actor, AdminReason, Assurance, CodeDigest, Consequence, Decided, Email, FailedFactor,
-    NewPassword, Password, PasswordCheck, PasswordHash, PasswordHasher, Policy, RecoveryCode,
-    Reference, Registration, Rejection, ResetCancellation, SealPurpose, Sealed, SecondFactor,
+    Actor, AdminReason, Assurance, Consequence, Decided, Email, FailedFactor, NewPassword,
+    Password, PasswordCheck, PasswordHash, PasswordHasher, Policy, RecoveryCode, Reference,
+    Registration, Rejection, ResetCancellation, SealPurpose, Sealed, SecondFactor,
     SessionEndReason, SignInMethod, StartedSession, TotpCode, TotpRejection, TotpSecret, UserAuth,
     UserAuthCommand, UserAuthError, UserAuthEvent, UserAuthEvent as E, UserAuthServices, Verdict,
 };
@@ -80,30 +81,57 @@ impl PasswordHasher for FakeHasher {
     }
 }
 
-/// Seals as hex with the purpose as key id: enough to see that purposes
-/// cannot be swapped.
-struct FakeKeeper;
+/// The key every fixture is sealed with.
+pub(crate) const KEY: &str = "k1";
+
+/// "Seals" as the purpose's label and the hex of the plaintext under the
+/// key named `current`: reversible, yet a value sealed for one purpose does
+/// not unseal as another. Every key it ever had still unseals, as after a
+/// rotation.
+pub(crate) struct FakeKeeper {
+    current: &'static str,
+}
+
+impl FakeKeeper {
+    /// A keeper whose new seals use `key_id`.
+    pub(crate) fn current(key_id: &'static str) -> Self {
+        Self { current: key_id }
+    }
+}
 
 impl SecretKeeper for FakeKeeper {
     fn seal(&self, purpose: SealPurpose, plaintext: &[u8]) -> Result<Sealed, ServiceError> {
-        Ok(Sealed {
-            key_id: purpose.label().into(),
-            nonce: "n".into(),
-            ciphertext: data_encoding::HEXLOWER.encode(plaintext),
-        })
+        Ok(sealed_with(self.current, purpose, plaintext))
     }
 
     fn unseal(&self, purpose: SealPurpose, sealed: &Sealed) -> Result<Vec<u8>, ServiceError> {
-        if sealed.key_id != purpose.label() {
-            return Err(ServiceError::Failed("wrong purpose".into()));
-        }
-        Ok(data_encoding::HEXLOWER
-            .decode(sealed.ciphertext.as_bytes())
-            .unwrap())
+        let hex = sealed
+            .ciphertext
+            .strip_prefix(purpose.label())
+            .and_then(|rest| rest.strip_prefix(':'))
+            .ok_or_else(|| ServiceError::Failed("wrong purpose".into()))?;
+        Ok(data_encoding::HEXLOWER.decode(hex.as_bytes()).unwrap())
     }
 
-    fn digest_recovery_code(&self, code: &RecoveryCode) -> CodeDigest {
-        CodeDigest(format!("digest:{}", code.expose()))
+    fn is_current(&self, _purpose: SealPurpose, sealed: &Sealed) -> bool {
+        sealed.key_id == self.current
+    }
+}
+
+pub(crate) fn keeper() -> FakeKeeper {
+    FakeKeeper::current(KEY)
+}
+
+/// What the test keeper seals `plaintext` to under `key_id`.
+pub(crate) fn sealed_with(key_id: &str, purpose: SealPurpose, plaintext: &[u8]) -> Sealed {
+    Sealed {
+        key_id: key_id.into(),
+        nonce: "n".into(),
+        ciphertext: format!(
+            "{}:{}",
+            purpose.label(),
+            data_encoding::HEXLOWER.encode(plaintext)
+        ),
     }
 }
 
@@ -180,7 +208,7 @@ fn services_counting_work(
             version: hasher_version,
             work,
         }),
-        keeper: Arc::new(FakeKeeper),
+        keeper: Arc::new(keeper()),
         policy: policy(),
     }
 }
@@ -198,15 +226,16 @@ pub(crate) fn secret() -> TotpSecret {
 }
 
 pub(crate) fn sealed(purpose: SealPurpose, plaintext: &[u8]) -> Sealed {
-    FakeKeeper.seal(purpose, plaintext).unwrap()
+    sealed_with(KEY, purpose, plaintext)
 }
 
 pub(crate) fn recovery(n: u8) -> RecoveryCode {
     RecoveryCode::from_random([n; RECOVERY_CODE_BYTES])
 }
 
-pub(crate) fn digest(code: &RecoveryCode) -> CodeDigest {
-    FakeKeeper.digest_recovery_code(code)
+/// What a recovery code is stored as with the test services.
+pub(crate) fn digest(code: &RecoveryCode) -> Sealed {
+    seal_recovery_code(&keeper(), code).unwrap()
 }
 
 pub(crate) fn code_at(time: DateTime<Utc>) -> TotpCode {
