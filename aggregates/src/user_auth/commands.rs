@@ -1,3 +1,5 @@
+use uuid::Uuid;
+
 use super::admin_reason::AdminReason;
 use super::device::DeviceDigest;
 use super::email::Email;
@@ -11,7 +13,10 @@ use super::totp::{TotpCode, TotpSecret};
 /// must reach the user while only their sealed or hashed form is recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserAuthCommand {
+    /// `user_id` is chosen by the caller: a fresh random id for an address
+    /// without an account, the account's own id for one with.
     RegisterUser {
+        user_id: Uuid,
         email: Email,
         password: NewPassword,
     },

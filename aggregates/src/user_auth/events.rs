@@ -8,14 +8,19 @@ use super::reference::Reference;
 use super::services::Sealed;
 
 /// Facts about a user's credentials. Each carries its domain time `at`.
-/// Secrets appear only sealed (AEAD) or as keyed hashes; tokens never appear,
-/// only the references they are derived from. Stored type names and
-/// versions never change; a new shape gets a new version and an upcaster.
+/// Secrets appear only sealed (AEAD) with a server key; personal data (the
+/// address, free text) only sealed with the user's own data key, so that
+/// deleting that key erases it from every event; tokens never appear, only
+/// the references they are derived from. Stored type names never change; a
+/// new shape gets a new version and an upcaster. Version 2 made ids random
+/// and sealed personal data; no upcaster reads version 1, whose stores the
+/// application refuses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UserAuthEvent {
+    /// `email` is sealed (`SealPurpose::Email`).
     UserRegistered {
         user_id: Uuid,
-        email: String,
+        email: Sealed,
         password_hash: Sealed,
         at: DateTime<Utc>,
     },
@@ -78,10 +83,11 @@ pub enum UserAuthEvent {
         at: DateTime<Utc>,
     },
     /// The authenticator and recovery code are forgotten; the next sign-in
-    /// enrolls a new authenticator.
+    /// enrolls a new authenticator. An administrator's `reason` is sealed
+    /// (`SealPurpose::FreeText`).
     MfaReset {
         actor: Actor,
-        reason: Option<String>,
+        reason: Option<Sealed>,
         at: DateTime<Utc>,
     },
     SessionStarted {
@@ -109,8 +115,9 @@ pub enum UserAuthEvent {
         failures: u32,
         at: DateTime<Utc>,
     },
+    /// `reason` is sealed (`SealPurpose::FreeText`).
     AccountUnlocked {
-        reason: String,
+        reason: Sealed,
         at: DateTime<Utc>,
     },
     /// A verification link was mailed to the account's address. Recorded
@@ -339,15 +346,24 @@ impl DomainEvent for UserAuthEvent {
     }
 
     fn event_version(&self) -> String {
-        "1".to_owned()
+        "2".to_owned()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use cqrs_es::DomainEvent;
     use serde_json::{json, to_value};
 
     use super::{ResetCancellation, SessionEndReason};
+    use crate::user_auth::testing::{registered, signed_in, t0};
+
+    #[test]
+    fn every_event_is_stored_as_version_two() {
+        for event in registered().into_iter().chain(signed_in(t0())) {
+            assert_eq!(event.event_version(), "2", "{}", event.name());
+        }
+    }
 
     #[test]
     fn the_reasons_added_for_recovery_are_stored_under_their_snake_case_names() {

@@ -189,7 +189,7 @@ mod tests {
         let mut without_authenticator = mailed;
         without_authenticator.push(E::MfaReset {
             actor: Actor::Admin,
-            reason: Some("lost phone, identity checked".into()),
+            reason: Some(sealed_text("lost phone, identity checked")),
             at: now,
         });
         assert!(!live(without_authenticator, PasswordReset, 11, now));

@@ -88,7 +88,11 @@ impl UserAuth {
         let s = services;
         let now = s.clock.now();
         match command {
-            C::RegisterUser { email, password } => self.register(email, &password, s, now).await,
+            C::RegisterUser {
+                user_id,
+                email,
+                password,
+            } => self.register(user_id, &email, &password, s, now).await,
             C::SubmitPassword { password, device } => {
                 self.submit_password(password, device, s, now).await
             }
@@ -112,7 +116,7 @@ impl UserAuth {
             C::ResetMfa { session, password } => self.reset_mfa(session, password, s, now).await,
             C::Logout { session } => self.logout(session, s, now),
             C::AdminResetMfa { reason } => self.admin_reset_mfa(reason, s, now),
-            C::UnlockAccount { reason } => self.unlock_account(reason, now),
+            C::UnlockAccount { reason } => self.unlock_account(reason, s, now),
             C::VerifyEmail { link, password } => self.verify_email(link, &password, s, now).await,
             C::RequestPasswordReset => self.request_password_reset(s, now),
             C::ResetPassword { link, password } => {

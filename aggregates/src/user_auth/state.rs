@@ -55,7 +55,8 @@ pub(super) struct KnownDevice {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) struct Account {
     pub user_id: Uuid,
-    pub email: String,
+    /// Sealed with the user's data key (`SealPurpose::Email`).
+    pub email: Sealed,
     pub password_hash: Sealed,
     pub verified: bool,
 }
@@ -132,7 +133,8 @@ impl Session {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
     pub user_id: Uuid,
-    pub email: String,
+    /// Sealed with the user's data key (`SealPurpose::Email`).
+    pub email: Sealed,
     pub enrolled_at: Option<DateTime<Utc>>,
 }
 

@@ -6,17 +6,18 @@ use std::sync::{Arc, Mutex};
 
 use chrono::TimeZone;
 use cqrs_es::test::TestFramework;
+use uuid::Uuid;
 
 pub(crate) use chrono::{DateTime, Duration, Utc};
 
 use super::{
-    code_at_step, seal_recovery_code, time_step, Clock, Randomness, SecretKeeper, ServiceError,
+    code_at_step, seal_recovery_code, time_step, Clock, Randomness, ServiceError,
     RECOVERY_CODE_BYTES,
 };
 pub(crate) use super::{
     Actor, AdminReason, Assurance, Consequence, Decided, Email, FailedFactor, NewPassword,
     Password, PasswordCheck, PasswordHash, PasswordHasher, Policy, RecoveryCode, Reference,
-    Registration, Rejection, ResetCancellation, SealPurpose, Sealed, SecondFactor,
+    Registration, Rejection, ResetCancellation, SealPurpose, Sealed, SecondFactor, SecretKeeper,
     SessionEndReason, SignInMethod, StartedSession, TotpCode, TotpRejection, TotpSecret, UserAuth,
     UserAuthCommand, UserAuthError, UserAuthEvent, UserAuthEvent as E, UserAuthServices, Verdict,
 };
@@ -221,6 +222,21 @@ pub(crate) fn email() -> Email {
     Email::parse("alice@example.com").unwrap()
 }
 
+/// The id the registration fixtures chose.
+pub(crate) fn user_id() -> Uuid {
+    Uuid::from_u128(0xa11ce)
+}
+
+/// What an address is recorded as with the test services.
+pub(crate) fn sealed_email(address: &str) -> Sealed {
+    sealed(SealPurpose::Email, address.as_bytes())
+}
+
+/// What a reason is recorded as with the test services.
+pub(crate) fn sealed_text(text: &str) -> Sealed {
+    sealed(SealPurpose::FreeText, text.as_bytes())
+}
+
 pub(crate) fn secret() -> TotpSecret {
     TotpSecret::from_bytes(*b"12345678901234567890")
 }
@@ -272,8 +288,8 @@ pub(crate) fn wrong_password() -> Password {
 
 pub(crate) fn registered() -> Vec<UserAuthEvent> {
     vec![E::UserRegistered {
-        user_id: email().user_id(),
-        email: email().into(),
+        user_id: user_id(),
+        email: sealed_email("alice@example.com"),
         password_hash: sealed(
             SealPurpose::PasswordHash,
             format!("v1:{PASSWORD}").as_bytes(),
