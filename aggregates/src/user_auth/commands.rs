@@ -104,4 +104,20 @@ pub enum UserAuthCommand {
     },
     /// Carries out a pending MFA reset whose waiting period is over.
     CompletePendingMfaReset,
+    /// A new address for the account, from an `aal2` session that is recent
+    /// (or that gives the password again); a link to confirm it is mailed
+    /// to the new address.
+    RequestEmailChange {
+        session: Reference,
+        password: Option<Password>,
+        new_email: Email,
+    },
+    /// The link mailed to the new address.
+    ConfirmEmailChange {
+        link: Reference,
+    },
+    /// The "this wasn't me" link mailed to the old address after a change.
+    RevertEmailChange {
+        revert: Reference,
+    },
 }

@@ -186,6 +186,37 @@ pub enum UserAuthEvent {
         until: DateTime<Utc>,
         at: DateTime<Utc>,
     },
+    /// The signed-in user asked to change the address to `new_email`
+    /// (sealed, `SealPurpose::Email`); link `link` was mailed to it. It
+    /// replaces a change asked before and not yet confirmed.
+    EmailChangeRequested {
+        link: Reference,
+        new_email: Sealed,
+        expires_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    /// The pending change's link was opened: the address is `to` instead of
+    /// `from` (both sealed, `SealPurpose::Email`). The "this wasn't me" link
+    /// `revert` was mailed to `from`, and undoes the change until
+    /// `revert_until`. Links mailed to `from` to sign in or set a password
+    /// are void.
+    EmailChanged {
+        link: Reference,
+        from: Sealed,
+        to: Sealed,
+        revert: Reference,
+        revert_until: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    /// The revert link of a change was opened: the address is `restored`
+    /// (sealed, `SealPurpose::Email`), the `from` of that change, and that
+    /// change's and every later change's revert links are void. Followed by
+    /// the end of every session.
+    EmailChangeReverted {
+        revert: Reference,
+        restored: Sealed,
+        at: DateTime<Utc>,
+    },
 }
 
 /// Why a pending MFA reset did not happen.
@@ -257,6 +288,8 @@ pub enum SessionEndReason {
     /// A pending MFA reset was called off by a sign-in with a second factor
     /// or by the user; this session was won by email link.
     ResetCancelled,
+    /// The old address's "this wasn't me" link undid a change of address.
+    EmailChangeReverted,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -299,7 +332,10 @@ impl UserAuthEvent {
             | Self::MfaResetCancelled { at, .. }
             | Self::AttemptFromDevice { at, .. }
             | Self::DevicePasswordRejected { at, .. }
-            | Self::DeviceThrottled { at, .. } => *at,
+            | Self::DeviceThrottled { at, .. }
+            | Self::EmailChangeRequested { at, .. }
+            | Self::EmailChanged { at, .. }
+            | Self::EmailChangeReverted { at, .. } => *at,
         }
     }
 
@@ -336,6 +372,9 @@ impl UserAuthEvent {
             Self::AttemptFromDevice { .. } => "AttemptFromDevice",
             Self::DevicePasswordRejected { .. } => "DevicePasswordRejected",
             Self::DeviceThrottled { .. } => "DeviceThrottled",
+            Self::EmailChangeRequested { .. } => "EmailChangeRequested",
+            Self::EmailChanged { .. } => "EmailChanged",
+            Self::EmailChangeReverted { .. } => "EmailChangeReverted",
         }
     }
 }
@@ -366,13 +405,17 @@ mod tests {
     }
 
     #[test]
-    fn the_reasons_added_for_recovery_are_stored_under_their_snake_case_names() {
+    fn the_reasons_added_since_the_first_are_stored_under_their_snake_case_names() {
         let cases = [
             (to_value(ResetCancellation::PasswordReset), "password_reset"),
             (to_value(ResetCancellation::SignInFailed), "sign_in_failed"),
             (
                 to_value(SessionEndReason::ResetCancelled),
                 "reset_cancelled",
+            ),
+            (
+                to_value(SessionEndReason::EmailChangeReverted),
+                "email_change_reverted",
             ),
         ];
         for (stored, name) in cases {

@@ -138,6 +138,16 @@ impl UserAuth {
             C::CancelMfaReset { session } => self.cancel_mfa_reset(session, s, now),
             C::DenyMfaReset { link } => self.deny_mfa_reset(link, s, now),
             C::CompletePendingMfaReset => self.complete_pending_mfa_reset(s, now),
+            C::RequestEmailChange {
+                session,
+                password,
+                new_email,
+            } => {
+                self.request_email_change(session, password, &new_email, s, now)
+                    .await
+            }
+            C::ConfirmEmailChange { link } => self.confirm_email_change(link, s, now),
+            C::RevertEmailChange { revert } => self.revert_email_change(revert, s, now),
         }
     }
 }

@@ -140,6 +140,11 @@ pub struct Policy {
     /// How long an MFA reset asked from an `aal1` session waits; zero makes
     /// it immediate.
     pub aal1_mfa_reset_delay: Duration,
+    /// How long the link mailed to a new address can confirm the change.
+    pub email_change_ttl: Duration,
+    /// How long the "this wasn't me" link mailed to the old address can
+    /// undo a change.
+    pub email_change_revert_window: Duration,
 }
 
 impl Policy {

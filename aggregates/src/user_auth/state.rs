@@ -39,6 +39,11 @@ pub struct UserAuth {
     /// failure count and wait.
     #[serde(default)]
     pub(super) known_devices: Vec<KnownDevice>,
+    /// The newest change of address asked for and not yet confirmed.
+    pub(super) pending_email_change: Option<PendingEmailChange>,
+    /// Changes of address whose "this wasn't me" link may still be used,
+    /// oldest first.
+    pub(super) revertible_email_changes: Vec<RevertibleEmailChange>,
 }
 
 /// How many known devices are kept; an older one falls out and counts as
@@ -104,6 +109,23 @@ pub(super) struct UnboundLink {
 pub(super) struct PendingMfaReset {
     pub effective_at: DateTime<Utc>,
     pub denial: Reference,
+}
+
+/// A new address waiting for its link to be opened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct PendingEmailChange {
+    pub link: Reference,
+    pub new_email: Sealed,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A confirmed change of address that the old address can still undo.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct RevertibleEmailChange {
+    pub revert: Reference,
+    /// The address given up, which the revert restores.
+    pub from: Sealed,
+    pub until: DateTime<Utc>,
 }
 
 /// A signed-in session, as the aggregate knows it.
@@ -301,6 +323,7 @@ impl UserAuth {
                 // A replaced registration's links die with its password.
                 self.verification_link = None;
                 self.password_reset_link = None;
+                self.pending_email_change = None;
             }
             E::PasswordVerified {
                 attempt,
@@ -509,13 +532,71 @@ impl UserAuth {
                     self.email_link = None;
                 }
             }
+            E::EmailChangeRequested {
+                link,
+                new_email,
+                expires_at,
+                ..
+            } => {
+                self.pending_email_change = Some(PendingEmailChange {
+                    link,
+                    new_email,
+                    expires_at,
+                });
+            }
+            E::EmailChanged {
+                to,
+                from,
+                revert,
+                revert_until,
+                at,
+                ..
+            } => {
+                self.replace_email(to);
+                // Revert links past their window can never be used again;
+                // dropping them keeps the state (and snapshots) small.
+                self.revertible_email_changes.retain(|c| c.until > at);
+                self.revertible_email_changes.push(RevertibleEmailChange {
+                    revert,
+                    from,
+                    until: revert_until,
+                });
+            }
+            E::EmailChangeReverted {
+                revert, restored, ..
+            } => {
+                self.replace_email(restored);
+                // Every later change started from an address the owner
+                // has just disowned; none of them may come back.
+                if let Some(index) = self
+                    .revertible_email_changes
+                    .iter()
+                    .position(|c| c.revert == revert)
+                {
+                    self.revertible_email_changes.truncate(index);
+                }
+            }
         }
+    }
+
+    /// The address is `email` from now on. Links to sign in or to set a
+    /// password went to the address given up, and a change asked for
+    /// before is void: whoever holds that address must not act for the
+    /// account any more.
+    fn replace_email(&mut self, email: Sealed) {
+        if let Some(account) = &mut self.account {
+            account.email = email;
+        }
+        self.pending_email_change = None;
+        self.email_link = None;
+        self.password_reset_link = None;
     }
 
     /// A reset link mailed before the password changed, by whatever route,
     /// must not set another one over the owner's choice.
     /// A new password voids everything the old one opened: the reset link,
-    /// the login attempt and the sign-in link mailed for it.
+    /// the login attempt and the sign-in link mailed for it, and a change
+    /// of address asked from a session it started.
     fn replace_password(&mut self, password_hash: Sealed) {
         if let Some(account) = &mut self.account {
             account.password_hash = password_hash;
@@ -524,6 +605,7 @@ impl UserAuth {
         self.attempt = None;
         self.pending_enrollment = None;
         self.email_link = None;
+        self.pending_email_change = None;
     }
 }
 

@@ -180,6 +180,8 @@ pub(crate) fn policy() -> Policy {
         password_resets_per_window: 3,
         password_reset_window: Duration::hours(1),
         aal1_mfa_reset_delay: Duration::hours(24),
+        email_change_ttl: Duration::hours(24),
+        email_change_revert_window: Duration::hours(72),
     }
 }
 

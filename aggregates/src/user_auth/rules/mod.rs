@@ -11,9 +11,12 @@
 //! - `sessions`: how a session starts, stays alive and ends.
 //! - `reauthentication`: the password again before a sensitive change.
 //! - `change_password`: a new password from a session.
+//! - `change_email`: a new address from a session, confirmed by a link to
+//!   it and undone by a link to the old one.
 //! - `reset`: the user's own MFA reset.
 //! - `admin`: an administrator's reset and unlock.
 mod admin;
+mod change_email;
 mod change_password;
 mod email_link;
 mod enrollment;
