@@ -120,4 +120,23 @@ pub enum UserAuthCommand {
     RevertEmailChange {
         revert: Reference,
     },
+    /// Ends every session and forgets the account; the caller deletes the
+    /// user's data key, which erases what the events hold of them.
+    EraseAccount {
+        by: ErasureRequest,
+    },
+}
+
+/// Who asks for an account to be erased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErasureRequest {
+    /// The user, from an `aal2` session that is recent (or that gives the
+    /// password again).
+    User {
+        session: Reference,
+        password: Option<Password>,
+    },
+    Admin {
+        reason: AdminReason,
+    },
 }

@@ -217,6 +217,14 @@ pub enum UserAuthEvent {
         restored: Sealed,
         at: DateTime<Utc>,
     },
+    /// The account is gone: every later command is answered as for a user
+    /// never registered. An administrator's `reason` is sealed
+    /// (`SealPurpose::FreeText`). Preceded by the end of every session.
+    AccountErased {
+        actor: Actor,
+        reason: Option<Sealed>,
+        at: DateTime<Utc>,
+    },
 }
 
 /// Why a pending MFA reset did not happen.
@@ -290,6 +298,7 @@ pub enum SessionEndReason {
     ResetCancelled,
     /// The old address's "this wasn't me" link undid a change of address.
     EmailChangeReverted,
+    AccountErased,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -335,7 +344,8 @@ impl UserAuthEvent {
             | Self::DeviceThrottled { at, .. }
             | Self::EmailChangeRequested { at, .. }
             | Self::EmailChanged { at, .. }
-            | Self::EmailChangeReverted { at, .. } => *at,
+            | Self::EmailChangeReverted { at, .. }
+            | Self::AccountErased { at, .. } => *at,
         }
     }
 
@@ -375,6 +385,7 @@ impl UserAuthEvent {
             Self::EmailChangeRequested { .. } => "EmailChangeRequested",
             Self::EmailChanged { .. } => "EmailChanged",
             Self::EmailChangeReverted { .. } => "EmailChangeReverted",
+            Self::AccountErased { .. } => "AccountErased",
         }
     }
 }
@@ -417,6 +428,7 @@ mod tests {
                 to_value(SessionEndReason::EmailChangeReverted),
                 "email_change_reverted",
             ),
+            (to_value(SessionEndReason::AccountErased), "account_erased"),
         ];
         for (stored, name) in cases {
             assert_eq!(stored.unwrap(), json!(name));

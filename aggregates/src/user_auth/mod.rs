@@ -22,7 +22,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 
 pub use admin_reason::{AdminReason, InvalidAdminReason};
-pub use commands::UserAuthCommand;
+pub use commands::{ErasureRequest, UserAuthCommand};
 pub use device::DeviceDigest;
 pub use email::{Email, InvalidEmail};
 pub use error::UserAuthError;
@@ -80,6 +80,23 @@ impl UserAuth {
     /// and what they amount to. Records nothing itself; a refusal is an
     /// error and records nothing at all. Each rule lives in `rules/`.
     pub async fn decide(
+        &self,
+        command: UserAuthCommand,
+        services: &UserAuthServices,
+    ) -> Result<Decided, UserAuthError> {
+        if !self.erased {
+            return self.decide_live(command, services).await;
+        }
+        // An erased account answers as one never registered, refusals and
+        // the work they cost alike, so nobody learns that it existed. Its
+        // id is never registered again: the caller mints a new one.
+        if let UserAuthCommand::RegisterUser { .. } = command {
+            return Err(UserAuthError::UnknownUser);
+        }
+        UserAuth::default().decide_live(command, services).await
+    }
+
+    async fn decide_live(
         &self,
         command: UserAuthCommand,
         services: &UserAuthServices,
@@ -148,6 +165,7 @@ impl UserAuth {
             }
             C::ConfirmEmailChange { link } => self.confirm_email_change(link, s, now),
             C::RevertEmailChange { revert } => self.revert_email_change(revert, s, now),
+            C::EraseAccount { by } => self.erase_account(by, s, now).await,
         }
     }
 }

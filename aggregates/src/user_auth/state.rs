@@ -44,6 +44,8 @@ pub struct UserAuth {
     /// Changes of address whose "this wasn't me" link may still be used,
     /// oldest first.
     pub(super) revertible_email_changes: Vec<RevertibleEmailChange>,
+    /// Set for good by `AccountErased`.
+    pub(super) erased: bool,
 }
 
 /// How many known devices are kept; an older one falls out and counts as
@@ -155,9 +157,11 @@ impl Session {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
     pub user_id: Uuid,
-    /// Sealed with the user's data key (`SealPurpose::Email`).
+    /// Sealed with the user's data key (`SealPurpose::Email`); once the
+    /// account is erased that key is gone and this cannot be unsealed.
     pub email: Sealed,
     pub enrolled_at: Option<DateTime<Utc>>,
+    pub erased: bool,
 }
 
 impl UserAuth {
@@ -171,9 +175,17 @@ impl UserAuth {
 
     /// Whether the account's owner has shown they receive its mail.
     pub fn is_verified(&self) -> bool {
-        self.account
-            .as_ref()
-            .is_some_and(|account| account.verified)
+        !self.erased
+            && self
+                .account
+                .as_ref()
+                .is_some_and(|account| account.verified)
+    }
+
+    /// Whether the account was erased: it answers every command as one
+    /// never registered.
+    pub fn is_erased(&self) -> bool {
+        self.erased
     }
 
     /// Whether "Email" may finish a sign-in: an authenticator is enrolled,
@@ -197,6 +209,7 @@ impl UserAuth {
             user_id: account.user_id,
             email: account.email.clone(),
             enrolled_at: self.authenticator.as_ref().map(|a| a.enrolled_at),
+            erased: self.erased,
         })
     }
 
@@ -576,6 +589,15 @@ impl UserAuth {
                     self.revertible_email_changes.truncate(index);
                 }
             }
+            E::AccountErased { .. } => {
+                // Only the account record stays, to say whose stream this
+                // is; its address is sealed with the key erasure deletes.
+                *self = Self {
+                    account: self.account.take(),
+                    erased: true,
+                    ..Self::default()
+                };
+            }
         }
     }
 
@@ -630,6 +652,7 @@ pub struct AuditState {
     pub email_verified: bool,
     /// When a waiting MFA reset takes effect.
     pub pending_mfa_reset: Option<DateTime<Utc>>,
+    pub erased: bool,
 }
 
 impl UserAuth {
@@ -646,6 +669,7 @@ impl UserAuth {
             live_sessions: self.live_sessions(at, policy).cloned().collect(),
             email_verified: self.is_verified(),
             pending_mfa_reset: self.pending_mfa_reset(),
+            erased: self.erased,
         }
     }
 }

@@ -15,11 +15,12 @@ use super::{
     RECOVERY_CODE_BYTES,
 };
 pub(crate) use super::{
-    Actor, AdminReason, Assurance, Consequence, Decided, Email, FailedFactor, NewPassword,
-    Password, PasswordCheck, PasswordHash, PasswordHasher, Policy, RecoveryCode, Reference,
-    Registration, Rejection, ResetCancellation, SealPurpose, Sealed, SecondFactor, SecretKeeper,
-    SessionEndReason, SignInMethod, StartedSession, TotpCode, TotpRejection, TotpSecret, UserAuth,
-    UserAuthCommand, UserAuthError, UserAuthEvent, UserAuthEvent as E, UserAuthServices, Verdict,
+    Actor, AdminReason, Assurance, Consequence, Decided, Email, ErasureRequest, FailedFactor,
+    NewPassword, Password, PasswordCheck, PasswordHash, PasswordHasher, Policy, RecoveryCode,
+    Reference, Registration, Rejection, ResetCancellation, SealPurpose, Sealed, SecondFactor,
+    SecretKeeper, SessionEndReason, SignInMethod, StartedSession, TotpCode, TotpRejection,
+    TotpSecret, UserAuth, UserAuthCommand, UserAuthError, UserAuthEvent, UserAuthEvent as E,
+    UserAuthServices, Verdict,
 };
 
 pub(crate) type Framework = TestFramework<UserAuth>;

@@ -88,6 +88,11 @@ pub enum Verdict {
         replaced: Sealed,
         sessions_ended: usize,
     },
+    /// The account is erased and every session ended; the user's data key
+    /// is the caller's to delete.
+    Erased {
+        sessions_ended: usize,
+    },
 }
 
 /// What became of a registration.

@@ -15,11 +15,14 @@
 //!   it and undone by a link to the old one.
 //! - `reset`: the user's own MFA reset.
 //! - `admin`: an administrator's reset and unlock.
+//! - `erasure`: the account forgotten, at its user's or an administrator's
+//!   word.
 mod admin;
 mod change_email;
 mod change_password;
 mod email_link;
 mod enrollment;
+mod erasure;
 mod login_attempt;
 mod password;
 mod password_reset;
