@@ -125,6 +125,9 @@ pub enum UserAuthCommand {
     EraseAccount {
         by: ErasureRequest,
     },
+    /// Seals again with the current server key each secret sealed with an
+    /// older one, so that the older key can be retired.
+    ResealSecrets,
 }
 
 /// Who asks for an account to be erased.

@@ -225,6 +225,17 @@ pub enum UserAuthEvent {
         reason: Option<Sealed>,
         at: DateTime<Utc>,
     },
+    /// Each present secret was sealed again, unchanged, with the key its
+    /// purpose uses now, and replaces the one held: the password hash, the
+    /// authenticator's secret, a pending enrollment's secret, the recovery
+    /// code's digest.
+    SecretsResealed {
+        password_hash: Option<Sealed>,
+        totp_secret: Option<Sealed>,
+        enrollment_secret: Option<Sealed>,
+        recovery_code: Option<Sealed>,
+        at: DateTime<Utc>,
+    },
 }
 
 /// Why a pending MFA reset did not happen.
@@ -345,7 +356,8 @@ impl UserAuthEvent {
             | Self::EmailChangeRequested { at, .. }
             | Self::EmailChanged { at, .. }
             | Self::EmailChangeReverted { at, .. }
-            | Self::AccountErased { at, .. } => *at,
+            | Self::AccountErased { at, .. }
+            | Self::SecretsResealed { at, .. } => *at,
         }
     }
 
@@ -386,6 +398,7 @@ impl UserAuthEvent {
             Self::EmailChanged { .. } => "EmailChanged",
             Self::EmailChangeReverted { .. } => "EmailChangeReverted",
             Self::AccountErased { .. } => "AccountErased",
+            Self::SecretsResealed { .. } => "SecretsResealed",
         }
     }
 }

@@ -166,6 +166,7 @@ impl UserAuth {
             C::ConfirmEmailChange { link } => self.confirm_email_change(link, s, now),
             C::RevertEmailChange { revert } => self.revert_email_change(revert, s, now),
             C::EraseAccount { by } => self.erase_account(by, s, now).await,
+            C::ResealSecrets => self.reseal_secrets(s, now),
         }
     }
 }

@@ -589,6 +589,29 @@ impl UserAuth {
                     self.revertible_email_changes.truncate(index);
                 }
             }
+            E::SecretsResealed {
+                password_hash,
+                totp_secret,
+                enrollment_secret,
+                recovery_code,
+                ..
+            } => {
+                if let (Some(account), Some(sealed)) = (&mut self.account, password_hash) {
+                    account.password_hash = sealed;
+                }
+                if let (Some(authenticator), Some(sealed)) = (&mut self.authenticator, totp_secret)
+                {
+                    authenticator.secret = sealed;
+                }
+                if let (Some(pending), Some(sealed)) =
+                    (&mut self.pending_enrollment, enrollment_secret)
+                {
+                    pending.secret = sealed;
+                }
+                if let (Some(held), Some(sealed)) = (&mut self.recovery_code, recovery_code) {
+                    *held = sealed;
+                }
+            }
             E::AccountErased { .. } => {
                 // Only the account record stays, to say whose stream this
                 // is; its address is sealed with the key erasure deletes.

@@ -217,6 +217,14 @@ fn services_counting_work(
     }
 }
 
+/// Services at `now` whose keeper seals with `key_id`, as after a rotation.
+pub(crate) fn services_with_key(now: DateTime<Utc>, key_id: &'static str) -> UserAuthServices {
+    UserAuthServices {
+        keeper: Arc::new(FakeKeeper::current(key_id)),
+        ..services_at(now)
+    }
+}
+
 pub(crate) fn at(now: DateTime<Utc>) -> Framework {
     Framework::with(services_at(now))
 }
@@ -254,7 +262,12 @@ pub(crate) fn recovery(n: u8) -> RecoveryCode {
 
 /// What a recovery code is stored as with the test services.
 pub(crate) fn digest(code: &RecoveryCode) -> Sealed {
-    seal_recovery_code(&keeper(), code).unwrap()
+    digest_with(KEY, code)
+}
+
+/// What a recovery code is stored as under `key_id`.
+pub(crate) fn digest_with(key_id: &'static str, code: &RecoveryCode) -> Sealed {
+    seal_recovery_code(&FakeKeeper::current(key_id), code).unwrap()
 }
 
 pub(crate) fn code_at(time: DateTime<Utc>) -> TotpCode {
@@ -418,12 +431,20 @@ pub(crate) fn decided(
     given: Vec<UserAuthEvent>,
     command: UserAuthCommand,
 ) -> Decided {
+    decided_by(&services_at(now), given, command)
+}
+
+/// What `decide` answers to `command` with `services`.
+pub(crate) fn decided_by(
+    services: &UserAuthServices,
+    given: Vec<UserAuthEvent>,
+    command: UserAuthCommand,
+) -> Decided {
     let state = folded(given);
-    let services = services_at(now);
     tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap()
-        .block_on(state.decide(command, &services))
+        .block_on(state.decide(command, services))
         .unwrap()
 }
 

@@ -93,6 +93,10 @@ pub enum Verdict {
     Erased {
         sessions_ended: usize,
     },
+    /// How many secrets were sealed again; zero records nothing.
+    SecretsResealed {
+        resealed: usize,
+    },
 }
 
 /// What became of a registration.

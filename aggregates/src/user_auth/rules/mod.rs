@@ -17,6 +17,7 @@
 //! - `admin`: an administrator's reset and unlock.
 //! - `erasure`: the account forgotten, at its user's or an administrator's
 //!   word.
+//! - `reseal`: secrets moved to the current server key.
 mod admin;
 mod change_email;
 mod change_password;
@@ -29,6 +30,7 @@ mod password_reset;
 mod reauthentication;
 mod recovery_code;
 mod register;
+mod reseal;
 mod reset;
 mod sessions;
 mod throttling;
