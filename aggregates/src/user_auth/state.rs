@@ -161,6 +161,7 @@ pub struct Profile {
     /// account is erased that key is gone and this cannot be unsealed.
     pub email: Sealed,
     pub enrolled_at: Option<DateTime<Utc>>,
+    /// Erased: nothing here but the id and the sealed address is kept.
     pub erased: bool,
 }
 
@@ -675,6 +676,7 @@ pub struct AuditState {
     pub email_verified: bool,
     /// When a waiting MFA reset takes effect.
     pub pending_mfa_reset: Option<DateTime<Utc>>,
+    /// Erased: registered once, answered since as never registered.
     pub erased: bool,
 }
 
@@ -749,6 +751,39 @@ mod tests {
         let after = folded(events).audit_state(now, &policy());
         assert!(after.email_verified);
         assert_eq!(after.pending_mfa_reset, Some(now + Duration::hours(24)));
+    }
+
+    #[test]
+    fn a_snapshot_reads_back_as_the_state_it_was_taken_of() {
+        let now = later(10);
+        let mut changing = signed_in(now);
+        changing.extend([
+            E::EmailChanged {
+                link: reference(21),
+                from: sealed_email("alice@example.com"),
+                to: sealed_email("bob@example.com"),
+                revert: reference(31),
+                revert_until: now + Duration::hours(72),
+                at: now,
+            },
+            E::EmailChangeRequested {
+                link: reference(22),
+                new_email: sealed_email("carol@example.com"),
+                expires_at: now + Duration::hours(24),
+                at: now,
+            },
+        ]);
+        let mut erased = signed_in(now);
+        erased.push(E::AccountErased {
+            actor: Actor::Admin,
+            reason: Some(sealed_text("asked by letter")),
+            at: now,
+        });
+        for given in [changing, erased] {
+            let state = folded(given);
+            let snapshot = serde_json::to_value(&state).unwrap();
+            assert_eq!(serde_json::from_value::<UserAuth>(snapshot).unwrap(), state);
+        }
     }
 
     #[test]

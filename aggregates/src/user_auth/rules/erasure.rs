@@ -212,9 +212,16 @@ mod tests {
                 password: Some(password()),
                 new_email: Email::parse("bob@example.com").unwrap(),
             },
+            UserAuthCommand::ConfirmEmailChange {
+                link: reference(21),
+            },
             UserAuthCommand::RevertEmailChange {
                 revert: reference(31),
             },
+            UserAuthCommand::Logout {
+                session: reference(8),
+            },
+            UserAuthCommand::ResealSecrets,
             by_user(Some(password())),
             by_admin(),
         ];
