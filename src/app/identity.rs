@@ -171,7 +171,8 @@ impl App {
             UserAuthCommand::ConfirmEmailChange { link },
             &effects,
         )
-        .await?;
+        .await
+        .map_err(|err| unusable_link(err, AppError::EmailChangeInvalid))?;
         Ok(())
     }
 
@@ -206,7 +207,8 @@ impl App {
                 UserAuthCommand::RevertEmailChange { revert },
                 &effects,
             )
-            .await?;
+            .await
+            .map_err(|err| unusable_link(err, AppError::EmailChangeRevertInvalid))?;
         match verdict {
             Verdict::EmailChangeReverted { sessions_ended, .. } => Ok(sessions_ended),
             other => Err(unexpected(other)),
@@ -335,6 +337,15 @@ fn open_address(
         .open_text(SealPurpose::Email, sealed)
         .and_then(|text| Email::parse(&text).ok())
         .ok_or_else(|| BusError::Store("an address of the account does not open".into()))
+}
+
+/// The rules refuse every dead mailed link alike; the caller names which
+/// link it was. An erased or unknown account's link is as dead.
+fn unusable_link(err: AppError, this_link: AppError) -> AppError {
+    match err {
+        AppError::PasswordResetInvalid | AppError::UnknownUser => this_link,
+        other => other,
+    }
 }
 
 fn unexpected(verdict: Verdict) -> AppError {

@@ -1,6 +1,6 @@
 //! The signed-in user: their profile, "Reset my multi-factor
 //! authentication", and signing out.
-use authledger_aggregates::{Password, Session, UserAuthCommand, Verdict};
+use authledger_aggregates::{Password, SealPurpose, Session, UserAuthCommand, Verdict};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -55,10 +55,17 @@ impl App {
             .live_session(&session, now, policy)
             .cloned()
             .ok_or(AppError::Unauthenticated)?;
-        let profile = state.profile().ok_or(AppError::Unauthenticated)?;
+        let profile = state
+            .profile()
+            .filter(|profile| !profile.erased)
+            .ok_or(AppError::Unauthenticated)?;
+        let email = executed
+            .keeper
+            .open_text(SealPurpose::Email, &profile.email)
+            .ok_or(AppError::Unauthenticated)?;
         Ok(Me {
             user_id: profile.user_id,
-            email: profile.email,
+            email,
             enrolled_at: profile.enrolled_at,
             idle_expires_at: live.idle_expires_at(policy),
             reauthentication_required: state.reauthentication_required(&session, now, policy),

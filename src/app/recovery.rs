@@ -63,12 +63,9 @@ impl App {
             .load_with_keeper(user)
             .await
             .map_err(|err| self.refused(err))?;
-        if !state.mailed_link_live(kind.mailed(), &reference, self.now(), self.policy()) {
-            return Ok(None);
-        }
         Ok(state
-            .profile()
-            .and_then(|profile| keeper.open_text(SealPurpose::Email, &profile.email)))
+            .mailed_link_address(kind.mailed(), &reference, self.now(), self.policy())
+            .and_then(|address| keeper.open_text(SealPurpose::Email, address)))
     }
 
     /// Whether "Email" may be offered in this login attempt.
@@ -145,6 +142,8 @@ pub enum LinkKind {
     Verification,
     PasswordReset,
     ResetDenial,
+    EmailChange,
+    EmailChangeRevert,
 }
 
 impl LinkKind {
@@ -154,6 +153,8 @@ impl LinkKind {
             Self::Verification => MailedLink::Verification,
             Self::PasswordReset => MailedLink::PasswordReset,
             Self::ResetDenial => MailedLink::ResetDenial,
+            Self::EmailChange => MailedLink::EmailChange,
+            Self::EmailChangeRevert => MailedLink::EmailChangeRevert,
         }
     }
 
@@ -163,6 +164,8 @@ impl LinkKind {
             Self::Verification => TokenKind::EmailVerification,
             Self::PasswordReset => TokenKind::PasswordReset,
             Self::ResetDenial => TokenKind::ResetDenial,
+            Self::EmailChange => TokenKind::EmailChange,
+            Self::EmailChangeRevert => TokenKind::EmailChangeRevert,
         }
     }
 }

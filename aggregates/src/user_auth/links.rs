@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::reference::Reference;
+use super::services::Sealed;
 use super::services::Policy;
 use super::state::UserAuth;
 
@@ -72,6 +73,32 @@ impl UserAuth {
                 .revertible_email_changes
                 .iter()
                 .any(|change| &change.revert == reference && now < change.until),
+        }
+    }
+
+    /// The address a live link is about, for its page: the one it would
+    /// confirm or restore, else the account's own.
+    pub fn mailed_link_address(
+        &self,
+        kind: MailedLink,
+        reference: &Reference,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Option<&Sealed> {
+        if self.erased || !self.mailed_link_live(kind, reference, now, policy) {
+            return None;
+        }
+        match kind {
+            MailedLink::EmailChange => self
+                .pending_email_change
+                .as_ref()
+                .map(|pending| &pending.new_email),
+            MailedLink::EmailChangeRevert => self
+                .revertible_email_changes
+                .iter()
+                .find(|change| &change.revert == reference)
+                .map(|change| &change.from),
+            _ => self.account.as_ref().map(|account| &account.email),
         }
     }
 }
