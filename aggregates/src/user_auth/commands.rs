@@ -1,3 +1,5 @@
+use uuid::Uuid;
+
 use super::admin_reason::AdminReason;
 use super::device::DeviceDigest;
 use super::email::Email;
@@ -11,7 +13,10 @@ use super::totp::{TotpCode, TotpSecret};
 /// must reach the user while only their sealed or hashed form is recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserAuthCommand {
+    /// `user_id` is chosen by the caller: a fresh random id for an address
+    /// without an account, the account's own id for one with.
     RegisterUser {
+        user_id: Uuid,
         email: Email,
         password: NewPassword,
     },
@@ -99,4 +104,42 @@ pub enum UserAuthCommand {
     },
     /// Carries out a pending MFA reset whose waiting period is over.
     CompletePendingMfaReset,
+    /// A new address for the account, from an `aal2` session that is recent
+    /// (or that gives the password again); a link to confirm it is mailed
+    /// to the new address.
+    RequestEmailChange {
+        session: Reference,
+        password: Option<Password>,
+        new_email: Email,
+    },
+    /// The link mailed to the new address.
+    ConfirmEmailChange {
+        link: Reference,
+    },
+    /// The "this wasn't me" link mailed to the old address after a change.
+    RevertEmailChange {
+        revert: Reference,
+    },
+    /// Ends every session and forgets the account; the caller deletes the
+    /// user's data key, which erases what the events hold of them.
+    EraseAccount {
+        by: ErasureRequest,
+    },
+    /// Seals again with the current server key each secret sealed with an
+    /// older one, so that the older key can be retired.
+    ResealSecrets,
+}
+
+/// Who asks for an account to be erased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErasureRequest {
+    /// The user, from an `aal2` session that is recent (or that gives the
+    /// password again).
+    User {
+        session: Reference,
+        password: Option<Password>,
+    },
+    Admin {
+        reason: AdminReason,
+    },
 }

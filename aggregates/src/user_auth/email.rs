@@ -6,11 +6,6 @@ use serde::{Deserialize, Serialize};
 use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
 use unicode_security::MixedScript;
-use uuid::Uuid;
-
-/// Namespace for user ids: the id of a user is the UUIDv5 of their normalized
-/// email in this namespace, so the event store's primary key makes emails unique.
-const USER_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1d_2c5e_8a4b_4f0e_9c3d_7b21_a5e4_d093);
 
 /// RFC 5321's limits, in octets (4.5.3.1.1 and the 254 of a forward path
 /// less its angle brackets).
@@ -31,7 +26,6 @@ const ATEXT_SYMBOLS: &str = "!#$%&'*+-/=?^_`{|}~";
 #[serde(try_from = "String", into = "String")]
 pub struct Email {
     address: String,
-    user_id: Uuid,
 }
 
 /// Why an address was refused. The reasons never quote the address.
@@ -111,20 +105,12 @@ impl Email {
             return Err(InvalidEmail::Malformed);
         }
         let local = local_part(local)?;
-        let (domain, domain_for_id) = domain_part(domain)?;
+        let domain = domain_part(domain)?;
         let address = format!("{local}@{domain}");
         if address.len() > MAX_ADDRESS_OCTETS {
             return Err(InvalidEmail::TooLong);
         }
-        // Ids were derived from the address as typed, lower-cased, before
-        // domains were converted; an internationalised domain was typed in
-        // Unicode, so the id keeps that spelling and its accounts keep their
-        // ids. Its ASCII spelling now names the same account.
-        let user_id = Uuid::new_v5(
-            &USER_ID_NAMESPACE,
-            format!("{local}@{domain_for_id}").as_bytes(),
-        );
-        Ok(Self { address, user_id })
+        Ok(Self { address })
     }
 
     pub fn as_str(&self) -> &str {
@@ -136,11 +122,6 @@ impl Email {
         self.address
             .rsplit_once('@')
             .map_or(self.address.as_str(), |(local, _)| local)
-    }
-
-    /// The id of the user who registers (or registered) with this email.
-    pub fn user_id(&self) -> Uuid {
-        self.user_id
     }
 }
 
@@ -174,10 +155,9 @@ fn local_part(raw: &str) -> Result<String, InvalidEmail> {
     Ok(local)
 }
 
-/// The domain's ASCII form, for the address, and its Unicode form, for the
-/// id; both by UTS 46 with the STD3 rules, so every spelling of one domain
-/// gives the same pair.
-fn domain_part(raw: &str) -> Result<(String, String), InvalidEmail> {
+/// The domain's ASCII form by UTS 46 with the STD3 rules, so every spelling
+/// of one domain gives the same address.
+fn domain_part(raw: &str) -> Result<String, InvalidEmail> {
     if raw.starts_with('[') {
         return Err(InvalidEmail::AddressLiteral);
     }
@@ -194,11 +174,12 @@ fn domain_part(raw: &str) -> Result<(String, String), InvalidEmail> {
     if !ascii.contains('.') {
         return Err(InvalidEmail::UnqualifiedDomain);
     }
-    let (unicode, converted) =
-        uts46.to_unicode(ascii.as_bytes(), AsciiDenyList::STD3, Hyphens::Allow);
+    // An ASCII form that does not read back as Unicode is no domain a
+    // mailer would deliver to; refusing it keeps the addresses accepted
+    // the same as when ids were keyed by the Unicode form.
+    let (_, converted) = uts46.to_unicode(ascii.as_bytes(), AsciiDenyList::STD3, Hyphens::Allow);
     converted.map_err(|_| InvalidEmail::InvalidDomain)?;
-    let unicode = unicode.into_owned();
-    Ok((ascii, unicode))
+    Ok(ascii)
 }
 
 /// Characters that reorder the text around them (Trojan Source).
@@ -240,10 +221,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn id(pinned: &str) -> Uuid {
-        Uuid::parse_str(pinned).unwrap()
-    }
-
     #[test]
     fn email_is_trimmed_and_lower_cased() {
         let email = Email::parse("  Alice@Example.COM ").unwrap();
@@ -251,40 +228,10 @@ mod tests {
     }
 
     #[test]
-    fn the_same_address_in_any_case_is_the_same_user() {
+    fn the_same_address_in_any_case_is_the_same_address() {
         let a = Email::parse("Alice@Example.com").unwrap();
         let b = Email::parse("alice@example.com").unwrap();
-        assert_eq!(a.user_id(), b.user_id());
-    }
-
-    #[test]
-    fn addresses_that_parsed_before_keep_their_ids() {
-        // Given ids derived before the parser was tightened (UUIDv5 of the
-        // address as then normalised, computed independently of this code),
-        for (raw, pinned) in [
-            ("alice@example.com", "ba3dcbb2-86cd-5971-97ad-b0032be24d84"),
-            ("Alice@Example.com", "ba3dcbb2-86cd-5971-97ad-b0032be24d84"),
-            (
-                "o'brien+tag@mail.example.org",
-                "1d282f38-f8e6-543b-8859-9bf24844b956",
-            ),
-            (
-                "user.name_1-x@sub.example.co.uk",
-                "ed2cee33-96f4-5147-bc8c-d1e61513d889",
-            ),
-            ("josé@example.com", "922e7152-62fb-521d-a44f-43d2296ebf1d"),
-            ("łukasz@example.pl", "c0c4d7f9-9147-562d-95d3-41b1cf77ba55"),
-            ("ada@bücher.de", "b4f4e8a9-982f-5c3d-8546-e49a80161a50"),
-            ("алиса@пример.рф", "fe6a3ca4-2f23-51a0-a570-d43ff0135338"),
-            (
-                "δοκιμή@παράδειγμα.δοκιμή",
-                "bb3b9b79-bc78-5655-a299-8b88cdddbdb3",
-            ),
-            ("用户@例子.广告", "f91e8491-18d7-53c0-9a2a-8472d59d9c9f"),
-        ] {
-            // when each is parsed now, then its id is the one it had.
-            assert_eq!(Email::parse(raw).unwrap().user_id(), id(pinned), "{raw}");
-        }
+        assert_eq!(a, b);
     }
 
     #[test]
@@ -306,14 +253,13 @@ mod tests {
         // UTS 46 maps full-width forms in a domain to ASCII: the same mailbox.
         let wide = Email::parse("alice@ｅｘａｍｐｌｅ。ｃｏｍ").unwrap();
         assert_eq!(wide.as_str(), "alice@example.com");
-        assert_eq!(wide.user_id(), id("ba3dcbb2-86cd-5971-97ad-b0032be24d84"));
     }
 
     #[test]
     fn a_decomposed_local_part_is_the_composed_one() {
         // Given "josé" typed as e + combining acute (NFD),
         let decomposed = Email::parse("jose\u{301}@example.com").unwrap();
-        // then it is stored and keyed in NFC.
+        // then it is stored in NFC.
         assert_eq!(decomposed.as_str(), "jos\u{e9}@example.com");
         assert_eq!(decomposed, Email::parse("josé@example.com").unwrap());
     }

@@ -48,6 +48,8 @@ pub enum UserAuthError {
     EmailLinkUnavailable,
     #[error("this needs a sign-in with your authenticator or recovery code")]
     SecondFactorRequired,
+    #[error("the new address is the account's address already")]
+    SameEmail,
     /// A service the rule needed (the password hasher) is at capacity and
     /// refused the work before it began: nothing was decided, so nothing
     /// counts against the account.

@@ -4,19 +4,23 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::device::DeviceDigest;
-use super::recovery_code::CodeDigest;
 use super::reference::Reference;
 use super::services::Sealed;
 
 /// Facts about a user's credentials. Each carries its domain time `at`.
-/// Secrets appear only sealed (AEAD) or as keyed hashes; tokens never appear,
-/// only the references they are derived from. Stored type names and
-/// versions never change; a new shape gets a new version and an upcaster.
+/// Secrets appear only sealed (AEAD) with a server key; personal data (the
+/// address, free text) only sealed with the user's own data key, so that
+/// deleting that key erases it from every event; tokens never appear, only
+/// the references they are derived from. Stored type names never change; a
+/// new shape gets a new version and an upcaster. Version 2 made ids random
+/// and sealed personal data; no upcaster reads version 1, whose stores the
+/// application refuses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UserAuthEvent {
+    /// `email` is sealed (`SealPurpose::Email`).
     UserRegistered {
         user_id: Uuid,
-        email: String,
+        email: Sealed,
         password_hash: Sealed,
         at: DateTime<Utc>,
     },
@@ -63,8 +67,9 @@ pub enum UserAuthEvent {
         attempt: Reference,
         at: DateTime<Utc>,
     },
+    /// `digest` is the code's SHA-256, sealed (`SealPurpose::RecoveryCode`).
     RecoveryCodeIssued {
-        digest: CodeDigest,
+        digest: Sealed,
         at: DateTime<Utc>,
     },
     MfaEnrollmentStarted {
@@ -78,10 +83,11 @@ pub enum UserAuthEvent {
         at: DateTime<Utc>,
     },
     /// The authenticator and recovery code are forgotten; the next sign-in
-    /// enrolls a new authenticator.
+    /// enrolls a new authenticator. An administrator's `reason` is sealed
+    /// (`SealPurpose::FreeText`).
     MfaReset {
         actor: Actor,
-        reason: Option<String>,
+        reason: Option<Sealed>,
         at: DateTime<Utc>,
     },
     SessionStarted {
@@ -109,8 +115,9 @@ pub enum UserAuthEvent {
         failures: u32,
         at: DateTime<Utc>,
     },
+    /// `reason` is sealed (`SealPurpose::FreeText`).
     AccountUnlocked {
-        reason: String,
+        reason: Sealed,
         at: DateTime<Utc>,
     },
     /// A verification link was mailed to the account's address. Recorded
@@ -177,6 +184,56 @@ pub enum UserAuthEvent {
         device: DeviceDigest,
         failures: u32,
         until: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    /// The signed-in user asked to change the address to `new_email`
+    /// (sealed, `SealPurpose::Email`); link `link` was mailed to it. It
+    /// replaces a change asked before and not yet confirmed.
+    EmailChangeRequested {
+        link: Reference,
+        new_email: Sealed,
+        expires_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    /// The pending change's link was opened: the address is `to` instead of
+    /// `from` (both sealed, `SealPurpose::Email`). The "this wasn't me" link
+    /// `revert` was mailed to `from`, and undoes the change until
+    /// `revert_until`. Links mailed to `from` to sign in or set a password
+    /// are void.
+    EmailChanged {
+        link: Reference,
+        from: Sealed,
+        to: Sealed,
+        revert: Reference,
+        revert_until: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    /// The revert link of a change was opened: the address is `restored`
+    /// (sealed, `SealPurpose::Email`), the `from` of that change, and that
+    /// change's and every later change's revert links are void. Followed by
+    /// the end of every session.
+    EmailChangeReverted {
+        revert: Reference,
+        restored: Sealed,
+        at: DateTime<Utc>,
+    },
+    /// The account is gone: every later command is answered as for a user
+    /// never registered. An administrator's `reason` is sealed
+    /// (`SealPurpose::FreeText`). Preceded by the end of every session.
+    AccountErased {
+        actor: Actor,
+        reason: Option<Sealed>,
+        at: DateTime<Utc>,
+    },
+    /// Each present secret was sealed again, unchanged, with the key its
+    /// purpose uses now, and replaces the one held: the password hash, the
+    /// authenticator's secret, a pending enrollment's secret, the recovery
+    /// code's digest.
+    SecretsResealed {
+        password_hash: Option<Sealed>,
+        totp_secret: Option<Sealed>,
+        enrollment_secret: Option<Sealed>,
+        recovery_code: Option<Sealed>,
         at: DateTime<Utc>,
     },
 }
@@ -250,6 +307,9 @@ pub enum SessionEndReason {
     /// A pending MFA reset was called off by a sign-in with a second factor
     /// or by the user; this session was won by email link.
     ResetCancelled,
+    /// The old address's "this wasn't me" link undid a change of address.
+    EmailChangeReverted,
+    AccountErased,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -292,7 +352,12 @@ impl UserAuthEvent {
             | Self::MfaResetCancelled { at, .. }
             | Self::AttemptFromDevice { at, .. }
             | Self::DevicePasswordRejected { at, .. }
-            | Self::DeviceThrottled { at, .. } => *at,
+            | Self::DeviceThrottled { at, .. }
+            | Self::EmailChangeRequested { at, .. }
+            | Self::EmailChanged { at, .. }
+            | Self::EmailChangeReverted { at, .. }
+            | Self::AccountErased { at, .. }
+            | Self::SecretsResealed { at, .. } => *at,
         }
     }
 
@@ -329,6 +394,11 @@ impl UserAuthEvent {
             Self::AttemptFromDevice { .. } => "AttemptFromDevice",
             Self::DevicePasswordRejected { .. } => "DevicePasswordRejected",
             Self::DeviceThrottled { .. } => "DeviceThrottled",
+            Self::EmailChangeRequested { .. } => "EmailChangeRequested",
+            Self::EmailChanged { .. } => "EmailChanged",
+            Self::EmailChangeReverted { .. } => "EmailChangeReverted",
+            Self::AccountErased { .. } => "AccountErased",
+            Self::SecretsResealed { .. } => "SecretsResealed",
         }
     }
 }
@@ -339,18 +409,27 @@ impl DomainEvent for UserAuthEvent {
     }
 
     fn event_version(&self) -> String {
-        "1".to_owned()
+        "2".to_owned()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use cqrs_es::DomainEvent;
     use serde_json::{json, to_value};
 
     use super::{ResetCancellation, SessionEndReason};
+    use crate::user_auth::testing::{registered, signed_in, t0};
 
     #[test]
-    fn the_reasons_added_for_recovery_are_stored_under_their_snake_case_names() {
+    fn every_event_is_stored_as_version_two() {
+        for event in registered().into_iter().chain(signed_in(t0())) {
+            assert_eq!(event.event_version(), "2", "{}", event.name());
+        }
+    }
+
+    #[test]
+    fn the_reasons_added_since_the_first_are_stored_under_their_snake_case_names() {
         let cases = [
             (to_value(ResetCancellation::PasswordReset), "password_reset"),
             (to_value(ResetCancellation::SignInFailed), "sign_in_failed"),
@@ -358,6 +437,11 @@ mod tests {
                 to_value(SessionEndReason::ResetCancelled),
                 "reset_cancelled",
             ),
+            (
+                to_value(SessionEndReason::EmailChangeReverted),
+                "email_change_reverted",
+            ),
+            (to_value(SessionEndReason::AccountErased), "account_erased"),
         ];
         for (stored, name) in cases {
             assert_eq!(stored.unwrap(), json!(name));

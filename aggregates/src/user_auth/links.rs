@@ -18,6 +18,11 @@ pub enum MailedLink {
     PasswordReset,
     /// "This wasn't me" for a pending MFA reset (`DenyMfaReset`).
     ResetDenial,
+    /// Confirms a new address, mailed to it (`ConfirmEmailChange`).
+    EmailChange,
+    /// "This wasn't me" for a change of address, mailed to the old one
+    /// (`RevertEmailChange`).
+    EmailChangeRevert,
 }
 
 impl UserAuth {
@@ -59,6 +64,14 @@ impl UserAuth {
                 .pending_mfa_reset
                 .as_ref()
                 .is_some_and(|pending| &pending.denial == reference),
+            MailedLink::EmailChange => self
+                .pending_email_change
+                .as_ref()
+                .is_some_and(|pending| &pending.link == reference && now < pending.expires_at),
+            MailedLink::EmailChangeRevert => self
+                .revertible_email_changes
+                .iter()
+                .any(|change| &change.revert == reference && now < change.until),
         }
     }
 }
@@ -189,7 +202,7 @@ mod tests {
         let mut without_authenticator = mailed;
         without_authenticator.push(E::MfaReset {
             actor: Actor::Admin,
-            reason: Some("lost phone, identity checked".into()),
+            reason: Some(sealed_text("lost phone, identity checked")),
             at: now,
         });
         assert!(!live(without_authenticator, PasswordReset, 11, now));
@@ -232,5 +245,76 @@ mod tests {
             at: now + Duration::hours(24),
         });
         assert!(!live(completed, ResetDenial, 30, now + Duration::hours(24)));
+    }
+
+    #[test]
+    fn an_email_change_link_is_live_for_a_day_until_used_or_replaced() {
+        use MailedLink::EmailChange;
+        let now = later(10);
+        let requested = |link, address: &str| E::EmailChangeRequested {
+            link: reference(link),
+            new_email: sealed_email(address),
+            expires_at: now + Duration::hours(24),
+            at: now,
+        };
+        let mut mailed = signed_in(now);
+        mailed.push(requested(21, "bob@example.com"));
+        assert!(live(mailed.clone(), EmailChange, 21, now));
+        assert!(!live(mailed.clone(), EmailChange, 22, now));
+        assert!(!live(
+            mailed.clone(),
+            EmailChange,
+            21,
+            now + Duration::hours(24)
+        ));
+        let mut replaced = mailed.clone();
+        replaced.push(requested(22, "carol@example.com"));
+        assert!(!live(replaced, EmailChange, 21, now));
+        let mut used = mailed;
+        used.push(E::EmailChanged {
+            link: reference(21),
+            from: sealed_email("alice@example.com"),
+            to: sealed_email("bob@example.com"),
+            revert: reference(31),
+            revert_until: now + Duration::hours(72),
+            at: now,
+        });
+        assert!(!live(used, EmailChange, 21, now));
+    }
+
+    #[test]
+    fn a_revert_link_is_live_for_three_days_until_used() {
+        use MailedLink::EmailChangeRevert;
+        let now = later(10);
+        let mut changed = signed_in(now);
+        changed.push(E::EmailChanged {
+            link: reference(21),
+            from: sealed_email("alice@example.com"),
+            to: sealed_email("bob@example.com"),
+            revert: reference(31),
+            revert_until: now + Duration::hours(72),
+            at: now,
+        });
+        assert!(live(changed.clone(), EmailChangeRevert, 31, now));
+        assert!(live(
+            changed.clone(),
+            EmailChangeRevert,
+            31,
+            now + Duration::hours(71)
+        ));
+        assert!(!live(
+            changed.clone(),
+            EmailChangeRevert,
+            31,
+            now + Duration::hours(72)
+        ));
+        assert!(!live(changed.clone(), EmailChangeRevert, 21, now));
+        let mut used = changed;
+        used.push(E::EmailChangeReverted {
+            revert: reference(31),
+            restored: sealed_email("alice@example.com"),
+            at: now,
+        });
+        assert!(!live(used, EmailChangeRevert, 31, now));
     }
 }

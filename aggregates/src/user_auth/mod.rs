@@ -22,7 +22,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 
 pub use admin_reason::{AdminReason, InvalidAdminReason};
-pub use commands::UserAuthCommand;
+pub use commands::{ErasureRequest, UserAuthCommand};
 pub use device::DeviceDigest;
 pub use email::{Email, InvalidEmail};
 pub use error::UserAuthError;
@@ -32,7 +32,10 @@ pub use events::{
 };
 pub use links::MailedLink;
 pub use password::{NewPassword, Password, PasswordError, MAX_PASSWORD_CHARS};
-pub use recovery_code::{CodeDigest, InvalidRecoveryCode, RecoveryCode, RECOVERY_CODE_BYTES};
+pub use recovery_code::{
+    recovery_code_matches, seal_recovery_code, InvalidRecoveryCode, RecoveryCode,
+    RECOVERY_CODE_BYTES,
+};
 pub use reference::Reference;
 pub use services::{
     Clock, PasswordCheck, PasswordHash, PasswordHasher, Policy, Randomness, SealPurpose, Sealed,
@@ -81,11 +84,32 @@ impl UserAuth {
         command: UserAuthCommand,
         services: &UserAuthServices,
     ) -> Result<Decided, UserAuthError> {
+        if !self.erased {
+            return self.decide_live(command, services).await;
+        }
+        // An erased account answers as one never registered, refusals and
+        // the work they cost alike, so nobody learns that it existed. Its
+        // id is never registered again: the caller mints a new one.
+        if let UserAuthCommand::RegisterUser { .. } = command {
+            return Err(UserAuthError::UnknownUser);
+        }
+        UserAuth::default().decide_live(command, services).await
+    }
+
+    async fn decide_live(
+        &self,
+        command: UserAuthCommand,
+        services: &UserAuthServices,
+    ) -> Result<Decided, UserAuthError> {
         use UserAuthCommand as C;
         let s = services;
         let now = s.clock.now();
         match command {
-            C::RegisterUser { email, password } => self.register(email, &password, s, now).await,
+            C::RegisterUser {
+                user_id,
+                email,
+                password,
+            } => self.register(user_id, &email, &password, s, now).await,
             C::SubmitPassword { password, device } => {
                 self.submit_password(password, device, s, now).await
             }
@@ -109,7 +133,7 @@ impl UserAuth {
             C::ResetMfa { session, password } => self.reset_mfa(session, password, s, now).await,
             C::Logout { session } => self.logout(session, s, now),
             C::AdminResetMfa { reason } => self.admin_reset_mfa(reason, s, now),
-            C::UnlockAccount { reason } => self.unlock_account(reason, now),
+            C::UnlockAccount { reason } => self.unlock_account(reason, s, now),
             C::VerifyEmail { link, password } => self.verify_email(link, &password, s, now).await,
             C::RequestPasswordReset => self.request_password_reset(s, now),
             C::ResetPassword { link, password } => {
@@ -131,6 +155,18 @@ impl UserAuth {
             C::CancelMfaReset { session } => self.cancel_mfa_reset(session, s, now),
             C::DenyMfaReset { link } => self.deny_mfa_reset(link, s, now),
             C::CompletePendingMfaReset => self.complete_pending_mfa_reset(s, now),
+            C::RequestEmailChange {
+                session,
+                password,
+                new_email,
+            } => {
+                self.request_email_change(session, password, &new_email, s, now)
+                    .await
+            }
+            C::ConfirmEmailChange { link } => self.confirm_email_change(link, s, now),
+            C::RevertEmailChange { revert } => self.revert_email_change(revert, s, now),
+            C::EraseAccount { by } => self.erase_account(by, s, now).await,
+            C::ResealSecrets => self.reseal_secrets(s, now),
         }
     }
 }

@@ -1,7 +1,9 @@
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use super::services::{SealPurpose, Sealed, SecretKeeper, ServiceError};
 
 /// Bytes of randomness in a recovery code: 120 bits, above the 112 that
 /// NIST SP 800-63B asks of a look-up secret.
@@ -62,20 +64,65 @@ impl fmt::Debug for RecoveryCode {
     }
 }
 
-/// A keyed hash of a recovery code (HMAC-SHA256 under the server key), hex.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct CodeDigest(pub String);
+/// What is stored of a recovery code: its SHA-256, sealed with the server
+/// key. The code carries 120 random bits, so a fast hash is enough against
+/// guessing; the seal means the event log alone cannot test a guess, and
+/// lets the stored form move to a new key like any other secret.
+pub fn seal_recovery_code(
+    keeper: &dyn SecretKeeper,
+    code: &RecoveryCode,
+) -> Result<Sealed, ServiceError> {
+    keeper.seal(SealPurpose::RecoveryCode, &code_digest(code))
+}
 
-impl CodeDigest {
-    pub fn matches(&self, other: &CodeDigest) -> bool {
-        bool::from(self.0.as_bytes().ct_eq(other.0.as_bytes()))
-    }
+/// Whether `code` is the one `sealed` was made from, compared in constant
+/// time.
+pub fn recovery_code_matches(
+    keeper: &dyn SecretKeeper,
+    code: &RecoveryCode,
+    sealed: &Sealed,
+) -> Result<bool, ServiceError> {
+    let stored = keeper.unseal(SealPurpose::RecoveryCode, sealed)?;
+    Ok(bool::from(stored.as_slice().ct_eq(&code_digest(code))))
+}
+
+fn code_digest(code: &RecoveryCode) -> [u8; 32] {
+    Sha256::digest(code.expose().as_bytes()).into()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::user_auth::testing::keeper;
+
+    #[test]
+    fn a_sealed_code_matches_that_code_and_no_other() {
+        let code = RecoveryCode::from_random([7; RECOVERY_CODE_BYTES]);
+        let other = RecoveryCode::from_random([8; RECOVERY_CODE_BYTES]);
+        let sealed = seal_recovery_code(&keeper(), &code).unwrap();
+        assert_eq!(recovery_code_matches(&keeper(), &code, &sealed), Ok(true));
+        assert_eq!(recovery_code_matches(&keeper(), &other, &sealed), Ok(false));
+    }
+
+    #[test]
+    fn the_keeper_is_handed_the_digest_of_the_code_never_the_code() {
+        let code = RecoveryCode::from_random([7; RECOVERY_CODE_BYTES]);
+        let sealed = seal_recovery_code(&keeper(), &code).unwrap();
+        let stored = keeper().unseal(SealPurpose::RecoveryCode, &sealed).unwrap();
+        // The SHA-256 of "A4DQOBYHA4DQOBYHA4DQOBYH", computed apart from this code.
+        assert_eq!(
+            data_encoding::HEXLOWER.encode(&stored),
+            "4499677b69439dc9f31a963781a17a0675b12c3011a07780b5167a15d599b5b3"
+        );
+    }
+
+    #[test]
+    fn a_code_sealed_for_another_purpose_is_not_a_recovery_code() {
+        let code = RecoveryCode::from_random([7; RECOVERY_CODE_BYTES]);
+        let digest = Sha256::digest(code.expose().as_bytes());
+        let as_text = keeper().seal(SealPurpose::FreeText, &digest).unwrap();
+        assert!(recovery_code_matches(&keeper(), &code, &as_text).is_err());
+    }
 
     #[test]
     fn a_code_round_trips_through_its_display_form() {

@@ -7,7 +7,6 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::password::Password;
-use super::recovery_code::{CodeDigest, RecoveryCode};
 use super::reference::Reference;
 
 pub trait Clock: Send + Sync {
@@ -51,11 +50,20 @@ pub trait PasswordHasher: Send + Sync {
 }
 
 /// What a sealed value is for; part of the authenticated data, so a value
-/// sealed for one purpose cannot be unsealed as another.
+/// sealed for one purpose cannot be unsealed as another. The purpose also
+/// decides the key: personal data is sealed with the user's own data key,
+/// so that deleting that key erases it from every event at once; secrets
+/// the server checks are sealed with a server key, which can be rotated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SealPurpose {
     PasswordHash,
     TotpSecret,
+    /// The SHA-256 of a recovery code.
+    RecoveryCode,
+    /// An account's address.
+    Email,
+    /// Words someone typed about the user, such as an administrator's reason.
+    FreeText,
 }
 
 impl SealPurpose {
@@ -63,11 +71,21 @@ impl SealPurpose {
         match self {
             Self::PasswordHash => "password-hash",
             Self::TotpSecret => "totp-secret",
+            Self::RecoveryCode => "recovery-code",
+            Self::Email => "email",
+            Self::FreeText => "free-text",
         }
+    }
+
+    /// Whether values of this purpose are the user's personal data, sealed
+    /// with their data key rather than a server key.
+    pub fn is_personal(self) -> bool {
+        matches!(self, Self::Email | Self::FreeText)
     }
 }
 
-/// A secret encrypted with an AEAD under the server key named by `key_id`.
+/// A value encrypted with an AEAD under the key named by `key_id`: the
+/// user's data key for a personal purpose, a server key otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sealed {
     pub key_id: String,
@@ -78,8 +96,8 @@ pub struct Sealed {
 pub trait SecretKeeper: Send + Sync {
     fn seal(&self, purpose: SealPurpose, plaintext: &[u8]) -> Result<Sealed, ServiceError>;
     fn unseal(&self, purpose: SealPurpose, sealed: &Sealed) -> Result<Vec<u8>, ServiceError>;
-    /// HMAC-SHA256 of the code under the server key.
-    fn digest_recovery_code(&self, code: &RecoveryCode) -> CodeDigest;
+    /// Whether `sealed` was made with the key new seals of `purpose` use now.
+    fn is_current(&self, purpose: SealPurpose, sealed: &Sealed) -> bool;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -122,6 +140,11 @@ pub struct Policy {
     /// How long an MFA reset asked from an `aal1` session waits; zero makes
     /// it immediate.
     pub aal1_mfa_reset_delay: Duration,
+    /// How long the link mailed to a new address can confirm the change.
+    pub email_change_ttl: Duration,
+    /// How long the "this wasn't me" link mailed to the old address can
+    /// undo a change.
+    pub email_change_revert_window: Duration,
 }
 
 impl Policy {
@@ -146,4 +169,24 @@ pub struct UserAuthServices {
     pub hasher: Arc<dyn PasswordHasher>,
     pub keeper: Arc<dyn SecretKeeper>,
     pub policy: Policy,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SealPurpose;
+
+    #[test]
+    fn only_the_address_and_free_text_are_personal() {
+        use SealPurpose::*;
+        for (purpose, label, personal) in [
+            (PasswordHash, "password-hash", false),
+            (TotpSecret, "totp-secret", false),
+            (RecoveryCode, "recovery-code", false),
+            (Email, "email", true),
+            (FreeText, "free-text", true),
+        ] {
+            assert_eq!(purpose.label(), label);
+            assert_eq!(purpose.is_personal(), personal, "{label}");
+        }
+    }
 }

@@ -5,7 +5,6 @@ use uuid::Uuid;
 
 use super::device::DeviceDigest;
 use super::events::{Assurance, ResetCancellation, SignInMethod, UserAuthEvent};
-use super::recovery_code::CodeDigest;
 use super::reference::Reference;
 use super::services::{Policy, Sealed};
 
@@ -17,7 +16,7 @@ pub struct UserAuth {
     pub(super) account: Option<Account>,
     pub(super) authenticator: Option<Authenticator>,
     pub(super) pending_enrollment: Option<PendingEnrollment>,
-    pub(super) recovery_code: Option<CodeDigest>,
+    pub(super) recovery_code: Option<Sealed>,
     pub(super) attempt: Option<LoginAttempt>,
     pub(super) email_link: Option<EmailLink>,
     pub(super) link_requests: Vec<DateTime<Utc>>,
@@ -40,6 +39,13 @@ pub struct UserAuth {
     /// failure count and wait.
     #[serde(default)]
     pub(super) known_devices: Vec<KnownDevice>,
+    /// The newest change of address asked for and not yet confirmed.
+    pub(super) pending_email_change: Option<PendingEmailChange>,
+    /// Changes of address whose "this wasn't me" link may still be used,
+    /// oldest first.
+    pub(super) revertible_email_changes: Vec<RevertibleEmailChange>,
+    /// Set for good by `AccountErased`.
+    pub(super) erased: bool,
 }
 
 /// How many known devices are kept; an older one falls out and counts as
@@ -56,7 +62,8 @@ pub(super) struct KnownDevice {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) struct Account {
     pub user_id: Uuid,
-    pub email: String,
+    /// Sealed with the user's data key (`SealPurpose::Email`).
+    pub email: Sealed,
     pub password_hash: Sealed,
     pub verified: bool,
 }
@@ -106,6 +113,23 @@ pub(super) struct PendingMfaReset {
     pub denial: Reference,
 }
 
+/// A new address waiting for its link to be opened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct PendingEmailChange {
+    pub link: Reference,
+    pub new_email: Sealed,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A confirmed change of address that the old address can still undo.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct RevertibleEmailChange {
+    pub revert: Reference,
+    /// The address given up, which the revert restores.
+    pub from: Sealed,
+    pub until: DateTime<Utc>,
+}
+
 /// A signed-in session, as the aggregate knows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
@@ -133,8 +157,12 @@ impl Session {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
     pub user_id: Uuid,
-    pub email: String,
+    /// Sealed with the user's data key (`SealPurpose::Email`); once the
+    /// account is erased that key is gone and this cannot be unsealed.
+    pub email: Sealed,
     pub enrolled_at: Option<DateTime<Utc>>,
+    /// Erased: nothing here but the id and the sealed address is kept.
+    pub erased: bool,
 }
 
 impl UserAuth {
@@ -148,9 +176,17 @@ impl UserAuth {
 
     /// Whether the account's owner has shown they receive its mail.
     pub fn is_verified(&self) -> bool {
-        self.account
-            .as_ref()
-            .is_some_and(|account| account.verified)
+        !self.erased
+            && self
+                .account
+                .as_ref()
+                .is_some_and(|account| account.verified)
+    }
+
+    /// Whether the account was erased: it answers every command as one
+    /// never registered.
+    pub fn is_erased(&self) -> bool {
+        self.erased
     }
 
     /// Whether "Email" may finish a sign-in: an authenticator is enrolled,
@@ -174,6 +210,7 @@ impl UserAuth {
             user_id: account.user_id,
             email: account.email.clone(),
             enrolled_at: self.authenticator.as_ref().map(|a| a.enrolled_at),
+            erased: self.erased,
         })
     }
 
@@ -300,6 +337,7 @@ impl UserAuth {
                 // A replaced registration's links die with its password.
                 self.verification_link = None;
                 self.password_reset_link = None;
+                self.pending_email_change = None;
             }
             E::PasswordVerified {
                 attempt,
@@ -508,13 +546,103 @@ impl UserAuth {
                     self.email_link = None;
                 }
             }
+            E::EmailChangeRequested {
+                link,
+                new_email,
+                expires_at,
+                ..
+            } => {
+                self.pending_email_change = Some(PendingEmailChange {
+                    link,
+                    new_email,
+                    expires_at,
+                });
+            }
+            E::EmailChanged {
+                to,
+                from,
+                revert,
+                revert_until,
+                at,
+                ..
+            } => {
+                self.replace_email(to);
+                // Revert links past their window can never be used again;
+                // dropping them keeps the state (and snapshots) small.
+                self.revertible_email_changes.retain(|c| c.until > at);
+                self.revertible_email_changes.push(RevertibleEmailChange {
+                    revert,
+                    from,
+                    until: revert_until,
+                });
+            }
+            E::EmailChangeReverted {
+                revert, restored, ..
+            } => {
+                self.replace_email(restored);
+                // Every later change started from an address the owner
+                // has just disowned; none of them may come back.
+                if let Some(index) = self
+                    .revertible_email_changes
+                    .iter()
+                    .position(|c| c.revert == revert)
+                {
+                    self.revertible_email_changes.truncate(index);
+                }
+            }
+            E::SecretsResealed {
+                password_hash,
+                totp_secret,
+                enrollment_secret,
+                recovery_code,
+                ..
+            } => {
+                if let (Some(account), Some(sealed)) = (&mut self.account, password_hash) {
+                    account.password_hash = sealed;
+                }
+                if let (Some(authenticator), Some(sealed)) = (&mut self.authenticator, totp_secret)
+                {
+                    authenticator.secret = sealed;
+                }
+                if let (Some(pending), Some(sealed)) =
+                    (&mut self.pending_enrollment, enrollment_secret)
+                {
+                    pending.secret = sealed;
+                }
+                if let (Some(held), Some(sealed)) = (&mut self.recovery_code, recovery_code) {
+                    *held = sealed;
+                }
+            }
+            E::AccountErased { .. } => {
+                // Only the account record stays, to say whose stream this
+                // is; its address is sealed with the key erasure deletes.
+                *self = Self {
+                    account: self.account.take(),
+                    erased: true,
+                    ..Self::default()
+                };
+            }
         }
+    }
+
+    /// The address is `email` from now on. Links to sign in or to set a
+    /// password went to the address given up, and a change asked for
+    /// before is void: whoever holds that address must not act for the
+    /// account any more.
+    fn replace_email(&mut self, email: Sealed) {
+        if let Some(account) = &mut self.account {
+            account.email = email;
+        }
+        self.pending_email_change = None;
+        self.email_link = None;
+        self.password_reset_link = None;
     }
 
     /// A reset link mailed before the password changed, by whatever route,
     /// must not set another one over the owner's choice.
     /// A new password voids everything the old one opened: the reset link,
-    /// the login attempt and the sign-in link mailed for it.
+    /// the login attempt and the sign-in link mailed for it, and a change
+    /// of address asked from a session it started.
     fn replace_password(&mut self, password_hash: Sealed) {
         if let Some(account) = &mut self.account {
             account.password_hash = password_hash;
@@ -523,6 +651,7 @@ impl UserAuth {
         self.attempt = None;
         self.pending_enrollment = None;
         self.email_link = None;
+        self.pending_email_change = None;
     }
 }
 
@@ -547,6 +676,8 @@ pub struct AuditState {
     pub email_verified: bool,
     /// When a waiting MFA reset takes effect.
     pub pending_mfa_reset: Option<DateTime<Utc>>,
+    /// Erased: registered once, answered since as never registered.
+    pub erased: bool,
 }
 
 impl UserAuth {
@@ -563,6 +694,7 @@ impl UserAuth {
             live_sessions: self.live_sessions(at, policy).cloned().collect(),
             email_verified: self.is_verified(),
             pending_mfa_reset: self.pending_mfa_reset(),
+            erased: self.erased,
         }
     }
 }
@@ -619,6 +751,39 @@ mod tests {
         let after = folded(events).audit_state(now, &policy());
         assert!(after.email_verified);
         assert_eq!(after.pending_mfa_reset, Some(now + Duration::hours(24)));
+    }
+
+    #[test]
+    fn a_snapshot_reads_back_as_the_state_it_was_taken_of() {
+        let now = later(10);
+        let mut changing = signed_in(now);
+        changing.extend([
+            E::EmailChanged {
+                link: reference(21),
+                from: sealed_email("alice@example.com"),
+                to: sealed_email("bob@example.com"),
+                revert: reference(31),
+                revert_until: now + Duration::hours(72),
+                at: now,
+            },
+            E::EmailChangeRequested {
+                link: reference(22),
+                new_email: sealed_email("carol@example.com"),
+                expires_at: now + Duration::hours(24),
+                at: now,
+            },
+        ]);
+        let mut erased = signed_in(now);
+        erased.push(E::AccountErased {
+            actor: Actor::Admin,
+            reason: Some(sealed_text("asked by letter")),
+            at: now,
+        });
+        for given in [changing, erased] {
+            let state = folded(given);
+            let snapshot = serde_json::to_value(&state).unwrap();
+            assert_eq!(serde_json::from_value::<UserAuth>(snapshot).unwrap(), state);
+        }
     }
 
     #[test]

@@ -6,18 +6,21 @@ use std::sync::{Arc, Mutex};
 
 use chrono::TimeZone;
 use cqrs_es::test::TestFramework;
+use uuid::Uuid;
 
 pub(crate) use chrono::{DateTime, Duration, Utc};
 
 use super::{
-    code_at_step, time_step, Clock, Randomness, SecretKeeper, ServiceError, RECOVERY_CODE_BYTES,
+    code_at_step, seal_recovery_code, time_step, Clock, Randomness, ServiceError,
+    RECOVERY_CODE_BYTES,
 };
 pub(crate) use super::{
-    Actor, AdminReason, Assurance, CodeDigest, Consequence, Decided, Email, FailedFactor,
+    Actor, AdminReason, Assurance, Consequence, Decided, Email, ErasureRequest, FailedFactor,
     NewPassword, Password, PasswordCheck, PasswordHash, PasswordHasher, Policy, RecoveryCode,
     Reference, Registration, Rejection, ResetCancellation, SealPurpose, Sealed, SecondFactor,
-    SessionEndReason, SignInMethod, StartedSession, TotpCode, TotpRejection, TotpSecret, UserAuth,
-    UserAuthCommand, UserAuthError, UserAuthEvent, UserAuthEvent as E, UserAuthServices, Verdict,
+    SecretKeeper, SessionEndReason, SignInMethod, StartedSession, TotpCode, TotpRejection,
+    TotpSecret, UserAuth, UserAuthCommand, UserAuthError, UserAuthEvent, UserAuthEvent as E,
+    UserAuthServices, Verdict,
 };
 
 pub(crate) type Framework = TestFramework<UserAuth>;
@@ -80,30 +83,57 @@ impl PasswordHasher for FakeHasher {
     }
 }
 
-/// Seals as hex with the purpose as key id: enough to see that purposes
-/// cannot be swapped.
-struct FakeKeeper;
+/// The key every fixture is sealed with.
+pub(crate) const KEY: &str = "k1";
+
+/// "Seals" as the purpose's label and the hex of the plaintext under the
+/// key named `current`: reversible, yet a value sealed for one purpose does
+/// not unseal as another. Every key it ever had still unseals, as after a
+/// rotation.
+pub(crate) struct FakeKeeper {
+    current: &'static str,
+}
+
+impl FakeKeeper {
+    /// A keeper whose new seals use `key_id`.
+    pub(crate) fn current(key_id: &'static str) -> Self {
+        Self { current: key_id }
+    }
+}
 
 impl SecretKeeper for FakeKeeper {
     fn seal(&self, purpose: SealPurpose, plaintext: &[u8]) -> Result<Sealed, ServiceError> {
-        Ok(Sealed {
-            key_id: purpose.label().into(),
-            nonce: "n".into(),
-            ciphertext: data_encoding::HEXLOWER.encode(plaintext),
-        })
+        Ok(sealed_with(self.current, purpose, plaintext))
     }
 
     fn unseal(&self, purpose: SealPurpose, sealed: &Sealed) -> Result<Vec<u8>, ServiceError> {
-        if sealed.key_id != purpose.label() {
-            return Err(ServiceError::Failed("wrong purpose".into()));
-        }
-        Ok(data_encoding::HEXLOWER
-            .decode(sealed.ciphertext.as_bytes())
-            .unwrap())
+        let hex = sealed
+            .ciphertext
+            .strip_prefix(purpose.label())
+            .and_then(|rest| rest.strip_prefix(':'))
+            .ok_or_else(|| ServiceError::Failed("wrong purpose".into()))?;
+        Ok(data_encoding::HEXLOWER.decode(hex.as_bytes()).unwrap())
     }
 
-    fn digest_recovery_code(&self, code: &RecoveryCode) -> CodeDigest {
-        CodeDigest(format!("digest:{}", code.expose()))
+    fn is_current(&self, _purpose: SealPurpose, sealed: &Sealed) -> bool {
+        sealed.key_id == self.current
+    }
+}
+
+pub(crate) fn keeper() -> FakeKeeper {
+    FakeKeeper::current(KEY)
+}
+
+/// What the test keeper seals `plaintext` to under `key_id`.
+pub(crate) fn sealed_with(key_id: &str, purpose: SealPurpose, plaintext: &[u8]) -> Sealed {
+    Sealed {
+        key_id: key_id.into(),
+        nonce: "n".into(),
+        ciphertext: format!(
+            "{}:{}",
+            purpose.label(),
+            data_encoding::HEXLOWER.encode(plaintext)
+        ),
     }
 }
 
@@ -151,6 +181,8 @@ pub(crate) fn policy() -> Policy {
         password_resets_per_window: 3,
         password_reset_window: Duration::hours(1),
         aal1_mfa_reset_delay: Duration::hours(24),
+        email_change_ttl: Duration::hours(24),
+        email_change_revert_window: Duration::hours(72),
     }
 }
 
@@ -180,8 +212,16 @@ fn services_counting_work(
             version: hasher_version,
             work,
         }),
-        keeper: Arc::new(FakeKeeper),
+        keeper: Arc::new(keeper()),
         policy: policy(),
+    }
+}
+
+/// Services at `now` whose keeper seals with `key_id`, as after a rotation.
+pub(crate) fn services_with_key(now: DateTime<Utc>, key_id: &'static str) -> UserAuthServices {
+    UserAuthServices {
+        keeper: Arc::new(FakeKeeper::current(key_id)),
+        ..services_at(now)
     }
 }
 
@@ -193,20 +233,41 @@ pub(crate) fn email() -> Email {
     Email::parse("alice@example.com").unwrap()
 }
 
+/// The id the registration fixtures chose.
+pub(crate) fn user_id() -> Uuid {
+    Uuid::from_u128(0xa11ce)
+}
+
+/// What an address is recorded as with the test services.
+pub(crate) fn sealed_email(address: &str) -> Sealed {
+    sealed(SealPurpose::Email, address.as_bytes())
+}
+
+/// What a reason is recorded as with the test services.
+pub(crate) fn sealed_text(text: &str) -> Sealed {
+    sealed(SealPurpose::FreeText, text.as_bytes())
+}
+
 pub(crate) fn secret() -> TotpSecret {
     TotpSecret::from_bytes(*b"12345678901234567890")
 }
 
 pub(crate) fn sealed(purpose: SealPurpose, plaintext: &[u8]) -> Sealed {
-    FakeKeeper.seal(purpose, plaintext).unwrap()
+    sealed_with(KEY, purpose, plaintext)
 }
 
 pub(crate) fn recovery(n: u8) -> RecoveryCode {
     RecoveryCode::from_random([n; RECOVERY_CODE_BYTES])
 }
 
-pub(crate) fn digest(code: &RecoveryCode) -> CodeDigest {
-    FakeKeeper.digest_recovery_code(code)
+/// What a recovery code is stored as with the test services.
+pub(crate) fn digest(code: &RecoveryCode) -> Sealed {
+    digest_with(KEY, code)
+}
+
+/// What a recovery code is stored as under `key_id`.
+pub(crate) fn digest_with(key_id: &'static str, code: &RecoveryCode) -> Sealed {
+    seal_recovery_code(&FakeKeeper::current(key_id), code).unwrap()
 }
 
 pub(crate) fn code_at(time: DateTime<Utc>) -> TotpCode {
@@ -243,8 +304,8 @@ pub(crate) fn wrong_password() -> Password {
 
 pub(crate) fn registered() -> Vec<UserAuthEvent> {
     vec![E::UserRegistered {
-        user_id: email().user_id(),
-        email: email().into(),
+        user_id: user_id(),
+        email: sealed_email("alice@example.com"),
         password_hash: sealed(
             SealPurpose::PasswordHash,
             format!("v1:{PASSWORD}").as_bytes(),
@@ -370,12 +431,20 @@ pub(crate) fn decided(
     given: Vec<UserAuthEvent>,
     command: UserAuthCommand,
 ) -> Decided {
+    decided_by(&services_at(now), given, command)
+}
+
+/// What `decide` answers to `command` with `services`.
+pub(crate) fn decided_by(
+    services: &UserAuthServices,
+    given: Vec<UserAuthEvent>,
+    command: UserAuthCommand,
+) -> Decided {
     let state = folded(given);
-    let services = services_at(now);
     tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap()
-        .block_on(state.decide(command, &services))
+        .block_on(state.decide(command, services))
         .unwrap()
 }
 

@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::events::{Assurance, SecondFactor, SignInMethod, UserAuthEvent};
 use super::reference::Reference;
+use super::services::Sealed;
 
 /// What a command did, decided by the rule that handled it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +67,35 @@ pub enum Verdict {
     /// or by the denial link, ending every session.
     MfaResetCancelled {
         sessions_ended: usize,
+    },
+    /// A link to confirm the new address is to be mailed to it.
+    EmailChangeRequested {
+        link: Reference,
+        expires_at: DateTime<Utc>,
+    },
+    /// The address is now `to`; the "this wasn't me" link `revert` is to be
+    /// mailed to `from`, the address given up.
+    EmailChanged {
+        from: Sealed,
+        to: Sealed,
+        revert: Reference,
+        revert_until: DateTime<Utc>,
+    },
+    /// The address is `restored` again, `replaced` is given up, and every
+    /// session ended.
+    EmailChangeReverted {
+        restored: Sealed,
+        replaced: Sealed,
+        sessions_ended: usize,
+    },
+    /// The account is erased and every session ended; the user's data key
+    /// is the caller's to delete.
+    Erased {
+        sessions_ended: usize,
+    },
+    /// How many secrets were sealed again; zero records nothing.
+    SecretsResealed {
+        resealed: usize,
     },
 }
 

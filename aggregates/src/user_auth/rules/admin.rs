@@ -1,12 +1,13 @@
 //! What an administrator may do to an account, always with a stated reason:
 //! reset its MFA (for a user who lost their device) and lift a throttle or
-//! lock.
+//! lock. A reason may say anything about the user, so it is sealed with
+//! their data key and goes when their data does.
 use chrono::{DateTime, Utc};
 
 use super::Decision;
 use crate::user_auth::{
-    Actor, AdminReason, Decided, UserAuth, UserAuthError as Error, UserAuthEvent as E,
-    UserAuthServices, Verdict,
+    Actor, AdminReason, Decided, SealPurpose, Sealed, ServiceError, UserAuth,
+    UserAuthError as Error, UserAuthEvent as E, UserAuthServices, Verdict,
 };
 
 impl UserAuth {
@@ -19,12 +20,14 @@ impl UserAuth {
         if !self.is_registered() {
             return Err(Error::UnknownUser);
         }
-        Ok(self.mfa_reset(Actor::Admin, Some(reason.into()), s, now))
+        let reason = seal_reason(&reason, s)?;
+        Ok(self.mfa_reset(Actor::Admin, Some(reason), s, now))
     }
 
     pub(in crate::user_auth) fn unlock_account(
         &self,
         reason: AdminReason,
+        s: &UserAuthServices,
         now: DateTime<Utc>,
     ) -> Decision {
         if !self.is_registered() {
@@ -35,12 +38,20 @@ impl UserAuth {
         }
         Ok(Decided {
             events: vec![E::AccountUnlocked {
-                reason: reason.into(),
+                reason: seal_reason(&reason, s)?,
                 at: now,
             }],
             verdict: Verdict::Unlocked,
         })
     }
+}
+
+pub(super) fn seal_reason(
+    reason: &AdminReason,
+    s: &UserAuthServices,
+) -> Result<Sealed, ServiceError> {
+    s.keeper
+        .seal(SealPurpose::FreeText, reason.as_str().as_bytes())
 }
 
 #[cfg(test)]
@@ -60,7 +71,7 @@ mod tests {
                 reason: AdminReason::parse("owner verified by phone").unwrap(),
             })
             .then_expect_events(vec![E::AccountUnlocked {
-                reason: "owner verified by phone".into(),
+                reason: sealed_text("owner verified by phone"),
                 at: later(2),
             }]);
     }
@@ -84,7 +95,7 @@ mod tests {
                 at: later(1),
             },
             E::AccountUnlocked {
-                reason: "verified".into(),
+                reason: sealed_text("verified"),
                 at: later(2),
             },
         ]);
@@ -111,7 +122,7 @@ mod tests {
             .then_expect_events(vec![
                 E::MfaReset {
                     actor: Actor::Admin,
-                    reason: Some("lost phone, identity checked".into()),
+                    reason: Some(sealed_text("lost phone, identity checked")),
                     at: when,
                 },
                 E::SessionEnded {

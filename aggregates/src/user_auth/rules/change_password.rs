@@ -11,7 +11,7 @@ use super::reauthentication::Reauthentication;
 use super::Decision;
 use crate::user_auth::{
     Assurance, Decided, NewPassword, Password, Policy, Reference, SealPurpose, SessionEndReason,
-    UserAuth, UserAuthError as Error, UserAuthEvent as E, UserAuthServices, Verdict,
+    UserAuth, UserAuthEvent as E, UserAuthServices, Verdict,
 };
 
 impl UserAuth {
@@ -39,15 +39,9 @@ impl UserAuth {
         s: &UserAuthServices,
         now: DateTime<Utc>,
     ) -> Decision {
-        let live = self
-            .live_session(&session, now, &s.policy)
-            .ok_or(Error::SessionInvalid)?;
-        if live.aal != Assurance::Aal2 {
-            return Err(Error::SecondFactorRequired);
-        }
-        let fresh = !self.current_password_required(&session, now, &s.policy);
-        if let Reauthentication::Failed(rejected) =
-            self.reauthenticate(fresh, current.as_ref(), s, now).await?
+        if let Reauthentication::Failed(rejected) = self
+            .reauthenticate_aal2(&session, current.as_ref(), s, now)
+            .await?
         {
             return Ok(rejected);
         }

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use super::totp::unix_secs;
 use super::Decision;
 use crate::user_auth::{
-    check_code, Decided, FailedFactor, RecoveryCode, Reference, SealPurpose, SignInMethod,
-    TotpCheck, TotpCode, TotpRejection, TotpSecret, UserAuth, UserAuthError as Error,
+    check_code, seal_recovery_code, Decided, FailedFactor, RecoveryCode, Reference, SealPurpose,
+    SignInMethod, TotpCheck, TotpCode, TotpRejection, TotpSecret, UserAuth, UserAuthError as Error,
     UserAuthEvent as E, UserAuthServices, Verdict,
 };
 
@@ -66,7 +66,7 @@ impl UserAuth {
                         at: now,
                     },
                     E::RecoveryCodeIssued {
-                        digest: s.keeper.digest_recovery_code(recovery_code),
+                        digest: seal_recovery_code(&*s.keeper, recovery_code)?,
                         at: now,
                     },
                 ],

@@ -59,7 +59,7 @@ mod tests {
             at: now,
         }));
         given.push(E::AccountUnlocked {
-            reason: "clears the throttle so only the attempt rule is tested".into(),
+            reason: sealed_text("clears the throttle so only the attempt rule is tested"),
             at: now,
         });
         at(now)

@@ -11,18 +11,26 @@
 //! - `sessions`: how a session starts, stays alive and ends.
 //! - `reauthentication`: the password again before a sensitive change.
 //! - `change_password`: a new password from a session.
+//! - `change_email`: a new address from a session, confirmed by a link to
+//!   it and undone by a link to the old one.
 //! - `reset`: the user's own MFA reset.
 //! - `admin`: an administrator's reset and unlock.
+//! - `erasure`: the account forgotten, at its user's or an administrator's
+//!   word.
+//! - `reseal`: secrets moved to the current server key.
 mod admin;
+mod change_email;
 mod change_password;
 mod email_link;
 mod enrollment;
+mod erasure;
 mod login_attempt;
 mod password;
 mod password_reset;
 mod reauthentication;
 mod recovery_code;
 mod register;
+mod reseal;
 mod reset;
 mod sessions;
 mod throttling;

@@ -148,7 +148,7 @@ mod tests {
             reset_requested(11, now),
             E::MfaReset {
                 actor: Actor::Admin,
-                reason: Some("lost phone, identity checked".into()),
+                reason: Some(sealed_text("lost phone, identity checked")),
                 at: now,
             },
         ]);

@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 
 use crate::user_auth::{
-    Decided, FailedFactor, Password, PasswordCheck, UserAuth, UserAuthError as Error,
-    UserAuthEvent as E, UserAuthServices,
+    Assurance, Decided, FailedFactor, Password, PasswordCheck, Reference, UserAuth,
+    UserAuthError as Error, UserAuthEvent as E, UserAuthServices,
 };
 
 /// What giving the password again came to.
@@ -16,6 +16,26 @@ pub(super) enum Reauthentication {
 }
 
 impl UserAuth {
+    /// For a change only the owner with their device may make: from a live
+    /// `aal2` session (one won by email link proves only the password and
+    /// the mailbox), with the password again unless that session is recent.
+    pub(super) async fn reauthenticate_aal2(
+        &self,
+        session: &Reference,
+        password: Option<&Password>,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Result<Reauthentication, Error> {
+        let live = self
+            .live_session(session, now, &s.policy)
+            .ok_or(Error::SessionInvalid)?;
+        if live.aal != Assurance::Aal2 {
+            return Err(Error::SecondFactorRequired);
+        }
+        let fresh = !self.reauthentication_required(session, now, &s.policy);
+        self.reauthenticate(fresh, password, s, now).await
+    }
+
     /// `fresh` when the session itself is proof enough; otherwise the
     /// password is required.
     pub(super) async fn reauthenticate(

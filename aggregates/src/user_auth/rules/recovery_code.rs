@@ -6,8 +6,9 @@ use chrono::{DateTime, Utc};
 use super::reauthentication::Reauthentication;
 use super::Decision;
 use crate::user_auth::{
-    Assurance, Decided, FailedFactor, Password, RecoveryCode, Reference, SignInMethod, UserAuth,
-    UserAuthError as Error, UserAuthEvent as E, UserAuthServices, Verdict,
+    recovery_code_matches, seal_recovery_code, Assurance, Decided, FailedFactor, Password,
+    RecoveryCode, Reference, SignInMethod, UserAuth, UserAuthError as Error, UserAuthEvent as E,
+    UserAuthServices, Verdict,
 };
 
 impl UserAuth {
@@ -23,11 +24,10 @@ impl UserAuth {
         if !self.is_enrolled() {
             return Err(Error::EnrollmentRequired);
         }
-        let offered = s.keeper.digest_recovery_code(code);
-        let matches = self
-            .recovery_code
-            .as_ref()
-            .is_some_and(|stored| stored.matches(&offered));
+        let matches = match &self.recovery_code {
+            Some(stored) => recovery_code_matches(&*s.keeper, code, stored)?,
+            None => false,
+        };
         if !matches {
             return Ok(self.failure(
                 E::RecoveryCodeRejected { attempt, at: now },
@@ -40,7 +40,7 @@ impl UserAuth {
             vec![
                 E::RecoveryCodeUsed { attempt, at: now },
                 E::RecoveryCodeIssued {
-                    digest: s.keeper.digest_recovery_code(replacement),
+                    digest: seal_recovery_code(&*s.keeper, replacement)?,
                     at: now,
                 },
             ],
@@ -78,7 +78,7 @@ impl UserAuth {
         }
         Ok(Decided {
             events: vec![E::RecoveryCodeIssued {
-                digest: s.keeper.digest_recovery_code(code),
+                digest: seal_recovery_code(&*s.keeper, code)?,
                 at: now,
             }],
             verdict: Verdict::RecoveryCodeReplaced,

@@ -1,9 +1,12 @@
-//! Registration: one account per email. The user id derives from the email
-//! (see `Email::user_id`), so the event store's key enforces uniqueness.
+//! Registration: one account per email. The caller picks the user id, a
+//! random one for an address it has no account for, so ids say nothing of
+//! the address and keeping addresses unique is the caller's index's job.
+//! The address is recorded only sealed with the user's data key.
 //! An account is unverified until its verification link is opened; until
 //! then a new registration of the address replaces it. A verified address
 //! is never answered differently: its owner is told by mail instead.
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use super::Decision;
 use crate::user_auth::{
@@ -14,14 +17,14 @@ use crate::user_auth::{
 impl UserAuth {
     pub(in crate::user_auth) async fn register(
         &self,
-        email: Email,
+        user_id: Uuid,
+        email: &Email,
         password: &NewPassword,
         s: &UserAuthServices,
         now: DateTime<Utc>,
     ) -> Decision {
         // Every case hashes, so timing does not tell a taken address apart.
         let hash = s.hasher.hash(password.as_password()).await?;
-        let user_id = email.user_id();
         let answer = |events, outcome| Decided {
             events,
             verdict: Verdict::Registered { user_id, outcome },
@@ -45,7 +48,9 @@ impl UserAuth {
         let events = vec![
             E::UserRegistered {
                 user_id,
-                email: email.into(),
+                email: s
+                    .keeper
+                    .seal(SealPurpose::Email, email.as_str().as_bytes())?,
                 password_hash: s
                     .keeper
                     .seal(SealPurpose::PasswordHash, hash.0.as_bytes())?,
@@ -79,6 +84,7 @@ mod tests {
 
     fn register(password: &str) -> UserAuthCommand {
         UserAuthCommand::RegisterUser {
+            user_id: user_id(),
             email: email(),
             password: NewPassword::parse(password, &[]).unwrap(),
         }
@@ -115,8 +121,8 @@ mod tests {
             .when(register(NEW_PASSWORD))
             .then_expect_events(vec![
                 E::UserRegistered {
-                    user_id: email().user_id(),
-                    email: email().into(),
+                    user_id: user_id(),
+                    email: sealed_email("alice@example.com"),
                     password_hash: sealed_hash(NEW_PASSWORD),
                     at: now,
                 },
@@ -171,32 +177,32 @@ mod tests {
     }
 
     #[test]
-    fn the_user_id_is_derived_from_the_email_however_it_is_written() {
-        // Fixed: changing the namespace or the derivation would orphan every
-        // stored stream.
-        let alice = Uuid::parse_str("ba3dcbb2-86cd-5971-97ad-b0032be24d84").unwrap();
-        for written in ["alice@example.com", "  Alice@Example.COM "] {
-            let events = decided(
-                t0(),
-                vec![],
-                UserAuthCommand::RegisterUser {
-                    email: Email::parse(written).unwrap(),
-                    password: NewPassword::parse(PASSWORD, &[]).unwrap(),
-                },
-            )
-            .events;
-            let E::UserRegistered { user_id, .. } = &events[0] else {
-                panic!("expected a registration");
-            };
-            assert_eq!(*user_id, alice, "{written:?}");
-        }
-        let bob = Email::parse("bob@example.com").unwrap().user_id();
-        assert_ne!(bob, alice);
+    fn the_user_id_is_the_one_the_caller_chose_and_the_address_is_only_sealed() {
+        let chosen = Uuid::from_u128(0x0b0b);
+        let events = decided(
+            t0(),
+            vec![],
+            UserAuthCommand::RegisterUser {
+                user_id: chosen,
+                email: Email::parse("  Alice@Example.COM ").unwrap(),
+                password: NewPassword::parse(PASSWORD, &[]).unwrap(),
+            },
+        )
+        .events;
+        let E::UserRegistered { user_id, email, .. } = &events[0] else {
+            panic!("expected a registration");
+        };
+        assert_eq!(*user_id, chosen);
+        assert_eq!(
+            keeper().unseal(SealPurpose::Email, email).unwrap(),
+            b"alice@example.com"
+        );
+        let stored = serde_json::to_string(&events).unwrap();
+        assert!(!stored.contains("alice"), "{stored}");
     }
 
     #[test]
     fn registering_names_the_user_and_what_became_of_the_registration() {
-        let alice = Uuid::parse_str("ba3dcbb2-86cd-5971-97ad-b0032be24d84").unwrap();
         let now = later(10);
         let mut over_the_limit = registered();
         over_the_limit.extend((0..3).map(|_| E::RegistrationAttempted { at: now }));
@@ -209,7 +215,7 @@ mod tests {
             assert_eq!(
                 decided(now, given, register(PASSWORD)).verdict,
                 Verdict::Registered {
-                    user_id: alice,
+                    user_id: user_id(),
                     outcome,
                 },
                 "{outcome:?}"

@@ -14,7 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 use super::reauthentication::Reauthentication;
 use super::Decision;
 use crate::user_auth::{
-    Actor, Assurance, Decided, MailedLink, Password, Reference, ResetCancellation,
+    Actor, Assurance, Decided, MailedLink, Password, Reference, ResetCancellation, Sealed,
     SessionEndReason, UserAuth, UserAuthError as Error, UserAuthEvent as E, UserAuthServices,
     Verdict,
 };
@@ -136,7 +136,7 @@ impl UserAuth {
     pub(super) fn mfa_reset(
         &self,
         actor: Actor,
-        reason: Option<String>,
+        reason: Option<Sealed>,
         s: &UserAuthServices,
         now: DateTime<Utc>,
     ) -> Decided {

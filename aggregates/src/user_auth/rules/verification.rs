@@ -80,6 +80,7 @@ mod tests {
             at(now),
             unverified(),
             UserAuthCommand::RegisterUser {
+                user_id: user_id(),
                 email: email(),
                 password: new_password(),
             },
@@ -109,8 +110,8 @@ mod tests {
         // own; the owner opens the link mailed to them and gives theirs.
         let squatted = vec![
             E::UserRegistered {
-                user_id: email().user_id(),
-                email: email().into(),
+                user_id: user_id(),
+                email: sealed_email("alice@example.com"),
                 password_hash: sealed_hash("the squatter's own passphrase"),
                 at: t0(),
             },
