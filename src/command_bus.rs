@@ -36,8 +36,8 @@ pub struct CommandMetadata {
 }
 
 /// The metadata key under which a client's IP and browser are kept,
-/// sealed with the user's data key.
-pub const PERSONAL_METADATA: &str = "personal";
+/// sealed with the user's data key; the mail relay copies it from there.
+pub use authledger_projections::PERSONAL_METADATA;
 
 /// A client's IP and browser as sealed into an event's metadata.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -1,6 +1,6 @@
 //! What `/metrics` reports: each projection's lag, the mail this
-//! process's workers sent, retried and dead-lettered, and the requests it
-//! refused to protect itself.
+//! process's workers sent, retried, dead-lettered and dropped, and the
+//! requests it refused to protect itself.
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,6 +20,27 @@ struct MailCounters {
     sent: AtomicU64,
     retried: AtomicU64,
     dead_lettered: AtomicU64,
+    dropped: [AtomicU64; DropReason::ALL.len()],
+}
+
+/// Why a mail was acked without being sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Its account was erased while it waited: its address no longer opens.
+    Erased,
+    /// Its link expired while it waited.
+    Expired,
+}
+
+impl DropReason {
+    pub const ALL: [Self; 2] = [Self::Erased, Self::Expired];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Erased => "erased",
+            Self::Expired => "expired",
+        }
+    }
 }
 
 impl MailMetrics {
@@ -38,6 +59,11 @@ impl MailMetrics {
         self.0.dead_lettered.load(Ordering::Relaxed)
     }
 
+    /// Mails acked without being sent, for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.0.dropped[reason as usize].load(Ordering::Relaxed)
+    }
+
     pub(crate) fn count_sent(&self) {
         self.0.sent.fetch_add(1, Ordering::Relaxed);
     }
@@ -48,6 +74,10 @@ impl MailMetrics {
 
     pub(crate) fn count_dead_lettered(&self) {
         self.0.dead_lettered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_dropped(&self, reason: DropReason) {
+        self.0.dropped[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -131,6 +161,20 @@ pub fn render(
         let _ = writeln!(out, "# TYPE {name} counter");
         let _ = writeln!(out, "{name} {value}");
     }
+    let name = "authledger_mail_dropped_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Mails acked without being sent, by reason: the account was erased, or the link expired, while they waited."
+    );
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for reason in DropReason::ALL {
+        let _ = writeln!(
+            out,
+            "{name}{{reason=\"{}\"}} {}",
+            reason.label(),
+            mail.dropped(reason)
+        );
+    }
     for (name, help, count) in [
         (
             "authledger_rate_limited_total",
@@ -191,9 +235,17 @@ mod tests {
         worker.count_sent();
         worker.count_retried();
         worker.count_dead_lettered();
+        worker.count_dropped(DropReason::Erased);
         assert_eq!(
             (metrics.sent(), metrics.retried(), metrics.dead_lettered()),
             (2, 1, 1)
+        );
+        assert_eq!(
+            (
+                metrics.dropped(DropReason::Erased),
+                metrics.dropped(DropReason::Expired)
+            ),
+            (1, 0)
         );
         assert_eq!(MailMetrics::default().sent(), 0, "a new handle starts at 0");
     }
@@ -216,6 +268,8 @@ mod tests {
         let mail = MailMetrics::default();
         mail.count_sent();
         mail.count_dead_lettered();
+        mail.count_dropped(DropReason::Erased);
+        mail.count_dropped(DropReason::Erased);
         let load = LoadMetrics::default();
         load.count_rate_limited(RouteClass::SecondFactor);
         load.count_shed(RouteClass::Password);
@@ -244,6 +298,10 @@ mod tests {
              # HELP authledger_mail_dead_lettered_total Mails moved to the dead-letter queue after their last attempt.\n\
              # TYPE authledger_mail_dead_lettered_total counter\n\
              authledger_mail_dead_lettered_total 1\n\
+             # HELP authledger_mail_dropped_total Mails acked without being sent, by reason: the account was erased, or the link expired, while they waited.\n\
+             # TYPE authledger_mail_dropped_total counter\n\
+             authledger_mail_dropped_total{reason=\"erased\"} 2\n\
+             authledger_mail_dropped_total{reason=\"expired\"} 0\n\
              # HELP authledger_rate_limited_total Requests refused for a client over its rate limit, by route class.\n\
              # TYPE authledger_rate_limited_total counter\n\
              authledger_rate_limited_total{class=\"password\"} 0\n\

@@ -20,7 +20,6 @@ use crate::http::{router, serve, ApiContext, ConnectionLimits, RateLimits};
 use crate::keys::Keyring;
 use crate::metrics::MailMetrics;
 use crate::services::{Argon2Hasher, HashingQueue, OsRandomness};
-use crate::tokens::TokenCodec;
 use crate::worker::{Worker, WorkerSettings};
 
 /// The process's parts, wired once from the configuration: the use cases,
@@ -315,7 +314,7 @@ impl Pipeline {
             crate::db::pool_options(budget.projectors, idle).connect_lazy_with(options);
         let worker = Worker::new(
             worker_pool,
-            TokenCodec::new(keyring),
+            keyring,
             WorkerSettings {
                 amqp_url: mail.amqp_url.clone(),
                 topology,

@@ -10,4 +10,6 @@ pub mod mail;
 pub mod runtime;
 pub mod users;
 
-pub use runtime::{status, Projection, ProjectionStatus, Projector, StoredEvent};
+pub use runtime::{
+    status, Projection, ProjectionStatus, Projector, StoredEvent, PERSONAL_METADATA,
+};

@@ -3,7 +3,7 @@
 //! reconnects after the broker goes away.
 use std::time::Duration;
 
-use authledger_aggregates::ResetCancellation;
+use authledger_aggregates::{ResetCancellation, Sealed};
 use chrono::{DateTime, Utc};
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
@@ -19,8 +19,8 @@ use uuid::Uuid;
 
 /// What a mail is about. Each says what happened and what to do if it was
 /// not the account's owner. `SignInLink`, `VerifyEmail`,
-/// `PasswordResetLink` and `MfaResetRequested` carry a link; the others are
-/// notices.
+/// `PasswordResetLink`, `MfaResetRequested`, `EmailChangeConfirm` and
+/// `EmailChangedNotice` carry a link; the others are notices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MailKind {
@@ -47,20 +47,36 @@ pub enum MailKind {
     MfaResetCancelled {
         reason: ResetCancellation,
     },
+    /// To the address an account asked to change to: a change is confirmed
+    /// from the new inbox, so that an address nobody reads is never taken.
+    EmailChangeConfirm,
+    /// To the address given up; its link ("this wasn't me") restores it and
+    /// ends every session, until the hold on the old address runs out.
+    EmailChangedNotice,
+    /// To the restored address: every session ended; what to do if someone
+    /// else had access.
+    EmailChangeRevertedNotice,
 }
 
-/// A mail to send. It holds no secret: a link is carried as its reference,
-/// and only the worker, holding the server key, makes the token.
+/// A mail to send. It holds no secret and nothing plain about the user: a
+/// link is carried as its reference, and only the worker, holding the
+/// server key, makes the token; the address and where the request came from
+/// stay sealed with the user's data key, so an account erased while its
+/// mail waits in a queue leaves nothing there that can be read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MailMessage {
     /// The event's stream and sequence: `<user id>/<sequence>`.
     pub message_id: String,
     pub kind: MailKind,
     pub user_id: Uuid,
-    pub to: String,
+    /// The address, as the events sealed it (`SealPurpose::Email`).
+    pub to: Sealed,
     pub at: DateTime<Utc>,
-    pub client_ip: String,
-    pub user_agent: String,
+    /// The event metadata's sealed IP and browser, verbatim (see
+    /// [`crate::PERSONAL_METADATA`]); `None` for what the server did by
+    /// itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<LinkReference>,
 }
@@ -220,6 +236,8 @@ pub enum PublishError {
     Nacked,
     #[error("the message could not be routed to a queue")]
     Unroutable,
+    #[error("a mail does not encode as JSON")]
+    Encode(#[source] serde_json::Error),
 }
 
 /// Publishes persistent, mandatory messages and waits for the broker's
@@ -321,16 +339,16 @@ impl Publisher {
 
     /// Publishes mails for the worker, with confirms.
     pub async fn publish_mails(&self, mails: &[MailMessage]) -> Result<(), PublishError> {
-        let messages: Vec<(Vec<u8>, BasicProperties)> = mails
+        let messages = mails
             .iter()
             .map(|mail| {
-                let payload = serde_json::to_vec(mail).unwrap_or_default();
+                let payload = serde_json::to_vec(mail).map_err(PublishError::Encode)?;
                 let properties = BasicProperties::default()
                     .with_message_id(ShortString::from(mail.message_id.as_str()))
                     .with_content_type("application/json".into());
-                (payload, properties)
+                Ok((payload, properties))
             })
-            .collect();
+            .collect::<Result<Vec<(Vec<u8>, BasicProperties)>, PublishError>>()?;
         self.publish_all(&self.topology.exchange.clone(), &messages)
             .await
     }

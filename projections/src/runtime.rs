@@ -17,6 +17,11 @@ use crate::locks::{advisory_key, LockPurpose};
 /// The channel the events table notifies on insert.
 pub const EVENTS_CHANNEL: &str = "authledger_events";
 
+/// The metadata key of the client's IP and browser: the JSON of a
+/// `Sealed` (`SealPurpose::FreeText`, the user's data key) of both, so that
+/// erasing the account's key erases where its requests came from.
+pub const PERSONAL_METADATA: &str = "personal";
+
 /// An event as the log holds it.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {

@@ -1,9 +1,11 @@
-//! The `users` read model: email, MFA status, lock, last sign-in and
-//! sessions, for profiles, admin lists and metrics.
+//! The `users` read model: MFA status, lock, last sign-in and sessions,
+//! for profiles, admin lists and metrics. It keeps no address: a read
+//! model outlives the key that erases an account's personal data, so it
+//! must hold none; an erased account leaves no row.
 //!
 //! [`reduce`] turns an event into the operations it calls for, without
 //! I/O; [`write`] sends a batch of them to `users_projection_apply`
-//! (migration 0004), which runs them in order.
+//! (migration 0006), which runs them in order.
 use authledger_aggregates::{Assurance, Reference, SignInMethod, UserAuthEvent as E};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
@@ -24,7 +26,6 @@ pub const NAME: &str = "users";
 pub enum UsersOp {
     Registered {
         user: Uuid,
-        email: String,
         at: DateTime<Utc>,
     },
     Enrolled {
@@ -63,6 +64,10 @@ pub enum UsersOp {
     Unlocked {
         user: Uuid,
     },
+    /// The account and its sessions leave the model.
+    Erased {
+        user: Uuid,
+    },
 }
 
 /// Postgres keeps microseconds: truncated here as a bound parameter would
@@ -75,9 +80,8 @@ fn micros(at: &DateTime<Utc>) -> DateTime<Utc> {
 /// What `event`, in `user`'s stream, changes in the read model.
 pub fn reduce(user: Uuid, event: &E) -> Vec<UsersOp> {
     let op = match event {
-        E::UserRegistered { email, at, .. } => UsersOp::Registered {
+        E::UserRegistered { at, .. } => UsersOp::Registered {
             user,
-            email: email.clone(),
             at: micros(at),
         },
         E::MfaEnrolled { at, .. } => UsersOp::Enrolled {
@@ -118,6 +122,7 @@ pub fn reduce(user: Uuid, event: &E) -> Vec<UsersOp> {
             at: micros(at),
         },
         E::AccountUnlocked { .. } => UsersOp::Unlocked { user },
+        E::AccountErased { .. } => UsersOp::Erased { user },
         _ => return Vec::new(),
     };
     vec![op]
@@ -159,7 +164,7 @@ impl Projection for UsersProjection {
 
 #[cfg(test)]
 mod tests {
-    use authledger_aggregates::{Actor, SessionEndReason};
+    use authledger_aggregates::{Actor, Sealed, SessionEndReason};
     use chrono::TimeZone;
     use serde_json::json;
 
@@ -178,26 +183,79 @@ mod tests {
         Reference::from_bytes([0xab; 16])
     }
 
+    fn sealed() -> Sealed {
+        Sealed {
+            key_id: "user".into(),
+            nonce: "n".into(),
+            ciphertext: "c".into(),
+        }
+    }
+
     #[test]
-    fn a_registration_adds_the_user_with_its_email_to_the_microsecond() {
+    fn a_registration_adds_the_user_without_its_address_to_the_microsecond() {
         let event = E::UserRegistered {
             user_id: user(),
-            email: "ada@example.com".into(),
-            password_hash: authledger_aggregates::Sealed {
-                key_id: "k".into(),
-                nonce: "n".into(),
-                ciphertext: "c".into(),
-            },
+            email: sealed(),
+            password_hash: sealed(),
             at: at(),
         };
+        let ops = reduce(user(), &event);
         assert_eq!(
-            reduce(user(), &event),
+            ops,
             [UsersOp::Registered {
                 user: user(),
-                email: "ada@example.com".into(),
                 at: Utc.timestamp_opt(1_772_366_400, 123_456_000).unwrap(),
             }]
         );
+        assert_eq!(
+            serde_json::to_value(&ops).unwrap(),
+            json!([{
+                "op": "registered",
+                "user": "6f1c0f5e-1b57-4e35-9d39-3b2f0a0e6a11",
+                "at": "2026-03-01T12:00:00.123456Z",
+            }])
+        );
+    }
+
+    #[test]
+    fn an_erased_account_leaves_the_model() {
+        let event = E::AccountErased {
+            actor: Actor::Admin,
+            reason: Some(sealed()),
+            at: at(),
+        };
+        assert_eq!(
+            serde_json::to_value(reduce(user(), &event)).unwrap(),
+            json!([{"op": "erased", "user": "6f1c0f5e-1b57-4e35-9d39-3b2f0a0e6a11"}])
+        );
+    }
+
+    #[test]
+    fn a_change_of_address_leaves_the_model_alone() {
+        let link = Reference::from_bytes([1; 16]);
+        for event in [
+            E::EmailChangeRequested {
+                link,
+                new_email: sealed(),
+                expires_at: at(),
+                at: at(),
+            },
+            E::EmailChanged {
+                link,
+                from: sealed(),
+                to: sealed(),
+                revert: link,
+                revert_until: at(),
+                at: at(),
+            },
+            E::EmailChangeReverted {
+                revert: link,
+                restored: sealed(),
+                at: at(),
+            },
+        ] {
+            assert!(reduce(user(), &event).is_empty(), "{event:?}");
+        }
     }
 
     #[test]
@@ -229,7 +287,6 @@ mod tests {
         let ops = [
             UsersOp::Registered {
                 user: user(),
-                email: "ada@example.com".into(),
                 at: at(),
             },
             UsersOp::Enrolled {
@@ -264,6 +321,7 @@ mod tests {
                 at: at(),
             },
             UsersOp::Unlocked { user: user() },
+            UsersOp::Erased { user: user() },
         ];
         let names: Vec<String> = ops
             .iter()
@@ -286,6 +344,7 @@ mod tests {
                 "throttled",
                 "locked",
                 "unlocked",
+                "erased",
             ]
         );
     }

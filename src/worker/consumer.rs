@@ -1,14 +1,17 @@
 //! Consuming: deliveries from RabbitMQ, each sent once (the `sent_mail`
 //! record under an advisory lock on its message id), acked, retried with
-//! back-off, or dead-lettered.
+//! back-off, or dead-lettered. The address and origin travel sealed with
+//! the user's data key and are opened here, just before sending.
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use authledger_aggregates::{Clock, Reference};
+use authledger_aggregates::{Clock, Reference, SealPurpose};
 use authledger_projections::locks::{advisory_key, LockPurpose};
 use authledger_projections::mail::{connect, MailMessage, Publisher, Topology};
+use authledger_projections::PERSONAL_METADATA;
 use data_encoding::HEXLOWER_PERMISSIVE;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -22,11 +25,14 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::command_bus::client_origin;
 use crate::config::Secret;
-use crate::metrics::MailMetrics;
+use crate::keys::{Keyring, UserKeeper};
+use crate::metrics::{DropReason, MailMetrics};
+use crate::store;
 use crate::tokens::TokenCodec;
 
-use super::templates::{self, LinkTarget};
+use super::templates::{self, LinkTarget, Origin};
 
 const ATTEMPTS_HEADER: &str = "x-authledger-attempts";
 
@@ -46,6 +52,7 @@ pub struct WorkerSettings {
 
 pub struct Worker {
     pool: PgPool,
+    keyring: Arc<Keyring>,
     tokens: TokenCodec,
     settings: WorkerSettings,
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -63,6 +70,9 @@ pub enum Outcome {
     DeadLettered,
     /// A link that expired while it waited: not worth sending.
     Expired,
+    /// The account was erased while its mail waited: the address no longer
+    /// opens, so there is nobody to send it to.
+    Erased,
 }
 
 /// Why a mail was not sent: the SMTP server (retried, then dead-lettered),
@@ -76,11 +86,12 @@ enum SendError {
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(600);
 
 impl Worker {
-    /// `clock` decides when a sign-in link has expired; `metrics` counts
-    /// what this worker sends, retries and dead-letters.
+    /// `keyring` makes the links' tokens and opens the users' data keys;
+    /// `clock` decides when a link has expired; `metrics` counts what this
+    /// worker sends, retries, dead-letters and drops.
     pub fn new(
         pool: PgPool,
-        tokens: TokenCodec,
+        keyring: Arc<Keyring>,
         settings: WorkerSettings,
         clock: Arc<dyn Clock>,
         metrics: MailMetrics,
@@ -91,7 +102,8 @@ impl Worker {
         let publisher = Publisher::new(settings.amqp_url.expose(), settings.topology.clone());
         Ok(Self {
             pool,
-            tokens,
+            tokens: TokenCodec::new(keyring.clone()),
+            keyring,
             settings,
             transport,
             publisher,
@@ -231,7 +243,14 @@ impl Worker {
         let message: MailMessage = match serde_json::from_slice(&delivery.data) {
             Ok(message) => message,
             Err(error) => {
-                tracing::error!(%error, "a mail message does not parse; dead-lettering it");
+                // Where, not what: the error's text can quote the message,
+                // and a message of an older shape held a plain address.
+                tracing::error!(
+                    category = ?error.classify(),
+                    line = error.line(),
+                    column = error.column(),
+                    "a mail message does not parse; dead-lettering it"
+                );
                 return self
                     .give_up(delivery, attempts, "unparseable message")
                     .await;
@@ -249,9 +268,26 @@ impl Worker {
             if link.expires_at <= self.clock.now() {
                 tracing::info!(message_id = %message.message_id, kind = ?message.kind, "link expired before it could be mailed; dropped");
                 delivery.ack(BasicAckOptions::default()).await?;
+                self.metrics.count_dropped(DropReason::Expired);
                 return Ok(Outcome::Expired);
             }
         }
+        // The user's data key as it is now, not when the mail was queued:
+        // an account erased meanwhile has none, and its mail is not sent.
+        let keeper = store::user_keeper(&self.pool, &self.keyring, message.user_id).await?;
+        let recipient = match Recipient::open(&message, &keeper) {
+            Ok(recipient) => recipient,
+            Err(Unopened::Erased) => {
+                tracing::info!(user = %message.user_id, kind = ?message.kind, "the account was erased; mail dropped");
+                delivery.ack(BasicAckOptions::default()).await?;
+                self.metrics.count_dropped(DropReason::Erased);
+                return Ok(Outcome::Erased);
+            }
+            Err(Unopened::Broken(reason)) => {
+                tracing::error!(message_id = %message.message_id, kind = ?message.kind, reason, "dead-lettering the mail");
+                return self.give_up(delivery, attempts, reason).await;
+            }
+        };
         // One worker at a time per message id, from the check to the record:
         // a message published twice and taken by two workers at once is
         // sent once. A session lock, not a transaction, so no transaction
@@ -262,7 +298,7 @@ impl Worker {
             .bind(lock)
             .execute(&mut *connection)
             .await?;
-        let sent = self.send_once(&mut connection, &message).await;
+        let sent = self.send_once(&mut connection, &message, &recipient).await;
         sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(lock)
             .execute(&mut *connection)
@@ -334,6 +370,7 @@ impl Worker {
         &self,
         connection: &mut sqlx::PgConnection,
         message: &MailMessage,
+        recipient: &Recipient,
     ) -> Result<bool, SendError> {
         let already: Option<String> =
             sqlx::query_scalar("SELECT message_id FROM sent_mail WHERE message_id = $1")
@@ -344,7 +381,9 @@ impl Worker {
         if already.is_some() {
             return Ok(true);
         }
-        self.send(message).await.map_err(SendError::Smtp)?;
+        self.send(message, recipient)
+            .await
+            .map_err(|error| SendError::Smtp(masked(&error, &recipient.address)))?;
         sqlx::query("INSERT INTO sent_mail (message_id) VALUES ($1) ON CONFLICT DO NOTHING")
             .bind(&message.message_id)
             .execute(&mut *connection)
@@ -353,7 +392,7 @@ impl Worker {
         Ok(false)
     }
 
-    async fn send(&self, message: &MailMessage) -> anyhow::Result<()> {
+    async fn send(&self, message: &MailMessage, recipient: &Recipient) -> anyhow::Result<()> {
         let link = match (templates::link_target(message.kind), &message.link) {
             (Some(target), Some(link)) => Some(link_url(
                 &self.tokens,
@@ -364,11 +403,10 @@ impl Worker {
             )?),
             _ => None,
         };
-        let mail = templates::render(message, link.as_deref())?;
-        let to: Mailbox = message.to.parse()?;
+        let mail = templates::render(message, &recipient.origin, link.as_deref())?;
         let email = Message::builder()
             .from(self.settings.from.clone())
-            .to(to)
+            .to(recipient.mailbox.clone())
             .subject(mail.subject)
             .message_id(Some(format!(
                 "<{}@authledger>",
@@ -378,6 +416,79 @@ impl Worker {
         self.transport.send(email).await?;
         Ok(())
     }
+}
+
+/// What the worker opens of a message with the user's data key. No
+/// `Debug`: it holds the address.
+struct Recipient {
+    address: String,
+    mailbox: Mailbox,
+    origin: Origin,
+}
+
+/// Why a message's address did not open.
+#[derive(Debug, PartialEq, Eq)]
+enum Unopened {
+    /// The user's data key is gone: the account was erased.
+    Erased,
+    /// The key is there and still the message cannot be sent: no attempt
+    /// would do better.
+    Broken(&'static str),
+}
+
+impl Recipient {
+    fn open(message: &MailMessage, keeper: &UserKeeper) -> Result<Self, Unopened> {
+        let Some(address) = keeper.open_text(SealPurpose::Email, &message.to) else {
+            return Err(if keeper.holds_personal_key() {
+                Unopened::Broken("the address does not open with the user's key")
+            } else {
+                Unopened::Erased
+            });
+        };
+        let mailbox = address
+            .parse()
+            .map_err(|_| Unopened::Broken("the address is not a mailbox"))?;
+        let origin = match &message.origin {
+            None => Origin::Server,
+            Some(sealed) => {
+                let metadata = HashMap::from([(PERSONAL_METADATA.to_owned(), sealed.clone())]);
+                client_origin(&metadata, keeper).map_or(Origin::Unknown, Origin::Client)
+            }
+        };
+        Ok(Self {
+            address,
+            mailbox,
+            origin,
+        })
+    }
+}
+
+/// `error` with `address` masked: an SMTP server's answer often quotes the
+/// recipient ("550 <ada@example.com>: no such user"), and the text goes to
+/// the logs and the dead-letter queue.
+fn masked(error: &anyhow::Error, address: &str) -> anyhow::Error {
+    anyhow::anyhow!(mask(&format!("{error:#}"), address))
+}
+
+/// `text` with every occurrence of `address` replaced, whatever its ASCII
+/// case (servers may lower-case it).
+fn mask(text: &str, address: &str) -> String {
+    if address.is_empty() {
+        return text.to_owned();
+    }
+    // ASCII case folding keeps every byte where it was, so the positions
+    // found in the folded text are positions in `text`.
+    let folded = text.to_ascii_lowercase();
+    let needle = address.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = 0;
+    for (start, _) in folded.match_indices(&needle) {
+        out.push_str(&text[rest..start]);
+        out.push_str("[address]");
+        rest = start + needle.len();
+    }
+    out.push_str(&text[rest..]);
+    out
 }
 
 /// The link a mail carries: its token is made here from the reference
@@ -433,10 +544,12 @@ fn forward_properties(properties: &BasicProperties, attempts: u32) -> BasicPrope
 
 #[cfg(test)]
 mod tests {
-    use authledger_aggregates::ResetCancellation;
+    use authledger_aggregates::{ResetCancellation, SecretKeeper};
     use authledger_projections::mail::MailKind;
+    use chrono::{TimeZone, Utc};
 
-    use crate::keys::{Keyring, MasterKey};
+    use crate::command_bus::ClientOrigin;
+    use crate::keys::{DataKey, Keyring, MasterKey};
     use crate::tokens::TokenKind;
 
     use super::*;
@@ -499,6 +612,16 @@ mod tests {
                 "https://auth.example.com/v1/mfa-reset/deny?token=al_deny_",
                 TokenKind::ResetDenial,
             ),
+            (
+                MailKind::EmailChangeConfirm,
+                "https://auth.example.com/v1/me/email/confirm?token=al_newaddr_",
+                TokenKind::EmailChange,
+            ),
+            (
+                MailKind::EmailChangedNotice,
+                "https://auth.example.com/v1/me/email/revert?token=al_undo_",
+                TokenKind::EmailChangeRevert,
+            ),
         ] {
             let url = link_url(
                 &tokens,
@@ -533,6 +656,7 @@ mod tests {
             MailKind::MfaResetCancelled {
                 reason: ResetCancellation::DeniedByLink,
             },
+            MailKind::EmailChangeRevertedNotice,
         ] {
             assert_eq!(templates::link_target(kind), None, "{kind:?}");
         }
@@ -555,5 +679,131 @@ mod tests {
                 "{reference:?}"
             );
         }
+    }
+
+    fn user() -> Uuid {
+        Uuid::from_u128(7)
+    }
+
+    /// A keeper holding `user()`'s data key, and one for the same user
+    /// after erasure.
+    fn keepers() -> (UserKeeper, UserKeeper) {
+        let ring = Arc::new(Keyring::single(&MasterKey::generate()));
+        let held = UserKeeper::new(ring.clone(), user(), Some(&DataKey::generate()));
+        (held, UserKeeper::new(ring, user(), None))
+    }
+
+    /// The metadata's sealed origin, as the command bus writes it.
+    fn sealed_origin(keeper: &UserKeeper, client_ip: &str, user_agent: &str) -> String {
+        let origin = ClientOrigin {
+            client_ip: client_ip.into(),
+            user_agent: user_agent.into(),
+        };
+        let sealed = keeper
+            .seal(SealPurpose::FreeText, &serde_json::to_vec(&origin).unwrap())
+            .unwrap();
+        serde_json::to_string(&sealed).unwrap()
+    }
+
+    /// A notice to `address`, sealed by `keeper`, with `origin`.
+    fn mail_to(keeper: &UserKeeper, address: &str, origin: Option<String>) -> MailMessage {
+        MailMessage {
+            message_id: format!("{}/3", user()),
+            kind: MailKind::PasswordChanged,
+            user_id: user(),
+            to: keeper.seal(SealPurpose::Email, address.as_bytes()).unwrap(),
+            at: Utc.timestamp_opt(1_772_366_400, 0).unwrap(),
+            origin,
+            link: None,
+        }
+    }
+
+    #[test]
+    fn the_address_and_origin_open_with_the_users_key() {
+        let (keeper, _) = keepers();
+        let origin = sealed_origin(&keeper, "203.0.113.9", "curl/8.5");
+        let message = mail_to(&keeper, "ada@example.com", Some(origin));
+        let Ok(recipient) = Recipient::open(&message, &keeper) else {
+            panic!("the address does not open");
+        };
+        assert_eq!(recipient.address, "ada@example.com");
+        assert_eq!(recipient.mailbox.email.to_string(), "ada@example.com");
+        match recipient.origin {
+            Origin::Client(origin) => assert_eq!(
+                origin,
+                ClientOrigin {
+                    client_ip: "203.0.113.9".into(),
+                    user_agent: "curl/8.5".into(),
+                }
+            ),
+            Origin::Server | Origin::Unknown => panic!("the origin does not open"),
+        }
+    }
+
+    #[test]
+    fn an_erased_accounts_mail_does_not_open() {
+        let (keeper, erased) = keepers();
+        let message = mail_to(&keeper, "ada@example.com", None);
+        assert_eq!(
+            Recipient::open(&message, &erased).err(),
+            Some(Unopened::Erased)
+        );
+    }
+
+    #[test]
+    fn an_address_that_does_not_open_with_the_key_held_is_broken_not_erased() {
+        let (keeper, _) = keepers();
+        let (someone_else, _) = keepers();
+        let message = mail_to(&someone_else, "ada@example.com", None);
+        assert!(matches!(
+            Recipient::open(&message, &keeper),
+            Err(Unopened::Broken(_))
+        ));
+        let not_a_mailbox = mail_to(&keeper, "not an address", None);
+        assert!(matches!(
+            Recipient::open(&not_a_mailbox, &keeper),
+            Err(Unopened::Broken(_))
+        ));
+    }
+
+    #[test]
+    fn no_origin_is_the_server_and_one_that_does_not_open_is_unknown() {
+        let (keeper, _) = keepers();
+        let (someone_else, _) = keepers();
+        let by_server = mail_to(&keeper, "ada@example.com", None);
+        assert!(matches!(
+            Recipient::open(&by_server, &keeper).map(|r| r.origin),
+            Ok(Origin::Server)
+        ));
+        let foreign = sealed_origin(&someone_else, "203.0.113.9", "curl/8.5");
+        for origin in [foreign, "not sealed".to_owned()] {
+            let message = mail_to(&keeper, "ada@example.com", Some(origin));
+            assert!(matches!(
+                Recipient::open(&message, &keeper).map(|r| r.origin),
+                Ok(Origin::Unknown)
+            ));
+        }
+    }
+
+    #[test]
+    fn an_smtp_answer_quoting_the_address_is_masked_in_any_case() {
+        let error = anyhow::anyhow!("550 5.1.1 <Ada@Example.COM>: Recipient address rejected")
+            .context("permanent error");
+        assert_eq!(
+            masked(&error, "ada@example.com").to_string(),
+            "permanent error: 550 5.1.1 <[address]>: Recipient address rejected"
+        );
+        assert_eq!(
+            mask("to ada@example.com and ada@example.com", "ada@example.com"),
+            "to [address] and [address]"
+        );
+        assert_eq!(
+            mask("connection refused", "ada@example.com"),
+            "connection refused"
+        );
+        assert_eq!(
+            mask("naïve ADA@example.com", "ada@example.com"),
+            "naïve [address]"
+        );
     }
 }

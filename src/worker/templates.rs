@@ -5,6 +5,7 @@ use authledger_projections::mail::{MailKind, MailMessage};
 use chrono::{DateTime, Utc};
 use maud::{html, DOCTYPE};
 
+use crate::command_bus::ClientOrigin;
 use crate::tokens::TokenKind;
 
 /// A mail ready to send. No `Debug`: a link mail holds its link.
@@ -36,6 +37,8 @@ pub(super) fn link_target(kind: MailKind) -> Option<LinkTarget> {
         MailKind::VerifyEmail => target(TokenKind::EmailVerification, "/v1/users/verify"),
         MailKind::PasswordResetLink => target(TokenKind::PasswordReset, "/v1/password/reset"),
         MailKind::MfaResetRequested => target(TokenKind::ResetDenial, "/v1/mfa-reset/deny"),
+        MailKind::EmailChangeConfirm => target(TokenKind::EmailChange, "/v1/me/email/confirm"),
+        MailKind::EmailChangedNotice => target(TokenKind::EmailChangeRevert, "/v1/me/email/revert"),
         MailKind::AuthenticatorEnrolled
         | MailKind::MfaReset
         | MailKind::RecoveryCodeUsed
@@ -45,8 +48,18 @@ pub(super) fn link_target(kind: MailKind) -> Option<LinkTarget> {
         | MailKind::RegistrationAttempted
         | MailKind::PasswordWasReset
         | MailKind::PasswordChanged
-        | MailKind::MfaResetCancelled { .. } => None,
+        | MailKind::MfaResetCancelled { .. }
+        | MailKind::EmailChangeRevertedNotice => None,
     }
+}
+
+/// Where the request behind a mail came from, as the worker opened it.
+pub(super) enum Origin {
+    /// The server did it by itself (a waiting reset taking effect).
+    Server,
+    Client(ClientOrigin),
+    /// A request whose IP and browser did not open.
+    Unknown,
 }
 
 /// What to do first if it was not you: whoever did it knows the password,
@@ -62,20 +75,23 @@ fn moment(at: DateTime<Utc>) -> impl std::fmt::Display {
     at.format("%Y-%m-%d %H:%M UTC")
 }
 
-/// Renders `message`. `link` is the URL a link mail carries (see
-/// [`link_target`]); notices carry none.
-pub(super) fn render(message: &MailMessage, link: Option<&str>) -> anyhow::Result<Rendered> {
+/// Renders `message`, which `origin` came from. `link` is the URL a link
+/// mail carries (see [`link_target`]); notices carry none.
+pub(super) fn render(
+    message: &MailMessage,
+    origin: &Origin,
+    link: Option<&str>,
+) -> anyhow::Result<Rendered> {
     let when = moment(message.at);
-    // What the server did by itself (a waiting reset taking effect) came
-    // from no IP address or browser.
-    let origin = if message.client_ip.is_empty() {
-        "automatically, when its waiting period ended".to_owned()
-    } else {
-        format!(
+    let origin = match origin {
+        // What the server did by itself came from no IP address or browser.
+        Origin::Server => "automatically, when its waiting period ended".to_owned(),
+        Origin::Client(client) => format!(
             "from IP address {} ({})",
-            message.client_ip,
-            describe_browser(&message.user_agent)
-        )
+            client.client_ip,
+            describe_browser(&client.user_agent)
+        ),
+        Origin::Unknown => "from an IP address and browser that cannot be shown".to_owned(),
     };
     // A link mail's link and its expiry.
     let link = || match (&message.link, link) {
@@ -216,6 +232,45 @@ pub(super) fn render(message: &MailMessage, link: Option<&str>) -> anyhow::Resul
                 Block::Text("An administrator must unlock it. If these attempts were not yours, change your password once it is unlocked.".into()),
             ],
         ),
+        // Mailed to the new address, whose reader may not own the account
+        // (a mistyped address): it says only what confirming does.
+        MailKind::EmailChangeConfirm => {
+            let (expires, url) = link()?;
+            let expires = moment(expires);
+            (
+                "Confirm your new email address",
+                vec![
+                    Block::Text(format!("Someone asked at {when}, {origin}, to make this the email address of an account.")),
+                    Block::Text(format!("Open this link to confirm it; it works once, until {expires}. Until then the account's mail goes to its current address:")),
+                    Block::Link(url),
+                    Block::Text("If you did not ask for this, ignore this mail: nothing changes.".into()),
+                ],
+            )
+        }
+        // Mailed to the address given up: whoever changed it may hold the
+        // account's sessions, so the link also ends every session.
+        MailKind::EmailChangedNotice => {
+            let (until, url) = link()?;
+            let hours = (until - message.at).num_hours();
+            let until = moment(until);
+            (
+                "Your email address was changed",
+                vec![
+                    Block::Text(format!("The email address of your account was changed to another address at {when}, {origin}. Mail about your account now goes there, not here.")),
+                    Block::Text(format!("If this was not you, open this link within {hours} hours, until {until}: it restores this address and signs out every session.")),
+                    Block::Link(url),
+                    Block::Text("Then reset your password with \"Forgot password?\" on the sign-in page: whoever changed the address was signed in to your account.".into()),
+                ],
+            )
+        }
+        MailKind::EmailChangeRevertedNotice => (
+            "Your email address was restored",
+            vec![
+                Block::Text(format!("The email address of your account was restored to this address at {when}, {origin}, with the link mailed when it was changed. Every session was signed out.")),
+                Block::Text("If someone else had access to your account, reset your password now with \"Forgot password?\" on the sign-in page, then have your multi-factor authentication reset: they may have enrolled an authenticator of their own.".into()),
+                Block::Text("If you did not open that link, someone can read your mail at this address: tell your administrator now.".into()),
+            ],
+        ),
     };
     Ok(Rendered {
         subject,
@@ -328,6 +383,7 @@ fn describe_browser(user_agent: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use authledger_aggregates::Sealed;
     use authledger_projections::mail::LinkReference;
     use chrono::{DateTime, TimeZone, Utc};
     use uuid::Uuid;
@@ -338,6 +394,9 @@ mod tests {
     const VERIFY: &str = "https://auth.example.com/v1/users/verify?token=al_verify_4567efgh";
     const RESET: &str = "https://auth.example.com/v1/password/reset?token=al_reset_89abijkl";
     const DENY: &str = "https://auth.example.com/v1/mfa-reset/deny?token=al_deny_cdefmnop";
+    const CONFIRM: &str = "https://auth.example.com/v1/me/email/confirm?token=al_newaddr_qrst";
+    const REVERT: &str = "https://auth.example.com/v1/me/email/revert?token=al_undo_uvwx";
+    const LINUX: &str = "Mozilla/5.0 (X11; Linux x86_64)";
 
     /// 2026-03-01 12:00 UTC.
     fn noon() -> DateTime<Utc> {
@@ -369,19 +428,26 @@ mod tests {
             MailKind::MfaResetCancelled {
                 reason: ResetCancellation::DeniedByLink,
             },
+            MailKind::EmailChangeConfirm,
+            MailKind::EmailChangedNotice,
+            MailKind::EmailChangeRevertedNotice,
         ]
     }
 
     /// A mail of `kind`; a link mail's link expires 15 minutes after it.
-    fn message(kind: MailKind, user_agent: &str) -> MailMessage {
+    /// The templates never see the address: it stays sealed here.
+    fn message(kind: MailKind) -> MailMessage {
         MailMessage {
             message_id: "6f1c0f5e-1b57-4e35-9d39-3b2f0a0e6a11/7".into(),
             kind,
             user_id: Uuid::from_u128(7),
-            to: "ada@example.com".into(),
+            to: Sealed {
+                key_id: "user".into(),
+                nonce: "n".into(),
+                ciphertext: "c".into(),
+            },
             at: noon(),
-            client_ip: "203.0.113.9".into(),
-            user_agent: user_agent.into(),
+            origin: Some("sealed".into()),
             link: link_target(kind).map(|_| LinkReference {
                 reference: "ab".repeat(16),
                 expires_at: noon() + chrono::Duration::minutes(15),
@@ -389,9 +455,17 @@ mod tests {
         }
     }
 
+    /// A request from 203.0.113.9 with `user_agent`.
+    fn from(user_agent: &str) -> Origin {
+        Origin::Client(ClientOrigin {
+            client_ip: "203.0.113.9".into(),
+            user_agent: user_agent.into(),
+        })
+    }
+
     /// A link mail whose link expires `valid` after it was asked for.
     fn link_mail(kind: MailKind, valid: chrono::Duration) -> MailMessage {
-        let mut mail = message(kind, "Mozilla/5.0 (X11; Linux x86_64)");
+        let mut mail = message(kind);
         if let Some(link) = &mut mail.link {
             link.expires_at = noon() + valid;
         }
@@ -405,6 +479,8 @@ mod tests {
             TokenKind::EmailVerification => Some(VERIFY),
             TokenKind::PasswordReset => Some(RESET),
             TokenKind::ResetDenial => Some(DENY),
+            TokenKind::EmailChange => Some(CONFIRM),
+            TokenKind::EmailChangeRevert => Some(REVERT),
             TokenKind::LoginAttempt | TokenKind::Session => None,
         }
     }
@@ -506,7 +582,7 @@ mod tests {
     fn a_hostile_user_agent_adds_no_markup_and_no_link_to_any_mail() {
         let hostile = "Mozilla/5.0\"><a href=\"https://evil.example/reset\">Reset your password</a><script>alert(1)</script>";
         for kind in every_kind() {
-            let mail = render(&message(kind, hostile), url_for(kind)).unwrap();
+            let mail = render(&message(kind), &from(hostile), url_for(kind)).unwrap();
             let anchors = mail.html.matches("<a ").count();
             assert_eq!(
                 anchors,
@@ -528,18 +604,18 @@ mod tests {
 
     #[test]
     fn what_the_server_did_by_itself_names_no_address_or_browser() {
-        let mut notice = message(MailKind::MfaReset, "");
-        notice.client_ip = String::new();
-        let mail = render(&notice, None).unwrap();
+        let mail = render(&message(MailKind::MfaReset), &Origin::Server, None).unwrap();
         assert_says(&mail, "automatically, when its waiting period ended");
         assert!(!mail.text.contains("IP address"), "{}", mail.text);
     }
 
     #[test]
     fn the_html_part_escapes_what_it_shows() {
-        let mut notice = message(MailKind::AccountLocked, "curl/8.5");
-        notice.client_ip = "<b>203.0.113.9</b>".into();
-        let mail = render(&notice, None).unwrap();
+        let origin = Origin::Client(ClientOrigin {
+            client_ip: "<b>203.0.113.9</b>".into(),
+            user_agent: "curl/8.5".into(),
+        });
+        let mail = render(&message(MailKind::AccountLocked), &origin, None).unwrap();
         assert!(
             mail.html.contains("&lt;b&gt;203.0.113.9&lt;/b&gt;"),
             "{}",
@@ -550,11 +626,7 @@ mod tests {
 
     #[test]
     fn the_link_mail_carries_its_link_in_both_parts() {
-        let mail = render(
-            &message(MailKind::SignInLink, "Mozilla/5.0 (X11; Linux x86_64)"),
-            Some(LINK),
-        )
-        .unwrap();
+        let mail = render(&message(MailKind::SignInLink), &from(LINUX), Some(LINK)).unwrap();
         assert_eq!(mail.subject, "Your sign-in link");
         assert_eq!(
             mail.text,
@@ -577,10 +649,10 @@ mod tests {
     fn a_link_mail_without_its_link_is_refused() {
         for kind in every_kind() {
             if link_target(kind).is_some() {
-                assert!(render(&message(kind, ""), None).is_err(), "{kind:?}");
-                let mut bare = message(kind, "");
+                assert!(render(&message(kind), &from(""), None).is_err(), "{kind:?}");
+                let mut bare = message(kind);
                 bare.link = None;
-                assert!(render(&bare, url_for(kind)).is_err(), "{kind:?}");
+                assert!(render(&bare, &from(""), url_for(kind)).is_err(), "{kind:?}");
             }
         }
     }
@@ -589,6 +661,7 @@ mod tests {
     fn the_verification_mail_carries_its_link_until_it_expires() {
         let mail = render(
             &link_mail(MailKind::VerifyEmail, chrono::Duration::hours(24)),
+            &from(LINUX),
             Some(VERIFY),
         )
         .unwrap();
@@ -606,7 +679,12 @@ mod tests {
 
     #[test]
     fn the_registration_notice_points_to_sign_in_and_forgot_password() {
-        let mail = render(&message(MailKind::RegistrationAttempted, "curl/8.5"), None).unwrap();
+        let mail = render(
+            &message(MailKind::RegistrationAttempted),
+            &from("curl/8.5"),
+            None,
+        )
+        .unwrap();
         assert_eq!(mail.subject, "Someone tried to register with your address");
         for words in [
             "Someone tried to create an account with this email address at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (curl)",
@@ -624,6 +702,7 @@ mod tests {
     fn the_password_reset_mail_carries_its_link_and_says_an_unasked_one_changes_nothing() {
         let mail = render(
             &link_mail(MailKind::PasswordResetLink, chrono::Duration::minutes(30)),
+            &from(LINUX),
             Some(RESET),
         )
         .unwrap();
@@ -640,7 +719,12 @@ mod tests {
 
     #[test]
     fn the_reset_password_notice_says_email_sign_in_is_off_until_a_second_factor() {
-        let mail = render(&message(MailKind::PasswordWasReset, "curl/8.5"), None).unwrap();
+        let mail = render(
+            &message(MailKind::PasswordWasReset),
+            &from("curl/8.5"),
+            None,
+        )
+        .unwrap();
         assert_eq!(mail.subject, "Your password was reset");
         for words in [
             "reset with a link mailed to this address at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (curl)",
@@ -655,7 +739,7 @@ mod tests {
 
     #[test]
     fn the_changed_password_notice_says_what_to_do_if_it_was_not_you() {
-        let mail = render(&message(MailKind::PasswordChanged, "curl/8.5"), None).unwrap();
+        let mail = render(&message(MailKind::PasswordChanged), &from("curl/8.5"), None).unwrap();
         assert_eq!(mail.subject, "Your password was changed");
         for words in [
             "changed at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (curl)",
@@ -671,6 +755,7 @@ mod tests {
     fn the_pending_reset_mail_says_when_it_takes_effect_and_carries_the_denial_link() {
         let mail = render(
             &link_mail(MailKind::MfaResetRequested, chrono::Duration::hours(72)),
+            &from(LINUX),
             Some(DENY),
         )
         .unwrap();
@@ -706,7 +791,8 @@ mod tests {
             ),
         ] {
             let mail = render(
-                &message(MailKind::MfaResetCancelled { reason }, "curl/8.5"),
+                &message(MailKind::MfaResetCancelled { reason }),
+                &from("curl/8.5"),
                 None,
             )
             .unwrap();
@@ -723,14 +809,7 @@ mod tests {
 
     #[test]
     fn a_notice_says_when_and_from_where_and_what_to_do() {
-        let mail = render(
-            &message(
-                MailKind::SecondFactorFailed,
-                "Mozilla/5.0 (X11; Linux x86_64)",
-            ),
-            None,
-        )
-        .unwrap();
+        let mail = render(&message(MailKind::SecondFactorFailed), &from(LINUX), None).unwrap();
         assert_eq!(
             mail.text,
             "Your password was entered correctly at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 \
@@ -750,7 +829,7 @@ mod tests {
     #[test]
     fn every_mail_says_when_from_where_and_what_if_it_was_not_you() {
         for kind in every_kind() {
-            let mail = render(&message(kind, "curl/8.5"), url_for(kind)).unwrap();
+            let mail = render(&message(kind), &from("curl/8.5"), url_for(kind)).unwrap();
             assert_says(&mail, "2026-03-01 12:00 UTC");
             assert_says(&mail, "from IP address 203.0.113.9 (curl)");
             assert!(
@@ -803,11 +882,24 @@ mod tests {
                 },
                 "The reset of your multi-factor authentication was cancelled",
             ),
+            (
+                MailKind::EmailChangeConfirm,
+                "Confirm your new email address",
+            ),
+            (
+                MailKind::EmailChangedNotice,
+                "Your email address was changed",
+            ),
+            (
+                MailKind::EmailChangeRevertedNotice,
+                "Your email address was restored",
+            ),
         ];
         for (kind, subject) in expected {
             // A URL offered to a notice is not shown.
             let mail = render(
-                &message(kind, "curl/8.5"),
+                &message(kind),
+                &from("curl/8.5"),
                 Some(url_for(kind).unwrap_or(LINK)),
             )
             .unwrap();
@@ -817,5 +909,71 @@ mod tests {
                 assert_eq!(part.contains("?token=al_"), has_link, "{subject}");
             }
         }
+    }
+
+    #[test]
+    fn the_new_address_is_asked_to_confirm_and_told_that_ignoring_it_changes_nothing() {
+        let mail = render(
+            &link_mail(MailKind::EmailChangeConfirm, chrono::Duration::hours(1)),
+            &from(LINUX),
+            Some(CONFIRM),
+        )
+        .unwrap();
+        assert_eq!(mail.subject, "Confirm your new email address");
+        assert_eq!(
+            mail.text,
+            "Someone asked at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (an unknown browser on Linux), to make this the email address of an account.\n\n\
+             Open this link to confirm it; it works once, until 2026-03-01 13:00 UTC. Until then the account's mail goes to its current address:\n\n\
+             https://auth.example.com/v1/me/email/confirm?token=al_newaddr_qrst\n\n\
+             If you did not ask for this, ignore this mail: nothing changes.\n"
+        );
+        assert_carries(&mail, CONFIRM);
+    }
+
+    #[test]
+    fn the_old_address_is_told_of_the_change_and_given_the_link_that_undoes_it() {
+        let mail = render(
+            &link_mail(MailKind::EmailChangedNotice, chrono::Duration::hours(72)),
+            &from("curl/8.5"),
+            Some(REVERT),
+        )
+        .unwrap();
+        assert_eq!(mail.subject, "Your email address was changed");
+        for words in [
+            "was changed to another address at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (curl).",
+            "Mail about your account now goes there, not here.",
+            "If this was not you, open this link within 72 hours, until 2026-03-04 12:00 UTC: it restores this address and signs out every session.",
+            "reset your password with \"Forgot password?\"",
+        ] {
+            assert_says(&mail, words);
+        }
+        assert_carries(&mail, REVERT);
+    }
+
+    #[test]
+    fn the_restored_address_is_told_every_session_ended_and_what_to_reset() {
+        let mail = render(
+            &message(MailKind::EmailChangeRevertedNotice),
+            &from("curl/8.5"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(mail.subject, "Your email address was restored");
+        for words in [
+            "restored to this address at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (curl)",
+            "Every session was signed out.",
+            "If someone else had access to your account, reset your password now with \"Forgot password?\"",
+            "have your multi-factor authentication reset",
+        ] {
+            assert_says(&mail, words);
+        }
+        assert!(!mail.html.contains("<a "), "{}", mail.html);
+    }
+
+    #[test]
+    fn an_origin_that_does_not_open_is_not_taken_for_the_server() {
+        let mail = render(&message(MailKind::PasswordChanged), &Origin::Unknown, None).unwrap();
+        assert_says(&mail, "from an IP address and browser that cannot be shown");
+        assert!(!mail.text.contains("automatically"), "{}", mail.text);
     }
 }
