@@ -389,11 +389,11 @@ mod tests {
     fn an_mfa_reset_and_an_unlock_carry_only_the_user() {
         let reset = E::MfaReset {
             actor: Actor::Admin,
-            reason: Some("lost phone".into()),
+            reason: Some(sealed()),
             at: at(),
         };
         let unlock = E::AccountUnlocked {
-            reason: "verified by phone".into(),
+            reason: sealed(),
             at: at(),
         };
         assert_eq!(
