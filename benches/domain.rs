@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use authledger::config::Config;
-use authledger::keys::{Keyring, MasterKey};
+use authledger::keys::{DataKey, Keyring, MasterKey, UserKeeper};
 use authledger::services::{
     new_recovery_code, new_totp_secret, Argon2Hasher, HashingQueue, OsRandomness, SystemClock,
 };
@@ -27,7 +27,12 @@ fn services() -> UserAuthServices {
         randomness: Arc::new(OsRandomness),
         // Cheap hashing: no benchmark here measures the password step.
         hasher: Arc::new(Argon2Hasher::new(64, 1, 1, HashingQueue::new(1, 64)).unwrap()),
-        keeper: Arc::new(Keyring::new(&MasterKey::generate())),
+        // The account's own key, as the command bus hands the rules one.
+        keeper: Arc::new(UserKeeper::new(
+            Arc::new(Keyring::single(&MasterKey::generate())),
+            Uuid::now_v7(),
+            Some(&DataKey::generate()),
+        )),
         policy: Policy {
             throttle_after_failures: unlimited,
             lock_after_failures: unlimited,
@@ -82,7 +87,11 @@ async fn history(services: &UserAuthServices, events: usize) -> History {
     log.extend(
         run(
             &mut state,
-            UserAuthCommand::RegisterUser { email, password },
+            UserAuthCommand::RegisterUser {
+                user_id: Uuid::now_v7(),
+                email,
+                password,
+            },
             services,
         )
         .await,
@@ -167,7 +176,7 @@ fn benches(c: &mut Criterion) {
         )
     });
 
-    let codec = TokenCodec::new(Arc::new(Keyring::new(&MasterKey::generate())));
+    let codec = TokenCodec::new(Arc::new(Keyring::single(&MasterKey::generate())));
     let user = Uuid::new_v4();
     let reference = Reference::from_bytes([7; 16]);
     let token = codec.encode(TokenKind::Session, user, &reference);

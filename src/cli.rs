@@ -3,7 +3,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use authledger_aggregates::Clock;
 use authledger_projections::audit_index::AuditIndex;
 use authledger_projections::users::UsersProjection;
 use authledger_projections::Projector;

@@ -40,20 +40,23 @@ impl App {
             )
             .await
             .map_err(|err| self.refused(err))?;
-        let profile = executed.state.profile().ok_or_else(|| {
-            AppError::internal(anyhow::anyhow!("an enrolling user has no profile"))
-        })?;
-        self.enrollment_of(&secret, &profile.email)
+        let email = super::identity::address_of(&executed.state, &executed.keeper)
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("an enrolling user has no address")))?;
+        self.enrollment_of(&secret, &email)
     }
 
     /// The enrollment begun in this login attempt and not yet confirmed, to
     /// show again; `None` when there is none.
     pub async fn pending_enrollment(&self, login_token: &str) -> AppResult<Option<Enrollment>> {
         let (user, attempt) = self.login_token(login_token)?;
-        let state = self.bus.load(user).await.map_err(|err| self.refused(err))?;
-        let (Some(sealed), Some(profile)) = (
+        let (state, keeper) = self
+            .bus
+            .load_with_keeper(user)
+            .await
+            .map_err(|err| self.refused(err))?;
+        let (Some(sealed), Some(email)) = (
             state.pending_enrollment_secret(&attempt, self.now(), self.policy()),
-            state.profile(),
+            super::identity::address_of(&state, &keeper),
         ) else {
             return Ok(None);
         };
@@ -66,7 +69,7 @@ impl App {
         let secret = TotpSecret::from_slice(&bytes).ok_or_else(|| {
             AppError::internal(anyhow::anyhow!("a sealed TOTP secret has the wrong length"))
         })?;
-        self.enrollment_of(&secret, &profile.email).map(Some)
+        self.enrollment_of(&secret, &email).map(Some)
     }
 
     /// Confirms the enrollment with a first code: enrolls the

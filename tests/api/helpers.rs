@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use authledger::app::App;
 use authledger::config::Config;
-use authledger::keys::{Keyring, MasterKey};
+use authledger::keys::MasterKey;
 use authledger::services::AdjustableClock;
 use authledger::startup::{wire, Application, Pipeline};
 use authledger::tokens::TokenCodec;
@@ -148,6 +148,13 @@ impl Device {
 
     fn now(&self) -> u64 {
         u64::try_from(self.clock.now().timestamp()).unwrap()
+    }
+
+    /// The same phone, now in sync with another server on the same
+    /// database: that server's clock is brought to this phone's time.
+    pub fn sync_with(&mut self, clock: &Arc<AdjustableClock>) {
+        clock.advance(self.clock.now() - clock.now());
+        self.clock = clock.clone();
     }
 
     /// The code of the next unused step: the current one, or the one after
@@ -431,6 +438,10 @@ impl TestApp {
 
     pub async fn resolves(&self, email: &str) -> bool {
         self.resolve(email).await.is_some()
+    }
+
+    pub async fn post_session_json(&self, path: &str, token: &str, body: Value) -> Response {
+        self.post_with_session(path, token, Some(body)).await
     }
 
     pub async fn delete_with_session(&self, path: &str, token: &str, body: Value) -> Response {

@@ -6,8 +6,8 @@ use authledger::app::Caller;
 use authledger::services::{Argon2Hasher, HashingQueue, OsRandomness};
 use authledger::tokens::TokenKind;
 use authledger_aggregates::{
-    code_at_step, time_step, Clock, Email, NewPassword, Password, RecoveryCode, Reference,
-    Registration, TotpCode, TotpSecret, UserAuthCommand, UserAuthEvent, UserAuthServices, Verdict,
+    code_at_step, time_step, Clock, NewPassword, Password, RecoveryCode, Reference,
+    TotpCode, TotpSecret, UserAuthCommand, UserAuthEvent, UserAuthServices, Verdict,
     RECOVERY_CODE_BYTES, TOTP_SECRET_BYTES,
 };
 use chrono::{DateTime, Utc};

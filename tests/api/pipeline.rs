@@ -4,9 +4,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use authledger::keys::{DataKey, UserKeeper};
 use authledger::services::SystemClock;
 use authledger::worker::{Outcome, Worker, WorkerSettings};
-use authledger_aggregates::{Clock, Reference, Sealed, UserAuth, UserAuthEvent};
+use authledger_aggregates::{
+    Clock, Reference, SealPurpose, Sealed, SecretKeeper, UserAuth, UserAuthEvent,
+};
 use authledger_projections::users::UsersProjection;
 use authledger_projections::Projector;
 use chrono::{DateTime, Utc};
@@ -277,7 +280,7 @@ fn worker_with_clock(
 ) -> Worker {
     Worker::new(
         app.pool.clone(),
-        app.tokens.clone(),
+        Arc::new(app.config.keyring().unwrap()),
         WorkerSettings {
             amqp_url: app.config.mail.amqp_url.clone(),
             topology: app.pipeline_topology(),
@@ -508,10 +511,28 @@ impl Clock for StoppedClock {
     }
 }
 
-fn registration(user: uuid::Uuid, email: &str, at: DateTime<Utc>) -> UserAuthEvent {
+/// A made-up user with a data key of its own, as a registration makes one,
+/// and what seals and opens its personal data.
+async fn made_up_user(app: &TestApp) -> (uuid::Uuid, UserKeeper) {
+    let user = uuid::Uuid::now_v7();
+    let keyring = Arc::new(app.config.keyring().unwrap());
+    let key = DataKey::generate();
+    let wrapped = keyring.wrap(user, &key).unwrap();
+    sqlx::query("INSERT INTO user_keys (user_id, key_id, nonce, wrapped) VALUES ($1, $2, $3, $4)")
+        .bind(user)
+        .bind(&wrapped.key_id)
+        .bind(&wrapped.nonce)
+        .bind(&wrapped.wrapped)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    (user, UserKeeper::new(keyring, user, Some(&key)))
+}
+
+fn registration(keeper: &UserKeeper, user: uuid::Uuid, email: &str, at: DateTime<Utc>) -> UserAuthEvent {
     UserAuthEvent::UserRegistered {
         user_id: user,
-        email: email.to_owned(),
+        email: keeper.seal(SealPurpose::Email, email.as_bytes()).unwrap(),
         password_hash: Sealed {
             key_id: "k".into(),
             nonce: "n".into(),
@@ -521,12 +542,14 @@ fn registration(user: uuid::Uuid, email: &str, at: DateTime<Utc>) -> UserAuthEve
     }
 }
 
-async fn recipient_of(pool: &PgPool, user: uuid::Uuid) -> String {
-    sqlx::query_scalar("SELECT email FROM mail_recipients WHERE user_id = $1")
-        .bind(user)
-        .fetch_one(pool)
-        .await
-        .unwrap()
+async fn recipient_of(pool: &PgPool, keeper: &UserKeeper, user: uuid::Uuid) -> String {
+    let sealed: sqlx::types::Json<Sealed> =
+        sqlx::query_scalar("SELECT email FROM mail_recipients WHERE user_id = $1")
+            .bind(user)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    keeper.open_text(SealPurpose::Email, &sealed.0).unwrap()
 }
 
 #[sqlx::test(migrator = "authledger::db::MIGRATOR")]
@@ -540,34 +563,49 @@ async fn a_replaced_registration_moves_the_users_mail_to_its_address(pool: PgPoo
     };
     // Made-up users whose second registration gives another address, so
     // the mail shows which one the relay used.
-    let (relayed, replaced) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let ((relayed, relayed_keeper), (replaced, replaced_keeper)) =
+        (made_up_user(&app).await, made_up_user(&app).await);
     let [first, second, third, fourth] = [(); 4].map(|()| unique_email());
-    append(&app.pool, relayed, vec![registration(relayed, &first, now)]).await;
+    append(
+        &app.pool,
+        relayed,
+        vec![registration(&relayed_keeper, relayed, &first, now)],
+    )
+    .await;
     app.relay_everything().await;
-    assert_eq!(recipient_of(&app.pool, relayed).await, first);
+    assert_eq!(recipient_of(&app.pool, &relayed_keeper, relayed).await, first);
 
     // One replaced after the relay recorded it, one before the relay ran.
     append(
         &app.pool,
         relayed,
-        vec![registration(relayed, &second, now), verification(1)],
+        vec![
+            registration(&relayed_keeper, relayed, &second, now),
+            verification(1),
+        ],
     )
     .await;
     append(
         &app.pool,
         replaced,
         vec![
-            registration(replaced, &third, now),
+            registration(&replaced_keeper, replaced, &third, now),
             verification(2),
-            registration(replaced, &fourth, now),
+            registration(&replaced_keeper, replaced, &fourth, now),
             verification(3),
         ],
     )
     .await;
     app.deliver_mail().await;
 
-    assert_eq!(recipient_of(&app.pool, relayed).await, second);
-    assert_eq!(recipient_of(&app.pool, replaced).await, fourth);
+    assert_eq!(
+        recipient_of(&app.pool, &relayed_keeper, relayed).await,
+        second
+    );
+    assert_eq!(
+        recipient_of(&app.pool, &replaced_keeper, replaced).await,
+        fourth
+    );
     // Each link goes to the address registered when it was asked for.
     for address in [&second, &third, &fourth] {
         assert_eq!(wait_for_mails(address, 1).await.len(), 1, "{address}");
@@ -580,14 +618,14 @@ async fn a_replaced_registration_moves_the_users_mail_to_its_address(pool: PgPoo
 async fn every_kind_of_link_that_expired_before_it_was_sent_is_dropped(pool: PgPool) {
     let app = spawn_app(pool).await;
     let now = app.clock.now();
-    let user = uuid::Uuid::new_v4();
+    let (user, keeper) = made_up_user(&app).await;
     let email = unique_email();
     let reference = Reference::from_bytes;
     append(
         &app.pool,
         user,
         vec![
-            registration(user, &email, now),
+            registration(&keeper, user, &email, now),
             UserAuthEvent::EmailVerificationRequested {
                 link: reference([1; 16]),
                 expires_at: now + chrono::Duration::hours(24),
