@@ -11,8 +11,7 @@ use tokio::sync::watch;
 
 use crate::app::{Caller, EventFilter, PageSize, Staff};
 use crate::config::{
-    AdminCommand, AuditCommand, Cli, Command, Config, DatabaseArgs, KeysCommand,
-    ProjectionsCommand,
+    AdminCommand, AuditCommand, Cli, Command, Config, DatabaseArgs, KeysCommand, ProjectionsCommand,
 };
 use crate::services::SystemClock;
 use crate::startup::{app, shutdown_signal, wire, Application, PostgresBudget};

@@ -7,9 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use authledger_aggregates::{
-    Password, PasswordCheck, PasswordHash, PasswordHasher, SealPurpose, SecretKeeper,
-    ServiceError, UserAuth, UserAuthCommand, UserAuthError, UserAuthEvent, UserAuthServices,
-    Verdict,
+    Password, PasswordCheck, PasswordHash, PasswordHasher, SealPurpose, SecretKeeper, ServiceError,
+    UserAuth, UserAuthCommand, UserAuthError, UserAuthEvent, UserAuthServices, Verdict,
 };
 use cqrs_es::persist::PersistedEventRepository;
 use cqrs_es::{Aggregate, DomainEvent};
@@ -69,7 +68,8 @@ impl CommandMetadata {
                         .seal(SealPurpose::FreeText, &bytes)
                         .map_err(|e| BusError::Store(e.to_string()))
                 })?;
-            let sealed = serde_json::to_string(&sealed).map_err(|e| BusError::Store(e.to_string()))?;
+            let sealed =
+                serde_json::to_string(&sealed).map_err(|e| BusError::Store(e.to_string()))?;
             map.insert(PERSONAL_METADATA.to_owned(), sealed);
         }
         serde_json::to_value(map).map_err(|e| BusError::Store(e.to_string()))
@@ -77,7 +77,10 @@ impl CommandMetadata {
 }
 
 /// The IP and browser an event's metadata holds, if they can be opened.
-pub fn client_origin(metadata: &HashMap<String, String>, keeper: &UserKeeper) -> Option<ClientOrigin> {
+pub fn client_origin(
+    metadata: &HashMap<String, String>,
+    keeper: &UserKeeper,
+) -> Option<ClientOrigin> {
     let sealed = serde_json::from_str(metadata.get(PERSONAL_METADATA)?).ok()?;
     let bytes = keeper.unseal(SealPurpose::FreeText, &sealed).ok()?;
     serde_json::from_slice(&bytes).ok()
@@ -85,7 +88,8 @@ pub fn client_origin(metadata: &HashMap<String, String>, keeper: &UserKeeper) ->
 
 /// What a command writes beside its events, decided once its verdict is
 /// known: the address claims of a registration or a change of address.
-pub type EffectsOf<'a> = dyn Fn(&Verdict, &UserKeeper) -> Result<Effects, BusError> + Send + Sync + 'a;
+pub type EffectsOf<'a> =
+    dyn Fn(&Verdict, &UserKeeper) -> Result<Effects, BusError> + Send + Sync + 'a;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -159,8 +163,14 @@ impl CommandBus {
         command: UserAuthCommand,
         metadata: &CommandMetadata,
     ) -> Result<Executed, BusError> {
-        self.execute_with(user, None, command, metadata, &|_, _| Ok(Effects::default()))
-            .await
+        self.execute_with(
+            user,
+            None,
+            command,
+            metadata,
+            &|_, _| Ok(Effects::default()),
+        )
+        .await
     }
 
     /// As `execute`, committing `effects` of the verdict with the events.

@@ -68,10 +68,9 @@ pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
 }
 
 async fn written_before_sealing(pool: &PgPool) -> Result<bool, sqlx::Error> {
-    let events_exist: bool =
-        sqlx::query_scalar("SELECT to_regclass('public.events') IS NOT NULL")
-            .fetch_one(pool)
-            .await?;
+    let events_exist: bool = sqlx::query_scalar("SELECT to_regclass('public.events') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
     if !events_exist {
         return Ok(false);
     }
@@ -80,12 +79,11 @@ async fn written_before_sealing(pool: &PgPool) -> Result<bool, sqlx::Error> {
             .fetch_one(pool)
             .await?;
     if tracked {
-        let applied: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM _sqlx_migrations WHERE version = $1)",
-        )
-        .bind(IDENTITY_MIGRATION)
-        .fetch_one(pool)
-        .await?;
+        let applied: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM _sqlx_migrations WHERE version = $1)")
+                .bind(IDENTITY_MIGRATION)
+                .fetch_one(pool)
+                .await?;
         if applied {
             return Ok(false);
         }

@@ -205,7 +205,10 @@ impl Keyring {
     /// The address's blind index under every key, newest first: a claim
     /// made before a rotation is found by its old index.
     pub fn blind_indexes(&self, email: &Email) -> Vec<BlindIndex> {
-        self.sets.iter().map(|set| blind_index(set, email)).collect()
+        self.sets
+            .iter()
+            .map(|set| blind_index(set, email))
+            .collect()
     }
 
     /// Wraps a user's data key under the newest key, bound to the user.
@@ -232,9 +235,13 @@ impl Keyring {
     }
 
     pub fn unwrap(&self, user: Uuid, wrapped: &WrappedKey) -> Result<DataKey, ServiceError> {
-        let set = self.by_id(&wrapped.key_id).ok_or_else(|| missing_key(&wrapped.key_id))?;
+        let set = self
+            .by_id(&wrapped.key_id)
+            .ok_or_else(|| missing_key(&wrapped.key_id))?;
         if wrapped.nonce.len() != 24 {
-            return Err(ServiceError::Failed("a wrapped data key is malformed".into()));
+            return Err(ServiceError::Failed(
+                "a wrapped data key is malformed".into(),
+            ));
         }
         let aad = wrap_aad(&set.id, user);
         let bytes = set
@@ -331,11 +338,18 @@ impl SecretKeeper for Keyring {
             ));
         }
         let set = self.newest();
-        seal_with(&set.seal, set.id.clone(), &Self::aad(purpose, &set.id), plaintext)
+        seal_with(
+            &set.seal,
+            set.id.clone(),
+            &Self::aad(purpose, &set.id),
+            plaintext,
+        )
     }
 
     fn unseal(&self, purpose: SealPurpose, sealed: &Sealed) -> Result<Vec<u8>, ServiceError> {
-        let set = self.by_id(&sealed.key_id).ok_or_else(|| missing_key(&sealed.key_id))?;
+        let set = self
+            .by_id(&sealed.key_id)
+            .ok_or_else(|| missing_key(&sealed.key_id))?;
         open_with(&set.seal, &Self::aad(purpose, &set.id), sealed)
     }
 
@@ -459,7 +473,9 @@ fn open_with(
     sealed: &Sealed,
 ) -> Result<Vec<u8>, ServiceError> {
     let broken = || ServiceError::Failed("a sealed value failed to open".into());
-    let nonce = STANDARD_NO_PAD.decode(&sealed.nonce).map_err(|_| broken())?;
+    let nonce = STANDARD_NO_PAD
+        .decode(&sealed.nonce)
+        .map_err(|_| broken())?;
     if nonce.len() != 24 {
         return Err(broken());
     }
@@ -526,7 +542,9 @@ mod tests {
         assert_ne!(resealed.key_id, sealed.key_id);
         // Once the old key is removed, only what was resealed opens.
         let without_old = Keyring::single(&key(2));
-        assert!(without_old.unseal(SealPurpose::TotpSecret, &sealed).is_err());
+        assert!(without_old
+            .unseal(SealPurpose::TotpSecret, &sealed)
+            .is_err());
         assert!(without_old
             .unseal(SealPurpose::TotpSecret, &resealed)
             .is_ok());
@@ -550,7 +568,10 @@ mod tests {
         let all = ring.blind_indexes(&email("ada@example.com"));
         assert_eq!(all.len(), 2);
         assert_eq!(all[0], a);
-        assert_eq!(all[1], Keyring::single(&key(1)).blind_index(&email("ada@example.com")));
+        assert_eq!(
+            all[1],
+            Keyring::single(&key(1)).blind_index(&email("ada@example.com"))
+        );
         assert!(!a.hex().contains("ada"));
     }
 
@@ -566,7 +587,10 @@ mod tests {
         assert!(Keyring::single(&key(2)).unwrap(user, &wrapped).is_err());
         let rotated = Keyring::new(&[key(2), key(1)]).unwrap();
         assert_eq!(rotated.unwrap(user, &wrapped).unwrap().0, data.0);
-        assert_eq!(rotated.wrap(user, &data).unwrap().key_id, rotated.current_id());
+        assert_eq!(
+            rotated.wrap(user, &data).unwrap().key_id,
+            rotated.current_id()
+        );
     }
 
     #[test]

@@ -29,7 +29,8 @@ pub enum ClaimOp {
 
 impl ClaimOp {
     fn to_json(&self) -> Value {
-        let hexes = |indexes: &[BlindIndex]| indexes.iter().map(BlindIndex::hex).collect::<Vec<_>>();
+        let hexes =
+            |indexes: &[BlindIndex]| indexes.iter().map(BlindIndex::hex).collect::<Vec<_>>();
         match self {
             Self::Claim(index) => {
                 json!({"op": "claim", "index": index.hex(), "key_id": index.key_id})
@@ -128,13 +129,11 @@ pub async fn commit(
     .await;
     match result {
         Ok(_) => Ok(()),
-        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-            match db.constraint() {
-                Some("events_pkey") => Err(CommitError::Conflict),
-                Some("email_claims_pkey") => Err(CommitError::AddressTaken),
-                _ => Err(CommitError::Store(sqlx::Error::Database(db))),
-            }
-        }
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => match db.constraint() {
+            Some("events_pkey") => Err(CommitError::Conflict),
+            Some("email_claims_pkey") => Err(CommitError::AddressTaken),
+            _ => Err(CommitError::Store(sqlx::Error::Database(db))),
+        },
         Err(other) => Err(CommitError::Store(other)),
     }
 }

@@ -115,10 +115,11 @@ impl TokenCodec {
         let user = Uuid::from_slice(user).map_err(|_| InvalidToken)?;
         let reference = Reference::from_bytes(reference.try_into().map_err(|_| InvalidToken)?);
         // Signed by any listed key: tokens outlive a rotation.
-        let signed = self
-            .keyring
-            .token_macs()
-            .any(|mac| with_token(mac, kind, user, &reference).verify_slice(tag).is_ok());
+        let signed = self.keyring.token_macs().any(|mac| {
+            with_token(mac, kind, user, &reference)
+                .verify_slice(tag)
+                .is_ok()
+        });
         if !signed {
             return Err(InvalidToken);
         }
@@ -213,8 +214,7 @@ mod tests {
         let reference = Reference::from_bytes([7; 16]);
         let user = Uuid::now_v7();
         let token = old.encode(TokenKind::Session, user, &reference);
-        let rotated =
-            TokenCodec::new(Arc::new(Keyring::new(&[two.clone(), one]).unwrap()));
+        let rotated = TokenCodec::new(Arc::new(Keyring::new(&[two.clone(), one]).unwrap()));
         assert_eq!(
             rotated.decode(TokenKind::Session, &token),
             Ok((user, reference))

@@ -51,7 +51,7 @@ impl Inbox {
         let claimant = authledger::store::claimant(
             &self.pool,
             &self.keyring.blind_indexes(&email),
-            chrono::Utc::now(),
+            authledger_aggregates::Clock::now(&authledger::services::SystemClock),
         )
         .await?;
         let Some(authledger::store::Claimant::Account(user)) = claimant else {

@@ -115,9 +115,15 @@ impl App {
             ));
         }
         let user_id = self.resolve_user(who).await?.ok_or(AppError::UnknownUser)?;
-        let events = audit::user_history(&self.pool, &self.opener(), user_id, after.unwrap_or(0), size.0)
-            .await
-            .map_err(AppError::Internal)?;
+        let events = audit::user_history(
+            &self.pool,
+            &self.opener(),
+            user_id,
+            after.unwrap_or(0),
+            size.0,
+        )
+        .await
+        .map_err(AppError::Internal)?;
         if events.is_empty() && after.is_none() {
             return Err(AppError::UnknownUser);
         }
@@ -150,9 +156,10 @@ impl App {
 
     /// One page of the global history in the log's order.
     pub async fn events_page(&self, filter: EventFilter, size: PageSize) -> AppResult<AuditPage> {
-        let (events, next) = audit::global_page(&self.pool, &self.opener(), &filter.query()?, size.0)
-            .await
-            .map_err(AppError::Internal)?;
+        let (events, next) =
+            audit::global_page(&self.pool, &self.opener(), &filter.query()?, size.0)
+                .await
+                .map_err(AppError::Internal)?;
         Ok(AuditPage { events, next })
     }
 
@@ -165,16 +172,16 @@ impl App {
     ) -> AppResult<impl Stream<Item = anyhow::Result<AuditEvent>> + Send + 'static> {
         let mut streamed: u64 = 0;
         Ok(
-            audit::global_stream(self.pool.clone(), self.opener(), filter.query()?).inspect(move |event| {
-                match event {
+            audit::global_stream(self.pool.clone(), self.opener(), filter.query()?).inspect(
+                move |event| match event {
                     Ok(_) => streamed += 1,
                     Err(error) => tracing::error!(
                         error = format!("{error:#}"),
                         streamed,
                         "the audit export failed part-way; its body is cut off"
                     ),
-                }
-            }),
+                },
+            ),
         )
     }
 }

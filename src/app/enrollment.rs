@@ -40,8 +40,10 @@ impl App {
             )
             .await
             .map_err(|err| self.refused(err))?;
-        let email = super::identity::address_of(&executed.state, &executed.keeper)
-            .ok_or_else(|| AppError::internal(anyhow::anyhow!("an enrolling user has no address")))?;
+        let email =
+            super::identity::address_of(&executed.state, &executed.keeper).ok_or_else(|| {
+                AppError::internal(anyhow::anyhow!("an enrolling user has no address"))
+            })?;
         self.enrollment_of(&secret, &email)
     }
 

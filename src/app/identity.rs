@@ -191,7 +191,10 @@ impl App {
             else {
                 return Ok(Effects::default());
             };
-            let (restored, replaced) = (open_address(keeper, restored)?, open_address(keeper, replaced)?);
+            let (restored, replaced) = (
+                open_address(keeper, restored)?,
+                open_address(keeper, replaced)?,
+            );
             Ok(Effects {
                 claims: vec![
                     ClaimOp::Release(ring.blind_indexes(&replaced)),
@@ -256,8 +259,12 @@ impl App {
             .resolve_user(user)
             .await?
             .ok_or(AppError::UnknownUser)?;
-        self.erase(user, caller.as_staff(admin), ErasureRequest::Admin { reason })
-            .await
+        self.erase(
+            user,
+            caller.as_staff(admin),
+            ErasureRequest::Admin { reason },
+        )
+        .await
     }
 
     /// The account's data key and its addresses go with the event that

@@ -163,7 +163,8 @@ impl App {
             .load_with_keeper(user)
             .await
             .map_err(|err| self.refused(err))?;
-        let email = super::identity::address_of(&state, &keeper).ok_or(AppError::Unauthenticated)?;
+        let email =
+            super::identity::address_of(&state, &keeper).ok_or(AppError::Unauthenticated)?;
         let new = super::registration::new_password(&email, new)?;
         match self
             .run(

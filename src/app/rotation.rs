@@ -50,13 +50,12 @@ impl App {
             ..RotationReport::default()
         };
 
-        let stale_keys = sqlx::query(
-            "SELECT user_id, key_id, nonce, wrapped FROM user_keys WHERE key_id <> $1",
-        )
-        .bind(&current)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store)?;
+        let stale_keys =
+            sqlx::query("SELECT user_id, key_id, nonce, wrapped FROM user_keys WHERE key_id <> $1")
+                .bind(&current)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(store)?;
         for row in stale_keys {
             let user: Uuid = row.try_get("user_id").map_err(store)?;
             let old = WrappedKey {

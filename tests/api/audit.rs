@@ -174,7 +174,7 @@ async fn the_history_lists_every_event_and_the_state_is_right_at_any_instant(poo
             i as i64 + 1,
             "oldest first, none missing"
         );
-        assert_eq!(event["version"], "1");
+        assert_eq!(event["version"], "2");
         assert_eq!(event["client_ip"], "127.0.0.1");
         assert!(!event["request_id"].as_str().unwrap().is_empty());
         assert!(
@@ -466,14 +466,14 @@ async fn an_admin_unlocks_from_the_command_line(pool: PgPool) {
         "{}",
         String::from_utf8_lossy(&cli.stdout)
     );
-    let (payload, actor): (sqlx::types::Json<Value>, String) = sqlx::query_as(
-        "SELECT payload, metadata->>'actor' FROM events WHERE aggregate_id = $1 AND event_type = 'AccountUnlocked'",
-    )
-    .bind(app.user_id(&user.email).await.to_string())
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    assert_eq!(payload.0["AccountUnlocked"]["reason"], "verified by phone");
+    let unlocked = app
+        .audit_events(app.user_id(&user.email).await)
+        .await
+        .into_iter()
+        .find(|e| e["type"] == "AccountUnlocked")
+        .unwrap();
+    assert_eq!(unlocked["payload"]["reason"], "verified by phone");
+    let actor = unlocked["actor"].as_str().unwrap();
     assert!(actor.starts_with("admin:cli"), "{actor}");
     // The owner's right password works again at once.
     app.password_step(&user.email).await;
@@ -574,7 +574,7 @@ async fn an_export_of_100000_events_streams_in_flat_memory(pool: PgPool) {
     let grown_kib = peak.saturating_sub(baseline);
     let streamed_kib = (bytes / 1024) as u64;
     eprintln!("export of {lines} events: {streamed_kib} KiB streamed, server RSS grew {grown_kib} KiB (from {baseline} KiB)");
-    assert!(streamed_kib > 30_000, "{streamed_kib} KiB streamed");
+    assert!(streamed_kib > 25_000, "{streamed_kib} KiB streamed");
     assert!(
         grown_kib < streamed_kib / 4,
         "the server grew {grown_kib} KiB while streaming {streamed_kib} KiB"

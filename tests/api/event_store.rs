@@ -85,9 +85,14 @@ async fn every_event_records_who_asked_and_from_where(pool: PgPool) {
             .unwrap();
     assert_eq!(metadata.0["request_id"], ours.as_str());
     assert_eq!(metadata.0["client_request_id"], "req-12345");
-    assert_eq!(metadata.0["client_ip"], "127.0.0.1");
-    assert_eq!(metadata.0["user_agent"], "journey-test/1.0");
     assert_eq!(metadata.0["actor"], "user");
+    // The IP and browser are the user's personal data: sealed with their
+    // key, and opened for auditors.
+    assert!(metadata.0.get("client_ip").is_none() && metadata.0.get("user_agent").is_none());
+    assert!(!metadata.0.to_string().contains("journey-test"));
+    let recorded = &app.audit_events(app.user_id(&email).await).await[0];
+    assert_eq!(recorded["client_ip"], "127.0.0.1");
+    assert_eq!(recorded["user_agent"], "journey-test/1.0");
 }
 
 #[sqlx::test(migrator = "authledger::db::MIGRATOR")]

@@ -440,6 +440,21 @@ impl TestApp {
         self.resolve(email).await.is_some()
     }
 
+    /// A user's history as an auditor reads it, personal data opened.
+    pub async fn audit_events(&self, user: Uuid) -> Vec<Value> {
+        let history: Value = self
+            .client
+            .get(self.url(&format!("/v1/audit/users/{user}/events")))
+            .bearer_auth(AUDITOR_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        history["events"].as_array().cloned().unwrap_or_default()
+    }
+
     pub async fn post_session_json(&self, path: &str, token: &str, body: Value) -> Response {
         self.post_with_session(path, token, Some(body)).await
     }
@@ -458,7 +473,6 @@ impl TestApp {
         self.tokens.encode(TokenKind::EmailLink, user, link)
     }
 }
-
 
 /// Asserts a problem+json answer with the given status and slug.
 pub async fn assert_problem(response: Response, status: StatusCode, slug: &str) -> Value {

@@ -135,14 +135,9 @@ async fn events_record_the_client_the_trusted_proxy_names(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let metadata: sqlx::types::Json<Value> =
-        sqlx::query_scalar("SELECT metadata FROM events WHERE aggregate_id = $1 LIMIT 1")
-            .bind(app.user_id(&email).await.to_string())
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    let recorded = &app.audit_events(app.user_id(&email).await).await[0];
     assert_eq!(
-        metadata.0["client_ip"], "203.0.113.7",
+        recorded["client_ip"], "203.0.113.7",
         "the right-most address not a trusted proxy's"
     );
 }

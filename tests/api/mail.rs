@@ -1,14 +1,14 @@
 //! The email pipeline: events → relay → RabbitMQ → worker → SMTP (MailDev).
 use std::sync::Arc;
 
-use authledger::command_bus::{CommandBus, CommandMetadata};
 use authledger::app::Caller;
+use authledger::command_bus::{CommandBus, CommandMetadata};
 use authledger::services::{Argon2Hasher, HashingQueue, OsRandomness};
 use authledger::tokens::TokenKind;
 use authledger_aggregates::{
-    code_at_step, time_step, Clock, NewPassword, Password, RecoveryCode, Reference,
-    TotpCode, TotpSecret, UserAuthCommand, UserAuthEvent, UserAuthServices, Verdict,
-    RECOVERY_CODE_BYTES, TOTP_SECRET_BYTES,
+    code_at_step, time_step, Clock, NewPassword, Password, RecoveryCode, Reference, TotpCode,
+    TotpSecret, UserAuthCommand, UserAuthEvent, UserAuthServices, Verdict, RECOVERY_CODE_BYTES,
+    TOTP_SECRET_BYTES,
 };
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
@@ -149,7 +149,12 @@ fn bus_of(app: &TestApp) -> CommandBus {
         keeper: keyring.clone(),
         policy: app.config.policy(),
     };
-    CommandBus::new(app.pool.clone(), services, keyring, app.config.snapshot_every)
+    CommandBus::new(
+        app.pool.clone(),
+        services,
+        keyring,
+        app.config.snapshot_every,
+    )
 }
 
 async fn run(bus: &CommandBus, user: Uuid, command: UserAuthCommand) -> Verdict {
@@ -356,7 +361,10 @@ async fn registering_a_confirmed_address_again_tells_its_owner(pool: PgPool) {
     let app = spawn_app(pool).await;
     let bus = bus_of(&app);
     let (email, user) = verified_account(&app, &bus).await;
-    assert_eq!(register(&app, &email, "another password entirely 7").await, user);
+    assert_eq!(
+        register(&app, &email, "another password entirely 7").await,
+        user
+    );
     app.deliver_mail().await;
 
     let mail = mail_with_subject(&email, "Someone tried to register with your address").await;

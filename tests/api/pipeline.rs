@@ -529,7 +529,12 @@ async fn made_up_user(app: &TestApp) -> (uuid::Uuid, UserKeeper) {
     (user, UserKeeper::new(keyring, user, Some(&key)))
 }
 
-fn registration(keeper: &UserKeeper, user: uuid::Uuid, email: &str, at: DateTime<Utc>) -> UserAuthEvent {
+fn registration(
+    keeper: &UserKeeper,
+    user: uuid::Uuid,
+    email: &str,
+    at: DateTime<Utc>,
+) -> UserAuthEvent {
     UserAuthEvent::UserRegistered {
         user_id: user,
         email: keeper.seal(SealPurpose::Email, email.as_bytes()).unwrap(),
@@ -573,7 +578,10 @@ async fn a_replaced_registration_moves_the_users_mail_to_its_address(pool: PgPoo
     )
     .await;
     app.relay_everything().await;
-    assert_eq!(recipient_of(&app.pool, &relayed_keeper, relayed).await, first);
+    assert_eq!(
+        recipient_of(&app.pool, &relayed_keeper, relayed).await,
+        first
+    );
 
     // One replaced after the relay recorded it, one before the relay ran.
     append(

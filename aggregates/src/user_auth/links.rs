@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 
 use super::reference::Reference;
-use super::services::Sealed;
 use super::services::Policy;
+use super::services::Sealed;
 use super::state::UserAuth;
 
 /// The kinds of link mailed to an account's address.

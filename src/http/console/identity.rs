@@ -22,7 +22,13 @@ pub(super) async fn change_page(
     browser: Browser,
 ) -> Answer {
     let me = signed_in_user(&ctx, &caller, &browser).await?;
-    Ok(change_view(&ctx, &browser, &me, Page::new(CHANGE_TITLE), ""))
+    Ok(change_view(
+        &ctx,
+        &browser,
+        &me,
+        Page::new(CHANGE_TITLE),
+        "",
+    ))
 }
 
 fn change_view(
@@ -86,12 +92,17 @@ pub(super) async fn change(
     {
         Ok(requested) => {
             let hours = (requested.expires_at - ctx.app.now()).num_hours().max(1);
-            return Ok(show(&ctx, &browser, Page::new("Check your new inbox"), |_| {
-                html! {
-                    p #email-change-sent { "We sent a link to " strong { (value.email) } ". Open it within " (hours) " hours to make it your address. Until then nothing changes." }
-                    p { a.button.secondary href="/profile" { "Back to My Profile" } }
-                }
-            }));
+            return Ok(show(
+                &ctx,
+                &browser,
+                Page::new("Check your new inbox"),
+                |_| {
+                    html! {
+                        p #email-change-sent { "We sent a link to " strong { (value.email) } ". Open it within " (hours) " hours to make it your address. Until then nothing changes." }
+                        p { a.button.secondary href="/profile" { "Back to My Profile" } }
+                    }
+                },
+            ));
         }
         Err(err) => err,
     };
