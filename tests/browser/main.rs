@@ -9,6 +9,7 @@
 mod helpers;
 mod webdriver;
 
+use authledger_aggregates::Clock;
 use sqlx::PgPool;
 
 use helpers::*;
@@ -338,6 +339,125 @@ async fn a_forgotten_password_by_clicks(pool: PgPool) {
     browser.click_on("Make a new recovery code").await;
     assert_eq!(browser.heading().await, "Save your new recovery code");
     assert_ne!(browser.text("#recovery-code").await, user.recovery_code);
+
+    browser.quit().await;
+    app.remove_topology().await;
+}
+
+/// Password and authenticator code, ending on My Profile.
+async fn sign_in_with_code(browser: &Chromium, user: &mut SignedIn) {
+    sign_in(browser, &user.email).await;
+    browser.fill("#code", &user.device.next_code().await).await;
+    browser.click_on("Continue").await;
+    assert_eq!(browser.path().await, "/profile");
+}
+
+/// A new address confirmed from its inbox and taken back from the old
+/// one, then the account deleted: each step past the reauthentication
+/// window, so the password fields are on the pages too.
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_change_of_address_its_undo_and_the_deletion_by_clicks(pool: PgPool) {
+    let app = spawn_console(pool).await;
+    let mut user = app.signed_up().await;
+    let old = user.email.clone();
+    let new = unique_email();
+    let browser = Chromium::start().await;
+    browser.goto(&app.url("/sign-in")).await;
+    sign_in_with_code(&browser, &mut user).await;
+
+    // From My Profile, ask for the new address.
+    app.clock.advance(chrono::Duration::minutes(20));
+    browser.click_on("Change email address").await;
+    look(&browser, "Change your email address", "21-change-email").await;
+    browser.fill("#new-email", &new).await;
+    browser.fill("#password", PASSWORD).await;
+    let asked = app.clock.now();
+    browser.click_on("Send the link").await;
+    let answered = app.clock.now();
+    look(&browser, "Check your new inbox", "22-check-new-inbox").await;
+    let sent = browser.text("#email-change-sent").await;
+    assert!(sent.contains(&new), "{sent}");
+    // The link's deadline, a day after the request, to the minute; the
+    // clock may cross a minute while the request runs.
+    let a_day_after = |at: chrono::DateTime<chrono::Utc>| {
+        (at + chrono::Duration::hours(24))
+            .format("%-d %b %Y, %H:%M UTC")
+            .to_string()
+    };
+    assert!(
+        sent.contains(&a_day_after(asked)) || sent.contains(&a_day_after(answered)),
+        "{sent}"
+    );
+
+    // The link mailed to the new address, opened in the same browser.
+    let link = mailed_link(&app, &new, "/v1/me/email/confirm").await;
+    browser.goto(&link).await;
+    look(
+        &browser,
+        "Confirm your new email address",
+        "23-confirm-new-address",
+    )
+    .await;
+    assert_eq!(browser.text("#link-account").await, new);
+    browser.click_on("Confirm the new address").await;
+    look(&browser, "Your address is changed", "24-address-changed").await;
+    assert!(browser
+        .text("#email-changed")
+        .await
+        .contains("a link that undoes the change for 72 hours"));
+    browser.click_on("My Profile").await;
+    assert_eq!(browser.text("#profile-email").await, new);
+
+    // The notice mailed to the old address takes it back and signs out.
+    let link = mailed_link(&app, &old, "/v1/me/email/revert").await;
+    browser.goto(&link).await;
+    look(
+        &browser,
+        "Undo the change of your email address?",
+        "25-undo-address-change",
+    )
+    .await;
+    assert_eq!(browser.text("#link-account").await, old);
+    browser.click_on("It wasn't me: restore my address").await;
+    assert_eq!(browser.path().await, "/sign-in");
+    assert!(browser
+        .text(".notice")
+        .await
+        .starts_with("Your address is restored"));
+    look(&browser, "Sign in", "26-address-restored").await;
+
+    // The old address signs in again; later, the account is deleted.
+    sign_in_with_code(&browser, &mut user).await;
+    assert_eq!(browser.text("#profile-email").await, old);
+    app.clock.advance(chrono::Duration::minutes(20));
+    browser.click_on("Delete my account").await;
+    look(&browser, "Delete your account", "27-delete-account").await;
+    browser.fill("#confirm-email", &new).await;
+    browser.fill("#password", PASSWORD).await;
+    browser.click_on("Delete my account").await;
+    assert_eq!(browser.heading().await, "Delete your account");
+    assert_eq!(
+        browser.text(".error").await,
+        "Type your account's address exactly, to confirm."
+    );
+    assert_accessible(&browser, "delete-account-mistyped").await;
+    browser.fill("#confirm-email", &old).await;
+    browser.fill("#password", PASSWORD).await;
+    browser.click_on("Delete my account").await;
+    assert_eq!(browser.path().await, "/sign-in");
+    assert!(browser
+        .text(".notice")
+        .await
+        .starts_with("Your account is deleted"));
+    look(&browser, "Sign in", "28-account-deleted").await;
+
+    // The address signs in to nothing now.
+    sign_in(&browser, &old).await;
+    assert_eq!(browser.heading().await, "Sign in");
+    assert_eq!(
+        browser.text(".error").await,
+        "The email or the password is not right."
+    );
 
     browser.quit().await;
     app.remove_topology().await;

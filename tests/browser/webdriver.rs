@@ -204,7 +204,10 @@ impl Chromium {
     /// Clicks the button or link whose visible text is `text`, as a person
     /// would pick it, and waits for the page it leads to.
     pub async fn click_on(&self, text: &str) {
-        let xpath = format!("//*[(self::button or self::a) and normalize-space(.)='{text}']");
+        let xpath = format!(
+            "//*[(self::button or self::a) and normalize-space(.)={}]",
+            xpath_literal(text)
+        );
         let element = self.find("xpath", &xpath).await;
         self.navigating(async {
             self.post(&format!("/element/{element}/click"), json!({}))
@@ -313,6 +316,16 @@ impl Drop for Chromium {
             .arg(self.profile.as_os_str())
             .status();
         let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// `text` as an XPath 1.0 string, which has no escapes: quoted with the
+/// kind of quote it does not hold.
+fn xpath_literal(text: &str) -> String {
+    match (text.contains('\''), text.contains('"')) {
+        (false, _) => format!("'{text}'"),
+        (true, false) => format!("\"{text}\""),
+        (true, true) => panic!("no button text holds both kinds of quote: {text}"),
     }
 }
 

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::browser::{clear_cookie, see_other, Browser, CookieName, Form};
 use super::links::{link_page, link_refused, LinkQuery};
 use super::views::{self, Page};
-use super::{again, refused, session, show, signed_in_user, Answer, Step, TokenForm};
+use super::{again, refused, session, show, signed_in_user, when, Answer, Step, TokenForm};
 use crate::app::{Caller, LinkKind, Me};
 use crate::http::ApiContext;
 
@@ -53,7 +53,8 @@ fn change_view(
                 form method="post" action="/profile/email" {
                     (csrf.field())
                     label for="new-email" { "New email address" }
-                    input #new-email type="email" name="email" autocomplete="email" required value=(typed);
+                    input #new-email type="email" name="email" autocomplete="email" required value=(typed)
+                        spellcheck="false" autocapitalize="none";
                     @if me.reauthentication_required {
                         (views::password_field("current-password", Some(&format!(
                             "You signed in more than {} minutes ago: enter your password to confirm.",
@@ -91,14 +92,13 @@ pub(super) async fn change(
         .await
     {
         Ok(requested) => {
-            let hours = (requested.expires_at - ctx.app.now()).num_hours().max(1);
             return Ok(show(
                 &ctx,
                 &browser,
                 Page::new("Check your new inbox"),
                 |_| {
                     html! {
-                        p #email-change-sent { "We sent a link to " strong { (value.email) } ". Open it within " (hours) " hours to make it your address. Until then nothing changes." }
+                        p #email-change-sent { "We sent a link to " strong { (value.email) } ". Open it by " (when(requested.expires_at)) " to make it your address. Until then nothing changes." }
                         p { a.button.secondary href="/profile" { "Back to My Profile" } }
                     }
                 },
@@ -138,6 +138,7 @@ pub async fn email_change_page(
                 input type="hidden" name="token" value=(token);
                 button type="submit" { "Confirm the new address" }
             }
+            p { "If you did not ask for this, close this page: nothing changes without the button." }
         }
     })
     .await
@@ -152,7 +153,10 @@ pub(super) async fn confirm(
     match ctx.app.confirm_email_change(&caller, &value.token).await {
         Ok(()) => show(&ctx, &browser, Page::new("Your address is changed"), |_| {
             html! {
-                p #email-changed { "Your account's address is changed. Sign in with it from now on." }
+                p #email-changed {
+                    "Sign in with your new address from now on. Your old address was sent a notice with a link that undoes the change for "
+                    (ctx.app.policy().email_change_revert_window.num_hours()) " hours, in case it was not you."
+                }
                 p { a.button href="/profile" { "My Profile" } }
             }
         }),
@@ -175,13 +179,14 @@ pub async fn email_revert_page(
 ) -> Response {
     link_page(&ctx, &browser, LinkKind::EmailChangeRevert, query, "Undo the change of your email address?", |address, token, csrf| {
         html! {
-            p { "The address of an account was changed away from " strong #link-account { (address) } ". If it was not you, undo it: the account gets this address back and every session of it ends." }
+            p { "The email address of your account was changed from " strong #link-account { (address) } " to another one. If it was not you, undo it: the account gets this address back and every session of it ends." }
             form method="post" action="/email/revert" {
                 (csrf.field())
                 input type="hidden" name="token" value=(token);
                 button.danger type="submit" { "It wasn't me: restore my address" }
             }
-            p { "Then use \"Forgot password\" on the sign-in page: whoever changed it knew your password." }
+            p { "Then set a new password with \"Forgot password?\" on the sign-in page: whoever changed the address was signed in to your account." }
+            p { "If you changed it yourself, close this page: nothing happens without the button." }
         }
     })
     .await
@@ -230,8 +235,10 @@ fn erase_view(ctx: &ApiContext, browser: &Browser, me: &Me, page: Page<'_>) -> R
                 p { "Your address, and the IP addresses and browsers of your sign-ins, are erased for good. The record that an account existed and what happened to its sign-ins stays, without them. You are signed out everywhere, and the address can be used for a new account." }
                 form method="post" action="/profile/delete" {
                     (csrf.field())
-                    label for="confirm-email" { "Type your address to confirm" }
-                    input #confirm-email type="email" name="confirm_email" autocomplete="off" required;
+                    label for="confirm-email" { "Type your email address to confirm" }
+                    p.hint #confirm-email-hint { "It is " (me.email) "." }
+                    input #confirm-email type="email" name="confirm_email" autocomplete="off" required
+                        spellcheck="false" autocapitalize="none" aria-describedby="confirm-email-hint";
                     @if me.reauthentication_required {
                         (views::password_field("current-password", Some(&format!(
                             "You signed in more than {} minutes ago: enter your password to confirm.",

@@ -379,7 +379,7 @@ fn notice(query: Option<&str>) -> Option<&'static str> {
         "reset-cancelled" => "The reset of your multi-factor authentication is cancelled. You had signed in with a mailed link, and every such session has ended: sign in again with your authenticator app.",
         "reset-denied" => "The reset of your multi-factor authentication was cancelled and every session of your account has ended. If you did not ask for it, someone may know your password: change it after you sign in.",
         "session-ended" => "Your session has ended. Sign in again.",
-        "email-restored" => "Your address is restored and every session of your account has ended. Whoever changed it knew your password: use \"Forgot password\" below to set a new one.",
+        "email-restored" => "Your address is restored and every session of your account has ended. Whoever changed it was signed in to your account: use \"Forgot password?\" below to set a new password.",
         "account-erased" => "Your account is deleted. Its personal data is erased, and you are signed out everywhere.",
         _ => return None,
     })
