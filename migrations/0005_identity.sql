@@ -4,6 +4,9 @@
 -- the address. Personal data in events is sealed with a per-user data key
 -- kept here, wrapped by a server key: deleting the row erases it.
 
+-- An address is claimed under every key of the ring at once, one row per
+-- key: whichever key a process computes an index with, the primary key
+-- sees a second claim of the address, also while keys are being rotated.
 CREATE TABLE email_claims
 (
     -- HMAC-SHA256 of the normalised address under the key `key_id`.
@@ -17,8 +20,8 @@ CREATE TABLE email_claims
 
 CREATE INDEX email_claims_user ON email_claims (user_id);
 
--- One current address per account.
-CREATE UNIQUE INDEX email_claims_current ON email_claims (user_id) WHERE held_until IS NULL;
+-- One current address per account (under each key).
+CREATE UNIQUE INDEX email_claims_current ON email_claims (user_id, key_id) WHERE held_until IS NULL;
 
 CREATE TABLE user_keys
 (
@@ -29,6 +32,11 @@ CREATE TABLE user_keys
     wrapped    bytea       NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- From here on every event is written sealed (version 2 and later): a
+-- process of an older version still running would write addresses in the
+-- clear that could never be erased.
+ALTER TABLE events ADD CONSTRAINT events_sealed_personal_data CHECK (event_version <> '1');
 
 -- Read models keep no address: the mail relay keeps the sealed one, which
 -- only the worker opens, and nothing else needs it.
@@ -45,7 +53,8 @@ CREATE TABLE mail_recipients
 -- nothing, and no claim exists without the events that made it.
 --
 -- `claims` is an array of operations, in order:
---   {"op": "claim", "index": hex, "key_id": id}   the account's new address
+--   {"op": "claim", "indexes": [{"index": hex, "key_id": id}]}
+--                                                 the account's new address
 --   {"op": "hold_current", "until": t}            its address, given up, held
 --   {"op": "restore", "indexes": [hex]}           a held address back in use
 --   {"op": "release", "indexes": [hex]}           addresses it no longer holds
@@ -85,10 +94,12 @@ BEGIN
                     -- A hold that ran out frees its address, and an account
                     -- may take back an address held for itself.
                     DELETE FROM email_claims
-                     WHERE blind_index = decode(op ->> 'index', 'hex')
+                     WHERE blind_index IN (SELECT decode(i ->> 'index', 'hex')
+                                             FROM jsonb_array_elements(op -> 'indexes') i)
                        AND (held_until < p_now OR (user_id = p_user AND held_until IS NOT NULL));
                     INSERT INTO email_claims (blind_index, key_id, user_id)
-                    VALUES (decode(op ->> 'index', 'hex'), op ->> 'key_id', p_user);
+                    SELECT decode(i ->> 'index', 'hex'), i ->> 'key_id', p_user
+                      FROM jsonb_array_elements(op -> 'indexes') i;
                 WHEN 'hold_current' THEN
                     UPDATE email_claims SET held_until = (op ->> 'until')::timestamptz
                      WHERE user_id = p_user AND held_until IS NULL;
@@ -96,6 +107,7 @@ BEGIN
                     UPDATE email_claims SET held_until = NULL
                      WHERE user_id = p_user
                        AND blind_index IN (SELECT decode(value, 'hex') FROM jsonb_array_elements_text(op -> 'indexes'));
+                    -- Its rows must be there, held or already current.
                     IF NOT FOUND THEN
                         RAISE EXCEPTION USING ERRCODE = 'unique_violation', CONSTRAINT = 'email_claims_pkey',
                             MESSAGE = 'the address to restore is no longer held for this account';

@@ -172,8 +172,10 @@ fn to_audit_event(row: &sqlx::postgres::PgRow) -> anyhow::Result<AuditEvent> {
         actor: meta("actor"),
         request_id: meta("request_id"),
         client_request_id: metadata.0.get("client_request_id").cloned(),
-        client_ip: String::new(),
-        user_agent: String::new(),
+        // What staff and the server did carries their own origin, in the
+        // clear; a user's is sealed and opened below.
+        client_ip: meta("client_ip"),
+        user_agent: meta("user_agent"),
         payload: redact(&payload.0),
         sealed_origin: metadata.0.get(PERSONAL_METADATA).cloned(),
     })
@@ -485,7 +487,7 @@ pub async fn pending_mfa_reset_candidates(pool: &PgPool) -> anyhow::Result<Vec<U
             AND NOT EXISTS (
                 SELECT 1 FROM audit_index l
                  WHERE l.user_id = r.user_id AND l.sequence > r.sequence
-                   AND l.event_type IN ('MfaResetCancelled', 'MfaReset'))",
+                   AND l.event_type IN ('MfaResetCancelled', 'MfaReset', 'AccountErased'))",
     )
     .fetch_all(pool)
     .await?)

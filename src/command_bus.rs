@@ -56,7 +56,12 @@ impl CommandMetadata {
         if let Some(id) = &self.client_request_id {
             map.insert("client_request_id".to_owned(), id.clone());
         }
-        if keeper.holds_personal_key() {
+        if self.actor != "user" {
+            // Staff and the server itself: their origin is theirs, not the
+            // account's, and must outlive the account's erasure.
+            map.insert("client_ip".to_owned(), self.client_ip.clone());
+            map.insert("user_agent".to_owned(), self.user_agent.clone());
+        } else if keeper.holds_personal_key() {
             let origin = ClientOrigin {
                 client_ip: self.client_ip.clone(),
                 user_agent: self.user_agent.clone(),
@@ -327,10 +332,14 @@ impl CommandBus {
             .await
             .map_err(|e| BusError::Store(e.to_string()))?;
         for event in events {
+            // serde's message can quote the payload, and a payload can
+            // hold personal data: only where it broke is said.
             let payload: UserAuthEvent = serde_json::from_value(event.payload).map_err(|e| {
                 BusError::Store(format!(
-                    "event {} of {id} does not deserialize: {e}",
-                    event.sequence
+                    "event {} of {id} does not deserialize (line {}, column {})",
+                    event.sequence,
+                    e.line(),
+                    e.column()
                 ))
             })?;
             state.apply(payload);

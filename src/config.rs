@@ -489,6 +489,16 @@ pub struct PolicyArgs {
         value_parser = clap::value_parser!(i64).range(3600..)
     )]
     pub email_change_revert_secs: i64,
+    /// Links to new addresses per account per window; more are refused
+    /// with `429 throttled` until the oldest leaves the window.
+    #[arg(long, env = "AUTHLEDGER_EMAIL_CHANGE_LIMIT", default_value_t = 3)]
+    pub email_changes_per_window: usize,
+    #[arg(
+        long,
+        env = "AUTHLEDGER_EMAIL_CHANGE_WINDOW_SECS",
+        default_value_t = 3600
+    )]
+    pub email_change_window_secs: i64,
 }
 
 impl PolicyArgs {
@@ -523,6 +533,8 @@ impl PolicyArgs {
             aal1_mfa_reset_delay: Duration::seconds(self.aal1_mfa_reset_delay_secs),
             email_change_ttl: Duration::seconds(self.email_change_ttl_secs),
             email_change_revert_window: Duration::seconds(self.email_change_revert_secs),
+            email_changes_per_window: self.email_changes_per_window,
+            email_change_window: Duration::seconds(self.email_change_window_secs),
         }
     }
 }

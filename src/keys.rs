@@ -263,6 +263,40 @@ impl Keyring {
     fn aad(purpose: SealPurpose, key_id: &str) -> Vec<u8> {
         format!("authledger/{}/{}", purpose.label(), key_id).into_bytes()
     }
+
+    /// A user's secret is bound to the user too: sealed for one account, it
+    /// does not open as another's (a password hash copied between streams
+    /// or snapshots is refused).
+    fn bound_aad(purpose: SealPurpose, key_id: &str, user: Uuid) -> Vec<u8> {
+        format!("authledger/{}/{}/{}", purpose.label(), key_id, user).into_bytes()
+    }
+
+    fn seal_bound(
+        &self,
+        user: Uuid,
+        purpose: SealPurpose,
+        plaintext: &[u8],
+    ) -> Result<Sealed, ServiceError> {
+        let set = self.newest();
+        seal_with(
+            &set.seal,
+            set.id.clone(),
+            &Self::bound_aad(purpose, &set.id, user),
+            plaintext,
+        )
+    }
+
+    fn unseal_bound(
+        &self,
+        user: Uuid,
+        purpose: SealPurpose,
+        sealed: &Sealed,
+    ) -> Result<Vec<u8>, ServiceError> {
+        let set = self
+            .by_id(&sealed.key_id)
+            .ok_or_else(|| missing_key(&sealed.key_id))?;
+        open_with(&set.seal, &Self::bound_aad(purpose, &set.id, user), sealed)
+    }
 }
 
 fn missing_key(id: &str) -> ServiceError {
@@ -416,7 +450,7 @@ impl fmt::Debug for UserKeeper {
 impl SecretKeeper for UserKeeper {
     fn seal(&self, purpose: SealPurpose, plaintext: &[u8]) -> Result<Sealed, ServiceError> {
         if !purpose.is_personal() {
-            return self.ring.seal(purpose, plaintext);
+            return self.ring.seal_bound(self.user, purpose, plaintext);
         }
         seal_with(
             self.personal()?,
@@ -428,7 +462,7 @@ impl SecretKeeper for UserKeeper {
 
     fn unseal(&self, purpose: SealPurpose, sealed: &Sealed) -> Result<Vec<u8>, ServiceError> {
         if !purpose.is_personal() {
-            return self.ring.unseal(purpose, sealed);
+            return self.ring.unseal_bound(self.user, purpose, sealed);
         }
         if sealed.key_id != USER_KEY_ID {
             return Err(ServiceError::Failed(
@@ -611,9 +645,14 @@ mod tests {
         let erased = UserKeeper::new(ring.clone(), user, None);
         assert_eq!(erased.open_text(SealPurpose::Email, &sealed), None);
         assert!(erased.seal(SealPurpose::Email, b"x").is_err());
-        // Server secrets still seal and open without the user's key.
+        // Secrets are under the server key, bound to their user.
         let secret = erased.seal(SealPurpose::TotpSecret, b"s").unwrap();
-        assert_eq!(ring.unseal(SealPurpose::TotpSecret, &secret).unwrap(), b"s");
+        assert_eq!(
+            keeper.unseal(SealPurpose::TotpSecret, &secret).unwrap(),
+            b"s"
+        );
+        assert!(other_user.unseal(SealPurpose::TotpSecret, &secret).is_err());
+        assert!(ring.unseal(SealPurpose::TotpSecret, &secret).is_err());
     }
 
     #[test]

@@ -15,8 +15,9 @@ use crate::keys::{BlindIndex, Keyring, UserKeeper, WrappedKey};
 /// What happens to the addresses an account claims, with its events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimOp {
-    /// The account's new address. Fails the commit if anyone holds it.
-    Claim(BlindIndex),
+    /// The account's new address, by its index under every key. Fails the
+    /// commit if anyone holds it under any of them.
+    Claim(Vec<BlindIndex>),
     /// Its current address, given up, stays held for it until then.
     HoldCurrent { until: DateTime<Utc> },
     /// An address it holds becomes its address again.
@@ -32,8 +33,12 @@ impl ClaimOp {
         let hexes =
             |indexes: &[BlindIndex]| indexes.iter().map(BlindIndex::hex).collect::<Vec<_>>();
         match self {
-            Self::Claim(index) => {
-                json!({"op": "claim", "index": index.hex(), "key_id": index.key_id})
+            Self::Claim(indexes) => {
+                let indexes: Vec<Value> = indexes
+                    .iter()
+                    .map(|index| json!({"index": index.hex(), "key_id": index.key_id}))
+                    .collect();
+                json!({"op": "claim", "indexes": indexes})
             }
             Self::HoldCurrent { until } => json!({"op": "hold_current", "until": until}),
             Self::Restore(indexes) => json!({"op": "restore", "indexes": hexes(indexes)}),

@@ -1,6 +1,6 @@
 //! Enrollment: an account without an authenticator gets one during a
 //! sign-in, confirmed with a first code.
-use authledger_aggregates::{SealPurpose, TotpCode, TotpSecret, UserAuthCommand};
+use authledger_aggregates::{SealPurpose, SecretKeeper, TotpCode, TotpSecret, UserAuthCommand};
 use qrcode::render::svg;
 use qrcode::QrCode;
 
@@ -62,10 +62,7 @@ impl App {
         ) else {
             return Ok(None);
         };
-        let bytes = self
-            .bus
-            .services()
-            .keeper
+        let bytes = keeper
             .unseal(SealPurpose::TotpSecret, sealed)
             .map_err(AppError::internal)?;
         let secret = TotpSecret::from_slice(&bytes).ok_or_else(|| {

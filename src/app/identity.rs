@@ -3,8 +3,8 @@
 //! while), and erasing the account. The claims on addresses are written by
 //! the same statement as the events that make or give them up.
 use authledger_aggregates::{
-    AdminReason, Email, ErasureRequest, Password, Registration, SealPurpose, UserAuth,
-    UserAuthCommand, Verdict,
+    AdminReason, Email, ErasureRequest, Password, Registration, SealPurpose, ServiceError,
+    UserAuth, UserAuthCommand, UserAuthError, Verdict,
 };
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -72,17 +72,30 @@ impl App {
                 // Held for the account that gave it up, which may still
                 // take it back: nobody may register it meanwhile, and the
                 // answer is the same as for any other address.
-                Some(Claimant::Held { .. }) => return Ok(()),
+                Some(Claimant::Held { .. }) => {
+                    // The hash every registration costs, so that timing
+                    // does not tell a held address apart either.
+                    self.bus
+                        .services()
+                        .hasher
+                        .hash(password.as_password())
+                        .await
+                        .map_err(|err| match err {
+                            ServiceError::Busy => AppError::overloaded(),
+                            other => AppError::internal(other),
+                        })?;
+                    return Ok(());
+                }
                 None => (Uuid::now_v7(), Some(DataKey::generate())),
             };
-            let index = self.keyring.blind_index(&email);
+            let indexes = self.keyring.blind_indexes(&email);
             let effects = move |verdict: &Verdict, _: &UserKeeper| {
                 Ok(match verdict {
                     Verdict::Registered {
                         outcome: Registration::New,
                         ..
                     } => Effects {
-                        claims: vec![ClaimOp::Claim(index.clone())],
+                        claims: vec![ClaimOp::Claim(indexes.clone())],
                         data_key: None,
                     },
                     _ => Effects::default(),
@@ -98,7 +111,11 @@ impl App {
                 .execute_with(user, new_key.as_ref(), command, &caller.as_user(), &effects)
                 .await
             {
-                Err(BusError::AddressTaken) => continue,
+                // Another registration won the address, or the account that
+                // had it was erased meanwhile: look again.
+                Err(BusError::AddressTaken | BusError::Refused(UserAuthError::UnknownUser)) => {
+                    continue
+                }
                 other => return other.map(|_| ()).map_err(|err| self.refused(err)),
             }
         }
@@ -160,7 +177,7 @@ impl App {
                     ClaimOp::HoldCurrent {
                         until: *revert_until,
                     },
-                    ClaimOp::Claim(ring.blind_index(&to)),
+                    ClaimOp::Claim(ring.blind_indexes(&to)),
                 ],
                 data_key: None,
             })
@@ -195,6 +212,11 @@ impl App {
                 open_address(keeper, restored)?,
                 open_address(keeper, replaced)?,
             );
+            // Changed away and back again: the address is the account's
+            // already, and only the links change.
+            if restored == replaced {
+                return Ok(Effects::default());
+            }
             Ok(Effects {
                 claims: vec![
                     ClaimOp::Release(ring.blind_indexes(&replaced)),
@@ -232,6 +254,11 @@ impl App {
             .load_with_keeper(user)
             .await
             .map_err(|err| self.refused(err))?;
+        // A dead session confirms nothing, not even whether a typed
+        // address is the account's.
+        state
+            .live_session(&session, self.now(), self.policy())
+            .ok_or(AppError::Unauthenticated)?;
         let address = address_of(&state, &keeper).ok_or(AppError::Unauthenticated)?;
         let typed = Email::parse(confirmation).ok();
         if typed.as_ref().map(Email::as_str) != Some(address.as_str()) {

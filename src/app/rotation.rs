@@ -9,6 +9,15 @@ use uuid::Uuid;
 use super::{App, AppError, AppResult, Caller};
 use crate::keys::WrappedKey;
 
+/// Accounts that hold, under some key, more live address indexes than
+/// under the newest (`$1`), at `$2`: their addresses still need indexing.
+const NOT_YET_INDEXED: &str = "SELECT user_id FROM (
+        SELECT user_id, key_id, count(*) AS n FROM email_claims
+         WHERE held_until IS NULL OR held_until >= $2
+         GROUP BY user_id, key_id) per_key
+     GROUP BY user_id
+    HAVING coalesce(max(n) FILTER (WHERE key_id = $1), 0) < max(n)";
+
 /// What `rotate_keys` did and what is left.
 #[derive(Debug, Default)]
 pub struct RotationReport {
@@ -120,77 +129,109 @@ impl App {
             }
         }
 
-        let stale_claims = sqlx::query(
-            "SELECT blind_index, key_id, user_id FROM email_claims
-              WHERE key_id <> $1 AND held_until IS NULL",
-        )
-        .bind(&current)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store)?;
-        for row in stale_claims {
-            let index: Vec<u8> = row.try_get("blind_index").map_err(store)?;
-            let key_id: String = row.try_get("key_id").map_err(store)?;
-            let user: Uuid = row.try_get("user_id").map_err(store)?;
-            let address = match self.bus.load_with_keeper(user).await {
-                Ok((state, keeper)) => state
-                    .profile()
-                    .and_then(|profile| keeper.open_text(SealPurpose::Email, &profile.email))
-                    .and_then(|text| Email::parse(&text).ok()),
-                Err(_) => None,
-            };
-            let Some(address) = address else {
-                report
-                    .failures
-                    .push((user, "its address does not open".into()));
-                continue;
-            };
-            // The row must be this address's index under its key: a claim
-            // is moved only to the index of what it was the index of.
-            let matches = self
-                .keyring
-                .blind_indexes(&address)
-                .iter()
-                .any(|old| old.key_id == key_id && old.digest == index);
-            if !matches {
-                report
-                    .failures
-                    .push((user, "its claim is not its current address".into()));
-                continue;
-            }
-            let new = self.keyring.blind_index(&address);
-            sqlx::query(
-                "UPDATE email_claims SET blind_index = $2, key_id = $3
-                  WHERE blind_index = $1 AND held_until IS NULL",
-            )
-            .bind(&index)
-            .bind(&new.digest)
-            .bind(&new.key_id)
+        // Every address an account holds gets its index under every listed
+        // key (the newest among them); indexes under keys no longer listed
+        // are dropped, as no process computes them any more.
+        let ring: Vec<String> = self
+            .keyring
+            .key_ids()
+            .iter()
+            .map(|id| (*id).to_owned())
+            .collect();
+        sqlx::query("DELETE FROM email_claims WHERE key_id <> ALL($1)")
+            .bind(&ring)
             .execute(&self.pool)
             .await
             .map_err(store)?;
-            report.addresses_reindexed += 1;
+        let claimants: Vec<Uuid> =
+            sqlx::query_scalar(&format!("SELECT user_id FROM ({NOT_YET_INDEXED}) behind"))
+                .bind(&current)
+                .bind(self.now())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(store)?;
+        for user in claimants {
+            let Ok((state, keeper)) = self.bus.load_with_keeper(user).await else {
+                report
+                    .failures
+                    .push((user, "the account does not load".into()));
+                continue;
+            };
+            let opened = |sealed| {
+                keeper
+                    .open_text(SealPurpose::Email, sealed)
+                    .and_then(|text| Email::parse(&text).ok())
+            };
+            let mut held: Vec<(Option<Email>, Option<chrono::DateTime<chrono::Utc>>)> = vec![(
+                super::identity::address_of(&state, &keeper)
+                    .and_then(|text| Email::parse(&text).ok()),
+                None,
+            )];
+            held.extend(
+                state
+                    .held_addresses()
+                    .into_iter()
+                    .filter(|(_, until)| *until > self.now())
+                    .map(|(sealed, until)| (opened(sealed), Some(until))),
+            );
+            for (address, until) in held {
+                let Some(address) = address else {
+                    report
+                        .failures
+                        .push((user, "an address does not open".into()));
+                    continue;
+                };
+                let index = self.keyring.blind_index(&address);
+                // Only an index the account does not hold yet; one held by
+                // another account is a conflict to report, never to take.
+                let owner: Option<Uuid> = sqlx::query_scalar(
+                    "WITH added AS (
+                         INSERT INTO email_claims (blind_index, key_id, user_id, held_until)
+                         VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (blind_index) DO NOTHING
+                         RETURNING user_id)
+                     SELECT user_id FROM added
+                     UNION ALL
+                     SELECT user_id FROM email_claims WHERE blind_index = $1
+                     LIMIT 1",
+                )
+                .bind(&index.digest)
+                .bind(&index.key_id)
+                .bind(user)
+                .bind(until)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(store)?;
+                match owner {
+                    Some(owner) if owner == user => report.addresses_reindexed += 1,
+                    _ => report
+                        .failures
+                        .push((user, "another account claims one of its addresses".into())),
+                }
+            }
         }
 
         report.remaining = self.key_uses().await?;
         Ok(report)
     }
 
-    /// What depends on each key other than the newest.
+    /// What depends on each key other than the newest: data keys it
+    /// wraps, and accounts whose addresses it alone indexes.
     pub async fn key_uses(&self) -> AppResult<Vec<KeyUse>> {
-        let rows = sqlx::query(
-            "SELECT key_id,
-                    sum(data_keys)::bigint AS data_keys,
-                    sum(addresses)::bigint AS addresses,
-                    sum(held)::bigint AS held
+        let rows = sqlx::query(&format!(
+            "SELECT key_id, sum(data_keys)::bigint AS data_keys,
+                    sum(addresses)::bigint AS addresses, sum(held)::bigint AS held
                FROM (SELECT key_id, 1 AS data_keys, 0 AS addresses, 0 AS held FROM user_keys
                      UNION ALL
-                     SELECT key_id, 0, (held_until IS NULL)::int, (held_until IS NOT NULL)::int
-                       FROM email_claims) uses
+                     SELECT c.key_id, 0, (c.held_until IS NULL)::int, (c.held_until IS NOT NULL)::int
+                       FROM email_claims c
+                      WHERE (c.held_until IS NULL OR c.held_until >= $2)
+                        AND c.user_id IN (SELECT user_id FROM ({NOT_YET_INDEXED}) behind)) uses
               WHERE key_id <> $1
-              GROUP BY key_id ORDER BY key_id",
-        )
+              GROUP BY key_id ORDER BY key_id"
+        ))
         .bind(self.keyring.current_id())
+        .bind(self.now())
         .fetch_all(&self.pool)
         .await
         .map_err(|cause| AppError::Unavailable {

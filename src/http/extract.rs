@@ -182,7 +182,11 @@ impl FromRequestParts<ApiContext> for Auditor {
         let BearerToken(token) =
             <BearerToken as FromRequestParts<ApiContext>>::from_request_parts(parts, ctx).await?;
         let auditor = ctx.app.staff(&token, Role::Auditor)?;
-        tracing::info!(auditor = %auditor.name(), path = %parts.uri.path(), "audit read");
+        let route = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .map_or("(no route)", axum::extract::MatchedPath::as_str);
+        tracing::info!(auditor = %auditor.name(), route, "audit read");
         Ok(Self)
     }
 }

@@ -71,7 +71,7 @@ pub async fn change_email(
     request_body = TokenRequest,
     responses(
         (status = 204, description = "The address changed"),
-        (status = 400, description = "`email-change-invalid`: not such a link, used, expired or superseded", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "`email-change-invalid`: not such a link, used, expired or superseded", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`email-taken`: another account has the address, `contended`", body = Problem, content_type = "application/problem+json"),
         BodyProblems,
         ServerProblems,
@@ -97,7 +97,7 @@ pub struct SessionsEnded {
     request_body = TokenRequest,
     responses(
         (status = 200, description = "The address is back; signed out everywhere", body = SessionsEnded),
-        (status = 400, description = "`email-change-revert-invalid`: not such a link, used or expired", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "`email-change-revert-invalid`: not such a link, used or expired", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`email-taken`, `contended`", body = Problem, content_type = "application/problem+json"),
         BodyProblems,
         ServerProblems,

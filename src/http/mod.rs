@@ -17,7 +17,7 @@ mod users;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -183,13 +183,15 @@ pub fn router(context: ApiContext, metrics_here: bool) -> Router {
         ))
         .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
         .layer(
-            // Only the path is logged: query strings can carry link tokens,
-            // and headers carry bearer tokens.
+            // Only the route is logged, as declared (`/v1/audit/users/{user}/…`):
+            // query strings can carry link tokens, headers bearer tokens, and
+            // a path an address, which must not outlive its account's erasure.
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {
                     let request_id = req.extensions().get::<RequestId>().map(|id| id.0.as_str()).unwrap_or("");
                     let client_request_id = req.extensions().get::<ClientRequestId>().map(|id| id.0.as_str());
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id, client_request_id)
+                    let route = req.extensions().get::<MatchedPath>().map_or("(no route)", MatchedPath::as_str);
+                    tracing::info_span!("request", method = %req.method(), route, request_id, client_request_id)
                 })
                 .on_request(())
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),

@@ -494,7 +494,7 @@ async fn an_export_of_100000_events_streams_in_flat_memory(pool: PgPool) {
     // 1,000 users with 100 events each, chained by the trigger as usual.
     sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-         SELECT 'UserAuth', u.id::text, s, 'PasswordRejected', '1',
+         SELECT 'UserAuth', u.id::text, s, 'PasswordRejected', '2',
                 json_build_object('PasswordRejected', json_build_object('at', '2026-01-01T00:00:00Z')),
                 '{\"actor\": \"user\", \"client_ip\": \"192.0.2.1\", \"request_id\": \"r\", \"user_agent\": \"load\"}'::json
            FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, 1000)) u, generate_series(1, 100) s
@@ -613,7 +613,7 @@ async fn an_export_that_fails_part_way_is_logged_with_its_cause(pool: PgPool) {
     // 50 pages of 1,000: more than the sockets can hold ahead of the reader.
     sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-         SELECT 'UserAuth', u.id::text, s, 'PasswordRejected', '1',
+         SELECT 'UserAuth', u.id::text, s, 'PasswordRejected', '2',
                 json_build_object('PasswordRejected', json_build_object('at', '2026-01-01T00:00:00Z')),
                 '{\"actor\": \"user\", \"client_ip\": \"192.0.2.1\", \"request_id\": \"r\", \"user_agent\": \"load\"}'::json
            FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, 500)) u, generate_series(1, 100) s

@@ -200,3 +200,35 @@ async fn a_state_loaded_from_snapshots_equals_a_full_replay(pool: PgPool) {
         assert!(!loaded.is_enrolled());
     }
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_database_written_before_personal_data_was_sealed_is_refused_untouched(pool: PgPool) {
+    // The schema as the previous version left it, with one of its events.
+    for migration in authledger::db::MIGRATOR.iter().filter(|m| m.version < 5) {
+        sqlx::raw_sql(&migration.sql).execute(&pool).await.unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         VALUES ('UserAuth', 'c0ffee00-0000-5000-8000-000000000001', 1, 'UserRegistered', '1',
+                 '{\"UserRegistered\": {\"email\": \"ada@example.com\"}}', '{}')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let refused = authledger::db::migrate(&pool).await;
+    assert!(
+        matches!(refused, Err(authledger::db::MigrateError::UnsealedHistory)),
+        "{refused:?}"
+    );
+    let message = refused.unwrap_err().to_string();
+    assert!(message.contains("audit export") && message.contains("new database"));
+    // Nothing was migrated: the old read model is as it was.
+    let email_column: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.columns
+                         WHERE table_name = 'users' AND column_name = 'email')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(email_column);
+}

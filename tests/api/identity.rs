@@ -469,6 +469,10 @@ async fn an_administrator_erases_an_account_with_a_reason(pool: PgPool) {
         .find(|e| e["type"] == "AccountErased")
         .unwrap();
     assert!(erasure["actor"].as_str().unwrap().starts_with("admin"));
+    // The administrator's own origin outlives the account; the address in
+    // the route's path reached no log line.
+    assert_eq!(erasure["client_ip"], "127.0.0.1");
+    assert!(!captured_logs().contains(&user.email));
     // Again: the account is gone, as any unknown one.
     let again = app
         .client

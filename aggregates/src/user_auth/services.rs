@@ -145,6 +145,10 @@ pub struct Policy {
     /// How long the "this wasn't me" link mailed to the old address can
     /// undo a change.
     pub email_change_revert_window: Duration,
+    /// Links to new addresses per account per window: each goes to an
+    /// address of the requester's choosing.
+    pub email_changes_per_window: usize,
+    pub email_change_window: Duration,
 }
 
 impl Policy {

@@ -29,6 +29,9 @@ pub struct UserAuth {
     pub(super) registration_mails: Vec<DateTime<Utc>>,
     pub(super) password_reset_link: Option<UnboundLink>,
     pub(super) password_reset_requests: Vec<DateTime<Utc>>,
+    /// Links mailed to new addresses, for their limit.
+    #[serde(default)]
+    pub(super) email_change_requests: Vec<DateTime<Utc>>,
     /// Set by a password reset by email: the mailbox alone just changed the
     /// password, so it may not also stand in for the second factor. Set too
     /// by the "this wasn't me" link: someone else has the password and the
@@ -203,6 +206,18 @@ impl UserAuth {
         self.pending_mfa_reset
             .as_ref()
             .map(|pending| pending.effective_at)
+    }
+
+    /// The addresses this account gave up and may still take back, with
+    /// until when: they stay held for it.
+    pub fn held_addresses(&self) -> Vec<(&Sealed, DateTime<Utc>)> {
+        if self.erased {
+            return Vec::new();
+        }
+        self.revertible_email_changes
+            .iter()
+            .map(|change| (&change.from, change.until))
+            .collect()
     }
 
     pub fn profile(&self) -> Option<Profile> {
@@ -550,8 +565,9 @@ impl UserAuth {
                 link,
                 new_email,
                 expires_at,
-                ..
+                at,
             } => {
+                remember(&mut self.email_change_requests, at);
                 self.pending_email_change = Some(PendingEmailChange {
                     link,
                     new_email,

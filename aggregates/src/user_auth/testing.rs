@@ -183,6 +183,8 @@ pub(crate) fn policy() -> Policy {
         aal1_mfa_reset_delay: Duration::hours(24),
         email_change_ttl: Duration::hours(24),
         email_change_revert_window: Duration::hours(72),
+        email_changes_per_window: 3,
+        email_change_window: Duration::hours(1),
     }
 }
 

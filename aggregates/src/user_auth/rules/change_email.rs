@@ -36,6 +36,20 @@ impl UserAuth {
         if current == new_email.as_str().as_bytes() {
             return Err(Error::SameEmail);
         }
+        // Each link goes to an address the requester chose: a few an hour,
+        // so no account can mail whoever it likes.
+        let window_start = now - s.policy.email_change_window;
+        let recent: Vec<_> = self
+            .email_change_requests
+            .iter()
+            .filter(|at| **at > window_start)
+            .collect();
+        if recent.len() >= s.policy.email_changes_per_window {
+            let oldest = recent.iter().min().map_or(now, |at| **at);
+            return Err(Error::Throttled {
+                retry_after: oldest + s.policy.email_change_window,
+            });
+        }
         let link = s.randomness.reference();
         let expires_at = now + s.policy.email_change_ttl;
         Ok(Decided {
@@ -252,6 +266,28 @@ mod tests {
             .given(signed_in(now))
             .when(request(BOB, Some(password())))
             .then_expect_error(UserAuthError::SessionInvalid);
+    }
+
+    #[test]
+    fn a_fourth_new_address_within_the_hour_waits_until_the_first_leaves_it() {
+        let now = later(10);
+        let mut given = signed_in_until(now, now + Duration::minutes(61));
+        given.extend([
+            requested(1, BOB, now),
+            requested(2, BOB, now + Duration::minutes(1)),
+            requested(3, BOB, now + Duration::minutes(2)),
+        ]);
+        let when = now + Duration::minutes(3);
+        at(when)
+            .given(given.clone())
+            .when(request(BOB, None))
+            .then_expect_error(UserAuthError::Throttled {
+                retry_after: now + Duration::hours(1),
+            });
+        at(now + Duration::minutes(61))
+            .given(given)
+            .when(request(BOB, Some(password())))
+            .then_expect_events(vec![requested(1, BOB, now + Duration::minutes(61))]);
     }
 
     #[test]
