@@ -45,8 +45,8 @@ impl Inbox {
         }
     }
 
-    /// The token of the newest confirmation link mailed to `email`.
-    async fn confirmation(&self, email: &str) -> anyhow::Result<String> {
+    /// The account whose address `email` is, found as the server finds it.
+    pub async fn user_id(&self, email: &str) -> anyhow::Result<uuid::Uuid> {
         let email = authledger_aggregates::Email::parse(email)?;
         let claimant = authledger::store::claimant(
             &self.pool,
@@ -57,6 +57,12 @@ impl Inbox {
         let Some(authledger::store::Claimant::Account(user)) = claimant else {
             bail!("no account has {email}");
         };
+        Ok(user)
+    }
+
+    /// The token of the newest confirmation link mailed to `email`.
+    async fn confirmation(&self, email: &str) -> anyhow::Result<String> {
+        let user = self.user_id(email).await?;
         let link: serde_json::Value = sqlx::query_scalar(
             "SELECT payload -> 'EmailVerificationRequested' -> 'link' FROM events
               WHERE aggregate_id = $1 AND event_type = 'EmailVerificationRequested'
