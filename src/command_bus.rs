@@ -10,9 +10,7 @@ use authledger_aggregates::{
     Password, PasswordCheck, PasswordHash, PasswordHasher, SealPurpose, SecretKeeper, ServiceError,
     UserAuth, UserAuthCommand, UserAuthError, UserAuthEvent, UserAuthServices, Verdict,
 };
-use cqrs_es::persist::PersistedEventRepository;
 use cqrs_es::{Aggregate, DomainEvent};
-use postgres_es::PostgresEventRepository;
 use rand::Rng;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -109,13 +107,12 @@ pub enum BusError {
     Store(String),
 }
 
+/// Loads and commits through `store` (one statement each way). Snapshots
+/// are kept here rather than by cqrs-es: its snapshot store records a
+/// snapshot's sequence as the batch's last event while folding only up to
+/// the snapshot boundary, so events after the boundary in the same batch
+/// would be skipped on the next load.
 pub struct CommandBus {
-    /// Appends events with optimistic concurrency. Snapshots are kept here
-    /// rather than by cqrs-es: its snapshot store records a snapshot's
-    /// sequence as the batch's last event while folding only up to the
-    /// snapshot boundary, so events after the boundary in the same batch
-    /// would be skipped on the next load.
-    repo: PostgresEventRepository,
     pool: PgPool,
     services: UserAuthServices,
     keyring: Arc<Keyring>,
@@ -147,7 +144,6 @@ impl CommandBus {
         snapshot_every: usize,
     ) -> Self {
         Self {
-            repo: PostgresEventRepository::new(pool.clone()),
             pool,
             services,
             keyring,
@@ -311,39 +307,52 @@ impl CommandBus {
         Ok(UserKeeper::new(self.keyring.clone(), user, key.as_ref()))
     }
 
-    /// The newest snapshot, then the events after it.
+    /// The data key, the newest snapshot and the events after it, in one
+    /// round trip.
     async fn load_at(&self, user: Uuid) -> Result<Loaded, BusError> {
-        let id = user.to_string();
-        let keeper = self.keeper(user).await?;
-        let snapshot = snapshots::latest(&self.pool, UserAuth::TYPE, &id)
+        let store_error = |e: sqlx::Error| BusError::Store(e.to_string());
+        let mut stream = store::load(&self.pool, UserAuth::TYPE, user, None)
             .await
-            .map_err(|e| BusError::Store(e.to_string()))?
-            .and_then(|(sequence, payload)| {
-                // A snapshot of an older state shape is skipped: the events
-                // are the truth, the snapshot only a shortcut.
-                serde_json::from_value::<UserAuth>(payload)
-                    .ok()
-                    .map(|state| (state, sequence))
-            });
-        let (mut state, mut sequence) = snapshot.unwrap_or((UserAuth::default(), 0));
-        let events = self
-            .repo
-            .get_last_events::<UserAuth>(&id, sequence)
-            .await
-            .map_err(|e| BusError::Store(e.to_string()))?;
-        for event in events {
-            // serde's message can quote the payload, and a payload can
-            // hold personal data: only where it broke is said.
-            let payload: UserAuthEvent = serde_json::from_value(event.payload).map_err(|e| {
+            .map_err(store_error)?;
+        let key = match &stream.data_key {
+            Some(wrapped) => Some(
+                self.keyring
+                    .unwrap(user, wrapped)
+                    .map_err(|e| BusError::Store(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let keeper = UserKeeper::new(self.keyring.clone(), user, key.as_ref());
+        // A snapshot of an older state shape is skipped: the events are the
+        // truth, the snapshot only a shortcut; then the whole stream is read.
+        let had_snapshot = stream.snapshot.is_some();
+        let snapshot = stream.snapshot.take().and_then(|(sequence, payload)| {
+            serde_json::from_str::<UserAuth>(&payload)
+                .ok()
+                .map(|state| (state, sequence))
+        });
+        let (mut state, mut sequence) = match snapshot {
+            Some(found) => found,
+            None if had_snapshot => {
+                stream = store::load(&self.pool, UserAuth::TYPE, user, Some(0))
+                    .await
+                    .map_err(store_error)?;
+                (UserAuth::default(), 0)
+            }
+            None => (UserAuth::default(), 0),
+        };
+        for (at, payload) in stream.events {
+            // serde's message can quote the payload, and a payload can hold
+            // personal data: only where it broke is said.
+            let event: UserAuthEvent = serde_json::from_str(&payload).map_err(|e| {
                 BusError::Store(format!(
-                    "event {} of {id} does not deserialize (line {}, column {})",
-                    event.sequence,
+                    "event {at} of {user} does not deserialize (line {}, column {})",
                     e.line(),
                     e.column()
                 ))
             })?;
-            state.apply(payload);
-            sequence = event.sequence;
+            state.apply(event);
+            sequence = at;
         }
         Ok(Loaded {
             state,

@@ -4,23 +4,6 @@
 use serde_json::Value;
 use sqlx::PgPool;
 
-pub async fn latest(
-    pool: &PgPool,
-    aggregate_type: &str,
-    id: &str,
-) -> Result<Option<(usize, Value)>, sqlx::Error> {
-    let row: Option<(i64, sqlx::types::Json<Value>)> = sqlx::query_as(
-        "SELECT last_sequence, payload FROM snapshots
-          WHERE aggregate_type = $1 AND aggregate_id = $2
-          ORDER BY last_sequence DESC LIMIT 1",
-    )
-    .bind(aggregate_type)
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.and_then(|(sequence, payload)| usize::try_from(sequence).ok().map(|s| (s, payload.0))))
-}
-
 /// Stores the state at `sequence` and drops older snapshots of the stream.
 pub async fn save(
     pool: &PgPool,

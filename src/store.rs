@@ -143,6 +143,76 @@ pub async fn commit(
     }
 }
 
+/// What loading a user reads, in one round trip: their data key, the newest
+/// snapshot, and the events after it.
+pub struct Stream {
+    pub data_key: Option<WrappedKey>,
+    /// The snapshot's last sequence and its JSON.
+    pub snapshot: Option<(usize, String)>,
+    /// Sequence and JSON of each event after the snapshot, in order.
+    pub events: Vec<(usize, String)>,
+}
+
+/// Reads a user's stream after `after` (or after their newest snapshot when
+/// `after` is `None`), with their data key, in one statement.
+pub async fn load(
+    pool: &PgPool,
+    aggregate_type: &str,
+    user: Uuid,
+    after: Option<usize>,
+) -> Result<Stream, sqlx::Error> {
+    type Row = (
+        i32,
+        Option<String>,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        Option<i64>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "WITH snap AS (
+             SELECT last_sequence, payload FROM snapshots
+              WHERE aggregate_type = $1 AND aggregate_id = $2 AND $4::bigint IS NULL
+              ORDER BY last_sequence DESC LIMIT 1)
+         SELECT 0, k.key_id, k.nonce, k.wrapped, NULL::bigint, NULL::text
+           FROM user_keys k WHERE k.user_id = $3
+         UNION ALL
+         SELECT 1, NULL, NULL, NULL, s.last_sequence, s.payload::text FROM snap s
+         UNION ALL
+         SELECT 2, NULL, NULL, NULL, e.sequence, e.payload::text FROM events e
+          WHERE e.aggregate_type = $1 AND e.aggregate_id = $2
+            AND e.sequence > coalesce($4::bigint, (SELECT last_sequence FROM snap), 0)
+         ORDER BY 1, 5",
+    )
+    .bind(aggregate_type)
+    .bind(user.to_string())
+    .bind(user)
+    .bind(after.map(|a| i64::try_from(a).unwrap_or(i64::MAX)))
+    .fetch_all(pool)
+    .await?;
+    let mut stream = Stream {
+        data_key: None,
+        snapshot: None,
+        events: Vec::new(),
+    };
+    let sequence = |s: Option<i64>| s.and_then(|s| usize::try_from(s).ok()).unwrap_or(0);
+    for (part, key_id, nonce, wrapped, seq, payload) in rows {
+        match (part, key_id, nonce, wrapped, payload) {
+            (0, Some(key_id), Some(nonce), Some(wrapped), _) => {
+                stream.data_key = Some(WrappedKey {
+                    key_id,
+                    nonce,
+                    wrapped,
+                })
+            }
+            (1, _, _, _, Some(payload)) => stream.snapshot = Some((sequence(seq), payload)),
+            (2, _, _, _, Some(payload)) => stream.events.push((sequence(seq), payload)),
+            _ => {}
+        }
+    }
+    Ok(stream)
+}
+
 /// The user's wrapped data key; `None` for an erased account or none.
 pub async fn data_key(pool: &PgPool, user: Uuid) -> Result<Option<WrappedKey>, sqlx::Error> {
     let row: Option<(String, Vec<u8>, Vec<u8>)> =
