@@ -165,6 +165,17 @@ pub fn set_cookie(
     }
 }
 
+/// A redirect to the sign-in page with `notice`, the browser's session,
+/// login attempt and CSRF nonce forgotten: whatever just happened ended
+/// every session of the account.
+pub fn signed_out_to(ctx: &ApiContext, notice: &str) -> Response {
+    let mut response = see_other(&format!("/sign-in?notice={notice}"));
+    for name in [CookieName::Session, CookieName::Login, CookieName::Csrf] {
+        clear_cookie(ctx, &mut response, name);
+    }
+    response
+}
+
 pub fn clear_cookie(ctx: &ApiContext, response: &mut Response, name: CookieName) {
     let secure = if ctx.secure_cookies { "; Secure" } else { "" };
     let cookie = format!(

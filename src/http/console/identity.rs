@@ -7,7 +7,7 @@ use axum::response::Response;
 use maud::html;
 use serde::Deserialize;
 
-use super::browser::{clear_cookie, see_other, Browser, CookieName, Form};
+use super::browser::{signed_out_to, Browser, Form};
 use super::links::{link_page, link_refused, LinkQuery};
 use super::views::{self, Page};
 use super::{again, refused, session, show, signed_in_user, when, Answer, Step, TokenForm};
@@ -199,13 +199,7 @@ pub(super) async fn revert(
 ) -> Response {
     let Form { browser, value } = form;
     match ctx.app.revert_email_change(&caller, &value.token).await {
-        Ok(_) => {
-            let mut response = see_other("/sign-in?notice=email-restored");
-            for name in [CookieName::Session, CookieName::Login, CookieName::Csrf] {
-                clear_cookie(&ctx, &mut response, name);
-            }
-            response
-        }
+        Ok(_) => signed_out_to(&ctx, "email-restored"),
         Err(err) => link_refused(&ctx, &browser, &err),
     }
 }
@@ -276,11 +270,7 @@ pub(super) async fn erase(
         .await
     {
         Ok(_) => {
-            let mut response = see_other("/sign-in?notice=account-erased");
-            for name in [CookieName::Session, CookieName::Login, CookieName::Csrf] {
-                clear_cookie(&ctx, &mut response, name);
-            }
-            return Ok(response);
+            return Ok(signed_out_to(&ctx, "account-erased"));
         }
         Err(err) => err,
     };

@@ -9,7 +9,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::browser::{clear_cookie, see_other, Browser, CookieName, Csrf, Form};
+use super::browser::{see_other, signed_out_to, Browser, Csrf, Form};
 use super::views::{self, Page};
 use super::{problem_page, refused, say, show, ApiContext, CredentialsForm, Step, TokenForm};
 use crate::app::{AppError, Caller, LinkKind};
@@ -254,13 +254,7 @@ pub(super) async fn reset_password(
         .reset_password(&caller, &value.token, &value.account.password)
         .await
     {
-        Ok(_) => {
-            let mut response = see_other("/sign-in?notice=password-reset");
-            for name in [CookieName::Session, CookieName::Login, CookieName::Csrf] {
-                clear_cookie(&ctx, &mut response, name);
-            }
-            response
-        }
+        Ok(_) => signed_out_to(&ctx, "password-reset"),
         Err(err @ AppError::UnacceptablePassword(_)) => {
             let page = Page {
                 status: ApiError::from(&err).status(),
@@ -308,13 +302,7 @@ pub(super) async fn deny_mfa_reset(
 ) -> Response {
     let Form { browser, value } = form;
     match ctx.app.deny_mfa_reset(&caller, &value.token).await {
-        Ok(_) => {
-            let mut response = see_other("/sign-in?notice=reset-denied");
-            for name in [CookieName::Session, CookieName::Login, CookieName::Csrf] {
-                clear_cookie(&ctx, &mut response, name);
-            }
-            response
-        }
+        Ok(_) => signed_out_to(&ctx, "reset-denied"),
         Err(err) => link_refused(&ctx, &browser, &err),
     }
 }

@@ -20,7 +20,9 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use authledger_aggregates::{Assurance, SecondFactor, SignInMethod};
-use browser::{clear_cookie, see_other, set_cookie, Browser, CookieName, Csrf, Form};
+use browser::{
+    clear_cookie, see_other, set_cookie, signed_out_to, Browser, CookieName, Csrf, Form,
+};
 use views::{grouped, wait_words, Page, Problem};
 
 use super::{ApiContext, ApiError};
@@ -1035,11 +1037,7 @@ async fn sign_out(State(ctx): State<ApiContext>, caller: Caller, form: Form<NoFi
             log_unshown(&err, "sign-out of a session that was not live");
         }
     }
-    let mut response = see_other("/sign-in?notice=signed-out");
-    for name in [CookieName::Session, CookieName::Login, CookieName::Csrf] {
-        clear_cookie(&ctx, &mut response, name);
-    }
-    response
+    signed_out_to(&ctx, "signed-out")
 }
 
 async fn stylesheet() -> Response {
