@@ -568,3 +568,88 @@ async fn every_account_gets_an_id_of_its_own(pool: PgPool) {
     }
     assert!(ids.iter().all(|id| id.get_version_num() == 7));
 }
+
+/// Changes `user`'s address to a new one and answers the "this wasn't me"
+/// token mailed to the old one (made from the event's reference, as the
+/// worker would).
+async fn changed_away(app: &TestApp, user: &SignedIn) -> (String, String) {
+    let new = unique_email();
+    let requested = app
+        .post_session_json("/v1/me/email", &user.session_token, json!({"email": new}))
+        .await;
+    assert_eq!(requested.status(), StatusCode::ACCEPTED);
+    let confirm = app
+        .newest_link(&user.email, "EmailChangeRequested", TokenKind::EmailChange)
+        .await;
+    let confirmed = app
+        .post("/v1/me/email/confirm", json!({"token": confirm}))
+        .await;
+    assert_eq!(confirmed.status(), StatusCode::NO_CONTENT);
+    let id = app.user_id(&new).await;
+    let payload: sqlx::types::Json<Value> = sqlx::query_scalar(
+        "SELECT payload FROM events WHERE aggregate_id = $1 AND event_type = 'EmailChanged'
+          ORDER BY sequence DESC LIMIT 1",
+    )
+    .bind(id.to_string())
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let revert = serde_json::from_value(payload.0["EmailChanged"]["revert"].clone()).unwrap();
+    (
+        new,
+        app.tokens.encode(TokenKind::EmailChangeRevert, id, &revert),
+    )
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn the_undo_link_works_once_under_a_race_and_not_forged_or_late(pool: PgPool) {
+    let app = spawn_app_with(pool.clone(), without_rate_limits).await;
+    let user = app.signed_up().await;
+    let (_, undo) = changed_away(&app, &user).await;
+    for forged in [
+        "al_undo_AAAA".to_owned(),
+        undo.replace("al_undo_", "al_newaddr_"),
+        user.session_token.replace("al_sess_", "al_undo_"),
+    ] {
+        assert_problem(
+            app.post("/v1/me/email/revert", json!({"token": forged}))
+                .await,
+            StatusCode::GONE,
+            "email-change-revert-invalid",
+        )
+        .await;
+    }
+    let answers =
+        join_all((0..10).map(|_| app.post("/v1/me/email/revert", json!({"token": undo})))).await;
+    let statuses: Vec<StatusCode> = answers.iter().map(|r| r.status()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM events WHERE event_type = 'EmailChangeReverted'"
+        )
+        .await,
+        1
+    );
+    assert!(app.resolves(&user.email).await);
+
+    // A second account's undo link, opened after its window.
+    let other = app.signed_up().await;
+    let (new, late) = changed_away(&app, &other).await;
+    app.clock.advance(chrono::Duration::hours(73));
+    assert_problem(
+        app.post("/v1/me/email/revert", json!({"token": late}))
+            .await,
+        StatusCode::GONE,
+        "email-change-revert-invalid",
+    )
+    .await;
+    assert!(app.resolves(&new).await && !app.resolves(&other.email).await);
+    // Its old address, no longer held, is free for anyone.
+    app.register(&other.email).await;
+    assert_ne!(app.user_id(&other.email).await, app.user_id(&new).await);
+}
