@@ -188,7 +188,9 @@ fn needs(events: &[StoredEvent]) -> anyhow::Result<(HashSet<Uuid>, HashSet<Strin
         let Some(mail) = mail_for(&stored.event) else {
             continue;
         };
-        if mail.to.is_none() {
+        // A mail to the account's address needs it, and so does an undo:
+        // the address it takes away is told too.
+        if mail.to.is_none() || matches!(stored.event, E::EmailChangeReverted { .. }) {
             users.insert(stored.user_id()?);
         }
         attempts.extend(mail.attempt);
@@ -202,6 +204,10 @@ fn plan(events: &[StoredEvent], known: &Known) -> anyhow::Result<Plan> {
     let mut plan = Plan::default();
     for stored in events {
         let user = stored.user_id()?;
+        let before = match plan.recipients.get(&user) {
+            Some(now) => now.clone(),
+            None => known.recipients.get(&user).cloned(),
+        };
         if let Some(now) = recipient_after(&stored.event) {
             plan.recipients.insert(user, now.cloned());
         }
@@ -221,6 +227,21 @@ fn plan(events: &[StoredEvent], known: &Known) -> anyhow::Result<Plan> {
             tracing::warn!(%user, kind = ?mail.kind, "no address for a mail; skipped");
             continue;
         };
+        // The address an undo took away is told too, under an id of its
+        // own: the worker sends each message id once.
+        if let (E::EmailChangeReverted { .. }, Some(taken)) = (&stored.event, before) {
+            if taken != to {
+                plan.mails.push(MailMessage {
+                    message_id: format!("{}/{}/undone", stored.aggregate_id, stored.sequence),
+                    kind: MailKind::EmailChangeUndoneNotice,
+                    user_id: user,
+                    to: taken,
+                    at: stored.event.at(),
+                    origin: origin(stored),
+                    link: None,
+                });
+            }
+        }
         plan.mails.push(MailMessage {
             message_id: format!("{}/{}", stored.aggregate_id, stored.sequence),
             kind: mail.kind,
@@ -635,7 +656,10 @@ mod tests {
         let plan = plan(&events, &known("new")).unwrap();
         assert_eq!(
             sent(&plan),
-            [(MailKind::EmailChangeRevertedNotice, sealed("old"))]
+            [
+                (MailKind::EmailChangeUndoneNotice, sealed("new")),
+                (MailKind::EmailChangeRevertedNotice, sealed("old"))
+            ]
         );
         assert_eq!(
             plan.recipients,

@@ -56,6 +56,9 @@ pub enum MailKind {
     /// To the restored address: every session ended; what to do if someone
     /// else had access.
     EmailChangeRevertedNotice,
+    /// To the address the undo took away: its owner may have moved away
+    /// from a mailbox someone else reads, who just took the account back.
+    EmailChangeUndoneNotice,
 }
 
 /// A mail to send. It holds no secret and nothing plain about the user: a

@@ -657,6 +657,7 @@ mod tests {
                 reason: ResetCancellation::DeniedByLink,
             },
             MailKind::EmailChangeRevertedNotice,
+            MailKind::EmailChangeUndoneNotice,
         ] {
             assert_eq!(templates::link_target(kind), None, "{kind:?}");
         }

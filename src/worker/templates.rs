@@ -49,7 +49,8 @@ pub(super) fn link_target(kind: MailKind) -> Option<LinkTarget> {
         | MailKind::PasswordWasReset
         | MailKind::PasswordChanged
         | MailKind::MfaResetCancelled { .. }
-        | MailKind::EmailChangeRevertedNotice => None,
+        | MailKind::EmailChangeRevertedNotice
+        | MailKind::EmailChangeUndoneNotice => None,
     }
 }
 
@@ -271,6 +272,14 @@ pub(super) fn render(
                 Block::Text("If you did not open that link, someone can read your mail at this address: tell your administrator now.".into()),
             ],
         ),
+        MailKind::EmailChangeUndoneNotice => (
+            "Your account no longer uses this email address",
+            vec![
+                Block::Text(format!("At {when}, {origin}, the \"this wasn't me\" link mailed to your account's previous address was used: the account uses that address again, and every session was signed out.")),
+                Block::Text("If that was you, there is nothing more to do.".into()),
+                Block::Text("If this was not you, whoever reads your previous mailbox has taken the account back, and links for it now go there: tell your administrator now, from this address.".into()),
+            ],
+        ),
     };
     Ok(Rendered {
         subject,
@@ -431,6 +440,7 @@ mod tests {
             MailKind::EmailChangeConfirm,
             MailKind::EmailChangedNotice,
             MailKind::EmailChangeRevertedNotice,
+            MailKind::EmailChangeUndoneNotice,
         ]
     }
 
@@ -893,6 +903,10 @@ mod tests {
             (
                 MailKind::EmailChangeRevertedNotice,
                 "Your email address was restored",
+            ),
+            (
+                MailKind::EmailChangeUndoneNotice,
+                "Your account no longer uses this email address",
             ),
         ];
         for (kind, subject) in expected {

@@ -218,6 +218,16 @@ async fn a_new_address_is_confirmed_from_its_inbox_and_the_old_one_can_take_it_b
         "email-change-revert-invalid",
     )
     .await;
+    // The address taken away is told, in case its owner had moved away
+    // from a mailbox someone else reads.
+    app.deliver_mail().await;
+    let to_new = wait_for_mails(&new, 2).await;
+    assert!(
+        to_new
+            .iter()
+            .any(|m| m["subject"] == "Your account no longer uses this email address"),
+        "{to_new:?}"
+    );
     user.email = old.clone();
     app.sign_in_with_totp(&mut user).await;
 }
