@@ -45,7 +45,8 @@ pub async fn run() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(error = format!("{err:#}"), "authledger stopped");
+            // One sentence for whoever ran the command, not a log line.
+            eprintln!("authledger: {err:#}");
             ExitCode::FAILURE
         }
     }
@@ -207,7 +208,7 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
             if !json {
                 writeln!(
                     out,
-                    "{:>5}  {:<30}  {:<22}  {:<22}  {:<15}  request",
+                    "{:>5}  {:<30}  {:<28}  {:<22}  {:<15}  request",
                     "seq", "occurred at", "event", "actor", "client ip"
                 )?;
             }
@@ -221,7 +222,7 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
                     } else {
                         writeln!(
                             out,
-                            "{:>5}  {:<30}  {:<22}  {:<22}  {:<15}  {}",
+                            "{:>5}  {:<30}  {:<28}  {:<22}  {:<15}  {}",
                             e.sequence,
                             e.occurred_at.to_rfc3339(),
                             e.event_type,

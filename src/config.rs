@@ -86,7 +86,7 @@ pub enum AuditCommand {
         #[arg(long)]
         user: String,
         /// RFC 3339, e.g. 2026-03-01T09:00:00Z (default: now).
-        #[arg(long)]
+        #[arg(long, value_parser = instant)]
         at: Option<chrono::DateTime<chrono::Utc>>,
         #[arg(long)]
         json: bool,
@@ -96,10 +96,10 @@ pub enum AuditCommand {
     /// Every event (or those in a period) as NDJSON on standard output.
     Export {
         /// Events that occurred at or after this instant (RFC 3339).
-        #[arg(long)]
+        #[arg(long, value_parser = instant)]
         since: Option<chrono::DateTime<chrono::Utc>>,
         /// Events that occurred before this instant (RFC 3339).
-        #[arg(long)]
+        #[arg(long, value_parser = instant)]
         until: Option<chrono::DateTime<chrono::Utc>>,
         #[command(flatten)]
         config: Config,
@@ -158,6 +158,13 @@ pub enum KeysCommand {
         #[command(flatten)]
         config: Config,
     },
+}
+
+/// An instant on the command line, with the format said when it is not one.
+fn instant(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(raw)
+        .map(|at| at.with_timezone(&chrono::Utc))
+        .map_err(|_| "expected an instant in RFC 3339, e.g. 2026-03-01T09:00:00Z".to_owned())
 }
 
 #[derive(Debug, Clone, Args)]

@@ -659,3 +659,38 @@ async fn an_export_that_fails_part_way_is_logged_with_its_cause(pool: PgPool) {
         .any(|line| line.contains("the audit export failed part-way") && line.contains("events"));
     assert!(logged, "the failure is logged with its cause");
 }
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn the_command_line_says_what_went_wrong_in_one_sentence(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    let database = database_url(&pool).await;
+    let run = |args: &[&str]| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_authledger"))
+            .args(args)
+            .env("DATABASE_URL", &database)
+            .env("AUTHLEDGER_SECRET_KEY", app.key.to_base64())
+            .output()
+    };
+    let unknown = run(&["audit", "state", "--user", "nobody@example.com"])
+        .await
+        .unwrap();
+    assert!(!unknown.status.success());
+    let said = String::from_utf8_lossy(&unknown.stderr);
+    assert_eq!(said.trim(), "authledger: no such user", "{said}");
+    let yesterday = run(&[
+        "audit",
+        "state",
+        "--user",
+        "nobody@example.com",
+        "--at",
+        "yesterday",
+    ])
+    .await
+    .unwrap();
+    assert!(!yesterday.status.success());
+    let said = String::from_utf8_lossy(&yesterday.stderr);
+    assert!(
+        said.contains("expected an instant in RFC 3339, e.g. 2026-03-01T09:00:00Z"),
+        "{said}"
+    );
+}
