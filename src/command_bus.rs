@@ -290,23 +290,6 @@ impl CommandBus {
         Ok((loaded.state, loaded.keeper))
     }
 
-    /// What opens the user's sealed data; without personal data once the
-    /// account is erased.
-    pub async fn keeper(&self, user: Uuid) -> Result<UserKeeper, BusError> {
-        let key = match store::data_key(&self.pool, user)
-            .await
-            .map_err(|e| BusError::Store(e.to_string()))?
-        {
-            Some(wrapped) => Some(
-                self.keyring
-                    .unwrap(user, &wrapped)
-                    .map_err(|e| BusError::Store(e.to_string()))?,
-            ),
-            None => None,
-        };
-        Ok(UserKeeper::new(self.keyring.clone(), user, key.as_ref()))
-    }
-
     /// The data key, the newest snapshot and the events after it, in one
     /// round trip.
     async fn load_at(&self, user: Uuid) -> Result<Loaded, BusError> {
@@ -314,15 +297,8 @@ impl CommandBus {
         let mut stream = store::load(&self.pool, UserAuth::TYPE, user, None)
             .await
             .map_err(store_error)?;
-        let key = match &stream.data_key {
-            Some(wrapped) => Some(
-                self.keyring
-                    .unwrap(user, wrapped)
-                    .map_err(|e| BusError::Store(e.to_string()))?,
-            ),
-            None => None,
-        };
-        let keeper = UserKeeper::new(self.keyring.clone(), user, key.as_ref());
+        let keeper = UserKeeper::unwrapping(&self.keyring, user, stream.data_key.as_ref())
+            .map_err(|e| BusError::Store(e.to_string()))?;
         // A snapshot of an older state shape is skipped: the events are the
         // truth, the snapshot only a shortcut; then the whole stream is read.
         let had_snapshot = stream.snapshot.is_some();

@@ -406,6 +406,17 @@ pub struct UserKeeper {
 }
 
 impl UserKeeper {
+    /// The keeper of `user`, whose data key is `wrapped` (none once the
+    /// account is erased, or for an id nobody has).
+    pub fn unwrapping(
+        ring: &Arc<Keyring>,
+        user: Uuid,
+        wrapped: Option<&WrappedKey>,
+    ) -> Result<Self, ServiceError> {
+        let key = wrapped.map(|w| ring.unwrap(user, w)).transpose()?;
+        Ok(Self::new(ring.clone(), user, key.as_ref()))
+    }
+
     pub fn new(ring: Arc<Keyring>, user: Uuid, key: Option<&DataKey>) -> Self {
         Self {
             ring,

@@ -234,11 +234,8 @@ pub async fn user_keeper(
     keyring: &Arc<Keyring>,
     user: Uuid,
 ) -> anyhow::Result<UserKeeper> {
-    let key = match data_key(pool, user).await? {
-        Some(wrapped) => Some(keyring.unwrap(user, &wrapped)?),
-        None => None,
-    };
-    Ok(UserKeeper::new(keyring.clone(), user, key.as_ref()))
+    let wrapped = data_key(pool, user).await?;
+    Ok(UserKeeper::unwrapping(keyring, user, wrapped.as_ref())?)
 }
 
 /// What opens each of `users`' sealed data, in one query; erased accounts
@@ -256,15 +253,12 @@ pub async fn user_keepers(
     .await?;
     rows.into_iter()
         .map(|(user, key_id, nonce, wrapped)| {
-            let key = keyring.unwrap(
-                user,
-                &WrappedKey {
-                    key_id,
-                    nonce,
-                    wrapped,
-                },
-            )?;
-            Ok((user, UserKeeper::new(keyring.clone(), user, Some(&key))))
+            let wrapped = WrappedKey {
+                key_id,
+                nonce,
+                wrapped,
+            };
+            Ok((user, UserKeeper::unwrapping(keyring, user, Some(&wrapped))?))
         })
         .collect()
 }
