@@ -125,6 +125,32 @@ pub enum UserAuthCommand {
     EraseAccount {
         by: ErasureRequest,
     },
+    /// Ends one of the user's other sessions, from an `aal2` session.
+    EndSession {
+        session: Reference,
+        target: Reference,
+    },
+    /// Ends every session of the user but `session`, an `aal2` one.
+    EndOtherSessions {
+        session: Reference,
+    },
+    /// An administrator ends every session of the account.
+    AdminEndSessions {
+        reason: AdminReason,
+    },
+    /// An administrator suspends the account: it cannot sign in by any
+    /// route until reactivated, and its sessions end.
+    SuspendAccount {
+        reason: AdminReason,
+    },
+    ReactivateAccount {
+        reason: AdminReason,
+    },
+    /// An administrator has a new verification link mailed to an account
+    /// that has not confirmed its address.
+    ResendVerification {
+        reason: AdminReason,
+    },
     /// Seals again with the current server key each secret sealed with an
     /// older one, so that the older key can be retired.
     ResealSecrets,

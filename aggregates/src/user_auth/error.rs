@@ -50,6 +50,16 @@ pub enum UserAuthError {
     SecondFactorRequired,
     #[error("the new address is the account's address already")]
     SameEmail,
+    #[error("no such session of this user is live")]
+    UnknownSession,
+    #[error("the account is suspended already")]
+    AlreadySuspended,
+    #[error("the account is not suspended")]
+    NotSuspended,
+    #[error("the address is verified already")]
+    AlreadyVerified,
+    #[error("too many verification mails for this address; try again later")]
+    VerificationMailsExhausted,
     /// A service the rule needed (the password hasher) is at capacity and
     /// refused the work before it began: nothing was decided, so nothing
     /// counts against the account.

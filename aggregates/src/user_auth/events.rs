@@ -124,9 +124,13 @@ pub enum UserAuthEvent {
     /// with a registration, it leaves the account unverified until
     /// `EmailVerified`; accounts registered before verification existed
     /// never had one and count as verified.
+    /// An administrator's resend carries their `reason`, sealed
+    /// (`SealPurpose::FreeText`).
     EmailVerificationRequested {
         link: Reference,
         expires_at: DateTime<Utc>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<Sealed>,
         at: DateTime<Utc>,
     },
     EmailVerified {
@@ -236,6 +240,24 @@ pub enum UserAuthEvent {
         recovery_code: Option<Sealed>,
         at: DateTime<Utc>,
     },
+    /// An administrator suspended the account: no route signs it in until
+    /// it is reactivated. Preceded by the end of every session. `reason` is
+    /// sealed (`SealPurpose::FreeText`).
+    AccountSuspended {
+        reason: Sealed,
+        at: DateTime<Utc>,
+    },
+    /// `reason` is sealed (`SealPurpose::FreeText`).
+    AccountReactivated {
+        reason: Sealed,
+        at: DateTime<Utc>,
+    },
+    /// An administrator ended every session; the `SessionEnded` events
+    /// before it say which. `reason` is sealed (`SealPurpose::FreeText`).
+    SessionsEndedByAdmin {
+        reason: Sealed,
+        at: DateTime<Utc>,
+    },
 }
 
 /// Why a pending MFA reset did not happen.
@@ -310,6 +332,12 @@ pub enum SessionEndReason {
     /// The old address's "this wasn't me" link undid a change of address.
     EmailChangeReverted,
     AccountErased,
+    /// The user ended it from another of their sessions.
+    EndedByUser,
+    /// An administrator ended every session of the account.
+    EndedByAdmin,
+    /// An administrator suspended the account.
+    AccountSuspended,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -357,7 +385,10 @@ impl UserAuthEvent {
             | Self::EmailChanged { at, .. }
             | Self::EmailChangeReverted { at, .. }
             | Self::AccountErased { at, .. }
-            | Self::SecretsResealed { at, .. } => *at,
+            | Self::SecretsResealed { at, .. }
+            | Self::AccountSuspended { at, .. }
+            | Self::AccountReactivated { at, .. }
+            | Self::SessionsEndedByAdmin { at, .. } => *at,
         }
     }
 
@@ -399,6 +430,9 @@ impl UserAuthEvent {
             Self::EmailChangeReverted { .. } => "EmailChangeReverted",
             Self::AccountErased { .. } => "AccountErased",
             Self::SecretsResealed { .. } => "SecretsResealed",
+            Self::AccountSuspended { .. } => "AccountSuspended",
+            Self::AccountReactivated { .. } => "AccountReactivated",
+            Self::SessionsEndedByAdmin { .. } => "SessionsEndedByAdmin",
         }
     }
 }

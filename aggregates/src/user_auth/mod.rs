@@ -167,6 +167,12 @@ impl UserAuth {
             C::RevertEmailChange { revert } => self.revert_email_change(revert, s, now),
             C::EraseAccount { by } => self.erase_account(by, s, now).await,
             C::ResealSecrets => self.reseal_secrets(s, now),
+            C::EndSession { session, target } => self.end_session(session, target, s, now),
+            C::EndOtherSessions { session } => self.end_other_sessions(session, s, now),
+            C::AdminEndSessions { reason } => self.admin_end_sessions(reason, s, now),
+            C::SuspendAccount { reason } => self.suspend(reason, s, now),
+            C::ReactivateAccount { reason } => self.reactivate(reason, s, now),
+            C::ResendVerification { reason } => self.resend_verification(reason, s, now),
         }
     }
 }

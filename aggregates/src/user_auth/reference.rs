@@ -17,6 +17,12 @@ impl Reference {
         &self.0
     }
 
+    /// A reference from its lowercase hex form, as shown and stored.
+    pub fn parse(hex: &str) -> Option<Self> {
+        let bytes = data_encoding::HEXLOWER.decode(hex.as_bytes()).ok()?;
+        bytes.try_into().ok().map(Self)
+    }
+
     fn to_hex(self) -> String {
         data_encoding::HEXLOWER.encode(&self.0)
     }

@@ -49,6 +49,9 @@ pub struct UserAuth {
     pub(super) revertible_email_changes: Vec<RevertibleEmailChange>,
     /// Set for good by `AccountErased`.
     pub(super) erased: bool,
+    /// Set by an administrator's suspension, until a reactivation.
+    #[serde(default)]
+    pub(super) suspended: bool,
 }
 
 /// How many known devices are kept; an older one falls out and counts as
@@ -192,6 +195,11 @@ impl UserAuth {
         self.erased
     }
 
+    /// Suspended by an administrator: no route signs it in.
+    pub fn is_suspended(&self) -> bool {
+        self.suspended
+    }
+
     /// Whether "Email" may finish a sign-in: an authenticator is enrolled,
     /// and neither a password reset by email nor the "this wasn't me" link
     /// of a pending MFA reset happened since the last sign-in with a second
@@ -271,7 +279,8 @@ impl UserAuth {
             .is_none_or(|live| now - live.started_at > policy.reauthentication_window)
     }
 
-    pub(super) fn live_sessions<'a>(
+    /// The sessions live at `now`, oldest first.
+    pub fn live_sessions<'a>(
         &'a self,
         now: DateTime<Utc>,
         policy: &'a Policy,
@@ -492,6 +501,7 @@ impl UserAuth {
                 link,
                 expires_at,
                 at,
+                ..
             } => {
                 if let Some(account) = &mut self.account {
                     account.verified = false;
@@ -629,6 +639,18 @@ impl UserAuth {
                     *held = sealed;
                 }
             }
+            E::AccountSuspended { .. } => {
+                self.suspended = true;
+                // Whatever was on its way to a sign-in or a new credential
+                // stops here, not at the reactivation.
+                self.attempt = None;
+                self.pending_enrollment = None;
+                self.email_link = None;
+                self.password_reset_link = None;
+                self.pending_email_change = None;
+            }
+            E::AccountReactivated { .. } => self.suspended = false,
+            E::SessionsEndedByAdmin { .. } => {}
             E::AccountErased { .. } => {
                 // Only the account record stays, to say whose stream this
                 // is; its address is sealed with the key erasure deletes.
@@ -694,6 +716,7 @@ pub struct AuditState {
     pub pending_mfa_reset: Option<DateTime<Utc>>,
     /// Erased: registered once, answered since as never registered.
     pub erased: bool,
+    pub suspended: bool,
 }
 
 impl UserAuth {
@@ -711,6 +734,7 @@ impl UserAuth {
             email_verified: self.is_verified(),
             pending_mfa_reset: self.pending_mfa_reset(),
             erased: self.erased,
+            suspended: self.suspended,
         }
     }
 }

@@ -320,6 +320,7 @@ pub(crate) fn verification_requested(link: u64, now: DateTime<Utc>) -> UserAuthE
     E::EmailVerificationRequested {
         link: reference(link),
         expires_at: now + Duration::hours(24),
+        reason: None,
         at: now,
     }
 }

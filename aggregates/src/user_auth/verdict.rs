@@ -97,6 +97,20 @@ pub enum Verdict {
     SecretsResealed {
         resealed: usize,
     },
+    /// The account is suspended and every session ended.
+    Suspended {
+        sessions_ended: usize,
+    },
+    Reactivated,
+    /// Sessions other than the caller's ended, by the user or an
+    /// administrator; zero records nothing.
+    SessionsEnded {
+        sessions_ended: usize,
+    },
+    /// The one session named ended.
+    SessionEnded,
+    /// An administrator had a new verification link mailed.
+    VerificationResent,
 }
 
 /// What became of a registration.

@@ -8,7 +8,8 @@
 //! - `login_attempt`: when a second factor may be tried at all.
 //! - `totp`, `enrollment`, `recovery_code`, `email_link`: the second factors.
 //! - `throttling`: what a failed factor brings on, a wait or a lock.
-//! - `sessions`: how a session starts, stays alive and ends.
+//! - `sessions`: how a session starts, stays alive and ends, by the user's
+//!   or an administrator's hand.
 //! - `reauthentication`: the password again before a sensitive change.
 //! - `change_password`: a new password from a session.
 //! - `change_email`: a new address from a session, confirmed by a link to
@@ -18,6 +19,8 @@
 //! - `erasure`: the account forgotten, at its user's or an administrator's
 //!   word.
 //! - `reseal`: secrets moved to the current server key.
+//! - `suspension`: an account taken out of use by an administrator, and
+//!   back.
 mod admin;
 mod change_email;
 mod change_password;
@@ -33,6 +36,7 @@ mod register;
 mod reseal;
 mod reset;
 mod sessions;
+mod suspension;
 mod throttling;
 mod totp;
 mod verification;

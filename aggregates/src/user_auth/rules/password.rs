@@ -1,7 +1,7 @@
 //! The password step: a correct password opens a login attempt that asks
 //! for a second factor (or for enrollment), a wrong one counts as a failure.
-//! Unknown, unverified, throttled and locked accounts answer like a wrong
-//! password.
+//! Unknown, unverified, throttled, locked and suspended accounts answer like
+//! a wrong password.
 use chrono::{DateTime, Utc};
 
 use super::Decision;
@@ -32,7 +32,8 @@ impl UserAuth {
         // the same work; its owner learns of it by mail, not an attacker here.
         // A device the owner signed in from waits only for its own failures.
         let known = self.known_device(device.as_ref()).map(|k| k.digest.clone());
-        if self.locked || self.source_throttled_at(device.as_ref(), now).is_some() {
+        if self.locked || self.suspended || self.source_throttled_at(device.as_ref(), now).is_some()
+        {
             return Err(Error::InvalidCredentials);
         }
         match check {

@@ -30,6 +30,7 @@ impl UserAuth {
         // address has an account; the limit protects the owner's inbox.
         if !self.is_verified()
             || !self.is_enrolled()
+            || self.suspended
             || recent >= s.policy.password_resets_per_window
         {
             return Ok(Decided {

@@ -59,13 +59,18 @@ impl UserAuth {
             E::EmailVerificationRequested {
                 link: s.randomness.reference(),
                 expires_at: now + s.policy.email_verification_ttl,
+                reason: None,
                 at: now,
             },
         ];
         Ok(answer(events, outcome))
     }
 
-    fn registration_mails_exhausted(&self, s: &UserAuthServices, now: DateTime<Utc>) -> bool {
+    pub(super) fn registration_mails_exhausted(
+        &self,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> bool {
         let window_start = now - s.policy.registration_mail_window;
         let recent = self
             .registration_mails

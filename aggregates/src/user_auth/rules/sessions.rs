@@ -5,11 +5,12 @@
 //! sessions won by email link.
 use chrono::{DateTime, Utc};
 
+use super::admin::seal_reason;
 use super::Decision;
 use crate::user_auth::{
-    Assurance, Decided, Reference, ResetCancellation, Session, SessionEndReason, SignInMethod,
-    StartedSession, UserAuth, UserAuthError as Error, UserAuthEvent as E, UserAuthEvent,
-    UserAuthServices, Verdict,
+    AdminReason, Assurance, Decided, Reference, ResetCancellation, Session, SessionEndReason,
+    SignInMethod, StartedSession, UserAuth, UserAuthError as Error, UserAuthEvent as E,
+    UserAuthEvent, UserAuthServices, Verdict,
 };
 
 impl UserAuth {
@@ -51,6 +52,90 @@ impl UserAuth {
             }],
             verdict: Verdict::LoggedOut,
         })
+    }
+
+    /// The user ends `target`, another of their sessions. Only an `aal2`
+    /// session may: the mailbox alone must not sign the owner out of the
+    /// sessions their authenticator won.
+    pub(in crate::user_auth) fn end_session(
+        &self,
+        session: Reference,
+        target: Reference,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        self.second_factor_session(&session, s, now)?;
+        self.live_session(&target, now, &s.policy)
+            .ok_or(Error::UnknownSession)?;
+        Ok(Decided {
+            events: vec![E::SessionEnded {
+                session: target,
+                reason: if target == session {
+                    SessionEndReason::Logout
+                } else {
+                    SessionEndReason::EndedByUser
+                },
+                at: now,
+            }],
+            verdict: Verdict::SessionEnded,
+        })
+    }
+
+    /// "Sign out everywhere else", from an `aal2` session.
+    pub(in crate::user_auth) fn end_other_sessions(
+        &self,
+        session: Reference,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        self.second_factor_session(&session, s, now)?;
+        let events = self.end_sessions(SessionEndReason::EndedByUser, Some(&session), s, now);
+        Ok(Decided {
+            verdict: Verdict::SessionsEnded {
+                sessions_ended: events.len(),
+            },
+            events,
+        })
+    }
+
+    /// An administrator ends every session, with a reason recorded once
+    /// after them; with none live, nothing is recorded.
+    pub(in crate::user_auth) fn admin_end_sessions(
+        &self,
+        reason: AdminReason,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        if !self.is_registered() {
+            return Err(Error::UnknownUser);
+        }
+        let mut events = self.end_sessions(SessionEndReason::EndedByAdmin, None, s, now);
+        let sessions_ended = events.len();
+        if sessions_ended > 0 {
+            events.push(E::SessionsEndedByAdmin {
+                reason: seal_reason(&reason, s)?,
+                at: now,
+            });
+        }
+        Ok(Decided {
+            events,
+            verdict: Verdict::SessionsEnded { sessions_ended },
+        })
+    }
+
+    fn second_factor_session(
+        &self,
+        session: &Reference,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let live = self
+            .live_session(session, now, &s.policy)
+            .ok_or(Error::SessionInvalid)?;
+        if live.aal != Assurance::Aal2 {
+            return Err(Error::SecondFactorRequired);
+        }
+        Ok(())
     }
 
     /// Ends every live session but `keep`, for `reason`.
@@ -135,6 +220,144 @@ impl UserAuth {
 #[cfg(test)]
 mod tests {
     use crate::user_auth::testing::*;
+
+    /// Signed in by TOTP as session 8, then by email link as session 9.
+    fn two_sessions(now: DateTime<Utc>) -> Vec<UserAuthEvent> {
+        let mut given = signed_in(now);
+        given.push(session_started(9, SignInMethod::EmailLink, now));
+        given
+    }
+
+    fn ended(n: u64, reason: SessionEndReason, at: DateTime<Utc>) -> UserAuthEvent {
+        E::SessionEnded {
+            session: reference(n),
+            reason,
+            at,
+        }
+    }
+
+    #[test]
+    fn an_aal2_session_ends_another_session_of_its_user() {
+        let now = later(10);
+        at(now)
+            .given(two_sessions(now))
+            .when(UserAuthCommand::EndSession {
+                session: reference(8),
+                target: reference(9),
+            })
+            .then_expect_events(vec![ended(9, SessionEndReason::EndedByUser, now)]);
+    }
+
+    #[test]
+    fn ending_its_own_session_from_the_list_is_a_logout() {
+        let now = later(10);
+        at(now)
+            .given(two_sessions(now))
+            .when(UserAuthCommand::EndSession {
+                session: reference(8),
+                target: reference(8),
+            })
+            .then_expect_events(vec![ended(8, SessionEndReason::Logout, now)]);
+    }
+
+    #[test]
+    fn a_session_won_by_email_link_cannot_end_another() {
+        let now = later(10);
+        at(now)
+            .given(two_sessions(now))
+            .when(UserAuthCommand::EndSession {
+                session: reference(9),
+                target: reference(8),
+            })
+            .then_expect_error(UserAuthError::SecondFactorRequired);
+    }
+
+    #[test]
+    fn an_ended_or_unknown_session_cannot_be_ended() {
+        let now = later(10);
+        let mut given = two_sessions(now);
+        given.push(ended(9, SessionEndReason::Logout, now));
+        for target in [9, 42] {
+            at(now)
+                .given(given.clone())
+                .when(UserAuthCommand::EndSession {
+                    session: reference(8),
+                    target: reference(target),
+                })
+                .then_expect_error(UserAuthError::UnknownSession);
+        }
+    }
+
+    #[test]
+    fn signing_out_everywhere_else_keeps_the_asking_session() {
+        let now = later(10);
+        let mut given = two_sessions(now);
+        given.push(session_started(10, SignInMethod::RecoveryCode, now));
+        let decided = decided(
+            now,
+            given,
+            UserAuthCommand::EndOtherSessions {
+                session: reference(8),
+            },
+        );
+        assert_eq!(
+            decided.events,
+            vec![
+                ended(9, SessionEndReason::EndedByUser, now),
+                ended(10, SessionEndReason::EndedByUser, now)
+            ]
+        );
+        assert_eq!(
+            decided.verdict,
+            Verdict::SessionsEnded { sessions_ended: 2 }
+        );
+    }
+
+    #[test]
+    fn signing_out_everywhere_else_needs_a_second_factor_session() {
+        let now = later(10);
+        at(now)
+            .given(two_sessions(now))
+            .when(UserAuthCommand::EndOtherSessions {
+                session: reference(9),
+            })
+            .then_expect_error(UserAuthError::SecondFactorRequired);
+    }
+
+    #[test]
+    fn an_administrator_ends_every_session_and_the_reason_is_recorded_once() {
+        let now = later(10);
+        at(now)
+            .given(two_sessions(now))
+            .when(UserAuthCommand::AdminEndSessions {
+                reason: AdminReason::parse("laptop stolen").unwrap(),
+            })
+            .then_expect_events(vec![
+                ended(8, SessionEndReason::EndedByAdmin, now),
+                ended(9, SessionEndReason::EndedByAdmin, now),
+                E::SessionsEndedByAdmin {
+                    reason: sealed_text("laptop stolen"),
+                    at: now,
+                },
+            ]);
+    }
+
+    #[test]
+    fn an_administrator_ending_no_live_session_records_nothing() {
+        let now = later(10);
+        let decided = decided(
+            now,
+            registered(),
+            UserAuthCommand::AdminEndSessions {
+                reason: AdminReason::parse("just in case").unwrap(),
+            },
+        );
+        assert!(decided.events.is_empty());
+        assert_eq!(
+            decided.verdict,
+            Verdict::SessionsEnded { sessions_ended: 0 }
+        );
+    }
 
     #[test]
     fn logout_ends_the_session() {

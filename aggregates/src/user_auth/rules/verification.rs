@@ -6,13 +6,43 @@
 //! account for whoever registered it.
 use chrono::{DateTime, Utc};
 
+use super::admin::seal_reason;
 use super::Decision;
 use crate::user_auth::{
-    Decided, MailedLink, Password, PasswordCheck, Reference, UserAuth, UserAuthError as Error,
-    UserAuthEvent as E, UserAuthServices, Verdict,
+    AdminReason, Decided, MailedLink, Password, PasswordCheck, Reference, UserAuth,
+    UserAuthError as Error, UserAuthEvent as E, UserAuthServices, Verdict,
 };
 
 impl UserAuth {
+    /// An administrator has a new link mailed (the old one is void). The
+    /// limit on verification mails holds for them too: it protects an
+    /// inbox that may not be the registrant's.
+    pub(in crate::user_auth) fn resend_verification(
+        &self,
+        reason: AdminReason,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        if !self.is_registered() {
+            return Err(Error::UnknownUser);
+        }
+        if self.is_verified() {
+            return Err(Error::AlreadyVerified);
+        }
+        if self.registration_mails_exhausted(s, now) {
+            return Err(Error::VerificationMailsExhausted);
+        }
+        Ok(Decided {
+            events: vec![E::EmailVerificationRequested {
+                link: s.randomness.reference(),
+                expires_at: now + s.policy.email_verification_ttl,
+                reason: Some(seal_reason(&reason, s)?),
+                at: now,
+            }],
+            verdict: Verdict::VerificationResent,
+        })
+    }
+
     pub(in crate::user_auth) async fn verify_email(
         &self,
         link: Reference,
@@ -50,6 +80,56 @@ mod tests {
             link: reference(link),
             password,
         }
+    }
+
+    fn resend() -> UserAuthCommand {
+        UserAuthCommand::ResendVerification {
+            reason: AdminReason::parse("mail went to spam").unwrap(),
+        }
+    }
+
+    #[test]
+    fn an_administrator_resends_a_new_link_and_the_old_one_is_void() {
+        let now = later(30);
+        let events = events_of(at(now), unverified(), resend());
+        let [E::EmailVerificationRequested {
+            link,
+            reason: Some(reason),
+            ..
+        }] = events.as_slice()
+        else {
+            panic!("one new link with the reason: {events:?}");
+        };
+        assert_ne!(*link, reference(50));
+        assert_eq!(*reason, sealed_text("mail went to spam"));
+        let mut after = unverified();
+        after.extend(events.clone());
+        at(now)
+            .given(after)
+            .when(verify(50))
+            .then_expect_error(UserAuthError::EmailVerificationInvalid);
+    }
+
+    #[test]
+    fn a_verified_address_gets_no_new_verification_link() {
+        at(later(30))
+            .given(signed_in(later(30)))
+            .when(resend())
+            .then_expect_error(UserAuthError::AlreadyVerified);
+    }
+
+    #[test]
+    fn an_administrator_resending_is_held_to_the_limit_on_verification_mails() {
+        let now = later(30);
+        let mut given = unverified();
+        given.extend([
+            verification_requested(51, now),
+            verification_requested(52, now),
+        ]);
+        at(now)
+            .given(given)
+            .when(resend())
+            .then_expect_error(UserAuthError::VerificationMailsExhausted);
     }
 
     #[test]
