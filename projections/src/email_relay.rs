@@ -142,7 +142,10 @@ fn mail_for(event: &E) -> Option<Mail> {
         | E::EmailVerified { .. }
         | E::AttemptFromDevice { .. }
         | E::DevicePasswordRejected { .. }
-        | E::DeviceThrottled { .. } => return None,
+        | E::DeviceThrottled { .. }
+        | E::AccountSuspended { .. }
+        | E::AccountReactivated { .. }
+        | E::SessionsEndedByAdmin { .. } => return None,
     };
     Some(mail)
 }
@@ -427,6 +430,7 @@ mod tests {
                 E::EmailVerificationRequested {
                     link: Reference::from_bytes([1; 16]),
                     expires_at: at(24 * 60),
+                    reason: None,
                     at: at(0),
                 },
                 MailKind::VerifyEmail,

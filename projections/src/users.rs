@@ -1,12 +1,13 @@
-//! The `users` read model: MFA status, lock, last sign-in and sessions,
-//! for profiles, admin lists and metrics. It keeps no address: a read
-//! model outlives the key that erases an account's personal data, so it
-//! must hold none; an erased account leaves no row.
+//! The `users` read model: MFA status, lock, suspension, last sign-in and
+//! sessions, for profiles, the operators' console and metrics. It keeps
+//! the address only as the events hold it, sealed with the user's data
+//! key, for the console to open in memory: erasure deletes that key, and
+//! an erased account leaves no row.
 //!
 //! [`reduce`] turns an event into the operations it calls for, without
 //! I/O; [`write`] sends a batch of them to `users_projection_apply`
 //! (migration 0006), which runs them in order.
-use authledger_aggregates::{Assurance, Reference, SignInMethod, UserAuthEvent as E};
+use authledger_aggregates::{Assurance, Reference, Sealed, SignInMethod, UserAuthEvent as E};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 use sqlx::PgConnection;
@@ -26,7 +27,33 @@ pub const NAME: &str = "users";
 pub enum UsersOp {
     Registered {
         user: Uuid,
+        email: Sealed,
         at: DateTime<Utc>,
+    },
+    /// The account's address is now `email`.
+    Address {
+        user: Uuid,
+        email: Sealed,
+    },
+    VerificationRequested {
+        user: Uuid,
+    },
+    Verified {
+        user: Uuid,
+    },
+    Suspended {
+        user: Uuid,
+        at: DateTime<Utc>,
+    },
+    Reactivated {
+        user: Uuid,
+    },
+    MfaResetPending {
+        user: Uuid,
+        due: DateTime<Utc>,
+    },
+    MfaResetCalledOff {
+        user: Uuid,
     },
     Enrolled {
         user: Uuid,
@@ -80,10 +107,31 @@ fn micros(at: &DateTime<Utc>) -> DateTime<Utc> {
 /// What `event`, in `user`'s stream, changes in the read model.
 pub fn reduce(user: Uuid, event: &E) -> Vec<UsersOp> {
     let op = match event {
-        E::UserRegistered { at, .. } => UsersOp::Registered {
+        E::UserRegistered { email, at, .. } => UsersOp::Registered {
+            user,
+            email: email.clone(),
+            at: micros(at),
+        },
+        E::EmailChanged { to, .. } => UsersOp::Address {
+            user,
+            email: to.clone(),
+        },
+        E::EmailChangeReverted { restored, .. } => UsersOp::Address {
+            user,
+            email: restored.clone(),
+        },
+        E::EmailVerificationRequested { .. } => UsersOp::VerificationRequested { user },
+        E::EmailVerified { .. } => UsersOp::Verified { user },
+        E::AccountSuspended { at, .. } => UsersOp::Suspended {
             user,
             at: micros(at),
         },
+        E::AccountReactivated { .. } => UsersOp::Reactivated { user },
+        E::MfaResetRequested { effective_at, .. } => UsersOp::MfaResetPending {
+            user,
+            due: micros(effective_at),
+        },
+        E::MfaResetCancelled { .. } => UsersOp::MfaResetCalledOff { user },
         E::MfaEnrolled { at, .. } => UsersOp::Enrolled {
             user,
             at: micros(at),
@@ -164,7 +212,7 @@ impl Projection for UsersProjection {
 
 #[cfg(test)]
 mod tests {
-    use authledger_aggregates::{Actor, Sealed, SessionEndReason};
+    use authledger_aggregates::{Actor, SessionEndReason};
     use chrono::TimeZone;
     use serde_json::json;
 
@@ -192,7 +240,7 @@ mod tests {
     }
 
     #[test]
-    fn a_registration_adds_the_user_without_its_address_to_the_microsecond() {
+    fn a_registration_adds_the_user_with_its_sealed_address_to_the_microsecond() {
         let event = E::UserRegistered {
             user_id: user(),
             email: sealed(),
@@ -204,6 +252,7 @@ mod tests {
             ops,
             [UsersOp::Registered {
                 user: user(),
+                email: sealed(),
                 at: Utc.timestamp_opt(1_772_366_400, 123_456_000).unwrap(),
             }]
         );
@@ -212,6 +261,7 @@ mod tests {
             json!([{
                 "op": "registered",
                 "user": "6f1c0f5e-1b57-4e35-9d39-3b2f0a0e6a11",
+                "email": {"key_id": "user", "nonce": "n", "ciphertext": "c"},
                 "at": "2026-03-01T12:00:00.123456Z",
             }])
         );
@@ -231,30 +281,37 @@ mod tests {
     }
 
     #[test]
-    fn a_change_of_address_leaves_the_model_alone() {
+    fn the_model_takes_an_address_once_it_is_the_accounts() {
         let link = Reference::from_bytes([1; 16]);
-        for event in [
-            E::EmailChangeRequested {
-                link,
-                new_email: sealed(),
-                expires_at: at(),
-                at: at(),
-            },
-            E::EmailChanged {
-                link,
-                from: sealed(),
-                to: sealed(),
-                revert: link,
-                revert_until: at(),
-                at: at(),
-            },
-            E::EmailChangeReverted {
-                revert: link,
-                restored: sealed(),
-                at: at(),
-            },
-        ] {
-            assert!(reduce(user(), &event).is_empty(), "{event:?}");
+        let requested = E::EmailChangeRequested {
+            link,
+            new_email: sealed(),
+            expires_at: at(),
+            at: at(),
+        };
+        assert!(reduce(user(), &requested).is_empty());
+        let changed = E::EmailChanged {
+            link,
+            from: sealed(),
+            to: sealed(),
+            revert: link,
+            revert_until: at(),
+            at: at(),
+        };
+        let reverted = E::EmailChangeReverted {
+            revert: link,
+            restored: sealed(),
+            at: at(),
+        };
+        for event in [changed, reverted] {
+            assert_eq!(
+                reduce(user(), &event),
+                [UsersOp::Address {
+                    user: user(),
+                    email: sealed()
+                }],
+                "{event:?}"
+            );
         }
     }
 
@@ -287,8 +344,25 @@ mod tests {
         let ops = [
             UsersOp::Registered {
                 user: user(),
+                email: sealed(),
                 at: at(),
             },
+            UsersOp::Address {
+                user: user(),
+                email: sealed(),
+            },
+            UsersOp::VerificationRequested { user: user() },
+            UsersOp::Verified { user: user() },
+            UsersOp::Suspended {
+                user: user(),
+                at: at(),
+            },
+            UsersOp::Reactivated { user: user() },
+            UsersOp::MfaResetPending {
+                user: user(),
+                due: at(),
+            },
+            UsersOp::MfaResetCalledOff { user: user() },
             UsersOp::Enrolled {
                 user: user(),
                 at: at(),
@@ -336,6 +410,13 @@ mod tests {
             names,
             [
                 "registered",
+                "address",
+                "verification-requested",
+                "verified",
+                "suspended",
+                "reactivated",
+                "mfa-reset-pending",
+                "mfa-reset-called-off",
                 "enrolled",
                 "mfa-reset",
                 "session-started",
@@ -347,6 +428,11 @@ mod tests {
                 "erased",
             ]
         );
+        // The newest definition of the function takes every one of them.
+        let apply = include_str!("../../migrations/0007_operators_read_model.sql");
+        for name in names {
+            assert!(apply.contains(&format!("WHEN '{name}' THEN")), "{name}");
+        }
     }
 
     #[test]
