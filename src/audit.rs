@@ -209,6 +209,30 @@ pub async fn user_history(
     Ok(events)
 }
 
+/// A user's newest `limit` events, newest first.
+pub async fn recent_history(
+    pool: &PgPool,
+    opener: &Opener,
+    user: Uuid,
+    limit: i64,
+) -> anyhow::Result<Vec<AuditEvent>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events e
+          WHERE e.aggregate_type = 'UserAuth' AND e.aggregate_id = $1
+          ORDER BY e.sequence DESC LIMIT $2"
+    ))
+    .bind(user.to_string())
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let mut events = rows
+        .iter()
+        .map(to_audit_event)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    opener.open(&mut events).await?;
+    Ok(events)
+}
+
 /// The user's MFA state as of `at`: their events up to `at`, folded;
 /// `None` when the user has no events at all.
 pub async fn user_state(

@@ -268,6 +268,24 @@ pub struct Config {
         hide_env_values = true
     )]
     pub admin_tokens: Vec<Secret>,
+    /// Tokens of the apps that may introspect sessions
+    /// (`POST /v1/introspect`), comma-separated.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_CLIENT_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub client_tokens: Vec<Secret>,
+    /// How long an operator's sign-in to the operators' console (`/admin`)
+    /// lasts before the credential must be given again.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_STAFF_SESSION_SECS",
+        default_value_t = 3600,
+        value_parser = clap::value_parser!(i64).range(60..=86_400)
+    )]
+    pub staff_session_secs: i64,
     /// A bearer token `/metrics` asks for; without one it answers anyone
     /// who reaches it.
     #[arg(long, env = "AUTHLEDGER_METRICS_TOKEN", hide_env_values = true)]

@@ -292,3 +292,115 @@ pub async fn claimant(
         Some(until) => Claimant::Held { user, until },
     }))
 }
+
+/// The metadata of the events that started `sessions` of `user`, by
+/// session reference: where the IP and browser of each sign-in are kept,
+/// sealed.
+pub async fn session_metadata(
+    pool: &PgPool,
+    user: Uuid,
+    sessions: &[String],
+) -> Result<HashMap<String, HashMap<String, String>>, sqlx::Error> {
+    let rows: Vec<(String, sqlx::types::Json<HashMap<String, String>>)> = sqlx::query_as(
+        "SELECT payload -> 'SessionStarted' ->> 'session', metadata FROM events
+          WHERE aggregate_type = 'UserAuth' AND aggregate_id = $1
+            AND event_type = 'SessionStarted'
+            AND payload -> 'SessionStarted' ->> 'session' = ANY($2)",
+    )
+    .bind(user.to_string())
+    .bind(sessions)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(session, metadata)| (session, metadata.0))
+        .collect())
+}
+
+/// An account as the `users` read model lists it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ListedUser {
+    pub user_id: Uuid,
+    pub email_sealed: Option<sqlx::types::Json<authledger_aggregates::Sealed>>,
+    pub registered_at: DateTime<Utc>,
+    pub email_verified: bool,
+    pub mfa_enrolled_at: Option<DateTime<Utc>>,
+    pub locked_at: Option<DateTime<Utc>>,
+    pub throttled_until: Option<DateTime<Utc>>,
+    pub suspended_at: Option<DateTime<Utc>>,
+    pub mfa_reset_due_at: Option<DateTime<Utc>>,
+    pub last_sign_in_at: Option<DateTime<Utc>>,
+    pub last_sign_in_method: Option<String>,
+    pub key_id: Option<String>,
+    pub nonce: Option<Vec<u8>>,
+    pub wrapped: Option<Vec<u8>>,
+}
+
+impl ListedUser {
+    pub fn data_key(&self) -> Option<WrappedKey> {
+        Some(WrappedKey {
+            key_id: self.key_id.clone()?,
+            nonce: self.nonce.clone()?,
+            wrapped: self.wrapped.clone()?,
+        })
+    }
+}
+
+/// Which accounts a list keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserFilter {
+    All,
+    Locked,
+    Suspended,
+    PendingMfaReset,
+    NoAuthenticator,
+    Unverified,
+}
+
+/// Up to `limit` accounts of the `users` read model that pass `filter`,
+/// newest registration first, after the keyset cursor `after`
+/// (registration time and id of the last one shown); `only` narrows to
+/// those ids.
+pub async fn list_users(
+    pool: &PgPool,
+    filter: UserFilter,
+    only: Option<&[Uuid]>,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<ListedUser>, sqlx::Error> {
+    let filter = match filter {
+        UserFilter::All => "all",
+        UserFilter::Locked => "locked",
+        UserFilter::Suspended => "suspended",
+        UserFilter::PendingMfaReset => "pending-mfa-reset",
+        UserFilter::NoAuthenticator => "no-authenticator",
+        UserFilter::Unverified => "unverified",
+    };
+    sqlx::query_as(
+        "SELECT u.user_id, u.email_sealed, u.registered_at, u.email_verified, u.mfa_enrolled_at,
+                u.locked_at, u.throttled_until, u.suspended_at, u.mfa_reset_due_at,
+                u.last_sign_in_at, u.last_sign_in_method, k.key_id, k.nonce, k.wrapped
+           FROM users u LEFT JOIN user_keys k ON k.user_id = u.user_id
+          WHERE ($1::uuid[] IS NULL OR u.user_id = ANY($1))
+            AND ($2::timestamptz IS NULL OR (u.registered_at, u.user_id) < ($2, $3))
+            AND CASE $4
+                  WHEN 'locked' THEN u.locked_at IS NOT NULL OR u.throttled_until > $5
+                  WHEN 'suspended' THEN u.suspended_at IS NOT NULL
+                  WHEN 'pending-mfa-reset' THEN u.mfa_reset_due_at IS NOT NULL
+                  WHEN 'no-authenticator' THEN u.mfa_enrolled_at IS NULL
+                  WHEN 'unverified' THEN NOT u.email_verified
+                  ELSE true
+                END
+          ORDER BY u.registered_at DESC, u.user_id DESC
+          LIMIT $6",
+    )
+    .bind(only)
+    .bind(after.map(|(at, _)| at))
+    .bind(after.map(|(_, id)| id))
+    .bind(filter)
+    .bind(now)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}

@@ -26,6 +26,9 @@ pub enum TokenKind {
     EmailChange,
     /// "This wasn't me", mailed to the address given up.
     EmailChangeRevert,
+    /// An operator's sign-in to the operators' console: names the role and
+    /// credential it was won with, and when it ends.
+    StaffSession,
 }
 
 impl TokenKind {
@@ -40,6 +43,7 @@ impl TokenKind {
             Self::ResetDenial => "al_deny_",
             Self::EmailChange => "al_newaddr_",
             Self::EmailChangeRevert => "al_undo_",
+            Self::StaffSession => "al_staff_",
         }
     }
 
@@ -53,6 +57,7 @@ impl TokenKind {
             Self::ResetDenial => b"mfa-reset-denial",
             Self::EmailChange => b"email-change",
             Self::EmailChangeRevert => b"email-change-revert",
+            Self::StaffSession => b"staff-session",
         }
     }
 }
@@ -63,17 +68,20 @@ impl TokenKind {
 #[derive(Clone, Copy)]
 pub enum CsrfScope<'a> {
     Session(&'a str),
+    /// An operator's console sign-in.
+    Staff(&'a str),
     LoginAttempt(&'a str),
     Anonymous,
 }
 
 impl<'a> CsrfScope<'a> {
     /// The scope of a browser holding these cookies.
-    pub fn held(session: Option<&'a str>, login: Option<&'a str>) -> Self {
-        match (session, login) {
-            (Some(session), _) => Self::Session(session),
-            (None, Some(login)) => Self::LoginAttempt(login),
-            (None, None) => Self::Anonymous,
+    pub fn held(session: Option<&'a str>, staff: Option<&'a str>, login: Option<&'a str>) -> Self {
+        match (session, staff, login) {
+            (Some(session), _, _) => Self::Session(session),
+            (None, Some(staff), _) => Self::Staff(staff),
+            (None, None, Some(login)) => Self::LoginAttempt(login),
+            (None, None, None) => Self::Anonymous,
         }
     }
 }
@@ -93,15 +101,34 @@ impl TokenCodec {
     }
 
     pub fn encode(&self, kind: TokenKind, user: Uuid, reference: &Reference) -> String {
-        let mut body = Vec::with_capacity(BODY_BYTES);
-        body.extend_from_slice(user.as_bytes());
-        body.extend_from_slice(reference.as_bytes());
-        body.extend_from_slice(&self.mac(kind, user, reference).finalize().into_bytes());
-        format!("{}{}", kind.prefix(), URL_SAFE_NO_PAD.encode(body))
+        self.encode_parts(kind, *user.as_bytes(), *reference.as_bytes())
     }
 
     /// Parses a token of `kind`, checking its MAC in constant time.
     pub fn decode(&self, kind: TokenKind, token: &str) -> Result<(Uuid, Reference), InvalidToken> {
+        let (user, reference) = self.decode_parts(kind, token)?;
+        Ok((Uuid::from_bytes(user), Reference::from_bytes(reference)))
+    }
+
+    /// A token of `kind` carrying two 16-byte parts, signed.
+    pub fn encode_parts(&self, kind: TokenKind, first: [u8; 16], second: [u8; 16]) -> String {
+        let mut body = Vec::with_capacity(BODY_BYTES);
+        body.extend_from_slice(&first);
+        body.extend_from_slice(&second);
+        body.extend_from_slice(
+            &with_token(self.keyring.token_mac(), kind, &first, &second)
+                .finalize()
+                .into_bytes(),
+        );
+        format!("{}{}", kind.prefix(), URL_SAFE_NO_PAD.encode(body))
+    }
+
+    /// The two parts of a token of `kind`, its MAC checked in constant time.
+    pub fn decode_parts(
+        &self,
+        kind: TokenKind,
+        token: &str,
+    ) -> Result<([u8; 16], [u8; 16]), InvalidToken> {
         let encoded = token.strip_prefix(kind.prefix()).ok_or(InvalidToken)?;
         if encoded.len() > 100 {
             return Err(InvalidToken);
@@ -110,20 +137,20 @@ impl TokenCodec {
         if body.len() != BODY_BYTES {
             return Err(InvalidToken);
         }
-        let (user, rest) = body.split_at(16);
-        let (reference, tag) = rest.split_at(16);
-        let user = Uuid::from_slice(user).map_err(|_| InvalidToken)?;
-        let reference = Reference::from_bytes(reference.try_into().map_err(|_| InvalidToken)?);
+        let (first, rest) = body.split_at(16);
+        let (second, tag) = rest.split_at(16);
+        let first: [u8; 16] = first.try_into().map_err(|_| InvalidToken)?;
+        let second: [u8; 16] = second.try_into().map_err(|_| InvalidToken)?;
         // Signed by any listed key: tokens outlive a rotation.
         let signed = self.keyring.token_macs().any(|mac| {
-            with_token(mac, kind, user, &reference)
+            with_token(mac, kind, &first, &second)
                 .verify_slice(tag)
                 .is_ok()
         });
         if !signed {
             return Err(InvalidToken);
         }
-        Ok((user, reference))
+        Ok((first, second))
     }
 
     /// The form token for a browser's CSRF nonce and what it holds (the
@@ -156,10 +183,6 @@ impl TokenCodec {
     fn csrf_mac(&self, nonce: &str, scope: CsrfScope<'_>) -> hmac::Hmac<sha2::Sha256> {
         with_csrf(self.keyring.token_mac(), nonce, scope)
     }
-
-    fn mac(&self, kind: TokenKind, user: Uuid, reference: &Reference) -> hmac::Hmac<sha2::Sha256> {
-        with_token(self.keyring.token_mac(), kind, user, reference)
-    }
 }
 
 fn with_csrf(
@@ -169,6 +192,7 @@ fn with_csrf(
 ) -> hmac::Hmac<sha2::Sha256> {
     let (label, held): (&[u8], &str) = match scope {
         CsrfScope::Session(token) => (b"session", token),
+        CsrfScope::Staff(token) => (b"staff", token),
         CsrfScope::LoginAttempt(token) => (b"login-attempt", token),
         CsrfScope::Anonymous => (b"anonymous", ""),
     };
@@ -185,13 +209,13 @@ fn with_csrf(
 fn with_token(
     mut mac: hmac::Hmac<sha2::Sha256>,
     kind: TokenKind,
-    user: Uuid,
-    reference: &Reference,
+    first: &[u8; 16],
+    second: &[u8; 16],
 ) -> hmac::Hmac<sha2::Sha256> {
     mac.update(kind.label());
     mac.update(&[0]);
-    mac.update(user.as_bytes());
-    mac.update(reference.as_bytes());
+    mac.update(first);
+    mac.update(second);
     mac
 }
 
@@ -265,16 +289,31 @@ mod tests {
     }
 
     #[test]
-    fn a_browser_is_scoped_by_its_session_before_its_login_attempt() {
+    fn a_browser_is_scoped_by_its_session_then_its_staff_sign_in_then_its_login_attempt() {
         assert!(matches!(
-            CsrfScope::held(Some("s"), Some("l")),
+            CsrfScope::held(Some("s"), Some("a"), Some("l")),
             CsrfScope::Session("s")
         ));
         assert!(matches!(
-            CsrfScope::held(None, Some("l")),
+            CsrfScope::held(None, Some("a"), Some("l")),
+            CsrfScope::Staff("a")
+        ));
+        assert!(matches!(
+            CsrfScope::held(None, None, Some("l")),
             CsrfScope::LoginAttempt("l")
         ));
-        assert!(matches!(CsrfScope::held(None, None), CsrfScope::Anonymous));
+        assert!(matches!(
+            CsrfScope::held(None, None, None),
+            CsrfScope::Anonymous
+        ));
+    }
+
+    #[test]
+    fn a_staff_tag_is_not_a_session_tag() {
+        let codec = codec(1);
+        let staff = codec.csrf_tag("nonce-a", CsrfScope::Staff("t"));
+        assert!(codec.csrf_tag_matches("nonce-a", CsrfScope::Staff("t"), &staff));
+        assert!(!codec.csrf_tag_matches("nonce-a", CsrfScope::Session("t"), &staff));
     }
 
     proptest! {

@@ -98,7 +98,7 @@ pub struct AuditPage {
 }
 
 impl App {
-    fn opener(&self) -> audit::Opener {
+    pub(super) fn opener(&self) -> audit::Opener {
         audit::Opener::new(self.pool.clone(), self.keyring.clone())
     }
 

@@ -98,6 +98,19 @@ pub enum AppError {
     EmailLinkUnavailable,
     #[error("this needs a session won with the authenticator or recovery code")]
     SecondFactorRequired,
+    #[error("no such session of this user is live")]
+    UnknownSession,
+    #[error("the account is suspended already")]
+    AlreadySuspended,
+    #[error("the account is not suspended")]
+    NotSuspended,
+    #[error("the address is verified already")]
+    AlreadyVerified,
+    #[error("too many verification mails for this address")]
+    VerificationMailsExhausted,
+    /// The client credential of an introspection is missing or unknown.
+    #[error("a valid client credential is required")]
+    InvalidClient,
     #[error("the account changed concurrently too often")]
     Contended,
     /// Too many password hashes wait already: refused before any work, the
@@ -178,6 +191,11 @@ impl App {
                 E::EmailLinkUnavailable => AppError::EmailLinkUnavailable,
                 E::SecondFactorRequired => AppError::SecondFactorRequired,
                 E::SameEmail => AppError::SameEmail,
+                E::UnknownSession => AppError::UnknownSession,
+                E::AlreadySuspended => AppError::AlreadySuspended,
+                E::NotSuspended => AppError::NotSuspended,
+                E::AlreadyVerified => AppError::AlreadyVerified,
+                E::VerificationMailsExhausted => AppError::VerificationMailsExhausted,
                 E::Overloaded => AppError::overloaded(),
                 E::Service(cause) => AppError::Internal(anyhow::anyhow!(cause)),
             },

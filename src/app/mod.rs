@@ -4,6 +4,7 @@
 //! typed outcome or an [`AppError`]. The edges only translate.
 mod admin;
 mod audit;
+mod directory;
 mod enrollment;
 mod error;
 mod identity;
@@ -13,6 +14,7 @@ mod profile;
 mod recovery;
 mod registration;
 mod rotation;
+mod sessions;
 mod sign_in;
 mod staff;
 
@@ -27,14 +29,16 @@ use uuid::Uuid;
 
 pub use admin::AdminDone;
 pub use audit::{AuditPage, EventFilter, History, PageSize};
+pub use directory::{Filter as UserFilter, UserDetail, UserPage, UserQuery, UserSummary};
 pub use enrollment::Enrollment;
 pub use error::{AppError, AppResult};
 pub use identity::EmailChangeRequested;
 pub use profile::{Me, ResetDone};
 pub use recovery::LinkKind;
 pub use rotation::{KeyUse, RotationReport};
+pub use sessions::{describe_user_agent, ActiveSession, Introspection, SessionView};
 pub use sign_in::{OpenedAttempt, SignedIn, SignedInWithCode};
-pub use staff::{Credentials, Role, Staff};
+pub use staff::{Credentials, Role, Staff, StaffSession};
 
 pub use crate::tokens::CsrfScope;
 
@@ -94,6 +98,8 @@ pub struct AppInner {
     broker_check: operations::BrokerCheck,
     metrics_access: operations::MetricsAccess,
     credentials: Credentials,
+    /// How long an operator's console sign-in lasts.
+    staff_session_ttl: chrono::Duration,
     mail_metrics: MailMetrics,
     /// The password hashes waiting for a thread: work that would only
     /// queue behind a full one is refused before it begins.
@@ -139,7 +145,12 @@ impl App {
             amqp_url: Some(config.mail.amqp_url.clone()),
             broker_check: operations::BrokerCheck::default(),
             metrics_access: operations::MetricsAccess::new(config.metrics_token.as_ref()),
-            credentials: Credentials::new(&config.auditor_tokens, &config.admin_tokens)?,
+            credentials: Credentials::new(
+                &config.auditor_tokens,
+                &config.admin_tokens,
+                &config.client_tokens,
+            )?,
+            staff_session_ttl: chrono::Duration::seconds(config.staff_session_secs),
             mail_metrics,
             hashing,
             load_metrics: LoadMetrics::default(),

@@ -13,10 +13,12 @@ use uuid::Uuid;
 
 use super::extract::{query_rejection, Auditor};
 use super::{ApiContext, ApiError, Problem, Result, ServerProblems};
+use authledger_aggregates::AuditState;
+
 use crate::app::{EventFilter, PageSize};
 use crate::audit::AuditEvent;
 
-fn query<T>(query: std::result::Result<Query<T>, QueryRejection>) -> Result<T> {
+pub(super) fn query<T>(query: std::result::Result<Query<T>, QueryRejection>) -> Result<T> {
     query.map(|Query(q)| q).map_err(query_rejection)
 }
 
@@ -98,6 +100,8 @@ pub struct MfaState {
     /// Set while sign-in waits after repeated failures.
     throttled_until: Option<DateTime<Utc>>,
     consecutive_failures: u32,
+    /// Suspended by an administrator: no route signs it in.
+    suspended: bool,
     live_sessions: Vec<LiveSession>,
 }
 
@@ -138,30 +142,37 @@ pub async fn user_state(
     let params = query(params)?;
     let who = path_user(who)?;
     let (user_id, at, state) = ctx.app.user_state(&who, params.at).await?;
-    Ok(axum::Json(MfaState {
-        user_id,
-        at,
-        registered: state.registered,
-        mfa_enrolled: state.enrolled_at.is_some(),
-        mfa_enrolled_at: state.enrolled_at,
-        recovery_code_present: state.recovery_code_present,
-        email_verified: state.email_verified,
-        pending_mfa_reset_at: state.pending_mfa_reset,
-        locked: state.locked,
-        throttled_until: state.throttled_until,
-        consecutive_failures: state.consecutive_failures,
-        live_sessions: state
-            .live_sessions
-            .iter()
-            .map(|s| LiveSession {
-                method: label(&s.method),
-                aal: label(&s.aal),
-                started_at: s.started_at,
-                expires_at: s.expires_at,
-                last_active_at: s.last_active_at,
-            })
-            .collect(),
-    }))
+    Ok(axum::Json(MfaState::of(user_id, at, &state)))
+}
+
+impl MfaState {
+    pub(super) fn of(user_id: Uuid, at: DateTime<Utc>, state: &AuditState) -> Self {
+        Self {
+            user_id,
+            at,
+            registered: state.registered,
+            mfa_enrolled: state.enrolled_at.is_some(),
+            mfa_enrolled_at: state.enrolled_at,
+            recovery_code_present: state.recovery_code_present,
+            email_verified: state.email_verified,
+            pending_mfa_reset_at: state.pending_mfa_reset,
+            locked: state.locked,
+            throttled_until: state.throttled_until,
+            consecutive_failures: state.consecutive_failures,
+            suspended: state.suspended,
+            live_sessions: state
+                .live_sessions
+                .iter()
+                .map(|s| LiveSession {
+                    method: label(&s.method),
+                    aal: label(&s.aal),
+                    started_at: s.started_at,
+                    expires_at: s.expires_at,
+                    last_active_at: s.last_active_at,
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -399,6 +399,48 @@ impl ApiError {
             "This needs a session won with the authenticator or the recovery code",
         )
     }
+    pub fn unknown_session() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "unknown-session",
+            "No such session of yours is live",
+        )
+    }
+    pub fn already_suspended() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "already-suspended",
+            "The account is suspended already",
+        )
+    }
+    pub fn not_suspended() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "not-suspended",
+            "The account is not suspended",
+        )
+    }
+    pub fn already_verified() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "already-verified",
+            "The account's address is verified already",
+        )
+    }
+    pub fn verification_mails_exhausted() -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "verification-mails-exhausted",
+            "Too many verification mails went to this address lately; try again later",
+        )
+    }
+    pub fn invalid_client() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid-client",
+            "A valid client credential is required",
+        )
+    }
     pub fn unknown_user() -> Self {
         Self::new(StatusCode::NOT_FOUND, "unknown-user", "No such user")
     }
@@ -523,6 +565,12 @@ impl From<&AppError> for ApiError {
                 "The account is neither locked nor throttled",
             ),
             E::UnknownUser => Self::unknown_user(),
+            E::UnknownSession => Self::unknown_session(),
+            E::AlreadySuspended => Self::already_suspended(),
+            E::NotSuspended => Self::not_suspended(),
+            E::AlreadyVerified => Self::already_verified(),
+            E::VerificationMailsExhausted => Self::verification_mails_exhausted(),
+            E::InvalidClient => Self::invalid_client(),
             E::Contended => Self::contended(),
             E::Overloaded { retry_after_secs } => Self::overloaded(*retry_after_secs),
             E::Unavailable { what, cause } => {

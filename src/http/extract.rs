@@ -191,6 +191,29 @@ impl FromRequestParts<ApiContext> for Auditor {
     }
 }
 
+/// An admin or an auditor, for the operators' reads; each is logged
+/// with the credential's name, as the auditors' reads are.
+pub struct StaffReader;
+
+impl FromRequestParts<ApiContext> for StaffReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        ctx: &ApiContext,
+    ) -> Result<Self, Self::Rejection> {
+        let BearerToken(token) =
+            <BearerToken as FromRequestParts<ApiContext>>::from_request_parts(parts, ctx).await?;
+        let (staff, _) = ctx.app.staff_reader(&token)?;
+        let route = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .map_or("(no route)", axum::extract::MatchedPath::as_str);
+        tracing::info!(staff = %staff.name(), route, "operator read");
+        Ok(Self)
+    }
+}
+
 /// An admin; an auditor's token is 403.
 pub struct Admin(pub Staff);
 

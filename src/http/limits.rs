@@ -181,7 +181,17 @@ impl governor::clock::Clock for ServerClock {
 /// that only show a form, health, metrics, the stylesheet).
 pub fn route_class(method: &Method, path: &str) -> Option<RouteClass> {
     use RouteClass as C;
-    if path.starts_with("/v1/audit/") || path.starts_with("/v1/admin/") {
+    // An operator credential typed into the console is guessed like a
+    // password; everything else an operator does reads or writes like
+    // the staff API.
+    if method == Method::POST && path == "/admin/sign-in" {
+        return Some(C::Password);
+    }
+    if path.starts_with("/v1/audit/")
+        || path.starts_with("/v1/admin/")
+        || path == "/admin"
+        || path.starts_with("/admin/")
+    {
         return Some(C::Staff);
     }
     if path == "/v1/me" || path.starts_with("/v1/me/") || path == "/v1/logout" {
@@ -519,6 +529,14 @@ mod tests {
             (&post, "/sign-out", Some(C::Session)),
             (&get, "/v1/audit/events", Some(C::Staff)),
             (&post, "/v1/admin/users/x/unlock", Some(C::Staff)),
+            (&get, "/v1/admin/users", Some(C::Staff)),
+            (&get, "/admin", Some(C::Staff)),
+            (&post, "/admin/users/x/suspend", Some(C::Staff)),
+            (&post, "/admin/sign-in", Some(C::Password)),
+            (&get, "/v1/me/sessions", Some(C::Session)),
+            // A relying app asks from one address for all its users, with a
+            // credential too long to guess.
+            (&post, "/v1/introspect", None),
             (&get, "/sign-in", None),
             (&get, "/v1/users/verify", None),
             (&get, "/v1/login/email-link", None),

@@ -12,6 +12,7 @@ mod login;
 mod me;
 mod recovery;
 mod serve;
+mod sessions;
 mod users;
 
 use std::sync::Arc;
@@ -76,7 +77,7 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         if let Some(components) = openapi.components.as_mut() {
-            for scheme in ["session", "auditor", "admin", "metrics"] {
+            for scheme in ["session", "auditor", "admin", "client", "metrics"] {
                 components.add_security_scheme(
                     scheme,
                     SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
@@ -121,6 +122,10 @@ fn routes(with_metrics: bool) -> OpenApiRouter<ApiContext> {
         .routes(routes!(me::new_recovery_code))
         .routes(routes!(me::logout))
         .routes(routes!(me::profile, identity::erase_me))
+        .routes(routes!(sessions::list))
+        .routes(routes!(sessions::end))
+        .routes(routes!(sessions::end_others))
+        .routes(routes!(sessions::introspect))
         .routes(routes!(identity::change_email))
         .routes(routes!(
             console::identity::email_change_page,
@@ -136,6 +141,12 @@ fn routes(with_metrics: bool) -> OpenApiRouter<ApiContext> {
         .routes(routes!(admin::reset_mfa))
         .routes(routes!(admin::unlock))
         .routes(routes!(identity::admin_erase))
+        .routes(routes!(admin::suspend))
+        .routes(routes!(admin::reactivate))
+        .routes(routes!(admin::end_sessions))
+        .routes(routes!(admin::resend_verification))
+        .routes(routes!(admin::list_users))
+        .routes(routes!(admin::user_detail))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz));
     if with_metrics {

@@ -491,7 +491,7 @@ mod tests {
             TokenKind::ResetDenial => Some(DENY),
             TokenKind::EmailChange => Some(CONFIRM),
             TokenKind::EmailChangeRevert => Some(REVERT),
-            TokenKind::LoginAttempt | TokenKind::Session => None,
+            TokenKind::LoginAttempt | TokenKind::Session | TokenKind::StaffSession => None,
         }
     }
 

@@ -564,6 +564,7 @@ async fn a_replaced_registration_moves_the_users_mail_to_its_address(pool: PgPoo
     let verification = |byte| UserAuthEvent::EmailVerificationRequested {
         link: Reference::from_bytes([byte; 16]),
         expires_at: now + chrono::Duration::hours(24),
+        reason: None,
         at: now,
     };
     // Made-up users whose second registration gives another address, so
@@ -637,6 +638,7 @@ async fn every_kind_of_link_that_expired_before_it_was_sent_is_dropped(pool: PgP
             UserAuthEvent::EmailVerificationRequested {
                 link: reference([1; 16]),
                 expires_at: now + chrono::Duration::hours(24),
+                reason: None,
                 at: now,
             },
             UserAuthEvent::PasswordResetRequested {

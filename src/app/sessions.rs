@@ -1,0 +1,289 @@
+//! Sessions as their user and the apps relying on authledger see them:
+//! the list of one's live sessions, ending one or all the others, and the
+//! introspection of a session token by a relying app (RFC 7662).
+use std::collections::HashMap;
+
+use authledger_aggregates::{
+    Assurance, Reference, Session, SignInMethod, UserAuth, UserAuthCommand, Verdict,
+};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{App, AppError, AppResult, Caller};
+use crate::command_bus::{client_origin, BusError, CommandMetadata};
+use crate::keys::UserKeeper;
+use crate::store;
+
+/// A live session, as its user or an operator sees it.
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    pub id: Reference,
+    pub method: SignInMethod,
+    pub aal: Assurance,
+    pub started_at: DateTime<Utc>,
+    pub last_active_at: DateTime<Utc>,
+    /// When it ends unless used again.
+    pub idle_expires_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// The IP and browser of the sign-in that started it, while the
+    /// account's personal data can be opened.
+    pub ip: Option<String>,
+    /// The browser and system, in words ("Firefox on Linux").
+    pub browser: Option<String>,
+    /// The session asking.
+    pub current: bool,
+}
+
+/// What a relying app learns of a session token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Introspection {
+    /// Not a session token, or one that is over for whatever reason:
+    /// expired, ended, suspended, reset, erased. Which, is not said.
+    Inactive,
+    Active(ActiveSession),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveSession {
+    pub user_id: Uuid,
+    pub session: Reference,
+    pub method: SignInMethod,
+    pub aal: Assurance,
+    /// When its sign-in happened.
+    pub auth_time: DateTime<Utc>,
+    /// When it ends unless used again (never later than its absolute
+    /// expiry).
+    pub expires_at: DateTime<Utc>,
+}
+
+impl App {
+    /// The signed-in user's live sessions, oldest first; asking counts as
+    /// using this one.
+    pub async fn my_sessions(
+        &self,
+        caller: &Caller,
+        session_token: &str,
+    ) -> AppResult<Vec<SessionView>> {
+        let (user, session) = self.session_token(session_token)?;
+        let executed = self
+            .bus
+            .execute(
+                user,
+                UserAuthCommand::TouchSession { session },
+                &caller.as_user(),
+            )
+            .await
+            .map_err(|err| self.refused(err))?;
+        self.session_views(user, &executed.state, &executed.keeper, Some(session))
+            .await
+    }
+
+    /// Ends `id`, another of the user's sessions (or this one: a logout),
+    /// from a session won with a second factor.
+    pub async fn end_my_session(
+        &self,
+        caller: &Caller,
+        session_token: &str,
+        id: &str,
+    ) -> AppResult<()> {
+        let (user, session) = self.session_token(session_token)?;
+        let target = Reference::parse(id).ok_or(AppError::UnknownSession)?;
+        match self
+            .run(
+                user,
+                caller,
+                UserAuthCommand::EndSession { session, target },
+            )
+            .await?
+        {
+            Verdict::SessionEnded => Ok(()),
+            other => Err(unexpected("ending a session", &other)),
+        }
+    }
+
+    /// "Sign out everywhere else": answers how many sessions ended.
+    pub async fn end_my_other_sessions(
+        &self,
+        caller: &Caller,
+        session_token: &str,
+    ) -> AppResult<usize> {
+        let (user, session) = self.session_token(session_token)?;
+        match self
+            .run(user, caller, UserAuthCommand::EndOtherSessions { session })
+            .await?
+        {
+            Verdict::SessionsEnded { sessions_ended } => Ok(sessions_ended),
+            other => Err(unexpected("ending the other sessions", &other)),
+        }
+    }
+
+    /// Whether `token` is a live session, for the relying app holding
+    /// client credential `client_token`. An active answer counts as use of
+    /// the session, as the user's own request would: the app asks because
+    /// its user is there.
+    pub async fn introspect(
+        &self,
+        caller: &Caller,
+        client_token: &str,
+        token: &str,
+    ) -> AppResult<Introspection> {
+        let client = self.client(client_token)?;
+        let Ok((user, session)) = self.session_token(token) else {
+            return Ok(Introspection::Inactive);
+        };
+        let metadata = CommandMetadata {
+            actor: format!("client:{client}"),
+            ..caller.as_system()
+        };
+        let executed = match self
+            .bus
+            .execute(user, UserAuthCommand::TouchSession { session }, &metadata)
+            .await
+        {
+            Ok(executed) => executed,
+            Err(BusError::Refused(_)) => return Ok(Introspection::Inactive),
+            Err(other) => return Err(self.refused(other)),
+        };
+        let (now, policy) = (self.now(), self.policy());
+        Ok(match executed.state.live_session(&session, now, policy) {
+            Some(live) => Introspection::Active(ActiveSession {
+                user_id: user,
+                session,
+                method: live.method,
+                aal: live.aal,
+                auth_time: live.started_at,
+                expires_at: live.idle_expires_at(policy),
+            }),
+            None => Introspection::Inactive,
+        })
+    }
+
+    /// `state`'s live sessions with the IP and browser each started from,
+    /// `current` marked.
+    pub(super) async fn session_views(
+        &self,
+        user: Uuid,
+        state: &UserAuth,
+        keeper: &UserKeeper,
+        current: Option<Reference>,
+    ) -> AppResult<Vec<SessionView>> {
+        let (now, policy) = (self.now(), self.policy());
+        let live: Vec<&Session> = state.live_sessions(now, policy).collect();
+        let ids: Vec<String> = live.iter().map(|s| s.reference.to_string()).collect();
+        let metadata = store::session_metadata(&self.pool, user, &ids)
+            .await
+            .map_err(|cause| AppError::Unavailable {
+                what: "the event store",
+                cause: cause.into(),
+            })?;
+        let origins: HashMap<String, _> = metadata
+            .into_iter()
+            .filter_map(|(id, metadata)| Some((id, client_origin(&metadata, keeper)?)))
+            .collect();
+        let mut views: Vec<SessionView> = live
+            .into_iter()
+            .map(|s| {
+                let origin = origins.get(&s.reference.to_string());
+                SessionView {
+                    id: s.reference,
+                    method: s.method,
+                    aal: s.aal,
+                    started_at: s.started_at,
+                    last_active_at: s.last_active_at,
+                    idle_expires_at: s.idle_expires_at(policy),
+                    expires_at: s.expires_at,
+                    ip: origin.map(|o| o.client_ip.clone()),
+                    browser: origin.map(|o| describe_user_agent(&o.user_agent)),
+                    current: Some(s.reference) == current,
+                }
+            })
+            .collect();
+        views.sort_by_key(|v| v.started_at);
+        Ok(views)
+    }
+}
+
+fn unexpected(what: &str, verdict: &Verdict) -> AppError {
+    AppError::internal(anyhow::anyhow!("{what} answered {verdict:?}"))
+}
+
+/// A user agent in words a person recognises: the browser and the system,
+/// or the tool; "Unknown browser" when neither can be told.
+pub fn describe_user_agent(user_agent: &str) -> String {
+    let ua = user_agent;
+    let has = |needle: &str| ua.contains(needle);
+    // Order matters: Edge and Opera say "Chrome", Chrome says "Safari".
+    let browser = if has("Edg/") || has("EdgA/") || has("EdgiOS/") {
+        Some("Edge")
+    } else if has("OPR/") || has("Opera") {
+        Some("Opera")
+    } else if has("Firefox/") || has("FxiOS/") {
+        Some("Firefox")
+    } else if has("HeadlessChrome/") {
+        Some("Headless Chrome")
+    } else if has("Chromium/") {
+        Some("Chromium")
+    } else if has("Chrome/") || has("CriOS/") {
+        Some("Chrome")
+    } else if has("Safari/") && has("Version/") {
+        Some("Safari")
+    } else {
+        None
+    };
+    let system = if has("iPhone") || has("iPad") || has("iPod") {
+        Some("iOS")
+    } else if has("Android") {
+        Some("Android")
+    } else if has("CrOS") {
+        Some("ChromeOS")
+    } else if has("Windows") {
+        Some("Windows")
+    } else if has("Mac OS X") || has("Macintosh") {
+        Some("macOS")
+    } else if has("Linux") || has("X11") {
+        Some("Linux")
+    } else {
+        None
+    };
+    match (browser, system) {
+        (Some(browser), Some(system)) => format!("{browser} on {system}"),
+        (Some(browser), None) => browser.to_owned(),
+        (None, Some(system)) => format!("A browser on {system}"),
+        (None, None) => tool_name(ua).unwrap_or_else(|| "Unknown browser".to_owned()),
+    }
+}
+
+/// `curl/8.5.0` is "curl": a tool's name before its version, when it is a
+/// plain word.
+fn tool_name(ua: &str) -> Option<String> {
+    let name = ua.split(['/', ' ']).next()?.trim();
+    let plain = !name.is_empty()
+        && name.len() <= 32
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    plain.then(|| name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_user_agent;
+
+    #[test]
+    fn user_agents_read_as_a_browser_on_a_system() {
+        let cases = [
+            ("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", "Firefox on Linux"),
+            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36 Edg/126.0.0.0", "Edge on Windows"),
+            ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15", "Safari on macOS"),
+            ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1", "Safari on iOS"),
+            ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Mobile Safari/537.36", "Chrome on Android"),
+            ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36", "Headless Chrome on Linux"),
+            ("curl/8.5.0", "curl"),
+            ("", "Unknown browser"),
+            ("<script>alert(1)</script>", "Unknown browser"),
+        ];
+        for (ua, expected) in cases {
+            assert_eq!(describe_user_agent(ua), expected, "{ua}");
+        }
+    }
+}
