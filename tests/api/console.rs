@@ -767,3 +767,132 @@ async fn a_form_is_refused_from_a_foreign_origin_and_accepted_from_its_own(pool:
     assert_eq!(plain.status, StatusCode::OK, "{}", plain.body);
     assert_eq!(app.email_link_references(id).await.len(), 1);
 }
+
+/// Signs `visitor` in to the operators' console with `credential`.
+async fn operator_signs_in(visitor: &mut Visitor<'_>, credential: &str) -> Answer {
+    visitor.get("/admin/sign-in").await;
+    visitor
+        .submit("/admin/sign-in", &[("credential", credential)])
+        .await
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn the_operators_console_trades_the_credential_for_its_own_token(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let mut visitor = Visitor::new(&app);
+    let page = visitor.get("/admin").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location(), "/admin/sign-in");
+
+    let wrong = operator_signs_in(&mut visitor, "not-a-credential").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.body.contains("not an operator credential"));
+    let user = app.signed_up().await;
+    let as_user = operator_signs_in(&mut visitor, &user.session_token).await;
+    assert_eq!(as_user.status, StatusCode::UNAUTHORIZED);
+
+    let signed_in = operator_signs_in(&mut visitor, ADMIN_TOKEN).await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
+    assert_eq!(signed_in.location(), "/admin");
+    let cookie = visitor.set_cookie("authledger_staff").to_owned();
+    assert!(cookie.starts_with("authledger_staff=al_staff_"));
+    assert!(!cookie.contains(ADMIN_TOKEN));
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(max_age(&cookie) <= 3600);
+    let list = visitor.get("/admin").await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(list.body.contains("administrator"));
+    assert!(list.headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'none'"));
+
+    // Forged: the token's MAC no longer matches.
+    let token = visitor.cookies["authledger_staff"].clone();
+    let mut forged = token.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    visitor
+        .cookies
+        .insert("authledger_staff".into(), forged.clone());
+    let refused = visitor.get("/admin").await;
+    assert_eq!(refused.status, StatusCode::SEE_OTHER);
+    assert!(refused.location().starts_with("/admin/sign-in"));
+
+    // Expired: an hour later by the server's clock.
+    visitor
+        .cookies
+        .insert("authledger_staff".into(), token.clone());
+    app.clock.advance(chrono::Duration::seconds(3601));
+    let expired = visitor.get("/admin").await;
+    assert_eq!(expired.location(), "/admin/sign-in?notice=expired");
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_console_sign_in_ends_when_its_credential_leaves_the_configuration(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    let mut visitor = Visitor::new(&app);
+    operator_signs_in(&mut visitor, ADMIN_TOKEN).await;
+    let token = visitor.cookies["authledger_staff"].clone();
+    assert_eq!(visitor.get("/admin").await.status, StatusCode::OK);
+    // The same server key, the admin credential removed.
+    let key = app.key.clone();
+    let without = spawn_app_with(pool, move |c| {
+        c.secret_key = Some(key);
+        c.admin_tokens = vec![];
+    })
+    .await;
+    let mut replayed = Visitor::new(&without);
+    replayed.cookies.insert("authledger_staff".into(), token);
+    let refused = replayed.get("/admin").await;
+    assert_eq!(refused.status, StatusCode::SEE_OTHER);
+    assert!(refused.location().starts_with("/admin/sign-in"));
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn operator_actions_need_the_forms_tag_and_an_administrator(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let user = app.signed_up().await;
+    let id = app.user_id(&user.email).await;
+    let suspend = format!("/admin/users/{id}/suspend");
+
+    let mut auditor = Visitor::new(&app);
+    operator_signs_in(&mut auditor, AUDITOR_TOKEN).await;
+    let page = auditor.get(&format!("/admin/users/{id}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("read-only"));
+    assert!(!page.body.contains(&suspend));
+    let refused = auditor.submit(&suspend, &[("reason", "curious")]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+
+    let mut admin = Visitor::new(&app);
+    operator_signs_in(&mut admin, ADMIN_TOKEN).await;
+    let page = admin.get(&format!("/admin/users/{id}")).await;
+    assert!(page.body.contains(&suspend));
+    let no_tag = admin.post_raw(&suspend, &[("reason", "no tag")], &[]).await;
+    assert_eq!(no_tag.status, StatusCode::FORBIDDEN);
+    // A tag from another browser's operator sign-in is not this one's.
+    let foreign_tag = auditor.csrf.clone().unwrap();
+    let foreign = admin
+        .post_raw(
+            &suspend,
+            &[("reason", "foreign"), ("csrf", &foreign_tag)],
+            &[],
+        )
+        .await;
+    assert_eq!(foreign.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.me(&user.session_token).await.status(), StatusCode::OK);
+
+    let done = admin.submit(&suspend, &[("reason", "fraud inquiry")]).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert_eq!(done.location(), format!("/admin/users/{id}?done=suspend"));
+    assert_eq!(
+        app.me(&user.session_token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let page = admin.get(done.location()).await;
+    assert!(page.body.contains("The account is suspended"));
+    assert!(page.body.contains(&format!("/admin/users/{id}/reactivate")));
+}

@@ -462,3 +462,102 @@ async fn a_change_of_address_its_undo_and_the_deletion_by_clicks(pool: PgPool) {
     browser.quit().await;
     app.remove_topology().await;
 }
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn an_operator_finds_a_locked_account_by_its_start_and_acts_on_it_by_clicks(pool: PgPool) {
+    const CLIENT: &str = "browser-test-client-credential";
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = spawn_app_with(pool, |config| {
+        config.addr = ([127, 0, 0, 1], port).into();
+        config.public_url = format!("http://127.0.0.1:{port}");
+        config.client_tokens = vec![CLIENT.into()];
+        config.limits.rate_password_per_minute = 0;
+    })
+    .await;
+    let introspected = |token: String| {
+        let app = &app;
+        async move {
+            let answer: serde_json::Value = app
+                .client
+                .post(app.url("/v1/introspect"))
+                .bearer_auth(CLIENT)
+                .form(&[("token", token)])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            answer["active"].as_bool().unwrap()
+        }
+    };
+    let mut user = app.signed_up().await;
+    let session = user.session_token.clone();
+    for _ in 0..5 {
+        app.post(
+            "/v1/login/password",
+            serde_json::json!({"email": user.email, "password": "not the password"}),
+        )
+        .await;
+    }
+    app.pipeline.users.catch_up().await.unwrap();
+    let browser = Chromium::start().await;
+
+    browser.goto(&app.url("/admin")).await;
+    assert_eq!(browser.path().await, "/admin/sign-in");
+    look(&browser, "Operators' console", "30-operator-sign-in").await;
+    browser.fill("#credential", ADMIN_TOKEN).await;
+    browser.click_on("Sign in").await;
+    assert_eq!(browser.heading().await, "Accounts");
+    let start = &user.email[..16];
+    browser.fill("#q", start).await;
+    browser
+        .execute("document.querySelector('#filter').value = 'locked'; return true;")
+        .await;
+    browser.click_on("Search").await;
+    look(&browser, "Accounts", "31-operator-accounts").await;
+    let address = user.email.to_lowercase();
+    assert!(browser.text("#accounts").await.contains("Throttled"));
+    browser.click_on(&address).await;
+    look(&browser, &address, "32-operator-account").await;
+    assert!(browser
+        .text("#account-standing")
+        .await
+        .contains("Throttled"));
+
+    browser
+        .fill("#reason-unlock", "owner called from the desk phone")
+        .await;
+    browser.click_on("Unlock").await;
+    assert_eq!(browser.text(".notice").await, "The account is unlocked.");
+    assert!(browser
+        .text("#account-standing")
+        .await
+        .contains("good standing"));
+
+    assert!(introspected(session.clone()).await);
+    browser.fill("#reason-suspend", "fraud inquiry 7").await;
+    browser.click_on("Suspend").await;
+    assert_eq!(
+        browser.text(".notice").await,
+        "The account is suspended and its sessions ended."
+    );
+    look(&browser, &address, "33-operator-suspended").await;
+    assert!(!introspected(session).await);
+
+    browser.fill("#reason-reactivate", "inquiry closed").await;
+    browser.click_on("Reactivate").await;
+    assert_eq!(browser.text(".notice").await, "The account is reactivated.");
+    let token = app.sign_in_with_totp(&mut user).await;
+    assert!(introspected(token).await);
+
+    browser.click_on("Sign out of the operators' console").await;
+    assert_eq!(browser.path().await, "/admin/sign-in");
+    browser.goto(&app.url("/admin")).await;
+    assert_eq!(browser.path().await, "/admin/sign-in");
+    browser.quit().await;
+}

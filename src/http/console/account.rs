@@ -6,11 +6,125 @@ use axum::response::Response;
 use maud::html;
 use serde::Deserialize;
 
-use super::browser::{clear_cookie, see_other, Browser, CookieName, Form};
+use super::browser::{clear_cookie, see_other, Browser, CookieName, Csrf, Form};
 use super::views::{self, Page};
-use super::{again, refused, session, show, signed_in_user, Answer, NoFields, ResetForm, Step};
-use crate::app::{Caller, Me};
+use super::{
+    again, method_words, problem_page, refused, session, show, signed_in_user, when, Answer,
+    NoFields, ResetForm, Step,
+};
+use crate::app::{Caller, Me, SessionView};
 use crate::http::ApiContext;
+
+/// The signed-in user's live sessions, for My Profile.
+pub(super) async fn sessions_of(
+    ctx: &ApiContext,
+    caller: &Caller,
+    browser: &Browser,
+) -> Result<Vec<SessionView>, Response> {
+    let token = session(browser)?;
+    ctx.app.my_sessions(caller, token).await.map_err(|err| {
+        refused(ctx, &err, Step::Other, |status, problem| {
+            problem_page(ctx, browser, status, "My Profile", &problem.message)
+        })
+    })
+}
+
+/// "Sessions" on My Profile: where the account is signed in, each with a
+/// button to end it, and one to end all but this one. Only a session won
+/// with a second factor may end others; one won by a mailed link is told.
+pub(super) fn sessions_section(
+    sessions: &[SessionView],
+    aal: Assurance,
+    csrf: &Csrf,
+) -> maud::Markup {
+    let may_end = aal == Assurance::Aal2;
+    let others = sessions.iter().filter(|s| !s.current).count();
+    html! {
+        h2 #sessions { "Sessions" }
+        p { "Where your account is signed in now." }
+        table.sessions {
+            caption.visually-hidden { "Your signed-in sessions" }
+            thead { tr {
+                th scope="col" { "Browser" }
+                th scope="col" { "Signed in" }
+                th scope="col" { "Last active" }
+                th scope="col" { span.visually-hidden { "Action" } }
+            } }
+            tbody {
+                @for s in sessions {
+                    tr.session data-session=(s.id) {
+                        td {
+                            (s.browser.as_deref().unwrap_or("Unknown browser"))
+                            @if let Some(ip) = &s.ip { br; span.hint { "from " (ip) } }
+                        }
+                        td { (when(s.started_at)) br; span.hint { "with " (method_words(s.method)) } }
+                        td { (when(s.last_active_at)) }
+                        td {
+                            @if s.current {
+                                strong { "This session" }
+                            } @else if may_end {
+                                form method="post" action="/profile/sessions/end" {
+                                    (csrf.field())
+                                    input type="hidden" name="session" value=(s.id);
+                                    button.secondary type="submit"
+                                        aria-label={ "Sign out the session of " (s.browser.as_deref().unwrap_or("an unknown browser")) " begun " (s.started_at.format("%-d %b %Y, %H:%M UTC")) }
+                                        { "Sign out" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if others > 0 {
+            @if may_end {
+                form method="post" action="/profile/sessions/end-others" {
+                    (csrf.field())
+                    button.secondary type="submit" { "Sign out everywhere else" }
+                }
+            } @else {
+                p.hint { "To sign out your other sessions, sign in with your authenticator app or recovery code: a mailed link may not end them." }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct EndSessionForm {
+    session: String,
+}
+
+pub(super) async fn end_session(
+    State(ctx): State<ApiContext>,
+    caller: Caller,
+    form: Form<EndSessionForm>,
+) -> Answer {
+    let Form { browser, value } = form;
+    let token = session(&browser)?;
+    Ok(
+        match ctx.app.end_my_session(&caller, token, &value.session).await {
+            Ok(()) => see_other("/profile?notice=session-ended#sessions"),
+            Err(err) => refused(&ctx, &err, Step::Other, |status, problem| {
+                problem_page(&ctx, &browser, status, "My Profile", &problem.message)
+            }),
+        },
+    )
+}
+
+pub(super) async fn end_other_sessions(
+    State(ctx): State<ApiContext>,
+    caller: Caller,
+    form: Form<NoFields>,
+) -> Answer {
+    let Form { browser, .. } = form;
+    let token = session(&browser)?;
+    Ok(match ctx.app.end_my_other_sessions(&caller, token).await {
+        Ok(_) => see_other("/profile?notice=others-ended#sessions"),
+        Err(err) => refused(&ctx, &err, Step::Other, |status, problem| {
+            problem_page(&ctx, &browser, status, "My Profile", &problem.message)
+        }),
+    })
+}
 
 pub(super) async fn cancel_mfa_reset(
     State(ctx): State<ApiContext>,
@@ -27,7 +141,7 @@ pub(super) async fn cancel_mfa_reset(
             response
         }
         Err(err) => refused(&ctx, &err, Step::Other, |status, problem| {
-            super::problem_page(&ctx, &browser, status, "My Profile", &problem.message)
+            problem_page(&ctx, &browser, status, "My Profile", &problem.message)
         }),
     })
 }

@@ -27,6 +27,8 @@ pub enum CookieName {
     /// A long-lived random value that makes this browser a known device
     /// of the accounts it signs in to.
     Device,
+    /// An operator's sign-in to the operators' console.
+    Staff,
 }
 
 impl CookieName {
@@ -36,6 +38,7 @@ impl CookieName {
             Self::Login => "authledger_login",
             Self::Csrf => "authledger_csrf",
             Self::Device => "authledger_device",
+            Self::Staff => "authledger_staff",
         }
     }
 
@@ -54,6 +57,7 @@ pub struct Browser {
     pub session: Option<String>,
     pub login: Option<String>,
     pub device: Option<String>,
+    pub staff: Option<String>,
     csrf_nonce: Option<String>,
 }
 
@@ -81,6 +85,7 @@ impl FromRequestParts<ApiContext> for Browser {
             login: find(CookieName::Login),
             csrf_nonce: find(CookieName::Csrf).filter(|n| is_nonce(n)),
             device: find(CookieName::Device).filter(|n| is_nonce(n)),
+            staff: find(CookieName::Staff),
         })
     }
 }
@@ -90,7 +95,11 @@ impl Browser {
     /// with a tag from the planter's own browser names the planter's
     /// session or attempt, not this one's.
     fn csrf_scope(&self) -> CsrfScope<'_> {
-        CsrfScope::held(self.session.as_deref(), self.login.as_deref())
+        CsrfScope::held(
+            self.session.as_deref(),
+            self.staff.as_deref(),
+            self.login.as_deref(),
+        )
     }
 }
 

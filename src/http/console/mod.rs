@@ -2,6 +2,7 @@
 //! top of the same operations as the JSON API. No script; every form is a
 //! POST with a CSRF tag, answered by a redirect or a page.
 mod account;
+mod admin;
 mod browser;
 pub(super) mod identity;
 pub(super) mod links;
@@ -57,6 +58,11 @@ pub fn routes() -> Router<ApiContext> {
         .route("/profile", get(profile_page))
         .route("/profile/reset-mfa", get(reset_page).post(reset_mfa))
         .route("/profile/reset-mfa/cancel", post(account::cancel_mfa_reset))
+        .route("/profile/sessions/end", post(account::end_session))
+        .route(
+            "/profile/sessions/end-others",
+            post(account::end_other_sessions),
+        )
         .route(
             "/profile/password",
             get(account::password_page).post(account::change_password),
@@ -76,6 +82,7 @@ pub fn routes() -> Router<ApiContext> {
         .route("/email/confirm", post(identity::confirm))
         .route("/email/revert", post(identity::revert))
         .route("/sign-out", post(sign_out))
+        .merge(admin::routes())
         .route("/assets/console.css", get(stylesheet))
 }
 
@@ -157,6 +164,15 @@ fn failure(err: &AppError, step: Step) -> Failure {
         E::EmailChangeRevertInvalid => say("This link to undo a change of address was already used or has expired. Use Forgot password from the sign-in page, or ask an administrator."),
         E::SameEmail => say("That is already your address."),
         E::ErasureNotConfirmed => say("Type your account's address exactly, to confirm."),
+        E::UnknownSession => say("That session has already ended."),
+        E::AlreadySuspended => say("This account is suspended already."),
+        E::NotSuspended => say("This account is not suspended."),
+        E::NotLocked => say("This account is neither locked nor throttled."),
+        E::AlreadyVerified => say("This account's address is confirmed already."),
+        E::VerificationMailsExhausted => say("Three confirmation mails went to this address in the last hour. Try again later."),
+        E::InvalidReason(_) => say("Give a reason of 1 to 500 characters, on one line."),
+        E::UnknownUser => say("There is no such account, or it was erased."),
+        E::Forbidden => say("Your credential may read these pages but not act on them."),
         E::Unauthenticated => Failure::Go(SESSION_ENDED),
         E::EnrollmentRequired | E::EnrollmentNotStarted => Failure::Go("/sign-in/enroll"),
         E::AlreadyEnrolled => Failure::Go("/sign-in/code"),
@@ -887,6 +903,8 @@ fn profile_notice(query: Option<&str>) -> Option<&'static str> {
         "reset-pending" => "Your reset is waiting: because you signed in with a mailed link, it takes effect after a waiting period. We mailed you about it. Signing in with your authenticator app cancels it.",
         "reset-cancelled" => "The reset of your multi-factor authentication is cancelled.",
         "password-changed" => "Your password is changed. Your other sessions have ended.",
+        "session-ended" => "That session has ended.",
+        "others-ended" => "You are signed out everywhere else.",
         _ => return None,
     })
 }
@@ -898,6 +916,7 @@ async fn profile_page(
     RawQuery(query): RawQuery,
 ) -> Answer {
     let me = signed_in_user(&ctx, &caller, &browser).await?;
+    let sessions = account::sessions_of(&ctx, &caller, &browser).await?;
     let page = Page {
         account: Some(&me.email),
         notice: profile_notice(query.as_deref()),
@@ -936,6 +955,7 @@ async fn profile_page(
                 p { "If your authenticator app is lost or someone else may have it, reset your multi-factor authentication. You will be signed out everywhere and set up a new authenticator at your next sign-in." }
                 p { a.button.danger href="/profile/reset-mfa" { "Reset My Multi-Factor Authentication" } }
             }
+            (account::sessions_section(&sessions, me.session.aal, csrf))
             h2 { "Password and recovery code" }
             ul.choices {
                 li { a.button href="/profile/password" { "Change password" } }
