@@ -344,6 +344,42 @@ impl Target {
         })
     }
 
+    /// `GET /v1/me` with a session: the user's own check of it.
+    pub async fn me(&self, session_token: &str) -> anyhow::Result<()> {
+        let response = self
+            .http
+            .get(format!("{}/v1/me", self.base))
+            .bearer_auth(session_token)
+            .send()
+            .await
+            .context("GET /v1/me")?;
+        let status = response.status().as_u16();
+        let _ = response.bytes().await?;
+        if status != 200 {
+            bail!("GET /v1/me: {status}");
+        }
+        Ok(())
+    }
+
+    /// `POST /v1/introspect` as a relying app with `client_token`; fails
+    /// unless the session is active.
+    pub async fn introspect(&self, client_token: &str, session_token: &str) -> anyhow::Result<()> {
+        let response = self
+            .http
+            .post(format!("{}/v1/introspect", self.base))
+            .bearer_auth(client_token)
+            .form(&[("token", session_token)])
+            .send()
+            .await
+            .context("POST /v1/introspect")?;
+        let status = response.status().as_u16();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        if status != 200 || answer["active"] != Value::Bool(true) {
+            bail!("POST /v1/introspect: {status} {answer}");
+        }
+        Ok(())
+    }
+
     /// Waits until `/readyz` answers 200.
     pub async fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + within;
@@ -826,4 +862,37 @@ pub fn argon2_parallel_rate(
         outcome?;
     }
     Ok((threads.max(1) * per_thread.max(1)) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Checks of live sessions for `limit`, each client picking the sessions
+/// in turn: by the user (`GET /v1/me`) when `client_token` is `None`, by a
+/// relying app (`POST /v1/introspect`) otherwise.
+pub async fn session_checks(
+    target: &Target,
+    sessions: &[String],
+    client_token: Option<&str>,
+    clients: usize,
+    limit: Duration,
+) -> Run {
+    let (name, step) = match client_token {
+        None => ("own session", "me"),
+        Some(_) => ("introspection", "introspect"),
+    };
+    // More items than any run can use, so the clock ends it.
+    let items: Vec<String> = sessions.iter().cycle().take(2_000_000).cloned().collect();
+    let t = target.clone();
+    let client = client_token.map(str::to_owned);
+    let (run, _) = drive(name, clients, limit, items, move |session| {
+        let (t, client) = (t.clone(), client.clone());
+        async move {
+            let mut timings = Vec::new();
+            let outcome = match &client {
+                None => timed(step, &mut timings, t.me(&session)).await,
+                Some(client) => timed(step, &mut timings, t.introspect(client, &session)).await,
+            };
+            (timings, outcome)
+        }
+    })
+    .await;
+    run
 }

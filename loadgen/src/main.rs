@@ -53,7 +53,11 @@ struct Args {
     /// Seconds of the spray runs (victims with and without a sprayer).
     #[arg(long, default_value_t = 15)]
     spray_seconds: u64,
-    /// Only these parts: password, cheap, rebuild, spray (all by default).
+    /// Users whose sessions the introspection runs check.
+    #[arg(long, default_value_t = 2000)]
+    introspection_users: usize,
+    /// Only these parts: password, cheap, rebuild, spray, introspection
+    /// (all by default).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -583,6 +587,67 @@ impl Bench {
         Ok(())
     }
 
+    /// A relying app's introspection beside the user's own `/v1/me`, on the
+    /// same live sessions, alternated A/B/A/B so drift shows.
+    async fn introspection_part(&mut self) -> anyhow::Result<()> {
+        const CLIENT: &str = "bench-client-credential-0123456789abcdef";
+        self.fresh_database().await?;
+        let server = self
+            .start(&[
+                ("AUTHLEDGER_ARGON2_MEMORY_KIB", "64".into()),
+                ("AUTHLEDGER_ARGON2_ITERATIONS", "1".into()),
+                ("AUTHLEDGER_CLIENT_TOKENS", CLIENT.into()),
+            ])
+            .await?;
+        let target = server.target.clone();
+        let clients = self.args.clients;
+        let limit = Duration::from_secs(self.args.seconds);
+        let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+        eprintln!(
+            "creating {} users (cheap hashing)",
+            self.args.introspection_users
+        );
+        let users = new_users(
+            &target,
+            &format!("introspect-{run_id}"),
+            self.args.introspection_users,
+            clients,
+        )
+        .await?;
+        let attempts = open_attempts(&target, users, clients).await?;
+        let (_, signed) = second_factor(&target, attempts, clients, Duration::from_secs(600)).await;
+        let sessions: Vec<String> = signed.into_iter().map(|s| s.session_token).collect();
+        self.wait_for_quiet_mail().await?;
+        let mut runs = Vec::new();
+        for round in 0..2 {
+            for client in [None, Some(CLIENT)] {
+                let watch = CpuWatch::start(&server);
+                let run = session_checks(&target, &sessions, client, clients, limit).await;
+                let cpu = watch.line(&server, &format!("{} (round {})", run.name, round + 1));
+                let _ = writeln!(self.report, "{cpu}\n");
+                eprintln!("{}: {:.0}/s", run.name, run.throughput());
+                runs.push(run);
+            }
+        }
+        let refs: Vec<&Run> = runs.iter().collect();
+        self.table(&refs);
+        let introspections: Vec<&Run> = runs.iter().filter(|r| r.name == "introspection").collect();
+        let rate = introspections.iter().map(|r| r.throughput()).sum::<f64>()
+            / introspections.len() as f64;
+        let p99 = introspections
+            .iter()
+            .map(|r| r.quantile_ms("introspect", 0.99))
+            .fold(0.0, f64::max);
+        self.target(format!(
+            "introspection: {rate:.0}/s at {clients} clients over {} live sessions (target ≥ 5,000/s) {}; worst p99 {p99:.1} ms (target ≤ 10 ms) {}",
+            sessions.len(),
+            pass(rate >= 5000.0),
+            pass(p99 <= 10.0),
+        ));
+        server.stop().await;
+        Ok(())
+    }
+
     /// Waits until the mail worker has sent everything queued so far (the
     /// setup's notices), so link mails are not measured behind them.
     async fn wait_for_quiet_mail(&self) -> anyhow::Result<()> {
@@ -828,11 +893,12 @@ async fn main() -> anyhow::Result<()> {
     };
     let wanted =
         |part: &str| bench.args.only.is_empty() || bench.args.only.iter().any(|p| p == part);
-    let (password, cheap, rebuild, spray) = (
+    let (password, cheap, rebuild, spray, introspection) = (
         wanted("password"),
         wanted("cheap"),
         wanted("rebuild"),
         wanted("spray"),
+        wanted("introspection"),
     );
     if password {
         bench.password_part().await?;
@@ -845,6 +911,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if spray {
         bench.spray_part().await?;
+    }
+    if introspection {
+        bench.introspection_part().await?;
     }
     println!("{}", bench.report);
     println!("Targets:\n");
