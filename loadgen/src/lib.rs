@@ -380,6 +380,25 @@ impl Target {
         Ok(())
     }
 
+    /// How long an operator's search by the start of an address takes.
+    pub async fn search_users(&self, admin_token: &str, prefix: &str) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let response = self
+            .http
+            .get(format!("{}/v1/admin/users", self.base))
+            .query(&[("prefix", prefix)])
+            .bearer_auth(admin_token)
+            .send()
+            .await
+            .context("GET /v1/admin/users")?;
+        let status = response.status().as_u16();
+        let _ = response.bytes().await?;
+        if status != 200 {
+            bail!("GET /v1/admin/users: {status}");
+        }
+        Ok(started.elapsed())
+    }
+
     /// Waits until `/readyz` answers 200.
     pub async fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + within;

@@ -591,12 +591,14 @@ impl Bench {
     /// same live sessions, alternated A/B/A/B so drift shows.
     async fn introspection_part(&mut self) -> anyhow::Result<()> {
         const CLIENT: &str = "bench-client-credential-0123456789abcdef";
+        const ADMIN: &str = "bench-admin-credential-0123456789abcdef";
         self.fresh_database().await?;
         let server = self
             .start(&[
                 ("AUTHLEDGER_ARGON2_MEMORY_KIB", "64".into()),
                 ("AUTHLEDGER_ARGON2_ITERATIONS", "1".into()),
                 ("AUTHLEDGER_CLIENT_TOKENS", CLIENT.into()),
+                ("AUTHLEDGER_ADMIN_TOKENS", ADMIN.into()),
             ])
             .await?;
         let target = server.target.clone();
@@ -638,6 +640,12 @@ impl Bench {
             .iter()
             .map(|r| r.quantile_ms("introspect", 0.99))
             .fold(0.0, f64::max);
+        let per_account = self.prefix_search_cost(&target, ADMIN, sessions.len()).await?;
+        let _ = writeln!(
+            self.report,
+            "operators' search by the start of an address (matching nothing, so every account's address is opened): {per_account:.1} µs per account over {} accounts, median of 5\n",
+            sessions.len()
+        );
         self.target(format!(
             "introspection: {rate:.0}/s at {clients} clients over {} live sessions (target ≥ 5,000/s) {}; worst p99 {p99:.1} ms (target ≤ 10 ms) {}",
             sessions.len(),
@@ -646,6 +654,32 @@ impl Bench {
         ));
         server.stop().await;
         Ok(())
+    }
+
+    /// Microseconds per account of a prefix search that matches nothing,
+    /// once the `users` read model holds all `accounts`.
+    async fn prefix_search_cost(
+        &self,
+        target: &Target,
+        admin: &str,
+        accounts: usize,
+    ) -> anyhow::Result<f64> {
+        let mut db = PgConnection::connect(&self.database_url).await?;
+        loop {
+            let listed: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+                .fetch_one(&mut db)
+                .await?;
+            if listed as usize >= accounts {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let mut took = Vec::new();
+        for _ in 0..5 {
+            took.push(target.search_users(admin, "no-such-prefix-").await?);
+        }
+        took.sort();
+        Ok(took[2].as_secs_f64() * 1e6 / accounts as f64)
     }
 
     /// Waits until the mail worker has sent everything queued so far (the
