@@ -97,6 +97,9 @@ async fn projections(command: ProjectionsCommand) -> anyhow::Result<()> {
                 authledger_projections::email_relay::NAME => anyhow::bail!(
                     "the email relay cannot be rebuilt: replaying it would mail every notice again"
                 ),
+                authledger_projections::integration::NAME => anyhow::bail!(
+                    "the integration events cannot be rebuilt: replaying them would publish every event again to every subscriber"
+                ),
                 other => {
                     anyhow::bail!("no projection named {other:?}; projections: users, audit_index")
                 }
