@@ -65,7 +65,7 @@ async fn projections(command: ProjectionsCommand) -> anyhow::Result<()> {
             let pool =
                 db::connect(database.database_url.expose(), 2, database.idle_timeout()).await?;
             println!(
-                "{:<14} {:>12} {:>12} {:>12}  updated",
+                "{:<18} {:>12} {:>12} {:>12}  updated",
                 "projection", "position", "lag events", "lag seconds"
             );
             let statuses = authledger_projections::status(&pool).await.map_err(|e| {
@@ -73,7 +73,7 @@ async fn projections(command: ProjectionsCommand) -> anyhow::Result<()> {
             })?;
             for p in statuses {
                 println!(
-                    "{:<14} {:>12} {:>12} {:>12.1}  {}",
+                    "{:<18} {:>12} {:>12} {:>12.1}  {}",
                     p.name,
                     p.position,
                     p.lag_events,
