@@ -280,8 +280,8 @@ impl PostgresBudget {
 }
 
 /// The event log's consumers: the read models, the email relay, the
-/// integration events and the email worker. Each runs as its own task; tests drive them with
-/// their `run_once`.
+/// integration events and the email worker. Each runs as its own task;
+/// tests drive them with their `run_once`.
 pub struct Pipeline {
     pub users: Projector<UsersProjection>,
     pub audit_index: Projector<AuditIndex>,

@@ -280,12 +280,13 @@ enum Routing {
     /// Mail must reach its queue: the broker returns it otherwise, and the
     /// publish fails.
     Mandatory,
+    /// The broker drops it, and confirms it all the same.
     Optional,
 }
 
 /// Publishes persistent messages and waits for the broker's confirm, each
-/// within a timeout. The connection is made on first use and
-/// made again after any failure.
+/// within a timeout. The connection is made on first use and made again
+/// after any failure.
 pub struct Publisher {
     url: String,
     topology: Topology,
