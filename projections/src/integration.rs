@@ -8,10 +8,10 @@
 //! The stream is a contract with services this code does not know, so its
 //! shapes are this module's own and never the domain's serialization: a
 //! renamed domain field or variant must not change a message. It holds
-//! nothing personal and no secret: no address (not even sealed, since a
-//! subscriber's copy outlives the account's key), no IP or browser, no free
-//! text, no link, attempt or device reference, no hash or authenticator
-//! data. Ids (the user's, a session's) and enumerations are all it carries.
+//! nothing personal and no secret: no address (not even sealed: no
+//! subscriber holds a key to open it), no IP or browser, no free text, no
+//! link, attempt or device reference, no hash or authenticator data: ids
+//! (the user's, a session's), times and enumerations are all it carries.
 //! `docs/integration-events.md` documents it for subscribers.
 use std::sync::Arc;
 
