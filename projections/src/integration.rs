@@ -44,6 +44,8 @@ pub const TYPES: &[&str] = &[
     "user.sign_in_failed",
     "user.locked",
     "user.unlocked",
+    "user.suspended",
+    "user.reactivated",
     "user.mfa_enrolled",
     "user.mfa_reset_requested",
     "user.mfa_reset",
@@ -90,6 +92,8 @@ pub enum PublicEvent {
     },
     Locked {},
     Unlocked {},
+    Suspended {},
+    Reactivated {},
     MfaEnrolled {},
     /// A reset that waits: it happens at `effective_at` unless cancelled.
     MfaResetRequested {
@@ -122,6 +126,8 @@ impl PublicEvent {
             Self::SignInFailed { .. } => "user.sign_in_failed",
             Self::Locked {} => "user.locked",
             Self::Unlocked {} => "user.unlocked",
+            Self::Suspended {} => "user.suspended",
+            Self::Reactivated {} => "user.reactivated",
             Self::MfaEnrolled {} => "user.mfa_enrolled",
             Self::MfaResetRequested { .. } => "user.mfa_reset_requested",
             Self::MfaReset { .. } => "user.mfa_reset",
@@ -199,6 +205,9 @@ pub enum EndReason {
     ResetCancelled,
     EmailChangeReverted,
     AccountErased,
+    EndedByUser,
+    EndedByAdmin,
+    AccountSuspended,
 }
 
 impl From<SignInMethod> for Method {
@@ -253,6 +262,9 @@ impl From<SessionEndReason> for EndReason {
             SessionEndReason::ResetCancelled => Self::ResetCancelled,
             SessionEndReason::EmailChangeReverted => Self::EmailChangeReverted,
             SessionEndReason::AccountErased => Self::AccountErased,
+            SessionEndReason::EndedByUser => Self::EndedByUser,
+            SessionEndReason::EndedByAdmin => Self::EndedByAdmin,
+            SessionEndReason::AccountSuspended => Self::AccountSuspended,
         }
     }
 }
@@ -286,6 +298,8 @@ pub fn public_event(event: &E) -> Option<PublicEvent> {
         },
         E::AccountLocked { .. } => P::Locked {},
         E::AccountUnlocked { .. } => P::Unlocked {},
+        E::AccountSuspended { .. } => P::Suspended {},
+        E::AccountReactivated { .. } => P::Reactivated {},
         E::MfaEnrolled { .. } => P::MfaEnrolled {},
         E::MfaResetRequested { effective_at, .. } => P::MfaResetRequested {
             effective_at: *effective_at,
@@ -311,8 +325,9 @@ pub fn public_event(event: &E) -> Option<PublicEvent> {
         // stay out of the stream unnoticed. These are steps inside a
         // sign-in or a recovery whose outcome is published (a session, a
         // failure, a change), requests that change nothing until a link is
-        // used, housekeeping, and throttles whose lasting effect is
-        // `locked`; the docs say why for each.
+        // used, housekeeping, throttles whose lasting effect is `locked`,
+        // and an administrator's ending of every session, published as
+        // each session's end; the docs say why for each.
         E::PasswordVerified { .. }
         | E::PasswordRehashed { .. }
         | E::TotpVerified { .. }
@@ -329,7 +344,8 @@ pub fn public_event(event: &E) -> Option<PublicEvent> {
         | E::RegistrationAttempted { .. }
         | E::PasswordResetRequested { .. }
         | E::EmailChangeRequested { .. }
-        | E::SecretsResealed { .. } => return None,
+        | E::SecretsResealed { .. }
+        | E::SessionsEndedByAdmin { .. } => return None,
     };
     Some(public)
 }
@@ -573,6 +589,21 @@ mod tests {
                 json!({}),
             ),
             (
+                E::AccountSuspended {
+                    reason: sealed("why"),
+                    at: at(0),
+                },
+                json!({}),
+            ),
+            (
+                E::SessionEnded {
+                    session: Reference::from_bytes([2; 16]),
+                    reason: SessionEndReason::AccountSuspended,
+                    at: at(0),
+                },
+                json!({"session": "02".repeat(16), "reason": "account_suspended"}),
+            ),
+            (
                 E::MfaResetRequested {
                     effective_at: at(72 * 60),
                     denial: Reference::from_bytes([3; 16]),
@@ -627,6 +658,10 @@ mod tests {
                 at: at(0),
             },
             E::RegistrationAttempted { at: at(0) },
+            E::SessionsEndedByAdmin {
+                reason: sealed("why"),
+                at: at(0),
+            },
         ];
         for event in quiet {
             assert_eq!(public_event(&event), None, "{event:?}");
@@ -657,6 +692,14 @@ mod tests {
                 at: at(0),
             },
             E::AccountUnlocked {
+                reason: sealed("why"),
+                at: at(0),
+            },
+            E::AccountSuspended {
+                reason: sealed("why"),
+                at: at(0),
+            },
+            E::AccountReactivated {
                 reason: sealed("why"),
                 at: at(0),
             },
@@ -800,6 +843,9 @@ mod tests {
             SessionEndReason::ResetCancelled,
             SessionEndReason::EmailChangeReverted,
             SessionEndReason::AccountErased,
+            SessionEndReason::EndedByUser,
+            SessionEndReason::EndedByAdmin,
+            SessionEndReason::AccountSuspended,
         ] {
             events.push(E::SessionEnded {
                 session,
