@@ -201,3 +201,50 @@ async fn a_subscriber_gets_only_the_types_it_bound_and_the_rest_holds_nothing_up
     app.delete_queue(&queue).await;
     app.remove_topology().await;
 }
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_suspension_and_reactivation_are_published_without_the_administrators_reason(
+    pool: PgPool,
+) {
+    let app = spawn_app(pool).await;
+    let user = app.signed_up().await;
+    // A subscriber that binds late gets what follows, not what went before.
+    app.publish_events().await;
+    let queue = app.subscribe_to_events("user.#").await;
+    const REASON: &str = "fraud inquiry opened by the risk team";
+    for action in ["suspend", "reactivate"] {
+        let done = app
+            .client
+            .post(app.url(&format!("/v1/admin/users/{}/{action}", user.email)))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"reason": REASON}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(done.status(), StatusCode::OK, "{action}");
+    }
+
+    app.publish_events().await;
+    let events = app.take_events(&queue).await;
+    let types: Vec<&Value> = events.iter().map(|e| &e.body["type"]).collect();
+    assert_eq!(
+        types,
+        [
+            &json!("user.session_ended"),
+            &json!("user.suspended"),
+            &json!("user.reactivated")
+        ]
+    );
+    assert_eq!(events[0].body["data"]["reason"], "account_suspended");
+    for event in &events {
+        assert!(!event.raw.contains(REASON), "{}", event.raw);
+        assert!(!event.raw.contains("fraud"), "{}", event.raw);
+        assert!(!event.raw.contains(&user.email), "{}", event.raw);
+    }
+    assert_eq!(
+        (&events[1].body["data"], &events[2].body["data"]),
+        (&json!({}), &json!({}))
+    );
+    app.delete_queue(&queue).await;
+    app.remove_topology().await;
+}
