@@ -65,7 +65,7 @@ async fn projections(command: ProjectionsCommand) -> anyhow::Result<()> {
             let pool =
                 db::connect(database.database_url.expose(), 2, database.idle_timeout()).await?;
             println!(
-                "{:<14} {:>12} {:>12} {:>12}  updated",
+                "{:<18} {:>12} {:>12} {:>12}  updated",
                 "projection", "position", "lag events", "lag seconds"
             );
             let statuses = authledger_projections::status(&pool).await.map_err(|e| {
@@ -73,7 +73,7 @@ async fn projections(command: ProjectionsCommand) -> anyhow::Result<()> {
             })?;
             for p in statuses {
                 println!(
-                    "{:<14} {:>12} {:>12} {:>12.1}  {}",
+                    "{:<18} {:>12} {:>12} {:>12.1}  {}",
                     p.name,
                     p.position,
                     p.lag_events,
@@ -96,6 +96,9 @@ async fn projections(command: ProjectionsCommand) -> anyhow::Result<()> {
                 }
                 authledger_projections::email_relay::NAME => anyhow::bail!(
                     "the email relay cannot be rebuilt: replaying it would mail every notice again"
+                ),
+                authledger_projections::integration::NAME => anyhow::bail!(
+                    "the integration events cannot be rebuilt: replaying them would publish every event again to every subscriber"
                 ),
                 other => {
                     anyhow::bail!("no projection named {other:?}; projections: users, audit_index")

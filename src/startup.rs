@@ -6,6 +6,7 @@ use anyhow::Context;
 use authledger_aggregates::{Clock, UserAuthServices};
 use authledger_projections::audit_index::AuditIndex;
 use authledger_projections::email_relay::EmailRelay;
+use authledger_projections::integration::IntegrationEvents;
 use authledger_projections::mail::Publisher;
 use authledger_projections::users::UsersProjection;
 use authledger_projections::Projector;
@@ -250,8 +251,9 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: draining in-flight requests");
 }
 
-/// The projectors a server runs: `users`, `audit_index` and the email relay.
-const PROJECTORS: u32 = 3;
+/// The projectors a server runs: `users`, `audit_index`, the email relay
+/// and the integration events.
+const PROJECTORS: u32 = 4;
 
 /// The most Postgres connections each part of a process opens, with this
 /// configuration. Each pool opens connections only as it needs them and
@@ -277,13 +279,14 @@ impl PostgresBudget {
     }
 }
 
-/// The event log's consumers: the `users` read model, the email relay and
-/// the email worker. Each runs as its own task; tests drive them with
-/// their `run_once`.
+/// The event log's consumers: the read models, the email relay, the
+/// integration events and the email worker. Each runs as its own task;
+/// tests drive them with their `run_once`.
 pub struct Pipeline {
     pub users: Projector<UsersProjection>,
     pub audit_index: Projector<AuditIndex>,
     pub relay: Projector<EmailRelay>,
+    pub integration: Projector<IntegrationEvents>,
     pub worker: Worker,
     mail_metrics: MailMetrics,
 }
@@ -299,6 +302,10 @@ impl Pipeline {
         let mail = &config.mail;
         let topology = mail.topology();
         let publisher = Arc::new(Publisher::new(mail.amqp_url.expose(), topology.clone()));
+        // A connection of its own: a batch of mail waiting for its confirms
+        // does not hold up the public stream, nor the other way round.
+        let events_publisher = Arc::new(Publisher::new(mail.amqp_url.expose(), topology.clone()));
+        let events = IntegrationEvents::new(events_publisher, &topology.events_exchange);
         let budget = PostgresBudget::of(config);
         let idle = config.database.idle_timeout();
         let options = (*pool.connect_options()).clone();
@@ -339,7 +346,11 @@ impl Pipeline {
                 .with_retry_max(retry_max),
             // Small batches: the relay holds its checkpoint row while it
             // waits for RabbitMQ's confirms.
-            relay: Projector::new(projections_pool, EmailRelay::new(publisher))
+            relay: Projector::new(projections_pool.clone(), EmailRelay::new(publisher))
+                .with_batch_size(50)
+                .with_retry_max(retry_max),
+            // Likewise waits for RabbitMQ with its batch open.
+            integration: Projector::new(projections_pool, events)
                 .with_batch_size(50)
                 .with_retry_max(retry_max),
             worker,
@@ -352,7 +363,8 @@ impl Pipeline {
         &self.mail_metrics
     }
 
-    /// Runs the projectors (read models and relay) until `shutdown` flips.
+    /// Runs the projectors (read models, relay, integration events) until
+    /// `shutdown` flips.
     pub fn spawn_projections(
         self: &Arc<Self>,
         shutdown: &watch::Receiver<bool>,
@@ -372,7 +384,12 @@ impl Pipeline {
             let stop = stopped(shutdown.clone());
             tokio::spawn(async move { this.audit_index.run(stop).await })
         };
-        vec![users, audit_index, relay]
+        let integration = {
+            let this = self.clone();
+            let stop = stopped(shutdown.clone());
+            tokio::spawn(async move { this.integration.run(stop).await })
+        };
+        vec![users, audit_index, relay, integration]
     }
 
     /// Runs the email worker until `shutdown` flips.
@@ -400,13 +417,13 @@ mod tests {
             budget,
             PostgresBudget {
                 api: 10,
-                projectors: 6,
+                projectors: 8,
                 worker: 9,
             },
             "the figures in the README's operations"
         );
         let all = budget.api + budget.projectors + budget.worker;
-        assert_eq!(all, 25);
+        assert_eq!(all, 27);
         // Postgres keeps 3 of its default 100 for superusers.
         assert!(3 * all <= 97);
     }

@@ -1,10 +1,12 @@
 //! Projections of the event log: the catch-up projector runtime, the read
-//! models and the email relay. They read the log in its gap-free global
-//! order and keep their checkpoint in the same transaction as their writes.
+//! models, the email relay and the integration events. They read the log
+//! in its gap-free global order and keep their checkpoint in the same
+//! transaction as their writes.
 #![forbid(unsafe_code)]
 
 pub mod audit_index;
 pub mod email_relay;
+pub mod integration;
 pub mod locks;
 pub mod mail;
 pub mod runtime;

@@ -1,6 +1,7 @@
 //! Mail through RabbitMQ: the message the relay publishes and the worker
-//! sends, the topology both declare, and a confirmed publisher that
-//! reconnects after the broker goes away.
+//! sends, the topology both declare (with the exchange of the public
+//! integration events), and a confirmed publisher that reconnects after the
+//! broker goes away.
 use std::time::Duration;
 
 use authledger_aggregates::{ResetCancellation, Sealed};
@@ -102,6 +103,9 @@ pub struct Topology {
     pub retry_queue: String,
     pub dead_exchange: String,
     pub dead_queue: String,
+    /// The topic exchange of the public integration events; other services
+    /// bind their own queues to it.
+    pub events_exchange: String,
     /// Deliveries of one message before the broker dead-letters it (a
     /// worker that crashes on it every time).
     pub delivery_limit: i64,
@@ -119,6 +123,7 @@ impl Topology {
             retry_queue: format!("{prefix}.mail.retry"),
             dead_exchange: format!("{prefix}.mail.dead"),
             dead_queue: format!("{prefix}.mail.dead"),
+            events_exchange: format!("{prefix}.events"),
             delivery_limit: 20,
             expires: None,
         }
@@ -129,8 +134,21 @@ impl Topology {
     ///   limit, dead-lettering at-least-once to `mail.dead`;
     /// - `mail.retry`: where a failed mail waits out its back-off (per-message
     ///   TTL), then dead-letters back to `mail`;
-    /// - `mail.dead`: mails that failed every attempt, kept for operators.
+    /// - `mail.dead`: mails that failed every attempt, kept for operators;
+    /// - `events`: a durable topic exchange and no queue: the services that
+    ///   read the integration events declare and bind their own.
     pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
+        channel
+            .exchange_declare(
+                self.events_exchange.as_str().into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
         for exchange in [&self.exchange, &self.retry_exchange, &self.dead_exchange] {
             channel
                 .exchange_declare(
@@ -211,7 +229,12 @@ impl Topology {
                 )
                 .await?;
         }
-        for exchange in [&self.exchange, &self.retry_exchange, &self.dead_exchange] {
+        for exchange in [
+            &self.exchange,
+            &self.retry_exchange,
+            &self.dead_exchange,
+            &self.events_exchange,
+        ] {
             channel
                 .exchange_delete(
                     exchange.as_str().into(),
@@ -239,13 +262,31 @@ pub enum PublishError {
     Nacked,
     #[error("the message could not be routed to a queue")]
     Unroutable,
-    #[error("a mail does not encode as JSON")]
+    #[error("a message does not encode as JSON")]
     Encode(#[source] serde_json::Error),
 }
 
-/// Publishes persistent, mandatory messages and waits for the broker's
-/// confirm, each within a timeout. The connection is made on first use and
-/// made again after any failure.
+/// A message for a topic exchange: where it goes is its routing key.
+#[derive(Debug, Clone)]
+pub struct RoutedMessage {
+    pub routing_key: String,
+    pub payload: Vec<u8>,
+    pub properties: BasicProperties,
+}
+
+/// Whether a message that reaches no queue is an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Routing {
+    /// Mail must reach its queue: the broker returns it otherwise, and the
+    /// publish fails.
+    Mandatory,
+    /// The broker drops it, and confirms it all the same.
+    Optional,
+}
+
+/// Publishes persistent messages and waits for the broker's confirm, each
+/// within a timeout. The connection is made on first use and made again
+/// after any failure.
 pub struct Publisher {
     url: String,
     topology: Topology,
@@ -281,6 +322,36 @@ impl Publisher {
         exchange: &str,
         messages: &[(Vec<u8>, BasicProperties)],
     ) -> Result<(), PublishError> {
+        let routed: Vec<(&str, &[u8], &BasicProperties)> = messages
+            .iter()
+            .map(|(payload, properties)| (ROUTING_KEY, payload.as_slice(), properties))
+            .collect();
+        self.send(exchange, &routed, Routing::Mandatory).await
+    }
+
+    /// Publishes each message with its own routing key, then waits for all
+    /// their confirms at once. A message no queue is bound for is dropped
+    /// by the broker, and that is not an error: the integration events'
+    /// exchange has subscribers only when other services bound a queue, and
+    /// publishing must not stall until one does.
+    pub async fn publish_routed(
+        &self,
+        exchange: &str,
+        messages: &[RoutedMessage],
+    ) -> Result<(), PublishError> {
+        let routed: Vec<(&str, &[u8], &BasicProperties)> = messages
+            .iter()
+            .map(|m| (m.routing_key.as_str(), m.payload.as_slice(), &m.properties))
+            .collect();
+        self.send(exchange, &routed, Routing::Optional).await
+    }
+
+    async fn send(
+        &self,
+        exchange: &str,
+        messages: &[(&str, &[u8], &BasicProperties)],
+        routing: Routing,
+    ) -> Result<(), PublishError> {
         if messages.is_empty() {
             return Ok(());
         }
@@ -301,17 +372,17 @@ impl Publisher {
         };
         let outcome = tokio::time::timeout(self.confirm_timeout, async {
             let mut confirms = Vec::with_capacity(messages.len());
-            for (payload, properties) in messages {
+            for (routing_key, payload, properties) in messages {
                 let confirm = channel
                     .basic_publish(
                         exchange.into(),
-                        ROUTING_KEY.into(),
+                        (*routing_key).into(),
                         BasicPublishOptions {
-                            mandatory: true,
+                            mandatory: routing == Routing::Mandatory,
                             ..Default::default()
                         },
                         payload,
-                        properties.clone().with_delivery_mode(2),
+                        (*properties).clone().with_delivery_mode(2),
                     )
                     .await?;
                 confirms.push(confirm);

@@ -630,3 +630,143 @@ pub async fn projection_lag(pool: &PgPool, name: &str) -> i64 {
         .find(|p| p.name == name)
         .map_or(i64::MAX, |p| p.lag_events)
 }
+
+/// A message as a subscriber of the integration events takes it.
+#[derive(Debug, Clone)]
+pub struct PublishedEvent {
+    pub routing_key: String,
+    pub message_id: Option<String>,
+    pub content_type: Option<String>,
+    pub persistent: bool,
+    pub body: Value,
+    /// The body as it came, to search for what must not be in it.
+    pub raw: String,
+}
+
+impl TestApp {
+    /// Runs the integration events' projector until it has published
+    /// every event, as `relay_everything` does for the relay.
+    pub async fn publish_events(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            self.pipeline
+                .integration
+                .catch_up()
+                .await
+                .expect("integration events");
+            if projection_lag(&self.pool, authledger_projections::integration::NAME).await == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the integration events did not catch up"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Declares a queue of this test's own and binds it to the integration
+    /// events' exchange with `pattern`, as a subscribing service would: a
+    /// durable quorum queue, so that it keeps its messages across a restart
+    /// of the broker.
+    pub async fn subscribe_to_events(&self, pattern: &str) -> String {
+        let topology = self.pipeline_topology();
+        let queue = format!("{}.subscriber", topology.events_exchange);
+        let (connection, channel) = authledger_projections::mail::connect(
+            self.config.mail.amqp_url.expose(),
+            &topology,
+            "test-subscriber",
+        )
+        .await
+        .unwrap();
+        let mut arguments = lapin::types::FieldTable::default();
+        arguments.insert(
+            "x-queue-type".into(),
+            lapin::types::AMQPValue::LongString("quorum".into()),
+        );
+        arguments.insert(
+            "x-expires".into(),
+            lapin::types::AMQPValue::LongLongInt(600_000),
+        );
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                arguments,
+            )
+            .await
+            .unwrap();
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                topology.events_exchange.as_str().into(),
+                pattern.into(),
+                lapin::options::QueueBindOptions::default(),
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let _ = connection.close(200, "done".into()).await;
+        queue
+    }
+
+    /// Takes every message waiting in `queue`, oldest first.
+    pub async fn take_events(&self, queue: &str) -> Vec<PublishedEvent> {
+        let (connection, channel) = authledger_projections::mail::connect(
+            self.config.mail.amqp_url.expose(),
+            &self.pipeline_topology(),
+            "test-take",
+        )
+        .await
+        .unwrap();
+        let mut taken = Vec::new();
+        while let Some(message) = channel
+            .basic_get(queue.into(), lapin::options::BasicGetOptions::default())
+            .await
+            .unwrap()
+        {
+            let delivery = &message.delivery;
+            let raw = String::from_utf8(delivery.data.clone()).unwrap();
+            taken.push(PublishedEvent {
+                routing_key: delivery.routing_key.to_string(),
+                message_id: delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|id| id.to_string()),
+                content_type: delivery
+                    .properties
+                    .content_type()
+                    .as_ref()
+                    .map(|t| t.to_string()),
+                persistent: *delivery.properties.delivery_mode() == Some(2),
+                body: serde_json::from_str(&raw).unwrap(),
+                raw,
+            });
+            delivery
+                .ack(lapin::options::BasicAckOptions::default())
+                .await
+                .unwrap();
+        }
+        let _ = connection.close(200, "done".into()).await;
+        taken
+    }
+
+    pub async fn delete_queue(&self, queue: &str) {
+        let (connection, channel) = authledger_projections::mail::connect(
+            self.config.mail.amqp_url.expose(),
+            &self.pipeline_topology(),
+            "test-delete",
+        )
+        .await
+        .unwrap();
+        channel
+            .queue_delete(queue.into(), lapin::options::QueueDeleteOptions::default())
+            .await
+            .unwrap();
+        let _ = connection.close(200, "done".into()).await;
+    }
+}

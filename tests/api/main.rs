@@ -11,6 +11,7 @@ mod email_link;
 mod event_store;
 mod hostile_input;
 mod identity;
+mod integration;
 mod journey;
 mod limits;
 mod mail;

@@ -312,3 +312,87 @@ async fn publishing_resumes_within_two_seconds_of_rabbitmqs_return(pool: PgPool)
     futures::future::join_all(tasks).await;
     app.remove_topology().await;
 }
+
+/// Waits until the running integration events' projector has published
+/// every event so far.
+async fn wait_until_published(pool: &PgPool, within: Duration) {
+    let deadline = Instant::now() + within;
+    while projection_lag(pool, authledger_projections::integration::NAME).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the integration events did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn rabbitmq_stopped_while_users_sign_in_and_out_loses_no_integration_event(pool: PgPool) {
+    let _turn = TURN.lock().await;
+    let app = spawn_app_with(pool, |s| {
+        s.limits.rate_password_per_minute = 0;
+        s.limits.rate_second_factor_per_minute = 0;
+    })
+    .await;
+    let queue = app.subscribe_to_events("user.#").await;
+    let (stop, stopping) = watch::channel(false);
+    let tasks = app.pipeline.spawn_projections(&stopping);
+    let mut user = app.signed_up().await;
+    let mut expected = vec![
+        "user.registered",
+        "user.verified",
+        "user.mfa_enrolled",
+        "user.signed_in",
+    ];
+    // The projector holds a live connection when the broker goes away.
+    wait_until_published(&app.pool, Duration::from_secs(20)).await;
+
+    let restart = RestartRabbit;
+    rabbitmqctl("stop_app");
+    for _ in 0..10 {
+        let wrong = app
+            .post(
+                "/v1/login/password",
+                json!({"email": user.email, "password": "not the password at all"}),
+            )
+            .await;
+        assert_eq!(wrong.status(), reqwest::StatusCode::UNAUTHORIZED);
+        let session = app.sign_in_with_totp(&mut user).await;
+        let logout = app.post_with_session("/v1/logout", &session, None).await;
+        assert_eq!(logout.status(), reqwest::StatusCode::NO_CONTENT);
+        expected.extend([
+            "user.sign_in_failed",
+            "user.signed_in",
+            "user.session_ended",
+        ]);
+    }
+    assert!(
+        projection_lag(&app.pool, authledger_projections::integration::NAME).await > 0,
+        "nothing could be published while the broker was away"
+    );
+    drop(restart);
+    wait_until_published(&app.pool, Duration::from_secs(60)).await;
+
+    // Each id once, in the order of first arrival; a message published
+    // again (a confirm lost with the broker) is the same message.
+    let mut first: Vec<PublishedEvent> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while first.len() < expected.len() && Instant::now() < deadline {
+        for event in app.take_events(&queue).await {
+            match first.iter().find(|e| e.body["id"] == event.body["id"]) {
+                Some(earlier) => assert_eq!(earlier.body, event.body, "a double differs"),
+                None => first.push(event),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let types: Vec<&str> = first
+        .iter()
+        .map(|e| e.body["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, expected, "every event arrived, in order");
+    let _ = stop.send(true);
+    futures::future::join_all(tasks).await;
+    app.delete_queue(&queue).await;
+    app.remove_topology().await;
+}
