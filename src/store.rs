@@ -404,3 +404,31 @@ pub async fn list_users(
     .fetch_all(pool)
     .await
 }
+
+/// A session as `live_sessions` holds it: kept in the statement that
+/// records its events (migration 0008), so it never lags the log.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionRow {
+    pub method: String,
+    pub aal: String,
+    pub started_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub last_active_at: DateTime<Utc>,
+}
+
+/// `user`'s session `session`, unless it ended; whether it is still live
+/// at an instant is the caller's to judge, by the aggregate's rule.
+pub async fn session_row(
+    pool: &PgPool,
+    user: Uuid,
+    session: &str,
+) -> Result<Option<SessionRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT method, aal, started_at, expires_at, last_active_at FROM live_sessions
+          WHERE user_id = $1 AND session = $2",
+    )
+    .bind(user)
+    .bind(session)
+    .fetch_optional(pool)
+    .await
+}

@@ -294,3 +294,97 @@ async fn twenty_introspections_at_once_all_answer_and_record_one_activity(pool: 
     .unwrap();
     assert_eq!(activities, 1);
 }
+
+/// The session ids `live_sessions` holds for `user`, sorted.
+async fn rows(pool: &sqlx::PgPool, user: uuid::Uuid) -> Vec<String> {
+    sqlx::query_scalar("SELECT session FROM live_sessions WHERE user_id = $1 ORDER BY session")
+        .bind(user)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+/// The ids of `user`'s live sessions as the account itself says.
+async fn from_the_account(app: &TestApp, user: uuid::Uuid) -> Vec<String> {
+    let page: Value = app
+        .get_with(&format!("/v1/admin/users/{user}"), ADMIN_TOKEN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = page["sessions"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .map(|s| s["id"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn the_table_introspection_reads_holds_exactly_the_accounts_live_sessions(
+    pool: sqlx::PgPool,
+) {
+    let app = spawn_app_with(pool.clone(), with_client).await;
+    let mut kept = app.signed_up().await;
+    let ended = app.sign_in_with_totp(&mut kept).await;
+    app.post_with_session("/v1/logout", &ended, None).await;
+    app.sign_in_with_email_link(&kept.email).await;
+    let mut suspended = app.signed_up().await;
+    app.sign_in_with_totp(&mut suspended).await;
+    let response = app
+        .client
+        .post(app.url(&format!("/v1/admin/users/{}/suspend", suspended.email)))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"reason": "inquiry"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let kept_id = app.user_id(&kept.email).await;
+    let suspended_id = app.user_id(&suspended.email).await;
+    assert_eq!(rows(&pool, kept_id).await.len(), 2);
+    assert_eq!(
+        rows(&pool, kept_id).await,
+        from_the_account(&app, kept_id).await
+    );
+    assert!(rows(&pool, suspended_id).await.is_empty());
+
+    // What the migration folds from the log for a database that had
+    // sessions before the table existed is what the trigger kept.
+    let migration = include_str!("../../migrations/0008_live_sessions.sql");
+    let backfill = &migration[migration
+        .find("INSERT INTO live_sessions (user_id, session, method, aal, started_at, expires_at, last_active_at)\nSELECT")
+        .unwrap()..];
+    let kept_rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT session, method, aal FROM live_sessions ORDER BY user_id, session")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    sqlx::query("DELETE FROM live_sessions")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(backfill).execute(&pool).await.unwrap();
+    let folded: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT session, method, aal FROM live_sessions ORDER BY user_id, session")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(folded, kept_rows);
+
+    // Erased: nothing is left.
+    let response = app
+        .client
+        .post(app.url(&format!("/v1/admin/users/{}/erase", kept.email)))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"reason": "asked"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(rows(&pool, kept_id).await.is_empty());
+}
