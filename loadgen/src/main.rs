@@ -640,7 +640,9 @@ impl Bench {
             .iter()
             .map(|r| r.quantile_ms("introspect", 0.99))
             .fold(0.0, f64::max);
-        let per_account = self.prefix_search_cost(&target, ADMIN, sessions.len()).await?;
+        let per_account = self
+            .prefix_search_cost(&target, ADMIN, sessions.len())
+            .await?;
         let _ = writeln!(
             self.report,
             "operators' search by the start of an address (matching nothing, so every account's address is opened): {per_account:.1} µs per account over {} accounts, median of 5\n",
