@@ -510,6 +510,18 @@ async fn an_export_of_100000_events_streams_in_flat_memory(pool: PgPool) {
     .execute(&pool)
     .await
     .unwrap();
+    // The projectors have nothing to catch up: what is measured is the
+    // export's memory, not theirs (the integration events alone would
+    // publish 100,000 messages meanwhile).
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (name, transaction_id, position)
+         SELECT name, (SELECT max(transaction_id) FROM events), (SELECT max(position) FROM events)
+           FROM unnest(ARRAY['users', 'audit_index', 'email_relay', 'integration_events']) AS name
+         ON CONFLICT (name) DO UPDATE SET transaction_id = EXCLUDED.transaction_id, position = EXCLUDED.position",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
 
     // The server as its own process, so its memory is its own.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -625,6 +637,18 @@ async fn an_export_that_fails_part_way_is_logged_with_its_cause(pool: PgPool) {
     sqlx::query(
         "INSERT INTO audit_index (transaction_id, position, user_id, sequence, event_type, occurred_at, recorded_at)
          SELECT transaction_id, position, aggregate_id::uuid, sequence, event_type, '2026-01-01T00:00:00Z', recorded_at FROM events",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // The projectors have nothing to catch up: what is measured is the
+    // export's memory, not theirs (the integration events alone would
+    // publish 100,000 messages meanwhile).
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (name, transaction_id, position)
+         SELECT name, (SELECT max(transaction_id) FROM events), (SELECT max(position) FROM events)
+           FROM unnest(ARRAY['users', 'audit_index', 'email_relay', 'integration_events']) AS name
+         ON CONFLICT (name) DO UPDATE SET transaction_id = EXCLUDED.transaction_id, position = EXCLUDED.position",
     )
     .execute(&pool)
     .await
