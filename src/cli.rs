@@ -9,7 +9,7 @@ use authledger_projections::Projector;
 use clap::Parser;
 use tokio::sync::watch;
 
-use crate::app::{Caller, EventFilter, PageSize, Staff};
+use crate::app::{AdminAction, Caller, EventFilter, PageSize, Staff};
 use crate::config::{
     AdminCommand, AuditCommand, Cli, Command, Config, DatabaseArgs, KeysCommand, ProjectionsCommand,
 };
@@ -372,11 +372,11 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
     let admin = Staff::command_line(&std::env::var("USER").unwrap_or_default());
     let sessions_ended = match act {
         Act::Reset => app
-            .admin_reset_mfa(&caller, &admin, &user, &reason)
+            .admin_act(&caller, &admin, &user, AdminAction::ResetMfa, &reason)
             .await
             .map(|done| done.sessions_ended),
         Act::Unlock => app
-            .unlock_account(&caller, &admin, &user, &reason)
+            .admin_act(&caller, &admin, &user, AdminAction::Unlock, &reason)
             .await
             .map(|done| done.sessions_ended),
         Act::Erase => app.admin_erase(&caller, &admin, &user, &reason).await,

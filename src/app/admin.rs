@@ -10,100 +10,72 @@ pub struct AdminDone {
     pub sessions_ended: usize,
 }
 
-impl App {
-    /// Forgets `user`'s authenticator and recovery code and ends every
-    /// session (lost phone, identity checked out of band).
-    pub async fn admin_reset_mfa(
-        &self,
-        caller: &Caller,
-        admin: &Staff,
-        user: &str,
-        reason: &str,
-    ) -> AppResult<AdminDone> {
-        self.admin_command(caller, admin, user, reason, |reason| {
-            UserAuthCommand::AdminResetMfa { reason }
-        })
-        .await
-    }
-
-    /// Unlocks a locked or throttled account and clears its failure count.
-    pub async fn unlock_account(
-        &self,
-        caller: &Caller,
-        admin: &Staff,
-        user: &str,
-        reason: &str,
-    ) -> AppResult<AdminDone> {
-        self.admin_command(caller, admin, user, reason, |reason| {
-            UserAuthCommand::UnlockAccount { reason }
-        })
-        .await
-    }
-
-    /// Takes the account out of use: every session ends, and no route
-    /// signs it in until it is reactivated.
-    pub async fn suspend_account(
-        &self,
-        caller: &Caller,
-        admin: &Staff,
-        user: &str,
-        reason: &str,
-    ) -> AppResult<AdminDone> {
-        self.admin_command(caller, admin, user, reason, |reason| {
-            UserAuthCommand::SuspendAccount { reason }
-        })
-        .await
-    }
-
-    pub async fn reactivate_account(
-        &self,
-        caller: &Caller,
-        admin: &Staff,
-        user: &str,
-        reason: &str,
-    ) -> AppResult<AdminDone> {
-        self.admin_command(caller, admin, user, reason, |reason| {
-            UserAuthCommand::ReactivateAccount { reason }
-        })
-        .await
-    }
-
-    /// Ends every session of the account (a stolen laptop).
-    pub async fn admin_end_sessions(
-        &self,
-        caller: &Caller,
-        admin: &Staff,
-        user: &str,
-        reason: &str,
-    ) -> AppResult<AdminDone> {
-        self.admin_command(caller, admin, user, reason, |reason| {
-            UserAuthCommand::AdminEndSessions { reason }
-        })
-        .await
-    }
-
+/// What an administrator may do to an account, always with a reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminAction {
+    /// Forgets the authenticator and recovery code and ends every session
+    /// (lost phone, identity checked out of band).
+    ResetMfa,
+    /// Lifts a lock or throttle and clears the failure count.
+    Unlock,
+    /// Takes the account out of use: every session ends, and no route signs
+    /// it in until it is reactivated.
+    Suspend,
+    Reactivate,
+    /// Ends every session (a stolen laptop).
+    EndSessions,
     /// Mails a new verification link to an account that has not confirmed
     /// its address.
-    pub async fn resend_verification(
-        &self,
-        caller: &Caller,
-        admin: &Staff,
-        user: &str,
-        reason: &str,
-    ) -> AppResult<AdminDone> {
-        self.admin_command(caller, admin, user, reason, |reason| {
-            UserAuthCommand::ResendVerification { reason }
-        })
-        .await
+    ResendVerification,
+}
+
+impl AdminAction {
+    pub const ALL: [Self; 6] = [
+        Self::ResetMfa,
+        Self::Unlock,
+        Self::Suspend,
+        Self::Reactivate,
+        Self::EndSessions,
+        Self::ResendVerification,
+    ];
+
+    /// The action's name in a console URL.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Self::ResetMfa => "reset-mfa",
+            Self::Unlock => "unlock",
+            Self::Suspend => "suspend",
+            Self::Reactivate => "reactivate",
+            Self::EndSessions => "end-sessions",
+            Self::ResendVerification => "resend-verification",
+        }
     }
 
-    async fn admin_command(
+    pub fn from_slug(slug: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|action| action.slug() == slug)
+    }
+
+    fn command(self, reason: AdminReason) -> UserAuthCommand {
+        match self {
+            Self::ResetMfa => UserAuthCommand::AdminResetMfa { reason },
+            Self::Unlock => UserAuthCommand::UnlockAccount { reason },
+            Self::Suspend => UserAuthCommand::SuspendAccount { reason },
+            Self::Reactivate => UserAuthCommand::ReactivateAccount { reason },
+            Self::EndSessions => UserAuthCommand::AdminEndSessions { reason },
+            Self::ResendVerification => UserAuthCommand::ResendVerification { reason },
+        }
+    }
+}
+
+impl App {
+    /// Runs `action` on `user` (an id or an address) for `admin`.
+    pub async fn admin_act(
         &self,
         caller: &Caller,
         admin: &Staff,
         user: &str,
+        action: AdminAction,
         reason: &str,
-        command: fn(AdminReason) -> UserAuthCommand,
     ) -> AppResult<AdminDone> {
         let user = self
             .resolve_user(user)
@@ -112,7 +84,7 @@ impl App {
         let reason = AdminReason::parse(reason)?;
         let executed = self
             .bus
-            .execute(user, command(reason), &caller.as_staff(admin))
+            .execute(user, action.command(reason), &caller.as_staff(admin))
             .await
             .map_err(|err| self.refused(err))?;
         Ok(AdminDone {
@@ -123,5 +95,18 @@ impl App {
                 _ => 0,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AdminAction;
+
+    #[test]
+    fn every_action_is_found_by_its_slug_and_nothing_else_is() {
+        for action in AdminAction::ALL {
+            assert_eq!(AdminAction::from_slug(action.slug()), Some(action));
+        }
+        assert_eq!(AdminAction::from_slug("erase"), None);
     }
 }

@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-pub use admin::AdminDone;
+pub use admin::{AdminAction, AdminDone};
 pub use audit::{AuditPage, EventFilter, History, PageSize};
 pub use directory::{Filter as UserFilter, UserDetail, UserPage, UserQuery, UserSummary};
 pub use enrollment::Enrollment;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use authledger_aggregates::{
-    Assurance, Reference, Session, SignInMethod, UserAuth, UserAuthCommand, Verdict,
+    Assurance, Policy, Reference, Session, SignInMethod, UserAuth, UserAuthCommand, Verdict,
 };
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -54,6 +54,19 @@ pub struct ActiveSession {
     /// When it ends unless used again (never later than its absolute
     /// expiry).
     pub expires_at: DateTime<Utc>,
+}
+
+impl ActiveSession {
+    fn of(user_id: Uuid, live: &Session, policy: &Policy) -> Self {
+        Self {
+            user_id,
+            session: live.reference,
+            method: live.method,
+            aal: live.aal,
+            auth_time: live.started_at,
+            expires_at: live.idle_expires_at(policy),
+        }
+    }
 }
 
 impl App {
@@ -144,20 +157,22 @@ impl App {
         let Some(row) = row else {
             return Ok(Introspection::Inactive);
         };
-        let idle_expires_at = (row.last_active_at + policy.session_idle).min(row.expires_at);
-        if now >= idle_expires_at {
-            return Ok(Introspection::Inactive);
-        }
-        if now - row.last_active_at < policy.session_activity_granularity {
-            if let (Some(method), Some(aal)) = (named(&row.method), named(&row.aal)) {
-                return Ok(Introspection::Active(ActiveSession {
-                    user_id: user,
-                    session,
-                    method,
-                    aal,
-                    auth_time: row.started_at,
-                    expires_at: idle_expires_at,
-                }));
+        if let (Some(method), Some(aal)) = (named(&row.method), named(&row.aal)) {
+            let held = Session {
+                reference: session,
+                method,
+                aal,
+                started_at: row.started_at,
+                expires_at: row.expires_at,
+                last_active_at: row.last_active_at,
+            };
+            if !held.is_live(now, policy) {
+                return Ok(Introspection::Inactive);
+            }
+            if now - held.last_active_at < policy.session_activity_granularity {
+                return Ok(Introspection::Active(ActiveSession::of(
+                    user, &held, policy,
+                )));
             }
         }
         let metadata = CommandMetadata {
@@ -174,14 +189,7 @@ impl App {
             Err(other) => return Err(self.refused(other)),
         };
         Ok(match executed.state.live_session(&session, now, policy) {
-            Some(live) => Introspection::Active(ActiveSession {
-                user_id: user,
-                session,
-                method: live.method,
-                aal: live.aal,
-                auth_time: live.started_at,
-                expires_at: live.idle_expires_at(policy),
-            }),
+            Some(live) => Introspection::Active(ActiveSession::of(user, live, policy)),
             None => Introspection::Inactive,
         })
     }

@@ -13,7 +13,7 @@ use super::audit::{path_user, query, MfaState};
 use super::extract::{Admin, Json, StaffReader};
 use super::sessions::{session_items, SessionItem};
 use super::{ApiContext, ApiError, BodyProblems, Problem, Result, ServerProblems};
-use crate::app::{self, AdminDone as Done, Caller, UserFilter, UserQuery};
+use crate::app::{self, AdminAction, AdminDone as Done, Caller, UserFilter, UserQuery};
 use crate::audit::AuditEvent;
 
 #[derive(Deserialize, ToSchema)]
@@ -64,65 +64,8 @@ impl From<Done> for AdminDone {
     }
 }
 
-/// Resets a user's MFA (lost phone, identity checked out of band): the
-/// authenticator and recovery code are forgotten and every session ends.
-#[utoipa::path(post, path = "/v1/admin/users/{user}/mfa/reset", tag = "admin",
-    params(("user" = String, Path, description = "User id or email")),
-    request_body = AdminRequest,
-    security(("admin" = [])),
-    responses(
-        (status = 200, description = "Reset", body = AdminDone),
-        AdminProblems,
-        (status = 409, description = "`contended`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid-body`, `invalid-reason`", body = Problem, content_type = "application/problem+json"),
-        BodyProblems,
-        ServerProblems,
-    ))]
-pub async fn reset_mfa(
-    State(ctx): State<ApiContext>,
-    caller: Caller,
-    Admin(admin): Admin,
-    user: std::result::Result<Path<String>, PathRejection>,
-    Json(body): Json<AdminRequest>,
-) -> Result<axum::Json<AdminDone>> {
-    let user = path_user(user)?;
-    let done = ctx
-        .app
-        .admin_reset_mfa(&caller, &admin, &user, &body.reason)
-        .await?;
-    Ok(axum::Json(done.into()))
-}
-
-/// Unlocks a locked or throttled account and clears its failure count.
-#[utoipa::path(post, path = "/v1/admin/users/{user}/unlock", tag = "admin",
-    params(("user" = String, Path, description = "User id or email")),
-    request_body = AdminRequest,
-    security(("admin" = [])),
-    responses(
-        (status = 200, description = "Unlocked", body = AdminDone),
-        AdminProblems,
-        (status = 409, description = "`not-locked`, `contended`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid-body`, `invalid-reason`", body = Problem, content_type = "application/problem+json"),
-        BodyProblems,
-        ServerProblems,
-    ))]
-pub async fn unlock(
-    State(ctx): State<ApiContext>,
-    caller: Caller,
-    Admin(admin): Admin,
-    user: std::result::Result<Path<String>, PathRejection>,
-    Json(body): Json<AdminRequest>,
-) -> Result<axum::Json<AdminDone>> {
-    let user = path_user(user)?;
-    let done = ctx
-        .app
-        .unlock_account(&caller, &admin, &user, &body.reason)
-        .await?;
-    Ok(axum::Json(done.into()))
-}
-
 macro_rules! admin_action {
-    ($name:ident, $method:ident, $path:literal, $doc:literal, $done:literal, $conflicts:literal) => {
+    ($name:ident, $action:expr, $path:literal, $doc:literal, $done:literal, $conflicts:literal) => {
         #[doc = $doc]
         #[utoipa::path(post, path = $path, tag = "admin",
             params(("user" = String, Path, description = "User id or email")),
@@ -146,7 +89,7 @@ macro_rules! admin_action {
             let user = path_user(user)?;
             let done = ctx
                 .app
-                .$method(&caller, &admin, &user, &body.reason)
+                .admin_act(&caller, &admin, &user, $action, &body.reason)
                 .await?;
             Ok(axum::Json(done.into()))
         }
@@ -154,8 +97,24 @@ macro_rules! admin_action {
 }
 
 admin_action!(
+    reset_mfa,
+    AdminAction::ResetMfa,
+    "/v1/admin/users/{user}/mfa/reset",
+    "Resets a user's MFA (lost phone, identity checked out of band): the authenticator and recovery code are forgotten and every session ends.",
+    "Reset",
+    "`contended`"
+);
+admin_action!(
+    unlock,
+    AdminAction::Unlock,
+    "/v1/admin/users/{user}/unlock",
+    "Unlocks a locked or throttled account and clears its failure count.",
+    "Unlocked",
+    "`not-locked`, `contended`"
+);
+admin_action!(
     suspend,
-    suspend_account,
+    AdminAction::Suspend,
     "/v1/admin/users/{user}/suspend",
     "Suspends an account: every session ends, and no route signs it in until it is reactivated.",
     "Suspended",
@@ -163,7 +122,7 @@ admin_action!(
 );
 admin_action!(
     reactivate,
-    reactivate_account,
+    AdminAction::Reactivate,
     "/v1/admin/users/{user}/reactivate",
     "Reactivates a suspended account.",
     "Reactivated",
@@ -171,7 +130,7 @@ admin_action!(
 );
 admin_action!(
     end_sessions,
-    admin_end_sessions,
+    AdminAction::EndSessions,
     "/v1/admin/users/{user}/sessions/end",
     "Ends every session of an account (a stolen laptop); with none live, records nothing.",
     "The sessions ended",
@@ -179,7 +138,7 @@ admin_action!(
 );
 admin_action!(
     resend_verification,
-    resend_verification,
+    AdminAction::ResendVerification,
     "/v1/admin/users/{user}/verification/resend",
     "Mails a new verification link to an account that has not confirmed its address (the old link stops working). The limit of 3 such mails an hour per address holds.",
     "Mailed",

@@ -469,6 +469,17 @@ impl TestApp {
             .unwrap()
     }
 
+    /// An admin command on `path` with `reason`, as an administrator sends it.
+    pub async fn admin_post(&self, path: &str, reason: &str) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({ "reason": reason }))
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub fn link_token(&self, user: Uuid, link: &Reference) -> String {
         self.tokens.encode(TokenKind::EmailLink, user, link)
     }

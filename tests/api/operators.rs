@@ -14,16 +14,6 @@ fn configured(config: &mut authledger::config::Config) {
     config.limits.rate_session_per_minute = 0;
 }
 
-async fn admin_post(app: &TestApp, path: &str, reason: &str) -> reqwest::Response {
-    app.client
-        .post(app.url(path))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({ "reason": reason }))
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn listed(app: &TestApp, query: &str, token: &str) -> Value {
     let response = app
         .get_with(&format!("/v1/admin/users?{query}"), token)
@@ -65,7 +55,7 @@ async fn operators_find_accounts_by_whole_address_by_its_start_and_by_state(pool
     let throttled = signed_up("throttled").await;
     let suspend = format!("/v1/admin/users/{}/suspend", suspended.email);
     assert_eq!(
-        admin_post(&app, &suspend, "left").await.status(),
+        app.admin_post(&suspend, "left").await.status(),
         StatusCode::OK
     );
     for _ in 0..5 {
@@ -159,13 +149,14 @@ async fn a_suspended_account_signs_in_by_no_route_until_it_is_reactivated(pool: 
         .await;
 
     let suspend = format!("/v1/admin/users/{}/suspend", user.email);
-    let done: Value = admin_post(&app, &suspend, "fraud inquiry")
+    let done: Value = app
+        .admin_post(&suspend, "fraud inquiry")
         .await
         .json()
         .await
         .unwrap();
     assert_eq!(done["sessions_ended"], 1);
-    let again = admin_post(&app, &suspend, "twice").await;
+    let again = app.admin_post(&suspend, "twice").await;
     assert_problem(again, StatusCode::CONFLICT, "already-suspended").await;
 
     assert_eq!(
@@ -219,10 +210,10 @@ async fn a_suspended_account_signs_in_by_no_route_until_it_is_reactivated(pool: 
 
     let reactivate = format!("/v1/admin/users/{}/reactivate", user.email);
     assert_eq!(
-        admin_post(&app, &reactivate, "cleared").await.status(),
+        app.admin_post(&reactivate, "cleared").await.status(),
         StatusCode::OK
     );
-    let again = admin_post(&app, &reactivate, "twice").await;
+    let again = app.admin_post(&reactivate, "twice").await;
     assert_problem(again, StatusCode::CONFLICT, "not-suspended").await;
     let token = app.sign_in_with_totp(&mut user).await;
     assert_eq!(active(&app, &token).await["active"], true);
@@ -242,7 +233,8 @@ async fn an_administrator_ends_every_session_and_mails_a_confirmation_again(pool
     let mut user = app.signed_up().await;
     let second = app.sign_in_with_totp(&mut user).await;
     let end = format!("/v1/admin/users/{}/sessions/end", user.email);
-    let done: Value = admin_post(&app, &end, "laptop stolen")
+    let done: Value = app
+        .admin_post(&end, "laptop stolen")
         .await
         .json()
         .await
@@ -251,7 +243,7 @@ async fn an_administrator_ends_every_session_and_mails_a_confirmation_again(pool
     for token in [&user.session_token, &second] {
         assert_eq!(active(&app, token).await["active"], false);
     }
-    let none_left: Value = admin_post(&app, &end, "again").await.json().await.unwrap();
+    let none_left: Value = app.admin_post(&end, "again").await.json().await.unwrap();
     assert_eq!(none_left["sessions_ended"], 0);
     let user_id = app.user_id(&user.email).await;
     let history = app.audit_events(user_id).await;
@@ -263,15 +255,13 @@ async fn an_administrator_ends_every_session_and_mails_a_confirmation_again(pool
     assert_eq!(recorded[0]["payload"]["reason"], "laptop stolen");
 
     let resend = format!("/v1/admin/users/{}/verification/resend", user.email);
-    let refused = admin_post(&app, &resend, "asked").await;
+    let refused = app.admin_post(&resend, "asked").await;
     assert_problem(refused, StatusCode::CONFLICT, "already-verified").await;
     let unconfirmed = unique_email();
     app.register_unverified(&unconfirmed, PASSWORD).await;
     let resend = format!("/v1/admin/users/{unconfirmed}/verification/resend");
     assert_eq!(
-        admin_post(&app, &resend, "mail went to spam")
-            .await
-            .status(),
+        app.admin_post(&resend, "mail went to spam").await.status(),
         StatusCode::OK
     );
     let id = app.user_id(&unconfirmed).await;
@@ -281,10 +271,10 @@ async fn an_administrator_ends_every_session_and_mails_a_confirmation_again(pool
     );
     // The limit of verification mails holds for administrators too.
     assert_eq!(
-        admin_post(&app, &resend, "again").await.status(),
+        app.admin_post(&resend, "again").await.status(),
         StatusCode::OK
     );
-    let over = admin_post(&app, &resend, "and again").await;
+    let over = app.admin_post(&resend, "and again").await;
     assert_problem(
         over,
         StatusCode::TOO_MANY_REQUESTS,

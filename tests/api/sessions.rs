@@ -247,13 +247,11 @@ async fn every_way_a_session_ends_makes_its_introspection_inactive(pool: sqlx::P
     let suspended = app.signed_up().await;
     assert_eq!(active(&app, &suspended.session_token).await["active"], true);
     let response = app
-        .client
-        .post(app.url(&format!("/v1/admin/users/{}/suspend", suspended.email)))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"reason": "left the company"}))
-        .send()
-        .await
-        .unwrap();
+        .admin_post(
+            &format!("/v1/admin/users/{}/suspend", suspended.email),
+            "left the company",
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         active(&app, &suspended.session_token).await["active"],
@@ -263,13 +261,11 @@ async fn every_way_a_session_ends_makes_its_introspection_inactive(pool: sqlx::P
     // Erased.
     let erased = app.signed_up().await;
     let response = app
-        .client
-        .post(app.url(&format!("/v1/admin/users/{}/erase", erased.email)))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"reason": "asked by letter"}))
-        .send()
-        .await
-        .unwrap();
+        .admin_post(
+            &format!("/v1/admin/users/{}/erase", erased.email),
+            "asked by letter",
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         active(&app, &erased.session_token).await,
@@ -336,13 +332,11 @@ async fn the_table_introspection_reads_holds_exactly_the_accounts_live_sessions(
     let mut suspended = app.signed_up().await;
     app.sign_in_with_totp(&mut suspended).await;
     let response = app
-        .client
-        .post(app.url(&format!("/v1/admin/users/{}/suspend", suspended.email)))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"reason": "inquiry"}))
-        .send()
-        .await
-        .unwrap();
+        .admin_post(
+            &format!("/v1/admin/users/{}/suspend", suspended.email),
+            "inquiry",
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     let kept_id = app.user_id(&kept.email).await;
     let suspended_id = app.user_id(&suspended.email).await;
@@ -378,13 +372,8 @@ async fn the_table_introspection_reads_holds_exactly_the_accounts_live_sessions(
 
     // Erased: nothing is left.
     let response = app
-        .client
-        .post(app.url(&format!("/v1/admin/users/{}/erase", kept.email)))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"reason": "asked"}))
-        .send()
-        .await
-        .unwrap();
+        .admin_post(&format!("/v1/admin/users/{}/erase", kept.email), "asked")
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(rows(&pool, kept_id).await.is_empty());
 }

@@ -16,7 +16,9 @@ use serde::Deserialize;
 use super::browser::{clear_cookie, see_other, set_cookie, Browser, CookieName, Csrf, Form};
 use super::views::{Page, Problem};
 use super::{failure, method_words, show, when, Failure, NoFields, Step};
-use crate::app::{AppError, Caller, Role, StaffSession, UserDetail, UserQuery, UserSummary};
+use crate::app::{
+    AdminAction, AppError, Caller, Role, StaffSession, UserDetail, UserQuery, UserSummary,
+};
 use crate::http::admin::parse_filter;
 use crate::http::{ApiContext, ApiError};
 
@@ -481,38 +483,18 @@ async fn act(
         Err(AppError::Forbidden)
     } else {
         let (app, admin, reason) = (&ctx.app, &session.staff, value.reason.as_str());
-        match action.as_str() {
-            "suspend" => app
-                .suspend_account(&caller, admin, &user, reason)
+        match (action.as_str(), AdminAction::from_slug(&action)) {
+            (_, Some(act)) => app
+                .admin_act(&caller, admin, &user, act, reason)
                 .await
                 .map(drop),
-            "reactivate" => app
-                .reactivate_account(&caller, admin, &user, reason)
-                .await
-                .map(drop),
-            "unlock" => app
-                .unlock_account(&caller, admin, &user, reason)
-                .await
-                .map(drop),
-            "end-sessions" => app
-                .admin_end_sessions(&caller, admin, &user, reason)
-                .await
-                .map(drop),
-            "reset-mfa" => app
-                .admin_reset_mfa(&caller, admin, &user, reason)
-                .await
-                .map(drop),
-            "resend-verification" => app
-                .resend_verification(&caller, admin, &user, reason)
-                .await
-                .map(drop),
-            "erase" if value.confirm.as_deref() == Some("yes") => {
+            ("erase", None) if value.confirm.as_deref() == Some("yes") => {
                 match app.admin_erase(&caller, admin, &user, reason).await {
                     Ok(_) => return Ok(see_other("/admin?done=erased")),
                     Err(err) => Err(err),
                 }
             }
-            "erase" => Err(AppError::ErasureNotConfirmed),
+            ("erase", None) => Err(AppError::ErasureNotConfirmed),
             _ => return Err(see_other("/admin")),
         }
     };
