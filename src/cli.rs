@@ -9,12 +9,13 @@ use authledger_projections::Projector;
 use clap::Parser;
 use tokio::sync::watch;
 
-use crate::app::{AdminAction, Caller, EventFilter, PageSize, Staff};
+use crate::app::{AdminAction, BundleScope, Caller, EventFilter, PageSize, Staff};
 use crate::config::{
     AdminCommand, AuditCommand, Cli, Command, Config, DatabaseArgs, KeysCommand, ProjectionsCommand,
 };
 use crate::services::SystemClock;
 use crate::startup::{app, shutdown_signal, wire, Application, PostgresBudget};
+use crate::transparency::{self, TreeHead};
 use crate::{db, telemetry};
 
 /// What a long-running process runs.
@@ -94,6 +95,14 @@ async fn projections(command: ProjectionsCommand) -> anyhow::Result<()> {
                 authledger_projections::audit_index::NAME => {
                     Projector::new(pool, AuditIndex).rebuild().await?
                 }
+                // The tree is a function of the log: rebuilt, it has the same
+                // hashes, and the signed heads stay valid.
+                authledger_projections::tree::NAME => {
+                    Projector::new(pool, authledger_projections::tree::MerkleTree)
+                        .with_batch_size(2000)
+                        .rebuild()
+                        .await?
+                }
                 authledger_projections::email_relay::NAME => anyhow::bail!(
                     "the email relay cannot be rebuilt: replaying it would mail every notice again"
                 ),
@@ -101,7 +110,7 @@ async fn projections(command: ProjectionsCommand) -> anyhow::Result<()> {
                     "the integration events cannot be rebuilt: replaying them would publish every event again to every subscriber"
                 ),
                 other => {
-                    anyhow::bail!("no projection named {other:?}; projections: users, audit_index")
+                    anyhow::bail!("no projection named {other:?}; projections: users, audit_index, merkle_tree")
                 }
             };
             println!("rebuilt {name} from {applied} events");
@@ -134,6 +143,10 @@ async fn run_mode(config: Config, mode: Mode) -> anyhow::Result<()> {
     );
     if !config.no_migrate {
         db::migrate(&pool).await?;
+    }
+    let adopted = crate::transparency::adopt_unsealed_events(&pool, &config.keyring()?).await?;
+    if adopted > 0 {
+        tracing::info!(adopted, "events written before MACs were given theirs");
     }
     let (app, pipeline) = wire(&config, pool, Arc::new(SystemClock))?;
     let pipeline = Arc::new(pipeline);
@@ -200,8 +213,6 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
     use std::io::Write;
 
     use futures_util::StreamExt;
-
-    use crate::audit as log;
 
     match command {
         AuditCommand::History { user, json, config } => {
@@ -276,7 +287,50 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
         AuditCommand::Export {
             since,
             until,
+            signed: true,
+            user,
             config,
+        } => {
+            let app = command_line_app(&config).await?;
+            let scope = match user {
+                Some(user) => BundleScope::User(user),
+                None if since.is_some() || until.is_some() => BundleScope::Period { since, until },
+                None => BundleScope::All,
+            };
+            let (head, label, events) = app.signed_bundle(scope).await?;
+            let mut events = Box::pin(events);
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            // Written as it streams: a bundle of the whole log need not fit
+            // in memory.
+            write!(
+                out,
+                "{{\"format\":{},\"scope\":{},\"tree_head\":{},\"events\":[",
+                serde_json::to_string(crate::transparency::BUNDLE_FORMAT)?,
+                serde_json::to_string(&label)?,
+                serde_json::to_string(&head)?
+            )?;
+            let mut count = 0u64;
+            while let Some(event) = events.next().await {
+                if count > 0 {
+                    out.write_all(b",")?;
+                }
+                out.write_all(b"\n")?;
+                serde_json::to_writer(&mut out, &event?)?;
+                count += 1;
+            }
+            out.write_all(b"\n]}\n")?;
+            out.flush()?;
+            eprintln!(
+                "exported {count} events with their proofs under the tree head of size {}",
+                head.tree_size
+            );
+            Ok(())
+        }
+        AuditCommand::Export {
+            since,
+            until,
+            config,
+            ..
         } => {
             let app = command_line_app(&config).await?;
             let filter = EventFilter {
@@ -299,26 +353,101 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
             eprintln!("exported {count} events");
             Ok(())
         }
-        AuditCommand::Verify { database } => {
-            let pool =
-                db::connect(database.database_url.expose(), 2, database.idle_timeout()).await?;
-            let found = log::verify(&pool, |n| eprintln!("checked {n} events")).await?;
-            match found.broken {
-                None => {
-                    println!(
-                        "intact: every stream's hash chain holds ({} events in {} streams)\nheads digest: {}",
-                        found.events, found.streams, found.heads_digest
-                    );
-                    Ok(())
-                }
-                Some(link) => {
-                    println!(
-                        "BROKEN at user {} event {}: {}",
-                        link.user_id, link.sequence, link.reason
-                    );
-                    anyhow::bail!("the hash chain is broken")
-                }
+        AuditCommand::Verify {
+            heads,
+            public_key,
+            config,
+        } => {
+            let keyring = config.keyring()?;
+            let given_key = public_key
+                .as_deref()
+                .map(transparency::decode_public_key)
+                .transpose()?;
+            let mut saved = Vec::new();
+            for path in &heads {
+                let head: TreeHead = serde_json::from_slice(&std::fs::read(path)?)
+                    .map_err(|e| anyhow::anyhow!("{} is not a tree head: {e}", path.display()))?;
+                let key = match given_key {
+                    Some(key) => key,
+                    None => keyring
+                        .tree_public_keys()
+                        .into_iter()
+                        .find(|(id, _)| *id == head.key_id)
+                        .map(|(_, key)| key)
+                        .ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "{} is signed with key {}, which this server does not hold: pass --public-key",
+                                path.display(),
+                                head.key_id
+                            )
+                        })?,
+                };
+                saved.push((head, key));
             }
+            let pool = db::connect(
+                config.database.database_url.expose(),
+                2,
+                config.database.idle_timeout(),
+            )
+            .await?;
+            let found = transparency::verify_log(&pool, &keyring, &saved, |n| {
+                eprintln!("checked {n} events")
+            })
+            .await?;
+            for finding in &found.findings {
+                println!("BROKEN: {}: {}", finding.what, finding.reason);
+            }
+            if found.findings.is_empty() {
+                let heads: Vec<String> = found.heads_checked.iter().map(u64::to_string).collect();
+                println!(
+                    "intact: {} events in {} streams, each hash chain and MAC holds; {} snapshots hold; the events match the signed tree heads at sizes [{}]",
+                    found.events,
+                    found.streams,
+                    found.snapshots,
+                    heads.join(", ")
+                );
+                Ok(())
+            } else {
+                anyhow::bail!("the log is not intact: {} problem(s)", found.findings.len())
+            }
+        }
+        AuditCommand::VerifyBundle { file, public_key } => {
+            let key = transparency::decode_public_key(&public_key)?;
+            let bundle: transparency::Bundle = serde_json::from_slice(&std::fs::read(&file)?)
+                .map_err(|e| anyhow::anyhow!("{} is not a bundle: {e}", file.display()))?;
+            let check = transparency::verify_bundle(&bundle, &key);
+            for problem in &check.problems {
+                println!("BROKEN: {problem}");
+            }
+            if check.problems.is_empty() {
+                println!(
+                    "intact: {} events ({}) are in the tree head of size {} signed at {}",
+                    check.events,
+                    bundle.scope,
+                    bundle.tree_head.tree_size,
+                    bundle.tree_head.timestamp.to_rfc3339()
+                );
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "the bundle does not verify: {} problem(s)",
+                    check.problems.len()
+                )
+            }
+        }
+        AuditCommand::PublicKey { config } => {
+            let app = command_line_app(&config).await?;
+            for key in app.tree_public_keys() {
+                let note = if key.current { "  (current)" } else { "" };
+                println!("{}  ed25519  {}{note}", key.key_id, key.public_key);
+            }
+            Ok(())
+        }
+        AuditCommand::TreeHead { config } => {
+            let app = command_line_app(&config).await?;
+            let head = app.sign_tree_head().await?;
+            println!("{}", serde_json::to_string_pretty(&head)?);
+            Ok(())
         }
     }
 }
@@ -399,12 +528,14 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     let remaining = if rotate {
         let report = app.rotate_keys().await?;
         println!(
-            "newest key {}: {} data key(s) wrapped again, {} secret(s) of {} account(s) sealed again, {} address index(es) computed again",
+            "newest key {}: {} data key(s) wrapped again, {} secret(s) of {} account(s) sealed again, {} address index(es) computed again, {} event MAC(s) of {} stream(s) made again",
             report.current_key,
             report.data_keys_rewrapped,
             report.secrets_resealed,
             report.accounts_resealed,
-            report.addresses_reindexed
+            report.addresses_reindexed,
+            report.events_resealed,
+            report.streams_resealed
         );
         for (user, why) in &report.failures {
             println!("not moved: user {user}: {why}");
@@ -420,8 +551,8 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     }
     for used in remaining {
         println!(
-            "key {} still wraps {} data key(s) and indexes {} address(es) and {} held address(es)",
-            used.key_id, used.data_keys, used.addresses, used.held_addresses
+            "key {} still wraps {} data key(s), indexes {} address(es) and {} held address(es), and made the MACs of {} event(s)",
+            used.key_id, used.data_keys, used.addresses, used.held_addresses, used.event_macs
         );
     }
     Ok(())

@@ -16,7 +16,9 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::integrity::{self, SnapshotFields, Tag, GENESIS};
 use crate::keys::{DataKey, Keyring, UserKeeper};
+use crate::metrics::IntegrityAlarms;
 use crate::snapshots;
 use crate::store::{self, CommitError, DataKeyOp, Effects, NewEvent};
 
@@ -105,6 +107,14 @@ pub enum BusError {
     AddressTaken,
     #[error("the event store failed: {0}")]
     Store(String),
+    /// A stored event or snapshot of the user does not carry the MAC only
+    /// the application can make: nothing is decided on it.
+    #[error("the log of user {user} fails its integrity check at {at}: {broken}")]
+    Tampered {
+        user: Uuid,
+        at: String,
+        broken: integrity::Broken,
+    },
 }
 
 /// Loads and commits through `store` (one statement each way). Snapshots
@@ -117,6 +127,7 @@ pub struct CommandBus {
     services: UserAuthServices,
     keyring: Arc<Keyring>,
     snapshot_every: usize,
+    alarms: IntegrityAlarms,
 }
 
 /// What a committed command did.
@@ -133,6 +144,8 @@ pub struct Executed {
 struct Loaded {
     state: UserAuth,
     sequence: usize,
+    /// The MAC of the event at `sequence`, which the next one chains from.
+    head: Tag,
     keeper: UserKeeper,
 }
 
@@ -142,17 +155,24 @@ impl CommandBus {
         services: UserAuthServices,
         keyring: Arc<Keyring>,
         snapshot_every: usize,
+        alarms: IntegrityAlarms,
     ) -> Self {
         Self {
             pool,
             services,
             keyring,
             snapshot_every: snapshot_every.max(1),
+            alarms,
         }
     }
 
     pub fn services(&self) -> &UserAuthServices {
         &self.services
+    }
+
+    /// How many times a stored history failed its integrity check.
+    pub fn alarms(&self) -> &IntegrityAlarms {
+        &self.alarms
     }
 
     /// Runs `command` on `user` and commits what it recorded. The verdict
@@ -239,22 +259,24 @@ impl CommandBus {
             let now = self.services.clock.now();
             match store::commit(
                 &self.pool,
+                &self.keyring,
                 UserAuth::TYPE,
                 user,
                 loaded.sequence,
+                &loaded.head,
                 events,
                 &writes,
                 now,
             )
             .await
             {
-                Ok(()) => {
+                Ok(head) => {
                     let sequence = loaded.sequence + committed;
                     let erased = matches!(writes.data_key, Some(DataKeyOp::Delete));
                     if !erased
                         && sequence / self.snapshot_every > loaded.sequence / self.snapshot_every
                     {
-                        self.save_snapshot(user, sequence, &after).await;
+                        self.save_snapshot(user, sequence, &head, &after).await;
                     }
                     let keeper = if erased {
                         UserKeeper::new(self.keyring.clone(), user, None)
@@ -291,58 +313,137 @@ impl CommandBus {
     }
 
     /// The data key, the newest snapshot and the events after it, in one
-    /// round trip.
+    /// round trip. Each MAC is checked before anything is folded: a user
+    /// whose stored history fails the check is not loaded at all.
     async fn load_at(&self, user: Uuid) -> Result<Loaded, BusError> {
         let store_error = |e: sqlx::Error| BusError::Store(e.to_string());
-        let mut stream = store::load(&self.pool, UserAuth::TYPE, user, None)
+        let mut stream = store::load(&self.pool, UserAuth::TYPE, user, false)
             .await
             .map_err(store_error)?;
         let keeper = UserKeeper::unwrapping(&self.keyring, user, stream.data_key.as_ref())
             .map_err(|e| BusError::Store(e.to_string()))?;
-        // A snapshot of an older state shape is skipped: the events are the
-        // truth, the snapshot only a shortcut; then the whole stream is read.
-        let had_snapshot = stream.snapshot.is_some();
-        let snapshot = stream.snapshot.take().and_then(|(sequence, payload)| {
-            serde_json::from_str::<UserAuth>(&payload)
-                .ok()
-                .map(|state| (state, sequence))
-        });
-        let (mut state, mut sequence) = match snapshot {
-            Some(found) => found,
-            None if had_snapshot => {
-                stream = store::load(&self.pool, UserAuth::TYPE, user, Some(0))
-                    .await
-                    .map_err(store_error)?;
-                (UserAuth::default(), 0)
+        let id = user.to_string();
+        let (mut state, mut sequence, mut head) = match stream.snapshot.take() {
+            Some(snapshot) => {
+                let head = Tag::try_from(snapshot.head_mac.as_slice()).unwrap_or_default();
+                let fields = SnapshotFields {
+                    aggregate_type: UserAuth::TYPE,
+                    aggregate_id: &id,
+                    last_sequence: i64::try_from(snapshot.last_sequence).unwrap_or(i64::MAX),
+                    payload: &snapshot.payload,
+                    head_mac: &head,
+                };
+                let sealed = integrity::verify_snapshot(
+                    &self.keyring,
+                    &fields,
+                    &snapshot.mac_key,
+                    &snapshot.mac,
+                );
+                match sealed {
+                    // Sealed under a key since removed: a shortcut no longer
+                    // checkable, so not taken; the events decide.
+                    Ok(()) | Err(integrity::Broken::UnknownKey) => {}
+                    Err(broken) => {
+                        return Err(self.tampered(
+                            user,
+                            format!("its snapshot at event {}", snapshot.last_sequence),
+                            broken,
+                        ))
+                    }
+                }
+                // A snapshot of an older state shape is skipped too: the
+                // events are the truth, the snapshot only a shortcut.
+                let state = sealed
+                    .ok()
+                    .and_then(|()| serde_json::from_str::<UserAuth>(&snapshot.payload).ok());
+                match state {
+                    Some(state) => (state, snapshot.last_sequence, head),
+                    None => {
+                        stream = store::load(&self.pool, UserAuth::TYPE, user, true)
+                            .await
+                            .map_err(store_error)?;
+                        (UserAuth::default(), 0, GENESIS)
+                    }
+                }
             }
-            None => (UserAuth::default(), 0),
+            None => (UserAuth::default(), 0, GENESIS),
         };
-        for (at, payload) in stream.events {
+        for row in stream.events {
+            if row.sequence != sequence + 1 {
+                return Err(self.tampered(
+                    user,
+                    format!("event {}", sequence + 1),
+                    integrity::Broken::Missing,
+                ));
+            }
+            head = integrity::verify_event(
+                &self.keyring,
+                &row.fields(UserAuth::TYPE, &id),
+                &head,
+                row.mac_key.as_deref(),
+                row.mac.as_deref(),
+            )
+            .map_err(|broken| self.tampered(user, format!("event {}", row.sequence), broken))?;
             // serde's message can quote the payload, and a payload can hold
             // personal data: only where it broke is said.
-            let event: UserAuthEvent = serde_json::from_str(&payload).map_err(|e| {
+            let event: UserAuthEvent = serde_json::from_str(&row.payload).map_err(|e| {
                 BusError::Store(format!(
-                    "event {at} of {user} does not deserialize (line {}, column {})",
+                    "event {} of {user} does not deserialize (line {}, column {})",
+                    row.sequence,
                     e.line(),
                     e.column()
                 ))
             })?;
             state.apply(event);
-            sequence = at;
+            sequence = row.sequence;
         }
         Ok(Loaded {
             state,
             sequence,
+            head,
             keeper,
         })
     }
 
-    async fn save_snapshot(&self, user: Uuid, sequence: usize, state: &UserAuth) {
+    /// Raises the alarm (a log line at error level and the metric) and
+    /// answers the refusal.
+    fn tampered(&self, user: Uuid, at: String, broken: integrity::Broken) -> BusError {
+        self.alarms.raise();
+        tracing::error!(
+            %user,
+            at = %at,
+            %broken,
+            "INTEGRITY ALARM: a stored event or snapshot fails its MAC; the user is not loaded"
+        );
+        BusError::Tampered { user, at, broken }
+    }
+
+    async fn save_snapshot(&self, user: Uuid, sequence: usize, head: &Tag, state: &UserAuth) {
         let id = user.to_string();
-        let saved = match serde_json::to_value(state) {
-            Ok(payload) => snapshots::save(&self.pool, UserAuth::TYPE, &id, sequence, &payload)
+        let saved = match serde_json::to_string(state) {
+            Ok(payload) => {
+                let stamp = integrity::seal_snapshot(
+                    &self.keyring,
+                    &SnapshotFields {
+                        aggregate_type: UserAuth::TYPE,
+                        aggregate_id: &id,
+                        last_sequence: i64::try_from(sequence).unwrap_or(i64::MAX),
+                        payload: &payload,
+                        head_mac: head,
+                    },
+                );
+                snapshots::save(
+                    &self.pool,
+                    UserAuth::TYPE,
+                    &id,
+                    sequence,
+                    &payload,
+                    head,
+                    &stamp,
+                )
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(|e| e.to_string())
+            }
             Err(e) => Err(e.to_string()),
         };
         if let Err(error) = saved {

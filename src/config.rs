@@ -93,22 +93,59 @@ pub enum AuditCommand {
         #[command(flatten)]
         config: Config,
     },
-    /// Every event (or those in a period) as NDJSON on standard output.
+    /// Every event (or those in a period) as NDJSON on standard output; or,
+    /// with `--signed`, a bundle anyone can verify offline.
     Export {
-        /// Events that occurred at or after this instant (RFC 3339).
+        /// Events that occurred (with `--signed`: were stored) at or after
+        /// this instant (RFC 3339).
         #[arg(long, value_parser = instant)]
         since: Option<chrono::DateTime<chrono::Utc>>,
-        /// Events that occurred before this instant (RFC 3339).
+        /// Events that occurred (with `--signed`: were stored) before this
+        /// instant (RFC 3339).
         #[arg(long, value_parser = instant)]
         until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Write one JSON bundle: a tree head signed now, and each event as
+        /// stored with its inclusion proof under that head.
+        #[arg(long)]
+        signed: bool,
+        /// With `--signed`: only this user's events (id or email).
+        #[arg(long, requires = "signed", conflicts_with_all = ["since", "until"])]
+        user: Option<String>,
         #[command(flatten)]
         config: Config,
     },
-    /// Walks every stream's hash chain; exits non-zero naming the first
-    /// broken event.
+    /// Checks the stored log: every stream's hash chain and MACs, every
+    /// snapshot's MAC, and the events against the newest signed tree head
+    /// and any saved ones. Names each problem; exits non-zero if any.
     Verify {
+        /// A tree head saved earlier (JSON, as `/v1/audit/checkpoints`
+        /// serves it); may be given several times.
+        #[arg(long = "head", value_name = "FILE")]
+        heads: Vec<std::path::PathBuf>,
+        /// The public key (base64) the saved heads are checked with
+        /// (default: the server's own keys).
+        #[arg(long)]
+        public_key: Option<String>,
         #[command(flatten)]
-        database: DatabaseArgs,
+        config: Config,
+    },
+    /// Checks a bundle from `export --signed` with the public key alone: no
+    /// database, no secret.
+    VerifyBundle {
+        file: std::path::PathBuf,
+        /// The Ed25519 public key, base64, as `audit public-key` prints it.
+        #[arg(long)]
+        public_key: String,
+    },
+    /// Prints the public keys tree heads are signed with, the current first.
+    PublicKey {
+        #[command(flatten)]
+        config: Config,
+    },
+    /// Signs a tree head over the whole log now and prints it, to keep.
+    TreeHead {
+        #[command(flatten)]
+        config: Config,
     },
 }
 
@@ -235,6 +272,14 @@ pub struct Config {
     /// Store a snapshot of a user's state every N events.
     #[arg(long, env = "AUTHLEDGER_SNAPSHOT_EVERY", default_value_t = 50)]
     pub snapshot_every: usize,
+    /// How often, at most, a new signed tree head is made while events
+    /// arrive.
+    #[arg(long, env = "AUTHLEDGER_TREE_HEAD_SECS", default_value_t = 10)]
+    pub tree_head_secs: u64,
+    /// A directory each new signed tree head is also written to (as
+    /// `tree-head-<size>.json`), to keep copies outside the database.
+    #[arg(long, env = "AUTHLEDGER_TREE_HEADS_DIR")]
+    pub tree_heads_dir: Option<std::path::PathBuf>,
     /// Do not run pending migrations at start.
     #[arg(long, env = "AUTHLEDGER_NO_MIGRATE")]
     pub no_migrate: bool,

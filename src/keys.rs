@@ -109,6 +109,8 @@ struct KeySet {
     blind_key: [u8; KEY_BYTES],
     seal: XChaCha20Poly1305,
     wrap: XChaCha20Poly1305,
+    event_mac_key: [u8; KEY_BYTES],
+    tree_signing: ed25519_dalek::SigningKey,
 }
 
 impl KeySet {
@@ -120,6 +122,10 @@ impl KeySet {
             blind_key: master.derive(b"authledger/email-index/v1"),
             seal: XChaCha20Poly1305::new(&master.derive(b"authledger/seal/v1").into()),
             wrap: XChaCha20Poly1305::new(&master.derive(b"authledger/wrap/v1").into()),
+            event_mac_key: master.derive(b"authledger/event-mac/v1"),
+            tree_signing: ed25519_dalek::SigningKey::from_bytes(
+                &master.derive(b"authledger/tree-head-signing/v1"),
+            ),
         }
     }
 }
@@ -195,6 +201,31 @@ impl Keyring {
     /// The MACs a token may have been signed with, newest first.
     pub fn token_macs(&self) -> impl Iterator<Item = HmacSha256> + '_ {
         self.sets.iter().map(|set| keyed(&set.token_key))
+    }
+
+    /// The MAC new events and snapshots are sealed with, and its key's id.
+    pub fn event_mac(&self) -> (&str, HmacSha256) {
+        let set = self.newest();
+        (&set.id, keyed(&set.event_mac_key))
+    }
+
+    /// The event MAC of key `id`, if this server holds it.
+    pub fn event_mac_of(&self, id: &str) -> Option<HmacSha256> {
+        self.by_id(id).map(|set| keyed(&set.event_mac_key))
+    }
+
+    /// The key tree heads are signed with, and its key's id.
+    pub fn tree_signer(&self) -> (&str, &ed25519_dalek::SigningKey) {
+        let set = self.newest();
+        (&set.id, &set.tree_signing)
+    }
+
+    /// Every key's public tree-head key, newest first.
+    pub fn tree_public_keys(&self) -> Vec<(&str, ed25519_dalek::VerifyingKey)> {
+        self.sets
+            .iter()
+            .map(|set| (set.id.as_str(), set.tree_signing.verifying_key()))
+            .collect()
     }
 
     /// The address's blind index under the newest key.

@@ -114,6 +114,22 @@ impl LoadMetrics {
     }
 }
 
+/// Stored events or snapshots that failed their MAC when a user was
+/// loaded: each one is evidence that someone without the key wrote to the
+/// database.
+#[derive(Debug, Clone, Default)]
+pub struct IntegrityAlarms(Arc<AtomicU64>);
+
+impl IntegrityAlarms {
+    pub fn raise(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn raised(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// The Prometheus text format of `projections`, `mail`, `load`, and how
 /// many password hashes wait for a thread.
 pub fn render(
@@ -121,6 +137,7 @@ pub fn render(
     mail: &MailMetrics,
     load: &LoadMetrics,
     hashes_waiting: usize,
+    integrity: &IntegrityAlarms,
 ) -> String {
     let mut out = String::new();
     gauge(
@@ -205,6 +222,13 @@ pub fn render(
     );
     let _ = writeln!(out, "# TYPE {name} gauge");
     let _ = writeln!(out, "{name} {hashes_waiting}");
+    let name = "authledger_integrity_failures_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Stored events or snapshots refused at load because their MAC does not hold: someone without the key wrote to the database."
+    );
+    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "{name} {}", integrity.raised());
     out
 }
 
@@ -282,7 +306,7 @@ mod tests {
             lag_seconds: 1.5,
         };
         assert_eq!(
-            render(&[users], &mail, &load, 7),
+            render(&[users], &mail, &load, 7, &IntegrityAlarms::default()),
             "# HELP authledger_projection_lag_events Events committed after the projection's checkpoint.\n\
              # TYPE authledger_projection_lag_events gauge\n\
              authledger_projection_lag_events{projection=\"users\"} 3\n\
@@ -316,7 +340,10 @@ mod tests {
              authledger_shed_total{class=\"staff\"} 0\n\
              # HELP authledger_hashing_queue_depth Password hashes waiting for a hashing thread.\n\
              # TYPE authledger_hashing_queue_depth gauge\n\
-             authledger_hashing_queue_depth 7\n"
+             authledger_hashing_queue_depth 7\n\
+             # HELP authledger_integrity_failures_total Stored events or snapshots refused at load because their MAC does not hold: someone without the key wrote to the database.\n\
+             # TYPE authledger_integrity_failures_total counter\n\
+             authledger_integrity_failures_total 0\n"
         );
     }
 }

@@ -8,6 +8,7 @@ use authledger_projections::audit_index::AuditIndex;
 use authledger_projections::email_relay::EmailRelay;
 use authledger_projections::integration::IntegrationEvents;
 use authledger_projections::mail::Publisher;
+use authledger_projections::tree::MerkleTree;
 use authledger_projections::users::UsersProjection;
 use authledger_projections::Projector;
 use sqlx::PgPool;
@@ -21,6 +22,7 @@ use crate::http::{router, serve, ApiContext, ConnectionLimits, RateLimits};
 use crate::keys::Keyring;
 use crate::metrics::MailMetrics;
 use crate::services::{Argon2Hasher, HashingQueue, OsRandomness};
+use crate::transparency::HeadSigner;
 use crate::worker::{Worker, WorkerSettings};
 
 /// The process's parts, wired once from the configuration: the use cases,
@@ -251,9 +253,9 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: draining in-flight requests");
 }
 
-/// The projectors a server runs: `users`, `audit_index`, the email relay
-/// and the integration events.
-const PROJECTORS: u32 = 4;
+/// The projectors a server runs: `users`, `audit_index`, the email relay,
+/// the integration events and the Merkle tree.
+const PROJECTORS: u32 = 5;
 
 /// The most Postgres connections each part of a process opens, with this
 /// configuration. Each pool opens connections only as it needs them and
@@ -262,7 +264,8 @@ const PROJECTORS: u32 = 4;
 pub struct PostgresBudget {
     /// Requests, the MFA reset sweep, `/readyz`, `/metrics`, migrations.
     pub api: u32,
-    /// Each projector's NOTIFY listener, held for good, and its batch.
+    /// Each projector's NOTIFY listener, held for good, and its batch; and
+    /// the tree head signer's one.
     pub projectors: u32,
     /// One per mail in flight, held across the SMTP exchange (the lock on
     /// its message id), and one for the rest.
@@ -273,7 +276,7 @@ impl PostgresBudget {
     pub fn of(config: &Config) -> Self {
         Self {
             api: config.database.db_max_connections.max(1),
-            projectors: 2 * PROJECTORS,
+            projectors: 2 * PROJECTORS + 1,
             worker: u32::from(config.mail.mail_concurrency.max(1)) + 1,
         }
     }
@@ -287,6 +290,8 @@ pub struct Pipeline {
     pub audit_index: Projector<AuditIndex>,
     pub relay: Projector<EmailRelay>,
     pub integration: Projector<IntegrationEvents>,
+    pub tree: Projector<MerkleTree>,
+    pub signer: HeadSigner,
     pub worker: Worker,
     mail_metrics: MailMetrics,
 }
@@ -319,6 +324,7 @@ impl Pipeline {
         // for exactly that, they neither starve the API nor are starved.
         let projections_pool =
             crate::db::pool_options(budget.projectors, idle).connect_lazy_with(options);
+        let (tree_keyring, tree_clock) = (keyring.clone(), clock.clone());
         let worker = Worker::new(
             worker_pool,
             keyring,
@@ -350,9 +356,20 @@ impl Pipeline {
                 .with_batch_size(50)
                 .with_retry_max(retry_max),
             // Likewise waits for RabbitMQ with its batch open.
-            integration: Projector::new(projections_pool, events)
+            integration: Projector::new(projections_pool.clone(), events)
                 .with_batch_size(50)
                 .with_retry_max(retry_max),
+            // Large batches: a batch costs a few statements whatever its size.
+            tree: Projector::new(projections_pool.clone(), MerkleTree)
+                .with_batch_size(2000)
+                .with_retry_max(retry_max),
+            signer: HeadSigner::new(
+                projections_pool,
+                tree_keyring,
+                tree_clock,
+                std::time::Duration::from_secs(config.tree_head_secs.max(1)),
+                config.tree_heads_dir.clone(),
+            ),
             worker,
             mail_metrics: metrics,
         })
@@ -389,7 +406,17 @@ impl Pipeline {
             let stop = stopped(shutdown.clone());
             tokio::spawn(async move { this.integration.run(stop).await })
         };
-        vec![users, audit_index, relay, integration]
+        let tree = {
+            let this = self.clone();
+            let stop = stopped(shutdown.clone());
+            tokio::spawn(async move { this.tree.run(stop).await })
+        };
+        let signer = {
+            let this = self.clone();
+            let stop = stopped(shutdown.clone());
+            tokio::spawn(async move { this.signer.run(stop).await })
+        };
+        vec![users, audit_index, relay, integration, tree, signer]
     }
 
     /// Runs the email worker until `shutdown` flips.
@@ -417,13 +444,13 @@ mod tests {
             budget,
             PostgresBudget {
                 api: 10,
-                projectors: 8,
+                projectors: 11,
                 worker: 9,
             },
             "the figures in the README's operations"
         );
         let all = budget.api + budget.projectors + budget.worker;
-        assert_eq!(all, 27);
+        assert_eq!(all, 30);
         // Postgres keeps 3 of its default 100 for superusers.
         assert!(3 * all <= 97);
     }

@@ -4,12 +4,13 @@
 //! address.
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use sqlx::PgPool;
+use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::integrity::{self, EventFields, Tag};
 use crate::keys::{BlindIndex, Keyring, UserKeeper, WrappedKey};
 
 /// What happens to the addresses an account claims, with its events.
@@ -84,27 +85,55 @@ pub enum CommitError {
 }
 
 /// Appends `events` after `after_sequence` with `effects`, all or nothing.
+/// Each event is sealed with a MAC chained from `previous` (the MAC of the
+/// event at `after_sequence`); answers the last event's MAC.
+#[allow(clippy::too_many_arguments)]
 pub async fn commit(
     pool: &PgPool,
+    keyring: &Keyring,
     aggregate_type: &str,
     user: Uuid,
     after_sequence: usize,
+    previous: &Tag,
     events: Vec<NewEvent>,
     effects: &Effects,
     now: DateTime<Utc>,
-) -> Result<(), CommitError> {
+) -> Result<Tag, CommitError> {
     let first = i64::try_from(after_sequence).unwrap_or(i64::MAX);
     let sequences: Vec<i64> = (1..).map(|n| first + n).take(events.len()).collect();
     let mut types = Vec::with_capacity(events.len());
     let mut versions = Vec::with_capacity(events.len());
     let mut payloads = Vec::with_capacity(events.len());
     let mut metadata = Vec::with_capacity(events.len());
-    for event in events {
+    let mut macs = Vec::with_capacity(events.len());
+    let aggregate_id = user.to_string();
+    let mut chained = *previous;
+    let mut mac_key = String::new();
+    for (event, sequence) in events.into_iter().zip(&sequences) {
+        // As text, so the log keeps the JSON exactly as serialized, and
+        // the MAC covers exactly what is kept.
+        let payload = event.payload.to_string();
+        let meta = event.metadata.to_string();
+        let stamp = integrity::seal_event(
+            keyring,
+            &EventFields {
+                aggregate_type,
+                aggregate_id: &aggregate_id,
+                sequence: *sequence,
+                event_type: &event.event_type,
+                event_version: &event.event_version,
+                payload: &payload,
+                metadata: &meta,
+            },
+            &chained,
+        );
+        chained = stamp.tag;
+        mac_key = stamp.key_id;
+        macs.push(stamp.tag.to_vec());
         types.push(event.event_type);
         versions.push(event.event_version);
-        // As text, so the log keeps the JSON exactly as serialized.
-        payloads.push(event.payload.to_string());
-        metadata.push(event.metadata.to_string());
+        payloads.push(payload);
+        metadata.push(meta);
     }
     let claims: Value = effects.claims.iter().map(ClaimOp::to_json).collect();
     let data_key = effects.data_key.as_ref().map(|op| match op {
@@ -117,15 +146,18 @@ pub async fn commit(
         DataKeyOp::Delete => json!({"op": "delete"}),
     });
     let result = sqlx::query(
-        "SELECT authledger_commit($1, $2, $3, $4, $5, $6::text[]::json[], $7::text[]::json[], $8, $9, $10, $11)",
+        "SELECT authledger_commit($1, $2, $3, $4, $5, $6::text[]::json[], $7::text[]::json[], $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(aggregate_type)
-    .bind(user.to_string())
+    .bind(&aggregate_id)
     .bind(&sequences)
     .bind(&types)
     .bind(&versions)
     .bind(&payloads)
     .bind(&metadata)
+    .bind(&macs)
+    .bind(&mac_key)
+    .bind(previous.as_slice())
     .bind(user)
     .bind(sqlx::types::Json(claims))
     .bind(data_key.map(sqlx::types::Json))
@@ -133,7 +165,7 @@ pub async fn commit(
     .execute(pool)
     .await;
     match result {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(chained),
         Err(sqlx::Error::Database(db)) if db.is_unique_violation() => match db.constraint() {
             Some("events_pkey") => Err(CommitError::Conflict),
             Some("email_claims_pkey") => Err(CommitError::AddressTaken),
@@ -143,51 +175,84 @@ pub async fn commit(
     }
 }
 
+/// A snapshot as stored, with its MAC.
+pub struct StoredSnapshot {
+    pub last_sequence: usize,
+    /// The state's JSON text.
+    pub payload: String,
+    /// The MAC of the event at `last_sequence`.
+    pub head_mac: Vec<u8>,
+    pub mac_key: String,
+    pub mac: Vec<u8>,
+}
+
+/// An event as stored, with the fields its MAC covers.
+pub struct StoredRow {
+    pub sequence: usize,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: String,
+    pub metadata: String,
+    pub mac_key: Option<String>,
+    pub mac: Option<Vec<u8>>,
+}
+
+impl StoredRow {
+    pub fn fields<'a>(&'a self, aggregate_type: &'a str, aggregate_id: &'a str) -> EventFields<'a> {
+        EventFields {
+            aggregate_type,
+            aggregate_id,
+            sequence: i64::try_from(self.sequence).unwrap_or(i64::MAX),
+            event_type: &self.event_type,
+            event_version: &self.event_version,
+            payload: &self.payload,
+            metadata: &self.metadata,
+        }
+    }
+}
+
 /// What loading a user reads, in one round trip: their data key, the newest
 /// snapshot, and the events after it.
 pub struct Stream {
     pub data_key: Option<WrappedKey>,
-    /// The snapshot's last sequence and its JSON.
-    pub snapshot: Option<(usize, String)>,
-    /// Sequence and JSON of each event after the snapshot, in order.
-    pub events: Vec<(usize, String)>,
+    pub snapshot: Option<StoredSnapshot>,
+    /// Each event after the snapshot, in order.
+    pub events: Vec<StoredRow>,
 }
 
-/// Reads a user's stream after `after` (or after their newest snapshot when
-/// `after` is `None`), with their data key, in one statement.
+/// Reads a user's stream after their newest snapshot, or `whole`, with
+/// their data key, in one statement.
 pub async fn load(
     pool: &PgPool,
     aggregate_type: &str,
     user: Uuid,
-    after: Option<usize>,
+    whole: bool,
 ) -> Result<Stream, sqlx::Error> {
-    type Row = (
-        i32,
-        Option<String>,
-        Option<Vec<u8>>,
-        Option<Vec<u8>>,
-        Option<i64>,
-        Option<String>,
-    );
-    let rows: Vec<Row> = sqlx::query_as(
+    let rows = sqlx::query(
         "WITH snap AS (
-             SELECT last_sequence, payload FROM snapshots
-              WHERE aggregate_type = $1 AND aggregate_id = $2 AND $4::bigint IS NULL
+             SELECT last_sequence, payload, head_mac, mac, mac_key FROM snapshots
+              WHERE aggregate_type = $1 AND aggregate_id = $2 AND NOT $4
               ORDER BY last_sequence DESC LIMIT 1)
-         SELECT 0, k.key_id, k.nonce, k.wrapped, NULL::bigint, NULL::text
+         SELECT 0 AS part, k.key_id, k.nonce, k.wrapped, NULL::bigint AS seq, NULL::text AS payload,
+                NULL::text AS event_type, NULL::text AS event_version, NULL::text AS metadata,
+                NULL::bytea AS head_mac, NULL::bytea AS mac, NULL::text AS mac_key
            FROM user_keys k WHERE k.user_id = $3
          UNION ALL
-         SELECT 1, NULL, NULL, NULL, s.last_sequence, s.payload::text FROM snap s
+         SELECT 1, NULL, NULL, NULL, s.last_sequence, s.payload::text, NULL, NULL, NULL,
+                s.head_mac, s.mac, s.mac_key
+           FROM snap s
          UNION ALL
-         SELECT 2, NULL, NULL, NULL, e.sequence, e.payload::text FROM events e
+         SELECT 2, NULL, NULL, NULL, e.sequence, e.payload::text, e.event_type, e.event_version,
+                e.metadata::text, NULL, e.mac, e.mac_key
+           FROM events e
           WHERE e.aggregate_type = $1 AND e.aggregate_id = $2
-            AND e.sequence > coalesce($4::bigint, (SELECT last_sequence FROM snap), 0)
+            AND e.sequence > coalesce((SELECT last_sequence FROM snap), 0)
          ORDER BY 1, 5",
     )
     .bind(aggregate_type)
     .bind(user.to_string())
     .bind(user)
-    .bind(after.map(|a| i64::try_from(a).unwrap_or(i64::MAX)))
+    .bind(whole)
     .fetch_all(pool)
     .await?;
     let mut stream = Stream {
@@ -196,18 +261,34 @@ pub async fn load(
         events: Vec::new(),
     };
     let sequence = |s: Option<i64>| s.and_then(|s| usize::try_from(s).ok()).unwrap_or(0);
-    for (part, key_id, nonce, wrapped, seq, payload) in rows {
-        match (part, key_id, nonce, wrapped, payload) {
-            (0, Some(key_id), Some(nonce), Some(wrapped), _) => {
+    for row in rows {
+        let part: i32 = row.try_get("part")?;
+        match part {
+            0 => {
                 stream.data_key = Some(WrappedKey {
-                    key_id,
-                    nonce,
-                    wrapped,
+                    key_id: row.try_get("key_id")?,
+                    nonce: row.try_get("nonce")?,
+                    wrapped: row.try_get("wrapped")?,
                 })
             }
-            (1, _, _, _, Some(payload)) => stream.snapshot = Some((sequence(seq), payload)),
-            (2, _, _, _, Some(payload)) => stream.events.push((sequence(seq), payload)),
-            _ => {}
+            1 => {
+                stream.snapshot = Some(StoredSnapshot {
+                    last_sequence: sequence(row.try_get("seq")?),
+                    payload: row.try_get("payload")?,
+                    head_mac: row.try_get("head_mac")?,
+                    mac_key: row.try_get("mac_key")?,
+                    mac: row.try_get("mac")?,
+                })
+            }
+            _ => stream.events.push(StoredRow {
+                sequence: sequence(row.try_get("seq")?),
+                event_type: row.try_get("event_type")?,
+                event_version: row.try_get("event_version")?,
+                payload: row.try_get("payload")?,
+                metadata: row.try_get("metadata")?,
+                mac_key: row.try_get("mac_key")?,
+                mac: row.try_get("mac")?,
+            }),
         }
     }
     Ok(stream)

@@ -113,6 +113,15 @@ pub enum AppError {
     InvalidClient,
     #[error("the account changed concurrently too often")]
     Contended,
+    /// No tree head is signed (at that size).
+    #[error("no signed tree head")]
+    NoTreeHead,
+    /// No event at that position is in the tree yet.
+    #[error("no such event in the tree")]
+    UnknownEvent,
+    /// The tree has not grown to the size asked for.
+    #[error("the tree is not that large yet")]
+    TreeSizeUnavailable,
     /// Too many password hashes wait already: refused before any work, the
     /// same for every caller.
     #[error("the service is at capacity; try again in {retry_after_secs} s")]
@@ -125,6 +134,11 @@ pub enum AppError {
         #[source]
         cause: anyhow::Error,
     },
+    /// The account's stored history fails its integrity check: nothing
+    /// is decided on it until an operator has looked (the alarm is raised
+    /// where it was found).
+    #[error("the account's history fails its integrity check")]
+    IntegrityFailure,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -202,6 +216,7 @@ impl App {
             BusError::Contended => AppError::Contended,
             // Only the owner of the address learns this: they opened its link.
             BusError::AddressTaken => AppError::EmailTaken,
+            BusError::Tampered { .. } => AppError::IntegrityFailure,
             BusError::Store(cause) => AppError::Unavailable {
                 what: "the event store",
                 cause: anyhow::anyhow!(cause),

@@ -17,6 +17,7 @@ mod rotation;
 mod sessions;
 mod sign_in;
 mod staff;
+mod transparency;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub use rotation::{KeyUse, RotationReport};
 pub use sessions::{describe_user_agent, ActiveSession, Introspection, SessionView};
 pub use sign_in::{OpenedAttempt, SignedIn, SignedInWithCode};
 pub use staff::{Credentials, Role, Staff, StaffSession};
+pub use transparency::{BundleScope, ConsistencyProof, InclusionProof, PublicKey};
 
 pub use crate::tokens::CsrfScope;
 
@@ -135,6 +137,7 @@ impl App {
                 services,
                 keyring.clone(),
                 config.snapshot_every,
+                crate::metrics::IntegrityAlarms::default(),
             ),
             tokens: TokenCodec::new(keyring.clone()),
             keyring,

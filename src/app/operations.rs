@@ -139,6 +139,7 @@ impl App {
             &self.mail_metrics,
             &self.load_metrics,
             self.hashing.waiting(),
+            self.bus.alarms(),
         ))
     }
 }

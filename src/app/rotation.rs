@@ -1,7 +1,8 @@
 //! Moving everything current onto the newest server key, so an older one
 //! can be removed: users' data keys are wrapped again, current secrets are
 //! sealed again by appending events, and address indexes are computed
-//! again. What still depends on an older key is reported.
+//! again, and the events' MACs are made again. What still depends on an
+//! older key is reported.
 use authledger_aggregates::{Email, SealPurpose, UserAuthCommand, Verdict};
 use sqlx::Row;
 use uuid::Uuid;
@@ -28,6 +29,10 @@ pub struct RotationReport {
     pub accounts_resealed: usize,
     pub secrets_resealed: usize,
     pub addresses_reindexed: usize,
+    /// Events whose MAC was made again under the newest key, and their
+    /// streams.
+    pub events_resealed: usize,
+    pub streams_resealed: usize,
     /// What still needs an older key, by key id.
     pub remaining: Vec<KeyUse>,
     /// Accounts that could not be moved, with why (their ids only).
@@ -43,6 +48,8 @@ pub struct KeyUse {
     /// released when their hold ends.
     pub held_addresses: i64,
     pub addresses: i64,
+    /// Events whose MAC it made.
+    pub event_macs: i64,
 }
 
 impl App {
@@ -211,6 +218,19 @@ impl App {
             }
         }
 
+        // Last, so the events the steps above appended are sealed too.
+        let resealed = crate::transparency::reseal_event_macs(&self.pool, &self.keyring)
+            .await
+            .map_err(AppError::Internal)?;
+        report.events_resealed = resealed.events;
+        report.streams_resealed = resealed.streams;
+        report.failures.extend(
+            resealed
+                .failures
+                .into_iter()
+                .map(|(id, why)| (Uuid::parse_str(&id).unwrap_or_default(), why)),
+        );
+
         report.remaining = self.key_uses().await?;
         Ok(report)
     }
@@ -220,13 +240,16 @@ impl App {
     pub async fn key_uses(&self) -> AppResult<Vec<KeyUse>> {
         let rows = sqlx::query(&format!(
             "SELECT key_id, sum(data_keys)::bigint AS data_keys,
-                    sum(addresses)::bigint AS addresses, sum(held)::bigint AS held
-               FROM (SELECT key_id, 1 AS data_keys, 0 AS addresses, 0 AS held FROM user_keys
+                    sum(addresses)::bigint AS addresses, sum(held)::bigint AS held,
+                    sum(event_macs)::bigint AS event_macs
+               FROM (SELECT key_id, 1 AS data_keys, 0 AS addresses, 0 AS held, 0 AS event_macs FROM user_keys
                      UNION ALL
-                     SELECT c.key_id, 0, (c.held_until IS NULL)::int, (c.held_until IS NOT NULL)::int
+                     SELECT c.key_id, 0, (c.held_until IS NULL)::int, (c.held_until IS NOT NULL)::int, 0
                        FROM email_claims c
                       WHERE (c.held_until IS NULL OR c.held_until >= $2)
-                        AND c.user_id IN (SELECT user_id FROM ({NOT_YET_INDEXED}) behind)) uses
+                        AND c.user_id IN (SELECT user_id FROM ({NOT_YET_INDEXED}) behind)
+                     UNION ALL
+                     SELECT mac_key, 0, 0, 0, count(*) FROM events WHERE mac_key IS NOT NULL GROUP BY mac_key) uses
               WHERE key_id <> $1
               GROUP BY key_id ORDER BY key_id"
         ))
@@ -245,6 +268,7 @@ impl App {
                     data_keys: row.try_get("data_keys")?,
                     addresses: row.try_get("addresses")?,
                     held_addresses: row.try_get("held")?,
+                    event_macs: row.try_get("event_macs")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

@@ -475,6 +475,34 @@ impl ApiError {
             "A dependency is unavailable",
         )
     }
+    pub fn no_tree_head() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "no-tree-head",
+            "No tree head is signed at this size (or yet)",
+        )
+    }
+    pub fn unknown_event() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "unknown-event",
+            "No event at this position is in the tree (yet)",
+        )
+    }
+    pub fn tree_size_unavailable() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "tree-size-unavailable",
+            "The tree has not grown to this size yet",
+        )
+    }
+    pub fn integrity_failure() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "integrity-failure",
+            "The account's stored history fails its integrity check; operators have been alerted",
+        )
+    }
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -581,6 +609,10 @@ impl From<&AppError> for ApiError {
                 );
                 Self::unavailable().with_detail(format!("{what} does not answer"))
             }
+            E::IntegrityFailure => Self::integrity_failure(),
+            E::NoTreeHead => Self::no_tree_head(),
+            E::UnknownEvent => Self::unknown_event(),
+            E::TreeSizeUnavailable => Self::tree_size_unavailable(),
             E::Internal(cause) => Self::internal_from(format!("{cause:#}")),
         }
     }

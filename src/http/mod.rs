@@ -13,6 +13,7 @@ mod me;
 mod recovery;
 mod serve;
 mod sessions;
+mod transparency;
 mod users;
 
 use std::sync::Arc;
@@ -138,6 +139,12 @@ fn routes(with_metrics: bool) -> OpenApiRouter<ApiContext> {
         .routes(routes!(audit::user_events))
         .routes(routes!(audit::user_state))
         .routes(routes!(audit::events))
+        .routes(routes!(transparency::public_key))
+        .routes(routes!(transparency::latest_checkpoint))
+        .routes(routes!(transparency::checkpoint))
+        .routes(routes!(transparency::sign_checkpoint))
+        .routes(routes!(transparency::inclusion))
+        .routes(routes!(transparency::consistency))
         .routes(routes!(admin::reset_mfa))
         .routes(routes!(admin::unlock))
         .routes(routes!(identity::admin_erase))

@@ -345,51 +345,51 @@ async fn tamper(pool: &PgPool, user: &str, statements: &[&str]) {
     tx.commit().await.unwrap();
 }
 
-/// The first broken link `verify` finds, as (user, sequence).
-async fn first_broken(pool: &PgPool) -> (String, i64) {
-    let broken = authledger::audit::verify(pool, |_| {})
+/// What `audit verify` names, as (what, reason).
+async fn findings(app: &TestApp) -> Vec<(String, String)> {
+    app.verify_log()
         .await
-        .unwrap()
-        .broken
-        .expect("a broken link");
-    (broken.user_id, broken.sequence)
+        .findings
+        .into_iter()
+        .map(|f| (f.what, f.reason))
+        .collect()
 }
 
 #[sqlx::test(migrator = "authledger::db::MIGRATOR")]
-async fn verification_names_the_first_tampered_event(pool: PgPool) {
+async fn verification_names_each_tampered_event(pool: PgPool) {
     let app = spawn_app(pool.clone()).await;
     let first = app.signed_up().await;
     app.signed_up().await;
-    assert!(
-        authledger::audit::verify(&pool, |_| {})
-            .await
-            .unwrap()
-            .broken
-            .is_none(),
-        "an intact log verifies"
-    );
+    assert_eq!(findings(&app).await, vec![], "an intact log verifies");
 
     let id = app.user_id(&first.email).await.to_string();
 
-    // A rewritten payload.
+    // A rewritten payload: its hash and its MAC both say so, and nothing
+    // after it is blamed.
     tamper(
         &pool,
         &id,
         &["UPDATE events SET payload = '{\"PasswordRejected\": {\"at\": \"2026-01-01T00:00:00Z\"}}' WHERE aggregate_id = $1 AND sequence = 3"],
     )
     .await;
-    assert_eq!(first_broken(&pool).await, (id.clone(), 3));
+    let found = findings(&app).await;
+    let what = format!("user {id} event 3");
+    assert!(
+        found.iter().all(|(w, _)| *w == what),
+        "only the edited event is named: {found:?}"
+    );
+    assert!(found
+        .iter()
+        .any(|(_, why)| why.contains("hash does not match")));
+    assert!(found
+        .iter()
+        .any(|(_, why)| why.contains("MAC does not match")));
 
     // The command line says so too, and fails.
-    let database: String = sqlx::query_scalar("SELECT current_database()")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    let base = std::env::var("DATABASE_URL").unwrap();
-    let url = format!("{}/{database}", base.rsplit_once('/').unwrap().0);
     let cli = tokio::process::Command::new(env!("CARGO_BIN_EXE_authledger"))
         .args(["audit", "verify"])
-        .env("DATABASE_URL", &url)
+        .env("DATABASE_URL", database_url(&pool).await)
+        .env("AUTHLEDGER_SECRET_KEY", app.key.to_base64())
         .output()
         .await
         .unwrap();
@@ -397,7 +397,7 @@ async fn verification_names_the_first_tampered_event(pool: PgPool) {
     let said =
         String::from_utf8_lossy(&cli.stdout).into_owned() + &String::from_utf8_lossy(&cli.stderr);
     assert!(
-        said.contains(&format!("BROKEN at user {id} event 3")),
+        said.contains(&format!("BROKEN: user {id} event 3: ")),
         "{said}"
     );
 }
@@ -413,7 +413,14 @@ async fn a_deleted_or_reordered_event_is_caught(pool: PgPool) {
         &["DELETE FROM events WHERE aggregate_id = $1 AND sequence = 2"],
     )
     .await;
-    assert_eq!(first_broken(&pool).await, (deleted.clone(), 3));
+    let found = findings(&app).await;
+    assert!(
+        found.contains(&(
+            format!("user {deleted} event 3"),
+            "events 2 to 2 are missing".into()
+        )),
+        "{found:?}"
+    );
 
     // Put the deleted stream aside, then swap two events of the other.
     tamper(
@@ -431,7 +438,13 @@ async fn a_deleted_or_reordered_event_is_caught(pool: PgPool) {
         ],
     )
     .await;
-    assert_eq!(first_broken(&pool).await, (reordered, 2));
+    let found = findings(&app).await;
+    assert!(
+        found
+            .iter()
+            .any(|(what, _)| *what == format!("user {reordered} event 2")),
+        "{found:?}"
+    );
 }
 
 /// The URL of this test's own database, for a child process.
@@ -516,7 +529,7 @@ async fn an_export_of_100000_events_streams_in_flat_memory(pool: PgPool) {
     sqlx::query(
         "INSERT INTO projection_checkpoints (name, transaction_id, position)
          SELECT name, (SELECT max(transaction_id) FROM events), (SELECT max(position) FROM events)
-           FROM unnest(ARRAY['users', 'audit_index', 'email_relay', 'integration_events']) AS name
+           FROM unnest(ARRAY['users', 'audit_index', 'email_relay', 'integration_events', 'merkle_tree']) AS name
          ON CONFLICT (name) DO UPDATE SET transaction_id = EXCLUDED.transaction_id, position = EXCLUDED.position",
     )
     .execute(&pool)
@@ -594,12 +607,13 @@ async fn an_export_of_100000_events_streams_in_flat_memory(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "authledger::db::MIGRATOR")]
-async fn the_heads_digest_shows_a_stream_that_lost_its_newest_event(pool: PgPool) {
+async fn a_signed_head_shows_a_stream_that_lost_its_newest_event(pool: PgPool) {
     let app = spawn_app(pool.clone()).await;
     let user = app.user_id(&app.signed_up().await.email).await.to_string();
-    let before = authledger::audit::verify(&pool, |_| {}).await.unwrap();
-    assert!(before.broken.is_none());
-    assert_eq!(before.heads_digest.len(), 64);
+    let head = app.app.sign_tree_head().await.unwrap();
+    let before = app.verify_log().await;
+    assert!(before.findings.is_empty(), "{:?}", before.findings);
+    assert_eq!(before.heads_checked, vec![head.tree_size]);
 
     tamper(
         &pool,
@@ -607,11 +621,17 @@ async fn the_heads_digest_shows_a_stream_that_lost_its_newest_event(pool: PgPool
         &["DELETE FROM events WHERE aggregate_id = $1 AND sequence = (SELECT max(sequence) FROM events WHERE aggregate_id = $1)"],
     )
     .await;
-    let after = authledger::audit::verify(&pool, |_| {}).await.unwrap();
-    assert!(after.broken.is_none(), "a shorter chain still holds");
-    assert_ne!(
-        after.heads_digest, before.heads_digest,
-        "but the heads digest kept outside shows it"
+    // The stream alone still holds together; the signed head does not.
+    let found = findings(&app).await;
+    assert_eq!(
+        found,
+        vec![(
+            format!("the signed head at size {}", head.tree_size),
+            format!(
+                "the log holds only {} events: events it covers were removed",
+                head.tree_size - 1
+            )
+        )]
     );
 
     let unknown = app
@@ -647,7 +667,7 @@ async fn an_export_that_fails_part_way_is_logged_with_its_cause(pool: PgPool) {
     sqlx::query(
         "INSERT INTO projection_checkpoints (name, transaction_id, position)
          SELECT name, (SELECT max(transaction_id) FROM events), (SELECT max(position) FROM events)
-           FROM unnest(ARRAY['users', 'audit_index', 'email_relay', 'integration_events']) AS name
+           FROM unnest(ARRAY['users', 'audit_index', 'email_relay', 'integration_events', 'merkle_tree']) AS name
          ON CONFLICT (name) DO UPDATE SET transaction_id = EXCLUDED.transaction_id, position = EXCLUDED.position",
     )
     .execute(&pool)

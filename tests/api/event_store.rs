@@ -153,7 +153,13 @@ fn bus(app: &TestApp, snapshot_every: usize) -> CommandBus {
         keeper: keyring.clone(),
         policy: authledger::config::Config::defaults().unwrap().policy(),
     };
-    CommandBus::new(pool.clone(), services, keyring, snapshot_every)
+    CommandBus::new(
+        pool.clone(),
+        services,
+        keyring,
+        snapshot_every,
+        Default::default(),
+    )
 }
 
 #[sqlx::test(migrator = "authledger::db::MIGRATOR")]

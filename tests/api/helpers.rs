@@ -781,3 +781,18 @@ impl TestApp {
         let _ = connection.close(200, "done".into()).await;
     }
 }
+
+impl TestApp {
+    /// What `audit verify` finds in this test's log, with the server's
+    /// keys and no saved head.
+    pub async fn verify_log(&self) -> authledger::transparency::LogCheck {
+        authledger::transparency::verify_log(
+            &self.pool,
+            &self.config.keyring().unwrap(),
+            &[],
+            |_| {},
+        )
+        .await
+        .unwrap()
+    }
+}

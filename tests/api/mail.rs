@@ -154,6 +154,7 @@ fn bus_of(app: &TestApp) -> CommandBus {
         services,
         keyring,
         app.config.snapshot_every,
+        Default::default(),
     )
 }
 

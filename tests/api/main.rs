@@ -25,3 +25,4 @@ mod secrets;
 mod sessions;
 mod throttling;
 mod timed;
+mod transparency;

@@ -179,11 +179,11 @@ async fn an_all_process_stays_within_its_connections_and_lets_them_go_when_idle(
     let peak = peak.load(Ordering::SeqCst);
 
     // Idle: each projector's listener, and the connection it polls with
-    // every second, stay; the rest go.
+    // every second, stay, and the tree head signer's; the rest go.
     let since = std::time::Instant::now();
     let idle = loop {
         let now = our_connections(&pool).await;
-        if now <= 8 || since.elapsed() > std::time::Duration::from_secs(20) {
+        if now <= 11 || since.elapsed() > std::time::Duration::from_secs(20) {
             break now;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -201,6 +201,6 @@ async fn an_all_process_stays_within_its_connections_and_lets_them_go_when_idle(
         "authledger all: at most {peak} Postgres connections under 40 registrations, {idle} after {:.1} s idle",
         since.elapsed().as_secs_f64()
     );
-    assert!(peak <= 27, "{peak} connections at the peak");
-    assert_eq!(idle, 8, "{queries:#?}");
+    assert!(peak <= 30, "{peak} connections at the peak");
+    assert!(idle <= 11, "{idle}: {queries:#?}");
 }

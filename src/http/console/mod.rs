@@ -186,6 +186,7 @@ fn failure(err: &AppError, step: Step) -> Failure {
             retry_after: Some(*retry_after_secs),
         }),
         E::AccountLocked => say("This account is locked after too many failed sign-ins. An administrator can unlock it."),
+        E::IntegrityFailure => say("This account's records failed a safety check, so nothing can be done with it until an administrator has looked. They have been alerted."),
         E::InvalidCredentials => say("The email or the password is not right."),
         E::InvalidEmail(why) => say(&format!("Enter an email address like name@example.com: {why}.")),
         E::UnacceptablePassword(why) if step == Step::Register => {
