@@ -162,6 +162,11 @@ impl Target {
         }
     }
 
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// The same target, reached as if from `address` through a trusted proxy.
     pub fn from_address(&self, address: &str) -> Self {
         Self {

@@ -532,10 +532,29 @@ impl Bench {
         eprintln!("waiting for the setup's notices to be mailed");
         self.wait_for_quiet_mail().await?;
         let watch = CpuWatch::start(&server);
+        let tree = TreeLag::watch(&self.database_url).await?;
         let (second, signed) = second_factor(&target, attempts, clients, limit).await;
         let cpu = watch.line(&server, "second factor");
         let _ = writeln!(self.report, "{cpu}\n");
         eprintln!("second factor: {:.0}/s", second.throughput());
+        let lag = tree.finish().await?;
+        let _ = writeln!(
+            self.report,
+            "Merkle tree under the second-factor load: the log grew {} events in {:.1} s ({:.0}/s); the tree was at most {} events and {:.2} s behind it (sampled every 50 ms), and caught up {:.0} ms after the load; {} tree heads signed meanwhile\n",
+            lag.events,
+            lag.seconds,
+            lag.events as f64 / lag.seconds,
+            lag.max_events,
+            lag.max_seconds,
+            lag.caught_up_ms,
+            lag.heads,
+        );
+        self.target(format!(
+            "tree upkeep under the second-factor load ({:.0} events/s): at most {:.2} s behind the log (target ≤ 1 s) {}",
+            lag.events as f64 / lag.seconds,
+            lag.max_seconds,
+            pass(lag.max_seconds <= 1.0),
+        ));
         self.target(format!(
             "second factor alone: {:.0}/s at {clients} clients (target ≥ 1,500/s) {}; p99 {:.1} ms (target ≤ 25 ms) {}",
             second.throughput(),
@@ -867,7 +886,7 @@ impl Bench {
             total += inserted as i64;
         }
         drop(db);
-        for name in ["users", "audit_index"] {
+        for name in ["users", "audit_index", "merkle_tree"] {
             let started = Instant::now();
             let output = Command::new(&self.bin)
                 .args(["projections", "rebuild", name])
@@ -895,7 +914,163 @@ impl Bench {
                 pass(rate >= 20_000.0),
             ));
         }
+        self.proofs_at_scale().await
+    }
+
+    /// Times inclusion and consistency proofs over the whole cloned log.
+    async fn proofs_at_scale(&mut self) -> anyhow::Result<()> {
+        const AUDITOR: &str = "bench-auditor-credential-0123456789abcdef";
+        let server = self
+            .start(&[("AUTHLEDGER_AUDITOR_TOKENS", AUDITOR.into())])
+            .await?;
+        let base = server.target.base().to_owned();
+        let client = reqwest::Client::new();
+        let head: serde_json::Value = client
+            .post(format!("{base}/v1/audit/checkpoints"))
+            .bearer_auth(AUDITOR)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let size = head["tree_size"].as_u64().context("a tree head")?;
+        let mut db = PgConnection::connect(&self.database_url).await?;
+        let positions: Vec<i64> =
+            sqlx::query_scalar("SELECT position FROM merkle_leaves ORDER BY random() LIMIT 200")
+                .fetch_all(&mut db)
+                .await?;
+        let timed = |samples: &mut Vec<f64>, started: Instant| {
+            samples.push(started.elapsed().as_secs_f64() * 1000.0)
+        };
+        let (mut inclusion, mut consistency) = (Vec::new(), Vec::new());
+        for (i, position) in positions.iter().enumerate() {
+            let started = Instant::now();
+            client
+                .get(format!(
+                    "{base}/v1/audit/events/{position}/proof?size={size}"
+                ))
+                .bearer_auth(AUDITOR)
+                .send()
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await?;
+            timed(&mut inclusion, started);
+            let from = 1 + (size / 200) * i as u64;
+            let started = Instant::now();
+            client
+                .get(format!("{base}/v1/audit/consistency?from={from}&to={size}"))
+                .bearer_auth(AUDITOR)
+                .send()
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await?;
+            timed(&mut consistency, started);
+        }
+        server.stop().await;
+        for samples in [&mut inclusion, &mut consistency] {
+            samples.sort_by(f64::total_cmp);
+        }
+        let q = |s: &[f64], p: f64| s[((s.len() as f64 * p) as usize).min(s.len() - 1)];
+        let _ = writeln!(
+            self.report,
+            "proofs over a tree of {size} events, over HTTP, one client, 200 each: inclusion p50 {:.2} ms p99 {:.2} ms; consistency p50 {:.2} ms p99 {:.2} ms\n",
+            q(&inclusion, 0.5),
+            q(&inclusion, 0.99),
+            q(&consistency, 0.5),
+            q(&consistency, 0.99),
+        );
+        self.target(format!(
+            "inclusion proof at {size} events: p99 {:.2} ms (target ≤ 10 ms) {}",
+            q(&inclusion, 0.99),
+            pass(q(&inclusion, 0.99) <= 10.0),
+        ));
         Ok(())
+    }
+}
+
+/// Samples how far the Merkle tree's projection is behind the log while a
+/// load runs.
+struct TreeLag {
+    sampler: tokio::task::JoinHandle<anyhow::Result<(i64, f64)>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    database_url: String,
+    started: (Instant, i64, i64),
+}
+
+/// What [`TreeLag`] saw.
+struct TreeLagReport {
+    events: i64,
+    seconds: f64,
+    max_events: i64,
+    max_seconds: f64,
+    caught_up_ms: f64,
+    heads: i64,
+}
+
+const TREE_LAG: &str = "SELECT (SELECT count(*) FROM events e
+                           WHERE (e.transaction_id, e.position) > (c.transaction_id, c.position)),
+                        coalesce((SELECT extract(epoch FROM clock_timestamp() - min(e.recorded_at))::float8 FROM events e
+                           WHERE (e.transaction_id, e.position) > (c.transaction_id, c.position)), 0)
+                   FROM projection_checkpoints c WHERE c.name = 'merkle_tree'";
+
+async fn log_counts(db: &mut PgConnection) -> anyhow::Result<(i64, i64)> {
+    Ok(
+        sqlx::query_as("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM tree_heads)")
+            .fetch_one(db)
+            .await?,
+    )
+}
+
+impl TreeLag {
+    async fn watch(database_url: &str) -> anyhow::Result<Self> {
+        let mut db = PgConnection::connect(database_url).await?;
+        let (events, heads) = log_counts(&mut db).await?;
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let sampler = tokio::spawn(async move {
+            let (mut max_events, mut max_seconds) = (0i64, 0f64);
+            while !*stopped.borrow() {
+                let (events, seconds): (i64, f64) =
+                    sqlx::query_as(TREE_LAG).fetch_one(&mut db).await?;
+                max_events = max_events.max(events);
+                max_seconds = max_seconds.max(seconds);
+                let _ = tokio::time::timeout(Duration::from_millis(50), stopped.changed()).await;
+            }
+            Ok((max_events, max_seconds))
+        });
+        Ok(Self {
+            sampler,
+            stop,
+            database_url: database_url.to_owned(),
+            started: (Instant::now(), events, heads),
+        })
+    }
+
+    async fn finish(self) -> anyhow::Result<TreeLagReport> {
+        let seconds = self.started.0.elapsed().as_secs_f64();
+        let ended = Instant::now();
+        let mut db = PgConnection::connect(&self.database_url).await?;
+        let (events, _) = log_counts(&mut db).await?;
+        loop {
+            let (behind, _): (i64, f64) = sqlx::query_as(TREE_LAG).fetch_one(&mut db).await?;
+            if behind == 0 || ended.elapsed() > Duration::from_secs(60) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let caught_up_ms = ended.elapsed().as_secs_f64() * 1000.0;
+        let _ = self.stop.send(true);
+        let (max_events, max_seconds) = self.sampler.await??;
+        let (_, heads) = log_counts(&mut db).await?;
+        Ok(TreeLagReport {
+            events: events - self.started.1,
+            seconds,
+            max_events,
+            max_seconds,
+            caught_up_ms,
+            heads: heads - self.started.2,
+        })
     }
 }
 
