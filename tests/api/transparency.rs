@@ -1015,3 +1015,63 @@ async fn events_written_before_macs_are_adopted_once(pool: PgPool) {
     assert_eq!(check.findings[0].what, format!("user {user} event 4"));
     assert_eq!(check.findings[0].reason, "it carries no MAC");
 }
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_key_rotation_beside_live_commits_leaves_every_chain_whole(pool: PgPool) {
+    use authledger::keys::MasterKey;
+    let (one, two) = (MasterKey::generate(), MasterKey::generate());
+    let first = {
+        let one = one.clone();
+        spawn_app_with(pool.clone(), move |c| c.secret_key = Some(one)).await
+    };
+    let mut users = Vec::new();
+    for _ in 0..3 {
+        users.push(first.signed_up().await);
+    }
+    let rotated = {
+        let keys = vec![two.clone(), one.clone()];
+        spawn_app_with(pool.clone(), move |c| {
+            c.secret_key = None;
+            c.secret_keys = keys;
+        })
+        .await
+    };
+    // Wrong passwords race the rotation on every stream it seals again
+    // (four each: under the throttle).
+    let attempts = users.iter().flat_map(|user| {
+        (0..4).map(|_| {
+            rotated.post(
+                "/v1/login/password",
+                json!({"email": user.email, "password": "not the password at all"}),
+            )
+        })
+    });
+    let (report, answers) = tokio::join!(
+        rotated.app.rotate_keys(),
+        futures::future::join_all(attempts)
+    );
+    let report = report.unwrap();
+    assert!(report.failures.is_empty(), "{report:?}");
+    assert!(report.events_resealed > 0, "{report:?}");
+    for answer in answers {
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    }
+    let check = rotated.verify_log().await;
+    assert!(check.findings.is_empty(), "{:?}", check.findings);
+    // What the race appended after its stream was sealed again.
+    rotated.app.rotate_keys().await.unwrap();
+    let remaining = rotated.app.key_uses().await.unwrap();
+    assert!(
+        remaining.iter().all(|used| used.event_macs == 0),
+        "{remaining:?}"
+    );
+
+    // The old key can go: every history still verifies and loads.
+    let only_new = spawn_app_with(pool.clone(), move |c| c.secret_key = Some(two)).await;
+    let check = only_new.verify_log().await;
+    assert!(check.findings.is_empty(), "{:?}", check.findings);
+    for user in &mut users {
+        user.device.sync_with(&only_new.clock);
+        only_new.sign_in_with_totp(user).await;
+    }
+}
