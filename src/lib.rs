@@ -16,5 +16,6 @@ pub mod snapshots;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod timeline;
 pub mod tokens;
 pub mod worker;
