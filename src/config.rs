@@ -569,6 +569,14 @@ pub struct PolicyArgs {
         default_value_t = 3600
     )]
     pub email_change_window_secs: i64,
+    /// Life of the "this wasn't me" link of a new-device notice.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_REPORT_LINK_TTL_SECS",
+        default_value_t = 604800,
+        value_parser = clap::value_parser!(i64).range(3600..)
+    )]
+    pub report_link_ttl_secs: i64,
 }
 
 impl PolicyArgs {
@@ -605,6 +613,7 @@ impl PolicyArgs {
             email_change_revert_window: Duration::seconds(self.email_change_revert_secs),
             email_changes_per_window: self.email_changes_per_window,
             email_change_window: Duration::seconds(self.email_change_window_secs),
+            report_link_ttl: Duration::seconds(self.report_link_ttl_secs),
         }
     }
 }

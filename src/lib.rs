@@ -17,6 +17,7 @@ pub mod snapshots;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod timeline;
 pub mod tokens;
 pub mod transparency;
 pub mod worker;

@@ -410,6 +410,8 @@ pub struct ListedUser {
     pub throttled_until: Option<DateTime<Utc>>,
     pub suspended_at: Option<DateTime<Utc>>,
     pub mfa_reset_due_at: Option<DateTime<Utc>>,
+    /// When the user last reported activity as not theirs.
+    pub reported_at: Option<DateTime<Utc>>,
     pub last_sign_in_at: Option<DateTime<Utc>>,
     pub last_sign_in_method: Option<String>,
     pub key_id: Option<String>,
@@ -436,6 +438,8 @@ pub enum UserFilter {
     PendingMfaReset,
     NoAuthenticator,
     Unverified,
+    /// The user reported activity as not theirs.
+    Reported,
 }
 
 /// Up to `limit` accounts of the `users` read model that pass `filter`,
@@ -457,11 +461,12 @@ pub async fn list_users(
         UserFilter::PendingMfaReset => "pending-mfa-reset",
         UserFilter::NoAuthenticator => "no-authenticator",
         UserFilter::Unverified => "unverified",
+        UserFilter::Reported => "reported",
     };
     sqlx::query_as(
         "SELECT u.user_id, u.email_sealed, u.registered_at, u.email_verified, u.mfa_enrolled_at,
                 u.locked_at, u.throttled_until, u.suspended_at, u.mfa_reset_due_at,
-                u.last_sign_in_at, u.last_sign_in_method, k.key_id, k.nonce, k.wrapped
+                u.reported_at, u.last_sign_in_at, u.last_sign_in_method, k.key_id, k.nonce, k.wrapped
            FROM users u LEFT JOIN user_keys k ON k.user_id = u.user_id
           WHERE ($1::uuid[] IS NULL OR u.user_id = ANY($1))
             AND ($2::timestamptz IS NULL OR (u.registered_at, u.user_id) < ($2, $3))
@@ -471,6 +476,7 @@ pub async fn list_users(
                   WHEN 'pending-mfa-reset' THEN u.mfa_reset_due_at IS NOT NULL
                   WHEN 'no-authenticator' THEN u.mfa_enrolled_at IS NULL
                   WHEN 'unverified' THEN NOT u.email_verified
+                  WHEN 'reported' THEN u.reported_at IS NOT NULL
                   ELSE true
                 END
           ORDER BY u.registered_at DESC, u.user_id DESC

@@ -29,6 +29,8 @@ pub enum TokenKind {
     /// An operator's sign-in to the operators' console: names the role and
     /// credential it was won with, and when it ends.
     StaffSession,
+    /// "This wasn't me", mailed with a new-device notice.
+    Report,
 }
 
 impl TokenKind {
@@ -44,6 +46,7 @@ impl TokenKind {
             Self::EmailChange => "al_newaddr_",
             Self::EmailChangeRevert => "al_undo_",
             Self::StaffSession => "al_staff_",
+            Self::Report => "al_report_",
         }
     }
 
@@ -58,6 +61,7 @@ impl TokenKind {
             Self::EmailChange => b"email-change",
             Self::EmailChangeRevert => b"email-change-revert",
             Self::StaffSession => b"staff-session",
+            Self::Report => b"new-device-report",
         }
     }
 }

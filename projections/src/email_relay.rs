@@ -107,6 +107,11 @@ fn mail_for(event: &E) -> Option<Mail> {
         E::EmailChangeReverted { restored, .. } => {
             Mail::notice(MailKind::EmailChangeRevertedNotice).to(restored)
         }
+        E::SignedInFromNewDevice {
+            report,
+            report_until,
+            ..
+        } => Mail::link(MailKind::NewDeviceSignIn, report, report_until),
         E::MfaEnrolled { .. } => Mail::notice(MailKind::AuthenticatorEnrolled),
         E::MfaReset { .. } => Mail::notice(MailKind::MfaReset),
         E::MfaResetCancelled { reason, .. } => {
@@ -145,7 +150,8 @@ fn mail_for(event: &E) -> Option<Mail> {
         | E::DeviceThrottled { .. }
         | E::AccountSuspended { .. }
         | E::AccountReactivated { .. }
-        | E::SessionsEndedByAdmin { .. } => return None,
+        | E::SessionsEndedByAdmin { .. }
+        | E::ReportedByUser { .. } => return None,
     };
     Some(mail)
 }

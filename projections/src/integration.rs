@@ -56,6 +56,7 @@ pub const TYPES: &[&str] = &[
     "user.email_change_reverted",
     "user.session_ended",
     "user.erased",
+    "user.activity_reported",
 ];
 
 pub struct IntegrationEvents {
@@ -114,6 +115,13 @@ pub enum PublicEvent {
         reason: EndReason,
     },
     Erased {},
+    /// The user said the event at `reported_sequence` of their history was
+    /// not them; the sessions it ended follow as `user.session_ended`.
+    ActivityReported {
+        reported_sequence: u64,
+        /// Through the link of a new-device notice rather than a session.
+        by_link: bool,
+    },
 }
 
 impl PublicEvent {
@@ -138,6 +146,7 @@ impl PublicEvent {
             Self::EmailChangeReverted {} => "user.email_change_reverted",
             Self::SessionEnded { .. } => "user.session_ended",
             Self::Erased {} => "user.erased",
+            Self::ActivityReported { .. } => "user.activity_reported",
         }
     }
 
@@ -191,6 +200,7 @@ pub enum CancelReason {
     DeniedByLink,
     PasswordReset,
     SignInFailed,
+    ReportedByUser,
 }
 
 /// Why a session ended.
@@ -208,6 +218,7 @@ pub enum EndReason {
     EndedByUser,
     EndedByAdmin,
     AccountSuspended,
+    ReportedByUser,
 }
 
 impl From<SignInMethod> for Method {
@@ -247,6 +258,7 @@ impl From<ResetCancellation> for CancelReason {
             ResetCancellation::DeniedByLink => Self::DeniedByLink,
             ResetCancellation::PasswordReset => Self::PasswordReset,
             ResetCancellation::SignInFailed => Self::SignInFailed,
+            ResetCancellation::ReportedByUser => Self::ReportedByUser,
         }
     }
 }
@@ -265,6 +277,7 @@ impl From<SessionEndReason> for EndReason {
             SessionEndReason::EndedByUser => Self::EndedByUser,
             SessionEndReason::EndedByAdmin => Self::EndedByAdmin,
             SessionEndReason::AccountSuspended => Self::AccountSuspended,
+            SessionEndReason::ReportedByUser => Self::ReportedByUser,
         }
     }
 }
@@ -321,6 +334,10 @@ pub fn public_event(event: &E) -> Option<PublicEvent> {
             reason: (*reason).into(),
         },
         E::AccountErased { .. } => P::Erased {},
+        E::ReportedByUser { sequence, link, .. } => P::ActivityReported {
+            reported_sequence: *sequence,
+            by_link: link.is_some(),
+        },
         // Listed rather than matched by `_`, so that a new event cannot
         // stay out of the stream unnoticed. These are steps inside a
         // sign-in or a recovery whose outcome is published (a session, a
@@ -345,6 +362,7 @@ pub fn public_event(event: &E) -> Option<PublicEvent> {
         | E::PasswordResetRequested { .. }
         | E::EmailChangeRequested { .. }
         | E::SecretsResealed { .. }
+        | E::SignedInFromNewDevice { .. }
         | E::SessionsEndedByAdmin { .. } => return None,
     };
     Some(public)
@@ -753,6 +771,11 @@ mod tests {
                 reason: None,
                 at: at(0),
             },
+            E::ReportedByUser {
+                sequence: 12,
+                link: Some(reference),
+                at: at(0),
+            },
         ]
     }
 
@@ -831,6 +854,7 @@ mod tests {
             ResetCancellation::DeniedByLink,
             ResetCancellation::PasswordReset,
             ResetCancellation::SignInFailed,
+            ResetCancellation::ReportedByUser,
         ] {
             events.push(E::MfaResetCancelled { reason, at: at(0) });
         }
@@ -846,6 +870,7 @@ mod tests {
             SessionEndReason::EndedByUser,
             SessionEndReason::EndedByAdmin,
             SessionEndReason::AccountSuspended,
+            SessionEndReason::ReportedByUser,
         ] {
             events.push(E::SessionEnded {
                 session,

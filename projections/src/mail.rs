@@ -20,8 +20,9 @@ use uuid::Uuid;
 
 /// What a mail is about. Each says what happened and what to do if it was
 /// not the account's owner. `SignInLink`, `VerifyEmail`,
-/// `PasswordResetLink`, `MfaResetRequested`, `EmailChangeConfirm` and
-/// `EmailChangedNotice` carry a link; the others are notices.
+/// `PasswordResetLink`, `MfaResetRequested`, `EmailChangeConfirm`,
+/// `EmailChangedNotice` and `NewDeviceSignIn` carry a link; the others are
+/// notices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MailKind {
@@ -60,6 +61,9 @@ pub enum MailKind {
     /// To the address the undo took away: its owner may have moved away
     /// from a mailbox someone else reads, who just took the account back.
     EmailChangeUndoneNotice,
+    /// A sign-in from a browser new to the account; its link ("this wasn't
+    /// me") ends every session and reports it.
+    NewDeviceSignIn,
 }
 
 /// A mail to send. It holds no secret and nothing plain about the user: a

@@ -91,6 +91,11 @@ pub enum UsersOp {
     Unlocked {
         user: Uuid,
     },
+    /// The user reported activity of theirs as not them.
+    Reported {
+        user: Uuid,
+        at: DateTime<Utc>,
+    },
     /// The account and its sessions leave the model.
     Erased {
         user: Uuid,
@@ -171,6 +176,10 @@ pub fn reduce(user: Uuid, event: &E) -> Vec<UsersOp> {
         },
         E::AccountUnlocked { .. } => UsersOp::Unlocked { user },
         E::AccountErased { .. } => UsersOp::Erased { user },
+        E::ReportedByUser { at, .. } => UsersOp::Reported {
+            user,
+            at: micros(at),
+        },
         _ => return Vec::new(),
     };
     vec![op]
@@ -395,6 +404,10 @@ mod tests {
                 at: at(),
             },
             UsersOp::Unlocked { user: user() },
+            UsersOp::Reported {
+                user: user(),
+                at: at(),
+            },
             UsersOp::Erased { user: user() },
         ];
         let names: Vec<String> = ops
@@ -425,11 +438,12 @@ mod tests {
                 "throttled",
                 "locked",
                 "unlocked",
+                "reported",
                 "erased",
             ]
         );
         // The newest definition of the function takes every one of them.
-        let apply = include_str!("../../migrations/0007_operators_read_model.sql");
+        let apply = include_str!("../../migrations/0010_reported_activity.sql");
         for name in names {
             assert!(apply.contains(&format!("WHEN '{name}' THEN")), "{name}");
         }

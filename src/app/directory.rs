@@ -40,6 +40,8 @@ pub struct UserSummary {
     pub throttled_until: Option<DateTime<Utc>>,
     pub suspended_at: Option<DateTime<Utc>>,
     pub mfa_reset_due_at: Option<DateTime<Utc>>,
+    /// When the user last reported activity as not theirs.
+    pub reported_at: Option<DateTime<Utc>>,
     pub last_sign_in_at: Option<DateTime<Utc>>,
     pub last_sign_in_method: Option<String>,
 }
@@ -60,6 +62,9 @@ pub struct UserDetail {
     pub sessions: Vec<SessionView>,
     /// The newest events, newest first.
     pub recent: Vec<AuditEvent>,
+    /// When the user last reported activity as not theirs, as the `users`
+    /// read model has it.
+    pub reported_at: Option<DateTime<Utc>>,
 }
 
 const DEFAULT_PAGE: i64 = 50;
@@ -168,12 +173,23 @@ impl App {
         let recent = audit::recent_history(&self.pool, &self.opener(), user, RECENT_EVENTS)
             .await
             .map_err(AppError::Internal)?;
+        let listed = store::list_users(
+            &self.pool,
+            UserFilter::All,
+            Some(&[user]),
+            None,
+            self.now(),
+            1,
+        )
+        .await
+        .map_err(unavailable)?;
         Ok(UserDetail {
             user_id: user,
             email,
             state: state.audit_state(self.now(), self.policy()),
             sessions,
             recent,
+            reported_at: listed.first().and_then(|row| row.reported_at),
         })
     }
 
@@ -193,6 +209,7 @@ impl App {
             throttled_until: row.throttled_until.filter(|until| *until > self.now()),
             suspended_at: row.suspended_at,
             mfa_reset_due_at: row.mfa_reset_due_at,
+            reported_at: row.reported_at,
             last_sign_in_at: row.last_sign_in_at,
             last_sign_in_method: row.last_sign_in_method.clone(),
         }

@@ -108,6 +108,14 @@ pub enum AppError {
     AlreadyVerified,
     #[error("too many verification mails for this address")]
     VerificationMailsExhausted,
+    #[error("the link to report a sign-in is no longer valid")]
+    ReportLinkInvalid,
+    #[error("this activity was reported already")]
+    AlreadyReported,
+    #[error("only a sign-in or a change of credentials can be reported")]
+    NotReportable,
+    #[error("no such activity of this account")]
+    UnknownActivity,
     /// The client credential of an introspection is missing or unknown.
     #[error("a valid client credential is required")]
     InvalidClient,
@@ -210,6 +218,9 @@ impl App {
                 E::NotSuspended => AppError::NotSuspended,
                 E::AlreadyVerified => AppError::AlreadyVerified,
                 E::VerificationMailsExhausted => AppError::VerificationMailsExhausted,
+                E::ReportLinkInvalid => AppError::ReportLinkInvalid,
+                E::AlreadyReported => AppError::AlreadyReported,
+                E::NotReportable => AppError::NotReportable,
                 E::Overloaded => AppError::overloaded(),
                 E::Service(cause) => AppError::Internal(anyhow::anyhow!(cause)),
             },

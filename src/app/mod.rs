@@ -2,6 +2,7 @@
 //! is (the JSON API, the web console, the command line). Each takes plain
 //! inputs, runs a command through the bus or reads the log, and answers a
 //! typed outcome or an [`AppError`]. The edges only translate.
+mod activity;
 mod admin;
 mod audit;
 mod directory;
@@ -28,6 +29,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+pub use activity::{ActivityEntry, ActivityPage, ActivityPageSize, Reported};
 pub use admin::{AdminAction, AdminDone};
 pub use audit::{AuditPage, EventFilter, History, PageSize};
 pub use directory::{Filter as UserFilter, UserDetail, UserPage, UserQuery, UserSummary};

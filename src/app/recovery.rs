@@ -146,6 +146,8 @@ pub enum LinkKind {
     ResetDenial,
     EmailChange,
     EmailChangeRevert,
+    /// "This wasn't me" of a new-device notice.
+    Report,
 }
 
 impl LinkKind {
@@ -157,6 +159,7 @@ impl LinkKind {
             Self::ResetDenial => MailedLink::ResetDenial,
             Self::EmailChange => MailedLink::EmailChange,
             Self::EmailChangeRevert => MailedLink::EmailChangeRevert,
+            Self::Report => MailedLink::Report,
         }
     }
 
@@ -168,6 +171,7 @@ impl LinkKind {
             Self::ResetDenial => TokenKind::ResetDenial,
             Self::EmailChange => TokenKind::EmailChange,
             Self::EmailChangeRevert => TokenKind::EmailChangeRevert,
+            Self::Report => TokenKind::Report,
         }
     }
 }

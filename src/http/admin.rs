@@ -152,7 +152,7 @@ pub struct UsersQuery {
     email: Option<String>,
     /// The start of an address, any case. Addresses are stored sealed, so a prefix search opens each account's address in memory: it costs a read of the whole list.
     prefix: Option<String>,
-    /// `locked` (or throttled), `suspended`, `pending-mfa-reset`, `no-authenticator` or `unverified`.
+    /// `locked` (or throttled), `suspended`, `pending-mfa-reset`, `no-authenticator`, `unverified` or `reported` (the user said some activity was not them).
     filter: Option<String>,
     /// Cursor: the previous page's `next`.
     after: Option<String>,
@@ -182,6 +182,8 @@ pub struct UserItem {
     suspended_at: Option<DateTime<Utc>>,
     /// When a waiting MFA reset takes effect.
     pending_mfa_reset_at: Option<DateTime<Utc>>,
+    /// When the user last reported a sign-in or a change as not theirs.
+    reported_at: Option<DateTime<Utc>>,
     last_sign_in_at: Option<DateTime<Utc>>,
     last_sign_in_method: Option<String>,
 }
@@ -199,6 +201,7 @@ impl From<app::UserSummary> for UserItem {
             throttled_until: u.throttled_until,
             suspended_at: u.suspended_at,
             pending_mfa_reset_at: u.mfa_reset_due_at,
+            reported_at: u.reported_at,
             last_sign_in_at: u.last_sign_in_at,
             last_sign_in_method: u.last_sign_in_method,
         }
@@ -214,8 +217,9 @@ pub fn parse_filter(filter: Option<&str>) -> Result<UserFilter> {
         "pending-mfa-reset" => UserFilter::PendingMfaReset,
         "no-authenticator" => UserFilter::NoAuthenticator,
         "unverified" => UserFilter::Unverified,
+        "reported" => UserFilter::Reported,
         _ => return Err(ApiError::invalid_query().with_detail(
-            "filter is one of locked, suspended, pending-mfa-reset, no-authenticator, unverified",
+            "filter is one of locked, suspended, pending-mfa-reset, no-authenticator, unverified, reported",
         )),
     })
 }
@@ -263,6 +267,9 @@ pub struct UserPage {
     sessions: Vec<SessionItem>,
     /// The newest 20 events, newest first.
     recent_events: Vec<AuditEvent>,
+    /// When the user last reported a sign-in or a change as not theirs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reported_at: Option<DateTime<Utc>>,
 }
 
 /// One account now: its state, its live sessions, its newest events.
@@ -288,5 +295,6 @@ pub async fn user_detail(
         state: MfaState::of(detail.user_id, now, &detail.state),
         sessions: session_items(detail.sessions),
         recent_events: detail.recent,
+        reported_at: detail.reported_at,
     }))
 }

@@ -399,6 +399,34 @@ impl ApiError {
             "This needs a session won with the authenticator or the recovery code",
         )
     }
+    pub fn report_link_invalid() -> Self {
+        Self::new(
+            StatusCode::GONE,
+            "report-link-invalid",
+            "The link to report this sign-in has expired",
+        )
+    }
+    pub fn already_reported() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "already-reported",
+            "This activity was reported already",
+        )
+    }
+    pub fn not_reportable() -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not-reportable",
+            "Only a sign-in or a change of credentials can be reported",
+        )
+    }
+    pub fn unknown_activity() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "unknown-activity",
+            "No such activity of your account",
+        )
+    }
     pub fn unknown_session() -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
@@ -598,6 +626,10 @@ impl From<&AppError> for ApiError {
             E::NotSuspended => Self::not_suspended(),
             E::AlreadyVerified => Self::already_verified(),
             E::VerificationMailsExhausted => Self::verification_mails_exhausted(),
+            E::ReportLinkInvalid => Self::report_link_invalid(),
+            E::AlreadyReported => Self::already_reported(),
+            E::NotReportable => Self::not_reportable(),
+            E::UnknownActivity => Self::unknown_activity(),
             E::InvalidClient => Self::invalid_client(),
             E::Contended => Self::contended(),
             E::Overloaded { retry_after_secs } => Self::overloaded(*retry_after_secs),

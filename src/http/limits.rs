@@ -211,7 +211,9 @@ pub fn route_class(method: &Method, path: &str) -> Option<RouteClass> {
         | "/verify-email"
         | "/forgot-password"
         | "/reset-password" => Some(C::Password),
-        "/v1/mfa-reset/deny" | "/mfa-reset/deny" => Some(C::SecondFactor),
+        "/v1/mfa-reset/deny" | "/mfa-reset/deny" | "/v1/report" | "/report" => {
+            Some(C::SecondFactor)
+        }
         "/sign-out" => Some(C::Session),
         _ if path.starts_with("/v1/login/") || path.starts_with("/sign-in/") => {
             Some(C::SecondFactor)
@@ -522,6 +524,10 @@ mod tests {
             (&post, "/sign-in/enroll/new", Some(C::SecondFactor)),
             (&post, "/sign-in/email-link", Some(C::SecondFactor)),
             (&post, "/mfa-reset/deny", Some(C::SecondFactor)),
+            (&post, "/v1/report", Some(C::SecondFactor)),
+            (&post, "/report", Some(C::SecondFactor)),
+            (&get, "/v1/report", None),
+            (&post, "/v1/me/activity/3/report", Some(C::Session)),
             (&get, "/v1/me", Some(C::Session)),
             (&post, "/v1/me/password", Some(C::Session)),
             (&post, "/v1/logout", Some(C::Session)),

@@ -1,5 +1,6 @@
 //! The HTTP API: one module per resource, merged here with the OpenAPI
 //! document generated from the same handlers, so the two cannot drift.
+mod activity;
 mod admin;
 mod audit;
 mod console;
@@ -127,6 +128,12 @@ fn routes(with_metrics: bool) -> OpenApiRouter<ApiContext> {
         .routes(routes!(sessions::end))
         .routes(routes!(sessions::end_others))
         .routes(routes!(sessions::introspect))
+        .routes(routes!(activity::list))
+        .routes(routes!(activity::report))
+        .routes(routes!(
+            console::activity::report_page,
+            activity::report_by_link
+        ))
         .routes(routes!(identity::change_email))
         .routes(routes!(
             console::identity::email_change_page,

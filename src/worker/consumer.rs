@@ -622,6 +622,11 @@ mod tests {
                 "https://auth.example.com/v1/me/email/revert?token=al_undo_",
                 TokenKind::EmailChangeRevert,
             ),
+            (
+                MailKind::NewDeviceSignIn,
+                "https://auth.example.com/v1/report?token=al_report_",
+                TokenKind::Report,
+            ),
         ] {
             let url = link_url(
                 &tokens,

@@ -39,6 +39,7 @@ pub(super) fn link_target(kind: MailKind) -> Option<LinkTarget> {
         MailKind::MfaResetRequested => target(TokenKind::ResetDenial, "/v1/mfa-reset/deny"),
         MailKind::EmailChangeConfirm => target(TokenKind::EmailChange, "/v1/me/email/confirm"),
         MailKind::EmailChangedNotice => target(TokenKind::EmailChangeRevert, "/v1/me/email/revert"),
+        MailKind::NewDeviceSignIn => target(TokenKind::Report, "/v1/report"),
         MailKind::AuthenticatorEnrolled
         | MailKind::MfaReset
         | MailKind::RecoveryCodeUsed
@@ -182,6 +183,7 @@ pub(super) fn render(
                 ResetCancellation::DeniedByLink => "the link in the mail that announced it was opened, and every session was signed out",
                 ResetCancellation::PasswordReset => "the password was reset with a mailed link, which stops any reset asked before it",
                 ResetCancellation::SignInFailed => "a sign-in to your account failed while it waited, so whoever asked for it must ask again",
+                ResetCancellation::ReportedByUser => "activity on your account was reported as not yours, and every session was signed out",
             };
             (
                 "The reset of your multi-factor authentication was cancelled",
@@ -272,6 +274,22 @@ pub(super) fn render(
                 Block::Text("If you did not open that link, someone can read your mail at this address: tell your administrator now.".into()),
             ],
         ),
+        // Whoever signed in may hold the password and the authenticator:
+        // the link ends their session before anything else.
+        MailKind::NewDeviceSignIn => {
+            let (until, url) = link()?;
+            let until = moment(until);
+            (
+                "New sign-in to your account",
+                vec![
+                    Block::Text(format!("Your account was signed in at {when}, {origin}, a browser it had not been signed in from before.")),
+                    Block::Text("If this was you, there is nothing to do.".into()),
+                    Block::Text(format!("If this was not you, open this link (it works once, until {until}) to sign out every session and report it:")),
+                    Block::Link(url),
+                    Block::Text("Then change your password: whoever signed in knows it.".into()),
+                ],
+            )
+        }
         MailKind::EmailChangeUndoneNotice => (
             "Your account no longer uses this email address",
             vec![
@@ -405,6 +423,7 @@ mod tests {
     const DENY: &str = "https://auth.example.com/v1/mfa-reset/deny?token=al_deny_cdefmnop";
     const CONFIRM: &str = "https://auth.example.com/v1/me/email/confirm?token=al_newaddr_qrst";
     const REVERT: &str = "https://auth.example.com/v1/me/email/revert?token=al_undo_uvwx";
+    const REPORT: &str = "https://auth.example.com/v1/report?token=al_report_yzab";
     const LINUX: &str = "Mozilla/5.0 (X11; Linux x86_64)";
 
     /// 2026-03-01 12:00 UTC.
@@ -441,6 +460,10 @@ mod tests {
             MailKind::EmailChangedNotice,
             MailKind::EmailChangeRevertedNotice,
             MailKind::EmailChangeUndoneNotice,
+            MailKind::NewDeviceSignIn,
+            MailKind::MfaResetCancelled {
+                reason: ResetCancellation::ReportedByUser,
+            },
         ]
     }
 
@@ -491,6 +514,7 @@ mod tests {
             TokenKind::ResetDenial => Some(DENY),
             TokenKind::EmailChange => Some(CONFIRM),
             TokenKind::EmailChangeRevert => Some(REVERT),
+            TokenKind::Report => Some(REPORT),
             TokenKind::LoginAttempt | TokenKind::Session | TokenKind::StaffSession => None,
         }
     }
@@ -785,6 +809,24 @@ mod tests {
     }
 
     #[test]
+    fn the_new_device_notice_says_when_where_and_which_browser_and_carries_the_report_link() {
+        let mail = render(
+            &link_mail(MailKind::NewDeviceSignIn, chrono::Duration::days(7)),
+            &from("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
+            Some(REPORT),
+        )
+        .unwrap();
+        assert_eq!(mail.subject, "New sign-in to your account");
+        for words in [
+            "Your account was signed in at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (Firefox on Linux), a browser it had not been signed in from before.",
+            "open this link (it works once, until 2026-03-08 12:00 UTC) to sign out every session and report it:",
+        ] {
+            assert_says(&mail, words);
+        }
+        assert_carries(&mail, REPORT);
+    }
+
+    #[test]
     fn a_cancelled_reset_says_why_in_words_of_its_reason() {
         for (reason, why) in [
             (
@@ -908,6 +950,7 @@ mod tests {
                 MailKind::EmailChangeUndoneNotice,
                 "Your account no longer uses this email address",
             ),
+            (MailKind::NewDeviceSignIn, "New sign-in to your account"),
         ];
         for (kind, subject) in expected {
             // A URL offered to a notice is not shown.

@@ -281,6 +281,7 @@ async fn json_routes(app: &TestApp, user: &SignedIn) -> Vec<JsonRoute> {
             "/v1/mfa-reset/deny",
             &[("token", link(TokenKind::ResetDenial))],
         ),
+        route("/v1/report", &[("token", link(TokenKind::Report))]),
         route(
             "/v1/login/password",
             &[("email", email.clone()), ("password", password.clone())],
@@ -634,6 +635,7 @@ async fn mailed_link_pages_answer_hostile_tokens_with_a_4xx_page(pool: PgPool) {
             "/v1/users/verify",
             "/v1/password/reset",
             "/v1/mfa-reset/deny",
+            "/v1/report",
             "/v1/login/email-link",
         ] {
             for query in queries {

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod activity;
 mod audit;
 mod bad_input;
 mod console;

@@ -33,6 +33,18 @@ async fn the_openapi_document_describes_every_route(pool: PgPool) {
         ),
         ("/v1/mfa-reset/deny", "get", vec!["200", "400"]),
         ("/v1/mfa-reset/deny", "post", vec!["200", "401", "410"]),
+        ("/v1/report", "get", vec!["200", "400"]),
+        (
+            "/v1/report",
+            "post",
+            vec!["200", "401", "409", "410", "422"],
+        ),
+        ("/v1/me/activity", "get", vec!["200", "400", "401"]),
+        (
+            "/v1/me/activity/{sequence}/report",
+            "post",
+            vec!["200", "401", "404", "409", "422"],
+        ),
         ("/v1/me/mfa/reset/cancel", "post", vec!["204", "401", "409"]),
         (
             "/v1/me/password",

@@ -561,3 +561,88 @@ async fn an_operator_finds_a_locked_account_by_its_start_and_acts_on_it_by_click
     assert_eq!(browser.path().await, "/admin/sign-in");
     browser.quit().await;
 }
+
+/// A sign-in from a browser the account has not seen is mailed; the
+/// timeline on My Profile shows it; "This wasn't me" there ends every
+/// session, this one too, and calls off the reset someone asked for from a
+/// mailed link; so does the link in the notice.
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_new_browser_is_mailed_and_this_wasnt_me_signs_everyone_out_by_clicks(pool: PgPool) {
+    let app = spawn_console(pool).await;
+    let mut user = app.signed_up().await;
+    let browser = Chromium::start().await;
+    browser.goto(&app.url("/sign-in")).await;
+    sign_in_with_code(&browser, &mut user).await;
+    let report_link = mailed_link(&app, &user.email, "/v1/report").await;
+    let notice = mails_to(&user.email)
+        .await
+        .into_iter()
+        .find(|mail| mail["subject"] == "New sign-in to your account")
+        .expect("the new-device notice");
+    assert!(notice["text"]
+        .as_str()
+        .unwrap()
+        .contains("from IP address 127.0.0.1 (Chrome on Linux)"));
+
+    // Someone with the password and the inbox asks for a reset.
+    let theirs = app.sign_in_with_email_link(&user.email).await;
+    let asked = app
+        .post_session_json("/v1/me/mfa/reset", &theirs, serde_json::json!({}))
+        .await;
+    assert_eq!(asked.status(), reqwest::StatusCode::ACCEPTED);
+
+    browser.click_on("Security activity").await;
+    look(&browser, "Security activity", "34-security-activity").await;
+    let timeline = browser.text("ol.activity").await;
+    assert!(timeline.contains("New device"), "{timeline}");
+    assert!(
+        timeline.contains("Signed in with a code from the authenticator app"),
+        "{timeline}"
+    );
+    assert!(
+        timeline.contains("A reset of multi-factor authentication was requested"),
+        "{timeline}"
+    );
+    // The newest entry that can be reported is the reset's request.
+    browser.click_on("This wasn't me").await;
+    assert_eq!(browser.path().await, "/sign-in");
+    assert!(browser
+        .text(".notice")
+        .await
+        .starts_with("Thank you: it is reported"));
+    assert_eq!(
+        app.me(&theirs).await.status(),
+        reqwest::StatusCode::UNAUTHORIZED
+    );
+    let user_id = app.user_id(&user.email).await;
+    let state: serde_json::Value = app
+        .client
+        .get(app.url(&format!("/v1/audit/users/{user_id}/state")))
+        .bearer_auth(AUDITOR_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(state["pending_mfa_reset_at"].is_null(), "{state}");
+    assert!(
+        state["live_sessions"].as_array().unwrap().is_empty(),
+        "{state}"
+    );
+
+    // The notice's link opens a page that asks first, then reports.
+    let again = app.sign_in_with_totp(&mut user).await;
+    browser.goto(&report_link).await;
+    look(&browser, "Was this sign-in not you?", "35-report-sign-in").await;
+    assert_eq!(browser.text("#link-account").await, user.email);
+    browser.click_on("It wasn't me: sign out everywhere").await;
+    assert_eq!(browser.path().await, "/sign-in");
+    assert_eq!(
+        app.me(&again).await.status(),
+        reqwest::StatusCode::UNAUTHORIZED
+    );
+
+    browser.quit().await;
+    app.remove_topology().await;
+}

@@ -3,6 +3,7 @@ use uuid::Uuid;
 use super::admin_reason::AdminReason;
 use super::device::DeviceDigest;
 use super::email::Email;
+use super::events::UserAuthEvent;
 use super::password::{NewPassword, Password};
 use super::recovery_code::RecoveryCode;
 use super::reference::Reference;
@@ -154,6 +155,30 @@ pub enum UserAuthCommand {
     /// Seals again with the current server key each secret sealed with an
     /// older one, so that the older key can be retired.
     ResealSecrets,
+    /// "This wasn't me": the user says `reported` was not them.
+    ReportActivity {
+        reported: ReportedActivity,
+        by: Reporter,
+    },
+}
+
+/// An event of the user's own stream, as the caller read it from the log,
+/// with its sequence there: the rule judges whether it may be reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedActivity {
+    pub sequence: u64,
+    /// Boxed: an event is larger than any other command.
+    pub event: Box<UserAuthEvent>,
+}
+
+/// Through what a report came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reporter {
+    /// One of the user's live sessions, of any assurance: whoever lost
+    /// their authenticator must still be able to say so.
+    Session(Reference),
+    /// The link mailed with a new-device notice, about that sign-in.
+    Link(Reference),
 }
 
 /// Who asks for an account to be erased.

@@ -60,6 +60,12 @@ pub enum UserAuthError {
     AlreadyVerified,
     #[error("too many verification mails for this address; try again later")]
     VerificationMailsExhausted,
+    #[error("the link to report a sign-in is no longer valid")]
+    ReportLinkInvalid,
+    #[error("this activity was reported already")]
+    AlreadyReported,
+    #[error("only a sign-in or a change of credentials can be reported")]
+    NotReportable,
     /// A service the rule needed (the password hasher) is at capacity and
     /// refused the work before it began: nothing was decided, so nothing
     /// counts against the account.

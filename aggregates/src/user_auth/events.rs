@@ -258,6 +258,26 @@ pub enum UserAuthEvent {
         reason: Sealed,
         at: DateTime<Utc>,
     },
+    /// Session `session` (its `SessionStarted` just before) was won from a
+    /// browser this account had not signed in from, on an account that had
+    /// signed in before. `report` is the reference of the "this wasn't me"
+    /// link mailed with the notice, usable until `report_until`.
+    SignedInFromNewDevice {
+        session: Reference,
+        report: Reference,
+        report_until: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    /// The user said that the event at `sequence` of their stream (a
+    /// sign-in or a change of credentials) was not them, from one of their
+    /// sessions or through the mailed link `link`. Followed by the end of
+    /// every session and of a waiting MFA reset.
+    ReportedByUser {
+        sequence: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        link: Option<Reference>,
+        at: DateTime<Utc>,
+    },
 }
 
 /// Why a pending MFA reset did not happen.
@@ -275,6 +295,8 @@ pub enum ResetCancellation {
     PasswordReset,
     /// A factor failed while the reset waited.
     SignInFailed,
+    /// The user reported activity of theirs that was not them.
+    ReportedByUser,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -338,6 +360,8 @@ pub enum SessionEndReason {
     EndedByAdmin,
     /// An administrator suspended the account.
     AccountSuspended,
+    /// The user reported activity of theirs that was not them.
+    ReportedByUser,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -388,7 +412,9 @@ impl UserAuthEvent {
             | Self::SecretsResealed { at, .. }
             | Self::AccountSuspended { at, .. }
             | Self::AccountReactivated { at, .. }
-            | Self::SessionsEndedByAdmin { at, .. } => *at,
+            | Self::SessionsEndedByAdmin { at, .. }
+            | Self::SignedInFromNewDevice { at, .. }
+            | Self::ReportedByUser { at, .. } => *at,
         }
     }
 
@@ -433,6 +459,8 @@ impl UserAuthEvent {
             Self::AccountSuspended { .. } => "AccountSuspended",
             Self::AccountReactivated { .. } => "AccountReactivated",
             Self::SessionsEndedByAdmin { .. } => "SessionsEndedByAdmin",
+            Self::SignedInFromNewDevice { .. } => "SignedInFromNewDevice",
+            Self::ReportedByUser { .. } => "ReportedByUser",
         }
     }
 }
@@ -476,6 +504,14 @@ mod tests {
                 "email_change_reverted",
             ),
             (to_value(SessionEndReason::AccountErased), "account_erased"),
+            (
+                to_value(SessionEndReason::ReportedByUser),
+                "reported_by_user",
+            ),
+            (
+                to_value(ResetCancellation::ReportedByUser),
+                "reported_by_user",
+            ),
         ];
         for (stored, name) in cases {
             assert_eq!(stored.unwrap(), json!(name));

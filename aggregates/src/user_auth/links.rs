@@ -24,6 +24,8 @@ pub enum MailedLink {
     /// "This wasn't me" for a change of address, mailed to the old one
     /// (`RevertEmailChange`).
     EmailChangeRevert,
+    /// "This wasn't me" for a sign-in from a new device (`ReportActivity`).
+    Report,
 }
 
 impl UserAuth {
@@ -73,6 +75,9 @@ impl UserAuth {
                 .revertible_email_changes
                 .iter()
                 .any(|change| &change.revert == reference && now < change.until),
+            MailedLink::Report => self
+                .report_link(reference)
+                .is_some_and(|link| !link.used && now < link.until),
         }
     }
 

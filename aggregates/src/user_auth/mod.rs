@@ -22,7 +22,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 
 pub use admin_reason::{AdminReason, InvalidAdminReason};
-pub use commands::{ErasureRequest, UserAuthCommand};
+pub use commands::{ErasureRequest, ReportedActivity, Reporter, UserAuthCommand};
 pub use device::DeviceDigest;
 pub use email::{Email, InvalidEmail};
 pub use error::UserAuthError;
@@ -173,6 +173,7 @@ impl UserAuth {
             C::SuspendAccount { reason } => self.suspend(reason, s, now),
             C::ReactivateAccount { reason } => self.reactivate(reason, s, now),
             C::ResendVerification { reason } => self.resend_verification(reason, s, now),
+            C::ReportActivity { reported, by } => self.report_activity(reported, by, s, now),
         }
     }
 }

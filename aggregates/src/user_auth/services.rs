@@ -149,6 +149,9 @@ pub struct Policy {
     /// address of the requester's choosing.
     pub email_changes_per_window: usize,
     pub email_change_window: Duration,
+    /// How long the "this wasn't me" link of a new-device notice can be
+    /// used.
+    pub report_link_ttl: Duration,
 }
 
 impl Policy {

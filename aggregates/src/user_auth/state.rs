@@ -52,6 +52,34 @@ pub struct UserAuth {
     /// Set by an administrator's suspension, until a reactivation.
     #[serde(default)]
     pub(super) suspended: bool,
+    /// Whether a session was ever started: the first sign-in of an account
+    /// has no device to compare with. A snapshot from before this was kept
+    /// reads as signed in before, so that no new device goes unmailed.
+    #[serde(default = "signed_in_before_unknown")]
+    pub(super) signed_in_before: bool,
+    /// The "this wasn't me" links of new-device notices, oldest first.
+    #[serde(default)]
+    pub(super) report_links: Vec<ReportLink>,
+    /// The sequences of the events reported, newest last.
+    #[serde(default)]
+    pub(super) reported: Vec<u64>,
+}
+
+fn signed_in_before_unknown() -> bool {
+    true
+}
+
+/// How many report links and reported sequences are kept.
+const REPORT_HISTORY: usize = 32;
+
+/// The "this wasn't me" link of a sign-in from a new device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct ReportLink {
+    pub reference: Reference,
+    /// The session whose sign-in it reports.
+    pub session: Reference,
+    pub until: DateTime<Utc>,
+    pub used: bool,
 }
 
 /// How many known devices are kept; an older one falls out and counts as
@@ -307,6 +335,19 @@ impl UserAuth {
         self.throttled_until.filter(|until| now < *until)
     }
 
+    /// Whether the event at `sequence` of this account's stream was
+    /// reported as not its user's (among the newest reports).
+    pub fn was_reported(&self, sequence: u64) -> bool {
+        self.reported.contains(&sequence)
+    }
+
+    /// The report link named by `reference`, used or not.
+    pub(super) fn report_link(&self, reference: &Reference) -> Option<&ReportLink> {
+        self.report_links
+            .iter()
+            .find(|link| &link.reference == reference)
+    }
+
     /// The known device `device` names, if it completed a sign-in here.
     pub(super) fn known_device(&self, device: Option<&DeviceDigest>) -> Option<&KnownDevice> {
         let device = device?;
@@ -478,6 +519,7 @@ impl UserAuth {
                 self.pending_enrollment = None;
                 self.consecutive_failures = 0;
                 self.throttled_until = None;
+                self.signed_in_before = true;
                 if aal == Assurance::Aal2 {
                     self.email_link_disabled = false;
                 }
@@ -564,7 +606,10 @@ impl UserAuth {
             }
             E::MfaResetCancelled { reason, .. } => {
                 self.pending_mfa_reset = None;
-                if reason == ResetCancellation::DeniedByLink {
+                if matches!(
+                    reason,
+                    ResetCancellation::DeniedByLink | ResetCancellation::ReportedByUser
+                ) {
                     // Whoever asked still has the password and the mailbox.
                     // A link already mailed would sign them in all the same.
                     self.email_link_disabled = true;
@@ -651,6 +696,36 @@ impl UserAuth {
             }
             E::AccountReactivated { .. } => self.suspended = false,
             E::SessionsEndedByAdmin { .. } => {}
+            E::SignedInFromNewDevice {
+                session,
+                report,
+                report_until,
+                at,
+            } => {
+                // Links past their time can never be used again; dropping
+                // them keeps the state (and snapshots) small.
+                self.report_links.retain(|link| link.until > at);
+                self.report_links.push(ReportLink {
+                    reference: report,
+                    session,
+                    until: report_until,
+                    used: false,
+                });
+                let excess = self.report_links.len().saturating_sub(REPORT_HISTORY);
+                self.report_links.drain(..excess);
+            }
+            E::ReportedByUser { sequence, link, .. } => {
+                if let Some(held) = self
+                    .report_links
+                    .iter_mut()
+                    .find(|held| Some(held.reference) == link)
+                {
+                    held.used = true;
+                }
+                self.reported.push(sequence);
+                let excess = self.reported.len().saturating_sub(REPORT_HISTORY);
+                self.reported.drain(..excess);
+            }
             E::AccountErased { .. } => {
                 // Only the account record stays, to say whose stream this
                 // is; its address is sealed with the key erasure deletes.

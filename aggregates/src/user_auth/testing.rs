@@ -17,10 +17,10 @@ use super::{
 pub(crate) use super::{
     Actor, AdminReason, Assurance, Consequence, Decided, Email, ErasureRequest, FailedFactor,
     NewPassword, Password, PasswordCheck, PasswordHash, PasswordHasher, Policy, RecoveryCode,
-    Reference, Registration, Rejection, ResetCancellation, SealPurpose, Sealed, SecondFactor,
-    SecretKeeper, SessionEndReason, SignInMethod, StartedSession, TotpCode, TotpRejection,
-    TotpSecret, UserAuth, UserAuthCommand, UserAuthError, UserAuthEvent, UserAuthEvent as E,
-    UserAuthServices, Verdict,
+    Reference, Registration, Rejection, ReportedActivity, Reporter, ResetCancellation, SealPurpose,
+    Sealed, SecondFactor, SecretKeeper, SessionEndReason, SignInMethod, StartedSession, TotpCode,
+    TotpRejection, TotpSecret, UserAuth, UserAuthCommand, UserAuthError, UserAuthEvent,
+    UserAuthEvent as E, UserAuthServices, Verdict,
 };
 
 pub(crate) type Framework = TestFramework<UserAuth>;
@@ -185,6 +185,7 @@ pub(crate) fn policy() -> Policy {
         email_change_revert_window: Duration::hours(72),
         email_changes_per_window: 3,
         email_change_window: Duration::hours(1),
+        report_link_ttl: Duration::days(7),
     }
 }
 
@@ -395,6 +396,17 @@ pub(crate) fn session_started(n: u64, method: SignInMethod, now: DateTime<Utc>) 
         method,
         aal: method.assurance(),
         expires_at: now + Duration::hours(12),
+        at: now,
+    }
+}
+
+/// What a sign-in from a browser the account does not know records after
+/// its session `session`: the notice's report link `report`, for 7 days.
+pub(crate) fn new_device(session: u64, report: u64, now: DateTime<Utc>) -> UserAuthEvent {
+    E::SignedInFromNewDevice {
+        session: reference(session),
+        report: reference(report),
+        report_until: now + Duration::days(7),
         at: now,
     }
 }

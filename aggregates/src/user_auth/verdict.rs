@@ -111,6 +111,12 @@ pub enum Verdict {
     SessionEnded,
     /// An administrator had a new verification link mailed.
     VerificationResent,
+    /// A report was recorded, every session ended, and a waiting MFA reset
+    /// was called off if there was one.
+    Reported {
+        sessions_ended: usize,
+        reset_cancelled: bool,
+    },
 }
 
 /// What became of a registration.

@@ -167,13 +167,14 @@ struct ListParams {
     after: Option<String>,
 }
 
-const FILTERS: [(&str, &str); 6] = [
+const FILTERS: [(&str, &str); 7] = [
     ("all", "Everyone"),
     ("locked", "Locked or throttled"),
     ("suspended", "Suspended"),
     ("pending-mfa-reset", "MFA reset waiting"),
     ("no-authenticator", "No authenticator"),
     ("unverified", "Address not confirmed"),
+    ("reported", "Reported by the user"),
 ];
 
 async fn list_page(
@@ -275,6 +276,7 @@ fn next_query(q: &str, filter: &str, after: &str) -> String {
 
 fn badges(user: &UserSummary) -> Markup {
     html! {
+        @if user.reported_at.is_some() { span.badge.warn { "Reported" } " " }
         @if user.suspended_at.is_some() { span.badge.warn { "Suspended" } " " }
         @if user.locked { span.badge.warn { "Locked" } " " }
         @else if user.throttled_until.is_some() { span.badge.warn { "Throttled" } " " }
@@ -390,6 +392,10 @@ fn facts(detail: &UserDetail) -> Markup {
             @if let Some(at) = state.pending_mfa_reset {
                 dt { "MFA reset waiting" }
                 dd { "Takes effect " (when(at)) }
+            }
+            @if let Some(at) = detail.reported_at {
+                dt { "Reported by the user" }
+                dd #account-reported { span.badge.warn { "Reported" } " The user said a sign-in or a change was not them, " (when(at)) ". Every session ended then; see the recent history." }
             }
             dt { "Sign-in" }
             dd #account-standing {

@@ -2,6 +2,7 @@
 //! top of the same operations as the JSON API. No script; every form is a
 //! POST with a CSRF tag, answered by a redirect or a page.
 mod account;
+pub(super) mod activity;
 mod admin;
 mod browser;
 pub(super) mod identity;
@@ -59,6 +60,9 @@ pub fn routes() -> Router<ApiContext> {
         .route("/profile/reset-mfa", get(reset_page).post(reset_mfa))
         .route("/profile/reset-mfa/cancel", post(account::cancel_mfa_reset))
         .route("/profile/sessions/end", post(account::end_session))
+        .route("/profile/activity", get(activity::activity_page))
+        .route("/profile/activity/report", post(activity::report))
+        .route("/report", post(activity::report_by_link))
         .route(
             "/profile/sessions/end-others",
             post(account::end_other_sessions),
@@ -165,6 +169,9 @@ fn failure(err: &AppError, step: Step) -> Failure {
         E::SameEmail => say("That is already your address."),
         E::ErasureNotConfirmed => say("Type your account's address exactly, to confirm."),
         E::UnknownSession => say("That session has already ended."),
+        E::AlreadyReported => say("This was reported already. If you still see activity that is not yours, sign in and change your password."),
+        E::ReportLinkInvalid => say("This link to report a sign-in has expired. Sign in, then use \"This wasn't me\" on Security activity in My Profile."),
+        E::NotReportable | E::UnknownActivity => say("Only a sign-in or a change of your credentials in your security activity can be reported."),
         E::AlreadySuspended => say("This account is suspended already."),
         E::NotSuspended => say("This account is not suspended."),
         E::NotLocked => say("This account is neither locked nor throttled."),
@@ -400,6 +407,7 @@ fn notice(query: Option<&str>) -> Option<&'static str> {
         "session-ended" => "Your session has ended. Sign in again.",
         "email-restored" => "Your address is restored and every session of your account has ended. Whoever changed it was signed in to your account: use \"Forgot password?\" below to set a new password.",
         "account-erased" => "Your account is deleted. Its personal data is erased, and you are signed out everywhere.",
+        "reported" => "Thank you: it is reported, and every session of your account has ended. Sign in and change your password: whoever it was knew it.",
         _ => return None,
     })
 }
@@ -957,6 +965,9 @@ async fn profile_page(
                 p { a.button.danger href="/profile/reset-mfa" { "Reset My Multi-Factor Authentication" } }
             }
             (account::sessions_section(&sessions, me.session.aal, csrf))
+            h2 { "Security activity" }
+            p { "Every sign-in, failed try and change on your account, and where it came from. If something was not you, say so there." }
+            p { a.button href="/profile/activity" { "Security activity" } }
             h2 { "Password and recovery code" }
             ul.choices {
                 li { a.button href="/profile/password" { "Change password" } }

@@ -206,6 +206,7 @@ mod tests {
                     at: now + Duration::minutes(10),
                 },
                 session_started(1, SignInMethod::EmailLink, now + Duration::minutes(10)),
+                new_device(1, 2, now + Duration::minutes(10)),
             ]);
     }
 

@@ -21,6 +21,8 @@
 //! - `reseal`: secrets moved to the current server key.
 //! - `suspension`: an account taken out of use by an administrator, and
 //!   back.
+//! - `report`: "this wasn't me" about a sign-in or a change of
+//!   credentials.
 mod admin;
 mod change_email;
 mod change_password;
@@ -33,6 +35,7 @@ mod password_reset;
 mod reauthentication;
 mod recovery_code;
 mod register;
+mod report;
 mod reseal;
 mod reset;
 mod sessions;

@@ -110,6 +110,7 @@ mod tests {
                     at: now,
                 },
                 session_started(1, SignInMethod::RecoveryCode, now),
+                new_device(1, 2, now),
             ]);
     }
 

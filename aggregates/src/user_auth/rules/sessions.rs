@@ -177,8 +177,9 @@ impl UserAuth {
     }
 
     /// A second factor succeeded: `proof` and a new session, in that order,
-    /// then, if the session proved a device, the end of a pending MFA reset
-    /// and of the sessions won by email link.
+    /// then whether it came from a new device, then, if the session proved
+    /// a device, the end of a pending MFA reset and of the sessions won by
+    /// email link.
     pub(super) fn sign_in(
         &self,
         mut proof: Vec<UserAuthEvent>,
@@ -199,6 +200,19 @@ impl UserAuth {
             expires_at: started.expires_at,
             at: now,
         });
+        // A browser without the device cookie, or with one this account
+        // does not know, is new to it; the owner hears of it with a link to
+        // say it was not them. An account's first sign-in has nothing to
+        // compare with.
+        let device = self.attempt.as_ref().and_then(|a| a.device.as_ref());
+        if self.signed_in_before && self.known_device(device).is_none() {
+            proof.push(E::SignedInFromNewDevice {
+                session: started.session,
+                report: s.randomness.reference(),
+                report_until: now + s.policy.report_link_ttl,
+                at: now,
+            });
+        }
         // A reset waits because the device may be lost; a sign-in with it
         // (or with the recovery code) shows it is not.
         if started.aal == Assurance::Aal2 && self.pending_mfa_reset.is_some() {
@@ -532,6 +546,7 @@ mod tests {
                     at: now,
                 },
                 session_started(1, SignInMethod::Totp, now),
+                new_device(1, 2, now),
                 E::MfaResetCancelled {
                     reason: ResetCancellation::SignedInWithSecondFactor,
                     at: now,
@@ -571,6 +586,7 @@ mod tests {
                     at: now,
                 },
                 session_started(1, SignInMethod::RecoveryCode, now),
+                new_device(1, 2, now),
                 E::MfaResetCancelled {
                     reason: ResetCancellation::SignedInWithSecondFactor,
                     at: now,
@@ -605,6 +621,7 @@ mod tests {
                     at: now,
                 },
                 session_started(1, SignInMethod::Totp, now),
+                new_device(1, 2, now),
                 E::MfaResetCancelled {
                     reason: ResetCancellation::SignedInWithSecondFactor,
                     at: now,
@@ -643,6 +660,7 @@ mod tests {
                     at: now,
                 },
                 session_started(1, SignInMethod::Totp, now),
+                new_device(1, 2, now),
             ]);
     }
 
@@ -667,6 +685,7 @@ mod tests {
                     at: now,
                 },
                 session_started(1, SignInMethod::EmailLink, now),
+                new_device(1, 2, now),
             ]);
     }
 

@@ -99,6 +99,7 @@ mod tests {
                     at: now,
                 },
                 session_started(1, SignInMethod::Totp, now),
+                new_device(1, 2, now),
             ]);
     }
 
