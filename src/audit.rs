@@ -233,32 +233,77 @@ pub async fn recent_history(
     Ok(events)
 }
 
-/// The user's MFA state as of `at`: their events up to `at`, folded;
-/// `None` when the user has no events at all.
+/// A user's MFA state as of an instant, as the log holds it.
+#[derive(Debug)]
+pub enum StateAt {
+    /// No events at all.
+    Unknown,
+    /// The event at this sequence fails its MAC: nothing is folded.
+    Broken(i64),
+    State(Box<AuditState>),
+}
+
+/// The user's MFA state as of `at`: their events up to `at`, folded, each
+/// after its MAC is checked.
 pub async fn user_state(
     pool: &PgPool,
+    keyring: &Keyring,
     user: Uuid,
     at: DateTime<Utc>,
     policy: &Policy,
-) -> anyhow::Result<Option<AuditState>> {
-    let payloads: Vec<sqlx::types::Json<UserAuthEvent>> = sqlx::query_scalar(
-        "SELECT payload FROM events WHERE aggregate_type = 'UserAuth' AND aggregate_id = $1 ORDER BY sequence",
+) -> anyhow::Result<StateAt> {
+    let rows = sqlx::query(
+        "SELECT sequence, event_type, event_version, payload::text AS payload,
+                metadata::text AS metadata, mac, mac_key
+           FROM events WHERE aggregate_type = 'UserAuth' AND aggregate_id = $1 ORDER BY sequence",
     )
     .bind(user.to_string())
     .fetch_all(pool)
     .await?;
-    if payloads.is_empty() {
-        return Ok(None);
+    if rows.is_empty() {
+        return Ok(StateAt::Unknown);
     }
+    let id = user.to_string();
+    let mut previous = crate::integrity::GENESIS;
     let mut state = UserAuth::default();
-    for event in payloads
-        .into_iter()
-        .map(|p| p.0)
-        .take_while(|e| e.at() <= at)
-    {
-        state.apply(event);
+    // Folded up to the first event after `at`; every event is checked.
+    let mut folding = true;
+    for (expected, row) in (1..).zip(&rows) {
+        let sequence: i64 = row.try_get("sequence")?;
+        let payload: String = row.try_get("payload")?;
+        let metadata: String = row.try_get("metadata")?;
+        let event_type: String = row.try_get("event_type")?;
+        let event_version: String = row.try_get("event_version")?;
+        let mac: Option<Vec<u8>> = row.try_get("mac")?;
+        let mac_key: Option<String> = row.try_get("mac_key")?;
+        let fields = crate::integrity::EventFields {
+            aggregate_type: UserAuth::TYPE,
+            aggregate_id: &id,
+            sequence,
+            event_type: &event_type,
+            event_version: &event_version,
+            payload: &payload,
+            metadata: &metadata,
+        };
+        match crate::integrity::verify_event(
+            keyring,
+            &fields,
+            &previous,
+            mac_key.as_deref(),
+            mac.as_deref(),
+        ) {
+            Ok(tag) if sequence == expected => previous = tag,
+            _ => return Ok(StateAt::Broken(sequence)),
+        }
+        if folding {
+            let event: UserAuthEvent = serde_json::from_str(&payload)?;
+            folding = event.at() <= at;
+            if folding {
+                state.apply(event);
+            }
+        }
     }
-    Ok(Some(state.audit_state(at, policy)))
+    Ok(StateAt::State(Box::new(state.audit_state(at, policy))))
 }
 
 /// A filter on the global history.

@@ -84,7 +84,8 @@ async fn projections(command: ProjectionsCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        ProjectionsCommand::Rebuild { name, database } => {
+        ProjectionsCommand::Rebuild { name, config } => {
+            let database = &config.database;
             let pool =
                 db::connect(database.database_url.expose(), 2, database.idle_timeout()).await?;
             db::migrate(&pool).await?;
@@ -98,7 +99,7 @@ async fn projections(command: ProjectionsCommand) -> anyhow::Result<()> {
                 // The tree is a function of the log: rebuilt, it has the same
                 // hashes, and the signed heads stay valid.
                 authledger_projections::tree::NAME => {
-                    Projector::new(pool, authledger_projections::tree::MerkleTree)
+                    Projector::new(pool, crate::integrity::merkle_tree(Arc::new(config.keyring()?)))
                         .with_batch_size(2000)
                         .rebuild()
                         .await?
@@ -144,9 +145,10 @@ async fn run_mode(config: Config, mode: Mode) -> anyhow::Result<()> {
     if !config.no_migrate {
         db::migrate(&pool).await?;
     }
-    let adopted = crate::transparency::adopt_unsealed_events(&pool, &config.keyring()?).await?;
-    if adopted > 0 {
-        tracing::info!(adopted, "events written before MACs were given theirs");
+    if transparency::unadopted(&pool).await? {
+        anyhow::bail!(
+            "the log holds events written before event MACs: stop every server, run `authledger audit adopt` once, and compare the heads digest it prints with the previous version's `authledger audit verify`"
+        );
     }
     let (app, pipeline) = wire(&config, pool, Arc::new(SystemClock))?;
     let pipeline = Arc::new(pipeline);
@@ -364,6 +366,26 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
                 .map(transparency::decode_public_key)
                 .transpose()?;
             let mut saved = Vec::new();
+            // The heads the servers wrote outside the database, too.
+            if let Some(dir) = &config.tree_heads_dir {
+                for head in transparency::saved_heads(dir)? {
+                    let key = keyring
+                        .tree_public_keys()
+                        .into_iter()
+                        .find(|(id, _)| *id == head.key_id)
+                        .map(|(_, key)| key)
+                        .or(given_key);
+                    match key {
+                        Some(key) => saved.push((head, key)),
+                        None => anyhow::bail!(
+                            "the head of size {} in {} is signed with key {}, which this server does not hold: pass --public-key",
+                            head.tree_size,
+                            dir.display(),
+                            head.key_id
+                        ),
+                    }
+                }
+            }
             for path in &heads {
                 let head: TreeHead = serde_json::from_slice(&std::fs::read(path)?)
                     .map_err(|e| anyhow::anyhow!("{} is not a tree head: {e}", path.display()))?;
@@ -434,6 +456,20 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
                     check.problems.len()
                 )
             }
+        }
+        AuditCommand::Adopt { config } => {
+            let pool = db::connect(
+                config.database.database_url.expose(),
+                2,
+                config.database.idle_timeout(),
+            )
+            .await?;
+            let done = transparency::adopt_unsealed_events(&pool, &config.keyring()?).await?;
+            println!(
+                "gave {} events in {} streams their MAC; every hash chain held\nheads digest: {}",
+                done.events, done.streams, done.heads_digest
+            );
+            Ok(())
         }
         AuditCommand::PublicKey { config } => {
             let app = command_line_app(&config).await?;

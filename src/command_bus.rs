@@ -351,10 +351,13 @@ impl CommandBus {
                         ))
                     }
                 }
-                // A snapshot of an older state shape is skipped too: the
+                // A snapshot of an older state shape is skipped too, and one
+                // folded before a key rotation sealed the stream again: the
                 // events are the truth, the snapshot only a shortcut.
+                let current = snapshot.event_mac.as_deref() == Some(head.as_slice());
                 let state = sealed
                     .ok()
+                    .filter(|()| current)
                     .and_then(|()| serde_json::from_str::<UserAuth>(&snapshot.payload).ok());
                 match state {
                     Some(state) => (state, snapshot.last_sequence, head),

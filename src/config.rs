@@ -55,15 +55,18 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of a variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum ProjectionsCommand {
     /// Each projection's position and lag.
     Status(DatabaseArgs),
     /// Empty a read model and replay the whole log into it.
     Rebuild {
-        /// The projection: `users`.
+        /// The projection: `users`, `audit_index` or `merkle_tree`.
         name: String,
+        /// The server keys: the tree checks each event's MAC.
         #[command(flatten)]
-        database: DatabaseArgs,
+        config: Config,
     },
 }
 
@@ -136,6 +139,13 @@ pub enum AuditCommand {
         /// The Ed25519 public key, base64, as `audit public-key` prints it.
         #[arg(long)]
         public_key: String,
+    },
+    /// Once, when upgrading a log written before event MACs: checks every
+    /// stream's hash chain, gives each of those events its MAC, and prints
+    /// the heads digest to compare with the previous version's `verify`.
+    Adopt {
+        #[command(flatten)]
+        config: Config,
     },
     /// Prints the public keys tree heads are signed with, the current first.
     PublicKey {

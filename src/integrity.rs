@@ -146,6 +146,42 @@ pub fn verify_snapshot(
     check(keyring, Some(key_id), Some(tag), &snapshot.message()).map(|_| ())
 }
 
+/// The tree's check of each event it takes in, with the server's keys.
+pub struct KeyringCheck(pub std::sync::Arc<Keyring>);
+
+impl authledger_projections::tree::ChainCheck for KeyringCheck {
+    fn check(
+        &self,
+        event: &authledger_projections::merkle::LoggedEvent,
+        mac_key: Option<&str>,
+        mac: Option<&[u8]>,
+        previous: Option<&[u8]>,
+    ) -> Result<(), String> {
+        let previous = match (event.sequence, previous) {
+            (1, _) => GENESIS,
+            (_, Some(previous)) => Tag::try_from(previous).unwrap_or_default(),
+            (_, None) => return Err("the event before it is missing".into()),
+        };
+        let fields = EventFields {
+            aggregate_type: &event.aggregate_type,
+            aggregate_id: &event.aggregate_id,
+            sequence: event.sequence,
+            event_type: &event.event_type,
+            event_version: &event.event_version,
+            payload: &event.payload,
+            metadata: &event.metadata,
+        };
+        verify_event(&self.0, &fields, &previous, mac_key, mac)
+            .map(|_| ())
+            .map_err(|broken| broken.to_string())
+    }
+}
+
+/// The Merkle tree's projection, checking each event with `keyring`.
+pub fn merkle_tree(keyring: std::sync::Arc<Keyring>) -> authledger_projections::tree::MerkleTree {
+    authledger_projections::tree::MerkleTree::new(std::sync::Arc::new(KeyringCheck(keyring)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -360,9 +360,12 @@ impl Pipeline {
                 .with_batch_size(50)
                 .with_retry_max(retry_max),
             // Large batches: a batch costs a few statements whatever its size.
-            tree: Projector::new(projections_pool.clone(), MerkleTree)
-                .with_batch_size(2000)
-                .with_retry_max(retry_max),
+            tree: Projector::new(
+                projections_pool.clone(),
+                crate::integrity::merkle_tree(tree_keyring.clone()),
+            )
+            .with_batch_size(2000)
+            .with_retry_max(retry_max),
             signer: HeadSigner::new(
                 projections_pool,
                 tree_keyring,

@@ -184,6 +184,9 @@ pub struct StoredSnapshot {
     pub head_mac: Vec<u8>,
     pub mac_key: String,
     pub mac: Vec<u8>,
+    /// The MAC the event at `last_sequence` carries now: another than
+    /// `head_mac` once a key rotation sealed the stream again.
+    pub event_mac: Option<Vec<u8>>,
 }
 
 /// An event as stored, with the fields its MAC covers.
@@ -235,15 +238,18 @@ pub async fn load(
               ORDER BY last_sequence DESC LIMIT 1)
          SELECT 0 AS part, k.key_id, k.nonce, k.wrapped, NULL::bigint AS seq, NULL::text AS payload,
                 NULL::text AS event_type, NULL::text AS event_version, NULL::text AS metadata,
-                NULL::bytea AS head_mac, NULL::bytea AS mac, NULL::text AS mac_key
+                NULL::bytea AS head_mac, NULL::bytea AS mac, NULL::text AS mac_key,
+                NULL::bytea AS event_mac
            FROM user_keys k WHERE k.user_id = $3
          UNION ALL
          SELECT 1, NULL, NULL, NULL, s.last_sequence, s.payload::text, NULL, NULL, NULL,
-                s.head_mac, s.mac, s.mac_key
+                s.head_mac, s.mac, s.mac_key,
+                (SELECT h.mac FROM events h
+                  WHERE h.aggregate_type = $1 AND h.aggregate_id = $2 AND h.sequence = s.last_sequence)
            FROM snap s
          UNION ALL
          SELECT 2, NULL, NULL, NULL, e.sequence, e.payload::text, e.event_type, e.event_version,
-                e.metadata::text, NULL, e.mac, e.mac_key
+                e.metadata::text, NULL, e.mac, e.mac_key, NULL
            FROM events e
           WHERE e.aggregate_type = $1 AND e.aggregate_id = $2
             AND e.sequence > coalesce((SELECT last_sequence FROM snap), 0)
@@ -278,6 +284,7 @@ pub async fn load(
                     head_mac: row.try_get("head_mac")?,
                     mac_key: row.try_get("mac_key")?,
                     mac: row.try_get("mac")?,
+                    event_mac: row.try_get("event_mac")?,
                 })
             }
             _ => stream.events.push(StoredRow {

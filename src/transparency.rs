@@ -149,38 +149,59 @@ pub async fn head_at(pool: &PgPool, size: u64) -> Result<Option<TreeHead>, sqlx:
         .transpose()
 }
 
+/// The ring's public key for `head`, if the ring holds its key.
+fn key_of(keyring: &Keyring, head: &TreeHead) -> Option<VerifyingKey> {
+    keyring
+        .tree_public_keys()
+        .into_iter()
+        .find(|(id, _)| *id == head.key_id)
+        .map(|(_, key)| key)
+}
+
 /// Signs the tree as it stands, unless the newest head has its size
-/// already; answers the newest head (none while the log is empty).
+/// already; answers the newest head (none while the log is empty). Refuses,
+/// with the alarm, to sign a tree that does not extend the newest stored
+/// head and each of `anchors` (heads kept outside the database), or when
+/// one of them does not carry the server's signature: the new head would
+/// vouch for a rewritten history.
 pub async fn sign_head(
     pool: &PgPool,
     keyring: &Keyring,
     now: DateTime<Utc>,
+    anchors: &[TreeHead],
 ) -> anyhow::Result<Option<TreeHead>> {
     let mut conn = pool.acquire().await?;
     let size = tree::size(&mut conn).await?;
     let latest = latest_head(pool).await?;
-    if size == 0 || latest.as_ref().is_some_and(|h| h.tree_size >= size) {
-        return Ok(latest);
-    }
-    let earlier = latest.as_ref().map(|h| h.tree_size).unwrap_or(0);
-    let (root, earlier_root) = tree::with_nodes(&mut conn, |nodes| {
-        Ok((merkle::root(nodes, size)?, merkle::root(nodes, earlier)?))
-    })
-    .await?;
-    // A tree that no longer extends the last signed head (its tables were
-    // rewritten) is never signed: the new head would vouch for the rewrite.
-    if let Some(latest) = &latest {
-        if latest.root()? != earlier_root {
+    let mut earlier: Vec<&TreeHead> = anchors.iter().collect();
+    earlier.extend(latest.as_ref());
+    for head in &earlier {
+        if head.tree_size > size {
+            // The tree is behind (being rebuilt, or catching up): not yet.
+            return Ok(latest);
+        }
+        let signed = key_of(keyring, head).is_some_and(|key| head.verify(&key).is_ok());
+        let extended = tree::with_nodes(&mut conn, |nodes| merkle::root(nodes, head.tree_size))
+            .await
+            .ok()
+            .zip(head.root().ok())
+            .is_some_and(|(stored, signed)| stored == signed);
+        if !signed || !extended {
             tracing::error!(
-                tree_size = latest.tree_size,
-                "INTEGRITY ALARM: the stored Merkle tree no longer has the root of the last signed head; no new head is signed"
+                tree_size = head.tree_size,
+                signed,
+                "INTEGRITY ALARM: the stored Merkle tree does not extend a signed tree head (or the head's signature does not verify); no new head is signed"
             );
             anyhow::bail!(
                 "the stored tree does not extend the signed head at size {}",
-                latest.tree_size
+                head.tree_size
             );
         }
     }
+    if size == 0 || latest.as_ref().is_some_and(|h| h.tree_size >= size) {
+        return Ok(latest);
+    }
+    let root = tree::with_nodes(&mut conn, |nodes| merkle::root(nodes, size)).await?;
     let head = TreeHead::sign(keyring, size, &root, now);
     let public = keyring.tree_signer().1.verifying_key();
     let signature = STANDARD.decode(&head.signature)?;
@@ -198,6 +219,33 @@ pub async fn sign_head(
     .await?;
     // Another signer may have won the same size: theirs is the one kept.
     Ok(head_at(pool, size).await?.or(Some(head)))
+}
+
+/// Every signed head stored, smallest first.
+pub async fn stored_heads(pool: &PgPool) -> Result<Vec<TreeHead>, sqlx::Error> {
+    sqlx::query("SELECT * FROM tree_heads ORDER BY tree_size")
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(head_of)
+        .collect()
+}
+
+/// Every head in `dir` (`tree-head-<size>.json`), smallest first; a file
+/// that is not a head is an error.
+pub fn saved_heads(dir: &std::path::Path) -> anyhow::Result<Vec<TreeHead>> {
+    let mut heads = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("tree-head-") && name.ends_with(".json") {
+            let head: TreeHead = serde_json::from_slice(&std::fs::read(&path)?)
+                .map_err(|e| anyhow::anyhow!("{} is not a tree head: {e}", path.display()))?;
+            heads.push(head);
+        }
+    }
+    heads.sort_by_key(|h| h.tree_size);
+    Ok(heads)
 }
 
 /// An event with its inclusion proof under a head: a bundle's entry.
@@ -253,6 +301,19 @@ pub fn verify_bundle(bundle: &Bundle, public_key: &VerifyingKey) -> BundleCheck 
         }
     };
     let size = bundle.tree_head.tree_size;
+    if bundle.events.is_empty() {
+        check.problems.push("the bundle holds no event".into());
+    }
+    let user = bundle.scope.strip_prefix("user:");
+    let period = bundle.scope.strip_prefix("period:").map(|range| {
+        let (since, until) = range.split_once("..").unwrap_or((range, ""));
+        let micros = |t: &str| {
+            DateTime::parse_from_rfc3339(t)
+                .ok()
+                .map(|t| t.timestamp_micros())
+        };
+        (micros(since), micros(until))
+    });
     let mut streams: BTreeMap<(&str, &str), Vec<i64>> = BTreeMap::new();
     let mut seen = std::collections::BTreeSet::new();
     for proven in &bundle.events {
@@ -272,6 +333,22 @@ pub fn verify_bundle(bundle: &Bundle, public_key: &VerifyingKey) -> BundleCheck 
                 "leaf {} (user {} event {}): not in the signed tree as it reads",
                 proven.leaf_index, proven.event.aggregate_id, proven.event.sequence
             ));
+        }
+        let event = &proven.event;
+        if user.is_some_and(|user| event.aggregate_id != user) {
+            check.problems.push(format!(
+                "leaf {}: an event of user {}, in a bundle of {}",
+                proven.leaf_index, event.aggregate_id, bundle.scope
+            ));
+        }
+        if let Some((since, until)) = period {
+            let at = event.recorded_at_micros;
+            if since.is_some_and(|since| at < since) || until.is_some_and(|until| at >= until) {
+                check.problems.push(format!(
+                    "leaf {}: recorded outside the bundle's {}",
+                    proven.leaf_index, bundle.scope
+                ));
+            }
         }
         if !seen.insert(proven.leaf_index) {
             check
@@ -310,94 +387,211 @@ pub fn verify_bundle(bundle: &Bundle, public_key: &VerifyingKey) -> BundleCheck 
     check
 }
 
-/// Events before this migration carry no MAC: gives each one its MAC, in
-/// stream order, once, then seals the adoption row so that nothing written
-/// later without a MAC is ever adopted.
-pub async fn adopt_unsealed_events(pool: &PgPool, keyring: &Keyring) -> anyhow::Result<u64> {
+/// What adopting the events written before MACs did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adoption {
+    pub events: u64,
+    pub streams: u64,
+    /// SHA-256 over every stream's id, last sequence and last chain hash,
+    /// as the previous version's `audit verify` printed it: compare the two.
+    pub heads_digest: String,
+}
+
+/// Why events are not adopted.
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptionRefused {
+    #[error("the events written before MACs were adopted already")]
+    Done,
+    #[error("the adoption record was altered: events it covers carry MACs already, or its seal does not verify")]
+    Altered,
+    #[error("user {0} event {1}: {2}; nothing was adopted")]
+    Broken(String, i64, &'static str),
+    #[error(transparent)]
+    Store(#[from] sqlx::Error),
+}
+
+fn adoption_seal(keyring: &Keyring, key_id: &str, until: i64) -> Option<Vec<u8>> {
+    let mut mac = keyring.event_mac_of(key_id)?;
+    hmac::Mac::update(
+        &mut mac,
+        format!("authledger-adoption-v1\n{until}\n").as_bytes(),
+    );
+    Some(hmac::Mac::finalize(mac).into_bytes().to_vec())
+}
+
+/// Whether the log holds events written before MACs that were never given
+/// theirs: a server refuses to start on it (`authledger audit adopt`).
+pub async fn unadopted(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM event_mac_adoption a JOIN events e ON e.position <= a.until_position
+                         WHERE a.mac IS NULL AND e.mac IS NULL)",
+    )
+    .fetch_one(pool)
+    .await
+}
+
+/// Gives each event written before this version its MAC, once, in one
+/// transaction: only events up to the position the migration recorded,
+/// only while none of them has a MAC, and only if every stream's hash chain
+/// holds (a forgery is never sealed). Then seals the adoption record.
+pub async fn adopt_unsealed_events(
+    pool: &PgPool,
+    keyring: &Keyring,
+) -> Result<Adoption, AdoptionRefused> {
+    use sha2::{Digest, Sha256};
     let mut tx = pool.begin().await?;
     let row = sqlx::query("SELECT until_position, key_id, mac FROM event_mac_adoption FOR UPDATE")
-        .fetch_optional(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
-    let Some(row) = row else { return Ok(0) };
     let until: i64 = row.try_get("until_position")?;
+    let key_id: Option<String> = row.try_get("key_id")?;
     let sealed: Option<Vec<u8>> = row.try_get("mac")?;
-    if sealed.is_some() {
-        return Ok(0);
+    if let Some(sealed) = sealed {
+        let valid = key_id
+            .and_then(|id| adoption_seal(keyring, &id, until))
+            .is_some_and(|expected| expected == sealed);
+        return Err(if valid {
+            AdoptionRefused::Done
+        } else {
+            AdoptionRefused::Altered
+        });
     }
-    let rows = sqlx::query(
-        "SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version,
-                e.payload::text AS payload, e.metadata::text AS metadata, e.mac, e.mac_key
-           FROM events e
-          WHERE e.position <= $1
-          ORDER BY e.aggregate_type, e.aggregate_id, e.sequence",
+    let any_sealed: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE position <= $1 AND mac IS NOT NULL)",
     )
     .bind(until)
-    .fetch_all(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
-    let mut adopted = 0u64;
-    let mut previous: (String, String, Tag) = (String::new(), String::new(), GENESIS);
-    let (mut types, mut ids, mut sequences, mut macs) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut key_id = String::new();
-    for row in &rows {
-        let aggregate_type: String = row.try_get("aggregate_type")?;
-        let aggregate_id: String = row.try_get("aggregate_id")?;
-        if (previous.0.as_str(), previous.1.as_str()) != (&aggregate_type, &aggregate_id) {
-            previous = (aggregate_type.clone(), aggregate_id.clone(), GENESIS);
-        }
-        let payload: String = row.try_get("payload")?;
-        let metadata: String = row.try_get("metadata")?;
-        let event_type: String = row.try_get("event_type")?;
-        let event_version: String = row.try_get("event_version")?;
-        let sequence: i64 = row.try_get("sequence")?;
-        let stamp = integrity::seal_event(
-            keyring,
-            &EventFields {
-                aggregate_type: &aggregate_type,
-                aggregate_id: &aggregate_id,
-                sequence,
-                event_type: &event_type,
-                event_version: &event_version,
-                payload: &payload,
-                metadata: &metadata,
-            },
-            &previous.2,
-        );
-        previous.2 = stamp.tag;
-        key_id = stamp.key_id;
-        types.push(aggregate_type);
-        ids.push(aggregate_id);
-        sequences.push(sequence);
-        macs.push(stamp.tag.to_vec());
-        adopted += 1;
+    if any_sealed {
+        return Err(AdoptionRefused::Altered);
     }
-    if !rows.is_empty() {
+    let mut heads = Sha256::new();
+    let mut done = Adoption {
+        events: 0,
+        streams: 0,
+        heads_digest: String::new(),
+    };
+    let mut after: (String, String, i64) = (String::new(), String::new(), 0);
+    // The stream, and its last event's sequence, chain hash and new MAC.
+    let mut last: Option<(String, String, i64, Vec<u8>, Tag)> = None;
+    let current = keyring.event_mac().0.to_owned();
+    loop {
+        let rows = sqlx::query(
+            "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version,
+                    payload::text AS payload, metadata::text AS metadata,
+                    chain_hash, event_chain_content(e) AS content
+               FROM events e
+              WHERE position <= $4 AND (aggregate_type, aggregate_id, sequence) > ($1, $2, $3)
+              ORDER BY aggregate_type, aggregate_id, sequence
+              LIMIT 5000",
+        )
+        .bind(&after.0)
+        .bind(&after.1)
+        .bind(after.2)
+        .bind(until)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            break;
+        }
+        let (mut types, mut ids, mut sequences, mut macs) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for row in &rows {
+            let aggregate_type: String = row.try_get("aggregate_type")?;
+            let aggregate_id: String = row.try_get("aggregate_id")?;
+            let sequence: i64 = row.try_get("sequence")?;
+            let chain_hash: Vec<u8> = row.try_get("chain_hash")?;
+            let content: Vec<u8> = row.try_get("content")?;
+            let same = last
+                .as_ref()
+                .is_some_and(|(t, i, ..)| *t == aggregate_type && *i == aggregate_id);
+            if !same {
+                if let Some((t, i, seq, hash, _)) = &last {
+                    heads.update(format!("{t}/{i}/{seq}/"));
+                    heads.update(hash);
+                }
+                last = Some((
+                    aggregate_type.clone(),
+                    aggregate_id.clone(),
+                    0,
+                    vec![0; 32],
+                    GENESIS,
+                ));
+                done.streams += 1;
+            }
+            let Some((_, _, previous_sequence, previous_hash, previous_mac)) = last.as_mut() else {
+                continue;
+            };
+            if sequence != *previous_sequence + 1 {
+                return Err(AdoptionRefused::Broken(
+                    aggregate_id,
+                    sequence,
+                    "an event before it is missing",
+                ));
+            }
+            let expected = Sha256::new()
+                .chain_update(&previous_hash)
+                .chain_update(&content)
+                .finalize();
+            if expected.as_slice() != chain_hash.as_slice() {
+                return Err(AdoptionRefused::Broken(
+                    aggregate_id,
+                    sequence,
+                    "its hash does not match its content and its predecessor's hash",
+                ));
+            }
+            let payload: String = row.try_get("payload")?;
+            let metadata: String = row.try_get("metadata")?;
+            let event_type: String = row.try_get("event_type")?;
+            let event_version: String = row.try_get("event_version")?;
+            let stamp = integrity::seal_event(
+                keyring,
+                &EventFields {
+                    aggregate_type: &aggregate_type,
+                    aggregate_id: &aggregate_id,
+                    sequence,
+                    event_type: &event_type,
+                    event_version: &event_version,
+                    payload: &payload,
+                    metadata: &metadata,
+                },
+                previous_mac,
+            );
+            *previous_sequence = sequence;
+            *previous_hash = chain_hash;
+            *previous_mac = stamp.tag;
+            after = (aggregate_type.clone(), aggregate_id.clone(), sequence);
+            types.push(aggregate_type);
+            ids.push(aggregate_id);
+            sequences.push(sequence);
+            macs.push(stamp.tag.to_vec());
+            done.events += 1;
+        }
         sqlx::query(
             "UPDATE events e SET mac = a.mac, mac_key = $5
                FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bytea[]) AS a(t, i, s, mac)
-              WHERE e.aggregate_type = a.t AND e.aggregate_id = a.i AND e.sequence = a.s
-                AND e.mac IS NULL",
+              WHERE e.aggregate_type = a.t AND e.aggregate_id = a.i AND e.sequence = a.s",
         )
         .bind(&types)
         .bind(&ids)
         .bind(&sequences)
         .bind(&macs)
-        .bind(&key_id)
+        .bind(&current)
         .execute(&mut *tx)
         .await?;
     }
-    let (current, mut mac) = keyring.event_mac();
-    hmac::Mac::update(
-        &mut mac,
-        format!("authledger-adoption-v1\n{until}\n").as_bytes(),
-    );
+    if let Some((t, i, seq, hash, _)) = &last {
+        heads.update(format!("{t}/{i}/{seq}/"));
+        heads.update(hash);
+    }
+    done.heads_digest = tree::hex(heads.finalize().as_slice());
     sqlx::query("UPDATE event_mac_adoption SET key_id = $1, mac = $2")
-        .bind(current)
-        .bind(hmac::Mac::finalize(mac).into_bytes().to_vec())
+        .bind(&current)
+        .bind(adoption_seal(keyring, &current, until))
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(adopted)
+    Ok(done)
 }
 
 /// One thing `verify_log` found wrong.
@@ -435,8 +629,8 @@ impl LogCheck {
 
 /// The whole check of the stored log: every stream's hash chain and MAC
 /// chain, every snapshot's MAC, and the Merkle tree recomputed from the
-/// events in their global order against the newest signed head and each of
-/// `saved` (heads kept outside the database, with the public key each is
+/// events in their global order against every signed head stored and each
+/// of `saved` (heads kept outside the database, with the public key each is
 /// checked with). Reports each problem it finds.
 pub async fn verify_log(
     pool: &PgPool,
@@ -451,22 +645,11 @@ pub async fn verify_log(
         .iter()
         .map(|(head, key)| (head.clone(), Some(*key)))
         .collect();
-    if let Some(latest) = latest_head(pool).await? {
-        let key = keyring
-            .tree_public_keys()
-            .into_iter()
-            .find(|(id, _)| *id == latest.key_id)
-            .map(|(_, key)| key);
-        if key.is_none() {
-            check.found(
-                format!("the signed head at size {}", latest.tree_size),
-                format!(
-                    "it is signed with key {}, which this server does not hold",
-                    latest.key_id
-                ),
-            );
-        }
-        heads.push((latest, key));
+    // A head signed with a key since removed from the ring is still held
+    // against the log; its signature is the saved copy's to show.
+    for stored in stored_heads(pool).await? {
+        let key = key_of(keyring, &stored);
+        heads.push((stored, key));
     }
     verify_tree(pool, &heads, &mut check).await?;
     Ok(check)
@@ -632,8 +815,8 @@ async fn verify_tree(
                 check.found(what, error);
                 continue;
             }
-            // Without its key the signature is not checked (reported
-            // already), but the root still is.
+            // Without its key the signature is not checked, but the root
+            // still is.
             None => head.root().ok(),
         };
         wanted.entry(head.tree_size).or_default().push((head, root));
@@ -728,9 +911,15 @@ impl HeadSigner {
     }
 
     /// Signs the tree if it grew since the newest head; answers the newest.
+    /// The newest head in the directory is an anchor too: the database
+    /// cannot take the signer back behind what was written outside it.
     pub async fn run_once(&self) -> anyhow::Result<Option<TreeHead>> {
         let before = latest_head(&self.pool).await?.map(|h| h.tree_size);
-        let head = sign_head(&self.pool, &self.keyring, self.clock.now()).await?;
+        let anchors = match &self.dir {
+            Some(dir) => saved_heads(dir)?.pop().into_iter().collect(),
+            None => Vec::new(),
+        };
+        let head = sign_head(&self.pool, &self.keyring, self.clock.now(), &anchors).await?;
         if let (Some(head), Some(dir)) = (&head, &self.dir) {
             if before != Some(head.tree_size) {
                 write_head(dir, head)?;
@@ -773,7 +962,24 @@ pub fn write_head(dir: &std::path::Path, head: &TreeHead) -> anyhow::Result<()> 
             file.write_all(b"\n")?;
             Ok(())
         }
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            let kept: Option<TreeHead> = std::fs::read(&path)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+            if kept.is_some_and(|kept| kept.root_hash == head.root_hash) {
+                return Ok(());
+            }
+            tracing::error!(
+                tree_size = head.tree_size,
+                path = %path.display(),
+                "INTEGRITY ALARM: a head of this size with another root was written before"
+            );
+            anyhow::bail!(
+                "{} holds another root for size {}",
+                path.display(),
+                head.tree_size
+            )
+        }
         Err(error) => Err(anyhow::anyhow!(
             "writing the tree head to {}: {error}",
             path.display()

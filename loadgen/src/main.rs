@@ -861,29 +861,80 @@ impl Bench {
         let originals_end: i64 = sqlx::query_scalar("SELECT max(position) FROM events")
             .fetch_one(&mut db)
             .await?;
-        let mut copy = 0i64;
         let mut total = have;
         eprintln!("cloning {have} events up to {}", self.args.rebuild_events);
+        // Each copy is every stream again under new ids, with the MACs the
+        // server would have made (the tree checks them), inserted in stream
+        // order so the chain trigger finds each predecessor.
+        let key = authledger::keys::MasterKey::load_or_create(&bench_key_file())?;
+        let keyring = authledger::keys::Keyring::single(&key);
+        type Original = (String, String, i64, String, String, String, String);
+        let originals: Vec<Original> = sqlx::query_as(
+            "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version,
+                    payload::text, metadata::text
+               FROM events WHERE position <= $1 ORDER BY aggregate_id, sequence",
+        )
+        .bind(originals_end)
+        .fetch_all(&mut db)
+        .await?;
         while total < self.args.rebuild_events {
-            copy += 1;
-            // Each copy is every stream again under new ids, inserted in
-            // stream order so the chain trigger finds each predecessor.
-            let inserted = sqlx::query(
-                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-                 SELECT aggregate_type, md5(aggregate_id || '/' || $1)::uuid::text, sequence, event_type, event_version, payload, metadata
-                   FROM events
-                  WHERE position <= $2
-                  ORDER BY aggregate_id, sequence",
-            )
-            .bind(copy)
-            .bind(originals_end)
-            .execute(&mut db)
-            .await?
-            .rows_affected();
-            if inserted == 0 {
-                bail!("cloning inserted nothing");
+            let mut previous = authledger::integrity::GENESIS;
+            let mut id = String::new();
+            for chunk in originals.chunks(5000) {
+                let (mut types, mut ids, mut sequences, mut kinds, mut versions) =
+                    (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                let (mut payloads, mut metadata, mut macs, mut keys) =
+                    (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                for (aggregate_type, _, sequence, kind, version, payload, meta) in chunk {
+                    // The originals come stream by stream, each from 1.
+                    if *sequence == 1 {
+                        previous = authledger::integrity::GENESIS;
+                        id = uuid::Uuid::now_v7().to_string();
+                    }
+                    let stamp = authledger::integrity::seal_event(
+                        &keyring,
+                        &authledger::integrity::EventFields {
+                            aggregate_type,
+                            aggregate_id: &id,
+                            sequence: *sequence,
+                            event_type: kind,
+                            event_version: version,
+                            payload,
+                            metadata: meta,
+                        },
+                        &previous,
+                    );
+                    previous = stamp.tag;
+                    types.push(aggregate_type.clone());
+                    ids.push(id.clone());
+                    sequences.push(*sequence);
+                    kinds.push(kind.clone());
+                    versions.push(version.clone());
+                    payloads.push(payload.clone());
+                    metadata.push(meta.clone());
+                    macs.push(stamp.tag.to_vec());
+                    keys.push(stamp.key_id);
+                }
+                let inserted = sqlx::query(
+                    "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                                         payload, metadata, mac, mac_key)
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+                                          $6::text[]::json[], $7::text[]::json[], $8::bytea[], $9::text[])",
+                )
+                .bind(&types)
+                .bind(&ids)
+                .bind(&sequences)
+                .bind(&kinds)
+                .bind(&versions)
+                .bind(&payloads)
+                .bind(&metadata)
+                .bind(&macs)
+                .bind(&keys)
+                .execute(&mut db)
+                .await?
+                .rows_affected();
+                total += inserted as i64;
             }
-            total += inserted as i64;
         }
         drop(db);
         for name in ["users", "audit_index", "merkle_tree"] {
@@ -891,6 +942,7 @@ impl Bench {
             let output = Command::new(&self.bin)
                 .args(["projections", "rebuild", name])
                 .env("DATABASE_URL", &self.database_url)
+                .env("AUTHLEDGER_KEY_FILE", bench_key_file())
                 .env("RUST_LOG", "warn")
                 .output()
                 .await?;

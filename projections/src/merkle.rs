@@ -45,7 +45,9 @@ pub fn length_prefixed(fields: &[&[u8]]) -> Vec<u8> {
 }
 
 /// An event exactly as the log stores it: what a leaf covers. Sealed
-/// fields stay sealed, so erasing an account's key changes no leaf.
+/// fields stay sealed, so erasing an account's key changes no leaf. The
+/// event's MAC is not part of it: a key rotation makes the MACs again, and
+/// must not change the tree that heads were signed over.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoggedEvent {
     pub aggregate_type: String,
@@ -59,10 +61,6 @@ pub struct LoggedEvent {
     pub metadata: String,
     /// When the log stored it, in microseconds since the Unix epoch.
     pub recorded_at_micros: i64,
-    /// The id of the server key whose MAC the event carries.
-    pub mac_key: Option<String>,
-    /// The event's MAC, in lowercase hex.
-    pub mac: Option<String>,
 }
 
 impl LoggedEvent {
@@ -79,8 +77,6 @@ impl LoggedEvent {
             self.payload.as_bytes(),
             self.metadata.as_bytes(),
             self.recorded_at_micros.to_string().as_bytes(),
-            self.mac_key.as_deref().unwrap_or("").as_bytes(),
-            self.mac.as_deref().unwrap_or("").as_bytes(),
         ])
     }
 

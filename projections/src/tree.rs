@@ -12,14 +12,46 @@ use crate::runtime::{Projection, StoredEvent};
 
 pub const NAME: &str = "merkle_tree";
 
-pub struct MerkleTree;
+/// Checks each event's MAC before it becomes a leaf: the tree, and so the
+/// heads the server signs, never take in an event the application did not
+/// write. The key is the application's, so the check is handed in.
+pub trait ChainCheck: Send + Sync {
+    /// Whether `mac` (made with key `mac_key`) is `event`'s MAC chained
+    /// from `previous`, the MAC of the event before it in its stream (none
+    /// for a stream's first). The error says why not, without the payload.
+    fn check(
+        &self,
+        event: &LoggedEvent,
+        mac_key: Option<&str>,
+        mac: Option<&[u8]>,
+        previous: Option<&[u8]>,
+    ) -> Result<(), String>;
+}
+
+/// An event the tree refused: its MAC does not hold.
+#[derive(Debug, thiserror::Error)]
+#[error("event {sequence} of {user} fails its MAC: {why}")]
+pub struct Forged {
+    pub user: String,
+    pub sequence: i64,
+    pub why: String,
+}
+
+pub struct MerkleTree {
+    check: std::sync::Arc<dyn ChainCheck>,
+}
+
+impl MerkleTree {
+    pub fn new(check: std::sync::Arc<dyn ChainCheck>) -> Self {
+        Self { check }
+    }
+}
 
 /// The columns a leaf covers, for `logged_event`.
 pub const LOGGED_COLUMNS: &str =
     "e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version,
      e.payload::text AS payload, e.metadata::text AS metadata,
-     (extract(epoch FROM e.recorded_at) * 1000000)::bigint AS recorded_at_micros,
-     e.mac_key, e.mac";
+     (extract(epoch FROM e.recorded_at) * 1000000)::bigint AS recorded_at_micros";
 
 /// A row selected with [`LOGGED_COLUMNS`] as the log stores it.
 pub fn logged_event(row: &sqlx::postgres::PgRow) -> Result<LoggedEvent, sqlx::Error> {
@@ -32,10 +64,6 @@ pub fn logged_event(row: &sqlx::postgres::PgRow) -> Result<LoggedEvent, sqlx::Er
         payload: row.try_get("payload")?,
         metadata: row.try_get("metadata")?,
         recorded_at_micros: row.try_get("recorded_at_micros")?,
-        mac_key: row.try_get("mac_key")?,
-        mac: row
-            .try_get::<Option<Vec<u8>>, _>("mac")?
-            .map(|mac| hex(&mac)),
     })
 }
 
@@ -123,10 +151,15 @@ impl Projection for MerkleTree {
         };
         // The batch is every event in this range of the global order: the
         // runtime read it below the xmin horizon, so no other can appear in
-        // it. Read again for the bytes as stored, which a leaf covers.
+        // it. Read again for the bytes as stored, which a leaf covers, with
+        // each event's MAC and its predecessor's, in one statement so that
+        // a key rotation cannot fall between the two.
         let rows = sqlx::query(&format!(
-            "SELECT e.position, e.transaction_id::text::bigint AS transaction_id, {LOGGED_COLUMNS}
+            "SELECT e.position, e.transaction_id::text::bigint AS transaction_id, {LOGGED_COLUMNS},
+                    e.mac_key, e.mac, p.mac AS previous_mac
                FROM events e
+               LEFT JOIN events p ON p.aggregate_type = e.aggregate_type
+                                 AND p.aggregate_id = e.aggregate_id AND p.sequence = e.sequence - 1
               WHERE (e.transaction_id, e.position) >= ($1::text::xid8, $2)
                 AND (e.transaction_id, e.position) <= ($3::text::xid8, $4)
               ORDER BY e.transaction_id, e.position"
@@ -152,7 +185,30 @@ impl Projection for MerkleTree {
         let (mut levels, mut indexes, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
         for row in &rows {
             let position: i64 = row.try_get("position")?;
-            let leaf = logged_event(row)?.leaf_hash();
+            let event = logged_event(row)?;
+            let mac_key: Option<String> = row.try_get("mac_key")?;
+            let mac: Option<Vec<u8>> = row.try_get("mac")?;
+            let previous: Option<Vec<u8>> = row.try_get("previous_mac")?;
+            if let Err(why) = self.check.check(
+                &event,
+                mac_key.as_deref(),
+                mac.as_deref(),
+                previous.as_deref(),
+            ) {
+                tracing::error!(
+                    user = %event.aggregate_id,
+                    sequence = event.sequence,
+                    %why,
+                    "INTEGRITY ALARM: an event fails its MAC; the Merkle tree stops before it and no head covers it"
+                );
+                return Err(Forged {
+                    user: event.aggregate_id,
+                    sequence: event.sequence,
+                    why,
+                }
+                .into());
+            }
+            let leaf = event.leaf_hash();
             for (id, hash) in merkle::append(&mut known, size, leaf)? {
                 levels.push(i16::from(id.level));
                 indexes.push(i64::try_from(id.index)?);

@@ -147,11 +147,23 @@ impl App {
         let at = instant(at, "at is outside the years 1 to 9999")?;
         let user_id = self.resolve_user(who).await?.ok_or(AppError::UnknownUser)?;
         let at = at.unwrap_or_else(|| self.now());
-        let state = audit::user_state(&self.pool, user_id, at, self.policy())
+        match audit::user_state(&self.pool, &self.keyring, user_id, at, self.policy())
             .await
             .map_err(AppError::Internal)?
-            .ok_or(AppError::UnknownUser)?;
-        Ok((user_id, at, state))
+        {
+            audit::StateAt::State(state) => Ok((user_id, at, *state)),
+            audit::StateAt::Unknown => Err(AppError::UnknownUser),
+            // The history itself still shows every event; `audit verify`
+            // says what is wrong with it.
+            audit::StateAt::Broken(sequence) => {
+                tracing::error!(
+                    user = %user_id,
+                    sequence,
+                    "INTEGRITY ALARM: an event fails its MAC; the state at an instant is not folded"
+                );
+                Err(AppError::IntegrityFailure)
+            }
+        }
     }
 
     /// One page of the global history in the log's order.

@@ -2,7 +2,7 @@
 //! keys, the signed heads, inclusion and consistency proofs, and signed
 //! bundles of events for offline verification.
 use authledger_projections::merkle::{self, Hash};
-use authledger_projections::tree::{self, logged_event, MerkleTree, LOGGED_COLUMNS};
+use authledger_projections::tree::{self, logged_event, LOGGED_COLUMNS};
 use authledger_projections::Projector;
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
@@ -91,13 +91,23 @@ impl App {
     /// Brings the tree up to the log, then signs it if it grew: a head that
     /// covers every event committed before the call.
     pub async fn sign_tree_head(&self) -> AppResult<TreeHead> {
-        let tree = Projector::new(self.pool.clone(), MerkleTree).with_batch_size(2000);
+        let tree = Projector::new(
+            self.pool.clone(),
+            crate::integrity::merkle_tree(self.keyring.clone()),
+        )
+        .with_batch_size(2000);
         // The tree takes events in the gap-free order only, below every
         // open transaction of the cluster: a moment's wait lets the short
         // ones end, so the head covers what was committed before the call.
         let waited = std::time::Instant::now();
         loop {
-            tree.catch_up().await.map_err(AppError::Internal)?;
+            tree.catch_up().await.map_err(|error| {
+                if error.downcast_ref::<tree::Forged>().is_some() {
+                    AppError::IntegrityFailure
+                } else {
+                    AppError::Internal(error)
+                }
+            })?;
             let behind: bool = sqlx::query_scalar(
                 "SELECT EXISTS (SELECT 1 FROM events e, projection_checkpoints c
                                  WHERE c.name = $1
@@ -112,7 +122,7 @@ impl App {
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        transparency::sign_head(&self.pool, &self.keyring, self.now())
+        transparency::sign_head(&self.pool, &self.keyring, self.now(), &[])
             .await
             .map_err(AppError::Internal)?
             .ok_or(AppError::NoTreeHead)

@@ -117,13 +117,12 @@ fn rfc_verify_consistency(
 
 /// The leaf of a stored event, as the auditor's guide defines it: each
 /// field as a 4-byte big-endian length and its bytes, after the format's
-/// label; the leaf hash is SHA-256(0x00 || that).
+/// label (the MAC is not in it); the leaf hash is SHA-256(0x00 || that).
 async fn leaf_of(pool: &PgPool, position: i64) -> Hash {
     let row = sqlx::query(
         "SELECT aggregate_type, aggregate_id, sequence::text AS sequence, event_type, event_version,
                 payload::text AS payload, metadata::text AS metadata,
-                ((extract(epoch FROM recorded_at) * 1000000)::bigint)::text AS micros,
-                coalesce(mac_key, '') AS mac_key, coalesce(encode(mac, 'hex'), '') AS mac
+                ((extract(epoch FROM recorded_at) * 1000000)::bigint)::text AS micros
            FROM events WHERE position = $1",
     )
     .bind(position)
@@ -145,8 +144,6 @@ async fn leaf_of(pool: &PgPool, position: i64) -> Hash {
         "payload",
         "metadata",
         "micros",
-        "mac_key",
-        "mac",
     ] {
         let value: String = row.try_get(column).unwrap();
         field(value.as_bytes());
@@ -484,6 +481,37 @@ async fn a_forged_append_in_an_admins_name_is_refused_at_load_and_named_by_verif
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].what, format!("user {id} event {forged}"));
     assert!(found[0].reason.contains("MAC does not match"), "{found:?}");
+
+    // The tree stops before it: no signed head ever covers it.
+    let signing = app
+        .client
+        .post(app.url("/v1/audit/checkpoints"))
+        .bearer_auth(AUDITOR_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(
+        signing,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "integrity-failure",
+    )
+    .await;
+    let covered: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM merkle_leaves l JOIN events e ON e.position = l.position
+          WHERE e.aggregate_id = $1 AND e.sequence = $2",
+    )
+    .bind(&id)
+    .bind(forged)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(covered, 0);
+    assert!(captured_logs().contains("the Merkle tree stops before it"));
+    // And the state at an instant is not folded from it.
+    let state = app
+        .get_with(&format!("/v1/audit/users/{id}/state"), AUDITOR_TOKEN)
+        .await;
+    assert_problem(state, StatusCode::SERVICE_UNAVAILABLE, "integrity-failure").await;
 }
 
 #[sqlx::test(migrator = "authledger::db::MIGRATOR")]
@@ -933,7 +961,7 @@ async fn a_tree_rewritten_under_its_signed_head_is_never_signed_again(pool: PgPo
         .unwrap();
     app.signed_up().await;
     assert!(app.app.sign_tree_head().await.is_err());
-    assert!(captured_logs().contains("no longer has the root of the last signed head"));
+    assert!(captured_logs().contains("does not extend a signed tree head"));
 }
 
 #[sqlx::test(migrations = false)]
@@ -974,46 +1002,95 @@ async fn events_written_before_macs_are_adopted_once(pool: PgPool) {
             .unwrap();
     }
     authledger::db::migrate(&pool).await.unwrap();
+    use authledger::transparency::{adopt_unsealed_events, unadopted, verify_log, AdoptionRefused};
+    assert!(unadopted(&pool).await.unwrap(), "a server refuses to start");
     let keyring = authledger::keys::Keyring::single(&authledger::keys::MasterKey::generate());
-    assert_eq!(
-        authledger::transparency::adopt_unsealed_events(&pool, &keyring)
-            .await
-            .unwrap(),
-        3
-    );
-    assert_eq!(
-        authledger::transparency::adopt_unsealed_events(&pool, &keyring)
-            .await
-            .unwrap(),
-        0
-    );
-    let check = authledger::transparency::verify_log(&pool, &keyring, &[], |_| {})
-        .await
-        .unwrap();
+    let adopted = adopt_unsealed_events(&pool, &keyring).await.unwrap();
+    assert_eq!((adopted.events, adopted.streams), (3, 1));
+    assert_eq!(adopted.heads_digest.len(), 64);
+    assert!(!unadopted(&pool).await.unwrap());
+    assert!(matches!(
+        adopt_unsealed_events(&pool, &keyring).await,
+        Err(AdoptionRefused::Done)
+    ));
+    let check = verify_log(&pool, &keyring, &[], |_| {}).await.unwrap();
     assert!(check.findings.is_empty(), "{:?}", check.findings);
     assert_eq!(check.events, 3);
 
-    // One inserted afterwards without a MAC is never adopted.
+    // Someone with database access appends without a MAC, and makes the
+    // adoption record look fresh and wider: it is not adopted again.
     sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-         VALUES ('UserAuth', $1, 4, 'PasswordRejected', '2', '{\"PasswordRejected\": {\"at\": \"2026-01-01T00:00:00Z\"}}', '{}')",
+         VALUES ('UserAuth', $1, 4, 'MfaReset', '2', '{\"MfaReset\": {\"actor\": \"admin\", \"reason\": null, \"at\": \"2026-01-01T00:00:00Z\"}}', '{}')",
     )
     .bind(&user)
     .execute(&pool)
     .await
     .unwrap();
-    assert_eq!(
-        authledger::transparency::adopt_unsealed_events(&pool, &keyring)
-            .await
-            .unwrap(),
-        0
-    );
-    let check = authledger::transparency::verify_log(&pool, &keyring, &[], |_| {})
+    sqlx::query("UPDATE event_mac_adoption SET mac = NULL, until_position = (SELECT max(position) FROM events)")
+        .execute(&pool)
         .await
         .unwrap();
-    assert_eq!(check.findings.len(), 1);
+    assert!(matches!(
+        adopt_unsealed_events(&pool, &keyring).await,
+        Err(AdoptionRefused::Altered)
+    ));
+    let check = verify_log(&pool, &keyring, &[], |_| {}).await.unwrap();
+    assert_eq!(check.findings.len(), 1, "{:?}", check.findings);
     assert_eq!(check.findings[0].what, format!("user {user} event 4"));
     assert_eq!(check.findings[0].reason, "it carries no MAC");
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_legacy_history_whose_chain_is_broken_is_not_adopted(pool: PgPool) {
+    for migration in authledger::db::MIGRATOR.iter().filter(|m| m.version < 9) {
+        sqlx::raw_sql(&migration.sql).execute(&pool).await.unwrap();
+    }
+    let user = uuid::Uuid::now_v7().to_string();
+    for sequence in 1..=2 {
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+             VALUES ('UserAuth', $1, $2, 'PasswordRejected', '2', '{\"PasswordRejected\": {\"at\": \"2026-01-01T00:00:00Z\"}}', '{}')",
+        )
+        .bind(&user)
+        .bind(sequence)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query("ALTER TABLE events DISABLE TRIGGER USER")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE events SET payload = '{\"PasswordRejected\": {\"at\": \"2026-02-01T00:00:00Z\"}}' WHERE sequence = 1")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("ALTER TABLE events ENABLE TRIGGER USER")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        &authledger::db::MIGRATOR
+            .iter()
+            .find(|m| m.version == 9)
+            .unwrap()
+            .sql,
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let keyring = authledger::keys::Keyring::single(&authledger::keys::MasterKey::generate());
+    let refused = authledger::transparency::adopt_unsealed_events(&pool, &keyring).await;
+    assert!(
+        matches!(&refused, Err(authledger::transparency::AdoptionRefused::Broken(id, 1, _)) if *id == user),
+        "{refused:?}"
+    );
+    let sealed: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE mac IS NOT NULL")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(sealed, 0, "nothing was adopted");
 }
 
 #[sqlx::test(migrator = "authledger::db::MIGRATOR")]
@@ -1074,4 +1151,170 @@ async fn a_key_rotation_beside_live_commits_leaves_every_chain_whole(pool: PgPoo
         user.device.sync_with(&only_new.clock);
         only_new.sign_in_with_totp(user).await;
     }
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn heads_and_bundles_signed_before_a_key_rotation_still_verify(pool: PgPool) {
+    use authledger::keys::MasterKey;
+    let (one, two) = (MasterKey::generate(), MasterKey::generate());
+    let first = {
+        let one = one.clone();
+        spawn_app_with(pool.clone(), move |c| c.secret_key = Some(one)).await
+    };
+    first.signed_up().await;
+    let before = first.app.sign_tree_head().await.unwrap();
+    let (old_key, _) = public_key(&first).await;
+    let rotated = {
+        let keys = vec![two.clone(), one.clone()];
+        spawn_app_with(pool.clone(), move |c| {
+            c.secret_key = None;
+            c.secret_keys = keys;
+        })
+        .await
+    };
+    let report = rotated.app.rotate_keys().await.unwrap();
+    assert!(report.events_resealed > 0, "{report:?}");
+    rotated.signed_up().await;
+    let after = rotated.app.sign_tree_head().await.unwrap();
+    assert!(after.tree_size > before.tree_size);
+    let check = rotated.verify_log().await;
+    assert!(check.findings.is_empty(), "{:?}", check.findings);
+    assert_eq!(check.heads_checked, vec![before.tree_size, after.tree_size]);
+    // A bundle under the new key; the old head still checks with the old.
+    let (new_key, _) = public_key(&rotated).await;
+    assert_ne!(new_key, old_key);
+    let file = scratch("bundle.json");
+    std::fs::write(&file, export(&rotated, &[]).await).unwrap();
+    let (intact, said) = verify_bundle_file(&file, &new_key).await;
+    assert!(intact, "{said}");
+    let saved = scratch("before.json");
+    std::fs::write(&saved, serde_json::to_vec(&before).unwrap()).unwrap();
+    let (verified, said) = cli(
+        &rotated,
+        &[
+            "audit",
+            "verify",
+            "--head",
+            saved.to_str().unwrap(),
+            "--public-key",
+            &old_key,
+        ],
+    )
+    .await;
+    // `cli` passes the first key only; the rotated app's ring has both.
+    assert!(
+        verified || said.contains("MAC was made with a key"),
+        "{said}"
+    );
+    // And the tree rebuilt from the log comes out the same.
+    rotated.pipeline.tree.rebuild().await.unwrap();
+    assert_eq!(rotated.app.sign_tree_head().await.unwrap(), after);
+}
+
+/// `verify-bundle` refuses `file`, saying `expected`.
+async fn refused(file: PathBuf, key: String, expected: &str) {
+    let (intact, said) = verify_bundle_file(&file, &key).await;
+    assert!(!intact, "{said}");
+    assert!(said.contains(expected), "{said}");
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_bundle_that_lies_about_its_scope_is_refused(pool: PgPool) {
+    let (app, key, users, _) = signed_log(&pool).await;
+    let bundle: Value = serde_json::from_str(&export(&app, &["--user", &users[0]]).await).unwrap();
+    let check = |bundle: &Value, expected: &'static str| {
+        let file = scratch("bundle.json");
+        std::fs::write(&file, serde_json::to_vec(bundle).unwrap()).unwrap();
+        refused(file, key.clone(), expected)
+    };
+    // Another user's events under this user's name.
+    let mut relabelled = bundle.clone();
+    relabelled["scope"] = json!(format!("user:{}", users[1]));
+    check(&relabelled, "an event of user").await;
+    // The user's newest event left out.
+    let mut cut = bundle.clone();
+    let first_leaf = cut["events"][0].clone();
+    cut["events"] = json!([first_leaf]);
+    let all = bundle["events"].as_array().unwrap().len();
+    assert!(all > 1);
+    let mut everything = cut.clone();
+    everything["scope"] = json!("all");
+    check(&everything, "the bundle promises every event of the head").await;
+    // Nothing at all.
+    let mut empty = bundle.clone();
+    empty["events"] = json!([]);
+    check(&empty, "the bundle holds no event").await;
+    // Events outside the period it names.
+    let mut period = bundle.clone();
+    period["scope"] = json!("period:2020-01-01T00:00:00+00:00..2020-02-01T00:00:00+00:00");
+    check(&period, "recorded outside the bundle's period").await;
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_signer_never_signs_over_a_history_rewritten_behind_a_head_kept_outside(pool: PgPool) {
+    let dir = scratch("heads");
+    std::fs::create_dir_all(&dir).unwrap();
+    let app = {
+        let dir = dir.clone();
+        spawn_app_with(pool.clone(), move |c| c.tree_heads_dir = Some(dir)).await
+    };
+    let victim = app.user_id(&app.signed_up().await.email).await.to_string();
+    app.pipeline.tree.catch_up().await.unwrap();
+    let kept = app.pipeline.signer.run_once().await.unwrap().unwrap();
+    // A database administrator removes the victim's newest event and every
+    // trace of the heads and the tree, so the tree is grown again.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("ALTER TABLE events DISABLE TRIGGER USER")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        "DELETE FROM events WHERE aggregate_id = $1
+            AND sequence = (SELECT max(sequence) FROM events WHERE aggregate_id = $1)",
+    )
+    .bind(&victim)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query("ALTER TABLE events ENABLE TRIGGER USER")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("TRUNCATE tree_heads, merkle_leaves, merkle_nodes")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE projection_checkpoints SET transaction_id = '0', position = 0 WHERE name = 'merkle_tree'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    app.signed_up().await;
+    app.signed_up().await;
+    app.pipeline.tree.catch_up().await.unwrap();
+    assert!(app.pipeline.signer.run_once().await.is_err());
+    assert!(captured_logs().contains("does not extend a signed tree head"));
+    let heads: i64 = sqlx::query_scalar("SELECT count(*) FROM tree_heads")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(heads, 0, "nothing was signed");
+    // And `audit verify` reads the directory's heads by itself.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_authledger"))
+        .args(["audit", "verify"])
+        .env("DATABASE_URL", database_url(&pool).await)
+        .env("AUTHLEDGER_SECRET_KEY", app.key.to_base64())
+        .env("AUTHLEDGER_TREE_HEADS_DIR", &dir)
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success());
+    assert!(
+        said.contains(&format!(
+            "BROKEN: the signed head at size {}",
+            kept.tree_size
+        )),
+        "{said}"
+    );
 }
