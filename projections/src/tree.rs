@@ -156,10 +156,11 @@ impl Projection for MerkleTree {
         // a key rotation cannot fall between the two.
         let rows = sqlx::query(&format!(
             "SELECT e.position, e.transaction_id::text::bigint AS transaction_id, {LOGGED_COLUMNS},
-                    e.mac_key, e.mac, p.mac AS previous_mac
+                    e.mac_key, e.mac,
+                    (SELECT p.mac FROM events p
+                      WHERE p.aggregate_type = e.aggregate_type AND p.aggregate_id = e.aggregate_id
+                        AND p.sequence = e.sequence - 1) AS previous_mac
                FROM events e
-               LEFT JOIN events p ON p.aggregate_type = e.aggregate_type
-                                 AND p.aggregate_id = e.aggregate_id AND p.sequence = e.sequence - 1
               WHERE (e.transaction_id, e.position) >= ($1::text::xid8, $2)
                 AND (e.transaction_id, e.position) <= ($3::text::xid8, $4)
               ORDER BY e.transaction_id, e.position"

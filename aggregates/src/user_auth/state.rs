@@ -725,6 +725,17 @@ impl UserAuth {
                 self.reported.push(sequence);
                 let excess = self.reported.len().saturating_sub(REPORT_HISTORY);
                 self.reported.drain(..excess);
+                // Whoever it was may hold the password and the mailbox: what
+                // was on its way to them stops (as at a suspension), the
+                // mailbox alone no longer signs in, and no browser is
+                // trusted until it completes a sign-in again.
+                self.attempt = None;
+                self.pending_enrollment = None;
+                self.email_link = None;
+                self.password_reset_link = None;
+                self.pending_email_change = None;
+                self.email_link_disabled = true;
+                self.known_devices.clear();
             }
             E::AccountErased { .. } => {
                 // Only the account record stays, to say whose stream this

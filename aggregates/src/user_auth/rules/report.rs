@@ -4,15 +4,18 @@
 //! hand them the account is called off. The report itself is recorded for
 //! operators to follow up.
 //!
-//! From a session any sign-in or change of the account's own history may be
-//! reported; the link mailed with a new-device notice reports that sign-in
-//! only, once, until it expires. Each event is reported once.
+//! From a session won with a second factor any sign-in or change of the
+//! account's own history may be reported; the link mailed with a new-device
+//! notice reports that sign-in only, once, until it expires. Each event is
+//! reported once. A report also voids whatever was on its way to a sign-in
+//! or a new credential, turns sign-in by email link off until the next
+//! sign-in with a second factor, and forgets every known browser.
 use chrono::{DateTime, Utc};
 
 use super::Decision;
 use crate::user_auth::{
-    Actor, Decided, ReportedActivity, Reporter, ResetCancellation, SessionEndReason, UserAuth,
-    UserAuthError as Error, UserAuthEvent as E, UserAuthEvent, UserAuthServices, Verdict,
+    Actor, Assurance, Decided, ReportedActivity, Reporter, ResetCancellation, SessionEndReason,
+    UserAuth, UserAuthError as Error, UserAuthEvent as E, UserAuthEvent, UserAuthServices, Verdict,
 };
 
 impl UserAuthEvent {
@@ -47,8 +50,15 @@ impl UserAuth {
         let event = reported.event.as_ref();
         let link = match by {
             Reporter::Session(session) => {
-                self.live_session(&session, now, &s.policy)
+                let session = self
+                    .live_session(&session, now, &s.policy)
                     .ok_or(Error::SessionInvalid)?;
+                // As for ending other sessions: a mailbox alone must not
+                // sign the owner out of what their authenticator won. The
+                // mailed link reports its own sign-in.
+                if session.aal != Assurance::Aal2 {
+                    return Err(Error::SecondFactorRequired);
+                }
                 None
             }
             Reporter::Link(reference) => {
@@ -148,7 +158,7 @@ mod tests {
             given,
             UserAuthCommand::ReportActivity {
                 reported: sign_in_of_8(now),
-                by: Reporter::Session(reference(9)),
+                by: Reporter::Session(reference(8)),
             },
         );
         assert_eq!(
@@ -208,6 +218,54 @@ mod tests {
         let after = folded(given);
         assert_eq!(after.pending_mfa_reset(), None);
         assert!(!after.email_link_available());
+    }
+
+    #[test]
+    fn a_session_won_by_email_link_cannot_report() {
+        let now = later(10);
+        let mut given = signed_in(now);
+        given.push(session_started(9, SignInMethod::EmailLink, now));
+        at(now)
+            .given(given)
+            .when(UserAuthCommand::ReportActivity {
+                reported: sign_in_of_8(now),
+                by: Reporter::Session(reference(9)),
+            })
+            .then_expect_error(UserAuthError::SecondFactorRequired);
+    }
+
+    #[test]
+    fn a_report_voids_what_was_on_its_way_and_forgets_every_known_browser() {
+        let now = later(10);
+        let device = DeviceDigest("a browser that signed in".into());
+        let mut state = folded(signed_in(now));
+        state
+            .known_devices
+            .push(crate::user_auth::state::KnownDevice {
+                digest: device.clone(),
+                failures: 0,
+                throttled_until: None,
+            });
+        assert!(state.email_link_available());
+        for event in [
+            E::PasswordResetRequested {
+                link: reference(50),
+                expires_at: now + Duration::minutes(30),
+                at: now,
+            },
+            E::ReportedByUser {
+                sequence: 9,
+                link: None,
+                at: now,
+            },
+        ] {
+            state.apply_event(event);
+        }
+        assert!(!state.email_link_available());
+        assert!(state.known_device(Some(&device)).is_none());
+        assert!(state.password_reset_link.is_none());
+        assert!(state.pending_email_change.is_none());
+        assert!(state.attempt.is_none() && state.email_link.is_none());
     }
 
     #[test]
