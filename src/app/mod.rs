@@ -195,6 +195,17 @@ impl App {
         self.tokens.csrf_tag(nonce, scope)
     }
 
+    /// Whether `token` looks like a device token this service makes (43
+    /// characters of base64url: 32 random bytes). An API client keeps the
+    /// one its first password step answered and sends it again, as a
+    /// browser sends its cookie.
+    pub fn is_device_token(&self, token: &str) -> bool {
+        token.len() == 43
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }
+
     /// A new device cookie for a browser that has none: random, and
     /// recorded only as a keyed digest.
     pub fn new_device_cookie(&self) -> String {

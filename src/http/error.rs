@@ -472,6 +472,13 @@ impl ApiError {
     pub fn unknown_user() -> Self {
         Self::new(StatusCode::NOT_FOUND, "unknown-user", "No such user")
     }
+    pub fn invalid_device_token() -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-device-token",
+            "The device token is not one this service made",
+        )
+    }
     pub fn invalid_reason() -> Self {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,

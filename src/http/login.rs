@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::Json;
-use super::{ApiContext, BodyProblems, Problem, Result, SecondFactorProblems, ServerProblems};
+use super::{
+    ApiContext, ApiError, BodyProblems, Problem, Result, SecondFactorProblems, ServerProblems,
+};
 use crate::app::{self, Caller};
 
 #[derive(Deserialize, ToSchema)]
@@ -16,6 +18,10 @@ use crate::app::{self, Caller};
 pub struct PasswordRequest {
     email: String,
     password: String,
+    /// The `device_token` an earlier password step answered: the sign-in
+    /// then comes from a known device (no new-sign-in notice, and a
+    /// stranger's failures do not hold it back).
+    device_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -42,6 +48,9 @@ pub struct LoginAttempt {
     /// sign-in with a second factor.
     alternatives: Vec<Alternative>,
     expires_at: DateTime<Utc>,
+    /// Keep it and send it with later password steps, as a browser keeps
+    /// its device cookie: the one sent, or a new one.
+    device_token: String,
 }
 
 /// Step one: email and password. Unknown email, wrong password, and a
@@ -52,7 +61,7 @@ pub struct LoginAttempt {
         (status = 200, description = "Password correct: a login attempt is open", body = LoginAttempt),
         (status = 401, description = "`invalid-credentials`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`contended`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid-body`, `invalid-email`, `unacceptable-password`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-body`, `invalid-email`, `unacceptable-password`, `invalid-device-token` (not one this service made)", body = Problem, content_type = "application/problem+json"),
         BodyProblems,
         ServerProblems,
     ))]
@@ -61,9 +70,14 @@ pub async fn password(
     caller: Caller,
     Json(body): Json<PasswordRequest>,
 ) -> Result<axum::Json<LoginAttempt>> {
+    let device = match body.device_token {
+        Some(token) if ctx.app.is_device_token(&token) => token,
+        Some(_) => return Err(ApiError::invalid_device_token()),
+        None => ctx.app.new_device_cookie(),
+    };
     let opened = ctx
         .app
-        .submit_password(&caller, &body.email, &body.password, None)
+        .submit_password(&caller, &body.email, &body.password, Some(&device))
         .await?;
     let (next, alternatives) = match opened.next {
         SecondFactor::Totp if opened.email_link_available => (
@@ -78,6 +92,7 @@ pub async fn password(
         next,
         alternatives,
         expires_at: opened.expires_at,
+        device_token: device,
     }))
 }
 

@@ -444,6 +444,54 @@ async fn a_known_browser_signs_in_without_a_notice(pool: sqlx::PgPool) {
 }
 
 #[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn an_api_client_that_keeps_its_device_token_signs_in_without_a_notice(pool: sqlx::PgPool) {
+    let app = spawn_app_with(pool, no_rate_limits).await;
+    let mut user = app.signed_up().await;
+    let user_id = app.user_id(&user.email).await;
+    let mut device = None;
+    for _ in 0..3 {
+        let mut body = json!({"email": user.email, "password": PASSWORD});
+        if let Some(token) = &device {
+            body["device_token"] = json!(token);
+        }
+        let login: Value = app.post_ok("/v1/login/password", body).await;
+        let token = login["device_token"].as_str().unwrap().to_owned();
+        if let Some(kept) = &device {
+            assert_eq!(&token, kept, "the token sent is the one answered");
+        }
+        device = Some(token);
+        let code = user.device.next_code().await;
+        let signed = app
+            .post(
+                "/v1/login/totp",
+                json!({"login_token": login["login_token"], "code": code}),
+            )
+            .await;
+        assert_eq!(signed.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        count_events(&app, user_id, "SignedInFromNewDevice").await,
+        1,
+        "only the first sign-in with that token"
+    );
+    // A token this service did not make is refused, not ignored.
+    for bad in ["short", &"x".repeat(43).replace('x', "!"), &"a".repeat(44)] {
+        let refused = app
+            .post(
+                "/v1/login/password",
+                json!({"email": user.email, "password": PASSWORD, "device_token": bad}),
+            )
+            .await;
+        assert_problem(
+            refused,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-device-token",
+        )
+        .await;
+    }
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
 async fn of_many_uses_of_one_report_link_at_once_exactly_one_takes_effect(pool: sqlx::PgPool) {
     let app = spawn_app_with(pool, no_rate_limits).await;
     let mut user = app.signed_up().await;

@@ -514,17 +514,21 @@ impl TestApp {
 
     /// Runs the relay until it has published every event. One `catch_up`
     /// is not enough: another test's open transaction on this server can
-    /// hold the read horizon back for a moment.
+    /// hold the read horizon back for a moment. A failed batch is tried
+    /// again, as the relay's own task does: RabbitMQ just started again (by
+    /// a fault test) can refuse a queue while it recovers its queues.
     pub async fn relay_everything(&self) {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut failed = None;
         loop {
-            self.pipeline.relay.catch_up().await.expect("relay");
-            if projection_lag(&self.pool, "email_relay").await == 0 {
-                return;
+            match self.pipeline.relay.catch_up().await {
+                Ok(_) if projection_lag(&self.pool, "email_relay").await == 0 => return,
+                Ok(_) => {}
+                Err(error) => failed = Some(format!("{error:#}")),
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "the relay did not catch up"
+                "the relay did not catch up; last failure: {failed:?}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
