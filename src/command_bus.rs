@@ -351,6 +351,15 @@ impl CommandBus {
                         ))
                     }
                 }
+                // The application folded an event it no longer finds: the
+                // newest events were cut off the stream.
+                if sealed.is_ok() && snapshot.event_mac.is_none() {
+                    return Err(self.tampered(
+                        user,
+                        format!("event {}", snapshot.last_sequence),
+                        integrity::Broken::Missing,
+                    ));
+                }
                 // A snapshot of an older state shape is skipped too, and one
                 // folded before a key rotation sealed the stream again: the
                 // events are the truth, the snapshot only a shortcut.

@@ -554,6 +554,56 @@ async fn an_edited_snapshot_is_refused_at_load_and_named_by_verify(pool: PgPool)
     assert!(found[0].reason.contains("MAC does not match"), "{found:?}");
 }
 
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_stream_cut_below_its_snapshot_is_refused_at_load(pool: PgPool) {
+    let app = spawn_app_with(pool.clone(), |c| c.snapshot_every = 2).await;
+    let user = app.signed_up().await;
+    let id = app.user_id(&user.email).await.to_string();
+    // The newest events go, the snapshot that folded them stays: each
+    // remaining event's MAC still holds.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("ALTER TABLE events DISABLE TRIGGER USER")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let cut = sqlx::query(
+        "DELETE FROM events WHERE aggregate_id = $1
+            AND sequence >= (SELECT max(last_sequence) FROM snapshots WHERE aggregate_id = $1)",
+    )
+    .bind(&id)
+    .execute(&mut *tx)
+    .await
+    .unwrap()
+    .rows_affected();
+    sqlx::query("ALTER TABLE events ENABLE TRIGGER USER")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(cut >= 1);
+
+    let refused = app
+        .post(
+            "/v1/login/password",
+            json!({"email": user.email, "password": PASSWORD}),
+        )
+        .await;
+    assert_problem(
+        refused,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "integrity-failure",
+    )
+    .await;
+    let found = app.verify_log().await.findings;
+    assert!(
+        found
+            .iter()
+            .any(|f| f.what.starts_with(&format!("user {id} snapshot"))
+                && f.reason.contains("folds a history other than")),
+        "{found:?}"
+    );
+}
+
 /// `authledger audit …` against this test's database, with its key.
 async fn cli(app: &TestApp, args: &[&str]) -> (bool, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_authledger"))
