@@ -252,11 +252,11 @@ pub async fn user_state(
     at: DateTime<Utc>,
     policy: &Policy,
 ) -> anyhow::Result<StateAt> {
-    let rows = sqlx::query(
-        "SELECT sequence, event_type, event_version, payload::text AS payload,
-                metadata::text AS metadata, mac, mac_key
-           FROM events WHERE aggregate_type = 'UserAuth' AND aggregate_id = $1 ORDER BY sequence",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {} FROM events e
+          WHERE e.aggregate_type = 'UserAuth' AND e.aggregate_id = $1 ORDER BY e.sequence",
+        store::STORED_COLUMNS
+    ))
     .bind(user.to_string())
     .fetch_all(pool)
     .await?;
@@ -269,34 +269,20 @@ pub async fn user_state(
     // Folded up to the first event after `at`; every event is checked.
     let mut folding = true;
     for (expected, row) in (1..).zip(&rows) {
-        let sequence: i64 = row.try_get("sequence")?;
-        let payload: String = row.try_get("payload")?;
-        let metadata: String = row.try_get("metadata")?;
-        let event_type: String = row.try_get("event_type")?;
-        let event_version: String = row.try_get("event_version")?;
-        let mac: Option<Vec<u8>> = row.try_get("mac")?;
-        let mac_key: Option<String> = row.try_get("mac_key")?;
-        let fields = crate::integrity::EventFields {
-            aggregate_type: UserAuth::TYPE,
-            aggregate_id: &id,
-            sequence,
-            event_type: &event_type,
-            event_version: &event_version,
-            payload: &payload,
-            metadata: &metadata,
-        };
+        let stored = store::StoredRow::from_row(row)?;
+        let sequence = i64::try_from(stored.sequence)?;
         match crate::integrity::verify_event(
             keyring,
-            &fields,
+            &stored.fields(UserAuth::TYPE, &id),
             &previous,
-            mac_key.as_deref(),
-            mac.as_deref(),
+            stored.mac_key.as_deref(),
+            stored.mac.as_deref(),
         ) {
             Ok(tag) if sequence == expected => previous = tag,
             _ => return Ok(StateAt::Broken(sequence)),
         }
         if folding {
-            let event: UserAuthEvent = serde_json::from_str(&payload)?;
+            let event: UserAuthEvent = serde_json::from_str(&stored.payload)?;
             folding = event.at() <= at;
             if folding {
                 state.apply(event);

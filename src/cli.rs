@@ -369,12 +369,7 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
             // The heads the servers wrote outside the database, too.
             if let Some(dir) = &config.tree_heads_dir {
                 for head in transparency::saved_heads(dir)? {
-                    let key = keyring
-                        .tree_public_keys()
-                        .into_iter()
-                        .find(|(id, _)| *id == head.key_id)
-                        .map(|(_, key)| key)
-                        .or(given_key);
+                    let key = keyring.tree_public_key(&head.key_id).or(given_key);
                     match key {
                         Some(key) => saved.push((head, key)),
                         None => anyhow::bail!(
@@ -392,10 +387,7 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
                 let key = match given_key {
                     Some(key) => key,
                     None => keyring
-                        .tree_public_keys()
-                        .into_iter()
-                        .find(|(id, _)| *id == head.key_id)
-                        .map(|(_, key)| key)
+                        .tree_public_key(&head.key_id)
                         .ok_or_else(|| {
                             anyhow::anyhow!(
                                 "{} is signed with key {}, which this server does not hold: pass --public-key",

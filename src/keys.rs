@@ -220,6 +220,11 @@ impl Keyring {
         (&set.id, &set.tree_signing)
     }
 
+    /// The public tree-head key of key `id`, if this server holds it.
+    pub fn tree_public_key(&self, id: &str) -> Option<ed25519_dalek::VerifyingKey> {
+        self.by_id(id).map(|set| set.tree_signing.verifying_key())
+    }
+
     /// Every key's public tree-head key, newest first.
     pub fn tree_public_keys(&self) -> Vec<(&str, ed25519_dalek::VerifyingKey)> {
         self.sets

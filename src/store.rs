@@ -200,7 +200,26 @@ pub struct StoredRow {
     pub mac: Option<Vec<u8>>,
 }
 
+/// The columns [`StoredRow::from_row`] reads, from `events e`.
+pub const STORED_COLUMNS: &str =
+    "e.sequence, e.event_type, e.event_version, e.payload::text AS payload,
+     e.metadata::text AS metadata, e.mac_key, e.mac";
+
 impl StoredRow {
+    /// A row selected with [`STORED_COLUMNS`] (or the same names).
+    pub fn from_row(row: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        let sequence: Option<i64> = row.try_get("sequence")?;
+        Ok(Self {
+            sequence: sequence.and_then(|s| usize::try_from(s).ok()).unwrap_or(0),
+            event_type: row.try_get("event_type")?,
+            event_version: row.try_get("event_version")?,
+            payload: row.try_get("payload")?,
+            metadata: row.try_get("metadata")?,
+            mac_key: row.try_get("mac_key")?,
+            mac: row.try_get("mac")?,
+        })
+    }
+
     pub fn fields<'a>(&'a self, aggregate_type: &'a str, aggregate_id: &'a str) -> EventFields<'a> {
         EventFields {
             aggregate_type,
@@ -236,7 +255,7 @@ pub async fn load(
              SELECT last_sequence, payload, head_mac, mac, mac_key FROM snapshots
               WHERE aggregate_type = $1 AND aggregate_id = $2 AND NOT $4
               ORDER BY last_sequence DESC LIMIT 1)
-         SELECT 0 AS part, k.key_id, k.nonce, k.wrapped, NULL::bigint AS seq, NULL::text AS payload,
+         SELECT 0 AS part, k.key_id, k.nonce, k.wrapped, NULL::bigint AS sequence, NULL::text AS payload,
                 NULL::text AS event_type, NULL::text AS event_version, NULL::text AS metadata,
                 NULL::bytea AS head_mac, NULL::bytea AS mac, NULL::text AS mac_key,
                 NULL::bytea AS event_mac
@@ -279,7 +298,7 @@ pub async fn load(
             }
             1 => {
                 stream.snapshot = Some(StoredSnapshot {
-                    last_sequence: sequence(row.try_get("seq")?),
+                    last_sequence: sequence(row.try_get("sequence")?),
                     payload: row.try_get("payload")?,
                     head_mac: row.try_get("head_mac")?,
                     mac_key: row.try_get("mac_key")?,
@@ -287,15 +306,7 @@ pub async fn load(
                     event_mac: row.try_get("event_mac")?,
                 })
             }
-            _ => stream.events.push(StoredRow {
-                sequence: sequence(row.try_get("seq")?),
-                event_type: row.try_get("event_type")?,
-                event_version: row.try_get("event_version")?,
-                payload: row.try_get("payload")?,
-                metadata: row.try_get("metadata")?,
-                mac_key: row.try_get("mac_key")?,
-                mac: row.try_get("mac")?,
-            }),
+            _ => stream.events.push(StoredRow::from_row(&row)?),
         }
     }
     Ok(stream)

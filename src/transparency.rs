@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Row};
 use utoipa::ToSchema;
 
-use crate::integrity::{self, EventFields, SnapshotFields, Tag, GENESIS};
+use crate::integrity::{self, SnapshotFields, Tag, GENESIS};
 use crate::keys::Keyring;
+use crate::store::{StoredRow, STORED_COLUMNS};
 
 /// A signed tree head: the root of the tree of the first `tree_size`
 /// events, signed with Ed25519 by the server key `key_id`.
@@ -149,15 +150,6 @@ pub async fn head_at(pool: &PgPool, size: u64) -> Result<Option<TreeHead>, sqlx:
         .transpose()
 }
 
-/// The ring's public key for `head`, if the ring holds its key.
-fn key_of(keyring: &Keyring, head: &TreeHead) -> Option<VerifyingKey> {
-    keyring
-        .tree_public_keys()
-        .into_iter()
-        .find(|(id, _)| *id == head.key_id)
-        .map(|(_, key)| key)
-}
-
 /// Signs the tree as it stands, unless the newest head has its size
 /// already; answers the newest head (none while the log is empty). Refuses,
 /// with the alarm, to sign a tree that does not extend the newest stored
@@ -180,7 +172,9 @@ pub async fn sign_head(
             // The tree is behind (being rebuilt, or catching up): not yet.
             return Ok(latest);
         }
-        let signed = key_of(keyring, head).is_some_and(|key| head.verify(&key).is_ok());
+        let signed = keyring
+            .tree_public_key(&head.key_id)
+            .is_some_and(|key| head.verify(&key).is_ok());
         let extended = tree::with_nodes(&mut conn, |nodes| merkle::root(nodes, head.tree_size))
             .await
             .ok()
@@ -476,15 +470,14 @@ pub async fn adopt_unsealed_events(
     let mut last: Option<(String, String, i64, Vec<u8>, Tag)> = None;
     let current = keyring.event_mac().0.to_owned();
     loop {
-        let rows = sqlx::query(
-            "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version,
-                    payload::text AS payload, metadata::text AS metadata,
+        let rows = sqlx::query(&format!(
+            "SELECT aggregate_type, aggregate_id, {STORED_COLUMNS},
                     chain_hash, event_chain_content(e) AS content
                FROM events e
               WHERE position <= $4 AND (aggregate_type, aggregate_id, sequence) > ($1, $2, $3)
               ORDER BY aggregate_type, aggregate_id, sequence
-              LIMIT 5000",
-        )
+              LIMIT 5000"
+        ))
         .bind(&after.0)
         .bind(&after.1)
         .bind(after.2)
@@ -540,21 +533,10 @@ pub async fn adopt_unsealed_events(
                     "its hash does not match its content and its predecessor's hash",
                 ));
             }
-            let payload: String = row.try_get("payload")?;
-            let metadata: String = row.try_get("metadata")?;
-            let event_type: String = row.try_get("event_type")?;
-            let event_version: String = row.try_get("event_version")?;
+            let stored = StoredRow::from_row(row)?;
             let stamp = integrity::seal_event(
                 keyring,
-                &EventFields {
-                    aggregate_type: &aggregate_type,
-                    aggregate_id: &aggregate_id,
-                    sequence,
-                    event_type: &event_type,
-                    event_version: &event_version,
-                    payload: &payload,
-                    metadata: &metadata,
-                },
+                &stored.fields(&aggregate_type, &aggregate_id),
                 previous_mac,
             );
             *previous_sequence = sequence;
@@ -648,7 +630,7 @@ pub async fn verify_log(
     // A head signed with a key since removed from the ring is still held
     // against the log; its signature is the saved copy's to show.
     for stored in stored_heads(pool).await? {
-        let key = key_of(keyring, &stored);
+        let key = keyring.tree_public_key(&stored.key_id);
         heads.push((stored, key));
     }
     verify_tree(pool, &heads, &mut check).await?;
@@ -667,15 +649,14 @@ async fn verify_streams(
     // The predecessor's sequence, chain hash and MAC.
     let mut previous: (i64, Vec<u8>, Tag) = (0, vec![0; 32], GENESIS);
     loop {
-        let rows = sqlx::query(
-            "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version,
-                    payload::text AS payload, metadata::text AS metadata, mac, mac_key,
+        let rows = sqlx::query(&format!(
+            "SELECT aggregate_type, aggregate_id, {STORED_COLUMNS},
                     chain_hash, event_chain_content(e) AS content
                FROM events e
               WHERE (aggregate_type, aggregate_id, sequence) > ($1, $2, $3)
               ORDER BY aggregate_type, aggregate_id, sequence
-              LIMIT $4",
-        )
+              LIMIT $4"
+        ))
         .bind(&after.0)
         .bind(&after.1)
         .bind(after.2)
@@ -716,34 +697,22 @@ async fn verify_streams(
                     "its hash does not match its content and its predecessor's hash",
                 );
             }
-            let payload: String = row.try_get("payload")?;
-            let metadata: String = row.try_get("metadata")?;
-            let event_type: String = row.try_get("event_type")?;
-            let event_version: String = row.try_get("event_version")?;
-            let mac: Option<Vec<u8>> = row.try_get("mac")?;
-            let mac_key: Option<String> = row.try_get("mac_key")?;
-            let fields = EventFields {
-                aggregate_type: &key.0,
-                aggregate_id: &key.1,
-                sequence,
-                event_type: &event_type,
-                event_version: &event_version,
-                payload: &payload,
-                metadata: &metadata,
-            };
+            let stored = StoredRow::from_row(row)?;
             let next = match integrity::verify_event(
                 keyring,
-                &fields,
+                &stored.fields(&key.0, &key.1),
                 &previous.2,
-                mac_key.as_deref(),
-                mac.as_deref(),
+                stored.mac_key.as_deref(),
+                stored.mac.as_deref(),
             ) {
                 Ok(tag) => tag,
                 Err(broken) => {
                     check.found(what, broken);
                     // Go on from what is stored: one bad event is named once,
                     // not with every event after it.
-                    mac.as_deref()
+                    stored
+                        .mac
+                        .as_deref()
                         .and_then(|m| Tag::try_from(m).ok())
                         .unwrap_or(GENESIS)
                 }
@@ -1021,11 +990,10 @@ pub async fn reseal_event_macs(pool: &PgPool, keyring: &Keyring) -> anyhow::Resu
             .bind(&aggregate_id)
             .execute(&mut *tx)
             .await?;
-        let rows = sqlx::query(
-            "SELECT sequence, event_type, event_version, payload::text AS payload,
-                    metadata::text AS metadata, mac, mac_key
-               FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {STORED_COLUMNS}
+               FROM events e WHERE e.aggregate_type = $1 AND e.aggregate_id = $2 ORDER BY e.sequence"
+        ))
         .bind(&aggregate_type)
         .bind(&aggregate_id)
         .fetch_all(&mut *tx)
@@ -1034,22 +1002,9 @@ pub async fn reseal_event_macs(pool: &PgPool, keyring: &Keyring) -> anyhow::Resu
         let (mut sequences, mut macs) = (Vec::new(), Vec::new());
         let mut broken = None;
         for (expected, row) in (1..).zip(&rows) {
-            let sequence: i64 = row.try_get("sequence")?;
-            let payload: String = row.try_get("payload")?;
-            let metadata: String = row.try_get("metadata")?;
-            let event_type: String = row.try_get("event_type")?;
-            let event_version: String = row.try_get("event_version")?;
-            let mac: Option<Vec<u8>> = row.try_get("mac")?;
-            let mac_key: Option<String> = row.try_get("mac_key")?;
-            let fields = EventFields {
-                aggregate_type: &aggregate_type,
-                aggregate_id: &aggregate_id,
-                sequence,
-                event_type: &event_type,
-                event_version: &event_version,
-                payload: &payload,
-                metadata: &metadata,
-            };
+            let stored = StoredRow::from_row(row)?;
+            let sequence = i64::try_from(stored.sequence)?;
+            let fields = stored.fields(&aggregate_type, &aggregate_id);
             if sequence != expected {
                 broken = Some(format!("event {expected} is missing"));
                 break;
@@ -1058,8 +1013,8 @@ pub async fn reseal_event_macs(pool: &PgPool, keyring: &Keyring) -> anyhow::Resu
                 keyring,
                 &fields,
                 &old,
-                mac_key.as_deref(),
-                mac.as_deref(),
+                stored.mac_key.as_deref(),
+                stored.mac.as_deref(),
             ) {
                 Ok(tag) => old = tag,
                 Err(why) => {

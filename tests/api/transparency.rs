@@ -1014,24 +1014,31 @@ async fn a_tree_rewritten_under_its_signed_head_is_never_signed_again(pool: PgPo
     assert!(captured_logs().contains("does not extend a signed tree head"));
 }
 
-#[sqlx::test(migrations = false)]
-async fn events_written_before_macs_are_adopted_once(pool: PgPool) {
+/// The schema before event MACs, with one account of `events` events as
+/// that version wrote them; the account's id.
+async fn legacy_log(pool: &PgPool, events: i64) -> String {
     for migration in authledger::db::MIGRATOR.iter().filter(|m| m.version < 9) {
-        sqlx::raw_sql(&migration.sql).execute(&pool).await.unwrap();
+        sqlx::raw_sql(&migration.sql).execute(pool).await.unwrap();
     }
-    // An account's events as the previous version wrote them.
     let user = uuid::Uuid::now_v7().to_string();
-    for sequence in 1..=3 {
+    for sequence in 1..=events {
         sqlx::query(
             "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
              VALUES ('UserAuth', $1, $2, 'PasswordRejected', '2', '{\"PasswordRejected\": {\"at\": \"2026-01-01T00:00:00Z\"}}', '{}')",
         )
         .bind(&user)
         .bind(sequence)
-        .execute(&pool)
+        .execute(pool)
         .await
         .unwrap();
     }
+    user
+}
+
+#[sqlx::test(migrations = false)]
+async fn events_written_before_macs_are_adopted_once(pool: PgPool) {
+    // An account's events as the previous version wrote them.
+    let user = legacy_log(&pool, 3).await;
     // Record them as applied, as sqlx would have, then migrate for real.
     sqlx::query(
         "CREATE TABLE _sqlx_migrations (
@@ -1093,21 +1100,7 @@ async fn events_written_before_macs_are_adopted_once(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_legacy_history_whose_chain_is_broken_is_not_adopted(pool: PgPool) {
-    for migration in authledger::db::MIGRATOR.iter().filter(|m| m.version < 9) {
-        sqlx::raw_sql(&migration.sql).execute(&pool).await.unwrap();
-    }
-    let user = uuid::Uuid::now_v7().to_string();
-    for sequence in 1..=2 {
-        sqlx::query(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-             VALUES ('UserAuth', $1, $2, 'PasswordRejected', '2', '{\"PasswordRejected\": {\"at\": \"2026-01-01T00:00:00Z\"}}', '{}')",
-        )
-        .bind(&user)
-        .bind(sequence)
-        .execute(&pool)
-        .await
-        .unwrap();
-    }
+    let user = legacy_log(&pool, 2).await;
     sqlx::query("ALTER TABLE events DISABLE TRIGGER USER")
         .execute(&pool)
         .await
