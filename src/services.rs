@@ -2,8 +2,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use argon2::password_hash::{PasswordHash as Phc, PasswordVerifier as _};
-use argon2::{Algorithm, Argon2, Block, Params, Version};
+use argon2_rust::params::Memory;
+use argon2_rust::{Algorithm, Argon2, Hasher, Params, Version};
 use authledger_aggregates::{
     Clock, Password, PasswordCheck, PasswordHash, PasswordHasher, Randomness, RecoveryCode,
     Reference, ServiceError, TotpSecret, RECOVERY_CODE_BYTES, TOTP_SECRET_BYTES,
@@ -145,14 +145,19 @@ impl Drop for Place<'_> {
 /// argon2id on the blocking pool, at most one hash per thread of `queue`
 /// at once: a burst of sign-ins waits for a thread rather than allocating
 /// argon2's memory for every request at the same time.
+///
+/// The kernel is `argon2-rust`, which picks its SIMD code (AVX-512, AVX2,
+/// SSE2, NEON) from the CPU it runs on: the fastest of the kernels measured
+/// in `benches/argon2.rs`. Its hashes are PHC strings the `argon2` crate
+/// reads, and it reads theirs.
 pub struct Argon2Hasher {
     params: Params,
     queue: HashingQueue,
-    /// One argon2 work area per thread, allocated once. Freed after every
-    /// hash instead, the allocator keeps those megabytes in per-thread
-    /// arenas, so the process would grow with the number of threads that
-    /// ever hashed rather than with the pool.
-    memory: Arc<Mutex<Vec<Vec<Block>>>>,
+    /// One hasher per thread, each keeping its work area between hashes.
+    /// Freed after every hash instead, the allocator keeps those megabytes
+    /// in per-thread arenas, so the process would grow with the number of
+    /// threads that ever hashed rather than with the pool.
+    hashers: Arc<Mutex<Vec<Hasher>>>,
     dummy: PasswordHash,
 }
 
@@ -163,43 +168,54 @@ impl Argon2Hasher {
         parallelism: u32,
         queue: HashingQueue,
     ) -> anyhow::Result<Self> {
-        let params = Params::new(memory_kib, iterations, parallelism, None)
+        let params = Params::builder()
+            .memory(Memory::kib(u64::from(memory_kib)))
+            .passes(iterations)
+            .lanes(parallelism)
+            .build()
             .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
-        let mut memory: Vec<Vec<Block>> = (0..queue.threads())
-            .map(|_| vec![Block::default(); params.block_count()])
-            .collect();
+        let mut hashers = Vec::with_capacity(queue.threads());
+        for _ in 0..queue.threads() {
+            let mut hasher = argon2(params).hasher();
+            // Found out now, not at the first sign-in, if it does not fit.
+            hasher
+                .reserve()
+                .map_err(|e| anyhow::anyhow!("argon2's work area: {e}"))?;
+            hashers.push(hasher);
+        }
         let dummy = hash_blocking(
-            &params,
             "authledger dummy password, never anyone's",
-            &mut memory[0],
+            &mut hashers[0],
         )
         .map_err(|e| anyhow::anyhow!(e))?;
         Ok(Self {
             params,
             queue,
-            memory: Arc::new(Mutex::new(memory)),
+            hashers: Arc::new(Mutex::new(hashers)),
             dummy,
         })
     }
 
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Params, &mut Vec<Block>) -> T + Send + 'static,
+        work: impl FnOnce(&Params, &mut Hasher) -> T + Send + 'static,
     ) -> Result<T, ServiceError> {
         let permit = self.queue.thread().await?;
-        let params = self.params.clone();
-        let pool = self.memory.clone();
+        let params = self.params;
+        let pool = self.hashers.clone();
         tokio::task::spawn_blocking(move || {
-            // A permit guarantees a free work area; the fallback only
-            // guards against a bug, at the cost of an allocation.
-            let mut area = pool
+            // A permit guarantees a free hasher; the fallback only guards
+            // against a bug, at the cost of an allocation.
+            let mut hasher = pool
                 .lock()
                 .ok()
-                .and_then(|mut areas| areas.pop())
-                .unwrap_or_else(|| vec![Block::default(); params.block_count()]);
-            let result = work(&params, &mut area);
-            if let Ok(mut areas) = pool.lock() {
-                areas.push(area);
+                .and_then(|mut hashers| hashers.pop())
+                .unwrap_or_else(|| argon2(params).hasher());
+            let result = work(&params, &mut hasher);
+            // A verify may have pointed it at a stored hash's parameters.
+            hasher.set_argon2(argon2(params));
+            if let Ok(mut hashers) = pool.lock() {
+                hashers.push(hasher);
             }
             drop(permit);
             result
@@ -209,46 +225,25 @@ impl Argon2Hasher {
     }
 }
 
-fn argon2(params: Params) -> Argon2<'static> {
+fn argon2(params: Params) -> Argon2 {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-/// The argon2id output for `password` and `salt` at `params`, computed in
-/// `area` (grown if the parameters need more).
-fn argon2_output(
-    params: &Params,
-    password: &str,
-    salt: &[u8],
-    out: &mut [u8],
-    area: &mut Vec<Block>,
-) -> Result<(), ServiceError> {
-    if area.len() < params.block_count() {
-        area.resize(params.block_count(), Block::default());
-    }
-    argon2(params.clone())
-        .hash_password_into_with_memory(
-            password.as_bytes(),
-            salt,
-            out,
-            &mut area[..params.block_count()],
-        )
-        .map_err(|e| ServiceError::Failed(format!("hashing failed: {e}")))
-}
-
-fn hash_blocking(
-    params: &Params,
-    password: &str,
-    area: &mut Vec<Block>,
-) -> Result<PasswordHash, ServiceError> {
+/// A new hash of `password` at the hasher's parameters, with a salt of its
+/// own, as a PHC string.
+fn hash_blocking(password: &str, hasher: &mut Hasher) -> Result<PasswordHash, ServiceError> {
     let mut salt = [0u8; 16];
     OsRng.fill_bytes(&mut salt);
-    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
-    argon2_output(params, password, &salt, &mut out, area)?;
+    let mut out = [0u8; 32];
+    hasher
+        .hash_into(password.as_bytes(), &salt, &mut out)
+        .map_err(|e| ServiceError::Failed(format!("hashing failed: {e}")))?;
+    let params = hasher.params();
     Ok(PasswordHash(format!(
         "$argon2id$v=19$m={},t={},p={}${}${}",
-        params.m_cost(),
-        params.t_cost(),
-        params.p_cost(),
+        params.memory_kib(),
+        params.passes(),
+        params.lanes(),
         STANDARD_NO_PAD.encode(salt),
         STANDARD_NO_PAD.encode(out)
     )))
@@ -258,37 +253,30 @@ fn verify_blocking(
     params: &Params,
     phc: &str,
     password: &str,
-    area: &mut Vec<Block>,
+    hasher: &mut Hasher,
 ) -> Result<PasswordCheck, ServiceError> {
-    let parsed = Phc::new(phc)
+    // Verification uses the algorithm, version and parameters recorded in
+    // the hash itself.
+    let stored = argon2_rust::decode_phc(phc)
         .map_err(|e| ServiceError::Failed(format!("a stored hash does not parse: {e}")))?;
-    let current_algorithm = parsed.algorithm == Algorithm::Argon2id.ident()
-        && parsed.version == Some(Version::V0x13.into());
-    // Verification uses the parameters recorded in the hash itself.
-    let matches = match (&parsed.salt, &parsed.hash, Params::try_from(&parsed)) {
-        (Some(salt), Some(expected), Ok(used)) if current_algorithm => {
-            let mut salt_bytes = [0u8; 64];
-            let salt = salt
-                .decode_b64(&mut salt_bytes)
-                .map_err(|e| ServiceError::Failed(format!("a stored salt does not parse: {e}")))?;
-            let mut out = vec![0u8; expected.len()];
-            argon2_output(&used, password, salt, &mut out, area)?;
-            bool::from(out.as_slice().ct_eq(expected.as_bytes()))
-        }
-        // Another algorithm or version: the library's own path.
-        _ => argon2(params.clone())
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-    };
-    if !matches {
+    if !stored.ad.is_empty() {
+        return Err(ServiceError::Failed(
+            "a stored hash carries associated data".into(),
+        ));
+    }
+    hasher.set_argon2(Argon2::new(stored.algorithm, stored.version, stored.params));
+    let mut out = vec![0u8; stored.hash.len()];
+    hasher
+        .hash_into(password.as_bytes(), &stored.salt, &mut out)
+        .map_err(|e| ServiceError::Failed(format!("hashing failed: {e}")))?;
+    if !bool::from(out.as_slice().ct_eq(&stored.hash)) {
         return Ok(PasswordCheck::Mismatch);
     }
-    let current = current_algorithm
-        && Params::try_from(&parsed).is_ok_and(|used| {
-            used.m_cost() == params.m_cost()
-                && used.t_cost() == params.t_cost()
-                && used.p_cost() == params.p_cost()
-        });
+    let current = stored.algorithm == Algorithm::Argon2id
+        && stored.version == Version::V0x13
+        && stored.params.memory_kib() == params.memory_kib()
+        && stored.params.passes() == params.passes()
+        && stored.params.lanes() == params.lanes();
     Ok(PasswordCheck::Match {
         needs_rehash: !current,
     })
@@ -298,7 +286,7 @@ fn verify_blocking(
 impl PasswordHasher for Argon2Hasher {
     async fn hash(&self, password: &Password) -> Result<PasswordHash, ServiceError> {
         let password = password.expose().to_owned();
-        self.run(move |params, area| hash_blocking(params, &password, area))
+        self.run(move |_, hasher| hash_blocking(&password, hasher))
             .await?
     }
 
@@ -311,7 +299,7 @@ impl PasswordHasher for Argon2Hasher {
         let phc = hash.unwrap_or(&self.dummy).0.clone();
         let password = password.expose().to_owned();
         let check = self
-            .run(move |params, area| verify_blocking(params, &phc, &password, area))
+            .run(move |params, hasher| verify_blocking(params, &phc, &password, hasher))
             .await??;
         Ok(if known {
             check
@@ -356,31 +344,72 @@ mod tests {
         );
     }
 
+    /// The `argon2` crate (RustCrypto) reads our hashes and we read its,
+    /// so hashes stored before the kernel changed still verify.
     #[tokio::test]
-    async fn hashes_agree_with_the_argon2_library_both_ways() {
-        use argon2::password_hash::{PasswordHasher as _, SaltString};
-        let params = Params::new(1024, 1, 1, None).unwrap();
+    async fn hashes_agree_with_the_argon2_crate_both_ways() {
+        use argon2::password_hash::{
+            PasswordHash as Phc, PasswordHasher as _, PasswordVerifier as _, SaltString,
+        };
+        let rustcrypto = argon2::Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            argon2::Params::new(1024, 1, 1, None).unwrap(),
+        );
         let ours = hasher(1024)
             .hash(&password("right password"))
             .await
             .unwrap();
         let parsed = Phc::new(&ours.0).unwrap();
-        assert!(argon2(params.clone())
+        assert!(rustcrypto
             .verify_password(b"right password", &parsed)
             .is_ok());
+        assert!(rustcrypto
+            .verify_password(b"wrong password", &parsed)
+            .is_err());
         let salt = SaltString::generate(&mut OsRng);
-        let theirs = argon2(params)
+        let theirs = rustcrypto
             .hash_password(b"right password", &salt)
             .unwrap()
             .to_string();
         assert_eq!(
             hasher(1024)
-                .verify(Some(&PasswordHash(theirs)), &password("right password"))
+                .verify(Some(&PasswordHash(theirs.clone())), &password("right password"))
                 .await
                 .unwrap(),
             PasswordCheck::Match {
                 needs_rehash: false
             }
+        );
+        assert_eq!(
+            hasher(1024)
+                .verify(Some(&PasswordHash(theirs)), &password("wrong password"))
+                .await
+                .unwrap(),
+            PasswordCheck::Mismatch
+        );
+    }
+
+    /// A hash of another variant or version still verifies, and asks to be
+    /// made again as argon2id v19.
+    #[tokio::test]
+    async fn an_older_variant_verifies_and_asks_for_a_rehash() {
+        use argon2::password_hash::{PasswordHasher as _, SaltString};
+        let salt = SaltString::generate(&mut OsRng);
+        let argon2i_v16 = argon2::Argon2::new(
+            argon2::Algorithm::Argon2i,
+            argon2::Version::V0x10,
+            argon2::Params::new(1024, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"right password", &salt)
+        .unwrap()
+        .to_string();
+        assert_eq!(
+            hasher(1024)
+                .verify(Some(&PasswordHash(argon2i_v16)), &password("right password"))
+                .await
+                .unwrap(),
+            PasswordCheck::Match { needs_rehash: true }
         );
     }
 
