@@ -90,6 +90,10 @@ pub async fn nodes(
         .iter()
         .map(|id| i64::try_from(id.index).unwrap_or(i64::MAX))
         .collect();
+    // Planned afresh each time (an unnamed statement), not once per
+    // connection: a plan made while the tree was small joined by hashing
+    // the whole table, and a connection kept it as the table grew, until a
+    // batch took 20 ms to read a dozen nodes.
     let rows = sqlx::query(
         "SELECT n.level, n.index, n.hash FROM merkle_nodes n
            JOIN unnest($1::smallint[], $2::bigint[]) AS w(level, index)
@@ -97,6 +101,7 @@ pub async fn nodes(
     )
     .bind(levels)
     .bind(indexes)
+    .persistent(false)
     .fetch_all(conn)
     .await?;
     let mut found = HashMap::with_capacity(rows.len());
