@@ -21,6 +21,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::BasicProperties;
 use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -96,8 +97,11 @@ impl Worker {
         clock: Arc<dyn Clock>,
         metrics: MailMetrics,
     ) -> anyhow::Result<Self> {
+        // One SMTP connection per mail in flight: lettre's default pool of
+        // 10 made the rest of a larger concurrency wait for a connection.
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(settings.smtp_url.expose())?
             .timeout(Some(Duration::from_secs(10)))
+            .pool_config(PoolConfig::new().max_size(u32::from(settings.prefetch.max(1))))
             .build();
         let publisher = Publisher::new(settings.amqp_url.expose(), settings.topology.clone());
         Ok(Self {
