@@ -11,6 +11,44 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use totp_rs::Totp;
 
+pub mod peer;
+pub mod sink;
+pub use peer::{Peer, PeerServer};
+pub use sink::MailSink;
+
+/// A system the sign-in scenarios run against: authledger, or the peer it
+/// is compared with, driven the same way by the same client.
+pub trait SignIn: Clone + Send + Sync + 'static {
+    /// Creates an account with an enrolled authenticator.
+    fn new_user(&self, email: &str) -> impl Future<Output = anyhow::Result<User>> + Send;
+    /// The password step; returns what the second step carries.
+    fn password(&self, email: &str) -> impl Future<Output = anyhow::Result<String>> + Send;
+    /// The TOTP step; returns the session.
+    fn totp(&self, login: &str, code: &str) -> impl Future<Output = anyhow::Result<String>> + Send;
+    /// The same system, reached as `user` reaches it.
+    fn for_user(&self, _user: &User) -> Self {
+        self.clone()
+    }
+}
+
+impl SignIn for Target {
+    fn new_user(&self, email: &str) -> impl Future<Output = anyhow::Result<User>> + Send {
+        Target::new_user(self, email)
+    }
+    fn password(&self, email: &str) -> impl Future<Output = anyhow::Result<String>> + Send {
+        Target::password(self, email)
+    }
+    fn totp(&self, login: &str, code: &str) -> impl Future<Output = anyhow::Result<String>> + Send {
+        Target::totp(self, login, code)
+    }
+    fn for_user(&self, user: &User) -> Self {
+        match &user.address {
+            Some(address) => self.from_address(address),
+            None => self.clone(),
+        }
+    }
+}
+
 /// The password every generated user has.
 pub const PASSWORD: &str = "violet-tangerine-harbour-42";
 
@@ -361,17 +399,27 @@ impl Target {
 
     /// `GET /v1/me` with a session: the user's own check of it.
     pub async fn me(&self, session_token: &str) -> anyhow::Result<()> {
+        self.get_with_session("/v1/me", session_token).await
+    }
+
+    /// `GET /v1/me/sessions`: the user's list of their live sessions.
+    pub async fn sessions(&self, session_token: &str) -> anyhow::Result<()> {
+        self.get_with_session("/v1/me/sessions", session_token)
+            .await
+    }
+
+    async fn get_with_session(&self, path: &str, session_token: &str) -> anyhow::Result<()> {
         let response = self
             .http
-            .get(format!("{}/v1/me", self.base))
+            .get(format!("{}{path}", self.base))
             .bearer_auth(session_token)
             .send()
             .await
-            .context("GET /v1/me")?;
+            .with_context(|| format!("GET {path}"))?;
         let status = response.status().as_u16();
         let _ = response.bytes().await?;
         if status != 200 {
-            bail!("GET /v1/me: {status}");
+            bail!("GET {path}: {status}");
         }
         Ok(())
     }
@@ -588,8 +636,8 @@ where
 }
 
 /// Creates `count` enrolled users named `<prefix>-<n>@example.com`.
-pub async fn new_users(
-    target: &Target,
+pub async fn new_users<S: SignIn>(
+    target: &S,
     prefix: &str,
     count: usize,
     clients: usize,
@@ -616,8 +664,8 @@ pub async fn new_users(
 }
 
 /// Opens a login attempt for each user (the password step, untimed).
-pub async fn open_attempts(
-    target: &Target,
+pub async fn open_attempts<S: SignIn>(
+    target: &S,
     users: Vec<User>,
     clients: usize,
 ) -> anyhow::Result<Vec<Attempt>> {
@@ -648,8 +696,8 @@ pub async fn open_attempts(
 /// Full sign-in, password then TOTP, for `limit`. Each user signs in at most
 /// once per 30-second step, as with a real phone; users whose next code is
 /// not valid yet wait their turn.
-pub async fn full_sign_in(
-    target: &Target,
+pub async fn full_sign_in<S: SignIn>(
+    target: &S,
     users: Vec<User>,
     clients: usize,
     limit: Duration,
@@ -674,10 +722,7 @@ pub async fn full_sign_in(
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 };
-                let t = match &user.address {
-                    Some(address) => t.from_address(address),
-                    None => t.clone(),
-                };
+                let t = t.for_user(&user);
                 let mut timings = Vec::new();
                 let flow_started = Instant::now();
                 let outcome = async {
@@ -711,8 +756,8 @@ pub async fn full_sign_in(
 }
 
 /// The second factor alone, on attempts opened beforehand.
-pub async fn second_factor(
-    target: &Target,
+pub async fn second_factor<S: SignIn>(
+    target: &S,
     attempts: Vec<Attempt>,
     clients: usize,
     limit: Duration,
@@ -832,27 +877,35 @@ pub async fn email_links(
 }
 
 /// How long one argon2id verification takes at these parameters, the
-/// median of `samples`.
+/// median of `samples`, with the server's kernel (`argon2-rust`, the fastest
+/// `benches/argon2.rs` measured) reusing its work area as the server does.
 pub fn argon2_verify_time(
     memory_kib: u32,
     iterations: u32,
     parallelism: u32,
     samples: usize,
 ) -> anyhow::Result<Duration> {
-    use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
-    let params = argon2::Params::new(memory_kib, iterations, parallelism, None)
+    use argon2_rust::{params::Memory, Algorithm, Argon2, Params, Version};
+    let params = Params::builder()
+        .memory(Memory::kib(u64::from(memory_kib)))
+        .passes(iterations)
+        .lanes(parallelism)
+        .build()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let argon2 = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    let salt = SaltString::encode_b64(b"authledger-bench").map_err(|e| anyhow::anyhow!("{e}"))?;
-    let hash = argon2
-        .hash_password(PASSWORD.as_bytes(), &salt)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .to_string();
-    let parsed = argon2::PasswordHash::new(&hash).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut hasher = Argon2::new(Algorithm::Argon2id, Version::V0x13, params).hasher();
+    let salt = b"authledger-bench";
+    let mut expected = [0u8; 32];
+    hasher
+        .hash_into(PASSWORD.as_bytes(), salt, &mut expected)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut times: Vec<Duration> = (0..samples.max(1))
         .map(|_| {
             let started = Instant::now();
-            let verified = argon2.verify_password(PASSWORD.as_bytes(), &parsed).is_ok();
+            let mut out = [0u8; 32];
+            let verified = hasher
+                .hash_into(PASSWORD.as_bytes(), salt, &mut out)
+                .is_ok()
+                && out == expected;
             (verified, started.elapsed())
         })
         .filter_map(|(ok, took)| ok.then_some(took))
@@ -898,31 +951,48 @@ pub fn argon2_parallel_rate(
     Ok((threads.max(1) * per_thread.max(1)) as f64 / started.elapsed().as_secs_f64())
 }
 
+/// What a session check asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionCheck<'a> {
+    /// The user's own `GET /v1/me`.
+    Me,
+    /// The user's list of their sessions, `GET /v1/me/sessions`.
+    List,
+    /// A relying app's `POST /v1/introspect` with its client token.
+    Introspect(&'a str),
+}
+
 /// Checks of live sessions for `limit`, each client picking the sessions
-/// in turn: by the user (`GET /v1/me`) when `client_token` is `None`, by a
-/// relying app (`POST /v1/introspect`) otherwise.
+/// in turn, as `check` says.
 pub async fn session_checks(
     target: &Target,
     sessions: &[String],
-    client_token: Option<&str>,
+    check: SessionCheck<'_>,
     clients: usize,
     limit: Duration,
 ) -> Run {
-    let (name, step) = match client_token {
-        None => ("own session", "me"),
-        Some(_) => ("introspection", "introspect"),
+    let (name, step) = match check {
+        SessionCheck::Me => ("own session", "me"),
+        SessionCheck::List => ("session list", "sessions"),
+        SessionCheck::Introspect(_) => ("introspection", "introspect"),
     };
     // More items than any run can use, so the clock ends it.
     let items: Vec<String> = sessions.iter().cycle().take(2_000_000).cloned().collect();
     let t = target.clone();
-    let client = client_token.map(str::to_owned);
+    // Owned, for the clients' tasks.
+    let client = match check {
+        SessionCheck::Introspect(client) => Some(client.to_owned()),
+        SessionCheck::Me | SessionCheck::List => None,
+    };
+    let list = check == SessionCheck::List;
     let (run, _) = drive(name, clients, limit, items, move |session| {
         let (t, client) = (t.clone(), client.clone());
         async move {
             let mut timings = Vec::new();
             let outcome = match &client {
-                None => timed(step, &mut timings, t.me(&session)).await,
                 Some(client) => timed(step, &mut timings, t.introspect(client, &session)).await,
+                None if list => timed(step, &mut timings, t.sessions(&session)).await,
+                None => timed(step, &mut timings, t.me(&session)).await,
             };
             (timings, outcome)
         }
