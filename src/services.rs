@@ -183,11 +183,8 @@ impl Argon2Hasher {
                 .map_err(|e| anyhow::anyhow!("argon2's work area: {e}"))?;
             hashers.push(hasher);
         }
-        let dummy = hash_blocking(
-            "authledger dummy password, never anyone's",
-            &mut hashers[0],
-        )
-        .map_err(|e| anyhow::anyhow!(e))?;
+        let dummy = hash_blocking("authledger dummy password, never anyone's", &mut hashers[0])
+            .map_err(|e| anyhow::anyhow!(e))?;
         Ok(Self {
             params,
             queue,
@@ -374,7 +371,10 @@ mod tests {
             .to_string();
         assert_eq!(
             hasher(1024)
-                .verify(Some(&PasswordHash(theirs.clone())), &password("right password"))
+                .verify(
+                    Some(&PasswordHash(theirs.clone())),
+                    &password("right password")
+                )
                 .await
                 .unwrap(),
             PasswordCheck::Match {
@@ -406,7 +406,10 @@ mod tests {
         .to_string();
         assert_eq!(
             hasher(1024)
-                .verify(Some(&PasswordHash(argon2i_v16)), &password("right password"))
+                .verify(
+                    Some(&PasswordHash(argon2i_v16)),
+                    &password("right password")
+                )
                 .await
                 .unwrap(),
             PasswordCheck::Match { needs_rehash: true }
