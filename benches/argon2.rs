@@ -22,13 +22,16 @@ const SALT: &[u8] = b"sixteen byte slt";
 const SINGLE_SAMPLES: usize = 41;
 const PAIR_SECONDS: u64 = 4;
 
+/// Hashes the benchmark's password and salt into its argument.
+type Hash = Box<dyn FnMut(&mut [u8; 32])>;
+
 /// One kernel: makes a hasher that owns its work area, for one thread.
 struct Kernel {
     name: &'static str,
-    hasher: fn() -> Box<dyn FnMut(&mut [u8; 32])>,
+    hasher: fn() -> Hash,
 }
 
-fn argon2_05() -> Box<dyn FnMut(&mut [u8; 32])> {
+fn argon2_05() -> Hash {
     use argon2::{Algorithm, Argon2, Block, Params, Version};
     let params = Params::new(MEMORY_KIB, PASSES, 1, None).unwrap();
     let mut area = vec![Block::default(); params.block_count()];
@@ -40,7 +43,7 @@ fn argon2_05() -> Box<dyn FnMut(&mut [u8; 32])> {
     })
 }
 
-fn argon2_06() -> Box<dyn FnMut(&mut [u8; 32])> {
+fn argon2_06() -> Hash {
     use argon2_06::{Algorithm, Argon2, Block, Params, Version};
     let params = Params::new(MEMORY_KIB, PASSES, 1, None).unwrap();
     let mut area = vec![Block::default(); params.block_count()];
@@ -52,7 +55,7 @@ fn argon2_06() -> Box<dyn FnMut(&mut [u8; 32])> {
     })
 }
 
-fn argon2_rust() -> Box<dyn FnMut(&mut [u8; 32])> {
+fn argon2_rust() -> Hash {
     use argon2_rust::params::Memory;
     use argon2_rust::{Algorithm, Argon2, Params, Version};
     let params = Params::builder()
@@ -141,8 +144,9 @@ fn main() {
     );
 
     println!(
-        "argon2id m={MEMORY_KIB} KiB, t={PASSES}, p=1; {} CPUs; one thread: median of {SINGLE_SAMPLES}; two threads: {PAIR_SECONDS} s",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "argon2id m={MEMORY_KIB} KiB, t={PASSES}, p=1; {} CPUs; one thread: median of {SINGLE_SAMPLES}; two threads: {PAIR_SECONDS} s; argon2-rust's backend here: {:?}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        argon2_rust::detected_backend(),
     );
     println!("| kernel | round | one thread | ceiling (2 ÷ one) | two threads at once | of the ceiling |");
     println!("|---|---|---|---|---|---|");

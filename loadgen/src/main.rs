@@ -164,6 +164,10 @@ impl CpuWatch {
     }
 }
 
+/// Each compared scenario's rates, round by round: (scenario, clients) →
+/// (authledger's, the peer's).
+type Rates = std::collections::BTreeMap<(&'static str, usize), (Vec<f64>, Vec<f64>)>;
+
 /// Mails the cheap part's worker sends at once.
 const MAIL_CONCURRENCY: u16 = 32;
 
@@ -416,9 +420,7 @@ impl Bench {
         self.wait_for_quiet_mail().await?;
         let limit = Duration::from_secs(self.args.seconds);
         let mut runs: Vec<Run> = Vec::new();
-        // (scenario, clients) → (authledger's rates, better-auth's rates)
-        let mut rates: std::collections::BTreeMap<(&str, usize), (Vec<f64>, Vec<f64>)> =
-            std::collections::BTreeMap::new();
+        let mut rates = Rates::new();
         for round in 1..=2 {
             for clients in [4, 16] {
                 let watch = CpuWatch::start(server.pid);
