@@ -177,7 +177,8 @@ impl Argon2Hasher {
         let mut hashers = Vec::with_capacity(queue.threads());
         for _ in 0..queue.threads() {
             let mut hasher = argon2(params).hasher();
-            // Found out now, not at the first sign-in, if it does not fit.
+            // Its address space now, not at the first sign-in (the pages
+            // are touched by the first hash).
             hasher
                 .reserve()
                 .map_err(|e| anyhow::anyhow!("argon2's work area: {e}"))?;
@@ -209,8 +210,14 @@ impl Argon2Hasher {
                 .and_then(|mut hashers| hashers.pop())
                 .unwrap_or_else(|| argon2(params).hasher());
             let result = work(&params, &mut hasher);
-            // A verify may have pointed it at a stored hash's parameters.
+            // A verify may have pointed it at a stored hash's parameters,
+            // and grown its area for them: back to the configured ones, so
+            // the memory kept stays one area per thread at today's cost.
             hasher.set_argon2(argon2(params));
+            if hasher.reserved_blocks() > params.memory_blocks() as usize {
+                hasher.clear();
+                let _ = hasher.reserve();
+            }
             if let Ok(mut hashers) = pool.lock() {
                 hashers.push(hasher);
             }
@@ -259,6 +266,12 @@ fn verify_blocking(
     if !stored.ad.is_empty() {
         return Err(ServiceError::Failed(
             "a stored hash carries associated data".into(),
+        ));
+    }
+    // Ours are 32 bytes; a tag this short could be matched by chance.
+    if stored.hash.len() < 16 {
+        return Err(ServiceError::Failed(
+            "a stored hash's tag is too short".into(),
         ));
     }
     hasher.set_argon2(Argon2::new(stored.algorithm, stored.version, stored.params));

@@ -21,6 +21,8 @@ pub fn peer_sources() -> PathBuf {
 /// A running better-auth server.
 pub struct PeerServer {
     child: Child,
+    /// Where its packages were installed, removed when it stops.
+    dir: PathBuf,
     pub peer: Peer,
 }
 
@@ -29,8 +31,12 @@ impl PeerServer {
     /// system's temporary one and starts the server on a free port, on a
     /// fresh database `authledger_peer` of the Postgres at `postgres`.
     pub async fn start(postgres: &str) -> anyhow::Result<Self> {
-        let dir = std::env::temp_dir().join("authledger-peer-better-auth");
-        std::fs::create_dir_all(&dir)?;
+        // A directory of its own, made new: nothing found there is trusted.
+        let dir = std::env::temp_dir().join(format!(
+            "authledger-peer-better-auth-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir(&dir)?;
         for file in ["package.json", "package-lock.json", "server.mjs"] {
             std::fs::copy(peer_sources().join(file), dir.join(file))
                 .with_context(|| format!("copying the peer's {file}"))?;
@@ -75,6 +81,7 @@ impl PeerServer {
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(Self {
             child,
+            dir,
             peer: Peer::new(&format!("http://127.0.0.1:{port}")),
         })
     }
@@ -86,6 +93,7 @@ impl PeerServer {
 
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

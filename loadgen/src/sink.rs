@@ -31,8 +31,18 @@ impl MailSink {
         let accepted = Arc::new(Mutex::new(Vec::new()));
         let log = accepted.clone();
         let listener = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(session(stream, log.clone()));
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        tokio::spawn(session(stream, log.clone()));
+                    }
+                    // Out of file descriptors, say: the sink must outlive
+                    // it, or every later mail would look lost.
+                    Err(error) => {
+                        eprintln!("mail sink: accept failed: {error}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                }
             }
         });
         Ok(Self {
@@ -160,6 +170,52 @@ async fn read_data(lines: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::StreamExt as _;
+
+    /// What the mail worker does: lettre's pooled transport, many mails at
+    /// once over connections it reuses. Every mail arrives once, with its
+    /// recipient and subject.
+    #[tokio::test]
+    async fn takes_every_mail_a_pooled_lettre_transport_sends() -> anyhow::Result<()> {
+        use lettre::transport::smtp::PoolConfig;
+        use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+        let sink = MailSink::start().await?;
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&sink.url())?
+            .timeout(Some(std::time::Duration::from_secs(5)))
+            .pool_config(PoolConfig::new().max_size(32))
+            .build();
+        let count = 300;
+        let sends = (0..count).map(|n| {
+            let transport = transport.clone();
+            async move {
+                let mail = Message::builder()
+                    .from("authledger <no-reply@example.org>".parse()?)
+                    .to(format!("user-{n}@example.com").parse()?)
+                    .subject("Your sign-in link")
+                    .body(format!("link {n}\n.\nnot the end\n"))?;
+                transport.send(mail).await?;
+                anyhow::Ok(())
+            }
+        });
+        let results: Vec<anyhow::Result<()>> = futures::stream::iter(sends)
+            .buffer_unordered(64)
+            .collect()
+            .await;
+        for result in results {
+            result?;
+        }
+        let accepted = sink.accepted();
+        assert_eq!(accepted.len(), count);
+        let mut to: Vec<String> = accepted
+            .iter()
+            .filter(|m| m.subject == "Your sign-in link")
+            .flat_map(|m| m.recipients.clone())
+            .collect();
+        to.sort();
+        to.dedup();
+        assert_eq!(to.len(), count);
+        Ok(())
+    }
 
     /// A mail whose commands come pipelined arrives whole: its recipient
     /// and subject are what was sent, and every command is answered.

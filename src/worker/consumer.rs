@@ -97,8 +97,9 @@ impl Worker {
         clock: Arc<dyn Clock>,
         metrics: MailMetrics,
     ) -> anyhow::Result<Self> {
-        // One SMTP connection per mail in flight: lettre's default pool of
-        // 10 made the rest of a larger concurrency wait for a connection.
+        // Keeps one SMTP connection per mail in flight: beyond lettre's
+        // default of 10 kept, each send opened a connection of its own and
+        // closed it after (connect, EHLO, QUIT per mail).
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(settings.smtp_url.expose())?
             .timeout(Some(Duration::from_secs(10)))
             .pool_config(PoolConfig::new().max_size(u32::from(settings.prefetch.max(1))))
