@@ -563,9 +563,13 @@ impl Bench {
                 ("AUTHLEDGER_HASHING_QUEUE_MAX", "64".to_owned()),
             ])
             .await?;
-        eprintln!("creating 240 users at full argon2id cost");
+        // Enough that neither phase runs out of fresh codes: each victim
+        // signs in at most twice per 30-second step. 240 were enough at
+        // the old kernel's pace; at this one the sprayed phase had none.
+        const VICTIMS: usize = 1500;
+        eprintln!("creating {VICTIMS} users at full argon2id cost");
         let mut users = Vec::new();
-        for batch in (0..240).collect::<Vec<usize>>().chunks(8) {
+        for batch in (0..VICTIMS).collect::<Vec<usize>>().chunks(8) {
             let made = futures_util::future::join_all(batch.iter().map(|&i| {
                 let address = format!("198.51.{}.{}", i / 250, i % 250 + 1);
                 let target = server.target.from_address(&address);
