@@ -168,12 +168,7 @@ impl Argon2Hasher {
         parallelism: u32,
         queue: HashingQueue,
     ) -> anyhow::Result<Self> {
-        let params = Params::builder()
-            .memory(Memory::kib(u64::from(memory_kib)))
-            .passes(iterations)
-            .lanes(parallelism)
-            .build()
-            .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
+        let params = argon2id_params(memory_kib, iterations, parallelism)?;
         let mut hashers = Vec::with_capacity(queue.threads());
         for _ in 0..queue.threads() {
             let mut hasher = argon2(params).hasher();
@@ -231,6 +226,26 @@ impl Argon2Hasher {
 
 fn argon2(params: Params) -> Argon2 {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// argon2id's parameters as the server's configuration names them.
+fn argon2id_params(memory_kib: u32, iterations: u32, parallelism: u32) -> anyhow::Result<Params> {
+    Params::builder()
+        .memory(Memory::kib(u64::from(memory_kib)))
+        .passes(iterations)
+        .lanes(parallelism)
+        .build()
+        .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))
+}
+
+/// A hasher with the server's kernel and settings at these parameters, for
+/// whoever measures what the server's hashing costs (the load generator).
+pub fn argon2id_hasher(
+    memory_kib: u32,
+    iterations: u32,
+    parallelism: u32,
+) -> anyhow::Result<Hasher> {
+    Ok(argon2(argon2id_params(memory_kib, iterations, parallelism)?).hasher())
 }
 
 /// A new hash of `password` at the hasher's parameters, with a salt of its

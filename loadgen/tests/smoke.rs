@@ -70,4 +70,6 @@ async fn every_scenario_runs_against_a_real_server(pool: PgPool) {
 
     let verify = argon2_verify_time(64, 1, 1, 3).unwrap();
     assert!(verify > Duration::ZERO && verify < Duration::from_secs(1));
+    let together = argon2_parallel_rate(64, 1, 1, 2, 3).unwrap();
+    assert!(together.is_finite() && together > 0.0);
 }
