@@ -20,4 +20,6 @@ pub mod telemetry;
 pub mod timeline;
 pub mod tokens;
 pub mod transparency;
+pub mod user_agent;
+pub mod words;
 pub mod worker;

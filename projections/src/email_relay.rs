@@ -122,6 +122,12 @@ fn mail_for(event: &E) -> Option<Mail> {
         E::RegistrationAttempted { .. } => Mail::notice(MailKind::RegistrationAttempted),
         E::PasswordReset { .. } => Mail::notice(MailKind::PasswordWasReset),
         E::PasswordChanged { .. } => Mail::notice(MailKind::PasswordChanged),
+        // A mistyped first code from an authenticator being set up: no
+        // sign-in got past its password and failed, and the enrollment
+        // has a notice of its own once it succeeds.
+        E::TotpRejected {
+            enrolling: true, ..
+        } => return None,
         E::TotpRejected { attempt, .. } | E::RecoveryCodeRejected { attempt, .. } => Mail {
             attempt: Some(attempt.to_string()),
             ..Mail::notice(MailKind::SecondFactorFailed)
@@ -724,6 +730,7 @@ mod tests {
         let rejected = |minute| E::TotpRejected {
             attempt,
             reason: TotpRejection::WrongCode,
+            enrolling: false,
             at: at(minute),
         };
         let events = [
@@ -739,6 +746,24 @@ mod tests {
         let mut earlier = known("ada");
         earlier.reported.insert(attempt.to_string());
         assert!(plan(&events, &earlier).unwrap().mails.is_empty());
+    }
+
+    #[test]
+    fn a_wrong_code_while_enrolling_is_not_mailed_as_a_failed_sign_in() {
+        let attempt = Reference::from_bytes([6; 16]);
+        let events = [stored(
+            5,
+            E::TotpRejected {
+                attempt,
+                reason: TotpRejection::WrongCode,
+                enrolling: true,
+                at: at(0),
+            },
+            "user",
+        )];
+        let plan = plan(&events, &known("ada")).unwrap();
+        assert!(plan.mails.is_empty(), "{:?}", plan.mails);
+        assert!(plan.reported.is_empty(), "{:?}", plan.reported);
     }
 
     #[test]

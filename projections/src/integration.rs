@@ -555,6 +555,7 @@ mod tests {
                 E::TotpRejected {
                     attempt,
                     reason: TotpRejection::Replayed,
+                    enrolling: false,
                     at: at(0),
                 },
                 Factor::Totp,
@@ -836,6 +837,7 @@ mod tests {
             E::TotpRejected {
                 attempt: session,
                 reason: TotpRejection::WrongCode,
+                enrolling: false,
                 at: at(0),
             },
             E::RecoveryCodeRejected {

@@ -10,10 +10,11 @@ use authledger_aggregates::{
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{describe_user_agent, App, AppError, AppResult, Caller};
+use super::{App, AppError, AppResult, Caller};
 use crate::command_bus::client_origin;
 use crate::timeline;
 use crate::tokens::TokenKind;
+use crate::user_agent::UserAgent;
 
 /// How many entries a page holds: 1 to 100, 20 unless asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,7 +252,9 @@ fn entry(
         kind,
         summary,
         ip: origin.as_ref().map(|o| o.client_ip.clone()),
-        browser: origin.as_ref().map(|o| describe_user_agent(&o.user_agent)),
+        browser: origin
+            .as_ref()
+            .map(|o| UserAgent::parse(&o.user_agent).label()),
         new_device: row.new_device,
         reportable: row.event.reportable() && !reported,
         reported,
@@ -288,6 +291,12 @@ fn describe(event: &E) -> Option<(&'static str, String)> {
         E::PasswordRejected { .. } | E::DevicePasswordRejected { .. } => {
             said("password_rejected", "A wrong password was entered")
         }
+        E::TotpRejected {
+            enrolling: true, ..
+        } => said(
+            "code_rejected",
+            "A wrong code was entered while setting up an authenticator app",
+        ),
         E::TotpRejected {
             reason: TotpRejection::WrongCode,
             ..
@@ -477,6 +486,28 @@ mod tests {
             assert!(describe(&event).is_some(), "{}", event.name());
             assert!(SHOWN.contains(&event.name()), "{}", event.name());
         }
+    }
+
+    #[test]
+    fn a_wrong_code_while_enrolling_says_so_and_one_at_sign_in_does_not() {
+        let at = chrono::Utc.timestamp_opt(1_772_366_400, 0).unwrap();
+        let rejected = |enrolling| E::TotpRejected {
+            attempt: Reference::from_bytes([1; 16]),
+            reason: authledger_aggregates::TotpRejection::WrongCode,
+            enrolling,
+            at,
+        };
+        assert_eq!(
+            describe(&rejected(true)),
+            Some((
+                "code_rejected",
+                "A wrong code was entered while setting up an authenticator app".to_owned()
+            ))
+        );
+        assert_eq!(
+            describe(&rejected(false)),
+            Some(("code_rejected", "A wrong code was entered".to_owned()))
+        );
     }
 
     #[test]

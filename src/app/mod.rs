@@ -39,7 +39,7 @@ pub use identity::EmailChangeRequested;
 pub use profile::{Me, ResetDone};
 pub use recovery::LinkKind;
 pub use rotation::{KeyUse, RotationReport};
-pub use sessions::{describe_user_agent, ActiveSession, Introspection, SessionView};
+pub use sessions::{ActiveSession, Introspection, SessionView};
 pub use sign_in::{OpenedAttempt, SignedIn, SignedInWithCode};
 pub use staff::{Credentials, Role, Staff, StaffSession};
 pub use transparency::{BundleScope, ConsistencyProof, InclusionProof, PublicKey};

@@ -51,9 +51,9 @@ impl App {
     }
 
     /// The address a mailed link of `kind` is for, for its page, while the
-    /// link can still be used: `None` for a token that is not such a link
-    /// of ours, or one used, expired or superseded (a dead link names
-    /// nobody). Spends nothing.
+    /// link can still be used; `None` for a token that is not such a link
+    /// of ours. A link of ours that was used, has expired or was superseded
+    /// is refused as its button would be, and names nobody. Spends nothing.
     pub async fn link_account(&self, kind: LinkKind, token: &str) -> AppResult<Option<String>> {
         let Ok((user, reference)) = self.tokens.decode(kind.token_kind(), token) else {
             return Ok(None);
@@ -63,9 +63,11 @@ impl App {
             .load_with_keeper(user)
             .await
             .map_err(|err| self.refused(err))?;
-        Ok(state
+        state
             .mailed_link_address(kind.mailed(), &reference, self.now(), self.policy())
-            .and_then(|address| keeper.open_text(SealPurpose::Email, address)))
+            .and_then(|address| keeper.open_text(SealPurpose::Email, address))
+            .map(Some)
+            .ok_or_else(|| kind.dead())
     }
 
     /// Whether "Email" may be offered in this login attempt.
@@ -160,6 +162,20 @@ impl LinkKind {
             Self::EmailChange => MailedLink::EmailChange,
             Self::EmailChangeRevert => MailedLink::EmailChangeRevert,
             Self::Report => MailedLink::Report,
+        }
+    }
+
+    /// The refusal of a link of this kind that can no longer be used: the
+    /// one the rule that redeems it gives.
+    fn dead(self) -> AppError {
+        match self {
+            Self::SignIn => AppError::EmailLinkInvalid,
+            Self::Verification => AppError::EmailVerificationInvalid,
+            Self::PasswordReset => AppError::PasswordResetInvalid,
+            Self::ResetDenial => AppError::MfaResetDenialInvalid,
+            Self::EmailChange => AppError::EmailChangeInvalid,
+            Self::EmailChangeRevert => AppError::EmailChangeRevertInvalid,
+            Self::Report => AppError::ReportLinkInvalid,
         }
     }
 

@@ -13,6 +13,7 @@ use super::{App, AppError, AppResult, Caller};
 use crate::command_bus::{client_origin, BusError, CommandMetadata};
 use crate::keys::UserKeeper;
 use crate::store;
+use crate::user_agent::UserAgent;
 
 /// A live session, as its user or an operator sees it.
 #[derive(Debug, Clone)]
@@ -229,7 +230,7 @@ impl App {
                     idle_expires_at: s.idle_expires_at(policy),
                     expires_at: s.expires_at,
                     ip: origin.map(|o| o.client_ip.clone()),
-                    browser: origin.map(|o| describe_user_agent(&o.user_agent)),
+                    browser: origin.map(|o| UserAgent::parse(&o.user_agent).label()),
                     current: Some(s.reference) == current,
                 }
             })
@@ -246,85 +247,4 @@ fn named<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
 
 fn unexpected(what: &str, verdict: &Verdict) -> AppError {
     AppError::internal(anyhow::anyhow!("{what} answered {verdict:?}"))
-}
-
-/// A user agent in words a person recognises: the browser and the system,
-/// or the tool; "Unknown browser" when neither can be told.
-pub fn describe_user_agent(user_agent: &str) -> String {
-    let ua = user_agent;
-    let has = |needle: &str| ua.contains(needle);
-    // Order matters: Edge and Opera say "Chrome", Chrome says "Safari".
-    let browser = if has("Edg/") || has("EdgA/") || has("EdgiOS/") {
-        Some("Edge")
-    } else if has("OPR/") || has("Opera") {
-        Some("Opera")
-    } else if has("Firefox/") || has("FxiOS/") {
-        Some("Firefox")
-    } else if has("HeadlessChrome/") {
-        Some("Headless Chrome")
-    } else if has("Chromium/") {
-        Some("Chromium")
-    } else if has("Chrome/") || has("CriOS/") {
-        Some("Chrome")
-    } else if has("Safari/") && has("Version/") {
-        Some("Safari")
-    } else {
-        None
-    };
-    let system = if has("iPhone") || has("iPad") || has("iPod") {
-        Some("iOS")
-    } else if has("Android") {
-        Some("Android")
-    } else if has("CrOS") {
-        Some("ChromeOS")
-    } else if has("Windows") {
-        Some("Windows")
-    } else if has("Mac OS X") || has("Macintosh") {
-        Some("macOS")
-    } else if has("Linux") || has("X11") {
-        Some("Linux")
-    } else {
-        None
-    };
-    match (browser, system) {
-        (Some(browser), Some(system)) => format!("{browser} on {system}"),
-        (Some(browser), None) => browser.to_owned(),
-        (None, Some(system)) => format!("A browser on {system}"),
-        (None, None) => tool_name(ua).unwrap_or_else(|| "Unknown browser".to_owned()),
-    }
-}
-
-/// `curl/8.5.0` is "curl": a tool's name before its version, when it is a
-/// plain word.
-fn tool_name(ua: &str) -> Option<String> {
-    let name = ua.split(['/', ' ']).next()?.trim();
-    let plain = !name.is_empty()
-        && name.len() <= 32
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    plain.then(|| name.to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::describe_user_agent;
-
-    #[test]
-    fn user_agents_read_as_a_browser_on_a_system() {
-        let cases = [
-            ("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", "Firefox on Linux"),
-            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36 Edg/126.0.0.0", "Edge on Windows"),
-            ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15", "Safari on macOS"),
-            ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1", "Safari on iOS"),
-            ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Mobile Safari/537.36", "Chrome on Android"),
-            ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36", "Headless Chrome on Linux"),
-            ("curl/8.5.0", "curl"),
-            ("", "Unknown browser"),
-            ("<script>alert(1)</script>", "Unknown browser"),
-        ];
-        for (ua, expected) in cases {
-            assert_eq!(describe_user_agent(ua), expected, "{ua}");
-        }
-    }
 }

@@ -1,12 +1,15 @@
 //! What each mail says, as plain text and as HTML. The HTML goes through
-//! maud, which escapes every value it interpolates.
+//! maud, which escapes every value it interpolates; it is laid out in
+//! tables with inline styles, the one layout every mail client renders.
 use authledger_aggregates::ResetCancellation;
 use authledger_projections::mail::{MailKind, MailMessage};
 use chrono::{DateTime, Utc};
-use maud::{html, DOCTYPE};
+use maud::{html, Markup, DOCTYPE};
 
 use crate::command_bus::ClientOrigin;
 use crate::tokens::TokenKind;
+use crate::user_agent::UserAgent;
+use crate::words;
 
 /// A mail ready to send. No `Debug`: a link mail holds its link.
 pub(super) struct Rendered {
@@ -15,10 +18,37 @@ pub(super) struct Rendered {
     pub html: String,
 }
 
-/// A paragraph of a mail: sentences, or a link shown as itself.
+/// A paragraph of a mail: sentences, or the mail's link.
 enum Block {
     Text(String),
-    Link(String),
+    /// A button saying what the link does; the plain text, and the HTML
+    /// below the button, show the address itself for a reader whose client
+    /// shows no button.
+    Action {
+        label: &'static str,
+        url: String,
+        /// Whether it undoes or stops something: drawn in the warning
+        /// colour, as the console draws such buttons.
+        danger: bool,
+    },
+}
+
+impl Block {
+    fn action(label: &'static str, url: String) -> Self {
+        Self::Action {
+            label,
+            url,
+            danger: false,
+        }
+    }
+
+    fn danger(label: &'static str, url: String) -> Self {
+        Self::Action {
+            label,
+            url,
+            danger: true,
+        }
+    }
 }
 
 /// Where a link mail's link leads, and the kind of token it carries.
@@ -77,6 +107,13 @@ fn moment(at: DateTime<Utc>) -> impl std::fmt::Display {
     at.format("%Y-%m-%d %H:%M UTC")
 }
 
+/// How long a link mailed at `sent` works, in words and to the minute:
+/// "for 15 minutes, until 2026-03-01 12:15 UTC". Both come from the
+/// link's own expiry, so they say what the policy was when it was mailed.
+fn lasting(sent: DateTime<Utc>, until: DateTime<Utc>) -> String {
+    format!("for {}, until {}", words::span(until - sent), moment(until))
+}
+
 /// Renders `message`, which `origin` came from. `link` is the URL a link
 /// mail carries (see [`link_target`]); notices carry none.
 pub(super) fn render(
@@ -91,7 +128,7 @@ pub(super) fn render(
         Origin::Client(client) => format!(
             "from IP address {} ({})",
             client.client_ip,
-            describe_browser(&client.user_agent)
+            UserAgent::parse(&client.user_agent).phrase()
         ),
         Origin::Unknown => "from an IP address and browser that cannot be shown".to_owned(),
     };
@@ -103,26 +140,26 @@ pub(super) fn render(
     let (subject, blocks) = match message.kind {
         MailKind::SignInLink => {
             let (expires, url) = link()?;
-            let expires = expires.format("%H:%M UTC");
+            let lasting = lasting(message.at, expires);
             (
                 "Your sign-in link",
                 vec![
                     Block::Text(format!("Someone asked to sign in to your account at {when}, {origin}.")),
-                    Block::Text(format!("Open this link to finish signing in; it works once, until {expires}:")),
-                    Block::Link(url),
+                    Block::Text(format!("Open this link to finish signing in. It works once, {lasting}.")),
+                    Block::action("Finish signing in", url),
                     Block::Text("If you did not try to sign in, ignore this mail and change your password: someone knows it.".into()),
                 ],
             )
         }
         MailKind::VerifyEmail => {
             let (expires, url) = link()?;
-            let expires = moment(expires);
+            let lasting = lasting(message.at, expires);
             (
                 "Confirm your email address",
                 vec![
                     Block::Text(format!("An account was created with this email address at {when}, {origin}.")),
-                    Block::Text(format!("Open this link to confirm the address; it works once, until {expires}:")),
-                    Block::Link(url),
+                    Block::Text(format!("Open this link to confirm the address. It works once, {lasting}.")),
+                    Block::action("Confirm my address", url),
                     Block::Text("If you did not create an account, ignore this mail.".into()),
                 ],
             )
@@ -137,13 +174,13 @@ pub(super) fn render(
         ),
         MailKind::PasswordResetLink => {
             let (expires, url) = link()?;
-            let expires = moment(expires);
+            let lasting = lasting(message.at, expires);
             (
                 "Reset your password",
                 vec![
                     Block::Text(format!("Someone asked to reset the password of your account at {when}, {origin}.")),
-                    Block::Text(format!("Open this link to choose a new password; it works once, until {expires}:")),
-                    Block::Link(url),
+                    Block::Text(format!("Open this link to choose a new password. It works once, {lasting}.")),
+                    Block::action("Choose a new password", url),
                     Block::Text("If this was not you, ignore this mail: your password is unchanged.".into()),
                 ],
             )
@@ -165,13 +202,14 @@ pub(super) fn render(
         ),
         MailKind::MfaResetRequested => {
             let (effective, url) = link()?;
+            let lasting = lasting(message.at, effective);
             let effective = moment(effective);
             (
                 "A reset of your multi-factor authentication was requested",
                 vec![
                     Block::Text(format!("A reset of your multi-factor authentication was asked for at {when}, {origin}, from a session signed in with an email link. It takes effect at {effective}: then your authenticator and recovery code stop working, and the next sign-in sets up a new authenticator.")),
-                    Block::Text("If this was not you, open this link before then to cancel the reset and sign out every session:".into()),
-                    Block::Link(url),
+                    Block::Text(format!("If this was not you, open this link before then to cancel the reset and sign out every session. It works {lasting}.")),
+                    Block::danger("Stop the reset", url),
                     Block::Text("A sign-in with your authenticator app or recovery code cancels it too. If this was not you, also change your password and tell your administrator: whoever asked knows your password and can read your mail.".into()),
                 ],
             )
@@ -239,13 +277,13 @@ pub(super) fn render(
         // (a mistyped address): it says only what confirming does.
         MailKind::EmailChangeConfirm => {
             let (expires, url) = link()?;
-            let expires = moment(expires);
+            let lasting = lasting(message.at, expires);
             (
                 "Confirm your new email address",
                 vec![
                     Block::Text(format!("Someone asked at {when}, {origin}, to make this the email address of an account.")),
-                    Block::Text(format!("Open this link to confirm it; it works once, until {expires}. Until then the account's mail goes to its current address:")),
-                    Block::Link(url),
+                    Block::Text(format!("Open this link to confirm it. It works once, {lasting}. Until then the account's mail goes to its current address.")),
+                    Block::action("Confirm the new address", url),
                     Block::Text("If you did not ask for this, ignore this mail: nothing changes.".into()),
                 ],
             )
@@ -254,14 +292,13 @@ pub(super) fn render(
         // account's sessions, so the link also ends every session.
         MailKind::EmailChangedNotice => {
             let (until, url) = link()?;
-            let hours = (until - message.at).num_hours();
-            let until = moment(until);
+            let lasting = lasting(message.at, until);
             (
                 "Your email address was changed",
                 vec![
                     Block::Text(format!("The email address of your account was changed to another address at {when}, {origin}. Mail about your account now goes there, not here.")),
-                    Block::Text(format!("If this was not you, open this link within {hours} hours, until {until}: it restores this address and signs out every session.")),
-                    Block::Link(url),
+                    Block::Text(format!("If this was not you, open this link: it restores this address and signs out every session. It works {lasting}.")),
+                    Block::danger("Restore this address", url),
                     Block::Text("Then reset your password with \"Forgot password?\" on the sign-in page: whoever changed the address was signed in to your account.".into()),
                 ],
             )
@@ -278,14 +315,14 @@ pub(super) fn render(
         // the link ends their session before anything else.
         MailKind::NewDeviceSignIn => {
             let (until, url) = link()?;
-            let until = moment(until);
+            let lasting = lasting(message.at, until);
             (
                 "New sign-in to your account",
                 vec![
                     Block::Text(format!("Your account was signed in at {when}, {origin}, a browser it had not been signed in from before.")),
                     Block::Text("If this was you, there is nothing to do.".into()),
-                    Block::Text(format!("If this was not you, open this link (it works once, until {until}) to sign out every session and report it:")),
-                    Block::Link(url),
+                    Block::Text(format!("If this was not you, open this link to sign out every session and report it. It works once, {lasting}.")),
+                    Block::danger("It wasn't me", url),
                     Block::Text("Then change your password: whoever signed in knows it.".into()),
                 ],
             )
@@ -302,7 +339,7 @@ pub(super) fn render(
     Ok(Rendered {
         subject,
         text: plain_text(&blocks),
-        html: html_of(&blocks),
+        html: html_of(subject, &blocks),
     })
 }
 
@@ -310,22 +347,52 @@ fn plain_text(blocks: &[Block]) -> String {
     let paragraphs: Vec<&str> = blocks
         .iter()
         .map(|block| match block {
-            Block::Text(text) | Block::Link(text) => text.as_str(),
+            Block::Text(text) => text.as_str(),
+            Block::Action { url, .. } => url.as_str(),
         })
         .collect();
     paragraphs.join("\n\n") + "\n"
 }
 
-fn html_of(blocks: &[Block]) -> String {
+/// The console's colours, so a mail looks like the pages its links open.
+const INK: &str = "#1b1f24";
+const MUTED: &str = "#4a5360";
+const LINE: &str = "#c9d0d8";
+const TINT: &str = "#eef3f8";
+const ACCENT: &str = "#0b57a4";
+const DANGER: &str = "#a4221b";
+/// Clients drop `<style>` and web fonts: every cell names its fonts.
+const FONT: &str =
+    "font-family:system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;";
+
+fn html_of(subject: &str, blocks: &[Block]) -> String {
+    let cell = format!("{FONT}padding:24px 28px 8px;font-size:16px;line-height:1.5;color:{INK};");
     html! {
         (DOCTYPE)
-        html {
-            body {
-                @for block in blocks {
-                    @match block {
-                        Block::Text(text) => p { (text) },
-                        Block::Link(url) => p { a href=(url) { (url) } },
-                    }
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light";
+                title { (subject) }
+            }
+            body style={ "margin:0;padding:0;background-color:" (TINT) ";" } {
+                table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0"
+                    style={ "background-color:" (TINT) ";" } {
+                    tr { td align="center" style="padding:24px 12px;" {
+                        table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0"
+                            style={ "max-width:560px;background-color:#ffffff;border:1px solid " (LINE) ";border-radius:8px;" } {
+                            tr { td style={ (FONT) "padding:16px 28px;border-bottom:1px solid " (LINE) ";font-size:16px;font-weight:700;color:" (INK) ";" } {
+                                "authledger"
+                            } }
+                            tr { td style=(cell) {
+                                h1 style={ (FONT) "margin:0 0 16px;font-size:22px;line-height:1.3;color:" (INK) ";" } { (subject) }
+                                @for block in blocks {
+                                    (block_html(block))
+                                }
+                            } }
+                        }
+                    } }
                 }
             }
         }
@@ -333,78 +400,26 @@ fn html_of(blocks: &[Block]) -> String {
     .into_string()
 }
 
-/// Clients that are programs rather than browsers, by the product token
-/// they start with; named alone.
-const TOOLS: &[(&str, &str)] = &[
-    ("curl/", "curl"),
-    ("Wget/", "Wget"),
-    ("HTTPie/", "HTTPie"),
-    ("python-requests/", "python-requests"),
-    ("Go-http-client/", "a Go HTTP client"),
-    ("okhttp/", "OkHttp"),
-    ("PostmanRuntime/", "Postman"),
-];
-
-/// Browsers by a token of their user agent, the first match winning: each
-/// also claims to be the ones below it (Edge says Chrome and Safari,
-/// Chrome says Safari).
-const BROWSERS: &[(&str, &str)] = &[
-    ("Edg/", "Edge"),
-    ("EdgA/", "Edge"),
-    ("EdgiOS/", "Edge"),
-    ("OPR/", "Opera"),
-    ("Opera", "Opera"),
-    ("SamsungBrowser/", "Samsung Internet"),
-    ("Vivaldi/", "Vivaldi"),
-    ("YaBrowser/", "Yandex Browser"),
-    ("Firefox/", "Firefox"),
-    ("FxiOS/", "Firefox"),
-    ("CriOS/", "Chrome"),
-    ("Chromium/", "Chromium"),
-    ("Chrome/", "Chrome"),
-    ("Safari/", "Safari"),
-    ("Trident/", "Internet Explorer"),
-    ("MSIE ", "Internet Explorer"),
-];
-
-/// Systems by a token of their user agent, the first match winning
-/// (Android says Linux, iOS says Mac OS X).
-const SYSTEMS: &[(&str, &str)] = &[
-    ("Android", "Android"),
-    ("iPhone", "iOS"),
-    ("iPad", "iPadOS"),
-    ("iPod", "iOS"),
-    ("CrOS", "ChromeOS"),
-    ("Windows", "Windows"),
-    ("Macintosh", "macOS"),
-    ("Mac OS X", "macOS"),
-    ("Linux", "Linux"),
-    ("X11", "Linux"),
-    ("FreeBSD", "FreeBSD"),
-];
-
-/// The user agent as a mail may show it: "Firefox on Linux", "curl", "an
-/// unknown browser". It is the client's own text, so an attacker's words
-/// would read as ours; only names from the tables above reach the mail,
-/// never the text itself.
-fn describe_browser(user_agent: &str) -> String {
-    let find = |table: &[(&str, &'static str)]| {
-        table
-            .iter()
-            .find(|(token, _)| user_agent.contains(token))
-            .map(|(_, name)| *name)
-    };
-    if let Some((_, tool)) = TOOLS
-        .iter()
-        .find(|(token, _)| user_agent.starts_with(token))
-    {
-        return (*tool).to_owned();
-    }
-    match (find(BROWSERS), find(SYSTEMS)) {
-        (Some(browser), Some(system)) => format!("{browser} on {system}"),
-        (Some(browser), None) => browser.to_owned(),
-        (None, Some(system)) => format!("an unknown browser on {system}"),
-        (None, None) => "an unknown browser".to_owned(),
+fn block_html(block: &Block) -> Markup {
+    match block {
+        Block::Text(text) => html! { p style="margin:0 0 16px;" { (text) } },
+        Block::Action { label, url, danger } => {
+            let colour = if *danger { DANGER } else { ACCENT };
+            html! {
+                table role="presentation" cellpadding="0" cellspacing="0" border="0" style="margin:4px 0 12px;" {
+                    tr { td style={ "border-radius:6px;background-color:" (colour) ";" } {
+                        a href=(url) style={ (FONT) "display:inline-block;padding:12px 22px;border:1px solid " (colour) ";border-radius:6px;font-size:16px;font-weight:600;color:#ffffff;text-decoration:none;" } {
+                            (label)
+                        }
+                    } }
+                }
+                p style={ "margin:0 0 20px;font-size:13px;line-height:1.4;color:" (MUTED) ";" } {
+                    "If the button does not work, copy this address into your browser:"
+                    br;
+                    span style="word-break:break-all;" { (url) }
+                }
+            }
+        }
     }
 }
 
@@ -519,21 +534,30 @@ mod tests {
         }
     }
 
-    /// The link in both parts: a paragraph of its own in the text, an
-    /// anchor showing itself in the HTML.
-    fn assert_carries(mail: &Rendered, url: &str) {
+    /// The link in both parts: a paragraph of its own in the text; in the
+    /// HTML, the one anchor, a button named `label`, with the address
+    /// written out below it rather than as the anchor's words.
+    fn assert_carries(mail: &Rendered, url: &str, label: &str) {
         assert!(
             mail.text.contains(&format!("\n\n{url}\n\n")),
             "{}",
             mail.text
         );
-        assert!(
-            mail.html
-                .contains(&format!("<p><a href=\"{url}\">{url}</a></p>")),
-            "{}",
-            mail.html
-        );
         assert_eq!(mail.html.matches("<a ").count(), 1, "{}", mail.html);
+        let anchor = &mail.html[mail.html.find("<a ").unwrap()..];
+        assert!(
+            anchor.starts_with(&format!("<a href=\"{url}\" ")),
+            "{anchor}"
+        );
+        let words = &anchor[anchor.find('>').unwrap() + 1..anchor.find("</a>").unwrap()];
+        assert_eq!(words.trim(), label);
+        let below = &anchor[anchor.find("</a>").unwrap()..];
+        assert!(
+            below.contains(&format!(
+                "<span style=\"word-break:break-all;\">{url}</span>"
+            )),
+            "{below}"
+        );
     }
 
     /// Both parts say `words`; the HTML escapes its quotes.
@@ -541,75 +565,6 @@ mod tests {
         assert!(mail.text.contains(words), "{words:?} in {}", mail.text);
         let escaped = words.replace('"', "&quot;");
         assert!(mail.html.contains(&escaped), "{words:?} in {}", mail.html);
-    }
-
-    #[test]
-    fn a_user_agent_is_shown_as_its_browser_and_system() {
-        let cases = [
-            (
-                "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
-                "Firefox on Linux",
-            ),
-            (
-                "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.144 Mobile Safari/537.36",
-                "Chrome on Android",
-            ),
-            (
-                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 Edg/120.0.2210.91",
-                "Edge on Windows",
-            ),
-            (
-                "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Safari/605.1.15",
-                "Safari on macOS",
-            ),
-            (
-                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/120.0.6099.119 Mobile/15E148 Safari/604.1",
-                "Chrome on iOS",
-            ),
-            (
-                "Mozilla/5.0 (iPad; CPU OS 17_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Mobile/15E148 Safari/604.1",
-                "Safari on iPadOS",
-            ),
-            (
-                "Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
-                "Chrome on ChromeOS",
-            ),
-            (
-                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 OPR/106.0.0.0",
-                "Opera on Windows",
-            ),
-            (
-                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36",
-                "Chrome on Linux",
-            ),
-            ("curl/8.5.0", "curl"),
-            ("python-requests/2.31.0", "python-requests"),
-            ("Mozilla/5.0 (X11; Linux x86_64)", "an unknown browser on Linux"),
-            ("", "an unknown browser"),
-            ("journey-test/1.0", "an unknown browser"),
-        ];
-        for (user_agent, shown) in cases {
-            assert_eq!(describe_browser(user_agent), shown, "{user_agent}");
-        }
-    }
-
-    #[test]
-    fn a_user_agent_cannot_put_its_own_words_into_a_mail() {
-        for hostile in [
-            "Mozilla/5.0 <b>to cancel open https://evil.example/x?y=1</b>",
-            "Chrome/120.0.6099.71 (x86_64) see evil.example/reset or www.evil.com.",
-            "curl/8.5.0 call +1 555 0100 to keep your account",
-            &"a".repeat(500),
-        ] {
-            let shown = describe_browser(hostile);
-            assert!(
-                !shown.contains("evil")
-                    && !shown.contains('<')
-                    && !shown.contains("call")
-                    && !shown.contains("aaaa"),
-                "{shown}"
-            );
-        }
     }
 
     #[test]
@@ -665,18 +620,88 @@ mod tests {
         assert_eq!(
             mail.text,
             "Someone asked to sign in to your account at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (an unknown browser on Linux).\n\n\
-             Open this link to finish signing in; it works once, until 12:15 UTC:\n\n\
+             Open this link to finish signing in. It works once, for 15 minutes, until 2026-03-01 12:15 UTC.\n\n\
              https://auth.example.com/v1/login/email-link?token=al_link_0123abcd\n\n\
              If you did not try to sign in, ignore this mail and change your password: someone knows it.\n"
         );
-        assert!(
-            mail.html.contains(
-                "<p><a href=\"https://auth.example.com/v1/login/email-link?token=al_link_0123abcd\">\
-                 https://auth.example.com/v1/login/email-link?token=al_link_0123abcd</a></p>"
+        assert_carries(&mail, LINK, "Finish signing in");
+    }
+
+    #[test]
+    fn a_link_mail_says_how_long_its_link_works_from_the_links_own_expiry() {
+        for (kind, valid, said) in [
+            (
+                MailKind::SignInLink,
+                chrono::Duration::minutes(15),
+                "It works once, for 15 minutes, until 2026-03-01 12:15 UTC.",
             ),
-            "{}",
-            mail.html
-        );
+            (
+                MailKind::SignInLink,
+                chrono::Duration::minutes(5),
+                "It works once, for 5 minutes, until 2026-03-01 12:05 UTC.",
+            ),
+            (
+                MailKind::VerifyEmail,
+                chrono::Duration::hours(24),
+                "It works once, for 24 hours, until 2026-03-02 12:00 UTC.",
+            ),
+            (
+                MailKind::NewDeviceSignIn,
+                chrono::Duration::days(7),
+                "It works once, for 7 days, until 2026-03-08 12:00 UTC.",
+            ),
+        ] {
+            let mail = render(&link_mail(kind, valid), &from(LINUX), url_for(kind)).unwrap();
+            assert_says(&mail, said);
+        }
+    }
+
+    #[test]
+    fn the_html_part_is_a_table_layout_with_inline_styles_only() {
+        for kind in every_kind() {
+            let mail = render(&message(kind), &from(LINUX), url_for(kind)).unwrap();
+            let html = &mail.html;
+            assert!(
+                html.starts_with("<!DOCTYPE html><html lang=\"en\">"),
+                "{html}"
+            );
+            assert!(html.contains("<table role=\"presentation\""), "{html}");
+            assert!(html.contains(&format!("<title>{}</title>", mail.subject)));
+            // Clients strip style elements and external sheets.
+            assert!(
+                !html.contains("<style") && !html.contains("<link"),
+                "{html}"
+            );
+            let paragraphs = html.matches("<p style=").count();
+            assert_eq!(paragraphs, html.matches("<p").count(), "{html}");
+        }
+    }
+
+    #[test]
+    fn a_link_that_undoes_or_stops_something_is_a_warning_coloured_button() {
+        for (kind, label, colour) in [
+            (MailKind::SignInLink, "Finish signing in", ACCENT),
+            (MailKind::VerifyEmail, "Confirm my address", ACCENT),
+            (MailKind::PasswordResetLink, "Choose a new password", ACCENT),
+            (
+                MailKind::EmailChangeConfirm,
+                "Confirm the new address",
+                ACCENT,
+            ),
+            (MailKind::MfaResetRequested, "Stop the reset", DANGER),
+            (MailKind::EmailChangedNotice, "Restore this address", DANGER),
+            (MailKind::NewDeviceSignIn, "It wasn't me", DANGER),
+        ] {
+            let url = url_for(kind).unwrap();
+            let mail = render(&message(kind), &from(LINUX), Some(url)).unwrap();
+            let anchor = &mail.html[mail.html.find("<a ").unwrap()..];
+            assert!(
+                anchor.contains(&format!("border:1px solid {colour};")),
+                "{anchor}"
+            );
+            let anchor_words = &anchor[anchor.find('>').unwrap() + 1..anchor.find("</a>").unwrap()];
+            assert_eq!(anchor_words, label, "{kind:?}");
+        }
     }
 
     #[test]
@@ -703,11 +728,11 @@ mod tests {
         assert_eq!(
             mail.text,
             "An account was created with this email address at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (an unknown browser on Linux).\n\n\
-             Open this link to confirm the address; it works once, until 2026-03-02 12:00 UTC:\n\n\
+             Open this link to confirm the address. It works once, for 24 hours, until 2026-03-02 12:00 UTC.\n\n\
              https://auth.example.com/v1/users/verify?token=al_verify_4567efgh\n\n\
              If you did not create an account, ignore this mail.\n"
         );
-        assert_carries(&mail, VERIFY);
+        assert_carries(&mail, VERIFY, "Confirm my address");
         assert_says(&mail, "until 2026-03-02 12:00 UTC");
     }
 
@@ -744,11 +769,11 @@ mod tests {
         assert_eq!(
             mail.text,
             "Someone asked to reset the password of your account at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (an unknown browser on Linux).\n\n\
-             Open this link to choose a new password; it works once, until 2026-03-01 12:30 UTC:\n\n\
+             Open this link to choose a new password. It works once, for 30 minutes, until 2026-03-01 12:30 UTC.\n\n\
              https://auth.example.com/v1/password/reset?token=al_reset_89abijkl\n\n\
              If this was not you, ignore this mail: your password is unchanged.\n"
         );
-        assert_carries(&mail, RESET);
+        assert_carries(&mail, RESET, "Choose a new password");
     }
 
     #[test]
@@ -800,12 +825,12 @@ mod tests {
         for words in [
             "was asked for at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (an unknown browser on Linux), from a session signed in with an email link.",
             "It takes effect at 2026-03-04 12:00 UTC",
-            "If this was not you, open this link before then to cancel the reset and sign out every session:",
+            "If this was not you, open this link before then to cancel the reset and sign out every session. It works for 3 days, until 2026-03-04 12:00 UTC.",
             "A sign-in with your authenticator app or recovery code cancels it too.",
         ] {
             assert_says(&mail, words);
         }
-        assert_carries(&mail, DENY);
+        assert_carries(&mail, DENY, "Stop the reset");
     }
 
     #[test]
@@ -819,11 +844,11 @@ mod tests {
         assert_eq!(mail.subject, "New sign-in to your account");
         for words in [
             "Your account was signed in at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (Firefox on Linux), a browser it had not been signed in from before.",
-            "open this link (it works once, until 2026-03-08 12:00 UTC) to sign out every session and report it:",
+            "If this was not you, open this link to sign out every session and report it. It works once, for 7 days, until 2026-03-08 12:00 UTC.",
         ] {
             assert_says(&mail, words);
         }
-        assert_carries(&mail, REPORT);
+        assert_carries(&mail, REPORT, "It wasn't me");
     }
 
     #[test]
@@ -868,14 +893,21 @@ mod tests {
              (an unknown browser on Linux), but the second step of sign-in failed.\n\n\
              If this was not you, someone knows your password: change it now.\n"
         );
+        let paragraphs: Vec<&str> = mail
+            .html
+            .split("<p style=\"margin:0 0 16px;\">")
+            .skip(1)
+            .map(|rest| &rest[..rest.find("</p>").unwrap()])
+            .collect();
         assert_eq!(
-            mail.html,
-            "<!DOCTYPE html><html><body>\
-             <p>Your password was entered correctly at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 \
-             (an unknown browser on Linux), but the second step of sign-in failed.</p>\
-             <p>If this was not you, someone knows your password: change it now.</p>\
-             </body></html>"
+            paragraphs,
+            [
+                "Your password was entered correctly at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 \
+                 (an unknown browser on Linux), but the second step of sign-in failed.",
+                "If this was not you, someone knows your password: change it now.",
+            ]
         );
+        assert!(!mail.html.contains("<a "), "{}", mail.html);
     }
 
     #[test]
@@ -980,11 +1012,11 @@ mod tests {
         assert_eq!(
             mail.text,
             "Someone asked at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (an unknown browser on Linux), to make this the email address of an account.\n\n\
-             Open this link to confirm it; it works once, until 2026-03-01 13:00 UTC. Until then the account's mail goes to its current address:\n\n\
+             Open this link to confirm it. It works once, for 1 hour, until 2026-03-01 13:00 UTC. Until then the account's mail goes to its current address.\n\n\
              https://auth.example.com/v1/me/email/confirm?token=al_newaddr_qrst\n\n\
              If you did not ask for this, ignore this mail: nothing changes.\n"
         );
-        assert_carries(&mail, CONFIRM);
+        assert_carries(&mail, CONFIRM, "Confirm the new address");
     }
 
     #[test]
@@ -999,12 +1031,12 @@ mod tests {
         for words in [
             "was changed to another address at 2026-03-01 12:00 UTC, from IP address 203.0.113.9 (curl).",
             "Mail about your account now goes there, not here.",
-            "If this was not you, open this link within 72 hours, until 2026-03-04 12:00 UTC: it restores this address and signs out every session.",
+            "If this was not you, open this link: it restores this address and signs out every session. It works for 3 days, until 2026-03-04 12:00 UTC.",
             "reset your password with \"Forgot password?\"",
         ] {
             assert_says(&mail, words);
         }
-        assert_carries(&mail, REVERT);
+        assert_carries(&mail, REVERT, "Restore this address");
     }
 
     #[test]

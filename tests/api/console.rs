@@ -371,6 +371,46 @@ async fn the_mailed_link_page_signs_the_browser_in_once(pool: PgPool) {
     assert_eq!(again.status, StatusCode::GONE);
     assert!(again.body.contains("This link cannot be used"));
     assert!(again.body.contains("already used"));
+    // This browser is signed in: it is told so and sent on to its profile,
+    // not to a sign-in it does not need.
+    assert!(
+        again.body.contains(&format!(
+            "You are signed in as <strong>{}</strong>",
+            user.email
+        )),
+        "{}",
+        again.body
+    );
+    assert!(again
+        .body
+        .contains("<a class=\"button\" href=\"/profile\">Continue to My Profile</a>"));
+    assert!(!again.body.contains("href=\"/sign-in\""), "{}", again.body);
+
+    // The used link, opened again, says so at once: no button that would
+    // only fail, and for a browser that is not signed in, the way to start
+    // again.
+    let reopened = visitor
+        .get(&format!("/v1/login/email-link?token={token}"))
+        .await;
+    assert_eq!(reopened.status, StatusCode::GONE);
+    assert!(reopened.body.contains("You are signed in as"));
+    let mut stranger = Visitor::new(&app);
+    let page = stranger
+        .get(&format!("/v1/login/email-link?token={token}"))
+        .await;
+    assert_eq!(page.status, StatusCode::GONE);
+    assert!(
+        page.body
+            .contains("This sign-in link was already used, has expired, or a newer one was sent."),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains(&user.email), "a dead link names nobody");
+    assert!(!page.body.contains("action=\"/sign-in/email-link\""));
+    assert!(!page.body.contains("You are signed in"));
+    assert!(page
+        .body
+        .contains("<a class=\"button\" href=\"/sign-in\">Start again</a>"));
 
     for broken in ["nonsense", &format!("{token}x"), "al_link_AAAA"] {
         let page = visitor
@@ -895,4 +935,150 @@ async fn operator_actions_need_the_forms_tag_and_an_administrator(pool: PgPool) 
     let page = admin.get(done.location()).await;
     assert!(page.body.contains("The account is suspended"));
     assert!(page.body.contains(&format!("/admin/users/{id}/reactivate")));
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_sign_in_past_its_password_can_be_cancelled_from_every_step(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let user = app.signed_up().await;
+    let mut visitor = Visitor::new(&app);
+    visitor.get("/sign-in").await;
+    visitor
+        .submit(
+            "/sign-in",
+            &[("email", &user.email), ("password", PASSWORD)],
+        )
+        .await;
+    for step in ["/sign-in/code", "/sign-in/other", "/sign-in/recovery"] {
+        let page = visitor.get(step).await;
+        assert_eq!(page.status, StatusCode::OK, "{step}");
+        assert!(
+            page.body.contains("action=\"/sign-in/cancel\""),
+            "{step}: {}",
+            page.body
+        );
+    }
+
+    let cancelled = visitor.submit("/sign-in/cancel", &[]).await;
+    assert_eq!(cancelled.status, StatusCode::SEE_OTHER);
+    assert_eq!(cancelled.location(), "/sign-in?notice=sign-in-cancelled");
+    assert_eq!(max_age(visitor.set_cookie("authledger_login")), 0);
+    assert!(!visitor.cookies.contains_key("authledger_login"));
+    let page = visitor.get(cancelled.location()).await;
+    assert!(page.body.contains("That sign-in is cancelled."));
+    assert!(page.body.contains("value=\"\""), "the form starts empty");
+    let code = visitor.get("/sign-in/code").await;
+    assert_eq!(code.status, StatusCode::SEE_OTHER);
+    assert_eq!(code.location(), "/sign-in?notice=expired");
+
+    // The enrollment page of an account without an authenticator too.
+    let email = unique_email();
+    app.register(&email).await;
+    let mut newcomer = Visitor::new(&app);
+    newcomer.get("/sign-in").await;
+    let opened = newcomer
+        .submit("/sign-in", &[("email", &email), ("password", PASSWORD)])
+        .await;
+    assert_eq!(opened.location(), "/sign-in/enroll");
+    let enroll = newcomer.get("/sign-in/enroll").await;
+    assert!(enroll.body.contains("action=\"/sign-in/cancel\""));
+    let cancelled = newcomer.submit("/sign-in/cancel", &[]).await;
+    assert_eq!(cancelled.location(), "/sign-in?notice=sign-in-cancelled");
+
+    // Like every form, it needs its page's tag.
+    let mut forged = Visitor::new(&app);
+    forged.get("/sign-in").await;
+    let refused = forged
+        .post_raw("/sign-in/cancel", &[("csrf", "forged")], &[])
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn the_address_just_confirmed_is_filled_in_on_the_sign_in_form_and_kept_out_of_the_url(
+    pool: PgPool,
+) {
+    let app = spawn_app(pool).await;
+    let email = unique_email();
+    app.register_unverified(&email, PASSWORD).await;
+    let token = app
+        .newest_link(
+            &email,
+            "EmailVerificationRequested",
+            authledger::tokens::TokenKind::EmailVerification,
+        )
+        .await;
+    let mut visitor = Visitor::new(&app);
+    let page = visitor
+        .get(&format!("/v1/users/verify?token={token}"))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let confirmed = visitor
+        .submit(
+            "/verify-email",
+            &[("token", &token), ("email", &email), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(confirmed.status, StatusCode::OK);
+    assert!(!confirmed.headers.contains_key("location"));
+    assert!(confirmed.body.contains("<h1>Your account is ready</h1>"));
+    assert!(confirmed
+        .body
+        .contains("Your email address is confirmed. Sign in to set up your authenticator app."));
+    assert!(confirmed.body.contains("action=\"/sign-in\""));
+    assert!(
+        confirmed.body.contains(&format!(
+            "<input id=\"email\" type=\"email\" name=\"email\" value=\"{email}\""
+        )),
+        "{}",
+        confirmed.body
+    );
+
+    // The form it shows signs in, on to the enrollment.
+    let signed = visitor
+        .submit("/sign-in", &[("email", &email), ("password", PASSWORD)])
+        .await;
+    assert_eq!(signed.location(), "/sign-in/enroll");
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_password_too_easy_to_guess_is_refused_in_one_sentence(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let mut visitor = Visitor::new(&app);
+    visitor.get("/register").await;
+    for password in ["password123", "qwertyuiop", "aaaaaaaaaaaa"] {
+        let refused = visitor
+            .submit(
+                "/register",
+                &[("email", &unique_email()), ("password", password)],
+            )
+            .await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{password}"
+        );
+        let said = alert(&refused.body);
+        assert!(said.starts_with("Choose another password: "), "{said}");
+        assert!(said.ends_with('.') && !said.ends_with(".."), "{said}");
+    }
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn the_mfa_reset_is_confirmed_by_a_button_that_says_what_it_does(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let mut user = app.signed_up().await;
+    let mut visitor = signed_in_visitor(&app, &mut user).await;
+    let page = visitor.get("/profile/reset-mfa").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body
+            .contains("<button class=\"danger\" type=\"submit\">Reset my MFA</button>"),
+        "{}",
+        page.body
+    );
+    assert!(page
+        .body
+        .contains("<a class=\"button secondary\" href=\"/profile\">Cancel</a>"));
+    assert!(!page.body.contains(">OK<"));
 }

@@ -116,17 +116,40 @@ async fn the_whole_journey_by_clicks(pool: PgPool) {
     assert_eq!(browser.text("#link-account").await, email);
     browser.fill("#password", PASSWORD).await;
     browser.click_on("Confirm").await;
-    assert_eq!(browser.path().await, "/sign-in");
+    look(&browser, "Your account is ready", "29-account-ready").await;
     assert!(browser
         .text(".notice")
         .await
         .contains("Your email address is confirmed"));
+    // The sign-in form below has the address filled in, which the URL
+    // does not carry.
+    assert_eq!(
+        browser
+            .execute("return document.querySelector('#email').value;")
+            .await,
+        email.as_str()
+    );
+    assert!(!browser.url().await.contains('@'));
 
     // The first sign-in enrolls an authenticator: read the key off the
     // page as a person would type it into their app.
-    sign_in(&browser, &email).await;
+    browser.fill("#password", PASSWORD).await;
+    browser.click_on("Sign in").await;
     assert_eq!(browser.path().await, "/sign-in/enroll");
     look(&browser, "Set up your authenticator app", "03-enroll").await;
+    // On a phone the key breaks between its groups, never inside one.
+    browser.resize(390, 844).await;
+    let groups = browser
+        .execute(
+            "return [...document.querySelectorAll('#totp-secret .group')]
+               .map(g => g.getClientRects().length);",
+        )
+        .await;
+    let groups = groups.as_array().unwrap();
+    assert_eq!(groups.len(), 8, "{groups:?}");
+    assert!(groups.iter().all(|lines| lines == 1), "{groups:?}");
+    browser.screenshot("03-enroll-on-a-phone").await;
+    browser.resize(1024, 860).await;
     let secret = browser.text("#totp-secret").await.replace(' ', "");
     let mut device = Device::from_uri(
         &format!("otpauth://totp/authledger:{email}?secret={secret}&issuer=authledger"),
@@ -164,16 +187,53 @@ async fn the_whole_journey_by_clicks(pool: PgPool) {
     assert_eq!(browser.path().await, "/sign-in");
     assert_eq!(browser.text(".notice").await, "You are signed out.");
 
-    // Sign in again, without the phone: Try another method, Email.
+    // A sign-in begun by mistake ends from the code page.
     sign_in(&browser, &email).await;
     look(&browser, "Enter your code", "07-code").await;
+    browser.click_on("Cancel and use another account").await;
+    assert_eq!(browser.path().await, "/sign-in");
+    assert!(browser
+        .text(".notice")
+        .await
+        .starts_with("That sign-in is cancelled."));
+    assert!(
+        browser
+            .cookies()
+            .await
+            .iter()
+            .all(|c| c["name"] != "authledger_login"),
+        "the login attempt's cookie is gone"
+    );
+
+    // Sign in again, without the phone: Try another method, Email.
+    sign_in(&browser, &email).await;
+    assert_eq!(browser.heading().await, "Enter your code");
     browser.click_on("Try another method").await;
     look(&browser, "Try another method", "08-another-method").await;
     browser.click_on("Email").await;
     look(&browser, "Check your inbox", "09-check-your-inbox").await;
 
-    // The mailed link, opened in the same browser, then confirmed.
+    // The mail, as a mail client shows its HTML part: the link is a
+    // button, its address small below it.
     let link = mailed_link(&app, &email, "/v1/login/email-link").await;
+    let mail = mails_to(&email)
+        .await
+        .into_iter()
+        .rev()
+        .find(|mail| mail["subject"] == "Your sign-in link")
+        .expect("the sign-in link's mail");
+    browser
+        .goto(&format!(
+            "{MAILDEV_API}/{}/html",
+            mail["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(browser.heading().await, "Your sign-in link");
+    assert_eq!(browser.text("a").await, "Finish signing in");
+    assert!(browser.text("body").await.contains(&link));
+    browser.screenshot("36-mail").await;
+
+    // The mailed link, opened in the same browser, then confirmed.
     browser.goto(&link).await;
     look(&browser, "Finish signing in", "10-email-link").await;
     assert_eq!(browser.text("#link-account").await, email);
@@ -184,12 +244,24 @@ async fn the_whole_journey_by_clicks(pool: PgPool) {
         .await
         .contains("a link mailed to you"));
 
+    // The same link again: no button that would only fail; this browser
+    // is signed in, so it is sent to its profile.
+    browser.goto(&link).await;
+    look(&browser, "This link cannot be used", "37-used-link").await;
+    assert!(browser.text("#link-dead").await.contains("already used"));
+    assert!(browser
+        .text("#link-signed-in")
+        .await
+        .starts_with(&format!("You are signed in as {email}")));
+    browser.click_on("Continue to My Profile").await;
+    assert_eq!(browser.path().await, "/profile");
+
     // From a session won by email link, a reset waits; cancel it from the
     // profile.
     browser
         .click_on("Reset My Multi-Factor Authentication")
         .await;
-    browser.click_on("OK").await;
+    browser.click_on("Reset my MFA").await;
     assert_eq!(browser.path().await, "/profile");
     look(&browser, "My Profile", "16-pending-reset").await;
     assert!(browser
@@ -217,7 +289,7 @@ async fn the_whole_journey_by_clicks(pool: PgPool) {
         "11-reset-confirm",
     )
     .await;
-    browser.click_on("OK").await;
+    browser.click_on("Reset my MFA").await;
     assert_eq!(browser.path().await, "/sign-in");
     assert!(browser
         .text(".notice")

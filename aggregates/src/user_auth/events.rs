@@ -44,9 +44,15 @@ pub enum UserAuthEvent {
         step: u64,
         at: DateTime<Utc>,
     },
+    /// `enrolling`: the code was typed from an authenticator being set up,
+    /// which has no second step to fail yet: a mistyped first code, not a
+    /// sign-in that got past the password and no further. Events stored
+    /// before the field existed read as `false`.
     TotpRejected {
         attempt: Reference,
         reason: TotpRejection,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        enrolling: bool,
         at: DateTime<Utc>,
     },
     EmailLinkRequested {

@@ -156,6 +156,7 @@ mod tests {
         tried_out.extend((0..5).map(|_| E::TotpRejected {
             attempt: reference(7),
             reason: TotpRejection::WrongCode,
+            enrolling: false,
             at: now,
         }));
         assert!(!live(tried_out, SignIn, 11, now));

@@ -23,6 +23,8 @@ pub enum PasswordError {
     ControlCharacter,
     #[error("the password must have at least {MIN_NEW_PASSWORD_CHARS} characters")]
     TooShort,
+    /// Holds zxcvbn's advice as a phrase without its closing period, like
+    /// the other messages here: whoever shows it ends the sentence.
     #[error("the password is too easy to guess: {0}")]
     TooGuessable(String),
 }
@@ -77,6 +79,7 @@ impl NewPassword {
                         .or_else(|| feedback.suggestions().first().map(|s| s.to_string()))
                 })
                 .unwrap_or_else(|| "add more words or characters that are hard to guess".into());
+            let reason = reason.trim_end().trim_end_matches('.').to_owned();
             return Err(PasswordError::TooGuessable(reason));
         }
         Ok(Self(password))
@@ -109,6 +112,25 @@ mod tests {
             panic!("expected a guessability error, got {err:?}");
         };
         assert!(!reason.is_empty());
+    }
+
+    #[test]
+    fn the_reason_a_password_is_refused_ends_without_a_period_so_a_sentence_can_end_it() {
+        // Each gets another warning or suggestion from zxcvbn, every one
+        // of them a sentence of its own with its period.
+        for raw in [
+            "password123",
+            "qwertyuiop",
+            "aaaaaaaaaaaa",
+            "abcdefgh1234",
+            "Password2024",
+            "drowssap",
+        ] {
+            let err = NewPassword::parse(raw, &[]).unwrap_err();
+            let message = format!("Choose another password: {err}.");
+            assert!(!message.ends_with(".."), "{message}");
+            assert!(!err.to_string().ends_with('.'), "{err}");
+        }
     }
 
     #[test]

@@ -116,14 +116,16 @@ pub(super) async fn report(
     params(LinkQuery),
     responses(
         (status = 200, description = "A confirm page", content_type = "text/html"),
-        (status = 400, description = "A page saying the link is broken, used or expired", content_type = "text/html"),
+        (status = 400, description = "A page saying the link is broken", content_type = "text/html"),
+        (status = 410, description = "A page saying the link was used or has expired", content_type = "text/html"),
     ))]
 pub async fn report_page(
     State(ctx): State<ApiContext>,
+    caller: Caller,
     browser: Browser,
     query: Result<Query<LinkQuery>, QueryRejection>,
 ) -> Response {
-    link_page(&ctx, &browser, LinkKind::Report, query, "Was this sign-in not you?", |account, token, csrf| {
+    link_page(&ctx, &caller, &browser, LinkKind::Report, query, "Was this sign-in not you?", |account, token, csrf| {
         html! {
             p { "Someone signed in to " strong #link-account { (account) } " from a browser it had not been signed in from before. If it was not you, report it: every session of the account ends and your administrator is told." }
             form method="post" action="/report" {
@@ -145,6 +147,6 @@ pub(super) async fn report_by_link(
     let Form { browser, value } = form;
     match ctx.app.report_by_link(&caller, &value.token).await {
         Ok(_) => signed_out_to(&ctx, "reported"),
-        Err(err) => link_refused(&ctx, &browser, &err),
+        Err(err) => link_refused(&ctx, &caller, &browser, &err).await,
     }
 }

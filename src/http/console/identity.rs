@@ -124,13 +124,15 @@ pub(super) async fn change(
     responses(
         (status = 200, description = "A confirm page", content_type = "text/html"),
         (status = 400, description = "A page saying the link is broken", content_type = "text/html"),
+        (status = 410, description = "A page saying the link was used, has expired or was superseded", content_type = "text/html"),
     ))]
 pub async fn email_change_page(
     State(ctx): State<ApiContext>,
+    caller: Caller,
     browser: Browser,
     query: Result<Query<LinkQuery>, QueryRejection>,
 ) -> Response {
-    link_page(&ctx, &browser, LinkKind::EmailChange, query, "Confirm your new email address", |address, token, csrf| {
+    link_page(&ctx, &caller, &browser, LinkKind::EmailChange, query, "Confirm your new email address", |address, token, csrf| {
         html! {
             p { "Make " strong #link-account { (address) } " the address of your account? Sign-in links, notices and password resets will go there." }
             form method="post" action="/email/confirm" {
@@ -160,7 +162,7 @@ pub(super) async fn confirm(
                 p { a.button href="/profile" { "My Profile" } }
             }
         }),
-        Err(err) => link_refused(&ctx, &browser, &err),
+        Err(err) => link_refused(&ctx, &caller, &browser, &err).await,
     }
 }
 
@@ -171,13 +173,15 @@ pub(super) async fn confirm(
     responses(
         (status = 200, description = "A confirm page", content_type = "text/html"),
         (status = 400, description = "A page saying the link is broken", content_type = "text/html"),
+        (status = 410, description = "A page saying the link was used, has expired or was superseded", content_type = "text/html"),
     ))]
 pub async fn email_revert_page(
     State(ctx): State<ApiContext>,
+    caller: Caller,
     browser: Browser,
     query: Result<Query<LinkQuery>, QueryRejection>,
 ) -> Response {
-    link_page(&ctx, &browser, LinkKind::EmailChangeRevert, query, "Undo the change of your email address?", |address, token, csrf| {
+    link_page(&ctx, &caller, &browser, LinkKind::EmailChangeRevert, query, "Undo the change of your email address?", |address, token, csrf| {
         html! {
             p { "The email address of your account was changed from " strong #link-account { (address) } " to another one. If it was not you, undo it: the account gets this address back and every session of it ends." }
             form method="post" action="/email/revert" {
@@ -200,7 +204,7 @@ pub(super) async fn revert(
     let Form { browser, value } = form;
     match ctx.app.revert_email_change(&caller, &value.token).await {
         Ok(_) => signed_out_to(&ctx, "email-restored"),
-        Err(err) => link_refused(&ctx, &browser, &err),
+        Err(err) => link_refused(&ctx, &caller, &browser, &err).await,
     }
 }
 

@@ -29,6 +29,7 @@ use views::{grouped, wait_words, Page, Problem};
 
 use super::{ApiContext, ApiError};
 use crate::app::{AppError, Caller, Enrollment, Me, ResetDone, SignedIn, SignedInWithCode};
+use crate::words;
 
 /// What a console handler answers: the page, or where the browser goes
 /// instead (with `?`).
@@ -49,6 +50,7 @@ pub fn routes() -> Router<ApiContext> {
         )
         .route("/sign-in/enroll", get(enroll_page).post(confirm_enrollment))
         .route("/sign-in/enroll/new", post(new_enrollment))
+        .route("/sign-in/cancel", post(cancel_sign_in))
         .route("/verify-email", post(links::verify_email))
         .route(
             "/forgot-password",
@@ -146,6 +148,9 @@ fn failure(err: &AppError, step: Step) -> Failure {
             retry_after: None,
         })
     };
+    if let Some(dead) = links::dead_link(err) {
+        return say(&format!("{} {}", dead.what, dead.then));
+    }
     match err {
         E::InvalidLoginToken | E::LoginAttemptInvalid => Failure::Go(EXPIRED),
         E::AttemptExhausted { retry: None } => Failure::Go(ATTEMPT_OVER),
@@ -160,17 +165,11 @@ fn failure(err: &AppError, step: Step) -> Failure {
         }),
         E::EmailLinkUnavailable => say(EMAIL_LINK_OFF),
         E::SecondFactorRequired => say("This needs a sign-in with your authenticator app or your recovery code. Sign out, then sign in with one of them."),
-        E::EmailVerificationInvalid => say("This confirmation link was already used, has expired, or a newer one was sent. Register again to get a new one, or sign in if you already confirmed."),
-        E::PasswordResetInvalid => say("This link to set a new password was already used, has expired, or a newer one was sent, or the password changed since. Ask for a new one from the sign-in page."),
-        E::MfaResetDenialInvalid => say("No reset of your multi-factor authentication is waiting for this link: it was already cancelled or has taken effect."),
         E::NoPendingMfaReset => say("No reset of your multi-factor authentication is waiting."),
-        E::EmailChangeInvalid => say("This link to confirm a new address was already used, has expired, or a newer one was sent. Ask again from My Profile."),
-        E::EmailChangeRevertInvalid => say("This link to undo a change of address was already used or has expired. Use Forgot password from the sign-in page, or ask an administrator."),
         E::SameEmail => say("That is already your address."),
         E::ErasureNotConfirmed => say("Type your account's address exactly, to confirm."),
         E::UnknownSession => say("That session has already ended."),
         E::AlreadyReported => say("This was reported already. If you still see activity that is not yours, sign in and change your password."),
-        E::ReportLinkInvalid => say("This link to report a sign-in has expired. Sign in, then use \"This wasn't me\" on Security activity in My Profile."),
         E::NotReportable | E::UnknownActivity => say("Only a sign-in or a change of your credentials in your security activity can be reported."),
         E::AlreadySuspended => say("This account is suspended already."),
         E::NotSuspended => say("This account is not suspended."),
@@ -208,7 +207,6 @@ fn failure(err: &AppError, step: Step) -> Failure {
         E::InvalidCodeFormat => say("Enter the 6 digits your authenticator app shows now."),
         E::InvalidCode if step == Step::RecoveryCode => say("That recovery code is not right."),
         E::InvalidCode => say("That code is not right. Codes change every 30 seconds: enter the one your app shows now."),
-        E::InvalidLinkToken | E::EmailLinkInvalid => say("This link has expired, was already used, or a newer one was sent. Sign in again to get a new link."),
         E::ReauthenticationRequired => say("Enter your password to confirm."),
         E::Contended => say("Your account changed at the same moment. Try again."),
         E::Overloaded { retry_after_secs } => Failure::Say(Problem {
@@ -395,12 +393,11 @@ fn notice(query: Option<&str>) -> Option<&'static str> {
         .split('&')
         .find_map(|pair| pair.strip_prefix("notice="))?;
     Some(match key {
-        "account-created" => "Your account is ready. Sign in to set up your authenticator app.",
         "mfa-reset" => "Your multi-factor authentication was reset and you are signed out everywhere. At your next sign-in you will set up a new authenticator.",
         "signed-out" => "You are signed out.",
+        "sign-in-cancelled" => "That sign-in is cancelled. Sign in again, with this account or another one.",
         "expired" => "That sign-in is over: it expired or had too many wrong codes. Sign in again.",
         "attempt-over" => "Too many wrong codes: that sign-in is over. Sign in again.",
-        "email-verified" => "Your email address is confirmed. Sign in to set up your authenticator app.",
         "password-reset" => "Your new password is set and you are signed out everywhere. Sign in with it and your authenticator app.",
         "reset-cancelled" => "The reset of your multi-factor authentication is cancelled. You had signed in with a mailed link, and every such session has ended: sign in again with your authenticator app.",
         "reset-denied" => "The reset of your multi-factor authentication was cancelled and every session of your account has ended. If you did not ask for it, someone may know your password: change it after you sign in.",
@@ -552,7 +549,10 @@ async fn register(
         Ok(()) => links::check_your_inbox(
             &ctx,
             &browser,
-            "If this address can take a new account, we sent a link to confirm it. Open it to finish creating your account; it works for 24 hours. Already have an account? Sign in, or use \"Forgot password?\" on the sign-in page.",
+            &format!(
+                "If this address can take a new account, we sent a link to confirm it. Open it to finish creating your account; it works for {}. Already have an account? Sign in, or use \"Forgot password?\" on the sign-in page.",
+                words::span(ctx.app.policy().email_verification_ttl)
+            ),
         ),
         Err(err) => {
             let page = Page {
@@ -579,6 +579,7 @@ fn code_view(ctx: &ApiContext, browser: &Browser, page: Page<'_>) -> Response {
                 button type="submit" { "Continue" }
             }
             p { a href="/sign-in/other" { "Try another method" } }
+            (views::cancel_sign_in(&csrf.field()))
         }
     })
 }
@@ -662,6 +663,7 @@ fn other_methods_view(
                 }
             }
             p { a href="/sign-in/code" { "Use your authenticator app" } }
+            (views::cancel_sign_in(&csrf.field()))
         }
     })
 }
@@ -674,14 +676,15 @@ async fn send_email_link(
     let Form { browser, .. } = form;
     let login = pending(&browser)?;
     Ok(match ctx.app.request_email_link(&caller, login).await {
-        Ok(()) => show(&ctx, &browser, Page::new("Check your inbox"), |_| {
+        Ok(()) => show(&ctx, &browser, Page::new("Check your inbox"), |csrf| {
             html! {
                 p {
                     "We sent a sign-in link to the address on your account. It works once, for "
-                    (ctx.app.policy().email_link_ttl.num_minutes())
-                    " minutes. Open it in this browser to finish signing in."
+                    (words::span(ctx.app.policy().email_link_ttl))
+                    ". Open it in this browser to finish signing in."
                 }
                 p { "No mail after a few minutes? Look in your spam folder, or " a href="/sign-in/other" { "try another method" } "." }
+                (views::cancel_sign_in(&csrf.field()))
             }
         }),
         Err(err) => refused(&ctx, &err, Step::Other, |status, problem| {
@@ -704,7 +707,7 @@ async fn redeem_email_link(
     let Form { browser, value } = form;
     match ctx.app.redeem_email_link(&caller, &value.token).await {
         Ok(session) => signed_in(&ctx, &session, see_other("/profile")),
-        Err(err) => links::link_refused(&ctx, &browser, &err),
+        Err(err) => links::link_refused(&ctx, &caller, &browser, &err).await,
     }
 }
 
@@ -729,6 +732,7 @@ fn recovery_view(ctx: &ApiContext, browser: &Browser, page: Page<'_>) -> Respons
                 button type="submit" { "Sign in" }
             }
             p { a href="/sign-in/other" { "Try another method" } }
+            (views::cancel_sign_in(&csrf.field()))
         }
     })
 }
@@ -791,6 +795,7 @@ async fn enroll_page(State(ctx): State<ApiContext>, browser: Browser) -> Answer 
                     (csrf.field())
                     button type="submit" { "Show the QR code" }
                 }
+                (views::cancel_sign_in(&csrf.field()))
             }
         }),
         Err(err) => refused(&ctx, &err, Step::Totp, |status, problem| {
@@ -820,6 +825,7 @@ fn enroll_view(
                 (views::totp_field())
                 button type="submit" { "Verify and continue" }
             }
+            (views::cancel_sign_in(&csrf.field()))
         }
     })
 }
@@ -1030,7 +1036,7 @@ fn reset_view(ctx: &ApiContext, browser: &Browser, me: &Me, page: Page<'_>) -> R
                     ))))
                 }
                 div.actions {
-                    button.danger type="submit" { "OK" }
+                    button.danger type="submit" { "Reset my MFA" }
                     a.button.secondary href="/profile" { "Cancel" }
                 }
             }
@@ -1070,6 +1076,17 @@ async fn sign_out(State(ctx): State<ApiContext>, caller: Caller, form: Form<NoFi
         }
     }
     signed_out_to(&ctx, "signed-out")
+}
+
+/// "Cancel and use another account", on the pages after the password: the
+/// browser forgets its login attempt, as it does when one is over, and
+/// starts again. The attempt's token lived only in that cookie, so nothing
+/// can finish it now; it runs out on its own. A form with its tag, so that
+/// another site cannot end a visitor's sign-in.
+async fn cancel_sign_in(State(ctx): State<ApiContext>, _form: Form<NoFields>) -> Response {
+    let mut response = see_other("/sign-in?notice=sign-in-cancelled");
+    clear_cookie(&ctx, &mut response, CookieName::Login);
+    response
 }
 
 async fn stylesheet() -> Response {

@@ -150,14 +150,28 @@ pub fn recovery_code_shown(code: &str) -> Markup {
     }
 }
 
-/// Groups a base32 secret in fours, as authenticator apps show it.
-pub fn grouped(secret: &str) -> String {
-    secret
-        .as_bytes()
-        .chunks(4)
-        .map(|chunk| String::from_utf8_lossy(chunk).into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
+/// Groups a base32 secret in fours, as authenticator apps show it. Each
+/// group is a `span.group` that the stylesheet keeps on one line: a narrow
+/// screen breaks the key between groups, never inside one, so what is
+/// typed group by group reads as it was shown.
+pub fn grouped(secret: &str) -> Markup {
+    html! {
+        @for (i, chunk) in secret.as_bytes().chunks(4).enumerate() {
+            @if i > 0 { " " }
+            span.group { (String::from_utf8_lossy(chunk)) }
+        }
+    }
+}
+
+/// The way out of a sign-in past its password step, to start again with
+/// this account or another; `csrf_field` is the page's tag.
+pub fn cancel_sign_in(csrf_field: &Markup) -> Markup {
+    html! {
+        form.cancel method="post" action="/sign-in/cancel" {
+            (csrf_field)
+            button.link type="submit" { "Cancel and use another account" }
+        }
+    }
 }
 
 /// "in 45 seconds", "in 3 minutes".
@@ -170,3 +184,27 @@ pub fn wait_words(seconds: i64) -> String {
 }
 
 pub const STYLESHEET: &str = include_str!("console.css");
+
+#[cfg(test)]
+mod tests {
+    use super::grouped;
+
+    #[test]
+    fn a_secret_is_shown_in_groups_of_four_each_kept_whole() {
+        assert_eq!(
+            grouped("COV7EVMLQ2").into_string(),
+            "<span class=\"group\">COV7</span> <span class=\"group\">EVML</span> \
+             <span class=\"group\">Q2</span>"
+        );
+    }
+
+    #[test]
+    fn the_stylesheet_keeps_each_group_on_one_line_and_the_key_unbroken_by_letter() {
+        let css = super::STYLESHEET;
+        assert!(
+            css.contains(".secret .group { white-space: nowrap; }"),
+            "{css}"
+        );
+        assert!(!css.contains("break-all"), "{css}");
+    }
+}

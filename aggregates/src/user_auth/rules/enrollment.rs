@@ -80,6 +80,7 @@ impl UserAuth {
                 E::TotpRejected {
                     attempt,
                     reason: TotpRejection::WrongCode,
+                    enrolling: true,
                     at: now,
                 },
                 FailedFactor::TotpCode,
@@ -153,7 +154,7 @@ mod tests {
     }
 
     #[test]
-    fn confirming_enrollment_with_a_wrong_code_is_a_failure() {
+    fn a_wrong_code_while_enrolling_is_a_failure_recorded_as_an_enrollment_attempt() {
         let now = later(1);
         let mut given = registered_with_attempt(now);
         given.push(enrollment_started(now));
@@ -167,6 +168,7 @@ mod tests {
             .then_expect_events(vec![E::TotpRejected {
                 attempt: reference(7),
                 reason: TotpRejection::WrongCode,
+                enrolling: true,
                 at: now,
             }]);
     }

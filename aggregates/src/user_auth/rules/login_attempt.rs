@@ -56,6 +56,7 @@ mod tests {
         given.extend((0..5).map(|_| E::TotpRejected {
             attempt: reference(7),
             reason: TotpRejection::WrongCode,
+            enrolling: false,
             at: now,
         }));
         given.push(E::AccountUnlocked {
@@ -103,6 +104,7 @@ mod tests {
         let wrong_code = |at| E::TotpRejected {
             attempt: reference(7),
             reason: TotpRejection::WrongCode,
+            enrolling: false,
             at,
         };
         let mut given = enrolled_with_attempt(now);

@@ -308,6 +308,7 @@ mod tests {
             E::TotpRejected {
                 attempt: reference(7),
                 reason: TotpRejection::WrongCode,
+                enrolling: false,
                 at: now,
             },
             E::SessionActive {

@@ -329,6 +329,7 @@ mod tests {
         given.extend((0..4).map(|_| E::TotpRejected {
             attempt: reference(7),
             reason: TotpRejection::WrongCode,
+            enrolling: false,
             at: t0(),
         }));
         let outcome = decided(
@@ -353,6 +354,7 @@ mod tests {
                 E::TotpRejected {
                     attempt: reference(7),
                     reason: TotpRejection::WrongCode,
+                    enrolling: false,
                     at: t0(),
                 },
                 E::SignInThrottled {
@@ -426,6 +428,7 @@ mod tests {
                 E::TotpRejected {
                     attempt: reference(7),
                     reason: TotpRejection::WrongCode,
+                    enrolling: false,
                     at: now,
                 },
                 E::SignInThrottled {
@@ -698,6 +701,7 @@ mod tests {
         given.extend((0..4).map(|_| E::TotpRejected {
             attempt: reference(30),
             reason: TotpRejection::WrongCode,
+            enrolling: false,
             at: later(1),
         }));
         // A stranger's first wrong password is the account's first failure,

@@ -45,6 +45,7 @@ impl UserAuth {
                 E::TotpRejected {
                     attempt,
                     reason: TotpRejection::Replayed,
+                    enrolling: false,
                     at: now,
                 },
                 FailedFactor::ReplayedTotpCode,
@@ -55,6 +56,7 @@ impl UserAuth {
                 E::TotpRejected {
                     attempt,
                     reason: TotpRejection::WrongCode,
+                    enrolling: false,
                     at: now,
                 },
                 FailedFactor::TotpCode,
@@ -116,6 +118,7 @@ mod tests {
             .then_expect_events(vec![E::TotpRejected {
                 attempt: reference(7),
                 reason: TotpRejection::WrongCode,
+                enrolling: false,
                 at: now,
             }]);
     }
@@ -180,6 +183,7 @@ mod tests {
             .then_expect_events(vec![E::TotpRejected {
                 attempt: reference(9),
                 reason: TotpRejection::Replayed,
+                enrolling: false,
                 at: now,
             }]);
     }
