@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::integrity::{self, SnapshotFields, Tag, GENESIS};
 use crate::keys::{DataKey, Keyring, UserKeeper};
-use crate::metrics::IntegrityAlarms;
+use crate::metrics::{IntegrityAlarms, ServiceMetrics};
 use crate::snapshots;
 use crate::store::{self, CommitError, DataKeyOp, Effects, NewEvent};
 
@@ -128,6 +128,8 @@ pub struct CommandBus {
     keyring: Arc<Keyring>,
     snapshot_every: usize,
     alarms: IntegrityAlarms,
+    /// Where conflicts and give-ups are counted.
+    metrics: ServiceMetrics,
 }
 
 /// What a committed command did.
@@ -156,6 +158,7 @@ impl CommandBus {
         keyring: Arc<Keyring>,
         snapshot_every: usize,
         alarms: IntegrityAlarms,
+        metrics: ServiceMetrics,
     ) -> Self {
         Self {
             pool,
@@ -163,6 +166,7 @@ impl CommandBus {
             keyring,
             snapshot_every: snapshot_every.max(1),
             alarms,
+            metrics,
         }
     }
 
@@ -290,14 +294,19 @@ impl CommandBus {
                     });
                 }
                 Err(CommitError::Conflict) if attempt < MAX_ATTEMPTS => {
+                    self.metrics.count_conflict();
                     let pause = rand::thread_rng().gen_range(1..=5 * u64::from(attempt));
                     tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
-                Err(CommitError::Conflict) => break,
+                Err(CommitError::Conflict) => {
+                    self.metrics.count_conflict();
+                    break;
+                }
                 Err(CommitError::AddressTaken) => return Err(BusError::AddressTaken),
                 Err(CommitError::Store(e)) => return Err(BusError::Store(e.to_string())),
             }
         }
+        self.metrics.count_contended();
         Err(BusError::Contended)
     }
 

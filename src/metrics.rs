@@ -1,11 +1,15 @@
-//! What `/metrics` reports: each projection's lag, the mail this
+//! What `/metrics` reports, in Prometheus's text format: requests by route
+//! and status with their latency, sign-in outcomes, the hashing queue,
+//! command conflicts, each projection's lag and batches, the mail this
 //! process's workers sent, retried, dead-lettered and dropped, and the
 //! requests it refused to protect itself.
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
 
-use authledger_projections::ProjectionStatus;
+use authledger_projections::{ProjectionMetrics, ProjectionStatus};
 
 use crate::config::RouteClass;
 
@@ -130,16 +134,290 @@ impl IntegrityAlarms {
     }
 }
 
-/// The Prometheus text format of `projections`, `mail`, `load`, and how
-/// many password hashes wait for a thread.
-pub fn render(
-    projections: &[ProjectionStatus],
-    mail: &MailMetrics,
-    load: &LoadMetrics,
-    hashes_waiting: usize,
-    integrity: &IntegrityAlarms,
-) -> String {
+/// Upper bounds of the latency buckets, in seconds: from a read by key
+/// (about a millisecond) to a password hash waiting behind a full queue.
+pub const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// A latency histogram with the fixed [`BUCKETS`].
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations per bucket, not cumulated (the last one is `+Inf`).
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let bucket = BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(BUCKETS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    /// `_bucket`, `_sum` and `_count` lines of `name` with `labels` (empty,
+    /// or `key="value",…` without braces).
+    fn write(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulated = 0;
+        for (i, count) in self.buckets.iter().enumerate() {
+            cumulated += count.load(Ordering::Relaxed);
+            let bound = BUCKETS.get(i).map_or("+Inf".to_owned(), f64::to_string);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulated}"
+            );
+        }
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(out, "{name}_count{braces} {cumulated}");
+    }
+}
+
+/// One route's requests by method and status.
+#[derive(Debug)]
+struct RouteSeries {
+    method: String,
+    status: u16,
+    latency: Histogram,
+}
+
+/// What the service itself did: requests by route and status with their
+/// latency, sign-in steps by method and result, and commits that met a
+/// concurrent one. Clones share their counts.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceMetrics(Arc<ServiceCounters>);
+
+#[derive(Debug, Default)]
+struct ServiceCounters {
+    /// By route as declared (never a raw path: the label set stays
+    /// bounded and no address or token reaches it), then method and status.
+    http: RwLock<HashMap<String, Vec<Arc<RouteSeries>>>>,
+    sign_ins: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    conflicts: AtomicU64,
+    contended: AtomicU64,
+}
+
+impl ServiceMetrics {
+    /// A request to `route` (as declared, or `unmatched`) answered `status`
+    /// after `elapsed`.
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let found = |series: &[Arc<RouteSeries>]| {
+            series
+                .iter()
+                .find(|s| s.status == status && s.method == method)
+                .cloned()
+        };
+        let known = {
+            let http = self.0.http.read().unwrap_or_else(PoisonError::into_inner);
+            http.get(route).and_then(|series| found(series))
+        };
+        let series = known.unwrap_or_else(|| {
+            let mut http = self.0.http.write().unwrap_or_else(PoisonError::into_inner);
+            let series = http.entry(route.to_owned()).or_default();
+            found(series).unwrap_or_else(|| {
+                let new = Arc::new(RouteSeries {
+                    method: method.to_owned(),
+                    status,
+                    latency: Histogram::default(),
+                });
+                series.push(new.clone());
+                new
+            })
+        });
+        series.latency.observe(elapsed);
+    }
+
+    /// A sign-in step's outcome: `method` is `password`, `totp`,
+    /// `recovery_code`, `email_link` or `enrollment`.
+    pub fn count_sign_in(&self, method: &'static str, result: SignInResult) {
+        let mut sign_ins = self
+            .0
+            .sign_ins
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *sign_ins.entry((method, result.label())).or_default() += 1;
+    }
+
+    /// Sign-in steps counted for `method` with `result`.
+    pub fn sign_ins(&self, method: &str, result: SignInResult) -> u64 {
+        let sign_ins = self
+            .0
+            .sign_ins
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        sign_ins
+            .iter()
+            .find(|((m, r), _)| *m == method && *r == result.label())
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// A commit found the stream moved on and the command ran again.
+    pub fn count_conflict(&self) {
+        self.0.conflicts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A command gave up after its last retry.
+    pub fn count_contended(&self) {
+        self.0.contended.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn write(&self, out: &mut String) {
+        let name = "authledger_http_requests_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Requests answered, by method, route as declared, and status."
+        );
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let http = self.0.http.read().unwrap_or_else(PoisonError::into_inner);
+        let mut routes: Vec<_> = http.iter().collect();
+        routes.sort_by(|a, b| a.0.cmp(b.0));
+        let labelled = |route: &str, s: &RouteSeries| {
+            format!(
+                "method=\"{}\",route=\"{}\",status=\"{}\"",
+                s.method,
+                escape(route),
+                s.status
+            )
+        };
+        for (route, series) in &routes {
+            for s in series.iter() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{{}}} {}",
+                    labelled(route, s),
+                    s.latency.count()
+                );
+            }
+        }
+        let name = "authledger_http_request_duration_seconds";
+        let _ = writeln!(out, "# HELP {name} Time from a request's arrival to its answer's headers, by method, route and status.");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (route, series) in &routes {
+            for s in series.iter() {
+                s.latency.write(out, name, &labelled(route, s));
+            }
+        }
+        drop(http);
+        let name = "authledger_sign_ins_total";
+        let _ = writeln!(out, "# HELP {name} Sign-in steps by method (password, totp, recovery_code, email_link, enrollment) and result (accepted, rejected, replayed, refused, overloaded).");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let sign_ins = self
+            .0
+            .sign_ins
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for ((method, result), count) in sign_ins.iter() {
+            let _ = writeln!(
+                out,
+                "{name}{{method=\"{method}\",result=\"{result}\"}} {count}"
+            );
+        }
+        drop(sign_ins);
+        for (name, help, value) in [
+            (
+                "authledger_command_conflicts_total",
+                "Commits that found the user's history moved on by a concurrent command; the command ran again on the new state.",
+                &self.0.conflicts,
+            ),
+            (
+                "authledger_command_contended_total",
+                "Commands given up after their last retry against concurrent commits (answered 503).",
+                &self.0.contended,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
+    }
+}
+
+/// What became of a sign-in step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInResult {
+    /// The step passed: a login attempt opened, or a session started.
+    Accepted,
+    /// A wrong password, code or recovery code, recorded.
+    Rejected,
+    /// A TOTP code already used, recorded.
+    Replayed,
+    /// Refused before any factor was judged: throttled, locked, suspended,
+    /// an expired or spent attempt, an unknown account.
+    Refused,
+    /// Shed: too many password hashes waiting.
+    Overloaded,
+}
+
+impl SignInResult {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Rejected => "rejected",
+            Self::Replayed => "replayed",
+            Self::Refused => "refused",
+            Self::Overloaded => "overloaded",
+        }
+    }
+}
+
+/// A label value as the text format wants it.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The handles a process shares between its parts: whatever counts holds a
+/// clone, and `/metrics` reads them all.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessMetrics {
+    pub service: ServiceMetrics,
+    pub projections: ProjectionMetrics,
+    pub mail: MailMetrics,
+}
+
+/// Everything one process reports, read at each scrape.
+pub struct Report<'a> {
+    pub projections: &'a [ProjectionStatus],
+    pub projection_runs: &'a ProjectionMetrics,
+    pub service: &'a ServiceMetrics,
+    pub mail: &'a MailMetrics,
+    pub load: &'a LoadMetrics,
+    pub hashes_waiting: usize,
+    pub hashing_wait: &'a Histogram,
+    pub integrity: &'a IntegrityAlarms,
+}
+
+/// The Prometheus text format of a [`Report`].
+pub fn render(report: &Report<'_>) -> String {
+    let Report {
+        projections,
+        projection_runs,
+        service,
+        mail,
+        load,
+        hashes_waiting,
+        hashing_wait,
+        integrity,
+    } = report;
     let mut out = String::new();
+    service.write(&mut out);
     gauge(
         &mut out,
         "authledger_projection_lag_events",
@@ -222,6 +500,32 @@ pub fn render(
     );
     let _ = writeln!(out, "# TYPE {name} gauge");
     let _ = writeln!(out, "{name} {hashes_waiting}");
+    let name = "authledger_hashing_wait_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time a password hash waited for a hashing thread."
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    hashing_wait.write(&mut out, name, "");
+    let runs = projection_runs.snapshot();
+    for (name, help, value) in [
+        (
+            "authledger_projection_events_applied_total",
+            "Events this process applied to the projection (the email relay: events turned into mail and published).",
+            (|r| r.applied) as fn(&authledger_projections::ProjectionRuns) -> u64,
+        ),
+        (
+            "authledger_projection_failures_total",
+            "Batches of the projection that failed in this process and were retried (the email relay: RabbitMQ refused or did not confirm).",
+            |r| r.failures,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (projection, counts) in &runs {
+            let _ = writeln!(out, "{name}{{projection=\"{projection}\"}} {}", value(counts));
+        }
+    }
     let name = "authledger_integrity_failures_total";
     let _ = writeln!(
         out,
@@ -305,8 +609,32 @@ mod tests {
             lag_events: 3,
             lag_seconds: 1.5,
         };
+        let (service, runs, hashing_wait) = (
+            ServiceMetrics::default(),
+            ProjectionMetrics::default(),
+            Histogram::default(),
+        );
+        let text = render(&Report {
+            projections: &[users],
+            projection_runs: &runs,
+            service: &service,
+            mail: &mail,
+            load: &load,
+            hashes_waiting: 7,
+            hashing_wait: &hashing_wait,
+            integrity: &IntegrityAlarms::default(),
+        });
+        let start = text
+            .find("# HELP authledger_projection_lag_events")
+            .expect("the projections' lag");
+        let end = text
+            .find("# HELP authledger_hashing_wait_seconds")
+            .expect("the hashing wait");
+        let integrity = text
+            .find("# HELP authledger_integrity_failures_total")
+            .expect("the integrity alarms");
         assert_eq!(
-            render(&[users], &mail, &load, 7, &IntegrityAlarms::default()),
+            format!("{}{}", &text[start..end], &text[integrity..]),
             "# HELP authledger_projection_lag_events Events committed after the projection's checkpoint.\n\
              # TYPE authledger_projection_lag_events gauge\n\
              authledger_projection_lag_events{projection=\"users\"} 3\n\
@@ -345,5 +673,76 @@ mod tests {
              # TYPE authledger_integrity_failures_total counter\n\
              authledger_integrity_failures_total 0\n"
         );
+    }
+
+    #[test]
+    fn a_histogram_counts_each_observation_in_its_bucket_and_cumulates_them() {
+        let latency = Histogram::default();
+        latency.observe(Duration::from_micros(800));
+        latency.observe(Duration::from_millis(30));
+        latency.observe(Duration::from_secs(60));
+        let mut out = String::new();
+        latency.write(&mut out, "t", "route=\"/x\"");
+        let line = |le: &str| {
+            out.lines()
+                .find(|l| l.starts_with(&format!("t_bucket{{route=\"/x\",le=\"{le}\"}} ")))
+                .unwrap_or_else(|| panic!("no bucket {le} in {out}"))
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(line("0.001"), "1");
+        assert_eq!(line("0.025"), "1");
+        assert_eq!(line("0.05"), "2");
+        assert_eq!(line("10"), "2");
+        assert_eq!(line("+Inf"), "3");
+        assert!(out.contains("t_count{route=\"/x\"} 3\n"), "{out}");
+        let sum: f64 = out
+            .lines()
+            .find_map(|l| l.strip_prefix("t_sum{route=\"/x\"} "))
+            .expect("a sum")
+            .parse()
+            .unwrap();
+        assert!((sum - 60.0308).abs() < 1e-9, "{sum}");
+    }
+
+    #[test]
+    fn requests_are_kept_by_route_method_and_status_and_sign_ins_by_method_and_result() {
+        let metrics = ServiceMetrics::default();
+        let edge = metrics.clone();
+        for status in [200, 200, 401] {
+            edge.observe_request(
+                "POST",
+                "/v1/login/password",
+                status,
+                Duration::from_millis(7),
+            );
+        }
+        edge.observe_request("GET", "unmatched", 404, Duration::from_micros(90));
+        edge.count_sign_in("password", SignInResult::Accepted);
+        edge.count_sign_in("totp", SignInResult::Replayed);
+        edge.count_conflict();
+        let mut out = String::new();
+        metrics.write(&mut out);
+        for line in [
+            "authledger_http_requests_total{method=\"POST\",route=\"/v1/login/password\",status=\"200\"} 2",
+            "authledger_http_requests_total{method=\"POST\",route=\"/v1/login/password\",status=\"401\"} 1",
+            "authledger_http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"} 1",
+            "authledger_http_request_duration_seconds_bucket{method=\"POST\",route=\"/v1/login/password\",status=\"200\",le=\"0.01\"} 2",
+            "authledger_sign_ins_total{method=\"password\",result=\"accepted\"} 1",
+            "authledger_sign_ins_total{method=\"totp\",result=\"replayed\"} 1",
+            "authledger_command_conflicts_total 1",
+            "authledger_command_contended_total 0",
+        ] {
+            assert!(out.lines().any(|l| l == line), "no {line} in\n{out}");
+        }
+        assert_eq!(metrics.sign_ins("totp", SignInResult::Replayed), 1);
+        assert_eq!(metrics.sign_ins("totp", SignInResult::Accepted), 0);
+    }
+
+    #[test]
+    fn a_label_value_is_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }

@@ -83,6 +83,8 @@ struct Queue {
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
     max_waiting: usize,
+    /// How long hashes waited for a thread, for `/metrics`.
+    wait: crate::metrics::Histogram,
 }
 
 impl HashingQueue {
@@ -93,6 +95,7 @@ impl HashingQueue {
             permits: Arc::new(Semaphore::new(threads)),
             waiting: AtomicUsize::new(0),
             max_waiting,
+            wait: crate::metrics::Histogram::default(),
         }))
     }
 
@@ -103,6 +106,11 @@ impl HashingQueue {
     /// Hashes waiting for a thread now.
     pub fn waiting(&self) -> usize {
         self.0.waiting.load(Ordering::SeqCst)
+    }
+
+    /// How long hashes waited for a thread.
+    pub fn wait(&self) -> &crate::metrics::Histogram {
+        &self.0.wait
     }
 
     /// Whether a hash asked for now would be refused.
@@ -116,20 +124,25 @@ impl HashingQueue {
         // Tokio's semaphore hands released permits to waiters first, so
         // this cannot jump the queue.
         if let Ok(permit) = self.0.permits.clone().try_acquire_owned() {
+            self.0.wait.observe(std::time::Duration::ZERO);
             return Ok(permit);
         }
+        let queued = std::time::Instant::now();
         let ahead = self.0.waiting.fetch_add(1, Ordering::SeqCst);
         // Also leaves the queue when the request is abandoned mid-wait.
         let _place = Place(&self.0.waiting);
         if ahead >= self.0.max_waiting {
             return Err(ServiceError::Busy);
         }
-        self.0
+        let permit = self
+            .0
             .permits
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| ServiceError::Failed("the hashing pool is closed".into()))
+            .map_err(|_| ServiceError::Failed("the hashing pool is closed".into()))?;
+        self.0.wait.observe(queued.elapsed());
+        Ok(permit)
     }
 }
 

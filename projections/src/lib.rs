@@ -16,5 +16,6 @@ pub mod tree;
 pub mod users;
 
 pub use runtime::{
-    status, Projection, ProjectionStatus, Projector, StoredEvent, PERSONAL_METADATA,
+    status, Projection, ProjectionMetrics, ProjectionRuns, ProjectionStatus, Projector,
+    StoredEvent, PERSONAL_METADATA,
 };

@@ -2,8 +2,9 @@
 //! order `(transaction_id, position)`, only below the snapshot's xmin so an
 //! event committed late by a slow transaction is never skipped, applies a
 //! batch and advances the checkpoint in one transaction.
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -64,6 +65,49 @@ pub trait Projection: Send + Sync {
     }
 }
 
+/// What the projectors of one process did, for `/metrics`. Clones share
+/// their counts.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectionMetrics(Arc<Mutex<BTreeMap<&'static str, Arc<RunCounters>>>>);
+
+#[derive(Debug, Default)]
+struct RunCounters {
+    applied: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// One projection's counts in this process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProjectionRuns {
+    /// Events applied.
+    pub applied: u64,
+    /// Batches that failed (and were retried).
+    pub failures: u64,
+}
+
+impl ProjectionMetrics {
+    fn counters(&self, name: &'static str) -> Arc<RunCounters> {
+        let mut all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        all.entry(name).or_default().clone()
+    }
+
+    /// Each projection's counts, by name.
+    pub fn snapshot(&self) -> Vec<(&'static str, ProjectionRuns)> {
+        let all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        all.iter()
+            .map(|(name, c)| {
+                (
+                    *name,
+                    ProjectionRuns {
+                        applied: c.applied.load(Ordering::Relaxed),
+                        failures: c.failures.load(Ordering::Relaxed),
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
 pub struct Projector<P> {
     pool: PgPool,
     projection: P,
@@ -78,6 +122,8 @@ pub struct Projector<P> {
     retry: Backoff,
     /// Whether this projection's checkpoint row is known to exist.
     checkpoint_exists: AtomicBool,
+    /// Where `run` counts what it applied and what failed.
+    runs: Arc<RunCounters>,
 }
 
 /// Waits between retries of a failing batch. It grows only with failed
@@ -111,7 +157,14 @@ impl<P: Projection> Projector<P> {
                 max: Duration::from_secs(30),
             },
             checkpoint_exists: AtomicBool::new(false),
+            runs: Arc::default(),
         }
+    }
+
+    /// Counts what `run` applies and what fails in `metrics`.
+    pub fn with_metrics(mut self, metrics: &ProjectionMetrics) -> Self {
+        self.runs = metrics.counters(self.projection.name());
+        self
     }
 
     /// The longest wait between a failed batch and its retry.
@@ -248,13 +301,19 @@ impl<P: Projection> Projector<P> {
                     Err(_) => None,
                 };
             }
-            match self.catch_up().await {
+            let caught_up = self.catch_up().await;
+            if let Ok(applied) = &caught_up {
+                let applied = u64::try_from(*applied).unwrap_or(u64::MAX);
+                self.runs.applied.fetch_add(applied, Ordering::Relaxed);
+            }
+            match caught_up {
                 Ok(_) if failures > 0 => {
                     tracing::info!(projection = name, failures, "projection recovered");
                     failures = 0;
                 }
                 Ok(_) => {}
                 Err(error) => {
+                    self.runs.failures.fetch_add(1, Ordering::Relaxed);
                     failures = failures.saturating_add(1);
                     let retry_in = self.retry.after(failures);
                     // The first failure, then every 60th: an outage is

@@ -81,10 +81,12 @@ impl App {
     ) -> AppResult<SignedInWithCode> {
         let (user, attempt) = self.login_token(login_token)?;
         let code = TotpCode::parse(code).map_err(|_| AppError::InvalidCodeFormat)?;
-        self.sign_in_with_new_code(user, caller, |recovery_code| UserAuthCommand::EnrollMfa {
-            attempt,
-            code,
-            recovery_code,
+        self.sign_in_with_new_code("enrollment", user, caller, |recovery_code| {
+            UserAuthCommand::EnrollMfa {
+                attempt,
+                code,
+                recovery_code,
+            }
         })
         .await
     }

@@ -49,7 +49,7 @@ pub use crate::tokens::CsrfScope;
 use crate::command_bus::{CommandBus, CommandMetadata};
 use crate::config::{Config, Secret};
 use crate::keys::Keyring;
-use crate::metrics::{LoadMetrics, MailMetrics};
+use crate::metrics::{LoadMetrics, ProcessMetrics};
 use crate::services::HashingQueue;
 use crate::tokens::{TokenCodec, TokenKind};
 
@@ -104,7 +104,7 @@ pub struct AppInner {
     credentials: Credentials,
     /// How long an operator's console sign-in lasts.
     staff_session_ttl: chrono::Duration,
-    mail_metrics: MailMetrics,
+    metrics: ProcessMetrics,
     /// The password hashes waiting for a thread: work that would only
     /// queue behind a full one is refused before it begins.
     hashing: HashingQueue,
@@ -130,7 +130,7 @@ impl App {
         pool: PgPool,
         keyring: Arc<Keyring>,
         services: UserAuthServices,
-        mail_metrics: MailMetrics,
+        metrics: ProcessMetrics,
         hashing: HashingQueue,
     ) -> anyhow::Result<Self> {
         Ok(Self(Arc::new(AppInner {
@@ -140,6 +140,7 @@ impl App {
                 keyring.clone(),
                 config.snapshot_every,
                 crate::metrics::IntegrityAlarms::default(),
+                metrics.service.clone(),
             ),
             tokens: TokenCodec::new(keyring.clone()),
             keyring,
@@ -156,7 +157,7 @@ impl App {
                 &config.client_tokens,
             )?,
             staff_session_ttl: chrono::Duration::seconds(config.staff_session_secs),
-            mail_metrics,
+            metrics,
             hashing,
             load_metrics: LoadMetrics::default(),
         })))
@@ -177,6 +178,12 @@ impl App {
     /// to add to and `/metrics` to report.
     pub fn load_metrics(&self) -> &LoadMetrics {
         &self.load_metrics
+    }
+
+    /// The counts of what the service did, for the edge to add its
+    /// requests to.
+    pub fn service_metrics(&self) -> &crate::metrics::ServiceMetrics {
+        &self.metrics.service
     }
 
     /// The rules' numbers, for pages that state them.

@@ -134,13 +134,16 @@ impl App {
                 what: "Postgres",
                 cause: e,
             })?;
-        Ok(crate::metrics::render(
-            &projections,
-            &self.mail_metrics,
-            &self.load_metrics,
-            self.hashing.waiting(),
-            self.bus.alarms(),
-        ))
+        Ok(crate::metrics::render(&crate::metrics::Report {
+            projections: &projections,
+            projection_runs: &self.metrics.projections,
+            service: &self.metrics.service,
+            mail: &self.metrics.mail,
+            load: &self.load_metrics,
+            hashes_waiting: self.hashing.waiting(),
+            hashing_wait: self.hashing.wait(),
+            integrity: self.bus.alarms(),
+        }))
     }
 }
 

@@ -19,7 +19,7 @@ impl App {
     ) -> AppResult<SignedInWithCode> {
         let (user, attempt) = self.login_token(login_token)?;
         let code = RecoveryCode::parse(code).map_err(|_| AppError::InvalidCodeFormat)?;
-        self.sign_in_with_new_code(user, caller, |replacement| {
+        self.sign_in_with_new_code("recovery_code", user, caller, |replacement| {
             UserAuthCommand::UseRecoveryCode {
                 attempt,
                 code,
@@ -45,9 +45,14 @@ impl App {
             .decode(TokenKind::EmailLink, token)
             .map_err(|_| AppError::InvalidLinkToken)?;
         let verdict = self
-            .run(user, caller, UserAuthCommand::UseEmailLink { link })
+            .run_sign_in(
+                "email_link",
+                user,
+                caller,
+                UserAuthCommand::UseEmailLink { link },
+            )
             .await?;
-        self.signed_in(user, verdict)
+        self.signed_in("email_link", user, verdict)
     }
 
     /// The address a mailed link of `kind` is for, for its page, while the

@@ -1,8 +1,8 @@
 //! Signing in: the password step, then the authenticator's code. The other
 //! ways to finish a sign-in are in `enrollment` and `recovery`.
 use authledger_aggregates::{
-    DeviceDigest, Email, Password, RecoveryCode, SecondFactor, StartedSession, TotpCode,
-    UserAuthCommand, UserAuthError, Verdict,
+    DeviceDigest, Email, FailedFactor, Password, RecoveryCode, SecondFactor, StartedSession,
+    TotpCode, UserAuthCommand, UserAuthError, Verdict,
 };
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::{App, AppError, AppResult, Caller};
 use crate::command_bus::BusError;
+use crate::metrics::SignInResult;
 use crate::services::new_recovery_code;
 use crate::tokens::TokenKind;
 
@@ -49,7 +50,9 @@ impl App {
         password: &str,
         device: Option<&str>,
     ) -> AppResult<OpenedAttempt> {
-        self.shed_when_hashing_is_full()?;
+        let count = |result| self.metrics.service.count_sign_in("password", result);
+        self.shed_when_hashing_is_full()
+            .inspect_err(|_| count(SignInResult::Overloaded))?;
         let started = Instant::now();
         let email = Email::parse(email).map_err(AppError::InvalidEmail)?;
         let password = Password::parse(password).map_err(AppError::UnacceptablePassword)?;
@@ -76,6 +79,7 @@ impl App {
                     email_link_available,
                 } = executed.verdict
                 {
+                    count(SignInResult::Accepted);
                     return Ok(OpenedAttempt {
                         login_token: self.tokens.encode(TokenKind::LoginAttempt, user, &attempt),
                         next,
@@ -83,11 +87,16 @@ impl App {
                         email_link_available,
                     });
                 }
+                count(match executed.verdict {
+                    Verdict::Rejected(_) => SignInResult::Rejected,
+                    _ => SignInResult::Refused,
+                });
             }
             // The queue filled after the check above, once the account was
             // loaded: answered like everything after the load, no sooner
             // than the floor, so it says nothing of the account either.
             Err(BusError::Refused(UserAuthError::Overloaded)) => {
+                count(SignInResult::Overloaded);
                 tokio::time::sleep_until(started + self.sign_in_failure_floor).await;
                 return Err(AppError::overloaded());
             }
@@ -96,13 +105,15 @@ impl App {
             // answer as for a wrong password, since only real accounts
             // reach the services.
             Err(BusError::Refused(UserAuthError::Service(cause))) => {
+                count(SignInResult::Refused);
                 tracing::error!(error = %cause, "the password step failed on the service's side");
             }
             // A conflict that outlasted the retries can only happen where
             // events are written, i.e. on a real account: it must not
             // answer differently from a wrong password.
-            Err(BusError::Refused(_) | BusError::Contended) => {}
+            Err(BusError::Refused(_) | BusError::Contended) => count(SignInResult::Refused),
             Err(other) => {
+                count(SignInResult::Refused);
                 // The event store failing also answers no sooner than the
                 // floor, so its timing does not set real accounts apart.
                 tokio::time::sleep_until(started + self.sign_in_failure_floor).await;
@@ -123,9 +134,31 @@ impl App {
         let (user, attempt) = self.login_token(login_token)?;
         let code = TotpCode::parse(code).map_err(|_| AppError::InvalidCodeFormat)?;
         let verdict = self
-            .run(user, caller, UserAuthCommand::SubmitTotp { attempt, code })
+            .run_sign_in(
+                "totp",
+                user,
+                caller,
+                UserAuthCommand::SubmitTotp { attempt, code },
+            )
             .await?;
-        self.signed_in(user, verdict)
+        self.signed_in("totp", user, verdict)
+    }
+
+    /// Runs a command that finishes a sign-in, counting a refusal that came
+    /// before any factor was judged (an attempt expired, spent or
+    /// throttled).
+    pub(super) async fn run_sign_in(
+        &self,
+        method: &'static str,
+        user: Uuid,
+        caller: &Caller,
+        command: UserAuthCommand,
+    ) -> AppResult<Verdict> {
+        self.run(user, caller, command).await.inspect_err(|_| {
+            self.metrics
+                .service
+                .count_sign_in(method, SignInResult::Refused);
+        })
     }
 
     /// Runs a user's command, answering its verdict.
@@ -142,8 +175,23 @@ impl App {
             .map_err(|err| self.refused(err))
     }
 
-    /// The session a second factor started, or why none was.
-    pub(super) fn signed_in(&self, user: Uuid, verdict: Verdict) -> AppResult<SignedIn> {
+    /// The session a second factor started, or why none was; counted for
+    /// `method`.
+    pub(super) fn signed_in(
+        &self,
+        method: &'static str,
+        user: Uuid,
+        verdict: Verdict,
+    ) -> AppResult<SignedIn> {
+        let result = match &verdict {
+            Verdict::SessionStarted(_) => SignInResult::Accepted,
+            Verdict::Rejected(rejection) if rejection.factor == FailedFactor::ReplayedTotpCode => {
+                SignInResult::Replayed
+            }
+            Verdict::Rejected(_) => SignInResult::Rejected,
+            _ => SignInResult::Refused,
+        };
+        self.metrics.service.count_sign_in(method, result);
         match verdict {
             Verdict::SessionStarted(StartedSession {
                 session,
@@ -163,14 +211,17 @@ impl App {
     /// Runs a command that signs in and issues a new recovery code.
     pub(super) async fn sign_in_with_new_code(
         &self,
+        method: &'static str,
         user: Uuid,
         caller: &Caller,
         command: impl FnOnce(RecoveryCode) -> UserAuthCommand,
     ) -> AppResult<SignedInWithCode> {
         let fresh = new_recovery_code();
-        let verdict = self.run(user, caller, command(fresh.clone())).await?;
+        let verdict = self
+            .run_sign_in(method, user, caller, command(fresh.clone()))
+            .await?;
         Ok(SignedInWithCode {
-            session: self.signed_in(user, verdict)?,
+            session: self.signed_in(method, user, verdict)?,
             recovery_code: fresh.display(),
         })
     }

@@ -197,7 +197,9 @@ pub fn router(context: ApiContext, metrics_here: bool) -> Router {
         ))
         // Outside the body's reading: a client over its rate is refused
         // before its body is read.
-        .layer(middleware::from_fn_with_state(context, limits::limit))
+        .layer(middleware::from_fn_with_state(context.clone(), limits::limit))
+        // Outside the limits, so that refusals are counted too.
+        .layer(middleware::from_fn_with_state(context, observe))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
@@ -259,6 +261,37 @@ fn is_safe_request_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Counts each answered request by method, route as declared and status,
+/// with the time to its answer.
+async fn observe(
+    axum::extract::State(ctx): axum::extract::State<ApiContext>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    // Only the standard methods: any other word a client sends would be a
+    // new series.
+    let method = match *req.method() {
+        axum::http::Method::GET => "GET",
+        axum::http::Method::HEAD => "HEAD",
+        axum::http::Method::POST => "POST",
+        axum::http::Method::PUT => "PUT",
+        axum::http::Method::PATCH => "PATCH",
+        axum::http::Method::DELETE => "DELETE",
+        axum::http::Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    };
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let response = next.run(req).await;
+    ctx.app.service_metrics().observe_request(
+        method,
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 /// Gives every request an id of ours, echoed in the response, and keeps a

@@ -145,7 +145,11 @@ async fn full_replay(pool: &PgPool, user: uuid::Uuid) -> UserAuth {
 
 fn bus(app: &TestApp, snapshot_every: usize) -> CommandBus {
     let pool = &app.pool;
-    let keyring = Arc::new(app.config.keyring().unwrap());
+    let keyring = Arc::new(
+        app.config
+            .keyring(authledger::config::DevKey::MustExist)
+            .unwrap(),
+    );
     let services = UserAuthServices {
         clock: Arc::new(SystemClock),
         randomness: Arc::new(OsRandomness),
@@ -158,6 +162,7 @@ fn bus(app: &TestApp, snapshot_every: usize) -> CommandBus {
         services,
         keyring,
         snapshot_every,
+        Default::default(),
         Default::default(),
     )
 }

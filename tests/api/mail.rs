@@ -133,7 +133,11 @@ fn caller() -> CommandMetadata {
 /// The server's rules over the test's database, with its key and clock.
 fn bus_of(app: &TestApp) -> CommandBus {
     let hashing = &app.config.hashing;
-    let keyring = Arc::new(app.config.keyring().unwrap());
+    let keyring = Arc::new(
+        app.config
+            .keyring(authledger::config::DevKey::MustExist)
+            .unwrap(),
+    );
     let services = UserAuthServices {
         clock: app.clock.clone(),
         randomness: Arc::new(OsRandomness),
@@ -154,6 +158,7 @@ fn bus_of(app: &TestApp) -> CommandBus {
         services,
         keyring,
         app.config.snapshot_every,
+        Default::default(),
         Default::default(),
     )
 }
