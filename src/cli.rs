@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use authledger_projections::audit_index::AuditIndex;
 use authledger_projections::users::UsersProjection;
 use authledger_projections::Projector;
@@ -11,7 +12,8 @@ use tokio::sync::watch;
 
 use crate::app::{AdminAction, BundleScope, Caller, EventFilter, PageSize, Staff};
 use crate::config::{
-    AdminCommand, AuditCommand, Cli, Command, Config, DatabaseArgs, KeysCommand, ProjectionsCommand,
+    AdminCommand, AuditCommand, Cli, Command, Config, DatabaseArgs, DevKey, HealthcheckArgs,
+    KeysCommand, ProjectionsCommand,
 };
 use crate::services::SystemClock;
 use crate::startup::{app, shutdown_signal, wire, Application, PostgresBudget};
@@ -38,6 +40,7 @@ pub async fn run() -> ExitCode {
         Some(Command::Audit(command)) => audit(command).await,
         Some(Command::Admin(command)) => admin(command).await,
         Some(Command::Keys(command)) => keys(command).await,
+        Some(Command::Healthcheck(args)) => healthcheck(&args).await,
         None => match Config::from_env() {
             Ok(config) => run_mode(config, Mode::All).await,
             Err(err) => Err(err),
@@ -51,6 +54,41 @@ pub async fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Asks the server on this host for `/healthz` over plain HTTP/1.1: what
+/// a container health check needs, without an HTTP client in the image.
+async fn healthcheck(args: &HealthcheckArgs) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut addr = args.addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let asked = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut head = vec![0; 64];
+        let read = stream.read(&mut head).await?;
+        head.truncate(read);
+        Ok::<_, std::io::Error>(head)
+    };
+    let head = tokio::time::timeout(Duration::from_secs(5), asked)
+        .await
+        .with_context(|| format!("no answer from {addr} within 5 s"))?
+        .with_context(|| format!("nothing answers at {addr}"))?;
+    let status_line = String::from_utf8_lossy(&head);
+    let status_line = status_line.lines().next().unwrap_or_default();
+    anyhow::ensure!(
+        status_line.starts_with("HTTP/1.1 200"),
+        "{addr}/healthz answered {status_line:?}"
+    );
+    Ok(())
 }
 
 async fn migrate(database: &DatabaseArgs) -> anyhow::Result<()> {
@@ -99,7 +137,7 @@ async fn projections(command: ProjectionsCommand) -> anyhow::Result<()> {
                 // The tree is a function of the log: rebuilt, it has the same
                 // hashes, and the signed heads stay valid.
                 authledger_projections::tree::NAME => {
-                    Projector::new(pool, crate::integrity::merkle_tree(Arc::new(config.keyring()?)))
+                    Projector::new(pool, crate::integrity::merkle_tree(Arc::new(config.keyring(DevKey::MustExist)?)))
                         .with_batch_size(2000)
                         .rebuild()
                         .await?
@@ -120,7 +158,7 @@ async fn projections(command: ProjectionsCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn run_mode(config: Config, mode: Mode) -> anyhow::Result<()> {
+async fn run_mode(mut config: Config, mode: Mode) -> anyhow::Result<()> {
     let budget = PostgresBudget::of(&config);
     // A worker serves no requests: its API pool only runs the migrations.
     let api = if mode == Mode::Worker { 1 } else { budget.api };
@@ -145,12 +183,23 @@ async fn run_mode(config: Config, mode: Mode) -> anyhow::Result<()> {
     if !config.no_migrate {
         db::migrate(&pool).await?;
     }
+    if config.mail.amqp_prefix.is_none() {
+        let prefix = db::installation_prefix(&pool).await.context(
+            "reading this database's queue prefix (run `authledger migrate`, or set AUTHLEDGER_AMQP_PREFIX)",
+        )?;
+        config.mail.amqp_prefix = Some(prefix);
+    }
+    tracing::info!(
+        prefix = config.mail.amqp_prefix.as_deref().unwrap_or_default(),
+        "RabbitMQ exchanges and queues"
+    );
     if transparency::unadopted(&pool).await? {
         anyhow::bail!(
             "the log holds events written before event MACs: stop every server, run `authledger audit adopt` once, and compare the heads digest it prints with the previous version's `authledger audit verify`"
         );
     }
     let (app, pipeline) = wire(&config, pool, Arc::new(SystemClock))?;
+    refuse_missing_key(&app, &config).await?;
     let pipeline = Arc::new(pipeline);
     let (stop, stopping) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -167,7 +216,11 @@ async fn run_mode(config: Config, mode: Mode) -> anyhow::Result<()> {
     }
     if mode == Mode::Worker {
         tracing::info!("authledger worker running");
-        shutdown_signal().await;
+        if config.metrics_addr.is_some() {
+            crate::startup::serve_metrics(&config, app, shutdown_signal()).await?;
+        } else {
+            shutdown_signal().await;
+        }
     } else {
         let server = Application::build(&config, app).await?;
         tracing::info!(addr = %server.local_addr()?, ?mode, "authledger listening");
@@ -221,13 +274,8 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
             let app = command_line_app(&config).await?;
             let mut after = None;
             let mut out = std::io::stdout().lock();
-            if !json {
-                writeln!(
-                    out,
-                    "{:>5}  {:<30}  {:<28}  {:<22}  {:<15}  request",
-                    "seq", "occurred at", "event", "actor", "client ip"
-                )?;
-            }
+            // A table needs every row to size its columns.
+            let mut rows = Vec::new();
             loop {
                 let page = app
                     .user_history(&user, after, PageSize::parse(Some(PageSize::MAX))?)
@@ -236,22 +284,31 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
                     if json {
                         writeln!(out, "{}", serde_json::to_string(e)?)?;
                     } else {
-                        writeln!(
-                            out,
-                            "{:>5}  {:<30}  {:<28}  {:<22}  {:<15}  {}",
-                            e.sequence,
+                        rows.push([
+                            e.sequence.to_string(),
                             e.occurred_at.to_rfc3339(),
-                            e.event_type,
-                            e.actor,
-                            e.client_ip,
-                            e.request_id
-                        )?;
+                            e.event_type.clone(),
+                            e.actor.clone(),
+                            e.client_ip.clone(),
+                            e.request_id.clone(),
+                        ]);
                     }
                 }
                 match page.next_after {
                     Some(next) => after = Some(next),
                     None => break,
                 }
+            }
+            if !json {
+                let head = [
+                    "seq",
+                    "occurred at",
+                    "event",
+                    "actor",
+                    "client ip",
+                    "request",
+                ];
+                write!(out, "{}", table(&head, &rows))?;
             }
             Ok(())
         }
@@ -360,7 +417,7 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
             public_key,
             config,
         } => {
-            let keyring = config.keyring()?;
+            let keyring = config.keyring(DevKey::MustExist)?;
             let given_key = public_key
                 .as_deref()
                 .map(transparency::decode_public_key)
@@ -456,7 +513,9 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
                 config.database.idle_timeout(),
             )
             .await?;
-            let done = transparency::adopt_unsealed_events(&pool, &config.keyring()?).await?;
+            let done =
+                transparency::adopt_unsealed_events(&pool, &config.keyring(DevKey::MustExist)?)
+                    .await?;
             println!(
                 "gave {} events in {} streams their MAC; every hash chain held\nheads digest: {}",
                 done.events, done.streams, done.heads_digest
@@ -488,7 +547,30 @@ async fn command_line_app(config: &Config) -> anyhow::Result<crate::app::App> {
         config.database.idle_timeout(),
     )
     .await?;
-    app(config, pool, Arc::new(SystemClock))
+    let app = app(config, pool, Arc::new(SystemClock))?;
+    refuse_missing_key(&app, config).await?;
+    Ok(app)
+}
+
+/// Stops a process whose keys cannot open the accounts already stored: a
+/// development key made in another directory, or a secret key mistyped.
+async fn refuse_missing_key(app: &crate::app::App, config: &Config) -> anyhow::Result<()> {
+    let Some(missing) = app.missing_server_key().await? else {
+        return Ok(());
+    };
+    let ours = if config.secret_key.is_none() && config.secret_keys.is_empty() {
+        format!(
+            "the development key at {}",
+            std::path::absolute(&config.key_file)
+                .unwrap_or_else(|_| config.key_file.clone())
+                .display()
+        )
+    } else {
+        "AUTHLEDGER_SECRET_KEY(S)".to_owned()
+    };
+    anyhow::bail!(
+        "the database's accounts need server key {missing}, and {ours} is another: start with the key that wrote them (AUTHLEDGER_SECRET_KEY, or AUTHLEDGER_SECRET_KEYS while rotating)"
+    )
 }
 
 fn command_line_caller(what: &str) -> Caller {
@@ -584,4 +666,64 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Rows under a header, each column as wide as its widest cell (the first
+/// right-aligned: it holds numbers), two spaces apart.
+fn table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = head.map(|h| h.chars().count());
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: [&str; N]| {
+        let mut text = String::new();
+        for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            if i > 0 {
+                text.push_str("  ");
+            }
+            let pad = " ".repeat(width - cell.chars().count());
+            if i == 0 {
+                text.push_str(&pad);
+                text.push_str(cell);
+            } else {
+                text.push_str(cell);
+                if i + 1 < N {
+                    text.push_str(&pad);
+                }
+            }
+        }
+        out.push_str(&text);
+        out.push('\n');
+    };
+    line(*head);
+    for row in rows {
+        line(std::array::from_fn(|i| row[i].as_str()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table;
+
+    #[test]
+    fn a_table_sizes_each_column_to_its_widest_cell() {
+        let rows = [
+            [
+                "1".to_owned(),
+                "RegisteredWithPassword".to_owned(),
+                "user".to_owned(),
+            ],
+            ["12".to_owned(), "Mfa".to_owned(), "admin:3f2a9c".to_owned()],
+        ];
+        assert_eq!(
+            table(&["seq", "event", "actor"], &rows),
+            "seq  event                   actor\n  \
+               1  RegisteredWithPassword  user\n \
+               12  Mfa                     admin:3f2a9c\n"
+        );
+    }
 }

@@ -52,6 +52,17 @@ pub enum Command {
     Keys(KeysCommand),
     /// Apply pending database migrations, then exit.
     Migrate(DatabaseArgs),
+    /// Exit 0 when this host's server answers `/healthz`, for container
+    /// health checks in images without curl.
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// The server's listen address; an unspecified one (0.0.0.0, ::) is
+    /// asked on loopback.
+    #[arg(long, env = "AUTHLEDGER_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,6 +225,18 @@ fn instant(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
         .map_err(|_| "expected an instant in RFC 3339, e.g. 2026-03-01T09:00:00Z".to_owned())
 }
 
+fn amqp_prefix(raw: &str) -> Result<String, String> {
+    let fits = (1..=100).contains(&raw.len())
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if fits {
+        Ok(raw.to_owned())
+    } else {
+        Err("expected 1 to 100 letters, digits, '_', '.' or '-'".to_owned())
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
     /// Postgres connection URL.
@@ -221,7 +244,7 @@ pub struct DatabaseArgs {
     pub database_url: Secret,
     /// Connections in the API's pool: requests, the MFA reset sweep,
     /// `/readyz` and `/metrics`. The projectors and the mail worker have
-    /// pools of their own (see the README's operations).
+    /// pools of their own (see docs/operations.md, Postgres connections).
     #[arg(long, env = "AUTHLEDGER_DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
     /// A pooled connection unused this long is closed, in every pool, so
@@ -290,8 +313,8 @@ pub struct Config {
     /// `tree-head-<size>.json`), to keep copies outside the database.
     #[arg(long, env = "AUTHLEDGER_TREE_HEADS_DIR")]
     pub tree_heads_dir: Option<std::path::PathBuf>,
-    /// Do not run pending migrations at start.
-    #[arg(long, env = "AUTHLEDGER_NO_MIGRATE")]
+    /// Do not run pending migrations at start (`true`, `1`, `yes` or `on`).
+    #[arg(long, env = "AUTHLEDGER_NO_MIGRATE", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_migrate: bool,
     /// How often a server looks for pending MFA resets whose waiting period
     /// is over, and carries them out.
@@ -380,9 +403,12 @@ pub struct MailArgs {
         hide_env_values = true
     )]
     pub amqp_url: Secret,
-    /// Prefix of the exchanges and queues the pipeline declares.
-    #[arg(long, env = "AUTHLEDGER_AMQP_PREFIX", default_value = "authledger")]
-    pub amqp_prefix: String,
+    /// Prefix of the exchanges and queues the pipeline declares. Without
+    /// it, the one the database was given at its first migration
+    /// (`authledger-` and 12 random hex digits), so two databases on one
+    /// broker never share a queue.
+    #[arg(long, env = "AUTHLEDGER_AMQP_PREFIX", value_parser = amqp_prefix)]
+    pub amqp_prefix: Option<String>,
     /// The SMTP server mail is sent through: `smtp://host:port` (plain),
     /// `smtp://host:587?tls=required` (STARTTLS) or `smtps://host:465`, with
     /// `user:password@` when it needs credentials.
@@ -424,11 +450,15 @@ impl MailArgs {
         StdDuration::from_millis(self.mail_retry_base_ms)
     }
 
-    /// The exchanges and queues the pipeline declares.
-    pub fn topology(&self) -> authledger_projections::mail::Topology {
-        let mut topology = authledger_projections::mail::Topology::new(&self.amqp_prefix);
+    /// The exchanges and queues the pipeline declares, once the prefix is
+    /// known (set, or read from the database by the caller).
+    pub fn topology(&self) -> anyhow::Result<authledger_projections::mail::Topology> {
+        let Some(prefix) = &self.amqp_prefix else {
+            anyhow::bail!("the queue prefix was not read from the database");
+        };
+        let mut topology = authledger_projections::mail::Topology::new(prefix);
         topology.expires = self.queue_expiry;
-        topology
+        Ok(topology)
     }
 }
 
@@ -866,18 +896,37 @@ impl Config {
     }
 
     /// The server keys: AUTHLEDGER_SECRET_KEYS or AUTHLEDGER_SECRET_KEY, or
-    /// else the development key in AUTHLEDGER_KEY_FILE, created on first
-    /// use, with a loud warning naming the file by its absolute path.
-    pub fn keyring(&self) -> anyhow::Result<Keyring> {
+    /// else the development key in AUTHLEDGER_KEY_FILE, with a loud warning
+    /// naming the file by its absolute path. Only a server makes that file,
+    /// and only for a loopback public URL: a command run from another
+    /// directory, or a server that users reach, would otherwise start with a
+    /// new key that opens nothing already written.
+    pub fn keyring(&self, dev_key: DevKey) -> anyhow::Result<Keyring> {
         if !self.secret_keys.is_empty() {
             return Ok(Keyring::new(&self.secret_keys)?);
         }
         if let Some(key) = &self.secret_key {
             return Ok(Keyring::single(key));
         }
+        anyhow::ensure!(
+            is_loopback_url(&self.public_url),
+            "AUTHLEDGER_SECRET_KEY is not set: a development key is only made for a loopback AUTHLEDGER_PUBLIC_URL, and this one is {:?}",
+            self.public_url
+        );
         let path = std::path::absolute(&self.key_file)
             .with_context(|| format!("resolving the key file {}", self.key_file.display()))?;
-        let key = MasterKey::load_or_create(&path)?;
+        let key = match (MasterKey::load(&path)?, dev_key) {
+            (Some(key), _) => key,
+            (None, DevKey::MayCreate) => {
+                let key = MasterKey::create(&path)?;
+                tracing::warn!(key_file = %path.display(), "made a new development key");
+                key
+            }
+            (None, DevKey::MustExist) => anyhow::bail!(
+                "AUTHLEDGER_SECRET_KEY is not set and there is no development key at {}: run the command where the server runs, or set AUTHLEDGER_KEY_FILE to the server's key file",
+                path.display()
+            ),
+        };
         tracing::warn!(
             key_file = %path.display(),
             "NO AUTHLEDGER_SECRET_KEY IS SET: using a development key kept in a local file. \
@@ -886,6 +935,33 @@ impl Config {
         );
         Ok(Keyring::single(&key))
     }
+}
+
+/// Whether the development key may be made when its file is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DevKey {
+    /// A server makes it on its first start.
+    MayCreate,
+    /// A command only reads the key a server made.
+    MustExist,
+}
+
+/// Whether users reach `public_url` on their own machine: its host is
+/// `localhost` or a loopback address.
+pub fn is_loopback_url(public_url: &str) -> bool {
+    let rest = public_url
+        .split_once("://")
+        .map_or(public_url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit('@').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A configured value that must never be printed: a credential, or a URL

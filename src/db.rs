@@ -42,6 +42,14 @@ pub async fn connect(
         .await
 }
 
+/// The queue prefix this database was given by its migrations: its own,
+/// or `authledger` for a database that held events before there was one.
+pub async fn installation_prefix(pool: &PgPool) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar("SELECT amqp_prefix FROM installation")
+        .fetch_one(pool)
+        .await
+}
+
 /// The migration that sealed personal data and made ids random.
 const IDENTITY_MIGRATION: i64 = 5;
 

@@ -44,16 +44,30 @@ impl MasterKey {
         STANDARD.encode(self.0)
     }
 
-    /// Reads the development key from `path`, creating it (readable by the
-    /// owner only) on first use.
-    pub fn load_or_create(path: &Path) -> anyhow::Result<Self> {
-        if path.exists() {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the key file {}", path.display()))?;
-            return text
-                .parse()
-                .with_context(|| format!("the key file {} holds no valid key", path.display()));
+    /// Reads the development key from `path`, or `None` when there is no
+    /// file there.
+    pub fn load(path: &Path) -> anyhow::Result<Option<Self>> {
+        if !path.exists() {
+            return Ok(None);
         }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the key file {}", path.display()))?;
+        text.parse()
+            .map(Some)
+            .with_context(|| format!("the key file {} holds no valid key", path.display()))
+    }
+
+    /// The development key at `path`, made there when there is none yet.
+    pub fn load_or_create(path: &Path) -> anyhow::Result<Self> {
+        match Self::load(path)? {
+            Some(key) => Ok(key),
+            None => Self::create(path),
+        }
+    }
+
+    /// Creates the development key at `path`, readable by the owner only;
+    /// fails when a file is already there.
+    pub fn create(path: &Path) -> anyhow::Result<Self> {
         let key = Self::generate();
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);

@@ -17,10 +17,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::app::App;
-use crate::config::Config;
+use crate::config::{Config, DevKey};
 use crate::http::{router, serve, ApiContext, ConnectionLimits, RateLimits};
 use crate::keys::Keyring;
-use crate::metrics::MailMetrics;
+use crate::metrics::{MailMetrics, ProcessMetrics};
 use crate::services::{Argon2Hasher, HashingQueue, OsRandomness};
 use crate::transparency::HeadSigner;
 use crate::worker::{Worker, WorkerSettings};
@@ -32,25 +32,25 @@ pub fn wire(
     pool: PgPool,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<(App, Pipeline)> {
-    let keyring = Arc::new(config.keyring()?);
+    let keyring = Arc::new(config.keyring(DevKey::MayCreate)?);
     let hashing = hashing_queue(config);
     let services = services(config, keyring.clone(), clock.clone(), hashing.clone())?;
-    let mail_metrics = MailMetrics::default();
+    let metrics = ProcessMetrics::default();
     let pipeline = Pipeline::new(
         config,
         pool.clone(),
         keyring.clone(),
         clock,
-        mail_metrics.clone(),
+        metrics.clone(),
     )?;
-    let app = App::new(config, pool, keyring, services, mail_metrics, hashing)?;
+    let app = App::new(config, pool, keyring, services, metrics, hashing)?;
     Ok((app, pipeline))
 }
 
 /// The use cases alone, for a command line that runs one of them and sends
 /// no mail.
 pub fn app(config: &Config, pool: PgPool, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
-    let keyring = Arc::new(config.keyring()?);
+    let keyring = Arc::new(config.keyring(DevKey::MustExist)?);
     let hashing = hashing_queue(config);
     let services = services(config, keyring.clone(), clock, hashing.clone())?;
     App::new(
@@ -58,7 +58,7 @@ pub fn app(config: &Config, pool: PgPool, clock: Arc<dyn Clock>) -> anyhow::Resu
         pool,
         keyring,
         services,
-        MailMetrics::default(),
+        ProcessMetrics::default(),
         hashing,
     )
 }
@@ -77,18 +77,10 @@ fn cookies_need_secure(public_url: &str) -> anyhow::Result<bool> {
             "AUTHLEDGER_PUBLIC_URL must start with https:// (or http:// on a loopback address)"
         );
     }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.split(':').next().unwrap_or_default(),
-    };
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
+    let loopback = crate::config::is_loopback_url(rest);
     anyhow::ensure!(
         loopback,
-        "AUTHLEDGER_PUBLIC_URL is plain http:// on {host:?}: browsers would send session cookies unencrypted; use https:// (plain http:// is for loopback addresses only)"
+        "AUTHLEDGER_PUBLIC_URL is plain http:// on {public_url:?}: browsers would send session cookies unencrypted; use https:// (plain http:// is for loopback addresses only)"
     );
     Ok(false)
 }
@@ -128,13 +120,11 @@ impl Application {
     pub async fn build(config: &Config, app: App) -> anyhow::Result<Self> {
         let secure_cookies = cookies_need_secure(&config.public_url)?;
         let public_origin = origin_of(&config.public_url)?;
-        let listener = TcpListener::bind(config.addr).await?;
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("binding AUTHLEDGER_ADDR {}", config.addr))?;
         let metrics_listener = match config.metrics_addr {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("binding AUTHLEDGER_METRICS_ADDR {addr}"))?,
-            ),
+            Some(addr) => Some(bind_metrics(addr).await?),
             None => None,
         };
         let limits = Arc::new(RateLimits::new(&config.limits, app.clock().clone()));
@@ -199,6 +189,38 @@ impl Application {
         }
         served
     }
+}
+
+async fn bind_metrics(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding AUTHLEDGER_METRICS_ADDR {addr}"))
+}
+
+/// `/metrics` alone on AUTHLEDGER_METRICS_ADDR until `shutdown` completes:
+/// what a worker, which serves no API, offers Prometheus.
+pub async fn serve_metrics(
+    config: &Config,
+    app: App,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let Some(addr) = config.metrics_addr else {
+        shutdown.await;
+        return Ok(());
+    };
+    let listener = bind_metrics(addr).await?;
+    let context = ApiContext {
+        limits: Arc::new(RateLimits::new(&config.limits, app.clock().clone())),
+        app,
+        secure_cookies: cookies_need_secure(&config.public_url)?,
+        public_origin: origin_of(&config.public_url)?,
+        body_read_timeout: config.connections.body_read_timeout(),
+    };
+    tracing::info!(%addr, "serving /metrics");
+    axum::serve(listener, crate::http::metrics_router(context))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
 }
 
 fn hashing_queue(config: &Config) -> HashingQueue {
@@ -302,10 +324,10 @@ impl Pipeline {
         pool: PgPool,
         keyring: Arc<Keyring>,
         clock: Arc<dyn Clock>,
-        metrics: MailMetrics,
+        metrics: ProcessMetrics,
     ) -> anyhow::Result<Self> {
         let mail = &config.mail;
-        let topology = mail.topology();
+        let topology = mail.topology()?;
         let publisher = Arc::new(Publisher::new(mail.amqp_url.expose(), topology.clone()));
         // A connection of its own: a batch of mail waiting for its confirms
         // does not hold up the public stream, nor the other way round.
@@ -342,30 +364,36 @@ impl Pipeline {
                 retry_base: mail.retry_base(),
             },
             clock,
-            metrics.clone(),
+            metrics.mail.clone(),
         )?;
+        let runs = &metrics.projections;
         let retry_max = config.projection_retry_max();
         Ok(Self {
             users: Projector::new(projections_pool.clone(), UsersProjection)
-                .with_retry_max(retry_max),
+                .with_retry_max(retry_max)
+                .with_metrics(runs),
             audit_index: Projector::new(projections_pool.clone(), AuditIndex)
-                .with_retry_max(retry_max),
+                .with_retry_max(retry_max)
+                .with_metrics(runs),
             // Small batches: the relay holds its checkpoint row while it
             // waits for RabbitMQ's confirms.
             relay: Projector::new(projections_pool.clone(), EmailRelay::new(publisher))
                 .with_batch_size(50)
-                .with_retry_max(retry_max),
+                .with_retry_max(retry_max)
+                .with_metrics(runs),
             // Likewise waits for RabbitMQ with its batch open.
             integration: Projector::new(projections_pool.clone(), events)
                 .with_batch_size(50)
-                .with_retry_max(retry_max),
+                .with_retry_max(retry_max)
+                .with_metrics(runs),
             // Large batches: a batch costs a few statements whatever its size.
             tree: Projector::new(
                 projections_pool.clone(),
                 crate::integrity::merkle_tree(tree_keyring.clone()),
             )
             .with_batch_size(2000)
-            .with_retry_max(retry_max),
+            .with_retry_max(retry_max)
+            .with_metrics(runs),
             signer: HeadSigner::new(
                 projections_pool,
                 tree_keyring,
@@ -374,7 +402,7 @@ impl Pipeline {
                 config.tree_heads_dir.clone(),
             ),
             worker,
-            mail_metrics: metrics,
+            mail_metrics: metrics.mail.clone(),
         })
     }
 
@@ -450,7 +478,7 @@ mod tests {
                 projectors: 11,
                 worker: 9,
             },
-            "the figures in the README's operations"
+            "the figures in docs/operations.md"
         );
         let all = budget.api + budget.projectors + budget.worker;
         assert_eq!(all, 30);

@@ -34,6 +34,8 @@ async fn every_scenario_runs_against_a_real_server(pool: PgPool) {
     config.hashing.argon2_memory_kib = 64;
     config.hashing.argon2_iterations = 1;
     config.hashing.sign_in_failure_floor_ms = 0;
+    // The pipeline is not run: its names only need to be its own.
+    config.mail.amqp_prefix = Some(format!("smoke-{}", uuid::Uuid::new_v4().simple()));
     let key = config.secret_key.clone().unwrap();
     let (app, _) = wire(&config, pool.clone(), Arc::new(SystemClock)).unwrap();
     let app = Application::build(&config, app).await.unwrap();

@@ -235,6 +235,20 @@ impl App {
         Ok(report)
     }
 
+    /// A server key the database's accounts need and this process does not
+    /// hold: started with it missing, the process could open none of their
+    /// secrets, and would write new ones that the right key cannot open.
+    pub async fn missing_server_key(&self) -> AppResult<Option<String>> {
+        sqlx::query_scalar("SELECT key_id FROM user_keys WHERE key_id <> ALL($1) LIMIT 1")
+            .bind(self.keyring.key_ids())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|cause| AppError::Unavailable {
+                what: "the event store",
+                cause: cause.into(),
+            })
+    }
+
     /// What depends on each key other than the newest: data keys it
     /// wraps, and accounts whose addresses it alone indexes.
     pub async fn key_uses(&self) -> AppResult<Vec<KeyUse>> {

@@ -89,7 +89,7 @@ pub async fn spawn_app_with(pool: PgPool, adjust: impl FnOnce(&mut Config)) -> T
     config.secret_key = Some(key.clone());
     config.addr = "127.0.0.1:0".parse().unwrap();
     config.hashing.hashing_threads = Some(2);
-    config.mail.amqp_prefix = format!("test-{}", Uuid::new_v4().simple());
+    config.mail.amqp_prefix = Some(format!("test-{}", Uuid::new_v4().simple()));
     config.mail.queue_expiry = Some(Duration::from_secs(600));
     config.auditor_tokens = vec![AUDITOR_TOKEN.into()];
     config.admin_tokens = vec![ADMIN_TOKEN.into()];
@@ -104,7 +104,11 @@ pub async fn spawn_app_with(pool: PgPool, adjust: impl FnOnce(&mut Config)) -> T
         .metrics_addr()
         .map(|addr| format!("http://{}", addr.unwrap()));
     tokio::spawn(server.run_until(std::future::pending()));
-    let tokens = TokenCodec::new(Arc::new(config.keyring().expect("the keys")));
+    let tokens = TokenCodec::new(Arc::new(
+        config
+            .keyring(authledger::config::DevKey::MustExist)
+            .expect("the keys"),
+    ));
     let key = config
         .secret_key
         .clone()
@@ -572,7 +576,7 @@ impl TestApp {
     }
 
     pub fn pipeline_topology(&self) -> authledger_projections::mail::Topology {
-        self.config.mail.topology()
+        self.config.mail.topology().expect("the prefix is set")
     }
 }
 
@@ -792,7 +796,10 @@ impl TestApp {
     pub async fn verify_log(&self) -> authledger::transparency::LogCheck {
         authledger::transparency::verify_log(
             &self.pool,
-            &self.config.keyring().unwrap(),
+            &self
+                .config
+                .keyring(authledger::config::DevKey::MustExist)
+                .unwrap(),
             &[],
             |_| {},
         )

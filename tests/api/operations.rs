@@ -122,7 +122,14 @@ async fn an_all_process_stays_within_its_connections_and_lets_them_go_when_idle(
         .env("DATABASE_URL", database_url(&pool).await)
         .env("AUTHLEDGER_ADDR", format!("127.0.0.1:{port}"))
         .env("AUTHLEDGER_SECRET_KEY", app.key.to_base64())
-        .env("AUTHLEDGER_AMQP_PREFIX", &app.config.mail.amqp_prefix)
+        .env(
+            "AUTHLEDGER_AMQP_PREFIX",
+            app.config
+                .mail
+                .amqp_prefix
+                .as_deref()
+                .expect("the prefix is set"),
+        )
         .env("AUTHLEDGER_NO_MIGRATE", "true")
         .env("AUTHLEDGER_DB_IDLE_SECS", "1")
         .env("RUST_LOG", "warn")
@@ -203,4 +210,404 @@ async fn an_all_process_stays_within_its_connections_and_lets_them_go_when_idle(
     );
     assert!(peak <= 30, "{peak} connections at the peak");
     assert!(idle <= 11, "{idle}: {queries:#?}");
+}
+
+/// A line of the scraped text that starts with `series ` (name and labels),
+/// as its value.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.parse().ok())
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn metrics_count_requests_by_route_and_sign_ins_by_outcome(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let mut user = app.signed_up().await;
+    app.sign_in_with_totp(&mut user).await;
+    let wrong = app
+        .post(
+            "/v1/login/password",
+            serde_json::json!({"email": user.email, "password": "not-the-password-at-all"}),
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    // An address in a path, known route or not, never becomes a label.
+    let history = format!("/v1/audit/users/{}/events", user.email);
+    assert_eq!(
+        app.get_with(&history, AUDITOR_TOKEN).await.status(),
+        StatusCode::OK
+    );
+    let lost = app
+        .client
+        .get(app.url(&format!("/nowhere/{}", user.email)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lost.status(), StatusCode::NOT_FOUND);
+
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !text.contains(&user.email),
+        "an address in the metrics:\n{text}"
+    );
+    let requests = |route: &str, status: u16| {
+        sample(
+            &text,
+            &format!("authledger_http_requests_total{{method=\"POST\",route=\"{route}\",status=\"{status}\"}}"),
+        )
+    };
+    assert_eq!(requests("/v1/login/password", 200), Some(2.0), "{text}");
+    assert_eq!(requests("/v1/login/password", 401), Some(1.0));
+    assert_eq!(requests("/v1/login/totp", 200), Some(1.0));
+    assert_eq!(
+        sample(&text, "authledger_http_requests_total{method=\"GET\",route=\"/v1/audit/users/{user}/events\",status=\"200\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "authledger_http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "authledger_http_request_duration_seconds_count{method=\"POST\",route=\"/v1/login/password\",status=\"200\"}"),
+        Some(2.0)
+    );
+    for (method, result, count) in [
+        ("password", "accepted", 2.0),
+        ("password", "rejected", 1.0),
+        ("enrollment", "accepted", 1.0),
+        ("totp", "accepted", 1.0),
+    ] {
+        let series =
+            format!("authledger_sign_ins_total{{method=\"{method}\",result=\"{result}\"}}");
+        assert_eq!(sample(&text, &series), Some(count), "{series} in\n{text}");
+    }
+    // Three password hashes (registration and two sign-ins) and the wrong
+    // one at least, each timed in the queue.
+    let hashed = sample(&text, "authledger_hashing_wait_seconds_count").unwrap();
+    assert!(hashed >= 4.0, "{hashed} hashes timed");
+    assert!(text.contains("# TYPE authledger_command_conflicts_total counter"));
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_replayed_code_is_counted_as_replayed(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let mut user = app.signed_up().await;
+    let code = user.device.next_code().await;
+    for _ in 0..2 {
+        let login = app.password_step(&user.email).await;
+        app.post(
+            "/v1/login/totp",
+            serde_json::json!({"login_token": login["login_token"], "code": code}),
+        )
+        .await;
+    }
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        sample(
+            &text,
+            "authledger_sign_ins_total{method=\"totp\",result=\"accepted\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "authledger_sign_ins_total{method=\"totp\",result=\"replayed\"}"
+        ),
+        Some(1.0)
+    );
+}
+
+/// `authledger <args>` against `pool`'s database, from `dir`, with `env`;
+/// its exit status and standard error.
+async fn authledger(
+    pool: &PgPool,
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (bool, String) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_authledger"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env("DATABASE_URL", database_url(pool).await)
+        .env_remove("AUTHLEDGER_SECRET_KEY")
+        .env_remove("AUTHLEDGER_SECRET_KEYS")
+        .env_remove("AUTHLEDGER_KEY_FILE")
+        .env("RUST_LOG", "error")
+        .kill_on_drop(true);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), command.output())
+        .await
+        .expect("the command ended within 60 s")
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+    )
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_process_whose_key_opens_none_of_the_accounts_does_not_start(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    app.signed_up().await;
+    let elsewhere =
+        std::env::temp_dir().join(format!("authledger-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let prefix = app.config.mail.amqp_prefix.clone().unwrap();
+    let serve_env = [
+        ("AUTHLEDGER_ADDR", addr.as_str()),
+        ("AUTHLEDGER_AMQP_PREFIX", prefix.as_str()),
+        ("AUTHLEDGER_NO_MIGRATE", "true"),
+    ];
+
+    // A server started from another directory, on a development key made
+    // there: it would seal new secrets no other process can open.
+    let (started, said) = authledger(&pool, &elsewhere, &["serve"], &serve_env).await;
+    assert!(!started);
+    let key_file = elsewhere.join("authledger-dev.key");
+    assert!(
+        said.starts_with("authledger: the database's accounts need server key ")
+            && said.contains(&format!(
+                "the development key at {} is another",
+                key_file.display()
+            )),
+        "{said}"
+    );
+    // A mistyped secret key, likewise.
+    let other = authledger::keys::MasterKey::generate().to_base64();
+    let mut with_key = serve_env.to_vec();
+    with_key.push(("AUTHLEDGER_SECRET_KEY", other.as_str()));
+    let (started, said) = authledger(&pool, &elsewhere, &["serve"], &with_key).await;
+    assert!(!started);
+    assert!(
+        said.contains("and AUTHLEDGER_SECRET_KEY(S) is another"),
+        "{said}"
+    );
+    std::fs::remove_dir_all(&elsewhere).unwrap();
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_command_never_makes_a_key_and_a_public_server_never_uses_one(pool: PgPool) {
+    let elsewhere =
+        std::env::temp_dir().join(format!("authledger-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let (ran, said) = authledger(
+        &pool,
+        &elsewhere,
+        &["audit", "history", "--user", "ada@example.com"],
+        &[],
+    )
+    .await;
+    assert!(!ran);
+    let key_file = elsewhere.join("authledger-dev.key");
+    assert_eq!(
+        said,
+        format!(
+            "authledger: AUTHLEDGER_SECRET_KEY is not set and there is no development key at {}: run the command where the server runs, or set AUTHLEDGER_KEY_FILE to the server's key file",
+            key_file.display()
+        )
+    );
+    assert!(!key_file.exists(), "the command made a key");
+
+    let (started, said) = authledger(
+        &pool,
+        &elsewhere,
+        &["serve"],
+        &[
+            ("AUTHLEDGER_PUBLIC_URL", "https://auth.example.com"),
+            ("AUTHLEDGER_NO_MIGRATE", "true"),
+        ],
+    )
+    .await;
+    assert!(!started);
+    assert_eq!(
+        said,
+        "authledger: AUTHLEDGER_SECRET_KEY is not set: a development key is only made for a loopback AUTHLEDGER_PUBLIC_URL, and this one is \"https://auth.example.com\""
+    );
+    assert!(!key_file.exists());
+    std::fs::remove_dir_all(&elsewhere).unwrap();
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_new_database_gets_a_queue_prefix_of_its_own_which_a_worker_uses(pool: PgPool) {
+    let prefix: String = sqlx::query_scalar("SELECT amqp_prefix FROM installation")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let random = prefix.strip_prefix("authledger-").expect("authledger-…");
+    assert!(
+        random.len() == 12 && random.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{prefix}"
+    );
+    // A worker with no AUTHLEDGER_AMQP_PREFIX declares its queues under it,
+    // and serves its metrics on an address of its own.
+    let app = spawn_app(pool.clone()).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_authledger"))
+        .arg("worker")
+        .env("DATABASE_URL", database_url(&pool).await)
+        .env("AUTHLEDGER_SECRET_KEY", app.key.to_base64())
+        .env_remove("AUTHLEDGER_AMQP_PREFIX")
+        .env("AUTHLEDGER_METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .env("AUTHLEDGER_NO_MIGRATE", "true")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let scraped = loop {
+        if let Ok(answer) = app
+            .client
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+        {
+            break answer.text().await.unwrap();
+        }
+        assert!(worker.try_wait().unwrap().is_none(), "the worker stopped");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no metrics from the worker"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(
+        scraped.contains("authledger_mail_sent_total 0"),
+        "{scraped}"
+    );
+    // As the worker declared them: no expiry, so they are deleted below.
+    let topology = authledger_projections::mail::Topology::new(&prefix);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let connection = lapin::Connection::connect(
+            app.config.mail.amqp_url.expose(),
+            lapin::ConnectionProperties::default(),
+        )
+        .await
+        .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let declared = channel
+            .queue_declare(
+                topology.queue.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await;
+        let _ = connection.close(200, "done".into()).await;
+        if declared.is_ok() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no queue {} was declared",
+            topology.queue
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    worker.kill().await.unwrap();
+    let (connection, channel) = authledger_projections::mail::connect(
+        app.config.mail.amqp_url.expose(),
+        &topology,
+        "test-teardown",
+    )
+    .await
+    .unwrap();
+    topology.delete(&channel).await.unwrap();
+    let _ = connection.close(200, "done".into()).await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_database_that_held_events_keeps_the_prefix_it_had(pool: PgPool) {
+    for migration in authledger::db::MIGRATOR.iter().filter(|m| m.version < 11) {
+        sqlx::raw_sql(&migration.sql).execute(&pool).await.unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         VALUES ('UserAuth', gen_random_uuid()::text, 1, 'PasswordRejected', '2', '{\"PasswordRejected\": {\"at\": \"2026-01-01T00:00:00Z\"}}', '{}')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let installation = authledger::db::MIGRATOR
+        .iter()
+        .find(|m| m.version == 11)
+        .unwrap();
+    sqlx::raw_sql(&installation.sql)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        authledger::db::installation_prefix(&pool).await.unwrap(),
+        "authledger"
+    );
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn the_healthcheck_command_asks_the_server_on_this_host(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    let here = std::env::temp_dir();
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let (healthy, said) = authledger(
+        &pool,
+        &here,
+        &["healthcheck"],
+        &[("AUTHLEDGER_ADDR", &addr)],
+    )
+    .await;
+    assert!(healthy, "{said}");
+    // Nothing listens on a port just freed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (healthy, said) = authledger(
+        &pool,
+        &here,
+        &["healthcheck"],
+        &[("AUTHLEDGER_ADDR", &format!("0.0.0.0:{port}"))],
+    )
+    .await;
+    assert!(!healthy);
+    assert!(
+        said.starts_with(&format!("authledger: nothing answers at 127.0.0.1:{port}")),
+        "{said}"
+    );
 }

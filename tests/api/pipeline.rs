@@ -285,7 +285,11 @@ fn worker_with_clock(
 ) -> Worker {
     Worker::new(
         app.pool.clone(),
-        Arc::new(app.config.keyring().unwrap()),
+        Arc::new(
+            app.config
+                .keyring(authledger::config::DevKey::MustExist)
+                .unwrap(),
+        ),
         WorkerSettings {
             amqp_url: app.config.mail.amqp_url.clone(),
             topology: app.pipeline_topology(),
@@ -520,7 +524,11 @@ impl Clock for StoppedClock {
 /// and what seals and opens its personal data.
 async fn made_up_user(app: &TestApp) -> (uuid::Uuid, UserKeeper) {
     let user = uuid::Uuid::now_v7();
-    let keyring = Arc::new(app.config.keyring().unwrap());
+    let keyring = Arc::new(
+        app.config
+            .keyring(authledger::config::DevKey::MustExist)
+            .unwrap(),
+    );
     let key = DataKey::generate();
     let wrapped = keyring.wrap(user, &key).unwrap();
     sqlx::query("INSERT INTO user_keys (user_id, key_id, nonce, wrapped) VALUES ($1, $2, $3, $4)")
