@@ -564,10 +564,18 @@ async fn an_export_of_100000_events_streams_in_flat_memory(pool: PgPool) {
     let pid = server.id().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    for _ in 0..100 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            break;
-        }
+    // A loaded machine (the whole suite at once) can take seconds to start
+    // a process; the test waits for it rather than failing its first call.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(
+            server.try_wait().unwrap().is_none(),
+            "the server stopped before it answered"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not answer within 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Warm up: one page, so the baseline holds what any request allocates.
@@ -642,33 +650,34 @@ async fn a_signed_head_shows_a_stream_that_lost_its_newest_event(pool: PgPool) {
 
 #[sqlx::test(migrator = "authledger::db::MIGRATOR")]
 async fn an_export_that_fails_part_way_is_logged_with_its_cause(pool: PgPool) {
-    // 50 pages of 1,000: more than the sockets can hold ahead of the reader.
+    // 25 pages of 1,000, then an event this version cannot read, then 25
+    // more. The failure comes from the data, at a page the test knows: a
+    // failure caused from outside while the body streams (the table renamed
+    // after the first chunk) raced the kernel, whose socket buffers can hold
+    // the whole export (tcp_rmem's maximum is 32 MiB on some machines).
+    let events = |users: i32| {
+        format!(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+             SELECT 'UserAuth', u.id::text, s, 'PasswordRejected', '2',
+                    json_build_object('PasswordRejected', json_build_object('at', '2026-01-01T00:00:00Z')),
+                    '{{\"actor\": \"user\", \"client_ip\": \"192.0.2.1\", \"request_id\": \"r\", \"user_agent\": \"load\"}}'::json
+               FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, {users})) u, generate_series(1, 100) s
+              ORDER BY u.id, s"
+        )
+    };
+    sqlx::query(&events(250)).execute(&pool).await.unwrap();
     sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-         SELECT 'UserAuth', u.id::text, s, 'PasswordRejected', '2',
-                json_build_object('PasswordRejected', json_build_object('at', '2026-01-01T00:00:00Z')),
-                '{\"actor\": \"user\", \"client_ip\": \"192.0.2.1\", \"request_id\": \"r\", \"user_agent\": \"load\"}'::json
-           FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, 500)) u, generate_series(1, 100) s
-          ORDER BY u.id, s",
+         VALUES ('UserAuth', gen_random_uuid()::text, 1, 'FromAFutureVersion', '9',
+                 '{\"FromAFutureVersion\": {\"at\": \"2026-01-01T00:00:00Z\"}}', '{}')",
     )
     .execute(&pool)
     .await
     .unwrap();
+    sqlx::query(&events(250)).execute(&pool).await.unwrap();
     sqlx::query(
         "INSERT INTO audit_index (transaction_id, position, user_id, sequence, event_type, occurred_at, recorded_at)
          SELECT transaction_id, position, aggregate_id::uuid, sequence, event_type, '2026-01-01T00:00:00Z', recorded_at FROM events",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-    // The projectors have nothing to catch up: what is measured is the
-    // export's memory, not theirs (the integration events alone would
-    // publish 100,000 messages meanwhile).
-    sqlx::query(
-        "INSERT INTO projection_checkpoints (name, transaction_id, position)
-         SELECT name, (SELECT max(transaction_id) FROM events), (SELECT max(position) FROM events)
-           FROM unnest(ARRAY['users', 'audit_index', 'email_relay', 'integration_events', 'merkle_tree']) AS name
-         ON CONFLICT (name) DO UPDATE SET transaction_id = EXCLUDED.transaction_id, position = EXCLUDED.position",
     )
     .execute(&pool)
     .await
@@ -683,13 +692,7 @@ async fn an_export_that_fails_part_way_is_logged_with_its_cause(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let first = response.chunk().await.unwrap().expect("a first chunk");
-    let mut lines = first.iter().filter(|b| **b == b'\n').count();
-    // The log goes away under the export's feet, between two pages.
-    sqlx::query("ALTER TABLE events RENAME TO events_elsewhere")
-        .execute(&pool)
-        .await
-        .unwrap();
+    let mut lines = 0;
     let cut = loop {
         match response.chunk().await {
             Ok(Some(chunk)) => lines += chunk.iter().filter(|b| **b == b'\n').count(),
@@ -697,11 +700,19 @@ async fn an_export_that_fails_part_way_is_logged_with_its_cause(pool: PgPool) {
             Err(_) => break true,
         }
     };
-    assert!(cut && lines < 50_000, "{lines} lines, cut off: {cut}");
-    let logged = captured_logs()
+    assert!(cut, "the body ends without its terminating chunk");
+    // What the server had buffered when it gave up may be lost with the
+    // connection, so the client sees at most the pages before.
+    assert!(lines <= 25_000, "{lines} lines: past the unreadable event");
+    let logs = captured_logs();
+    let logged = logs
         .lines()
-        .any(|line| line.contains("the audit export failed part-way") && line.contains("events"));
-    assert!(logged, "the failure is logged with its cause");
+        .find(|line| line.contains("the audit export failed part-way"));
+    let logged = logged.expect("the failure is logged");
+    assert!(
+        logged.contains("streamed=25000") && logged.contains("FromAFutureVersion"),
+        "with how far it got and its cause: {logged}"
+    );
 }
 
 #[sqlx::test(migrator = "authledger::db::MIGRATOR")]
