@@ -1,7 +1,11 @@
 //! Just enough of the W3C WebDriver protocol to click through the console
-//! in headless Chromium: each `Chromium` runs its own chromedriver and
-//! profile, so tests run side by side.
-use std::path::PathBuf;
+//! in headless Chromium. Each `Chromium` is a session of its own, with its
+//! own profile, so tests run side by side. The browser is, in this order:
+//! the WebDriver server at `WEBDRIVER_URL`; a local Chromium and ChromeDriver
+//! (`CHROMIUM`, default `/usr/bin/chromium`; `CHROMEDRIVER`, default
+//! `chromedriver` on the `PATH`), each test starting its own chromedriver;
+//! or the compose file's `chromium` service on 127.0.0.1:4444.
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -12,20 +16,44 @@ use uuid::Uuid;
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
+/// The compose file's WebDriver service (Selenium's standalone Chromium),
+/// on the host's network so that its browser reaches the tests' servers on
+/// 127.0.0.1.
+const COMPOSE_WEBDRIVER: &str = "http://127.0.0.1:4444";
+
 fn program(env: &str, default: &str) -> String {
     std::env::var(env).unwrap_or_else(|_| default.to_owned())
+}
+
+/// Where a test's browser comes from.
+enum Driver {
+    /// A chromedriver of this test's own, driving the local Chromium.
+    Local {
+        _process: Box<Child>,
+        profile: PathBuf,
+    },
+    /// A WebDriver server that starts browsers itself.
+    Remote,
 }
 
 pub struct Chromium {
     http: reqwest::Client,
     session: String,
-    _driver: Child,
-    profile: PathBuf,
+    driver: Driver,
+}
+
+/// Whether `program` names a file, or a command found on the `PATH`.
+fn installed(program: &str) -> bool {
+    let path = Path::new(program);
+    if path.components().count() > 1 {
+        return path.is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 impl Chromium {
-    /// Starts chromedriver (`CHROMEDRIVER`, default `chromedriver`) and a
-    /// headless Chromium (`CHROMIUM`, default `/usr/bin/chromium`).
+    /// A headless Chromium, from the first of the sources above.
     pub async fn start() -> Self {
         Self::launch(true).await
     }
@@ -36,61 +64,76 @@ impl Chromium {
     }
 
     async fn launch(javascript: bool) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let driver = Command::new(program("CHROMEDRIVER", "chromedriver"))
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("chromedriver must be installed (Debian: apt-get install chromium chromium-driver), or CHROMEDRIVER set");
         let http = reqwest::Client::new();
-        let root = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let ready = match http.get(format!("{root}/status")).send().await {
-                Ok(response) => response
-                    .json::<Value>()
-                    .await
-                    .ok()
-                    .and_then(|v| v["value"]["ready"].as_bool()),
-                Err(_) => None,
+        let chromium = program("CHROMIUM", "/usr/bin/chromium");
+        let chromedriver = program("CHROMEDRIVER", "chromedriver");
+        let (root, driver) = if let Ok(url) = std::env::var("WEBDRIVER_URL") {
+            (url.trim_end_matches('/').to_owned(), Driver::Remote)
+        } else if installed(&chromium) && installed(&chromedriver) {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let process = Command::new(&chromedriver)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap_or_else(|e| panic!("{chromedriver} did not start: {e}"));
+            let profile = std::env::temp_dir()
+                .join(format!("authledger-chromium-{}", Uuid::new_v4().simple()));
+            let driver = Driver::Local {
+                _process: Box::new(process),
+                profile,
             };
-            if ready == Some(true) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "chromedriver did not start");
+            (format!("http://127.0.0.1:{port}"), driver)
+        } else if ready(&http, COMPOSE_WEBDRIVER).await == Some(true) {
+            (COMPOSE_WEBDRIVER.to_owned(), Driver::Remote)
+        } else {
+            panic!(
+                "no browser for the console's tests: start the compose file's `chromium` service \
+                 (`docker compose up -d`, WebDriver on {COMPOSE_WEBDRIVER}), install Chromium and \
+                 ChromeDriver (the README's \"Without Docker\"), or set WEBDRIVER_URL"
+            );
+        };
+        // A local chromedriver answers within a second; a remote server
+        // may first have to finish its own start.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while ready(&http, &root).await != Some(true) {
+            assert!(
+                Instant::now() < deadline,
+                "the WebDriver server at {root} is not ready"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let profile =
-            std::env::temp_dir().join(format!("authledger-chromium-{}", Uuid::new_v4().simple()));
         // The flags keep a headless Chromium from reaching out to the
         // network on its own (this project's tests run offline).
-        let args = [
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--window-size=1024,860",
-            &format!("--user-data-dir={}", profile.display()),
+        let mut args = vec![
+            "--headless=new".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            "--disable-quic".to_owned(),
+            "--no-first-run".to_owned(),
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--disable-sync".to_owned(),
+            "--window-size=1024,860".to_owned(),
         ];
+        let mut options = json!({
+            "prefs": { "profile.managed_default_content_settings.javascript": if javascript { 1 } else { 2 } },
+        });
+        if let Driver::Local { profile, .. } = &driver {
+            args.push(format!("--user-data-dir={}", profile.display()));
+            options["binary"] = json!(chromium);
+        }
+        options["args"] = json!(args);
         let capabilities = json!({
             "capabilities": { "alwaysMatch": {
                 "browserName": "chrome",
-                "goog:chromeOptions": {
-                    "binary": program("CHROMIUM", "/usr/bin/chromium"),
-                    "args": args,
-                    "prefs": { "profile.managed_default_content_settings.javascript": if javascript { 1 } else { 2 } },
-                },
+                "goog:chromeOptions": options,
             }}
         });
         let created: Value = http
@@ -104,12 +147,11 @@ impl Chromium {
             .unwrap();
         let id = created["value"]["sessionId"]
             .as_str()
-            .unwrap_or_else(|| panic!("Chromium did not start: {created}"));
+            .unwrap_or_else(|| panic!("Chromium did not start at {root}: {created}"));
         Self {
             http,
             session: format!("{root}/session/{id}"),
-            _driver: driver,
-            profile,
+            driver,
         }
     }
 
@@ -258,7 +300,8 @@ impl Chromium {
     }
 
     /// Saves a PNG of the page as `<AUTHLEDGER_SCREENSHOTS>/<name>.png` when
-    /// that variable names a directory (the README's pictures are made so).
+    /// that variable names a directory (the pictures in docs/console are
+    /// made so).
     pub async fn screenshot(&self, name: &str) {
         let Ok(dir) = std::env::var("AUTHLEDGER_SCREENSHOTS") else {
             return;
@@ -274,12 +317,7 @@ impl Chromium {
     /// Runs axe-core on the page and returns its violations as
     /// `(rule, impact, nodes)`.
     pub async fn accessibility_violations(&self) -> Vec<(String, String, usize)> {
-        let axe = std::fs::read_to_string(axe_path()).unwrap_or_else(|_| {
-            panic!(
-                "axe-core is missing at {}: run `npm ci --prefix tests/browser`",
-                axe_path().display()
-            )
-        });
+        let axe = axe_core().await;
         self.execute(&format!("{axe}\nreturn true;")).await;
         let script = "const done = arguments[arguments.length - 1];
             axe.run(document, { resultTypes: ['violations'] })
@@ -307,15 +345,57 @@ impl Chromium {
     }
 }
 
+/// Whether the WebDriver server at `root` takes new sessions; `None` when
+/// nothing answers there.
+async fn ready(http: &reqwest::Client, root: &str) -> Option<bool> {
+    let answer = http
+        .get(format!("{root}/status"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    let status = answer.json::<Value>().await.ok()?;
+    status["value"]["ready"].as_bool()
+}
+
 impl Drop for Chromium {
-    /// Killing chromedriver leaves its Chromium running, also when a test
-    /// fails half-way: whatever runs with this test's profile goes.
+    /// Also when a test fails half-way: a remote session is ended (it
+    /// would hold one of the server's slots until its timeout), and
+    /// whatever runs with a local test's profile goes (killing
+    /// chromedriver leaves its Chromium running).
     fn drop(&mut self) {
-        let _ = std::process::Command::new("pkill")
-            .arg("-f")
-            .arg(self.profile.as_os_str())
-            .status();
-        let _ = std::fs::remove_dir_all(&self.profile);
+        match &self.driver {
+            Driver::Remote => end_session(&self.session),
+            Driver::Local { profile, .. } => {
+                let _ = std::process::Command::new("pkill")
+                    .arg("-f")
+                    .arg(profile.as_os_str())
+                    .status();
+                let _ = std::fs::remove_dir_all(profile);
+            }
+        }
+    }
+}
+
+/// `DELETE` on a session URL, blocking (`Drop` cannot await); a session
+/// already ended answers an error, which is ignored.
+fn end_session(session: &str) {
+    use std::io::{Read, Write};
+
+    let Some(rest) = session.strip_prefix("http://") else {
+        return;
+    };
+    let Some((authority, path)) = rest.split_once('/') else {
+        return;
+    };
+    let Ok(mut stream) = std::net::TcpStream::connect(authority) else {
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let request =
+        format!("DELETE /{path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_ok() {
+        let _ = stream.read(&mut [0; 512]);
     }
 }
 
@@ -329,6 +409,62 @@ fn xpath_literal(text: &str) -> String {
     }
 }
 
-fn axe_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser/node_modules/axe-core/axe.min.js")
+/// The axe-core release the accessibility check runs, as npm's registry
+/// serves it, and its tarball's digest (the registry's `integrity`).
+const AXE_CORE_VERSION: &str = "4.10.3";
+const AXE_CORE_SHA512: &str =
+    "Xm7bpRXnDSX2YE2YFfBk2FnF0ep6tmG7xPh8iHee8MIcrgq762Nkce856dYtJYLkuIoYZvGfTs/PbZhideTcEg==";
+
+/// axe-core's script: `AXE_CORE_JS` when set (a file, for machines without
+/// the registry), else fetched once from npm's registry, checked against
+/// its digest and kept beside the build.
+async fn axe_core() -> &'static str {
+    static AXE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    AXE.get_or_init(|| async {
+        if let Ok(path) = std::env::var("AXE_CORE_JS") {
+            return std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("AXE_CORE_JS={path}: {e}"));
+        }
+        let kept = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("axe-core-{AXE_CORE_VERSION}.min.js"));
+        if let Ok(script) = std::fs::read_to_string(&kept) {
+            return script;
+        }
+        let url = format!("https://registry.npmjs.org/axe-core/-/axe-core-{AXE_CORE_VERSION}.tgz");
+        let tarball = reqwest::get(&url)
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .unwrap_or_else(|e| panic!("fetching axe-core from {url}: {e} (or set AXE_CORE_JS)"))
+            .bytes()
+            .await
+            .unwrap();
+        let digest = base64::engine::general_purpose::STANDARD
+            .encode(<sha2::Sha512 as sha2::Digest>::digest(&tarball));
+        assert_eq!(
+            digest, AXE_CORE_SHA512,
+            "{url} is not the axe-core release we checked"
+        );
+        let script = script_in(&tarball, "package/axe.min.js");
+        // Written whole, then renamed: a parallel test binary reads either
+        // nothing or all of it.
+        let partial = kept.with_extension(format!("{}.partial", Uuid::new_v4().simple()));
+        std::fs::write(&partial, &script).unwrap();
+        std::fs::rename(&partial, &kept).unwrap();
+        script
+    })
+    .await
+}
+
+/// The file at `path` in a gzipped tarball.
+fn script_in(tarball: &[u8], path: &str) -> String {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(tarball));
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().to_str() == Some(path) {
+            let mut script = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut script).unwrap();
+            return script;
+        }
+    }
+    panic!("the axe-core tarball holds no {path}");
 }
