@@ -92,7 +92,8 @@ async fn healthcheck(args: &HealthcheckArgs) -> anyhow::Result<()> {
 }
 
 async fn migrate(database: &DatabaseArgs) -> anyhow::Result<()> {
-    let pool = db::connect(database.database_url.expose(), 1, database.idle_timeout()).await?;
+    let pool =
+        db::connect_or_create(database.database_url.expose(), 1, database.idle_timeout()).await?;
     db::migrate(&pool).await?;
     tracing::info!("migrations applied");
     Ok(())
@@ -162,12 +163,14 @@ async fn run_mode(mut config: Config, mode: Mode) -> anyhow::Result<()> {
     let budget = PostgresBudget::of(&config);
     // A worker serves no requests: its API pool only runs the migrations.
     let api = if mode == Mode::Worker { 1 } else { budget.api };
-    let pool = db::connect(
-        config.database.database_url.expose(),
-        api,
-        config.database.idle_timeout(),
-    )
-    .await?;
+    let url = config.database.database_url.expose();
+    let idle = config.database.idle_timeout();
+    // What runs migrations may also make the database they go into.
+    let pool = if config.no_migrate {
+        db::connect(url, api, idle).await?
+    } else {
+        db::connect_or_create(url, api, idle).await?
+    };
     let most = match mode {
         Mode::Serve => api + budget.projectors,
         Mode::Worker => api + budget.worker,

@@ -42,6 +42,32 @@ pub async fn connect(
         .await
 }
 
+/// As [`connect`], but a database that does not exist yet is created
+/// first, so that a first start needs no `createdb`. Only then is
+/// Postgres's maintenance database touched (a role that may not create
+/// databases gets Postgres's own refusal).
+pub async fn connect_or_create(
+    url: &str,
+    max_connections: u32,
+    idle_timeout: Duration,
+) -> anyhow::Result<PgPool> {
+    match connect(url, max_connections, idle_timeout).await {
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(UNDEFINED_DATABASE) => {
+            use sqlx::migrate::MigrateDatabase;
+
+            sqlx::Postgres::create_database(url)
+                .await
+                .map_err(|e| anyhow::anyhow!("creating the database of DATABASE_URL: {e}"))?;
+            tracing::info!("created the database of DATABASE_URL");
+            Ok(connect(url, max_connections, idle_timeout).await?)
+        }
+        connected => Ok(connected?),
+    }
+}
+
+/// SQLSTATE `invalid_catalog_name`: the database named does not exist.
+const UNDEFINED_DATABASE: &str = "3D000";
+
 /// The queue prefix this database was given by its migrations: its own,
 /// or `authledger` for a database that held events before there was one.
 pub async fn installation_prefix(pool: &PgPool) -> Result<String, sqlx::Error> {

@@ -611,3 +611,49 @@ async fn the_healthcheck_command_asks_the_server_on_this_host(pool: PgPool) {
         "{said}"
     );
 }
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_first_start_creates_its_database(pool: PgPool) {
+    let ours = database_url(&pool).await;
+    let (server, _) = ours.rsplit_once('/').unwrap();
+    let name = format!("authledger_new_{}", uuid::Uuid::new_v4().simple());
+    let url = format!("{server}/{name}");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_authledger"))
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .env("RUST_LOG", "info")
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        said.contains("created the database of DATABASE_URL"),
+        "{said}"
+    );
+    let created = sqlx::PgPool::connect(&url).await.unwrap();
+    let prefix: String = sqlx::query_scalar("SELECT amqp_prefix FROM installation")
+        .fetch_one(&created)
+        .await
+        .unwrap();
+    assert!(prefix.starts_with("authledger-"));
+    created.close().await;
+    // A second start finds it and creates nothing.
+    let again = tokio::process::Command::new(env!("CARGO_BIN_EXE_authledger"))
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .env("RUST_LOG", "info")
+        .output()
+        .await
+        .unwrap();
+    assert!(again.status.success());
+    assert!(!String::from_utf8_lossy(&again.stdout).contains("created the database"));
+    sqlx::query(&format!("DROP DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+}
