@@ -26,8 +26,8 @@ COPY --from=build /src/target/release/authledger /usr/local/bin/authledger
 USER authledger
 WORKDIR /data
 EXPOSE 8080
-# No curl in the image: the binary asks its own /healthz.
-HEALTHCHECK --interval=5s --timeout=6s --start-period=30s --retries=5 \
-  CMD ["authledger", "healthcheck"]
+# No HEALTHCHECK here: a `worker` container has no /healthz. Where the role
+# serves HTTP, the orchestrator asks `authledger healthcheck` (no curl in
+# the image), as docker-compose.yml does, or /healthz and /readyz.
 ENTRYPOINT ["authledger"]
 CMD ["all"]

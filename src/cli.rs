@@ -202,7 +202,7 @@ async fn run_mode(mut config: Config, mode: Mode) -> anyhow::Result<()> {
         );
     }
     let (app, pipeline) = wire(&config, pool, Arc::new(SystemClock))?;
-    refuse_missing_key(&app, &config).await?;
+    refuse_foreign_key(&app, &config).await?;
     let pipeline = Arc::new(pipeline);
     let (stop, stopping) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -550,17 +550,27 @@ async fn command_line_app(config: &Config) -> anyhow::Result<crate::app::App> {
         config.database.idle_timeout(),
     )
     .await?;
-    let app = app(config, pool, Arc::new(SystemClock))?;
-    refuse_missing_key(&app, config).await?;
-    Ok(app)
+    app(config, pool, Arc::new(SystemClock))
 }
 
-/// Stops a process whose keys cannot open the accounts already stored: a
-/// development key made in another directory, or a secret key mistyped.
-async fn refuse_missing_key(app: &crate::app::App, config: &Config) -> anyhow::Result<()> {
-    let Some(missing) = app.missing_server_key().await? else {
+/// Stops a server whose keys open none of the accounts already stored (a
+/// development key made in another directory, a mistyped secret key): it
+/// would seal new secrets under a key nothing else holds. Accounts it
+/// cannot open beside others it can are a key removed too early, or a
+/// partial restore: the server runs for the others and says so.
+async fn refuse_foreign_key(app: &crate::app::App, config: &Config) -> anyhow::Result<()> {
+    let keys = app.data_keys_held().await?;
+    let Some(missing) = keys.missing else {
         return Ok(());
     };
+    if keys.held > 0 {
+        tracing::warn!(
+            accounts = keys.unheld,
+            key = %missing,
+            "accounts whose data key needs a server key this process does not hold cannot sign in; `authledger keys status` lists what needs each key"
+        );
+        return Ok(());
+    }
     let ours = if config.secret_key.is_none() && config.secret_keys.is_empty() {
         format!(
             "the development key at {}",

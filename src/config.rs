@@ -947,17 +947,15 @@ pub enum DevKey {
 }
 
 /// Whether users reach `public_url` on their own machine: its host is
-/// `localhost` or a loopback address.
+/// `localhost` or a loopback address. A URL that does not parse is not.
 pub fn is_loopback_url(public_url: &str) -> bool {
-    let rest = public_url
-        .split_once("://")
-        .map_or(public_url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let authority = authority.rsplit('@').next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.split(':').next().unwrap_or_default(),
+    let Ok(uri) = public_url.parse::<axum::http::Uri>() else {
+        return false;
     };
+    let Some(host) = uri.host() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()
@@ -998,6 +996,30 @@ impl fmt::Debug for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_loopback_host_is_loopback() {
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://localhost",
+            "http://LOCALHOST:8080/x",
+            "http://[::1]:8080/",
+            "http://127.0.0.2",
+        ] {
+            assert!(is_loopback_url(url), "{url}");
+        }
+        for url in [
+            "https://auth.example.com",
+            "http://127.0.0.1.nip.io",
+            "http://localhost.example.com",
+            "http://evil.example\\@localhost",
+            "http://10.0.0.5:8080",
+            "not a url",
+            "",
+        ] {
+            assert!(!is_loopback_url(url), "{url}");
+        }
+    }
 
     #[test]
     fn secrets_never_print() {

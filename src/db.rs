@@ -55,10 +55,16 @@ pub async fn connect_or_create(
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(UNDEFINED_DATABASE) => {
             use sqlx::migrate::MigrateDatabase;
 
-            sqlx::Postgres::create_database(url)
-                .await
-                .map_err(|e| anyhow::anyhow!("creating the database of DATABASE_URL: {e}"))?;
-            tracing::info!("created the database of DATABASE_URL");
+            match sqlx::Postgres::create_database(url).await {
+                Ok(()) => tracing::info!("created the database of DATABASE_URL"),
+                // Another process starting at the same time made it first.
+                Err(sqlx::Error::Database(e))
+                    if matches!(
+                        e.code().as_deref(),
+                        Some(DUPLICATE_DATABASE | UNIQUE_VIOLATION)
+                    ) => {}
+                Err(e) => anyhow::bail!("creating the database of DATABASE_URL: {e}"),
+            }
             Ok(connect(url, max_connections, idle_timeout).await?)
         }
         connected => Ok(connected?),
@@ -67,6 +73,10 @@ pub async fn connect_or_create(
 
 /// SQLSTATE `invalid_catalog_name`: the database named does not exist.
 const UNDEFINED_DATABASE: &str = "3D000";
+/// SQLSTATE `duplicate_database`, and `unique_violation`, which two
+/// concurrent `CREATE DATABASE` of one name can also meet.
+const DUPLICATE_DATABASE: &str = "42P04";
+const UNIQUE_VIOLATION: &str = "23505";
 
 /// The queue prefix this database was given by its migrations: its own,
 /// or `authledger` for a database that held events before there was one.

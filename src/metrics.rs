@@ -283,9 +283,13 @@ impl ServiceMetrics {
             "# HELP {name} Requests answered, by method, route as declared, and status."
         );
         let _ = writeln!(out, "# TYPE {name} counter");
-        let http = self.0.http.read().unwrap_or_else(PoisonError::into_inner);
-        let mut routes: Vec<_> = http.iter().collect();
-        routes.sort_by(|a, b| a.0.cmp(b.0));
+        // The series are taken out first: a request meeting a new series
+        // waits for the write lock, and must not wait for the formatting.
+        let mut routes: Vec<(String, Vec<Arc<RouteSeries>>)> = {
+            let http = self.0.http.read().unwrap_or_else(PoisonError::into_inner);
+            http.iter().map(|(r, s)| (r.clone(), s.clone())).collect()
+        };
+        routes.sort_by(|a, b| a.0.cmp(&b.0));
         let labelled = |route: &str, s: &RouteSeries| {
             format!(
                 "method=\"{}\",route=\"{}\",status=\"{}\"",
@@ -312,7 +316,6 @@ impl ServiceMetrics {
                 s.latency.write(out, name, &labelled(route, s));
             }
         }
-        drop(http);
         let name = "authledger_sign_ins_total";
         let _ = writeln!(out, "# HELP {name} Sign-in steps by method (password, totp, recovery_code, email_link, enrollment) and result (accepted, rejected, replayed, refused, overloaded).");
         let _ = writeln!(out, "# TYPE {name} counter");
@@ -336,7 +339,7 @@ impl ServiceMetrics {
             ),
             (
                 "authledger_command_contended_total",
-                "Commands given up after their last retry against concurrent commits (answered 503).",
+                "Commands given up after their last retry against concurrent commits (answered 409 contended).",
                 &self.0.contended,
             ),
         ] {
@@ -352,12 +355,15 @@ impl ServiceMetrics {
 pub enum SignInResult {
     /// The step passed: a login attempt opened, or a session started.
     Accepted,
-    /// A wrong password, code or recovery code, recorded.
+    /// A wrong code or recovery code, recorded; for the password step,
+    /// every failure alike (an unknown address, an unconfirmed account, a
+    /// wrong password, a throttled or locked account), as the caller's
+    /// answer is one.
     Rejected,
     /// A TOTP code already used, recorded.
     Replayed,
-    /// Refused before any factor was judged: throttled, locked, suspended,
-    /// an expired or spent attempt, an unknown account.
+    /// A second factor refused before it was judged: an expired or spent
+    /// attempt, a throttled or suspended account.
     Refused,
     /// Shed: too many password hashes waiting.
     Overloaded,

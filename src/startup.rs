@@ -68,7 +68,7 @@ pub fn app(config: &Config, pool: PgPool, clock: Arc<dyn Clock>) -> anyhow::Resu
 /// HTTP on their own machine. Plain HTTP anywhere else would send session
 /// cookies in the clear, so it is refused.
 fn cookies_need_secure(public_url: &str) -> anyhow::Result<bool> {
-    let (scheme, rest) = public_url.split_once("://").unwrap_or_default();
+    let (scheme, _) = public_url.split_once("://").unwrap_or_default();
     if scheme.eq_ignore_ascii_case("https") {
         return Ok(true);
     }
@@ -77,7 +77,7 @@ fn cookies_need_secure(public_url: &str) -> anyhow::Result<bool> {
             "AUTHLEDGER_PUBLIC_URL must start with https:// (or http:// on a loopback address)"
         );
     }
-    let loopback = crate::config::is_loopback_url(rest);
+    let loopback = crate::config::is_loopback_url(public_url);
     anyhow::ensure!(
         loopback,
         "AUTHLEDGER_PUBLIC_URL is plain http:// on {public_url:?}: browsers would send session cookies unencrypted; use https:// (plain http:// is for loopback addresses only)"
@@ -111,6 +111,8 @@ pub struct Application {
     listener: TcpListener,
     /// `/metrics` on an address of its own, when configured.
     metrics_listener: Option<TcpListener>,
+    /// Whether `/metrics` is served with the API.
+    metrics_on_api: bool,
     context: ApiContext,
     connections: ConnectionLimits,
 }
@@ -127,10 +129,21 @@ impl Application {
             Some(addr) => Some(bind_metrics(addr).await?),
             None => None,
         };
+        // The counters answer whoever reads them: on a service users reach,
+        // only behind the token or on an address of its own.
+        let metrics_on_api = metrics_listener.is_none()
+            && (config.metrics_token.is_some()
+                || crate::config::is_loopback_url(&config.public_url));
+        if metrics_listener.is_none() && !metrics_on_api {
+            tracing::warn!(
+                "/metrics is not served: set AUTHLEDGER_METRICS_TOKEN, or AUTHLEDGER_METRICS_ADDR to an address only monitoring reaches"
+            );
+        }
         let limits = Arc::new(RateLimits::new(&config.limits, app.clock().clone()));
         Ok(Self {
             listener,
             metrics_listener,
+            metrics_on_api,
             context: ApiContext {
                 app,
                 secure_cookies,
@@ -172,7 +185,7 @@ impl Application {
         });
         let served = serve(
             self.listener,
-            router(self.context, metrics.is_none()),
+            router(self.context, self.metrics_on_api),
             self.connections,
             async move {
                 shutdown.await;

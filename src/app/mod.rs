@@ -38,7 +38,7 @@ pub use error::{AppError, AppResult};
 pub use identity::EmailChangeRequested;
 pub use profile::{Me, ResetDone};
 pub use recovery::LinkKind;
-pub use rotation::{KeyUse, RotationReport};
+pub use rotation::{DataKeysHeld, KeyUse, RotationReport};
 pub use sessions::{ActiveSession, Introspection, SessionView};
 pub use sign_in::{OpenedAttempt, SignedIn, SignedInWithCode};
 pub use staff::{Credentials, Role, Staff, StaffSession};

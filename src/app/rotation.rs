@@ -39,6 +39,15 @@ pub struct RotationReport {
     pub failures: Vec<(Uuid, String)>,
 }
 
+/// Accounts whose data key this process can open, and those it cannot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataKeysHeld {
+    pub held: i64,
+    pub unheld: i64,
+    /// A key the unheld ones need.
+    pub missing: Option<String>,
+}
+
 /// What still depends on one older key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyUse {
@@ -235,18 +244,28 @@ impl App {
         Ok(report)
     }
 
-    /// A server key the database's accounts need and this process does not
-    /// hold: started with it missing, the process could open none of their
-    /// secrets, and would write new ones that the right key cannot open.
-    pub async fn missing_server_key(&self) -> AppResult<Option<String>> {
-        sqlx::query_scalar("SELECT key_id FROM user_keys WHERE key_id <> ALL($1) LIMIT 1")
-            .bind(self.keyring.key_ids())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|cause| AppError::Unavailable {
-                what: "the event store",
-                cause: cause.into(),
-            })
+    /// How the accounts' data keys stand against this process's server
+    /// keys: how many it can open, and how many need a key it does not hold
+    /// (with one such key's id).
+    pub async fn data_keys_held(&self) -> AppResult<DataKeysHeld> {
+        let row = sqlx::query(
+            "SELECT count(*) FILTER (WHERE key_id = ANY($1)) AS held,
+                    count(*) FILTER (WHERE key_id <> ALL($1)) AS unheld,
+                    min(key_id) FILTER (WHERE key_id <> ALL($1)) AS missing
+               FROM user_keys",
+        )
+        .bind(self.keyring.key_ids())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|cause| AppError::Unavailable {
+            what: "the event store",
+            cause: cause.into(),
+        })?;
+        Ok(DataKeysHeld {
+            held: row.try_get("held").map_err(AppError::internal)?,
+            unheld: row.try_get("unheld").map_err(AppError::internal)?,
+            missing: row.try_get("missing").map_err(AppError::internal)?,
+        })
     }
 
     /// What depends on each key other than the newest: data keys it

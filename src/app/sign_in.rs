@@ -87,10 +87,6 @@ impl App {
                         email_link_available,
                     });
                 }
-                count(match executed.verdict {
-                    Verdict::Rejected(_) => SignInResult::Rejected,
-                    _ => SignInResult::Refused,
-                });
             }
             // The queue filled after the check above, once the account was
             // loaded: answered like everything after the load, no sooner
@@ -105,21 +101,26 @@ impl App {
             // answer as for a wrong password, since only real accounts
             // reach the services.
             Err(BusError::Refused(UserAuthError::Service(cause))) => {
-                count(SignInResult::Refused);
                 tracing::error!(error = %cause, "the password step failed on the service's side");
             }
             // A conflict that outlasted the retries can only happen where
             // events are written, i.e. on a real account: it must not
             // answer differently from a wrong password.
-            Err(BusError::Refused(_) | BusError::Contended) => count(SignInResult::Refused),
+            Err(BusError::Refused(_) | BusError::Contended) => {}
             Err(other) => {
-                count(SignInResult::Refused);
+                // Counted as any failed password step: the counters answer
+                // whoever may read /metrics, and must not tell real
+                // accounts apart either (the 5xx shows in the requests).
+                count(SignInResult::Rejected);
                 // The event store failing also answers no sooner than the
                 // floor, so its timing does not set real accounts apart.
                 tokio::time::sleep_until(started + self.sign_in_failure_floor).await;
                 return Err(self.refused(other));
             }
         }
+        // One result for an unknown address, an unconfirmed account, a
+        // wrong password and a throttled one, as their answers are one.
+        count(SignInResult::Rejected);
         tokio::time::sleep_until(started + self.sign_in_failure_floor).await;
         Err(AppError::InvalidCredentials)
     }

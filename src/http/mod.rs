@@ -198,8 +198,6 @@ pub fn router(context: ApiContext, metrics_here: bool) -> Router {
         // Outside the body's reading: a client over its rate is refused
         // before its body is read.
         .layer(middleware::from_fn_with_state(context.clone(), limits::limit))
-        // Outside the limits, so that refusals are counted too.
-        .layer(middleware::from_fn_with_state(context, observe))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
@@ -209,6 +207,9 @@ pub fn router(context: ApiContext, metrics_here: bool) -> Router {
             HeaderValue::from_static("nosniff"),
         ))
         .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
+        // Outside the limits, so that refusals are counted too, and the
+        // panics' 500s.
+        .layer(middleware::from_fn_with_state(context, observe))
         .layer(
             // Only the route is logged, as declared (`/v1/audit/users/{user}/…`):
             // query strings can carry link tokens, headers bearer tokens, and

@@ -965,7 +965,7 @@ async fn a_sign_in_past_its_password_can_be_cancelled_from_every_step(pool: PgPo
     assert_eq!(max_age(visitor.set_cookie("authledger_login")), 0);
     assert!(!visitor.cookies.contains_key("authledger_login"));
     let page = visitor.get(cancelled.location()).await;
-    assert!(page.body.contains("That sign-in is cancelled."));
+    assert!(page.body.contains("You left that sign-in."));
     assert!(page.body.contains("value=\"\""), "the form starts empty");
     let code = visitor.get("/sign-in/code").await;
     assert_eq!(code.status, StatusCode::SEE_OTHER);

@@ -657,3 +657,33 @@ async fn a_first_start_creates_its_database(pool: PgPool) {
         .await
         .unwrap();
 }
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn accounts_under_a_key_not_held_are_counted_beside_the_others(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    app.signed_up().await;
+    let fresh = app.app.data_keys_held().await.unwrap();
+    assert_eq!((fresh.held, fresh.unheld, fresh.missing), (1, 0, None));
+    // An account whose data key an older server key wraps, removed from the
+    // configuration before a rotation moved it.
+    sqlx::query(
+        "INSERT INTO user_keys (user_id, key_id, nonce, wrapped)
+         VALUES (gen_random_uuid(), 'deadbeef', '\\x00'::bytea, '\\x00'::bytea)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let partial = app.app.data_keys_held().await.unwrap();
+    assert_eq!(
+        (partial.held, partial.unheld, partial.missing.as_deref()),
+        (1, 1, Some("deadbeef"))
+    );
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_service_users_reach_serves_no_unguarded_metrics(pool: PgPool) {
+    let app = spawn_app_with(pool, |c| c.public_url = "https://auth.example.test".into()).await;
+    let unguarded = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_problem(unguarded, StatusCode::NOT_FOUND, "not-found").await;
+    assert!(captured_logs().contains("/metrics is not served"));
+}

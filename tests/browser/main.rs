@@ -195,7 +195,7 @@ async fn the_whole_journey_by_clicks(pool: PgPool) {
     assert!(browser
         .text(".notice")
         .await
-        .starts_with("That sign-in is cancelled."));
+        .starts_with("You left that sign-in."));
     assert!(
         browser
             .cookies()

@@ -40,6 +40,8 @@ pub struct Chromium {
     http: reqwest::Client,
     session: String,
     driver: Driver,
+    /// Whether the session was ended already (by `quit`).
+    ended: bool,
 }
 
 /// Whether `program` names a file, or a command found on the `PATH`.
@@ -89,7 +91,7 @@ impl Chromium {
                 profile,
             };
             (format!("http://127.0.0.1:{port}"), driver)
-        } else if ready(&http, COMPOSE_WEBDRIVER).await == Some(true) {
+        } else if ready(&http, COMPOSE_WEBDRIVER).await.is_some() {
             (COMPOSE_WEBDRIVER.to_owned(), Driver::Remote)
         } else {
             panic!(
@@ -99,9 +101,14 @@ impl Chromium {
             );
         };
         // A local chromedriver answers within a second; a remote server
-        // may first have to finish its own start.
+        // may first have to finish its own start, and then queues the new
+        // session while its slots are taken (its `ready` is false then).
         let deadline = Instant::now() + Duration::from_secs(60);
-        while ready(&http, &root).await != Some(true) {
+        let local = matches!(driver, Driver::Local { .. });
+        while match ready(&http, &root).await {
+            Some(ready) => local && !ready,
+            None => true,
+        } {
             assert!(
                 Instant::now() < deadline,
                 "the WebDriver server at {root} is not ready"
@@ -152,6 +159,7 @@ impl Chromium {
             http,
             session: format!("{root}/session/{id}"),
             driver,
+            ended: false,
         }
     }
 
@@ -340,8 +348,9 @@ impl Chromium {
             .collect()
     }
 
-    pub async fn quit(self) {
+    pub async fn quit(mut self) {
         let _ = self.http.delete(&self.session).send().await;
+        self.ended = true;
     }
 }
 
@@ -365,7 +374,8 @@ impl Drop for Chromium {
     /// chromedriver leaves its Chromium running).
     fn drop(&mut self) {
         match &self.driver {
-            Driver::Remote => end_session(&self.session),
+            Driver::Remote if !self.ended => end_session(&self.session),
+            Driver::Remote => {}
             Driver::Local { profile, .. } => {
                 let _ = std::process::Command::new("pkill")
                     .arg("-f")
@@ -388,7 +398,14 @@ fn end_session(session: &str) {
     let Some((authority, path)) = rest.split_once('/') else {
         return;
     };
-    let Ok(mut stream) = std::net::TcpStream::connect(authority) else {
+    let Some(address) = std::net::ToSocketAddrs::to_socket_addrs(authority)
+        .ok()
+        .and_then(|mut all| all.next())
+    else {
+        return;
+    };
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5))
+    else {
         return;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));

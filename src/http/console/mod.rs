@@ -395,7 +395,7 @@ fn notice(query: Option<&str>) -> Option<&'static str> {
     Some(match key {
         "mfa-reset" => "Your multi-factor authentication was reset and you are signed out everywhere. At your next sign-in you will set up a new authenticator.",
         "signed-out" => "You are signed out.",
-        "sign-in-cancelled" => "That sign-in is cancelled. Sign in again, with this account or another one.",
+        "sign-in-cancelled" => "You left that sign-in. Sign in again, with this account or another one. A sign-in link already mailed for it still works until it expires.",
         "expired" => "That sign-in is over: it expired or had too many wrong codes. Sign in again.",
         "attempt-over" => "Too many wrong codes: that sign-in is over. Sign in again.",
         "password-reset" => "Your new password is set and you are signed out everywhere. Sign in with it and your authenticator app.",
