@@ -439,6 +439,11 @@ pub struct MailArgs {
     /// this many again (accepted by SMTP, not yet recorded).
     #[arg(long, env = "AUTHLEDGER_MAIL_CONCURRENCY", default_value_t = 8)]
     pub mail_concurrency: u16,
+    /// The longest one mail's send may take, from taking an SMTP
+    /// connection to the server's acceptance; past it the mail is retried
+    /// like any failed send.
+    #[arg(long, env = "AUTHLEDGER_MAIL_SEND_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub mail_send_timeout_secs: u64,
     /// Queues unused this long are deleted by RabbitMQ; tests set it so
     /// their per-test queues go away. Not a flag.
     #[arg(skip)]

@@ -375,6 +375,7 @@ impl Pipeline {
                 prefetch: mail.mail_concurrency.max(1),
                 max_attempts: mail.mail_attempts.max(1),
                 retry_base: mail.retry_base(),
+                send_timeout: std::time::Duration::from_secs(mail.mail_send_timeout_secs),
             },
             clock,
             metrics.mail.clone(),

@@ -49,6 +49,9 @@ pub struct WorkerSettings {
     pub max_attempts: u32,
     /// The first retry waits this long, each further one twice as long.
     pub retry_base: Duration,
+    /// The longest a send may take, from taking a connection to the SMTP
+    /// server's acceptance.
+    pub send_timeout: Duration,
 }
 
 pub struct Worker {
@@ -56,7 +59,8 @@ pub struct Worker {
     keyring: Arc<Keyring>,
     tokens: TokenCodec,
     settings: WorkerSettings,
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// Replaced whole when a send times out: see `send`.
+    transport: std::sync::RwLock<Arc<AsyncSmtpTransport<Tokio1Executor>>>,
     publisher: Publisher,
     clock: Arc<dyn Clock>,
     metrics: MailMetrics,
@@ -97,13 +101,7 @@ impl Worker {
         clock: Arc<dyn Clock>,
         metrics: MailMetrics,
     ) -> anyhow::Result<Self> {
-        // Keeps one SMTP connection per mail in flight: beyond lettre's
-        // default of 10 kept, each send opened a connection of its own and
-        // closed it after (connect, EHLO, QUIT per mail).
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(settings.smtp_url.expose())?
-            .timeout(Some(Duration::from_secs(10)))
-            .pool_config(PoolConfig::new().max_size(u32::from(settings.prefetch.max(1))))
-            .build();
+        let transport = std::sync::RwLock::new(Arc::new(smtp_transport(&settings)?));
         let publisher = Publisher::new(settings.amqp_url.expose(), settings.topology.clone());
         Ok(Self {
             pool,
@@ -418,9 +416,50 @@ impl Worker {
                 message.message_id.replace('/', ".")
             )))
             .multipart(MultiPart::alternative_plain_html(mail.text, mail.html))?;
-        self.transport.send(email).await?;
-        Ok(())
+        // lettre bounds only the connect: a server that stops answering
+        // mid-session would hold the send, and with it a slot of the
+        // worker, for good, and say nothing.
+        let transport = self
+            .transport
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        match tokio::time::timeout(self.settings.send_timeout, transport.send(email)).await {
+            Ok(sent) => {
+                sent?;
+                Ok(())
+            }
+            Err(_) => {
+                // The abandoned connection goes back to its pool as if
+                // whole; a new transport (a new pool) keeps it from the next
+                // sends, and the old pool closes it when its last send ends.
+                let mut current = self
+                    .transport
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if Arc::ptr_eq(&current, &transport) {
+                    *current = Arc::new(smtp_transport(&self.settings)?);
+                }
+                anyhow::bail!(
+                    "the SMTP server did not accept the mail within {:?}",
+                    self.settings.send_timeout
+                )
+            }
+        }
     }
+}
+
+/// The SMTP transport of `settings`: it keeps one connection per mail in
+/// flight (beyond lettre's default of 10 kept, each send opened a
+/// connection of its own and closed it after: connect, EHLO, QUIT per
+/// mail).
+fn smtp_transport(settings: &WorkerSettings) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
+    Ok(
+        AsyncSmtpTransport::<Tokio1Executor>::from_url(settings.smtp_url.expose())?
+            .timeout(Some(Duration::from_secs(10)))
+            .pool_config(PoolConfig::new().max_size(u32::from(settings.prefetch.max(1))))
+            .build(),
+    )
 }
 
 /// What the worker opens of a message with the user's data key. No

@@ -299,6 +299,7 @@ fn worker_with_clock(
             prefetch: 16,
             max_attempts,
             retry_base,
+            send_timeout: Duration::from_secs(2),
         },
         clock,
         app.pipeline.mail_metrics().clone(),
@@ -400,6 +401,55 @@ async fn a_mail_that_fails_while_smtp_is_down_is_retried_and_sent_once(pool: PgP
         "{subjects:?}"
     );
     assert_eq!(subjects.len(), 3, "{subjects:?}");
+    app.remove_topology().await;
+}
+
+/// An SMTP server that greets, then reads and never answers again: a
+/// relay that hangs mid-session. Its address, and how many connections it
+/// took.
+async fn silent_smtp() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("smtp://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let _ = stream.write_all(b"220 silent ESMTP\r\n").await;
+                let mut buffer = [0u8; 1024];
+                while matches!(stream.read(&mut buffer).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    (url, accepted)
+}
+
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_send_to_an_smtp_server_that_stops_answering_times_out_and_is_retried(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let email = unique_email();
+    app.register_unverified(&email, PASSWORD).await;
+    app.relay_everything().await;
+
+    let (silent, connections) = silent_smtp().await;
+    let hanging = worker_for(&app, &silent, 5, Duration::from_secs(60));
+    let started = std::time::Instant::now();
+    assert_eq!(hanging.run_once().await.unwrap(), 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the send was not bounded"
+    );
+    let topology = app.pipeline_topology();
+    assert_eq!(
+        app.queue_depth(&topology.retry_queue).await,
+        1,
+        "it waits to be retried"
+    );
+    assert!(captured_logs().contains("the SMTP server did not accept the mail within 2s"));
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1);
     app.remove_topology().await;
 }
 
