@@ -36,10 +36,33 @@ pub async fn connect(
     max_connections: u32,
     idle_timeout: Duration,
 ) -> Result<PgPool, sqlx::Error> {
-    let options: PgConnectOptions = url.parse()?;
     pool_options(max_connections, idle_timeout)
-        .connect_with(configure(options))
+        .connect_with(configure(connect_options(url)?))
         .await
+}
+
+/// The options of `url`. Unless it (or `PGSSLMODE`) says how, a Postgres on
+/// this host is reached without TLS: the traffic never leaves the machine,
+/// and `prefer` (encrypt whenever the server offers it) cost a quarter of
+/// the throughput of introspection there. Any other host keeps `prefer`.
+pub fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
+    let options: PgConnectOptions = url.parse()?;
+    let chosen = url.contains("sslmode=")
+        || url.contains("ssl-mode=")
+        || std::env::var_os("PGSSLMODE").is_some();
+    let host = options.get_host();
+    let here = host.eq_ignore_ascii_case("localhost")
+        || host.starts_with('/')
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    Ok(if here && !chosen {
+        options.ssl_mode(sqlx::postgres::PgSslMode::Disable)
+    } else {
+        options
+    })
 }
 
 /// As [`connect`], but a database that does not exist yet is created
@@ -140,4 +163,43 @@ async fn written_before_sealing(pool: &PgPool) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE event_version = '1')")
         .fetch_one(pool)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::postgres::PgSslMode;
+
+    use super::*;
+
+    fn mode(url: &str) -> PgSslMode {
+        connect_options(url).unwrap().get_ssl_mode()
+    }
+
+    #[test]
+    fn tls_is_left_out_only_for_this_host_and_only_unless_asked_for() {
+        assert!(matches!(
+            mode("postgres://u@127.0.0.1:5432/a"),
+            PgSslMode::Disable
+        ));
+        assert!(matches!(
+            mode("postgres://u@localhost/a"),
+            PgSslMode::Disable
+        ));
+        assert!(matches!(
+            mode("postgres://u@[::1]:5432/a"),
+            PgSslMode::Disable
+        ));
+        assert!(matches!(
+            mode("postgres://u@127.0.0.1/a?sslmode=require"),
+            PgSslMode::Require
+        ));
+        assert!(matches!(
+            mode("postgres://u@db.internal/a"),
+            PgSslMode::Prefer
+        ));
+        assert!(matches!(
+            mode("postgres://u@db.internal/a?sslmode=verify-full"),
+            PgSslMode::VerifyFull
+        ));
+    }
 }
