@@ -516,6 +516,25 @@ impl TestApp {
         self.pipeline.worker.run_once().await.expect("worker");
     }
 
+    /// Grows the Merkle tree over every event committed so far. One
+    /// catch-up may stop short: the tree reads only below the oldest
+    /// snapshot of the whole Postgres server, which another test's open
+    /// transaction holds back for a moment.
+    pub async fn grow_tree(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            self.pipeline.tree.catch_up().await.unwrap();
+            if projection_lag(&self.pool, "merkle_tree").await == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the tree did not catch up"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Runs the relay until it has published every event. One `catch_up`
     /// is not enough: another test's open transaction on this server can
     /// hold the read horizon back for a moment. A failed batch is tried

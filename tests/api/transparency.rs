@@ -987,7 +987,7 @@ async fn new_heads_are_written_to_the_configured_directory(pool: PgPool) {
         spawn_app_with(pool.clone(), move |c| c.tree_heads_dir = Some(dir)).await
     };
     app.signed_up().await;
-    app.pipeline.tree.catch_up().await.unwrap();
+    app.grow_tree().await;
     let head = app.pipeline.signer.run_once().await.unwrap().unwrap();
     let written: Value = serde_json::from_slice(
         &std::fs::read(dir.join(format!("tree-head-{}.json", head.tree_size))).unwrap(),
@@ -1302,7 +1302,7 @@ async fn a_signer_never_signs_over_a_history_rewritten_behind_a_head_kept_outsid
         spawn_app_with(pool.clone(), move |c| c.tree_heads_dir = Some(dir)).await
     };
     let victim = app.user_id(&app.signed_up().await.email).await.to_string();
-    app.pipeline.tree.catch_up().await.unwrap();
+    app.grow_tree().await;
     let kept = app.pipeline.signer.run_once().await.unwrap().unwrap();
     // A database administrator removes the victim's newest event and every
     // trace of the heads and the tree, so the tree is grown again.
@@ -1334,7 +1334,7 @@ async fn a_signer_never_signs_over_a_history_rewritten_behind_a_head_kept_outsid
     tx.commit().await.unwrap();
     app.signed_up().await;
     app.signed_up().await;
-    app.pipeline.tree.catch_up().await.unwrap();
+    app.grow_tree().await;
     assert!(app.pipeline.signer.run_once().await.is_err());
     assert!(captured_logs().contains("does not extend a signed tree head"));
     let heads: i64 = sqlx::query_scalar("SELECT count(*) FROM tree_heads")
