@@ -201,8 +201,18 @@ async fn run_mode(mut config: Config, mode: Mode) -> anyhow::Result<()> {
             "the log holds events written before event MACs: stop every server, run `authledger audit adopt` once, and compare the heads digest it prints with the previous version's `authledger audit verify`"
         );
     }
+    let dev_key = (config.secret_key.is_none() && config.secret_keys.is_empty())
+        .then(|| std::path::absolute(&config.key_file).unwrap_or_else(|_| config.key_file.clone()));
+    let dev_key_was_there = dev_key.as_ref().is_some_and(|path| path.exists());
     let (app, pipeline) = wire(&config, pool, Arc::new(SystemClock))?;
-    refuse_foreign_key(&app, &config).await?;
+    if let Err(refused) = refuse_foreign_key(&app, &config).await {
+        // A development key made just now for a database it cannot open
+        // is of no use to anyone: it does not stay behind.
+        if let (Some(path), false) = (&dev_key, dev_key_was_there) {
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(refused);
+    }
     let pipeline = Arc::new(pipeline);
     let (stop, stopping) = watch::channel(false);
     let mut tasks = Vec::new();

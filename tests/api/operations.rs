@@ -403,6 +403,7 @@ async fn a_process_whose_key_opens_none_of_the_accounts_does_not_start(pool: PgP
             )),
         "{said}"
     );
+    assert!(!key_file.exists(), "the key made for nothing stays behind");
     // A mistyped secret key, likewise.
     let other = authledger::keys::MasterKey::generate().to_base64();
     let mut with_key = serve_env.to_vec();
