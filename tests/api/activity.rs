@@ -298,7 +298,7 @@ async fn this_wasnt_me_ends_every_session_cancels_a_waiting_reset_and_flags_the_
     assert_eq!(reported["reportable"], false);
 
     // Operators see the flag, in the list's filter and on the account.
-    app.pipeline.users.catch_up().await.unwrap();
+    app.project_users().await;
     let flagged: Value = app
         .client
         .get(app.url("/v1/admin/users?filter=reported"))

@@ -516,6 +516,23 @@ impl TestApp {
         self.pipeline.worker.run_once().await.expect("worker");
     }
 
+    /// Brings the users read model up to every event committed so far,
+    /// for the same reason as `grow_tree`.
+    pub async fn project_users(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            self.pipeline.users.catch_up().await.unwrap();
+            if projection_lag(&self.pool, "users").await == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the users model did not catch up"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Grows the Merkle tree over every event committed so far. One
     /// catch-up may stop short: the tree reads only below the oldest
     /// snapshot of the whole Postgres server, which another test's open

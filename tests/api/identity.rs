@@ -415,7 +415,7 @@ async fn an_erased_account_leaves_no_address_ip_or_browser_anywhere_and_its_hist
         StatusCode::UNAUTHORIZED
     );
     app.deliver_mail().await;
-    app.pipeline.users.catch_up().await.unwrap();
+    app.project_users().await;
     assert_eq!(
         mails_to(&user.email).await.len(),
         before,

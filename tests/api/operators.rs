@@ -65,7 +65,7 @@ async fn operators_find_accounts_by_whole_address_by_its_start_and_by_state(pool
         )
         .await;
     }
-    app.pipeline.users.catch_up().await.unwrap();
+    app.project_users().await;
 
     let prefix = format!("prefix=ops-{tag}");
     let everyone = listed(&app, &prefix, ADMIN_TOKEN).await;

@@ -576,7 +576,7 @@ async fn an_operator_finds_a_locked_account_by_its_start_and_acts_on_it_by_click
         )
         .await;
     }
-    app.pipeline.users.catch_up().await.unwrap();
+    app.project_users().await;
     let browser = Chromium::start().await;
 
     browser.goto(&app.url("/admin")).await;
