@@ -201,8 +201,7 @@ async fn run_mode(mut config: Config, mode: Mode) -> anyhow::Result<()> {
             "the log holds events written before event MACs: stop every server, run `authledger audit adopt` once, and compare the heads digest it prints with the previous version's `authledger audit verify`"
         );
     }
-    let dev_key = (config.secret_key.is_none() && config.secret_keys.is_empty())
-        .then(|| std::path::absolute(&config.key_file).unwrap_or_else(|_| config.key_file.clone()));
+    let dev_key = config.dev_key_file()?;
     let dev_key_was_there = dev_key.as_ref().is_some_and(|path| path.exists());
     let (app, pipeline) = wire(&config, pool, Arc::new(SystemClock))?;
     if let Err(refused) = refuse_foreign_key(&app, &config).await {
@@ -570,10 +569,10 @@ async fn command_line_app(config: &Config) -> anyhow::Result<crate::app::App> {
 /// partial restore: the server runs for the others and says so.
 async fn refuse_foreign_key(app: &crate::app::App, config: &Config) -> anyhow::Result<()> {
     let keys = app.data_keys_held().await?;
-    let Some(missing) = keys.missing else {
+    let Some(missing) = &keys.missing else {
         return Ok(());
     };
-    if keys.held > 0 {
+    if !keys.opens_none() {
         tracing::warn!(
             accounts = keys.unheld,
             key = %missing,
@@ -581,15 +580,9 @@ async fn refuse_foreign_key(app: &crate::app::App, config: &Config) -> anyhow::R
         );
         return Ok(());
     }
-    let ours = if config.secret_key.is_none() && config.secret_keys.is_empty() {
-        format!(
-            "the development key at {}",
-            std::path::absolute(&config.key_file)
-                .unwrap_or_else(|_| config.key_file.clone())
-                .display()
-        )
-    } else {
-        "AUTHLEDGER_SECRET_KEY(S)".to_owned()
+    let ours = match config.dev_key_file()? {
+        Some(path) => format!("the development key at {}", path.display()),
+        None => "AUTHLEDGER_SECRET_KEY(S)".to_owned(),
     };
     anyhow::bail!(
         "the database's accounts need server key {missing}, and {ours} is another: start with the key that wrote them (AUTHLEDGER_SECRET_KEY, or AUTHLEDGER_SECRET_KEYS while rotating)"

@@ -17,6 +17,7 @@ use ipnet::IpNet;
 use crate::keys::{Keyring, MasterKey};
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/authledger";
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,7 +62,7 @@ pub enum Command {
 pub struct HealthcheckArgs {
     /// The server's listen address; an unspecified one (0.0.0.0, ::) is
     /// asked on loopback.
-    #[arg(long, env = "AUTHLEDGER_ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "AUTHLEDGER_ADDR", default_value = DEFAULT_ADDR)]
     pub addr: SocketAddr,
 }
 
@@ -266,7 +267,7 @@ pub struct Config {
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// Address to listen on.
-    #[arg(long, env = "AUTHLEDGER_ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "AUTHLEDGER_ADDR", default_value = DEFAULT_ADDR)]
     pub addr: SocketAddr,
     /// The URL users reach this service at; links are built from it, never
     /// from a request's Host header.
@@ -900,6 +901,19 @@ impl Config {
         self.policy.policy()
     }
 
+    /// The development key's file, absolute, when no server key is set.
+    pub fn dev_key_file(&self) -> anyhow::Result<Option<PathBuf>> {
+        if self.secret_key.is_some() || !self.secret_keys.is_empty() {
+            return Ok(None);
+        }
+        self.absolute_key_file().map(Some)
+    }
+
+    fn absolute_key_file(&self) -> anyhow::Result<PathBuf> {
+        std::path::absolute(&self.key_file)
+            .with_context(|| format!("resolving the key file {}", self.key_file.display()))
+    }
+
     /// The server keys: AUTHLEDGER_SECRET_KEYS or AUTHLEDGER_SECRET_KEY, or
     /// else the development key in AUTHLEDGER_KEY_FILE, with a loud warning
     /// naming the file by its absolute path. Only a server makes that file,
@@ -918,8 +932,7 @@ impl Config {
             "AUTHLEDGER_SECRET_KEY is not set: a development key is only made for a loopback AUTHLEDGER_PUBLIC_URL, and this one is {:?}",
             self.public_url
         );
-        let path = std::path::absolute(&self.key_file)
-            .with_context(|| format!("resolving the key file {}", self.key_file.display()))?;
+        let path = self.absolute_key_file()?;
         let key = match (MasterKey::load(&path)?, dev_key) {
             (Some(key), _) => key,
             (None, DevKey::MayCreate) => {

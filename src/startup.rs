@@ -120,8 +120,8 @@ pub struct Application {
 impl Application {
     /// Binds the configured address (port 0 picks a free port).
     pub async fn build(config: &Config, app: App) -> anyhow::Result<Self> {
-        let secure_cookies = cookies_need_secure(&config.public_url)?;
-        let public_origin = origin_of(&config.public_url)?;
+        // The public URL is judged before anything is bound.
+        let context = api_context(config, app)?;
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("binding AUTHLEDGER_ADDR {}", config.addr))?;
@@ -139,18 +139,11 @@ impl Application {
                 "/metrics is not served: set AUTHLEDGER_METRICS_TOKEN, or AUTHLEDGER_METRICS_ADDR to an address only monitoring reaches"
             );
         }
-        let limits = Arc::new(RateLimits::new(&config.limits, app.clock().clone()));
         Ok(Self {
             listener,
             metrics_listener,
             metrics_on_api,
-            context: ApiContext {
-                app,
-                secure_cookies,
-                public_origin,
-                limits,
-                body_read_timeout: config.connections.body_read_timeout(),
-            },
+            context,
             connections: ConnectionLimits::from(&config.connections),
         })
     }
@@ -204,6 +197,17 @@ impl Application {
     }
 }
 
+/// What every handler is given, from the configuration.
+fn api_context(config: &Config, app: App) -> anyhow::Result<ApiContext> {
+    Ok(ApiContext {
+        secure_cookies: cookies_need_secure(&config.public_url)?,
+        public_origin: origin_of(&config.public_url)?,
+        limits: Arc::new(RateLimits::new(&config.limits, app.clock().clone())),
+        body_read_timeout: config.connections.body_read_timeout(),
+        app,
+    })
+}
+
 async fn bind_metrics(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
@@ -222,13 +226,7 @@ pub async fn serve_metrics(
         return Ok(());
     };
     let listener = bind_metrics(addr).await?;
-    let context = ApiContext {
-        limits: Arc::new(RateLimits::new(&config.limits, app.clock().clone())),
-        app,
-        secure_cookies: cookies_need_secure(&config.public_url)?,
-        public_origin: origin_of(&config.public_url)?,
-        body_read_timeout: config.connections.body_read_timeout(),
-    };
+    let context = api_context(config, app)?;
     tracing::info!(%addr, "serving /metrics");
     axum::serve(listener, crate::http::metrics_router(context))
         .with_graceful_shutdown(shutdown)

@@ -48,6 +48,15 @@ pub struct DataKeysHeld {
     pub missing: Option<String>,
 }
 
+impl DataKeysHeld {
+    /// Whether the process opens none of the stored accounts while some
+    /// exist: the wrong key, not one removed too early. Such a server must
+    /// not start: it would seal new secrets under a key nothing else holds.
+    pub fn opens_none(&self) -> bool {
+        self.held == 0 && self.unheld > 0
+    }
+}
+
 /// What still depends on one older key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyUse {

@@ -533,6 +533,22 @@ impl TestApp {
         }
     }
 
+    /// `/metrics` as a scrape reads it.
+    pub async fn metrics(&self) -> String {
+        let response = self.client.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.unwrap()
+    }
+
+    /// This test's RabbitMQ prefix, for a child process.
+    pub fn amqp_prefix(&self) -> &str {
+        self.config
+            .mail
+            .amqp_prefix
+            .as_deref()
+            .expect("the prefix is set")
+    }
+
     /// Grows the Merkle tree over every event committed so far. One
     /// catch-up may stop short: the tree reads only below the oldest
     /// snapshot of the whole Postgres server, which another test's open

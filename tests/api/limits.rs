@@ -36,12 +36,6 @@ impl TestApp {
             .await
             .unwrap()
     }
-
-    async fn metrics(&self) -> String {
-        let response = self.client.get(self.url("/metrics")).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        response.text().await.unwrap()
-    }
 }
 
 fn retry_after(response: &reqwest::Response) -> i64 {

@@ -122,14 +122,7 @@ async fn an_all_process_stays_within_its_connections_and_lets_them_go_when_idle(
         .env("DATABASE_URL", database_url(&pool).await)
         .env("AUTHLEDGER_ADDR", format!("127.0.0.1:{port}"))
         .env("AUTHLEDGER_SECRET_KEY", app.key.to_base64())
-        .env(
-            "AUTHLEDGER_AMQP_PREFIX",
-            app.config
-                .mail
-                .amqp_prefix
-                .as_deref()
-                .expect("the prefix is set"),
-        )
+        .env("AUTHLEDGER_AMQP_PREFIX", app.amqp_prefix())
         .env("AUTHLEDGER_NO_MIGRATE", "true")
         .env("AUTHLEDGER_DB_IDLE_SECS", "1")
         .env("RUST_LOG", "warn")
@@ -246,15 +239,7 @@ async fn metrics_count_requests_by_route_and_sign_ins_by_outcome(pool: PgPool) {
         .unwrap();
     assert_eq!(lost.status(), StatusCode::NOT_FOUND);
 
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(
         !text.contains(&user.email),
         "an address in the metrics:\n{text}"
@@ -313,15 +298,7 @@ async fn a_replayed_code_is_counted_as_replayed(pool: PgPool) {
         )
         .await;
     }
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert_eq!(
         sample(
             &text,
@@ -383,7 +360,7 @@ async fn a_process_whose_key_opens_none_of_the_accounts_does_not_start(pool: PgP
         .unwrap()
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let prefix = app.config.mail.amqp_prefix.clone().unwrap();
+    let prefix = app.amqp_prefix().to_owned();
     let serve_env = [
         ("AUTHLEDGER_ADDR", addr.as_str()),
         ("AUTHLEDGER_AMQP_PREFIX", prefix.as_str()),

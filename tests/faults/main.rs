@@ -168,14 +168,7 @@ async fn authledger_process(app: &TestApp, mode: &str) -> Child {
         .env("DATABASE_URL", url)
         .env("AUTHLEDGER_ADDR", "127.0.0.1:0")
         .env("AUTHLEDGER_SECRET_KEY", app.key.to_base64())
-        .env(
-            "AUTHLEDGER_AMQP_PREFIX",
-            app.config
-                .mail
-                .amqp_prefix
-                .as_deref()
-                .expect("the prefix is set"),
-        )
+        .env("AUTHLEDGER_AMQP_PREFIX", app.amqp_prefix())
         .env("AUTHLEDGER_PUBLIC_URL", &app.config.public_url)
         .env(
             "AUTHLEDGER_MAIL_CONCURRENCY",
