@@ -121,6 +121,7 @@ async fn history(services: &UserAuthServices, events: usize) -> History {
         run(
             &mut state,
             UserAuthCommand::EnrollMfa {
+                authenticator: authledger_aggregates::AuthenticatorId(uuid::Uuid::from_u128(1)),
                 attempt,
                 code,
                 recovery_code,

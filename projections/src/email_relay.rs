@@ -113,6 +113,10 @@ fn mail_for(event: &E) -> Option<Mail> {
             ..
         } => Mail::link(MailKind::NewDeviceSignIn, report, report_until),
         E::MfaEnrolled { .. } => Mail::notice(MailKind::AuthenticatorEnrolled),
+        E::TotpDeviceAdded { .. } | E::WebAuthnCredentialAdded { .. } => {
+            Mail::notice(MailKind::AuthenticatorAdded)
+        }
+        E::AuthenticatorRemoved { .. } => Mail::notice(MailKind::AuthenticatorRemoved),
         E::MfaReset { .. } => Mail::notice(MailKind::MfaReset),
         E::MfaResetCancelled { reason, .. } => {
             Mail::notice(MailKind::MfaResetCancelled { reason: *reason })
@@ -128,7 +132,9 @@ fn mail_for(event: &E) -> Option<Mail> {
         E::TotpRejected {
             enrolling: true, ..
         } => return None,
-        E::TotpRejected { attempt, .. } | E::RecoveryCodeRejected { attempt, .. } => Mail {
+        E::TotpRejected { attempt, .. }
+        | E::RecoveryCodeRejected { attempt, .. }
+        | E::WebAuthnRejected { attempt, .. } => Mail {
             attempt: Some(attempt.to_string()),
             ..Mail::notice(MailKind::SecondFactorFailed)
         },
@@ -157,7 +163,9 @@ fn mail_for(event: &E) -> Option<Mail> {
         | E::AccountSuspended { .. }
         | E::AccountReactivated { .. }
         | E::SessionsEndedByAdmin { .. }
-        | E::ReportedByUser { .. } => return None,
+        | E::ReportedByUser { .. }
+        | E::TotpDeviceSetupStarted { .. }
+        | E::WebAuthnVerified { .. } => return None,
     };
     Some(mail)
 }

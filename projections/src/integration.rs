@@ -16,8 +16,8 @@
 use std::sync::Arc;
 
 use authledger_aggregates::{
-    Actor as DomainActor, Assurance, Reference, ResetCancellation, SessionEndReason, SignInMethod,
-    UserAuthEvent as E,
+    Actor as DomainActor, Assurance, AuthenticatorKind, Reference, ResetCancellation,
+    SessionEndReason, SignInMethod, UserAuthEvent as E,
 };
 use chrono::{DateTime, Utc};
 use lapin::types::ShortString;
@@ -96,6 +96,16 @@ pub enum PublicEvent {
     Suspended {},
     Reactivated {},
     MfaEnrolled {},
+    /// Another authenticator was added from a session.
+    AuthenticatorAdded {
+        authenticator: Uuid,
+        kind: AuthenticatorKind,
+    },
+    /// `last`: none is left, and the next sign-in enrolls again.
+    AuthenticatorRemoved {
+        authenticator: Uuid,
+        last: bool,
+    },
     /// A reset that waits: it happens at `effective_at` unless cancelled.
     MfaResetRequested {
         effective_at: DateTime<Utc>,
@@ -137,6 +147,8 @@ impl PublicEvent {
             Self::Suspended {} => "user.suspended",
             Self::Reactivated {} => "user.reactivated",
             Self::MfaEnrolled {} => "user.mfa_enrolled",
+            Self::AuthenticatorAdded { .. } => "user.authenticator_added",
+            Self::AuthenticatorRemoved { .. } => "user.authenticator_removed",
             Self::MfaResetRequested { .. } => "user.mfa_reset_requested",
             Self::MfaReset { .. } => "user.mfa_reset",
             Self::MfaResetCancelled { .. } => "user.mfa_reset_cancelled",
@@ -165,6 +177,8 @@ pub enum Method {
     Enrollment,
     RecoveryCode,
     EmailLink,
+    #[serde(rename = "webauthn")]
+    WebAuthn,
 }
 
 /// NIST SP 800-63B assurance level of a session.
@@ -182,6 +196,8 @@ pub enum Factor {
     Password,
     Totp,
     RecoveryCode,
+    #[serde(rename = "webauthn")]
+    WebAuthn,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -228,6 +244,7 @@ impl From<SignInMethod> for Method {
             SignInMethod::Enrollment => Self::Enrollment,
             SignInMethod::RecoveryCode => Self::RecoveryCode,
             SignInMethod::EmailLink => Self::EmailLink,
+            SignInMethod::WebAuthn => Self::WebAuthn,
         }
     }
 }
@@ -309,6 +326,25 @@ pub fn public_event(event: &E) -> Option<PublicEvent> {
         E::RecoveryCodeRejected { .. } => P::SignInFailed {
             factor: Factor::RecoveryCode,
         },
+        E::WebAuthnRejected { .. } => P::SignInFailed {
+            factor: Factor::WebAuthn,
+        },
+        E::TotpDeviceAdded { authenticator, .. } => P::AuthenticatorAdded {
+            authenticator: authenticator.0,
+            kind: AuthenticatorKind::Totp,
+        },
+        E::WebAuthnCredentialAdded { authenticator, .. } => P::AuthenticatorAdded {
+            authenticator: authenticator.0,
+            kind: AuthenticatorKind::WebAuthn,
+        },
+        E::AuthenticatorRemoved {
+            authenticator,
+            last,
+            ..
+        } => P::AuthenticatorRemoved {
+            authenticator: authenticator.0,
+            last: *last,
+        },
         E::AccountLocked { .. } => P::Locked {},
         E::AccountUnlocked { .. } => P::Unlocked {},
         E::AccountSuspended { .. } => P::Suspended {},
@@ -363,7 +399,9 @@ pub fn public_event(event: &E) -> Option<PublicEvent> {
         | E::EmailChangeRequested { .. }
         | E::SecretsResealed { .. }
         | E::SignedInFromNewDevice { .. }
-        | E::SessionsEndedByAdmin { .. } => return None,
+        | E::SessionsEndedByAdmin { .. }
+        | E::TotpDeviceSetupStarted { .. }
+        | E::WebAuthnVerified { .. } => return None,
     };
     Some(public)
 }
@@ -725,6 +763,9 @@ mod tests {
             E::MfaEnrolled {
                 attempt: reference,
                 step: 1,
+                authenticator: None,
+                name: None,
+                credential: None,
                 at: at(0),
             },
             E::MfaResetRequested {

@@ -64,6 +64,10 @@ pub enum MailKind {
     /// A sign-in from a browser new to the account; its link ("this wasn't
     /// me") ends every session and reports it.
     NewDeviceSignIn,
+    /// Another authenticator app, security key or passkey was added.
+    AuthenticatorAdded,
+    /// An authenticator was removed.
+    AuthenticatorRemoved,
 }
 
 /// A mail to send. It holds no secret and nothing plain about the user: a

@@ -141,7 +141,11 @@ pub fn reduce(user: Uuid, event: &E) -> Vec<UsersOp> {
             user,
             at: micros(at),
         },
-        E::MfaReset { .. } => UsersOp::MfaReset { user },
+        // No authenticator left: the read model sees what a reset leaves,
+        // an account that enrolls at its next sign-in.
+        E::MfaReset { .. } | E::AuthenticatorRemoved { last: true, .. } => {
+            UsersOp::MfaReset { user }
+        }
         E::SessionStarted {
             session,
             method,
@@ -513,6 +517,7 @@ mod tests {
             E::TotpVerified {
                 attempt,
                 step: 1,
+                authenticator: None,
                 at: at(),
             },
             E::EmailLinkUsed {

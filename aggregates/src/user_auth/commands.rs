@@ -1,6 +1,9 @@
 use uuid::Uuid;
 
 use super::admin_reason::AdminReason;
+use super::authenticator::{
+    AuthenticatorId, AuthenticatorName, NewWebAuthnCredential, WebAuthnAssertion,
+};
 use super::device::DeviceDigest;
 use super::email::Email;
 use super::events::UserAuthEvent;
@@ -30,12 +33,56 @@ pub enum UserAuthCommand {
         attempt: Reference,
         code: TotpCode,
     },
+    /// A security key or passkey answered the attempt's challenge; the
+    /// caller checked its signature against the ceremony it kept.
+    SubmitWebAuthn {
+        attempt: Reference,
+        assertion: WebAuthnAssertion,
+    },
+    /// The account's first authenticator is a security key or passkey,
+    /// registered in the attempt instead of an authenticator app.
+    EnrollWebAuthn {
+        attempt: Reference,
+        key: NewWebAuthnCredential,
+        recovery_code: RecoveryCode,
+    },
+    /// Another authenticator app, from an `aal2` session that is recent (or
+    /// that gives the password again): its fresh secret waits for a code.
+    BeginTotpDevice {
+        session: Reference,
+        password: Option<Password>,
+        secret: TotpSecret,
+    },
+    /// Confirms the authenticator app begun from `session` with a code.
+    AddTotpDevice {
+        session: Reference,
+        authenticator: AuthenticatorId,
+        name: AuthenticatorName,
+        code: TotpCode,
+    },
+    /// A security key or passkey registered from an `aal2` session that is
+    /// recent (or that gives the password again).
+    AddWebAuthnCredential {
+        session: Reference,
+        password: Option<Password>,
+        key: NewWebAuthnCredential,
+    },
+    /// Removes one authenticator, from an `aal2` session that is recent (or
+    /// that gives the password again). The last one goes only with
+    /// `confirm_last`: the next sign-in then enrolls a new one.
+    RemoveAuthenticator {
+        session: Reference,
+        password: Option<Password>,
+        authenticator: AuthenticatorId,
+        confirm_last: bool,
+    },
     BeginEnrollment {
         attempt: Reference,
         secret: TotpSecret,
     },
     EnrollMfa {
         attempt: Reference,
+        authenticator: AuthenticatorId,
         code: TotpCode,
         recovery_code: RecoveryCode,
     },

@@ -66,6 +66,16 @@ pub enum UserAuthError {
     AlreadyReported,
     #[error("only a sign-in or a change of credentials can be reported")]
     NotReportable,
+    #[error("no such authenticator on this account")]
+    UnknownAuthenticator,
+    #[error("this is the account's last authenticator: removing it makes the next sign-in enroll a new one; confirm to remove it anyway")]
+    LastAuthenticator,
+    #[error("the code does not match the authenticator app being set up")]
+    WrongSetupCode,
+    #[error("no authenticator app is being set up from this session")]
+    TotpDeviceSetupNotStarted,
+    #[error("this security key or passkey is registered already")]
+    CredentialAlreadyRegistered,
     /// A service the rule needed (the password hasher) is at capacity and
     /// refused the work before it began: nothing was decided, so nothing
     /// counts against the account.

@@ -3,6 +3,7 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::authenticator::{AuthenticatorId, WebAuthnCredential};
 use super::device::DeviceDigest;
 use super::reference::Reference;
 use super::services::Sealed;
@@ -39,9 +40,13 @@ pub enum UserAuthEvent {
         password_hash: Sealed,
         at: DateTime<Utc>,
     },
+    /// `authenticator`: the TOTP device whose code it was; events stored
+    /// before accounts held several name none, meaning the one enrolled.
     TotpVerified {
         attempt: Reference,
         step: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        authenticator: Option<AuthenticatorId>,
         at: DateTime<Utc>,
     },
     /// `enrolling`: the code was typed from an authenticator being set up,
@@ -83,9 +88,21 @@ pub enum UserAuthEvent {
         secret: Sealed,
         at: DateTime<Utc>,
     },
+    /// The first authenticator of the account, set up in login attempt
+    /// `attempt`: the authenticator app begun there, confirmed with a code
+    /// of `step`, or, with `credential`, a security key or passkey
+    /// registered there instead (`step` 0). `name` is sealed
+    /// (`SealPurpose::FreeText`). Events stored before accounts held
+    /// several authenticators name none: `AuthenticatorId::FIRST`.
     MfaEnrolled {
         attempt: Reference,
         step: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        authenticator: Option<AuthenticatorId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<Sealed>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential: Option<WebAuthnCredential>,
         at: DateTime<Utc>,
     },
     /// The authenticator and recovery code are forgotten; the next sign-in
@@ -239,9 +256,14 @@ pub enum UserAuthEvent {
     /// purpose uses now, and replaces the one held: the password hash, the
     /// authenticator's secret, a pending enrollment's secret, the recovery
     /// code's digest.
+    /// `totp_secret` is the one authenticator app's, in events stored
+    /// before accounts held several; since, each app's secret is in
+    /// `totp_devices`.
     SecretsResealed {
         password_hash: Option<Sealed>,
         totp_secret: Option<Sealed>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        totp_devices: Vec<ResealedSecret>,
         enrollment_secret: Option<Sealed>,
         recovery_code: Option<Sealed>,
         at: DateTime<Utc>,
@@ -284,6 +306,80 @@ pub enum UserAuthEvent {
         link: Option<Reference>,
         at: DateTime<Utc>,
     },
+    /// Another authenticator app is being set up from session `session`:
+    /// its `secret` (sealed, `SealPurpose::TotpSecret`) waits for a code.
+    /// It replaces one begun before and not confirmed.
+    TotpDeviceSetupStarted {
+        session: Reference,
+        secret: Sealed,
+        at: DateTime<Utc>,
+    },
+    /// The authenticator app begun from a session was confirmed with a
+    /// code of `step`. `name` is sealed (`SealPurpose::FreeText`), `secret`
+    /// (`SealPurpose::TotpSecret`).
+    TotpDeviceAdded {
+        authenticator: AuthenticatorId,
+        name: Sealed,
+        secret: Sealed,
+        step: u64,
+        at: DateTime<Utc>,
+    },
+    /// A security key or passkey was registered from a session. `name` is
+    /// sealed (`SealPurpose::FreeText`); the credential holds no secret.
+    WebAuthnCredentialAdded {
+        authenticator: AuthenticatorId,
+        name: Sealed,
+        credential: WebAuthnCredential,
+        at: DateTime<Utc>,
+    },
+    /// A security key or passkey signed the attempt's challenge, counting
+    /// `sign_count`.
+    WebAuthnVerified {
+        attempt: Reference,
+        authenticator: AuthenticatorId,
+        sign_count: u32,
+        user_verified: bool,
+        at: DateTime<Utc>,
+    },
+    /// An assertion that did not finish the sign-in; counts as a failed
+    /// second factor.
+    WebAuthnRejected {
+        attempt: Reference,
+        reason: WebAuthnRejection,
+        at: DateTime<Utc>,
+    },
+    /// The user removed one authenticator; `last` when it was the only one,
+    /// which leaves the account to enroll again at its next sign-in and
+    /// forgets its recovery code.
+    AuthenticatorRemoved {
+        authenticator: AuthenticatorId,
+        last: bool,
+        at: DateTime<Utc>,
+    },
+}
+
+/// Why a WebAuthn assertion was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebAuthnRejection {
+    /// The signature did not check out against the challenge.
+    InvalidAssertion,
+    /// Signed by a credential the account no longer holds.
+    UnknownCredential,
+    /// The credential's signature count did not go up: two copies of its
+    /// key may be in use (a cloned key). Neither count changes.
+    SignCountRegressed {
+        authenticator: AuthenticatorId,
+        stored: u32,
+        presented: u32,
+    },
+}
+
+/// An authenticator app's secret sealed again (`SealPurpose::TotpSecret`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResealedSecret {
+    pub authenticator: AuthenticatorId,
+    pub secret: Sealed,
 }
 
 /// Why a pending MFA reset did not happen.
@@ -326,13 +422,16 @@ pub enum SignInMethod {
     Enrollment,
     RecoveryCode,
     EmailLink,
+    /// A security key or passkey.
+    #[serde(rename = "webauthn")]
+    WebAuthn,
 }
 
 impl SignInMethod {
     /// NIST assurance level: an email link proves no device, so it is aal1.
     pub fn assurance(self) -> Assurance {
         match self {
-            Self::Totp | Self::Enrollment | Self::RecoveryCode => Assurance::Aal2,
+            Self::Totp | Self::Enrollment | Self::RecoveryCode | Self::WebAuthn => Assurance::Aal2,
             Self::EmailLink => Assurance::Aal1,
         }
     }
@@ -420,7 +519,13 @@ impl UserAuthEvent {
             | Self::AccountReactivated { at, .. }
             | Self::SessionsEndedByAdmin { at, .. }
             | Self::SignedInFromNewDevice { at, .. }
-            | Self::ReportedByUser { at, .. } => *at,
+            | Self::ReportedByUser { at, .. }
+            | Self::TotpDeviceSetupStarted { at, .. }
+            | Self::TotpDeviceAdded { at, .. }
+            | Self::WebAuthnCredentialAdded { at, .. }
+            | Self::WebAuthnVerified { at, .. }
+            | Self::WebAuthnRejected { at, .. }
+            | Self::AuthenticatorRemoved { at, .. } => *at,
         }
     }
 
@@ -467,6 +572,12 @@ impl UserAuthEvent {
             Self::SessionsEndedByAdmin { .. } => "SessionsEndedByAdmin",
             Self::SignedInFromNewDevice { .. } => "SignedInFromNewDevice",
             Self::ReportedByUser { .. } => "ReportedByUser",
+            Self::TotpDeviceSetupStarted { .. } => "TotpDeviceSetupStarted",
+            Self::TotpDeviceAdded { .. } => "TotpDeviceAdded",
+            Self::WebAuthnCredentialAdded { .. } => "WebAuthnCredentialAdded",
+            Self::WebAuthnVerified { .. } => "WebAuthnVerified",
+            Self::WebAuthnRejected { .. } => "WebAuthnRejected",
+            Self::AuthenticatorRemoved { .. } => "AuthenticatorRemoved",
         }
     }
 }

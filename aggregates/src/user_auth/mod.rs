@@ -1,5 +1,6 @@
 //! The `UserAuth` aggregate: one user's credentials, attempts and sessions.
 mod admin_reason;
+mod authenticator;
 mod commands;
 mod device;
 mod email;
@@ -22,13 +23,17 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 
 pub use admin_reason::{AdminReason, InvalidAdminReason};
+pub use authenticator::{
+    AuthenticatorId, AuthenticatorKind, AuthenticatorName, AuthenticatorView,
+    InvalidAuthenticatorName, NewWebAuthnCredential, WebAuthnAssertion, WebAuthnCredential,
+};
 pub use commands::{ErasureRequest, ReportedActivity, Reporter, UserAuthCommand};
 pub use device::DeviceDigest;
 pub use email::{Email, InvalidEmail};
 pub use error::UserAuthError;
 pub use events::{
-    Actor, Assurance, ResetCancellation, SecondFactor, SessionEndReason, SignInMethod,
-    TotpRejection, UserAuthEvent,
+    Actor, Assurance, ResealedSecret, ResetCancellation, SecondFactor, SessionEndReason,
+    SignInMethod, TotpRejection, UserAuthEvent, WebAuthnRejection,
 };
 pub use links::MailedLink;
 pub use password::{NewPassword, Password, PasswordError, MAX_PASSWORD_CHARS};
@@ -119,9 +124,49 @@ impl UserAuth {
             }
             C::EnrollMfa {
                 attempt,
+                authenticator,
                 code,
                 recovery_code,
-            } => self.enroll(attempt, &code, &recovery_code, s, now),
+            } => self.enroll(attempt, authenticator, &code, &recovery_code, s, now),
+            C::EnrollWebAuthn {
+                attempt,
+                key,
+                recovery_code,
+            } => self.enroll_webauthn(attempt, key, &recovery_code, s, now),
+            C::SubmitWebAuthn { attempt, assertion } => {
+                self.submit_webauthn(attempt, assertion, s, now)
+            }
+            C::BeginTotpDevice {
+                session,
+                password,
+                secret,
+            } => {
+                self.begin_totp_device(session, password, &secret, s, now)
+                    .await
+            }
+            C::AddTotpDevice {
+                session,
+                authenticator,
+                name,
+                code,
+            } => self.add_totp_device(session, authenticator, &name, &code, s, now),
+            C::AddWebAuthnCredential {
+                session,
+                password,
+                key,
+            } => {
+                self.add_webauthn_credential(session, password, key, s, now)
+                    .await
+            }
+            C::RemoveAuthenticator {
+                session,
+                password,
+                authenticator,
+                confirm_last,
+            } => {
+                self.remove_authenticator(session, password, authenticator, confirm_last, s, now)
+                    .await
+            }
             C::UseRecoveryCode {
                 attempt,
                 code,

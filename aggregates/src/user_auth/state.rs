@@ -3,6 +3,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::authenticator::{
+    AuthenticatorId, AuthenticatorKind, AuthenticatorView, WebAuthnCredential,
+};
 use super::device::DeviceDigest;
 use super::events::{Assurance, ResetCancellation, SignInMethod, UserAuthEvent};
 use super::reference::Reference;
@@ -14,7 +17,14 @@ const MAIL_HISTORY: usize = 32;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UserAuth {
     pub(super) account: Option<Account>,
-    pub(super) authenticator: Option<Authenticator>,
+    /// Every authenticator app, security key and passkey, oldest first.
+    /// Deliberately without a default: a snapshot from before accounts
+    /// held several has none, fails to read, and is folded again from the
+    /// events instead.
+    pub(super) authenticators: Vec<Authenticator>,
+    /// Another authenticator app begun from a session, waiting for a code.
+    #[serde(default)]
+    pub(super) pending_totp_device: Option<PendingTotpDevice>,
     pub(super) pending_enrollment: Option<PendingEnrollment>,
     pub(super) recovery_code: Option<Sealed>,
     pub(super) attempt: Option<LoginAttempt>,
@@ -104,9 +114,49 @@ pub(super) struct Account {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) struct Authenticator {
+    pub id: AuthenticatorId,
+    /// Sealed (`SealPurpose::FreeText`); `None` for the authenticator app
+    /// enrolled before authenticators had names.
+    pub name: Option<Sealed>,
+    pub added_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub factor: Factor,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) enum Factor {
+    Totp { secret: Sealed, last_used_step: u64 },
+    WebAuthn(WebAuthnCredential),
+}
+
+impl Authenticator {
+    fn view(&self) -> AuthenticatorView {
+        let (kind, credential_id, transports) = match &self.factor {
+            Factor::Totp { .. } => (AuthenticatorKind::Totp, None, Vec::new()),
+            Factor::WebAuthn(credential) => (
+                AuthenticatorKind::WebAuthn,
+                Some(credential.credential_id.clone()),
+                credential.transports.clone(),
+            ),
+        };
+        AuthenticatorView {
+            id: self.id,
+            kind,
+            name: self.name.clone(),
+            added_at: self.added_at,
+            last_used_at: self.last_used_at,
+            credential_id,
+            transports,
+        }
+    }
+}
+
+/// Another authenticator app begun from a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct PendingTotpDevice {
+    pub session: Reference,
     pub secret: Sealed,
-    pub enrolled_at: DateTime<Utc>,
-    pub last_used_step: u64,
+    pub started_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -205,7 +255,75 @@ impl UserAuth {
     }
 
     pub fn is_enrolled(&self) -> bool {
-        self.authenticator.is_some()
+        !self.authenticators.is_empty()
+    }
+
+    /// Every authenticator of the account, oldest first.
+    pub fn authenticators(&self) -> Vec<AuthenticatorView> {
+        self.authenticators
+            .iter()
+            .map(Authenticator::view)
+            .collect()
+    }
+
+    /// The account's security keys and passkeys, for a WebAuthn challenge.
+    pub fn webauthn_credentials(&self) -> impl Iterator<Item = &WebAuthnCredential> {
+        self.authenticators.iter().filter_map(|a| match &a.factor {
+            Factor::WebAuthn(credential) => Some(credential),
+            Factor::Totp { .. } => None,
+        })
+    }
+
+    /// Whether the account holds an authenticator app.
+    pub fn totp_available(&self) -> bool {
+        self.authenticators
+            .iter()
+            .any(|a| matches!(a.factor, Factor::Totp { .. }))
+    }
+
+    /// When the account got its first authenticator of those it holds.
+    fn enrolled_at(&self) -> Option<DateTime<Utc>> {
+        self.authenticators.first().map(|a| a.added_at)
+    }
+
+    /// The sealed secret of the authenticator app begun from `session` and
+    /// not yet confirmed, while it can still be, so a page can show the
+    /// same QR code again.
+    pub fn pending_totp_device_secret(
+        &self,
+        session: &Reference,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Option<&Sealed> {
+        self.pending_totp_device(session, now, policy)
+            .map(|pending| &pending.secret)
+    }
+
+    pub(super) fn pending_totp_device(
+        &self,
+        session: &Reference,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Option<&PendingTotpDevice> {
+        self.live_session(session, now, policy)?;
+        self.pending_totp_device.as_ref().filter(|pending| {
+            &pending.session == session && now < pending.started_at + policy.login_attempt_ttl
+        })
+    }
+
+    pub(super) fn authenticator(&self, id: AuthenticatorId) -> Option<&Authenticator> {
+        self.authenticators.iter().find(|a| a.id == id)
+    }
+
+    fn authenticator_mut(&mut self, id: Option<AuthenticatorId>) -> Option<&mut Authenticator> {
+        match id {
+            Some(id) => self.authenticators.iter_mut().find(|a| a.id == id),
+            // Events from before accounts held several: the one app.
+            None => self
+                .authenticators
+                .iter_mut()
+                .find(|a| matches!(a.factor, Factor::Totp { .. })),
+        }
     }
 
     /// Whether the account's owner has shown they receive its mail.
@@ -260,7 +378,7 @@ impl UserAuth {
         self.account.as_ref().map(|account| Profile {
             user_id: account.user_id,
             email: account.email.clone(),
-            enrolled_at: self.authenticator.as_ref().map(|a| a.enrolled_at),
+            enrolled_at: self.enrolled_at(),
             erased: self.erased,
         })
     }
@@ -279,6 +397,18 @@ impl UserAuth {
             .as_ref()
             .filter(|pending| &pending.attempt == attempt)
             .map(|pending| &pending.secret)
+    }
+
+    /// Until when login attempt `attempt` can take a second factor, if it
+    /// still can at `now`.
+    pub fn attempt_open_until(
+        &self,
+        attempt: &Reference,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Option<DateTime<Utc>> {
+        self.live_attempt(attempt, now, policy)
+            .map(|open| open.expires_at)
     }
 
     /// The session named by `reference` if it is still live at `now`.
@@ -423,12 +553,35 @@ impl UserAuth {
                     account.password_hash = password_hash;
                 }
             }
-            E::TotpVerified { step, .. } => {
-                if let Some(authenticator) = &mut self.authenticator {
-                    authenticator.last_used_step = step;
+            E::TotpVerified {
+                step,
+                authenticator,
+                at,
+                ..
+            } => {
+                if let Some(used) = self.authenticator_mut(authenticator) {
+                    used.last_used_at = Some(at);
+                    if let Factor::Totp { last_used_step, .. } = &mut used.factor {
+                        *last_used_step = step;
+                    }
                 }
             }
-            E::TotpRejected { attempt, .. } | E::RecoveryCodeRejected { attempt, .. } => {
+            E::WebAuthnVerified {
+                authenticator,
+                sign_count,
+                at,
+                ..
+            } => {
+                if let Some(used) = self.authenticator_mut(Some(authenticator)) {
+                    used.last_used_at = Some(at);
+                    if let Factor::WebAuthn(credential) = &mut used.factor {
+                        credential.sign_count = sign_count;
+                    }
+                }
+            }
+            E::TotpRejected { attempt, .. }
+            | E::RecoveryCodeRejected { attempt, .. }
+            | E::WebAuthnRejected { attempt, .. } => {
                 // A known device's failures count against it alone.
                 let device = self
                     .attempt_device(&attempt)
@@ -467,17 +620,92 @@ impl UserAuth {
             } => {
                 self.pending_enrollment = Some(PendingEnrollment { attempt, secret });
             }
-            E::MfaEnrolled { step, at, .. } => {
-                if let Some(pending) = self.pending_enrollment.take() {
-                    self.authenticator = Some(Authenticator {
+            E::MfaEnrolled {
+                step,
+                authenticator,
+                name,
+                credential,
+                at,
+                ..
+            } => {
+                let pending = self.pending_enrollment.take();
+                let factor = match (credential, pending) {
+                    (Some(credential), _) => Some(Factor::WebAuthn(credential)),
+                    (None, Some(pending)) => Some(Factor::Totp {
                         secret: pending.secret,
-                        enrolled_at: at,
                         last_used_step: step,
+                    }),
+                    (None, None) => None,
+                };
+                if let Some(factor) = factor {
+                    self.authenticators.push(Authenticator {
+                        id: authenticator.unwrap_or(AuthenticatorId::FIRST),
+                        name,
+                        added_at: at,
+                        last_used_at: Some(at),
+                        factor,
                     });
                 }
             }
+            E::TotpDeviceSetupStarted {
+                session,
+                secret,
+                at,
+            } => {
+                self.pending_totp_device = Some(PendingTotpDevice {
+                    session,
+                    secret,
+                    started_at: at,
+                });
+            }
+            E::TotpDeviceAdded {
+                authenticator,
+                name,
+                secret,
+                step,
+                at,
+            } => {
+                self.pending_totp_device = None;
+                self.authenticators.push(Authenticator {
+                    id: authenticator,
+                    name: Some(name),
+                    added_at: at,
+                    last_used_at: Some(at),
+                    factor: Factor::Totp {
+                        secret,
+                        last_used_step: step,
+                    },
+                });
+            }
+            E::WebAuthnCredentialAdded {
+                authenticator,
+                name,
+                credential,
+                at,
+            } => {
+                self.authenticators.push(Authenticator {
+                    id: authenticator,
+                    name: Some(name),
+                    added_at: at,
+                    last_used_at: None,
+                    factor: Factor::WebAuthn(credential),
+                });
+            }
+            E::AuthenticatorRemoved {
+                authenticator,
+                last,
+                ..
+            } => {
+                self.authenticators.retain(|a| a.id != authenticator);
+                if last {
+                    // The next sign-in enrolls again and issues a new code.
+                    self.recovery_code = None;
+                    self.email_link = None;
+                }
+            }
             E::MfaReset { .. } => {
-                self.authenticator = None;
+                self.authenticators.clear();
+                self.pending_totp_device = None;
                 self.pending_enrollment = None;
                 self.recovery_code = None;
                 self.attempt = None;
@@ -664,6 +892,7 @@ impl UserAuth {
             E::SecretsResealed {
                 password_hash,
                 totp_secret,
+                totp_devices,
                 enrollment_secret,
                 recovery_code,
                 ..
@@ -671,9 +900,19 @@ impl UserAuth {
                 if let (Some(account), Some(sealed)) = (&mut self.account, password_hash) {
                     account.password_hash = sealed;
                 }
-                if let (Some(authenticator), Some(sealed)) = (&mut self.authenticator, totp_secret)
-                {
-                    authenticator.secret = sealed;
+                let resealed = totp_secret.map(|sealed| (None, sealed)).into_iter().chain(
+                    totp_devices
+                        .into_iter()
+                        .map(|d| (Some(d.authenticator), d.secret)),
+                );
+                for (id, sealed) in resealed {
+                    if let Some(Authenticator {
+                        factor: Factor::Totp { secret, .. },
+                        ..
+                    }) = self.authenticator_mut(id)
+                    {
+                        *secret = sealed;
+                    }
                 }
                 if let (Some(pending), Some(sealed)) =
                     (&mut self.pending_enrollment, enrollment_secret)
@@ -792,6 +1031,8 @@ fn remember(times: &mut Vec<DateTime<Utc>>, at: DateTime<Utc>) {
 pub struct AuditState {
     pub registered: bool,
     pub enrolled_at: Option<DateTime<Utc>>,
+    /// Every authenticator held at the instant, oldest first.
+    pub authenticators: Vec<AuthenticatorView>,
     pub recovery_code_present: bool,
     pub locked: bool,
     pub throttled_until: Option<DateTime<Utc>>,
@@ -811,7 +1052,8 @@ impl UserAuth {
     pub fn audit_state(&self, at: DateTime<Utc>, policy: &Policy) -> AuditState {
         AuditState {
             registered: self.is_registered(),
-            enrolled_at: self.authenticator.as_ref().map(|a| a.enrolled_at),
+            enrolled_at: self.enrolled_at(),
+            authenticators: self.authenticators(),
             recovery_code_present: self.recovery_code.is_some(),
             locked: self.locked,
             throttled_until: self.throttled_at(at),

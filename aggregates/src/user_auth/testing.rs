@@ -15,12 +15,14 @@ use super::{
     RECOVERY_CODE_BYTES,
 };
 pub(crate) use super::{
-    Actor, AdminReason, Assurance, Consequence, Decided, Email, ErasureRequest, FailedFactor,
-    NewPassword, Password, PasswordCheck, PasswordHash, PasswordHasher, Policy, RecoveryCode,
-    Reference, Registration, Rejection, ReportedActivity, Reporter, ResetCancellation, SealPurpose,
-    Sealed, SecondFactor, SecretKeeper, SessionEndReason, SignInMethod, StartedSession, TotpCode,
-    TotpRejection, TotpSecret, UserAuth, UserAuthCommand, UserAuthError, UserAuthEvent,
-    UserAuthEvent as E, UserAuthServices, Verdict,
+    Actor, AdminReason, Assurance, AuthenticatorId, AuthenticatorKind, AuthenticatorName,
+    Consequence, Decided, Email, ErasureRequest, FailedFactor, NewPassword, NewWebAuthnCredential,
+    Password, PasswordCheck, PasswordHash, PasswordHasher, Policy, RecoveryCode, Reference,
+    Registration, Rejection, ReportedActivity, Reporter, ResealedSecret, ResetCancellation,
+    SealPurpose, Sealed, SecondFactor, SecretKeeper, SessionEndReason, SignInMethod,
+    StartedSession, TotpCode, TotpRejection, TotpSecret, UserAuth, UserAuthCommand, UserAuthError,
+    UserAuthEvent, UserAuthEvent as E, UserAuthServices, Verdict, WebAuthnAssertion,
+    WebAuthnCredential, WebAuthnRejection,
 };
 
 pub(crate) type Framework = TestFramework<UserAuth>;
@@ -273,6 +275,59 @@ pub(crate) fn digest_with(key_id: &'static str, code: &RecoveryCode) -> Sealed {
     seal_recovery_code(&FakeKeeper::current(key_id), code).unwrap()
 }
 
+/// A second authenticator app's secret.
+pub(crate) fn second_secret() -> TotpSecret {
+    TotpSecret::from_bytes(*b"abcdefghijabcdefghij")
+}
+
+pub(crate) fn second_code_for_step(step: u64) -> TotpCode {
+    TotpCode::parse(&code_at_step(&second_secret(), step)).unwrap()
+}
+
+pub(crate) fn authenticator_id(n: u64) -> AuthenticatorId {
+    AuthenticatorId(Uuid::from_u128(u128::from(n)))
+}
+
+pub(crate) fn name(text: &str) -> AuthenticatorName {
+    AuthenticatorName::parse(text).unwrap()
+}
+
+/// Security key `n` as registered, counting `sign_count`.
+pub(crate) fn credential(n: u64, sign_count: u32) -> WebAuthnCredential {
+    WebAuthnCredential {
+        credential_id: format!("credential-{n}"),
+        public_key: serde_json::json!({ "key": n }),
+        sign_count,
+        transports: vec!["usb".into()],
+        user_verified: true,
+    }
+}
+
+/// Signed in as session 8 at `now`, with security key 3 added.
+pub(crate) fn with_key(now: DateTime<Utc>) -> Vec<UserAuthEvent> {
+    let mut events = signed_in(now);
+    events.push(E::WebAuthnCredentialAdded {
+        authenticator: authenticator_id(3),
+        name: sealed_text("Work key"),
+        credential: credential(3, 0),
+        at: now,
+    });
+    events
+}
+
+/// Signed in as session 8 at `now`, with a second app (2) added.
+pub(crate) fn with_second_app(now: DateTime<Utc>) -> Vec<UserAuthEvent> {
+    let mut events = signed_in(now);
+    events.push(E::TotpDeviceAdded {
+        authenticator: authenticator_id(2),
+        name: sealed_text("Spare phone"),
+        secret: sealed(SealPurpose::TotpSecret, second_secret().expose()),
+        step: 0,
+        at: now,
+    });
+    events
+}
+
 pub(crate) fn code_at(time: DateTime<Utc>) -> TotpCode {
     TotpCode::parse(&code_at_step(&secret(), step_at(time))).unwrap()
 }
@@ -358,9 +413,13 @@ pub(crate) fn enrolled() -> Vec<UserAuthEvent> {
             secret: sealed(SealPurpose::TotpSecret, secret().expose()),
             at: t0(),
         },
+        // As stored before accounts held several authenticators.
         E::MfaEnrolled {
             attempt: reference(90),
             step: step_at(t0()),
+            authenticator: None,
+            name: None,
+            credential: None,
             at: t0(),
         },
         E::RecoveryCodeIssued {

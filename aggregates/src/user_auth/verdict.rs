@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::authenticator::AuthenticatorId;
 use super::events::{Assurance, SecondFactor, SignInMethod, UserAuthEvent};
 use super::reference::Reference;
 use super::services::Sealed;
@@ -23,6 +24,9 @@ pub enum Verdict {
         /// Whether "Email" may be offered: not after a password reset by
         /// email until the next sign-in with a second factor.
         email_link_available: bool,
+        /// Which kinds of authenticator the account holds, to offer each.
+        totp_available: bool,
+        webauthn_available: bool,
     },
     EnrollmentStarted,
     /// TOTP, enrollment, recovery code or email link started a session.
@@ -111,6 +115,17 @@ pub enum Verdict {
     SessionEnded,
     /// An administrator had a new verification link mailed.
     VerificationResent,
+    /// Another authenticator app's secret waits for a code from it.
+    TotpDeviceSetupStarted,
+    /// An authenticator was added from a session.
+    AuthenticatorAdded {
+        authenticator: AuthenticatorId,
+    },
+    /// An authenticator was removed; `last` when the account has none left
+    /// and enrolls again at its next sign-in.
+    AuthenticatorRemoved {
+        last: bool,
+    },
     /// A report was recorded, every session ended, and a waiting MFA reset
     /// was called off if there was one.
     Reported {
@@ -155,6 +170,11 @@ pub enum FailedFactor {
     TotpCode,
     ReplayedTotpCode,
     RecoveryCode,
+    /// A security key's or passkey's assertion that did not check out.
+    WebAuthn,
+    /// A security key's or passkey's signature count went back: a cloned
+    /// key, recorded for the audit.
+    WebAuthnSignCount,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

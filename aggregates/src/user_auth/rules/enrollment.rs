@@ -6,9 +6,9 @@ use chrono::{DateTime, Utc};
 use super::totp::unix_secs;
 use super::Decision;
 use crate::user_auth::{
-    check_code, seal_recovery_code, Decided, FailedFactor, RecoveryCode, Reference, SealPurpose,
-    SignInMethod, TotpCheck, TotpCode, TotpRejection, TotpSecret, UserAuth, UserAuthError as Error,
-    UserAuthEvent as E, UserAuthServices, Verdict,
+    check_code, seal_recovery_code, AuthenticatorId, Decided, FailedFactor, NewWebAuthnCredential,
+    RecoveryCode, Reference, SealPurpose, SignInMethod, TotpCheck, TotpCode, TotpRejection,
+    TotpSecret, UserAuth, UserAuthError as Error, UserAuthEvent as E, UserAuthServices, Verdict,
 };
 
 impl UserAuth {
@@ -36,6 +36,7 @@ impl UserAuth {
     pub(in crate::user_auth) fn enroll(
         &self,
         attempt: Reference,
+        authenticator: AuthenticatorId,
         code: &TotpCode,
         recovery_code: &RecoveryCode,
         s: &UserAuthServices,
@@ -63,6 +64,9 @@ impl UserAuth {
                     E::MfaEnrolled {
                         attempt,
                         step,
+                        authenticator: Some(authenticator),
+                        name: None,
+                        credential: None,
                         at: now,
                     },
                     E::RecoveryCodeIssued {
@@ -88,6 +92,44 @@ impl UserAuth {
                 now,
             )),
         }
+    }
+
+    /// The first authenticator is a security key or passkey, registered in
+    /// the attempt instead of the app begun there, if one was.
+    pub(in crate::user_auth) fn enroll_webauthn(
+        &self,
+        attempt: Reference,
+        key: NewWebAuthnCredential,
+        recovery_code: &RecoveryCode,
+        s: &UserAuthServices,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        self.open_attempt(&attempt, now, &s.policy)?;
+        if self.is_enrolled() {
+            return Err(Error::AlreadyEnrolled);
+        }
+        Ok(self.sign_in(
+            vec![
+                E::MfaEnrolled {
+                    attempt,
+                    step: 0,
+                    authenticator: Some(key.authenticator),
+                    name: Some(
+                        s.keeper
+                            .seal(SealPurpose::FreeText, key.name.as_str().as_bytes())?,
+                    ),
+                    credential: Some(key.credential),
+                    at: now,
+                },
+                E::RecoveryCodeIssued {
+                    digest: seal_recovery_code(&*s.keeper, recovery_code)?,
+                    at: now,
+                },
+            ],
+            SignInMethod::Enrollment,
+            s,
+            now,
+        ))
     }
 }
 
@@ -136,6 +178,7 @@ mod tests {
             .given(given)
             .when(UserAuthCommand::EnrollMfa {
                 attempt: reference(7),
+                authenticator: authenticator_id(1),
                 code: code_at(now),
                 recovery_code: recovery(2),
             })
@@ -143,6 +186,9 @@ mod tests {
                 E::MfaEnrolled {
                     attempt: reference(7),
                     step: step_at(now),
+                    authenticator: Some(authenticator_id(1)),
+                    name: None,
+                    credential: None,
                     at: now,
                 },
                 E::RecoveryCodeIssued {
@@ -162,6 +208,7 @@ mod tests {
             .given(given)
             .when(UserAuthCommand::EnrollMfa {
                 attempt: reference(7),
+                authenticator: authenticator_id(1),
                 code: code_for_step(step_at(now) + 3),
                 recovery_code: recovery(2),
             })
@@ -180,6 +227,7 @@ mod tests {
             .given(registered_with_attempt(now))
             .when(UserAuthCommand::EnrollMfa {
                 attempt: reference(7),
+                authenticator: authenticator_id(1),
                 code: code_at(now),
                 recovery_code: recovery(2),
             })
@@ -196,6 +244,7 @@ mod tests {
             .given(given)
             .when(UserAuthCommand::EnrollMfa {
                 attempt: reference(8),
+                authenticator: authenticator_id(1),
                 code: code_at(now),
                 recovery_code: recovery(2),
             })
@@ -252,6 +301,7 @@ mod tests {
             given,
             UserAuthCommand::EnrollMfa {
                 attempt: reference(7),
+                authenticator: authenticator_id(1),
                 code: code_at(now),
                 recovery_code: recovery(2),
             },
@@ -278,6 +328,7 @@ mod tests {
             given,
             UserAuthCommand::EnrollMfa {
                 attempt: reference(7),
+                authenticator: authenticator_id(1),
                 code: code_for_step(step_at(now) + 3),
                 recovery_code: recovery(2),
             },

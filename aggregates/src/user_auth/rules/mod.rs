@@ -6,7 +6,10 @@
 //! - `password`: the password step, which opens a login attempt.
 //! - `password_reset`: a forgotten password, set again through a mailed link.
 //! - `login_attempt`: when a second factor may be tried at all.
-//! - `totp`, `enrollment`, `recovery_code`, `email_link`: the second factors.
+//! - `totp`, `webauthn`, `enrollment`, `recovery_code`, `email_link`: the
+//!   second factors.
+//! - `authenticators`: adding and removing authenticator apps, security
+//!   keys and passkeys from a session.
 //! - `throttling`: what a failed factor brings on, a wait or a lock.
 //! - `sessions`: how a session starts, stays alive and ends, by the user's
 //!   or an administrator's hand.
@@ -24,6 +27,7 @@
 //! - `report`: "this wasn't me" about a sign-in or a change of
 //!   credentials.
 mod admin;
+mod authenticators;
 mod change_email;
 mod change_password;
 mod email_link;
@@ -43,6 +47,7 @@ mod suspension;
 mod throttling;
 mod totp;
 mod verification;
+mod webauthn;
 
 use super::{Decided, UserAuthError};
 

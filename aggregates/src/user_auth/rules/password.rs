@@ -94,6 +94,8 @@ impl UserAuth {
                         next,
                         expires_at,
                         email_link_available: self.email_link_available(),
+                        totp_available: self.totp_available(),
+                        webauthn_available: self.webauthn_credentials().next().is_some(),
                     },
                 })
             }
@@ -229,6 +231,8 @@ mod tests {
                 next: SecondFactor::Totp,
                 expires_at: later(6),
                 email_link_available: true,
+                totp_available: true,
+                webauthn_available: false,
             }
         );
     }

@@ -30,7 +30,10 @@ impl UserAuthEvent {
             | E::MfaResetRequested { .. }
             | E::RecoveryCodeIssued { .. }
             | E::EmailChangeRequested { .. }
-            | E::EmailChanged { .. } => true,
+            | E::EmailChanged { .. }
+            | E::TotpDeviceAdded { .. }
+            | E::WebAuthnCredentialAdded { .. }
+            | E::AuthenticatorRemoved { .. } => true,
             // An administrator's reset is theirs to answer for, not the
             // user's to disown.
             E::MfaReset { actor, .. } => *actor == Actor::User,
@@ -89,6 +92,22 @@ impl UserAuth {
             link,
             at: now,
         }];
+        // An authenticator someone else added must not outlive the report:
+        // it would sign them in again.
+        let added = match &*reported.event {
+            E::TotpDeviceAdded { authenticator, .. }
+            | E::WebAuthnCredentialAdded { authenticator, .. } => {
+                self.authenticator(*authenticator).map(|a| a.id)
+            }
+            _ => None,
+        };
+        if let Some(authenticator) = added {
+            events.push(E::AuthenticatorRemoved {
+                authenticator,
+                last: self.authenticators.len() == 1,
+                at: now,
+            });
+        }
         let ended = self.end_sessions(SessionEndReason::ReportedByUser, None, s, now);
         let sessions_ended = ended.len();
         events.extend(ended);
@@ -341,6 +360,44 @@ mod tests {
     }
 
     #[test]
+    fn reporting_an_authenticator_someone_else_added_removes_it() {
+        let now = later(10);
+        let added = E::WebAuthnCredentialAdded {
+            authenticator: authenticator_id(3),
+            name: sealed_text("Work key"),
+            credential: credential(3, 0),
+            at: now,
+        };
+        let events = events_of(
+            at(now),
+            with_key(now),
+            UserAuthCommand::ReportActivity {
+                reported: ReportedActivity {
+                    sequence: 9,
+                    event: Box::new(added),
+                },
+                by: Reporter::Session(reference(8)),
+            },
+        );
+        assert_eq!(
+            events[..2],
+            [
+                E::ReportedByUser {
+                    sequence: 9,
+                    link: None,
+                    at: now,
+                },
+                E::AuthenticatorRemoved {
+                    authenticator: authenticator_id(3),
+                    last: false,
+                    at: now,
+                },
+            ]
+        );
+        assert!(matches!(events[2], E::SessionEnded { .. }));
+    }
+
+    #[test]
     fn the_link_of_a_new_device_notice_reports_its_sign_in_without_a_session() {
         let now = later(10);
         let when = now + Duration::days(6);
@@ -407,6 +464,9 @@ mod tests {
                 event: Box::new(E::MfaEnrolled {
                     attempt: reference(90),
                     step: step_at(t0()),
+                    authenticator: Some(authenticator_id(1)),
+                    name: None,
+                    credential: None,
                     at: t0(),
                 }),
             },
@@ -482,6 +542,7 @@ mod tests {
                 E::TotpVerified {
                     attempt: reference(7),
                     step: step_at(now),
+                    authenticator: Some(AuthenticatorId::FIRST),
                     at: now,
                 },
                 session_started(1, SignInMethod::Totp, now),
@@ -499,6 +560,7 @@ mod tests {
                     E::TotpVerified {
                         attempt: reference(7),
                         step: step_at(now),
+                        authenticator: Some(AuthenticatorId::FIRST),
                         at: now,
                     },
                     session_started(1, SignInMethod::Totp, now),
@@ -526,6 +588,7 @@ mod tests {
             given,
             UserAuthCommand::EnrollMfa {
                 attempt: reference(7),
+                authenticator: authenticator_id(1),
                 code: code_at(now),
                 recovery_code: recovery(1),
             },

@@ -7,8 +7,9 @@
 use chrono::{DateTime, Utc};
 
 use super::Decision;
+use crate::user_auth::state::Factor;
 use crate::user_auth::{
-    Decided, SealPurpose, Sealed, ServiceError, UserAuth, UserAuthError as Error,
+    Decided, ResealedSecret, SealPurpose, Sealed, ServiceError, UserAuth, UserAuthError as Error,
     UserAuthEvent as E, UserAuthServices, Verdict,
 };
 
@@ -20,32 +21,35 @@ impl UserAuth {
     ) -> Decision {
         let account = self.account.as_ref().ok_or(Error::UnknownUser)?;
         let password_hash = resealed(s, SealPurpose::PasswordHash, Some(&account.password_hash))?;
-        let totp_secret = resealed(
-            s,
-            SealPurpose::TotpSecret,
-            self.authenticator.as_ref().map(|a| &a.secret),
-        )?;
+        let mut totp_devices = Vec::new();
+        for authenticator in &self.authenticators {
+            if let Factor::Totp { secret, .. } = &authenticator.factor {
+                if let Some(secret) = resealed(s, SealPurpose::TotpSecret, Some(secret))? {
+                    totp_devices.push(ResealedSecret {
+                        authenticator: authenticator.id,
+                        secret,
+                    });
+                }
+            }
+        }
         let enrollment_secret = resealed(
             s,
             SealPurpose::TotpSecret,
             self.pending_enrollment.as_ref().map(|p| &p.secret),
         )?;
         let recovery_code = resealed(s, SealPurpose::RecoveryCode, self.recovery_code.as_ref())?;
-        let resealed = [
-            &password_hash,
-            &totp_secret,
-            &enrollment_secret,
-            &recovery_code,
-        ]
-        .into_iter()
-        .filter(|sealed| sealed.is_some())
-        .count();
+        let resealed = [&password_hash, &enrollment_secret, &recovery_code]
+            .into_iter()
+            .filter(|sealed| sealed.is_some())
+            .count()
+            + totp_devices.len();
         let events = if resealed == 0 {
             vec![]
         } else {
             vec![E::SecretsResealed {
                 password_hash,
-                totp_secret,
+                totp_secret: None,
+                totp_devices,
                 enrollment_secret,
                 recovery_code,
                 at: now,
@@ -114,7 +118,11 @@ mod tests {
             .when(UserAuthCommand::ResealSecrets)
             .then_expect_events(vec![E::SecretsResealed {
                 password_hash: Some(password_hash_under(NEW_KEY)),
-                totp_secret: Some(totp_secret_under(NEW_KEY)),
+                totp_secret: None,
+                totp_devices: vec![ResealedSecret {
+                    authenticator: AuthenticatorId::FIRST,
+                    secret: totp_secret_under(NEW_KEY),
+                }],
                 enrollment_secret: None,
                 recovery_code: Some(digest_with(NEW_KEY, &recovery(1))),
                 at: now,
@@ -130,6 +138,7 @@ mod tests {
             .then_expect_events(vec![E::SecretsResealed {
                 password_hash: Some(password_hash_under(NEW_KEY)),
                 totp_secret: None,
+                totp_devices: vec![],
                 enrollment_secret: Some(totp_secret_under(NEW_KEY)),
                 recovery_code: None,
                 at: now,
@@ -149,7 +158,11 @@ mod tests {
             .when(UserAuthCommand::ResealSecrets)
             .then_expect_events(vec![E::SecretsResealed {
                 password_hash: None,
-                totp_secret: Some(totp_secret_under(NEW_KEY)),
+                totp_secret: None,
+                totp_devices: vec![ResealedSecret {
+                    authenticator: AuthenticatorId::FIRST,
+                    secret: totp_secret_under(NEW_KEY),
+                }],
                 enrollment_secret: None,
                 recovery_code: Some(digest_with(NEW_KEY, &recovery(1))),
                 at: now,

@@ -543,6 +543,7 @@ mod tests {
                 E::TotpVerified {
                     attempt: reference(7),
                     step: step_at(now),
+                    authenticator: Some(AuthenticatorId::FIRST),
                     at: now,
                 },
                 session_started(1, SignInMethod::Totp, now),
@@ -618,6 +619,7 @@ mod tests {
                 E::TotpVerified {
                     attempt: reference(7),
                     step: step_at(now),
+                    authenticator: Some(AuthenticatorId::FIRST),
                     at: now,
                 },
                 session_started(1, SignInMethod::Totp, now),
@@ -657,6 +659,7 @@ mod tests {
                 E::TotpVerified {
                     attempt: reference(7),
                     step: step_at(now),
+                    authenticator: Some(AuthenticatorId::FIRST),
                     at: now,
                 },
                 session_started(1, SignInMethod::Totp, now),

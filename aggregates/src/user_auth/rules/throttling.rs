@@ -25,9 +25,9 @@ impl UserAuth {
         // against that device: it waits for its own failures, not the
         // account's.
         let known = match &failed {
-            E::TotpRejected { attempt, .. } | E::RecoveryCodeRejected { attempt, .. } => {
-                self.attempt_device(attempt)
-            }
+            E::TotpRejected { attempt, .. }
+            | E::RecoveryCodeRejected { attempt, .. }
+            | E::WebAuthnRejected { attempt, .. } => self.attempt_device(attempt),
             _ => None,
         };
         if let Some(known) = known {
@@ -146,7 +146,9 @@ impl UserAuth {
     /// as `apply` counts: against the attempt the failure names.
     fn uses_up_attempt(&self, failed: &UserAuthEvent, s: &UserAuthServices) -> bool {
         match failed {
-            E::TotpRejected { attempt, .. } | E::RecoveryCodeRejected { attempt, .. } => self
+            E::TotpRejected { attempt, .. }
+            | E::RecoveryCodeRejected { attempt, .. }
+            | E::WebAuthnRejected { attempt, .. } => self
                 .attempt
                 .as_ref()
                 .filter(|open| open.reference == *attempt)

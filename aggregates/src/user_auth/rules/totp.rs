@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::Decision;
+use crate::user_auth::state::Factor;
 use crate::user_auth::{
     check_code, FailedFactor, Reference, SealPurpose, Sealed, SignInMethod, TotpCheck, TotpCode,
     TotpRejection, TotpSecret, UserAuth, UserAuthError as Error, UserAuthEvent as E,
@@ -18,30 +19,47 @@ impl UserAuth {
         now: DateTime<Utc>,
     ) -> Decision {
         self.open_attempt(&attempt, now, &s.policy)?;
-        let authenticator = self
-            .authenticator
-            .as_ref()
-            .ok_or(Error::EnrollmentRequired)?;
-        let secret = self.totp_secret(&authenticator.secret, s)?;
-        let check = check_code(
-            &secret,
-            code,
-            unix_secs(now),
-            s.policy.totp_skew_steps,
-            Some(authenticator.last_used_step),
-        );
-        match check {
-            TotpCheck::Accepted { step } => Ok(self.sign_in(
-                vec![E::TotpVerified {
-                    attempt,
-                    step,
-                    at: now,
-                }],
-                SignInMethod::Totp,
-                s,
-                now,
-            )),
-            TotpCheck::Replayed => Ok(self.failure(
+        if !self.is_enrolled() {
+            return Err(Error::EnrollmentRequired);
+        }
+        // Every app is tried, so a code from any of them signs in; a step
+        // once accepted from one app is never accepted from it again.
+        let mut replayed = false;
+        for authenticator in &self.authenticators {
+            let Factor::Totp {
+                secret,
+                last_used_step,
+            } = &authenticator.factor
+            else {
+                continue;
+            };
+            let secret = self.totp_secret(secret, s)?;
+            match check_code(
+                &secret,
+                code,
+                unix_secs(now),
+                s.policy.totp_skew_steps,
+                Some(*last_used_step),
+            ) {
+                TotpCheck::Accepted { step } => {
+                    return Ok(self.sign_in(
+                        vec![E::TotpVerified {
+                            attempt,
+                            step,
+                            authenticator: Some(authenticator.id),
+                            at: now,
+                        }],
+                        SignInMethod::Totp,
+                        s,
+                        now,
+                    ));
+                }
+                TotpCheck::Replayed => replayed = true,
+                TotpCheck::Wrong => {}
+            }
+        }
+        if replayed {
+            return Ok(self.failure(
                 E::TotpRejected {
                     attempt,
                     reason: TotpRejection::Replayed,
@@ -51,19 +69,19 @@ impl UserAuth {
                 FailedFactor::ReplayedTotpCode,
                 s,
                 now,
-            )),
-            TotpCheck::Wrong => Ok(self.failure(
-                E::TotpRejected {
-                    attempt,
-                    reason: TotpRejection::WrongCode,
-                    enrolling: false,
-                    at: now,
-                },
-                FailedFactor::TotpCode,
-                s,
-                now,
-            )),
+            ));
         }
+        Ok(self.failure(
+            E::TotpRejected {
+                attempt,
+                reason: TotpRejection::WrongCode,
+                enrolling: false,
+                at: now,
+            },
+            FailedFactor::TotpCode,
+            s,
+            now,
+        ))
     }
 
     pub(super) fn totp_secret(
@@ -98,6 +116,7 @@ mod tests {
                 E::TotpVerified {
                     attempt: reference(7),
                     step: step_at(now),
+                    authenticator: Some(AuthenticatorId::FIRST),
                     at: now,
                 },
                 session_started(1, SignInMethod::Totp, now),
@@ -169,6 +188,7 @@ mod tests {
             E::TotpVerified {
                 attempt: reference(7),
                 step: step_at(now),
+                authenticator: Some(AuthenticatorId::FIRST),
                 at: now,
             },
             session_started(8, SignInMethod::Totp, now),
@@ -196,6 +216,7 @@ mod tests {
             E::TotpVerified {
                 attempt: reference(7),
                 step: step_at(now),
+                authenticator: Some(AuthenticatorId::FIRST),
                 at: now,
             },
             session_started(8, SignInMethod::Totp, now),
