@@ -54,13 +54,15 @@ pub struct AuditEvent {
 pub const ERASED: &str = "erased";
 
 /// Payload fields that hold personal data, sealed with the user's key.
-const PERSONAL_FIELDS: [(&str, SealPurpose); 6] = [
+const PERSONAL_FIELDS: [(&str, SealPurpose); 7] = [
     ("email", SealPurpose::Email),
     ("new_email", SealPurpose::Email),
     ("from", SealPurpose::Email),
     ("to", SealPurpose::Email),
     ("restored", SealPurpose::Email),
     ("reason", SealPurpose::FreeText),
+    // An authenticator's name, as its owner typed it.
+    ("name", SealPurpose::FreeText),
 ];
 
 /// Opens the personal data of a page of events, one query for the page.
@@ -148,6 +150,12 @@ fn redact(payload: &Value) -> Value {
             ] {
                 if fields.get(key).is_some_and(|v| !v.is_null()) {
                     fields.insert(key.to_owned(), Value::String("sealed".into()));
+                }
+            }
+            // Each authenticator app's secret sealed again by a rotation.
+            if let Some(Value::Array(devices)) = fields.get_mut("totp_devices") {
+                for device in devices.iter_mut().filter_map(Value::as_object_mut) {
+                    device.insert("secret".into(), Value::String("sealed".into()));
                 }
             }
             Value::Object(fields)

@@ -331,7 +331,11 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
             config,
         } => {
             let app = command_line_app(&config).await?;
-            let (id, at, state) = app.user_state(&user, at).await?;
+            let (id, at, state, authenticators) = app.user_state(&user, at).await?;
+            let authenticators: Vec<serde_json::Value> = authenticators
+                .iter()
+                .map(|a| serde_json::json!({"id": a.id, "kind": a.kind, "name": a.name, "added_at": a.added_at, "last_used_at": a.last_used_at, "credential_id": a.credential_id}))
+                .collect();
             let sessions: Vec<serde_json::Value> = state
                 .live_sessions
                 .iter()
@@ -344,6 +348,7 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
                 "recovery_code_present": state.recovery_code_present, "locked": state.locked,
                 "email_verified": state.email_verified, "pending_mfa_reset_at": state.pending_mfa_reset,
                 "throttled_until": state.throttled_until, "consecutive_failures": state.consecutive_failures,
+                "authenticators": authenticators,
                 "live_sessions": sessions,
             });
             if json {

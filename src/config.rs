@@ -365,6 +365,15 @@ pub struct Config {
         value_parser = clap::value_parser!(i64).range(60..=86_400)
     )]
     pub staff_session_secs: i64,
+    /// How long a security key or passkey has to answer a challenge, in
+    /// seconds; never longer than the sign-in attempt it belongs to.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_WEBAUTHN_CHALLENGE_SECS",
+        default_value_t = 300,
+        value_parser = clap::value_parser!(i64).range(30..=600)
+    )]
+    pub webauthn_challenge_secs: i64,
     /// A bearer token `/metrics` asks for; without one it answers anyone
     /// who reaches it.
     #[arg(long, env = "AUTHLEDGER_METRICS_TOKEN", hide_env_values = true)]

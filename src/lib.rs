@@ -21,5 +21,6 @@ pub mod timeline;
 pub mod tokens;
 pub mod transparency;
 pub mod user_agent;
+pub mod webauthn;
 pub mod words;
 pub mod worker;

@@ -5,7 +5,7 @@
 //! report ends.
 use authledger_aggregates::{
     Actor, ReportedActivity, Reporter, ResetCancellation, SignInMethod, TotpRejection, UserAuth,
-    UserAuthCommand, UserAuthEvent as E, Verdict,
+    UserAuthCommand, UserAuthEvent as E, Verdict, WebAuthnRejection,
 };
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -86,6 +86,10 @@ const SHOWN: &[&str] = &[
     "RecoveryCodeUsed",
     "RecoveryCodeIssued",
     "MfaEnrolled",
+    "TotpDeviceAdded",
+    "WebAuthnCredentialAdded",
+    "AuthenticatorRemoved",
+    "WebAuthnRejected",
     "MfaReset",
     "MfaResetRequested",
     "MfaResetCancelled",
@@ -317,7 +321,35 @@ fn describe(event: &E) -> Option<(&'static str, String)> {
         E::RecoveryCodeIssued { .. } => {
             said("recovery_code_issued", "A new recovery code was made")
         }
-        E::MfaEnrolled { .. } => said("authenticator_enrolled", "An authenticator app was set up"),
+        E::MfaEnrolled {
+            credential: None, ..
+        } => said("authenticator_enrolled", "An authenticator app was set up"),
+        E::MfaEnrolled { .. } => said(
+            "authenticator_enrolled",
+            "A security key or passkey was set up",
+        ),
+        E::TotpDeviceAdded { .. } => said("authenticator_added", "Another authenticator app was added"),
+        E::WebAuthnCredentialAdded { .. } => {
+            said("authenticator_added", "A security key or passkey was added")
+        }
+        E::AuthenticatorRemoved { last: false, .. } => {
+            said("authenticator_removed", "An authenticator was removed")
+        }
+        E::AuthenticatorRemoved { last: true, .. } => said(
+            "authenticator_removed",
+            "The last authenticator was removed: the next sign-in sets up a new one",
+        ),
+        E::WebAuthnRejected {
+            reason: WebAuthnRejection::SignCountRegressed { .. },
+            ..
+        } => said(
+            "security_key_clone_suspected",
+            "A security key answered with a signature count that did not go up: it may have been copied",
+        ),
+        E::WebAuthnRejected { .. } => said(
+            "security_key_rejected",
+            "A security key or passkey's answer was refused",
+        ),
         E::MfaReset {
             actor: Actor::User, ..
         } => said("mfa_reset", "Multi-factor authentication was reset"),
@@ -357,6 +389,7 @@ fn describe(event: &E) -> Option<(&'static str, String)> {
                 SignInMethod::Enrollment => "Signed in and set up an authenticator app",
                 SignInMethod::RecoveryCode => "Signed in with the recovery code",
                 SignInMethod::EmailLink => "Signed in with an email link",
+                SignInMethod::WebAuthn => "Signed in with a security key or passkey",
             },
         ),
         // The other ends are told by what caused them (a reset, a change
@@ -449,6 +482,7 @@ mod tests {
             E::TotpVerified {
                 attempt: reference,
                 step: 1,
+                authenticator: None,
                 at,
             },
             E::SessionActive {

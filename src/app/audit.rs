@@ -143,7 +143,12 @@ impl App {
         &self,
         who: &str,
         at: Option<DateTime<Utc>>,
-    ) -> AppResult<(Uuid, DateTime<Utc>, AuditState)> {
+    ) -> AppResult<(
+        Uuid,
+        DateTime<Utc>,
+        AuditState,
+        Vec<super::AuthenticatorEntry>,
+    )> {
         let at = instant(at, "at is outside the years 1 to 9999")?;
         let user_id = self.resolve_user(who).await?.ok_or(AppError::UnknownUser)?;
         let at = at.unwrap_or_else(|| self.now());
@@ -151,7 +156,15 @@ impl App {
             .await
             .map_err(AppError::Internal)?
         {
-            audit::StateAt::State(state) => Ok((user_id, at, *state)),
+            audit::StateAt::State(state) => {
+                // Names are opened with the user's key: gone once erased.
+                let keeper = crate::store::user_keeper(&self.pool, &self.keyring, user_id)
+                    .await
+                    .map_err(AppError::Internal)?;
+                let authenticators =
+                    super::authenticators::entries(state.authenticators.clone(), &keeper);
+                Ok((user_id, at, *state, authenticators))
+            }
             audit::StateAt::Unknown => Err(AppError::UnknownUser),
             // The history itself still shows every event; `audit verify`
             // says what is wrong with it.

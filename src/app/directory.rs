@@ -59,6 +59,7 @@ pub struct UserDetail {
     pub user_id: Uuid,
     pub email: Option<String>,
     pub state: AuditState,
+    pub authenticators: Vec<super::AuthenticatorEntry>,
     pub sessions: Vec<SessionView>,
     /// The newest events, newest first.
     pub recent: Vec<AuditEvent>,
@@ -187,6 +188,7 @@ impl App {
             user_id: user,
             email,
             state: state.audit_state(self.now(), self.policy()),
+            authenticators: super::authenticators::entries(state.authenticators(), &keeper),
             sessions,
             recent,
             reported_at: listed.first().and_then(|row| row.reported_at),

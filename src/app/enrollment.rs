@@ -1,6 +1,8 @@
 //! Enrollment: an account without an authenticator gets one during a
 //! sign-in, confirmed with a first code.
-use authledger_aggregates::{SealPurpose, SecretKeeper, TotpCode, TotpSecret, UserAuthCommand};
+use authledger_aggregates::{
+    AuthenticatorId, SealPurpose, SecretKeeper, TotpCode, TotpSecret, UserAuthCommand,
+};
 use qrcode::render::svg;
 use qrcode::QrCode;
 
@@ -84,6 +86,7 @@ impl App {
         self.sign_in_with_new_code("enrollment", user, caller, |recovery_code| {
             UserAuthCommand::EnrollMfa {
                 attempt,
+                authenticator: AuthenticatorId(uuid::Uuid::new_v4()),
                 code,
                 recovery_code,
             }
@@ -91,7 +94,7 @@ impl App {
         .await
     }
 
-    fn enrollment_of(&self, secret: &TotpSecret, email: &str) -> AppResult<Enrollment> {
+    pub(super) fn enrollment_of(&self, secret: &TotpSecret, email: &str) -> AppResult<Enrollment> {
         let otpauth_uri = secret.otpauth_uri(&self.issuer, email);
         let qr_svg = QrCode::new(otpauth_uri.as_bytes())
             .map_err(AppError::internal)?

@@ -1,8 +1,8 @@
 //! The one error of the use cases: every refusal a caller can react to, by
 //! name, and the two ways the service itself can fail.
 use authledger_aggregates::{
-    Consequence, FailedFactor, InvalidAdminReason, InvalidEmail, PasswordError, Rejection,
-    UserAuthError,
+    Consequence, FailedFactor, InvalidAdminReason, InvalidAuthenticatorName, InvalidEmail,
+    PasswordError, Rejection, UserAuthError,
 };
 use chrono::{DateTime, Utc};
 
@@ -22,6 +22,8 @@ pub enum AppError {
     InvalidCodeFormat,
     #[error(transparent)]
     InvalidReason(#[from] InvalidAdminReason),
+    #[error(transparent)]
+    InvalidAuthenticatorName(#[from] InvalidAuthenticatorName),
     #[error("{0}")]
     InvalidQuery(&'static str),
 
@@ -116,6 +118,33 @@ pub enum AppError {
     NotReportable,
     #[error("no such activity of this account")]
     UnknownActivity,
+    #[error("no such authenticator on this account")]
+    UnknownAuthenticator,
+    #[error("this is the account's last authenticator")]
+    LastAuthenticator,
+    #[error("the code does not match the authenticator app being set up")]
+    WrongSetupCode,
+    #[error("no authenticator app is being set up from this session")]
+    TotpDeviceSetupNotStarted,
+    #[error("this security key or passkey is registered already")]
+    CredentialAlreadyRegistered,
+    /// The public URL's host is an IP address, which WebAuthn refuses.
+    #[error("security keys and passkeys need the service on a domain name")]
+    WebAuthnUnavailable,
+    #[error("the account has no security key or passkey")]
+    NoSecurityKey,
+    /// Answered already, expired, never asked for in this attempt or
+    /// session, or asked for by another account.
+    #[error("no challenge of this sign-in or session is waiting for an answer")]
+    WebAuthnChallengeInvalid,
+    /// A registration the library refused (another origin or challenge, a
+    /// malformed answer).
+    #[error("the security key's answer is not valid")]
+    WebAuthnRegistrationInvalid,
+    /// An assertion that did not finish the sign-in; recorded as a failed
+    /// second factor.
+    #[error("the security key's or passkey's answer was refused")]
+    WebAuthnRejected,
     /// The client credential of an introspection is missing or unknown.
     #[error("a valid client credential is required")]
     InvalidClient,
@@ -221,6 +250,11 @@ impl App {
                 E::ReportLinkInvalid => AppError::ReportLinkInvalid,
                 E::AlreadyReported => AppError::AlreadyReported,
                 E::NotReportable => AppError::NotReportable,
+                E::UnknownAuthenticator => AppError::UnknownAuthenticator,
+                E::LastAuthenticator => AppError::LastAuthenticator,
+                E::WrongSetupCode => AppError::WrongSetupCode,
+                E::TotpDeviceSetupNotStarted => AppError::TotpDeviceSetupNotStarted,
+                E::CredentialAlreadyRegistered => AppError::CredentialAlreadyRegistered,
                 E::Overloaded => AppError::overloaded(),
                 E::Service(cause) => AppError::Internal(anyhow::anyhow!(cause)),
             },

@@ -5,6 +5,7 @@
 mod activity;
 mod admin;
 mod audit;
+mod authenticators;
 mod directory;
 mod enrollment;
 mod error;
@@ -32,6 +33,7 @@ use uuid::Uuid;
 pub use activity::{ActivityEntry, ActivityPage, ActivityPageSize, Reported};
 pub use admin::{AdminAction, AdminDone};
 pub use audit::{AuditPage, EventFilter, History, PageSize};
+pub use authenticators::{AuthenticatorEntry, WebAuthnOptions};
 pub use directory::{Filter as UserFilter, UserDetail, UserPage, UserQuery, UserSummary};
 pub use enrollment::Enrollment;
 pub use error::{AppError, AppResult};
@@ -104,6 +106,10 @@ pub struct AppInner {
     credentials: Credentials,
     /// How long an operator's console sign-in lasts.
     staff_session_ttl: chrono::Duration,
+    /// This service as a WebAuthn relying party; `None` when its public
+    /// URL's host is an IP address.
+    relying_party: Option<crate::webauthn::RelyingParty>,
+    webauthn_challenge_ttl: chrono::Duration,
     metrics: ProcessMetrics,
     /// The password hashes waiting for a thread: work that would only
     /// queue behind a full one is refused before it begins.
@@ -157,6 +163,12 @@ impl App {
                 &config.client_tokens,
             )?,
             staff_session_ttl: chrono::Duration::seconds(config.staff_session_secs),
+            relying_party: crate::webauthn::RelyingParty::for_public_url(
+                &config.public_url,
+                &config.issuer,
+                std::time::Duration::from_secs(config.webauthn_challenge_secs.unsigned_abs()),
+            )?,
+            webauthn_challenge_ttl: chrono::Duration::seconds(config.webauthn_challenge_secs),
             metrics,
             hashing,
             load_metrics: LoadMetrics::default(),

@@ -24,6 +24,9 @@ pub struct OpenedAttempt {
     /// Whether a sign-in link may be mailed: not after a password reset by
     /// email, until a sign-in with a second factor.
     pub email_link_available: bool,
+    /// Which kinds of authenticator the account holds.
+    pub totp_available: bool,
+    pub webauthn_available: bool,
 }
 
 /// A session, as its bearer token (so, no `Debug`).
@@ -77,6 +80,8 @@ impl App {
                     next,
                     expires_at,
                     email_link_available,
+                    totp_available,
+                    webauthn_available,
                 } = executed.verdict
                 {
                     count(SignInResult::Accepted);
@@ -85,6 +90,9 @@ impl App {
                         next,
                         expires_at,
                         email_link_available,
+                        totp_available,
+                        // Offered only where the browser can use it.
+                        webauthn_available: webauthn_available && self.webauthn_available(),
                     });
                 }
             }
@@ -202,7 +210,15 @@ impl App {
                 session_token: self.tokens.encode(TokenKind::Session, user, &session),
                 expires_at,
             }),
-            Verdict::Rejected(rejection) => Err(self.rejected(rejection, AppError::InvalidCode)),
+            Verdict::Rejected(rejection) => {
+                let otherwise = match rejection.factor {
+                    FailedFactor::WebAuthn | FailedFactor::WebAuthnSignCount => {
+                        AppError::WebAuthnRejected
+                    }
+                    _ => AppError::InvalidCode,
+                };
+                Err(self.rejected(rejection, otherwise))
+            }
             _ => Err(AppError::internal(anyhow::anyhow!(
                 "a second factor answered neither a session nor a rejection"
             ))),

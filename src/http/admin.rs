@@ -292,7 +292,7 @@ pub async fn user_detail(
     let now = ctx.app.now();
     Ok(axum::Json(UserPage {
         email: detail.email,
-        state: MfaState::of(detail.user_id, now, &detail.state),
+        state: MfaState::of(detail.user_id, now, &detail.state, detail.authenticators),
         sessions: session_items(detail.sessions),
         recent_events: detail.recent,
         reported_at: detail.reported_at,

@@ -15,7 +15,7 @@ use super::extract::{query_rejection, Auditor};
 use super::{ApiContext, ApiError, Problem, Result, ServerProblems};
 use authledger_aggregates::AuditState;
 
-use crate::app::{EventFilter, PageSize};
+use crate::app::{self, EventFilter, PageSize};
 use crate::audit::AuditEvent;
 
 pub(super) fn query<T>(query: std::result::Result<Query<T>, QueryRejection>) -> Result<T> {
@@ -102,7 +102,23 @@ pub struct MfaState {
     consecutive_failures: u32,
     /// Suspended by an administrator: no route signs it in.
     suspended: bool,
+    /// Every authenticator held at the instant, oldest first.
+    authenticators: Vec<AuditedAuthenticator>,
     live_sessions: Vec<LiveSession>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditedAuthenticator {
+    id: Uuid,
+    /// `totp` or `webauthn`.
+    kind: String,
+    /// As its owner named it; `erased` once the account is erased.
+    name: String,
+    added_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
+    /// A security key's credential id (base64url), as its browser names it.
+    credential_id: Option<String>,
+    transports: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -141,12 +157,22 @@ pub async fn user_state(
 ) -> Result<axum::Json<MfaState>> {
     let params = query(params)?;
     let who = path_user(who)?;
-    let (user_id, at, state) = ctx.app.user_state(&who, params.at).await?;
-    Ok(axum::Json(MfaState::of(user_id, at, &state)))
+    let (user_id, at, state, authenticators) = ctx.app.user_state(&who, params.at).await?;
+    Ok(axum::Json(MfaState::of(
+        user_id,
+        at,
+        &state,
+        authenticators,
+    )))
 }
 
 impl MfaState {
-    pub(super) fn of(user_id: Uuid, at: DateTime<Utc>, state: &AuditState) -> Self {
+    pub(super) fn of(
+        user_id: Uuid,
+        at: DateTime<Utc>,
+        state: &AuditState,
+        authenticators: Vec<app::AuthenticatorEntry>,
+    ) -> Self {
         Self {
             user_id,
             at,
@@ -160,6 +186,18 @@ impl MfaState {
             throttled_until: state.throttled_until,
             consecutive_failures: state.consecutive_failures,
             suspended: state.suspended,
+            authenticators: authenticators
+                .into_iter()
+                .map(|a| AuditedAuthenticator {
+                    id: a.id.0,
+                    kind: label(&a.kind),
+                    name: a.name,
+                    added_at: a.added_at,
+                    last_used_at: a.last_used_at,
+                    credential_id: a.credential_id,
+                    transports: a.transports,
+                })
+                .collect(),
             live_sessions: state
                 .live_sessions
                 .iter()

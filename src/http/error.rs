@@ -571,6 +571,12 @@ impl From<&AppError> for ApiError {
             }
             E::InvalidCodeFormat => Self::invalid_code_format(),
             E::InvalidReason(why) => Self::invalid_reason().with_detail(why.to_string()),
+            E::InvalidAuthenticatorName(why) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-authenticator-name",
+                "The authenticator's name is not acceptable",
+            )
+            .with_detail(why.to_string()),
             E::InvalidQuery(why) => Self::invalid_query().with_detail(*why),
             E::InvalidLoginToken => Self::invalid_login_token(),
             E::InvalidLinkToken => Self::invalid_token(),
@@ -637,6 +643,56 @@ impl From<&AppError> for ApiError {
             E::AlreadyReported => Self::already_reported(),
             E::NotReportable => Self::not_reportable(),
             E::UnknownActivity => Self::unknown_activity(),
+            E::UnknownAuthenticator => Self::new(
+                StatusCode::NOT_FOUND,
+                "unknown-authenticator",
+                "No such authenticator on this account",
+            ),
+            E::LastAuthenticator => Self::new(
+                StatusCode::CONFLICT,
+                "last-authenticator",
+                "This is the account's last authenticator: without it the next sign-in enrolls a new one; confirm to remove it anyway",
+            ),
+            E::WrongSetupCode => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "setup-code-incorrect",
+                "The code does not match the authenticator app being set up",
+            ),
+            E::TotpDeviceSetupNotStarted => Self::new(
+                StatusCode::CONFLICT,
+                "authenticator-setup-not-started",
+                "No authenticator app is being set up from this session, or it took too long",
+            ),
+            E::CredentialAlreadyRegistered => Self::new(
+                StatusCode::CONFLICT,
+                "credential-already-registered",
+                "This security key or passkey is registered already",
+            ),
+            E::WebAuthnUnavailable => Self::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "webauthn-unavailable",
+                "Security keys and passkeys need the service on a domain name, not an IP address",
+            ),
+            E::NoSecurityKey => Self::new(
+                StatusCode::CONFLICT,
+                "no-security-key",
+                "The account has no security key or passkey",
+            ),
+            E::WebAuthnChallengeInvalid => Self::new(
+                StatusCode::CONFLICT,
+                "webauthn-challenge-invalid",
+                "No challenge is waiting for this answer: it was answered already, expired, or was never asked for here; ask for new options",
+            ),
+            E::WebAuthnRegistrationInvalid => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "webauthn-registration-invalid",
+                "The security key's answer is not valid for this service and challenge",
+            ),
+            E::WebAuthnRejected => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "webauthn-rejected",
+                "The security key's or passkey's answer was refused",
+            ),
             E::InvalidClient => Self::invalid_client(),
             E::Contended => Self::contended(),
             E::Overloaded { retry_after_secs } => Self::overloaded(*retry_after_secs),

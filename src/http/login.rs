@@ -28,12 +28,18 @@ pub struct PasswordRequest {
 #[serde(rename_all = "snake_case")]
 pub enum Next {
     Totp,
+    /// The account holds only security keys or passkeys.
+    #[serde(rename = "webauthn")]
+    WebAuthn,
     Enroll,
 }
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Alternative {
+    /// A security key or passkey (`/v1/login/webauthn/options`).
+    #[serde(rename = "webauthn")]
+    WebAuthn,
     EmailLink,
     RecoveryCode,
 }
@@ -80,11 +86,22 @@ pub async fn password(
         .submit_password(&caller, &body.email, &body.password, Some(&device))
         .await?;
     let (next, alternatives) = match opened.next {
-        SecondFactor::Totp if opened.email_link_available => (
-            Next::Totp,
-            vec![Alternative::EmailLink, Alternative::RecoveryCode],
-        ),
-        SecondFactor::Totp => (Next::Totp, vec![Alternative::RecoveryCode]),
+        SecondFactor::Totp => {
+            let next = if opened.totp_available || !opened.webauthn_available {
+                Next::Totp
+            } else {
+                Next::WebAuthn
+            };
+            let mut alternatives = Vec::new();
+            if next == Next::Totp && opened.webauthn_available {
+                alternatives.push(Alternative::WebAuthn);
+            }
+            if opened.email_link_available {
+                alternatives.push(Alternative::EmailLink);
+            }
+            alternatives.push(Alternative::RecoveryCode);
+            (next, alternatives)
+        }
         SecondFactor::Enroll => (Next::Enroll, vec![]),
     };
     Ok(axum::Json(LoginAttempt {
@@ -163,7 +180,7 @@ pub async fn totp(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginTokenRequest {
-    login_token: String,
+    pub(super) login_token: String,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -102,7 +102,7 @@ pub struct ResetDone {
 }
 
 /// A JSON body that may also be empty.
-fn optional_body<T: Default + serde::de::DeserializeOwned>(
+pub(super) fn optional_body<T: Default + serde::de::DeserializeOwned>(
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<T> {
     let body = body_bytes(body)?;

@@ -3,6 +3,7 @@
 mod activity;
 mod admin;
 mod audit;
+mod authenticators;
 mod console;
 mod error;
 mod extract;
@@ -113,6 +114,16 @@ fn routes(with_metrics: bool) -> OpenApiRouter<ApiContext> {
         .routes(routes!(login::begin_enrollment))
         .routes(routes!(login::confirm_enrollment))
         .routes(routes!(login::recovery_code))
+        .routes(routes!(authenticators::sign_in_options))
+        .routes(routes!(authenticators::sign_in))
+        .routes(routes!(authenticators::enroll_options))
+        .routes(routes!(authenticators::enroll))
+        .routes(routes!(authenticators::list))
+        .routes(routes!(authenticators::begin_totp))
+        .routes(routes!(authenticators::confirm_totp))
+        .routes(routes!(authenticators::register_options))
+        .routes(routes!(authenticators::register))
+        .routes(routes!(authenticators::remove))
         .routes(routes!(
             console::links::email_link_page,
             login::request_email_link

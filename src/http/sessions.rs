@@ -197,6 +197,8 @@ fn amr(method: SignInMethod) -> Vec<&'static str> {
         SignInMethod::Totp | SignInMethod::Enrollment => vec!["pwd", "otp", "mfa"],
         SignInMethod::RecoveryCode => vec!["pwd", "mfa"],
         SignInMethod::EmailLink => vec!["pwd"],
+        // RFC 8176: proof of possession of a hardware-secured key.
+        SignInMethod::WebAuthn => vec!["pwd", "hwk", "mfa"],
     }
 }
 

@@ -71,6 +71,8 @@ pub(super) fn link_target(kind: MailKind) -> Option<LinkTarget> {
         MailKind::EmailChangedNotice => target(TokenKind::EmailChangeRevert, "/v1/me/email/revert"),
         MailKind::NewDeviceSignIn => target(TokenKind::Report, "/v1/report"),
         MailKind::AuthenticatorEnrolled
+        | MailKind::AuthenticatorAdded
+        | MailKind::AuthenticatorRemoved
         | MailKind::MfaReset
         | MailKind::RecoveryCodeUsed
         | MailKind::SignedInWithEmailLink
@@ -97,6 +99,12 @@ pub(super) enum Origin {
 /// What to do first if it was not you: whoever did it knows the password,
 /// so changing it comes before anything else; resetting MFA would only
 /// help them enroll an authenticator of their own.
+/// An authenticator someone else added signs them in: reporting its
+/// addition removes it and signs every session out.
+const NOT_YOU_AUTHENTICATOR: &str =
+    "If this was not you, sign in and report it as not yours under Recent activity in your \
+     profile: that removes it and signs out every session. Then change your password.";
+
 const NOT_YOU: &str =
     "If this was not you, someone knows your password: sign in with your authenticator app and \
      change your password from your profile now, then tell your administrator. Reset your \
@@ -235,6 +243,20 @@ pub(super) fn render(
             "A new authenticator was added to your account",
             vec![
                 Block::Text(format!("An authenticator app was enrolled for your account at {when}, {origin}.")),
+                Block::Text(NOT_YOU.into()),
+            ],
+        ),
+        MailKind::AuthenticatorAdded => (
+            "Another authenticator was added to your account",
+            vec![
+                Block::Text(format!("An authenticator app, security key or passkey was added to your account at {when}, {origin}. It signs in as well as the ones you had.")),
+                Block::Text(NOT_YOU_AUTHENTICATOR.into()),
+            ],
+        ),
+        MailKind::AuthenticatorRemoved => (
+            "An authenticator was removed from your account",
+            vec![
+                Block::Text(format!("An authenticator was removed from your account at {when}, {origin}. It no longer signs in; if it was the last, the next sign-in sets up a new one.")),
                 Block::Text(NOT_YOU.into()),
             ],
         ),

@@ -225,6 +225,7 @@ async fn enrolled_session(bus: &CommandBus, app: &TestApp, user: Uuid) -> Refere
     let code = TotpCode::parse(&code_at_step(&secret, time_step(now))).unwrap();
     let enroll = UserAuthCommand::EnrollMfa {
         attempt,
+        authenticator: authledger_aggregates::AuthenticatorId(uuid::Uuid::new_v4()),
         code,
         recovery_code: RecoveryCode::from_random([3; RECOVERY_CODE_BYTES]),
     };

@@ -27,3 +27,4 @@ mod sessions;
 mod throttling;
 mod timed;
 mod transparency;
+mod webauthn;

@@ -718,3 +718,185 @@ async fn a_new_browser_is_mailed_and_this_wasnt_me_signs_everyone_out_by_clicks(
     browser.quit().await;
     app.remove_topology().await;
 }
+
+/// A server on `localhost`: WebAuthn takes a domain, not an IP address,
+/// as the relying party (the server still listens on 127.0.0.1).
+async fn spawn_console_on_localhost(pool: PgPool) -> TestApp {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    spawn_app_with(pool, |config| {
+        config.addr = ([127, 0, 0, 1], port).into();
+        config.public_url = format!("http://localhost:{port}");
+    })
+    .await
+}
+
+/// Signs out from the account menu.
+async fn sign_out(browser: &Chromium) {
+    browser.click("summary").await;
+    browser.click_on("Sign out").await;
+    assert_eq!(browser.path().await, "/sign-in");
+}
+
+/// A passkey registered from My Profile, then a sign-in with password and
+/// passkey, then the passkey removed; a second authenticator app added
+/// and used; a security key that does not verify its user added and used.
+/// Chromium's virtual authenticators stand in for the hardware.
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn passkeys_security_keys_and_a_second_app_by_clicks(pool: PgPool) {
+    let app = spawn_console_on_localhost(pool).await;
+    let mut user = app.signed_up().await;
+    let browser = Chromium::start().await;
+    browser
+        .goto(&format!("{}/sign-in", app.config.public_url))
+        .await;
+    sign_in_with_code(&browser, &mut user).await;
+    assert_eq!(
+        browser.text("#mfa-status").await.split(',').next().unwrap(),
+        "On: authenticator app"
+    );
+
+    // A passkey on this device, from My Profile.
+    let passkey = browser.add_virtual_authenticator(true).await;
+    browser.click_on("Add a security key or passkey").await;
+    look(&browser, "Add a security key or passkey", "38-add-passkey").await;
+    browser.fill("#name", "Laptop passkey").await;
+    browser.click_on("Add security key or passkey").await;
+    assert_eq!(browser.path().await, "/profile");
+    look(&browser, "My Profile", "39-profile-authenticators").await;
+    let listed = browser.text("#authenticators").await;
+    assert!(listed.contains("Laptop passkey"), "{listed}");
+    assert!(listed.contains("Security key or passkey"), "{listed}");
+    assert_eq!(
+        browser.text("#mfa-status").await.split(',').next().unwrap(),
+        "On: 2 authenticators"
+    );
+    assert_eq!(browser.virtual_credentials(&passkey).await.len(), 1);
+
+    // Password, then the passkey instead of a code.
+    sign_out(&browser).await;
+    sign_in(&browser, &user.email).await;
+    look(&browser, "Enter your code", "40-code-or-key").await;
+    browser.click_on("Use your security key or passkey").await;
+    look(&browser, "Use your security key or passkey", "41-use-key").await;
+    browser.click_on("Use security key or passkey").await;
+    assert_eq!(browser.path().await, "/profile");
+    assert!(browser
+        .text("#session-method")
+        .await
+        .contains("a security key or passkey"));
+    let credential = &browser.virtual_credentials(&passkey).await[0];
+    assert!(
+        credential["signCount"].as_u64().unwrap() >= 1,
+        "{credential}"
+    );
+
+    // Remove it: it no longer signs in.
+    browser.click_on("Remove Laptop passkey").await;
+    look(
+        &browser,
+        "Remove an authenticator",
+        "42-remove-authenticator",
+    )
+    .await;
+    browser.click_on("Remove").await;
+    assert_eq!(browser.path().await, "/profile");
+    assert!(!browser
+        .text("#authenticators")
+        .await
+        .contains("Laptop passkey"));
+    browser.remove_virtual_authenticator(&passkey).await;
+
+    // A second authenticator app, added and used.
+    browser.click_on("Add an authenticator app").await;
+    look(&browser, "Add an authenticator app", "43-add-app").await;
+    browser.click_on("Show the QR code").await;
+    look(&browser, "Add an authenticator app", "44-add-app-qr").await;
+    let secret = browser.text("#totp-secret").await.replace(' ', "");
+    let mut spare = Device::from_uri(
+        &format!(
+            "otpauth://totp/authledger:{}?secret={secret}&issuer=authledger",
+            user.email
+        ),
+        &app.clock,
+    );
+    browser.fill("#name", "Spare phone").await;
+    browser.fill("#code", &spare.next_code().await).await;
+    browser.click_on("Add authenticator app").await;
+    assert_eq!(browser.path().await, "/profile");
+    assert!(browser
+        .text("#authenticators")
+        .await
+        .contains("Spare phone"));
+    sign_out(&browser).await;
+    sign_in(&browser, &user.email).await;
+    browser.fill("#code", &spare.next_code().await).await;
+    browser.click_on("Continue").await;
+    assert_eq!(browser.path().await, "/profile");
+
+    // A roaming security key that does not verify its user is welcome too:
+    // verification is preferred, not required.
+    let key = browser.add_virtual_authenticator(false).await;
+    browser.click_on("Add a security key or passkey").await;
+    browser.fill("#name", "Blue key").await;
+    browser.click_on("Add security key or passkey").await;
+    assert_eq!(browser.path().await, "/profile");
+    sign_out(&browser).await;
+    sign_in(&browser, &user.email).await;
+    browser.click_on("Use your security key or passkey").await;
+    browser.click_on("Use security key or passkey").await;
+    assert_eq!(browser.path().await, "/profile");
+    let events = app.audit_events(app.user_id(&user.email).await).await;
+    let verified: Vec<_> = events
+        .iter()
+        .filter(|e| e["type"] == "WebAuthnVerified")
+        .map(|e| e["payload"]["user_verified"].clone())
+        .collect();
+    assert_eq!(verified, [true, false], "{verified:?}");
+    assert_eq!(browser.virtual_credentials(&key).await.len(), 1);
+    browser.quit().await;
+    app.remove_topology().await;
+}
+
+/// A security key as the first authenticator, at the first sign-in.
+#[sqlx::test(migrator = "authledger::db::MIGRATOR")]
+async fn a_security_key_as_the_first_authenticator_by_clicks(pool: PgPool) {
+    let app = spawn_console_on_localhost(pool).await;
+    let email = unique_email();
+    app.register(&email).await;
+    let browser = Chromium::start().await;
+    browser.add_virtual_authenticator(false).await;
+    browser
+        .goto(&format!("{}/sign-in", app.config.public_url))
+        .await;
+    sign_in(&browser, &email).await;
+    browser
+        .click_on("Use a security key or passkey instead")
+        .await;
+    look(
+        &browser,
+        "Set up a security key or passkey",
+        "45-enroll-key",
+    )
+    .await;
+    browser.fill("#name", "Work key").await;
+    browser.click_on("Set up security key or passkey").await;
+    look(
+        &browser,
+        "Save your recovery code",
+        "46-recovery-code-after-key",
+    )
+    .await;
+    browser.click_on("I have saved it").await;
+    sign_out(&browser).await;
+    // The key is the account's only factor: the code page is skipped.
+    sign_in(&browser, &email).await;
+    assert_eq!(browser.heading().await, "Use your security key or passkey");
+    browser.click_on("Use security key or passkey").await;
+    assert_eq!(browser.path().await, "/profile");
+    browser.quit().await;
+    app.remove_topology().await;
+}

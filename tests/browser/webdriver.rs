@@ -303,6 +303,42 @@ impl Chromium {
             .await;
     }
 
+    /// Plugs in a virtual authenticator (WebDriver's WebAuthn extension):
+    /// a platform passkey that verifies its user, or a roaming security
+    /// key that does not. Answers its id.
+    pub async fn add_virtual_authenticator(&self, passkey: bool) -> String {
+        let options = if passkey {
+            json!({"protocol": "ctap2", "transport": "internal", "hasResidentKey": true,
+                   "hasUserVerification": true, "isUserVerified": true,
+                   "automaticPresenceSimulation": true})
+        } else {
+            json!({"protocol": "ctap2", "transport": "usb", "hasResidentKey": false,
+                   "hasUserVerification": false, "isUserVerified": false,
+                   "automaticPresenceSimulation": true})
+        };
+        let id = self.post("/webauthn/authenticator", options).await;
+        id.as_str().unwrap().to_owned()
+    }
+
+    /// Unplugs it: its credentials go with it.
+    pub async fn remove_virtual_authenticator(&self, id: &str) {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("/webauthn/authenticator/{id}"),
+            None,
+        )
+        .await;
+    }
+
+    /// The credentials a virtual authenticator holds.
+    pub async fn virtual_credentials(&self, id: &str) -> Vec<Value> {
+        self.get(&format!("/webauthn/authenticator/{id}/credentials"))
+            .await
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
     pub async fn cookies(&self) -> Vec<Value> {
         self.get("/cookie").await.as_array().unwrap().clone()
     }

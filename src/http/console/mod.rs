@@ -1,11 +1,13 @@
 //! The web console: the whole sign-in journey as server-rendered pages on
-//! top of the same operations as the JSON API. No script; every form is a
-//! POST with a CSRF tag, answered by a redirect or a page.
+//! top of the same operations as the JSON API. Every form is a POST with a
+//! CSRF tag, answered by a redirect or a page. No script, but for the
+//! WebAuthn ceremonies (`keys`), which only script can reach.
 mod account;
 pub(super) mod activity;
 mod admin;
 mod browser;
 pub(super) mod identity;
+mod keys;
 pub(super) mod links;
 mod views;
 
@@ -51,6 +53,24 @@ pub fn routes() -> Router<ApiContext> {
         .route("/sign-in/enroll", get(enroll_page).post(confirm_enrollment))
         .route("/sign-in/enroll/new", post(new_enrollment))
         .route("/sign-in/cancel", post(cancel_sign_in))
+        .route("/sign-in/key", get(keys::sign_in_page).post(keys::sign_in))
+        .route(
+            "/sign-in/enroll/key",
+            get(keys::enroll_page).post(keys::enroll),
+        )
+        .route(
+            "/profile/authenticators/key",
+            get(keys::add_key_page).post(keys::add_key),
+        )
+        .route(
+            "/profile/authenticators/app",
+            get(keys::add_app_page).post(keys::add_app),
+        )
+        .route("/profile/authenticators/app/new", post(keys::begin_app))
+        .route(
+            "/profile/authenticators/{id}/remove",
+            get(keys::remove_page).post(keys::remove),
+        )
         .route("/verify-email", post(links::verify_email))
         .route(
             "/forgot-password",
@@ -90,6 +110,7 @@ pub fn routes() -> Router<ApiContext> {
         .route("/sign-out", post(sign_out))
         .merge(admin::routes())
         .route("/assets/console.css", get(stylesheet))
+        .route("/assets/webauthn.js", get(script))
 }
 
 const EXPIRED: &str = "/sign-in?notice=expired";
@@ -477,6 +498,7 @@ async fn sign_in(
         }
     };
     let next = match opened.next {
+        SecondFactor::Totp if opened.webauthn_available && !opened.totp_available => "/sign-in/key",
         SecondFactor::Totp => "/sign-in/code",
         SecondFactor::Enroll => {
             // Begun now, so the next page can show the QR code; if this
@@ -566,17 +588,27 @@ async fn register(
 }
 
 async fn code_page(State(ctx): State<ApiContext>, browser: Browser) -> Answer {
-    pending(&browser)?;
-    Ok(code_view(&ctx, &browser, Page::new("Enter your code")))
+    let login = pending(&browser)?;
+    let key = key_offered(&ctx, login).await;
+    Ok(code_view(&ctx, &browser, Page::new("Enter your code"), key))
 }
 
-fn code_view(ctx: &ApiContext, browser: &Browser, page: Page<'_>) -> Response {
+/// Whether the code page also offers a security key or passkey; a failure
+/// shows up when the code is sent.
+async fn key_offered(ctx: &ApiContext, login: &str) -> bool {
+    ctx.app.webauthn_offered(login).await.unwrap_or(false)
+}
+
+fn code_view(ctx: &ApiContext, browser: &Browser, page: Page<'_>, key: bool) -> Response {
     show(ctx, browser, page, |csrf| {
         html! {
             form method="post" action="/sign-in/code" {
                 (csrf.field())
                 (views::totp_field())
                 button type="submit" { "Continue" }
+            }
+            @if key {
+                p { a.button.secondary href="/sign-in/key" { "Use your security key or passkey" } }
             }
             p { a href="/sign-in/other" { "Try another method" } }
             (views::cancel_sign_in(&csrf.field()))
@@ -600,14 +632,19 @@ async fn submit_code(
 ) -> Answer {
     let Form { browser, value } = form;
     let login = pending(&browser)?;
-    Ok(
-        match ctx.app.submit_totp(&caller, login, &value.code).await {
-            Ok(session) => signed_in(&ctx, &session, see_other("/profile")),
-            Err(err) => refused(&ctx, &err, Step::Totp, |status, problem| {
-                code_view(&ctx, &browser, again("Enter your code", status, problem))
-            }),
-        },
-    )
+    let err = match ctx.app.submit_totp(&caller, login, &value.code).await {
+        Ok(session) => return Ok(signed_in(&ctx, &session, see_other("/profile"))),
+        Err(err) => err,
+    };
+    let key = key_offered(&ctx, login).await;
+    Ok(refused(&ctx, &err, Step::Totp, |status, problem| {
+        code_view(
+            &ctx,
+            &browser,
+            again("Enter your code", status, problem),
+            key,
+        )
+    }))
 }
 
 async fn other_methods_page(State(ctx): State<ApiContext>, browser: Browser) -> Answer {
@@ -825,6 +862,9 @@ fn enroll_view(
                 (views::totp_field())
                 button type="submit" { "Verify and continue" }
             }
+            @if ctx.app.webauthn_available() {
+                p { a href="/sign-in/enroll/key" { "Use a security key or passkey instead" } }
+            }
             (views::cancel_sign_in(&csrf.field()))
         }
     })
@@ -920,6 +960,9 @@ fn profile_notice(query: Option<&str>) -> Option<&'static str> {
         "password-changed" => "Your password is changed. Your other sessions have ended.",
         "session-ended" => "That session has ended.",
         "others-ended" => "You are signed out everywhere else.",
+        "authenticator-added" => "It is added: it signs you in as well as your other authenticators. We mailed you about it.",
+        "authenticator-removed" => "It is removed and no longer signs you in. We mailed you about it.",
+        "last-authenticator-removed" => "Your last authenticator is removed, and your recovery code with it. Your next sign-in sets up a new authenticator.",
         _ => return None,
     })
 }
@@ -932,6 +975,7 @@ async fn profile_page(
 ) -> Answer {
     let me = signed_in_user(&ctx, &caller, &browser).await?;
     let sessions = account::sessions_of(&ctx, &caller, &browser).await?;
+    let authenticators = keys::authenticators_of(&ctx, &browser).await?;
     let page = Page {
         account: Some(&me.email),
         notice: profile_notice(query.as_deref()),
@@ -944,10 +988,8 @@ async fn profile_page(
                 dd #profile-email { (me.email) }
                 dt { "Multi-factor authentication" }
                 dd #mfa-status {
-                    @match me.enrolled_at {
-                        Some(at) => { "On: authenticator app, since " (when(at)) }
-                        None => { "Off: you will set up an authenticator app at your next sign-in" }
-                    }
+                    (keys::mfa_summary(&authenticators))
+                    @if let Some(at) = me.enrolled_at { ", since " (when(at)) }
                 }
                 dt { "This session" }
                 dd #session-method { "Signed in with " (method_words(me.session.method)) ". " (assurance_words(me.session.aal)) }
@@ -970,6 +1012,7 @@ async fn profile_page(
                 p { "If your authenticator app is lost or someone else may have it, reset your multi-factor authentication. You will be signed out everywhere and set up a new authenticator at your next sign-in." }
                 p { a.button.danger href="/profile/reset-mfa" { "Reset My Multi-Factor Authentication" } }
             }
+            (keys::authenticators_section(&ctx, &me, &authenticators))
             (account::sessions_section(&sessions, me.session.aal, csrf))
             h2 { "Security activity" }
             p { "Every sign-in, failed try and change on your account, and where it came from. If something was not you, say so there." }
@@ -1000,6 +1043,7 @@ fn method_words(method: SignInMethod) -> &'static str {
         SignInMethod::Enrollment => "your password and a newly set-up authenticator app",
         SignInMethod::RecoveryCode => "your password and your recovery code",
         SignInMethod::EmailLink => "your password and a link mailed to you",
+        SignInMethod::WebAuthn => "your password and a security key or passkey",
     }
 }
 
@@ -1086,6 +1130,20 @@ async fn sign_out(State(ctx): State<ApiContext>, caller: Caller, form: Form<NoFi
 async fn cancel_sign_in(State(ctx): State<ApiContext>, _form: Form<NoFields>) -> Response {
     let mut response = see_other("/sign-in?notice=sign-in-cancelled");
     clear_cookie(&ctx, &mut response, CookieName::Login);
+    response
+}
+
+async fn script() -> Response {
+    let mut response = views::WEBAUTHN_SCRIPT.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
     response
 }
 

@@ -1,4 +1,5 @@
-//! The console's pages: server-rendered, no script, one stylesheet.
+//! The console's pages: server-rendered, one stylesheet, and script only
+//! on the pages of a WebAuthn ceremony, from one file of this origin.
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, RETRY_AFTER, X_FRAME_OPTIONS,
 };
@@ -11,9 +12,22 @@ use maud::{html, Markup, DOCTYPE};
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// The same, and `/assets/webauthn.js`: a WebAuthn ceremony needs the
+/// browser's API, which only script reaches. No inline script.
+const CSP_WITH_SCRIPT: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+    script-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The script of the WebAuthn pages.
+pub const WEBAUTHN_SCRIPT: &str = include_str!("webauthn.js");
+
 pub fn secure_headers(response: &mut Response) {
+    secure_headers_with(response, false);
+}
+
+fn secure_headers_with(response: &mut Response, script: bool) {
     let headers = response.headers_mut();
-    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    let csp = if script { CSP_WITH_SCRIPT } else { CSP };
+    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
     headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     // Pages show secrets (a QR code, a recovery code) and who is signed in.
@@ -28,6 +42,8 @@ pub struct Page<'a> {
     pub account: Option<&'a str>,
     pub notice: Option<&'a str>,
     pub error: Option<Problem>,
+    /// Loads the WebAuthn script, and lets it run.
+    pub script: bool,
 }
 
 /// A message in plain words, and when to try again if the answer was "wait".
@@ -44,6 +60,7 @@ impl<'a> Page<'a> {
             account: None,
             notice: None,
             error: None,
+            script: false,
         }
     }
 
@@ -59,6 +76,9 @@ impl<'a> Page<'a> {
                     meta name="viewport" content="width=device-width, initial-scale=1";
                     title { (self.title) " · authledger" }
                     link rel="stylesheet" href="/assets/console.css";
+                    @if self.script {
+                        script src="/assets/webauthn.js" defer {}
+                    }
                 }
                 body {
                     header.bar {
@@ -94,7 +114,7 @@ impl<'a> Page<'a> {
             }
         };
         let mut response = (self.status, Html(markup.into_string())).into_response();
-        secure_headers(&mut response);
+        secure_headers_with(&mut response, self.script);
         if let Some(seconds) = retry_after {
             if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
                 response.headers_mut().insert(RETRY_AFTER, value);

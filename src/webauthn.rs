@@ -1,0 +1,252 @@
+//! WebAuthn, the relying party's side: the options a browser needs for a
+//! ceremony, and the library's checks of what the authenticator answered
+//! (origin, challenge, signature, flags). Between the two requests the
+//! ceremony's state is kept in Postgres, taken back exactly once.
+//!
+//! The sign count is the one thing left to the aggregate: challenges are
+//! made from credentials whose count reads 0, so the library never judges
+//! it against a copy that may be stale by the time the answer arrives.
+use authledger_aggregates::{Reference, WebAuthnAssertion, WebAuthnCredential};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+use webauthn_rs::prelude::{
+    Credential, CredentialID, PublicKeyCredential, RegisterPublicKeyCredential, SecurityKey,
+    SecurityKeyAuthentication, SecurityKeyRegistration, Url, Webauthn, WebauthnBuilder,
+};
+
+/// What a ceremony is for; each login attempt or session holds at most
+/// one of each, the newest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The second step of a sign-in.
+    SignIn,
+    /// The first authenticator of an account, during a sign-in.
+    Enroll,
+    /// Another authenticator, from a session.
+    Register,
+}
+
+impl Purpose {
+    fn label(self) -> &'static str {
+        match self {
+            Self::SignIn => "sign-in",
+            Self::Enroll => "enroll",
+            Self::Register => "register",
+        }
+    }
+}
+
+/// The browser's answer does not parse or does not check out.
+#[derive(Debug, thiserror::Error)]
+#[error("the authenticator's answer is not valid: {0}")]
+pub struct InvalidResponse(String);
+
+/// The relying party: this service, as the domain of its public URL.
+pub struct RelyingParty {
+    webauthn: Webauthn,
+}
+
+impl RelyingParty {
+    /// The relying party of `public_url`; `None` when its host is an IP
+    /// address, which WebAuthn does not accept as a relying party id.
+    pub fn for_public_url(
+        public_url: &str,
+        name: &str,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<Option<Self>> {
+        let origin = Url::parse(public_url)?;
+        let Some(host) = origin.domain() else {
+            return Ok(None);
+        };
+        let webauthn = WebauthnBuilder::new(host, &origin)?
+            .rp_name(name)
+            .timeout(timeout)
+            .build()?;
+        Ok(Some(Self { webauthn }))
+    }
+
+    /// Options for registering a security key or passkey, and the state to
+    /// keep. User verification is preferred, attestation not asked for;
+    /// `exclude` keeps one authenticator from being registered twice.
+    pub fn start_registration<'a>(
+        &self,
+        user: Uuid,
+        email: &str,
+        exclude: impl Iterator<Item = &'a WebAuthnCredential>,
+    ) -> anyhow::Result<(Value, Value)> {
+        let exclude: Vec<CredentialID> = exclude
+            .filter_map(|held| decode_id(&held.credential_id))
+            .collect();
+        let (mut options, state) = self.webauthn.start_securitykey_registration(
+            user,
+            email,
+            email,
+            Some(exclude),
+            None,
+            None,
+        )?;
+        // The library asks for credProtect "user verification required"
+        // while only preferring verification, which Chromium refuses as
+        // inconsistent; and its "security key" hint would steer browsers
+        // away from the platform's passkeys, which are just as welcome.
+        options.public_key.extensions = options.public_key.extensions.map(|mut e| {
+            e.cred_protect = None;
+            e
+        });
+        options.public_key.hints = None;
+        Ok((serde_json::to_value(options)?, serde_json::to_value(state)?))
+    }
+
+    pub fn finish_registration(
+        &self,
+        response: &Value,
+        state: Value,
+    ) -> Result<WebAuthnCredential, InvalidResponse> {
+        let response: RegisterPublicKeyCredential = parse(response)?;
+        let state: SecurityKeyRegistration = parse(&state)?;
+        let key = self
+            .webauthn
+            .finish_securitykey_registration(&response, &state)
+            .map_err(|err| InvalidResponse(err.to_string()))?;
+        let credential = Credential::from(key);
+        // What the browser says of how the key reaches it: a hint for the
+        // next challenge and the profile, trusted for nothing else (the
+        // library keeps it only with a trusted attestation).
+        let transports = response
+            .response
+            .transports
+            .iter()
+            .flatten()
+            .filter_map(|t| serde_json::to_value(t).ok()?.as_str().map(str::to_owned))
+            .collect();
+        Ok(WebAuthnCredential {
+            credential_id: encode_id(&credential.cred_id),
+            sign_count: credential.counter,
+            user_verified: credential.user_verified,
+            transports,
+            public_key: serde_json::to_value(&credential)
+                .map_err(|err| InvalidResponse(err.to_string()))?,
+        })
+    }
+
+    /// Options for signing with one of `held`, and the state to keep.
+    pub fn start_authentication<'a>(
+        &self,
+        held: impl Iterator<Item = &'a WebAuthnCredential>,
+    ) -> anyhow::Result<(Value, Value)> {
+        let keys = held
+            .map(|credential| {
+                let mut stored: Credential = serde_json::from_value(credential.public_key.clone())?;
+                // The aggregate judges the count, against the one it holds
+                // when the answer arrives.
+                stored.counter = 0;
+                Ok(SecurityKey::from(stored))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let (options, state) = self.webauthn.start_securitykey_authentication(&keys)?;
+        Ok((serde_json::to_value(options)?, serde_json::to_value(state)?))
+    }
+
+    /// What the assertion in `response` amounts to against the ceremony
+    /// `state`: valid (the signature is over this challenge and origin, by
+    /// a credential the challenge allowed) or not.
+    pub fn finish_authentication(&self, response: &Value, state: Value) -> WebAuthnAssertion {
+        let checked = parse::<PublicKeyCredential>(response).and_then(|response| {
+            let state: SecurityKeyAuthentication = parse(&state)?;
+            self.webauthn
+                .finish_securitykey_authentication(&response, &state)
+                .map_err(|err| InvalidResponse(err.to_string()))
+        });
+        match checked {
+            Ok(result) => WebAuthnAssertion::Valid {
+                credential_id: encode_id(result.cred_id()),
+                sign_count: result.counter(),
+                user_verified: result.user_verified(),
+            },
+            Err(err) => {
+                tracing::info!(error = %err, "a WebAuthn assertion did not check out");
+                WebAuthnAssertion::Invalid
+            }
+        }
+    }
+}
+
+/// The credential id a registration's answer names (`rawId`), as the
+/// events name it.
+pub fn answered_credential_id(response: &Value) -> Option<&str> {
+    response.get("rawId")?.as_str()
+}
+
+fn parse<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, InvalidResponse> {
+    T::deserialize(value).map_err(|err| InvalidResponse(err.to_string()))
+}
+
+/// A credential id as browsers and the events name it: base64url.
+fn encode_id(id: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id)
+}
+
+fn decode_id(id: &str) -> Option<CredentialID> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(id)
+        .ok()
+}
+
+/// Keeps a ceremony's state for `user` until `expires_at`, replacing one
+/// of the same purpose for the same attempt or session.
+pub async fn keep(
+    pool: &PgPool,
+    purpose: Purpose,
+    bound_to: &Reference,
+    user: Uuid,
+    state: &Value,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    // Ceremonies nobody finished are swept here rather than by a job: each
+    // new one clears those of the account that are over.
+    sqlx::query(
+        "WITH over AS (DELETE FROM webauthn_ceremonies WHERE user_id = $3 AND expires_at <= $5)
+         INSERT INTO webauthn_ceremonies (purpose, bound_to, user_id, state, expires_at)
+         VALUES ($1, $2, $3, $4, $6)
+         ON CONFLICT (purpose, bound_to)
+         DO UPDATE SET user_id = $3, state = $4, expires_at = $6",
+    )
+    .bind(purpose.label())
+    .bind(bound_to.as_bytes().as_slice())
+    .bind(user)
+    .bind(sqlx::types::Json(state))
+    .bind(now)
+    .bind(expires_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Takes the ceremony of `purpose` for this attempt or session back, once:
+/// a second answer to the same challenge finds nothing, as does one after
+/// `now` passed its expiry or one for another account.
+pub async fn take(
+    pool: &PgPool,
+    purpose: Purpose,
+    bound_to: &Reference,
+    user: Uuid,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Option<Value>> {
+    let state: Option<(sqlx::types::Json<Value>, DateTime<Utc>)> = sqlx::query_as(
+        "DELETE FROM webauthn_ceremonies
+          WHERE purpose = $1 AND bound_to = $2 AND user_id = $3
+          RETURNING state, expires_at",
+    )
+    .bind(purpose.label())
+    .bind(bound_to.as_bytes().as_slice())
+    .bind(user)
+    .fetch_optional(pool)
+    .await?;
+    Ok(state
+        .filter(|(_, expires_at)| now < *expires_at)
+        .map(|(state, _)| state.0))
+}
