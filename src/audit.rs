@@ -145,6 +145,7 @@ fn redact(payload: &Value) -> Value {
                 "secret",
                 "digest",
                 "totp_secret",
+                "totp_device_setup",
                 "enrollment_secret",
                 "recovery_code",
             ] {

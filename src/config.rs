@@ -270,11 +270,13 @@ pub struct Config {
     #[arg(long, env = "AUTHLEDGER_ADDR", default_value = DEFAULT_ADDR)]
     pub addr: SocketAddr,
     /// The URL users reach this service at; links are built from it, never
-    /// from a request's Host header.
+    /// from a request's Host header. Its host is also the WebAuthn relying
+    /// party, which must be a domain name: `localhost` rather than
+    /// `127.0.0.1`, so that security keys and passkeys work out of the box.
     #[arg(
         long,
         env = "AUTHLEDGER_PUBLIC_URL",
-        default_value = "http://127.0.0.1:8080"
+        default_value = "http://localhost:8080"
     )]
     pub public_url: String,
     /// Base64 of the 32-byte server key. Without it a development key is

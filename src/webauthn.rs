@@ -9,6 +9,7 @@
 use authledger_aggregates::{Reference, WebAuthnAssertion, WebAuthnCredential};
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -39,10 +40,43 @@ impl Purpose {
     }
 }
 
-/// The browser's answer does not parse or does not check out.
+/// The browser's answer does not check out. It carries the library's own
+/// words only, never what the client sent.
 #[derive(Debug, thiserror::Error)]
 #[error("the authenticator's answer is not valid: {0}")]
 pub struct InvalidResponse(String);
+
+/// What a client sent is not a WebAuthn answer of the kind expected.
+#[derive(Debug, thiserror::Error)]
+#[error("not a WebAuthn answer")]
+pub struct Malformed;
+
+/// A browser's answer to `navigator.credentials.get()`, parsed.
+pub struct Assertion(PublicKeyCredential);
+
+impl Assertion {
+    pub fn parse(response: &Value) -> Result<Self, Malformed> {
+        PublicKeyCredential::deserialize(response)
+            .map(Self)
+            .map_err(|_| Malformed)
+    }
+}
+
+/// A browser's answer to `navigator.credentials.create()`, parsed.
+pub struct Registration(RegisterPublicKeyCredential);
+
+impl Registration {
+    pub fn parse(response: &Value) -> Result<Self, Malformed> {
+        RegisterPublicKeyCredential::deserialize(response)
+            .map(Self)
+            .map_err(|_| Malformed)
+    }
+
+    /// The credential id it names, as the events name ids.
+    pub fn credential_id(&self) -> String {
+        encode_id(&self.0.raw_id)
+    }
+}
 
 /// The relying party: this service, as the domain of its public URL.
 pub struct RelyingParty {
@@ -102,14 +136,14 @@ impl RelyingParty {
 
     pub fn finish_registration(
         &self,
-        response: &Value,
+        registration: &Registration,
         state: Value,
     ) -> Result<WebAuthnCredential, InvalidResponse> {
-        let response: RegisterPublicKeyCredential = parse(response)?;
-        let state: SecurityKeyRegistration = parse(&state)?;
+        let response = &registration.0;
+        let state: SecurityKeyRegistration = kept(state)?;
         let key = self
             .webauthn
-            .finish_securitykey_registration(&response, &state)
+            .finish_securitykey_registration(response, &state)
             .map_err(|err| InvalidResponse(err.to_string()))?;
         let credential = Credential::from(key);
         // What the browser says of how the key reaches it: a hint for the
@@ -153,11 +187,10 @@ impl RelyingParty {
     /// What the assertion in `response` amounts to against the ceremony
     /// `state`: valid (the signature is over this challenge and origin, by
     /// a credential the challenge allowed) or not.
-    pub fn finish_authentication(&self, response: &Value, state: Value) -> WebAuthnAssertion {
-        let checked = parse::<PublicKeyCredential>(response).and_then(|response| {
-            let state: SecurityKeyAuthentication = parse(&state)?;
+    pub fn finish_authentication(&self, assertion: &Assertion, state: Value) -> WebAuthnAssertion {
+        let checked = kept::<SecurityKeyAuthentication>(state).and_then(|state| {
             self.webauthn
-                .finish_securitykey_authentication(&response, &state)
+                .finish_securitykey_authentication(&assertion.0, &state)
                 .map_err(|err| InvalidResponse(err.to_string()))
         });
         match checked {
@@ -174,14 +207,10 @@ impl RelyingParty {
     }
 }
 
-/// The credential id a registration's answer names (`rawId`), as the
-/// events name it.
-pub fn answered_credential_id(response: &Value) -> Option<&str> {
-    response.get("rawId")?.as_str()
-}
-
-fn parse<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, InvalidResponse> {
-    T::deserialize(value).map_err(|err| InvalidResponse(err.to_string()))
+/// A ceremony's state as this service kept it.
+fn kept<T: serde::de::DeserializeOwned>(state: Value) -> Result<T, InvalidResponse> {
+    serde_json::from_value(state)
+        .map_err(|_| InvalidResponse("the kept ceremony does not read".into()))
 }
 
 /// A credential id as browsers and the events name it: base64url.
@@ -207,9 +236,13 @@ pub async fn keep(
     expires_at: DateTime<Utc>,
 ) -> sqlx::Result<()> {
     // Ceremonies nobody finished are swept here rather than by a job: each
-    // new one clears those of the account that are over.
+    // new one clears a few that are over, any account's, skipping rows
+    // another request is sweeping.
     sqlx::query(
-        "WITH over AS (DELETE FROM webauthn_ceremonies WHERE user_id = $3 AND expires_at <= $5)
+        "WITH over AS (
+             DELETE FROM webauthn_ceremonies WHERE ctid IN (
+                 SELECT ctid FROM webauthn_ceremonies WHERE expires_at <= $5
+                  LIMIT 16 FOR UPDATE SKIP LOCKED))
          INSERT INTO webauthn_ceremonies (purpose, bound_to, user_id, state, expires_at)
          VALUES ($1, $2, $3, $4, $6)
          ON CONFLICT (purpose, bound_to)
@@ -249,4 +282,13 @@ pub async fn take(
     Ok(state
         .filter(|(_, expires_at)| now < *expires_at)
         .map(|(state, _)| state.0))
+}
+
+/// Forgets every ceremony of `user` (an erased account).
+pub async fn forget(pool: &PgPool, user: Uuid) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM webauthn_ceremonies WHERE user_id = $1")
+        .bind(user)
+        .execute(pool)
+        .await?;
+    Ok(())
 }

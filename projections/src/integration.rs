@@ -47,6 +47,8 @@ pub const TYPES: &[&str] = &[
     "user.suspended",
     "user.reactivated",
     "user.mfa_enrolled",
+    "user.authenticator_added",
+    "user.authenticator_removed",
     "user.mfa_reset_requested",
     "user.mfa_reset",
     "user.mfa_reset_cancelled",
@@ -481,7 +483,9 @@ impl Projection for IntegrationEvents {
 mod tests {
     use std::collections::{HashMap, HashSet};
 
-    use authledger_aggregates::{DeviceDigest, Sealed, TotpRejection};
+    use authledger_aggregates::{
+        AuthenticatorId, DeviceDigest, Sealed, TotpRejection, WebAuthnCredential, WebAuthnRejection,
+    };
     use chrono::TimeZone;
     use serde_json::{json, Value};
 
@@ -813,6 +817,18 @@ mod tests {
                 reason: None,
                 at: at(0),
             },
+            E::TotpDeviceAdded {
+                authenticator: AuthenticatorId(Uuid::from_u128(2)),
+                name: sealed("spare"),
+                secret: sealed("secret"),
+                step: 1,
+                at: at(0),
+            },
+            E::AuthenticatorRemoved {
+                authenticator: AuthenticatorId(Uuid::from_u128(2)),
+                last: false,
+                at: at(0),
+            },
             E::ReportedByUser {
                 sequence: 12,
                 link: Some(reference),
@@ -865,6 +881,7 @@ mod tests {
             (SignInMethod::Enrollment, Assurance::Aal2),
             (SignInMethod::RecoveryCode, Assurance::Aal2),
             (SignInMethod::EmailLink, Assurance::Aal1),
+            (SignInMethod::WebAuthn, Assurance::Aal2),
         ] {
             events.push(E::SessionStarted {
                 session,
@@ -883,6 +900,23 @@ mod tests {
             },
             E::RecoveryCodeRejected {
                 attempt: session,
+                at: at(0),
+            },
+            E::WebAuthnRejected {
+                attempt: session,
+                reason: WebAuthnRejection::InvalidAssertion,
+                at: at(0),
+            },
+            E::WebAuthnCredentialAdded {
+                authenticator: AuthenticatorId(Uuid::from_u128(3)),
+                name: sealed("key"),
+                credential: WebAuthnCredential {
+                    credential_id: "AQID".into(),
+                    public_key: serde_json::json!({}),
+                    sign_count: 0,
+                    transports: vec!["usb".into()],
+                    user_verified: true,
+                },
                 at: at(0),
             },
             E::MfaReset {

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::{App, AppError, AppResult, Caller, Enrollment, SignedIn, SignedInWithCode};
 use crate::keys::UserKeeper;
 use crate::services::new_totp_secret;
-use crate::webauthn::{self, Purpose, RelyingParty};
+use crate::webauthn::{self, Assertion, Purpose, Registration, RelyingParty};
 
 /// One authenticator as its owner sees it.
 #[derive(Debug, Clone)]
@@ -129,8 +129,11 @@ impl App {
     ) -> AppResult<SignedIn> {
         let rp = self.relying_party()?;
         let (user, attempt) = self.login_token(login_token)?;
+        // What is not an answer at all spends neither the challenge nor a
+        // try.
+        let answer = Assertion::parse(response).map_err(|_| AppError::WebAuthnResponseMalformed)?;
         let ceremony = self.take_ceremony(Purpose::SignIn, &attempt, user).await?;
-        let assertion = rp.finish_authentication(response, ceremony);
+        let assertion = rp.finish_authentication(&answer, ceremony);
         let verdict = self
             .run_sign_in(
                 "webauthn",
@@ -175,8 +178,10 @@ impl App {
         let rp = self.relying_party()?;
         let (user, attempt) = self.login_token(login_token)?;
         let name = AuthenticatorName::parse(name)?;
+        let registration =
+            Registration::parse(response).map_err(|_| AppError::WebAuthnResponseMalformed)?;
         let ceremony = self.take_ceremony(Purpose::Enroll, &attempt, user).await?;
-        let credential = registered(rp, response, ceremony)?;
+        let credential = registered(rp, &registration, ceremony)?;
         let authenticator = AuthenticatorId(Uuid::new_v4());
         self.sign_in_with_new_code("enrollment", user, caller, |recovery_code| {
             UserAuthCommand::EnrollWebAuthn {
@@ -328,21 +333,34 @@ impl App {
         let (user, session) = self.session_token(session_token)?;
         let name = AuthenticatorName::parse(name)?;
         let password = parse_password(password)?;
+        let registration =
+            Registration::parse(response).map_err(|_| AppError::WebAuthnResponseMalformed)?;
+        let state = self.load(user).await?;
+        let (now, policy) = (self.now(), self.policy());
+        // Refused before the challenge is spent: a session gone stale while
+        // its page was open asks for the password and can try again.
+        let live = state
+            .live_session(&session, now, policy)
+            .ok_or(AppError::Unauthenticated)?;
+        if live.aal != authledger_aggregates::Assurance::Aal2 {
+            return Err(AppError::SecondFactorRequired);
+        }
+        if password.is_none() && state.reauthentication_required(&session, now, policy) {
+            return Err(AppError::ReauthenticationRequired);
+        }
+        // A key the account holds was excluded from the options, so the
+        // library refuses it as it would a forged answer; named here.
+        let id = registration.credential_id();
+        if state
+            .webauthn_credentials()
+            .any(|held| held.credential_id == id)
+        {
+            return Err(AppError::CredentialAlreadyRegistered);
+        }
         let ceremony = self
             .take_ceremony(Purpose::Register, &session, user)
             .await?;
-        // A key the account holds was excluded from the options, so the
-        // library refuses it as it would a forged answer; named here.
-        if let Some(id) = webauthn::answered_credential_id(response) {
-            let state = self.load(user).await?;
-            if state
-                .webauthn_credentials()
-                .any(|held| held.credential_id == id)
-            {
-                return Err(AppError::CredentialAlreadyRegistered);
-            }
-        }
-        let credential = registered(rp, response, ceremony)?;
+        let credential = registered(rp, &registration, ceremony)?;
         let command = UserAuthCommand::AddWebAuthnCredential {
             session,
             password,
@@ -407,13 +425,14 @@ impl App {
 /// The credential a registration's answer made, or why it was refused.
 fn registered(
     rp: &RelyingParty,
-    response: &Value,
+    registration: &Registration,
     ceremony: Value,
 ) -> AppResult<authledger_aggregates::WebAuthnCredential> {
-    rp.finish_registration(response, ceremony).map_err(|err| {
-        tracing::info!(error = %err, "a WebAuthn registration did not check out");
-        AppError::WebAuthnRegistrationInvalid
-    })
+    rp.finish_registration(registration, ceremony)
+        .map_err(|err| {
+            tracing::info!(error = %err, "a WebAuthn registration did not check out");
+            AppError::WebAuthnRegistrationInvalid
+        })
 }
 
 fn parse_password(password: Option<&str>) -> AppResult<Option<Password>> {

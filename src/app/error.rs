@@ -145,6 +145,15 @@ pub enum AppError {
     /// second factor.
     #[error("the security key's or passkey's answer was refused")]
     WebAuthnRejected,
+    /// Its signature count did not go up: recorded as a possibly copied
+    /// key, a failed second factor.
+    #[error("the security key's signature count did not go up")]
+    WebAuthnSignCountRegressed,
+    /// What was sent as a browser's WebAuthn answer is not one.
+    #[error("the credential is not a WebAuthn answer")]
+    WebAuthnResponseMalformed,
+    #[error("the account holds as many authenticators as it may")]
+    TooManyAuthenticators,
     /// The client credential of an introspection is missing or unknown.
     #[error("a valid client credential is required")]
     InvalidClient,
@@ -255,6 +264,7 @@ impl App {
                 E::WrongSetupCode => AppError::WrongSetupCode,
                 E::TotpDeviceSetupNotStarted => AppError::TotpDeviceSetupNotStarted,
                 E::CredentialAlreadyRegistered => AppError::CredentialAlreadyRegistered,
+                E::TooManyAuthenticators => AppError::TooManyAuthenticators,
                 E::Overloaded => AppError::overloaded(),
                 E::Service(cause) => AppError::Internal(anyhow::anyhow!(cause)),
             },

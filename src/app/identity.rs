@@ -323,7 +323,14 @@ impl App {
             .await
             .map_err(|err| self.refused(err))?;
         match executed.verdict {
-            Verdict::Erased { sessions_ended } => Ok(sessions_ended),
+            Verdict::Erased { sessions_ended } => {
+                // Its key's ids and public keys go too; a failure here
+                // leaves them to expire and be swept.
+                if let Err(err) = crate::webauthn::forget(&self.pool, user).await {
+                    tracing::warn!(error = %err, "the erased account's WebAuthn ceremonies were not deleted");
+                }
+                Ok(sessions_ended)
+            }
             other => Err(unexpected(other)),
         }
     }

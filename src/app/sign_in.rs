@@ -212,9 +212,8 @@ impl App {
             }),
             Verdict::Rejected(rejection) => {
                 let otherwise = match rejection.factor {
-                    FailedFactor::WebAuthn | FailedFactor::WebAuthnSignCount => {
-                        AppError::WebAuthnRejected
-                    }
+                    FailedFactor::WebAuthn => AppError::WebAuthnRejected,
+                    FailedFactor::WebAuthnSignCount => AppError::WebAuthnSignCountRegressed,
                     _ => AppError::InvalidCode,
                 };
                 Err(self.rejected(rejection, otherwise))

@@ -693,6 +693,21 @@ impl From<&AppError> for ApiError {
                 "webauthn-rejected",
                 "The security key's or passkey's answer was refused",
             ),
+            E::WebAuthnSignCountRegressed => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "webauthn-sign-count-regressed",
+                "The security key's signature count did not go up: two copies of it may be in use; it was refused and recorded",
+            ),
+            E::WebAuthnResponseMalformed => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "webauthn-response-malformed",
+                "The credential is not a WebAuthn answer of the kind this route takes (the browser's PublicKeyCredential, as its toJSON() gives it)",
+            ),
+            E::TooManyAuthenticators => Self::new(
+                StatusCode::CONFLICT,
+                "too-many-authenticators",
+                "The account holds 16 authenticators, as many as it may: remove one first",
+            ),
             E::InvalidClient => Self::invalid_client(),
             E::Contended => Self::contended(),
             E::Overloaded { retry_after_secs } => Self::overloaded(*retry_after_secs),

@@ -49,9 +49,11 @@ pub struct LoginAttempt {
     /// Reaches only the second-factor and enrollment endpoints.
     login_token: String,
     next: Next,
-    /// Other ways to finish this sign-in; none until an authenticator is
-    /// enrolled, and no email link after a password reset by email until a
-    /// sign-in with a second factor.
+    /// Other ways to finish this sign-in: `webauthn` beside `enroll` is a
+    /// security key or passkey as the first authenticator; no email link or
+    /// recovery code until an authenticator is enrolled, and no email link
+    /// after a password reset by email until a sign-in with a second
+    /// factor.
     alternatives: Vec<Alternative>,
     expires_at: DateTime<Utc>,
     /// Keep it and send it with later password steps, as a browser keeps
@@ -101,6 +103,10 @@ pub async fn password(
             }
             alternatives.push(Alternative::RecoveryCode);
             (next, alternatives)
+        }
+        // Enrolling a security key or passkey instead of an app.
+        SecondFactor::Enroll if ctx.app.webauthn_available() => {
+            (Next::Enroll, vec![Alternative::WebAuthn])
         }
         SecondFactor::Enroll => (Next::Enroll, vec![]),
     };

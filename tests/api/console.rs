@@ -747,7 +747,7 @@ async fn a_form_is_refused_from_a_foreign_origin_and_accepted_from_its_own(pool:
     for headers in [
         [("origin", "https://evil.example")],
         // Another port of the same host is another origin.
-        [("origin", "http://127.0.0.1:8081")],
+        [("origin", "http://localhost:8081")],
         [("sec-fetch-site", "cross-site")],
         [("sec-fetch-site", "same-site")],
     ] {
@@ -758,13 +758,13 @@ async fn a_form_is_refused_from_a_foreign_origin_and_accepted_from_its_own(pool:
     assert_eq!(event_count(&app, id).await, events_before, "nothing ran");
 
     // The public URL's origin, as a browser writes it.
-    assert_eq!(app.config.public_url, "http://127.0.0.1:8080");
+    assert_eq!(app.config.public_url, "http://localhost:8080");
     let own = visitor
         .post_raw(
             "/sign-in",
             &fields,
             &[
-                ("origin", "http://127.0.0.1:8080"),
+                ("origin", "http://localhost:8080"),
                 ("sec-fetch-site", "same-origin"),
             ],
         )

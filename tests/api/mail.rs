@@ -40,13 +40,13 @@ async fn try_another_method_email_mails_a_link_that_signs_in_once(pool: PgPool) 
     assert_eq!(link_mails.len(), 1, "{mails:#?}");
     let link = link_in(link_mails[0]);
     assert!(
-        link.starts_with("http://127.0.0.1:8080/v1/login/email-link?token=al_link_"),
+        link.starts_with("http://localhost:8080/v1/login/email-link?token=al_link_"),
         "{link}"
     );
     assert!(link_mails[0]["html"].as_str().unwrap().contains("al_link_"));
 
     // The mailed link, opened in a browser: the page, then its form.
-    let path = link.trim_start_matches("http://127.0.0.1:8080");
+    let path = link.trim_start_matches("http://localhost:8080");
     let page = app.client.get(app.url(path)).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();

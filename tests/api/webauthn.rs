@@ -414,7 +414,7 @@ async fn a_cloned_key_whose_count_went_back_is_refused_and_recorded(pool: PgPool
     assert_problem(
         answer(&app, &token, &clone.assert(&options)).await,
         StatusCode::UNAUTHORIZED,
-        "webauthn-rejected",
+        "webauthn-sign-count-regressed",
     )
     .await;
     let events = app.audit_events(app.user_id(&user.email).await).await;
@@ -430,6 +430,70 @@ async fn a_cloned_key_whose_count_went_back_is_refused_and_recorded(pool: PgPool
         rejected["payload"]["reason"]["sign_count_regressed"]["presented"],
         1
     );
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn what_is_not_a_webauthn_answer_spends_neither_the_challenge_nor_a_try(pool: PgPool) {
+    let app = spawn(pool).await;
+    let user = app.signed_up().await;
+    let mut key = SoftKey::new();
+    add_key(&app, &user.session_token, &key, "Key").await;
+    let (token, options) = key_challenge(&app, &user.email).await;
+    for garbage in [json!("nope"), json!({"id": 1}), json!({"response": {}})] {
+        assert_problem(
+            answer(&app, &token, &garbage).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "webauthn-response-malformed",
+        )
+        .await;
+    }
+    let events = app.audit_events(app.user_id(&user.email).await).await;
+    assert!(!events.iter().any(|e| e["type"] == "WebAuthnRejected"));
+    ok_json(answer(&app, &token, &key.assert(&options)).await, StatusCode::OK).await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_session_gone_stale_gives_its_password_before_its_key_is_added(pool: PgPool) {
+    let app = spawn(pool).await;
+    let user = app.signed_up().await;
+    let key = SoftKey::new();
+    // The page is opened a minute before the session stops being recent,
+    // and its form sent a minute after.
+    app.clock.advance(chrono::Duration::minutes(14));
+    let options: Value = ok_json(
+        app.post_with_session(
+            "/v1/me/authenticators/webauthn/options",
+            &user.session_token,
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    app.clock.advance(chrono::Duration::minutes(2));
+    let registration = key.register(&options);
+    assert_problem(
+        app.post_session_json(
+            "/v1/me/authenticators/webauthn",
+            &user.session_token,
+            json!({"name": "Key", "credential": registration}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "reauthentication-required",
+    )
+    .await;
+    // The challenge was not spent: the same answer, with the password.
+    ok_json(
+        app.post_session_json(
+            "/v1/me/authenticators/webauthn",
+            &user.session_token,
+            json!({"name": "Key", "credential": registration, "password": PASSWORD}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -472,6 +536,7 @@ async fn a_security_key_can_be_the_first_authenticator(pool: PgPool) {
     app.register(&email).await;
     let login = app.password_step(&email).await;
     assert_eq!(login["next"], "enroll");
+    assert_eq!(login["alternatives"], json!(["webauthn"]));
     let token = login["login_token"].as_str().unwrap();
     let options = app
         .post_ok(

@@ -42,9 +42,9 @@ pub enum InvalidAuthenticatorName {
     Empty,
     #[error("a name has at most {MAX_NAME_CHARS} characters")]
     TooLong,
-    /// As for an administrator's reason: controls could rewrite what an
-    /// auditor's terminal shows.
-    #[error("a name may not contain control characters")]
+    /// Controls, reordering marks and zero-width spaces could rewrite or
+    /// hide what an auditor's terminal and the profile show.
+    #[error("a name may not contain control or invisible characters")]
     ControlCharacter,
 }
 
@@ -58,7 +58,12 @@ impl AuthenticatorName {
         if chars > MAX_NAME_CHARS {
             return Err(InvalidAuthenticatorName::TooLong);
         }
-        if name.chars().any(char::is_control) {
+        let hidden = |c: char| {
+            c.is_control()
+                || super::email::is_bidi_control(c)
+                || matches!(c, '\u{200B}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
+        };
+        if name.chars().any(hidden) {
             return Err(InvalidAuthenticatorName::ControlCharacter);
         }
         Ok(Self(name.to_owned()))
@@ -153,10 +158,14 @@ mod tests {
             Err(InvalidAuthenticatorName::TooLong)
         );
         assert!(AuthenticatorName::parse(&"é".repeat(64)).is_ok());
-        assert_eq!(
-            AuthenticatorName::parse("key\u{1b}[2J"),
-            Err(InvalidAuthenticatorName::ControlCharacter)
-        );
+        for hidden in ["key\u{1b}[2J", "key\u{202E}yek", "ke\u{200B}y"] {
+            assert_eq!(
+                AuthenticatorName::parse(hidden),
+                Err(InvalidAuthenticatorName::ControlCharacter),
+                "{hidden:?}"
+            );
+        }
+        assert!(AuthenticatorName::parse("Laptop 👩\u{200D}💻").is_ok());
     }
 
     #[test]

@@ -183,7 +183,7 @@ fn domain_part(raw: &str) -> Result<String, InvalidEmail> {
 }
 
 /// Characters that reorder the text around them (Trojan Source).
-fn is_bidi_control(c: char) -> bool {
+pub(super) fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 

@@ -76,6 +76,8 @@ pub enum UserAuthError {
     TotpDeviceSetupNotStarted,
     #[error("this security key or passkey is registered already")]
     CredentialAlreadyRegistered,
+    #[error("the account holds as many authenticators as it may; remove one first")]
+    TooManyAuthenticators,
     /// A service the rule needed (the password hasher) is at capacity and
     /// refused the work before it began: nothing was decided, so nothing
     /// counts against the account.

@@ -264,6 +264,9 @@ pub enum UserAuthEvent {
         totp_secret: Option<Sealed>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         totp_devices: Vec<ResealedSecret>,
+        /// The secret of another app being set up from a session.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        totp_device_setup: Option<Sealed>,
         enrollment_secret: Option<Sealed>,
         recovery_code: Option<Sealed>,
         at: DateTime<Utc>,

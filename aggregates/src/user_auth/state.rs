@@ -22,6 +22,12 @@ pub struct UserAuth {
     /// held several has none, fails to read, and is folded again from the
     /// events instead.
     pub(super) authenticators: Vec<Authenticator>,
+    /// Written where earlier versions kept their one authenticator, as a
+    /// value they cannot read: a process of such a version (in a rolling
+    /// deploy, or after a rollback) skips this snapshot and folds the
+    /// events, rather than read an enrolled account as one without.
+    #[serde(rename = "authenticator", skip_deserializing)]
+    pub(super) shape: SnapshotShape,
     /// Another authenticator app begun from a session, waiting for a code.
     #[serde(default)]
     pub(super) pending_totp_device: Option<PendingTotpDevice>,
@@ -73,6 +79,16 @@ pub struct UserAuth {
     /// The sequences of the events reported, newest last.
     #[serde(default)]
     pub(super) reported: Vec<u64>,
+}
+
+/// See `UserAuth::shape`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(super) struct SnapshotShape;
+
+impl Serialize for SnapshotShape {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("several authenticators")
+    }
 }
 
 fn signed_in_before_unknown() -> bool {
@@ -698,9 +714,12 @@ impl UserAuth {
             } => {
                 self.authenticators.retain(|a| a.id != authenticator);
                 if last {
-                    // The next sign-in enrolls again and issues a new code.
+                    // The next sign-in enrolls again and issues a new code;
+                    // nothing begun before may finish without it.
                     self.recovery_code = None;
                     self.email_link = None;
+                    self.attempt = None;
+                    self.pending_totp_device = None;
                 }
             }
             E::MfaReset { .. } => {
@@ -893,10 +912,16 @@ impl UserAuth {
                 password_hash,
                 totp_secret,
                 totp_devices,
+                totp_device_setup,
                 enrollment_secret,
                 recovery_code,
                 ..
             } => {
+                if let (Some(pending), Some(sealed)) =
+                    (&mut self.pending_totp_device, totp_device_setup)
+                {
+                    pending.secret = sealed;
+                }
                 if let (Some(account), Some(sealed)) = (&mut self.account, password_hash) {
                     account.password_hash = sealed;
                 }
@@ -1152,6 +1177,41 @@ mod tests {
             let snapshot = serde_json::to_value(&state).unwrap();
             assert_eq!(serde_json::from_value::<UserAuth>(snapshot).unwrap(), state);
         }
+    }
+
+    #[test]
+    fn a_snapshot_from_before_several_authenticators_is_not_read() {
+        // It held one `authenticator`: read with a default list, the
+        // account would look unenrolled; refused, it is folded again.
+        let mut snapshot = serde_json::to_value(folded(signed_in(later(10)))).unwrap();
+        let fields = snapshot.as_object_mut().unwrap();
+        fields.remove("authenticators");
+        fields.remove("pending_totp_device");
+        fields.insert(
+            "authenticator".into(),
+            serde_json::json!({"secret": sealed(SealPurpose::TotpSecret, secret().expose()),
+                               "enrolled_at": t0(), "last_used_step": 1}),
+        );
+        assert!(serde_json::from_value::<UserAuth>(snapshot).is_err());
+    }
+
+    #[test]
+    fn an_earlier_version_cannot_read_a_snapshot_of_this_one() {
+        /// What versions before several authenticators read a snapshot as.
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Earlier {
+            authenticator: Option<EarlierAuthenticator>,
+        }
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct EarlierAuthenticator {
+            secret: Sealed,
+            enrolled_at: DateTime<Utc>,
+            last_used_step: u64,
+        }
+        let snapshot = serde_json::to_value(folded(signed_in(later(10)))).unwrap();
+        assert!(serde_json::from_value::<Earlier>(snapshot).is_err());
     }
 
     #[test]

@@ -73,6 +73,9 @@ fn answer(raw: &str) -> Result<serde_json::Value, Problem> {
 fn key_problem(err: &AppError) -> Option<&'static str> {
     Some(match err {
         AppError::WebAuthnRejected => "Your security key or passkey's answer was refused. Use a key registered on this account, or another method.",
+        AppError::WebAuthnSignCountRegressed => "Your security key's answer was refused: it looks like a copy of the key. If it is yours, sign in another way and tell your administrator.",
+        AppError::WebAuthnResponseMalformed => NO_SCRIPT,
+        AppError::TooManyAuthenticators => "Your account holds 16 authenticators, as many as it may. Remove one first.",
         AppError::WebAuthnChallengeInvalid => "That took too long, or the page was used twice. Try again.",
         AppError::WebAuthnRegistrationInvalid => "Your security key's answer could not be checked. Try again, or with another key.",
         AppError::CredentialAlreadyRegistered => "That security key or passkey is already on your account.",

@@ -7,12 +7,15 @@
 use chrono::{DateTime, Utc};
 
 use super::reauthentication::Reauthentication;
+
+/// How many authenticators an account may hold: each sign-in with a code
+/// tries every app, so each one more is one more code that would pass.
+pub(in crate::user_auth) const MAX_AUTHENTICATORS: usize = 16;
 use super::totp::unix_secs;
 use super::Decision;
-use crate::user_auth::state::Factor;
 use crate::user_auth::{
     check_code, Assurance, AuthenticatorId, AuthenticatorName, Decided, NewWebAuthnCredential,
-    Password, Reference, SealPurpose, TotpCheck, TotpCode, TotpSecret, UserAuth,
+    Password, Reference, ResetCancellation, SealPurpose, TotpCheck, TotpCode, TotpSecret, UserAuth,
     UserAuthError as Error, UserAuthEvent as E, UserAuthServices, Verdict,
 };
 
@@ -25,6 +28,7 @@ impl UserAuth {
         s: &UserAuthServices,
         now: DateTime<Utc>,
     ) -> Decision {
+        self.room_for_another()?;
         if let Some(refused) = self
             .authorise_change(&session, password.as_ref(), s, now)
             .await?
@@ -58,6 +62,12 @@ impl UserAuth {
         if live.aal != Assurance::Aal2 {
             return Err(Error::SecondFactorRequired);
         }
+        // Removing the last one while this app waited leaves the account to
+        // enroll, which issues the recovery code an authenticator needs.
+        if !self.is_enrolled() {
+            return Err(Error::EnrollmentRequired);
+        }
+        self.room_for_another()?;
         let pending = self
             .pending_totp_device(&session, now, &s.policy)
             .ok_or(Error::TotpDeviceSetupNotStarted)?;
@@ -105,6 +115,7 @@ impl UserAuth {
         {
             return Err(Error::CredentialAlreadyRegistered);
         }
+        self.room_for_another()?;
         self.fresh_id(authenticator)?;
         if let Some(refused) = self
             .authorise_change(&session, password.as_ref(), s, now)
@@ -134,8 +145,14 @@ impl UserAuth {
         s: &UserAuthServices,
         now: DateTime<Utc>,
     ) -> Decision {
-        self.live_session(&session, now, &s.policy)
+        // Which authenticators exist is not told to a session that could
+        // not remove one.
+        let live = self
+            .live_session(&session, now, &s.policy)
             .ok_or(Error::SessionInvalid)?;
+        if live.aal != Assurance::Aal2 {
+            return Err(Error::SecondFactorRequired);
+        }
         self.authenticator(authenticator)
             .ok_or(Error::UnknownAuthenticator)?;
         let last = self.authenticators.len() == 1;
@@ -148,12 +165,22 @@ impl UserAuth {
         {
             return Ok(refused);
         }
-        Ok(Decided {
-            events: vec![E::AuthenticatorRemoved {
-                authenticator,
-                last,
+        let mut events = Vec::new();
+        // A waiting reset has nothing left to forget: the account enrolls
+        // at its next sign-in either way.
+        if last && self.pending_mfa_reset.is_some() {
+            events.push(E::MfaResetCancelled {
+                reason: ResetCancellation::CancelledByUser,
                 at: now,
-            }],
+            });
+        }
+        events.push(E::AuthenticatorRemoved {
+            authenticator,
+            last,
+            at: now,
+        });
+        Ok(Decided {
+            events,
             verdict: Verdict::AuthenticatorRemoved { last },
         })
     }
@@ -180,6 +207,13 @@ impl UserAuth {
         }
     }
 
+    fn room_for_another(&self) -> Result<(), Error> {
+        if self.authenticators.len() >= MAX_AUTHENTICATORS {
+            return Err(Error::TooManyAuthenticators);
+        }
+        Ok(())
+    }
+
     /// The caller mints ids; one already held would make two authenticators
     /// answer to one name.
     fn fresh_id(&self, authenticator: AuthenticatorId) -> Result<(), Error> {
@@ -189,12 +223,6 @@ impl UserAuth {
             )),
             None => Ok(()),
         }
-    }
-
-    /// Whether `authenticator` is a security key or passkey of this account.
-    pub fn is_webauthn(&self, authenticator: AuthenticatorId) -> bool {
-        self.authenticator(authenticator)
-            .is_some_and(|a| matches!(a.factor, Factor::WebAuthn(_)))
     }
 }
 
@@ -555,5 +583,114 @@ mod tests {
         given.extend(events);
         let state = folded(given);
         assert_eq!(state.authenticators().len(), 2);
+    }
+
+    #[test]
+    fn an_app_begun_before_the_last_authenticator_went_cannot_be_added_after() {
+        let now = later(10);
+        let mut given = second_app_begun(now);
+        given.push(E::AuthenticatorRemoved {
+            authenticator: AuthenticatorId::FIRST,
+            last: true,
+            at: now,
+        });
+        at(now)
+            .given(given)
+            .when(add_second_app(second_code_for_step(step_at(now))))
+            .then_expect_error(UserAuthError::EnrollmentRequired);
+    }
+
+    #[test]
+    fn removing_the_last_authenticator_calls_off_a_waiting_reset() {
+        let now = later(10);
+        let mut given = signed_in(now);
+        given.push(E::MfaResetRequested {
+            effective_at: now + Duration::hours(24),
+            denial: reference(30),
+            at: now,
+        });
+        at(now)
+            .given(given)
+            .when(UserAuthCommand::RemoveAuthenticator {
+                session: reference(8),
+                password: None,
+                authenticator: AuthenticatorId::FIRST,
+                confirm_last: true,
+            })
+            .then_expect_events(vec![
+                E::MfaResetCancelled {
+                    reason: ResetCancellation::CancelledByUser,
+                    at: now,
+                },
+                E::AuthenticatorRemoved {
+                    authenticator: AuthenticatorId::FIRST,
+                    last: true,
+                    at: now,
+                },
+            ]);
+    }
+
+    #[test]
+    fn a_session_won_by_email_link_learns_nothing_of_the_authenticators() {
+        let now = later(10);
+        let mut given = enrolled();
+        given.push(session_started(8, SignInMethod::EmailLink, now));
+        for id in [5, 0] {
+            at(now)
+                .given(given.clone())
+                .when(remove(id, false))
+                .then_expect_error(UserAuthError::SecondFactorRequired);
+        }
+    }
+
+    #[test]
+    fn an_account_holds_at_most_sixteen_authenticators() {
+        let now = later(10);
+        let mut given = signed_in(now);
+        given.extend((2..=16).map(|n| E::WebAuthnCredentialAdded {
+            authenticator: authenticator_id(100 + n),
+            name: sealed_text("key"),
+            credential: credential(100 + n, 0),
+            at: now,
+        }));
+        assert_eq!(folded(given.clone()).authenticators().len(), 16);
+        at(now)
+            .given(given.clone())
+            .when(begin(8))
+            .then_expect_error(UserAuthError::TooManyAuthenticators);
+        at(now)
+            .given(given)
+            .when(add_key(None))
+            .then_expect_error(UserAuthError::TooManyAuthenticators);
+    }
+
+    #[test]
+    fn an_app_being_set_up_is_sealed_again_with_the_current_key() {
+        let now = later(10);
+        let events = events_of(
+            Framework::with(services_with_key(now, "k2")),
+            second_app_begun(now),
+            UserAuthCommand::ResealSecrets,
+        );
+        let E::SecretsResealed {
+            totp_device_setup: Some(sealed),
+            ..
+        } = &events[0]
+        else {
+            panic!("{events:?}");
+        };
+        assert_eq!(sealed.key_id, "k2");
+        let mut given = second_app_begun(now);
+        given.extend(events);
+        at(now)
+            .given(given)
+            .when(add_second_app(second_code_for_step(step_at(now))))
+            .then_expect_events(vec![E::TotpDeviceAdded {
+                authenticator: authenticator_id(2),
+                name: sealed_text("Spare phone"),
+                secret: sealed_with("k2", SealPurpose::TotpSecret, second_secret().expose()),
+                step: step_at(now),
+                at: now,
+            }]);
     }
 }

@@ -126,7 +126,9 @@ impl UserAuth {
                     at: now,
                 },
             ],
-            SignInMethod::Enrollment,
+            // The key signed its registration: what the session was won
+            // with, for introspection's `amr` too.
+            SignInMethod::WebAuthn,
             s,
             now,
         ))

@@ -101,10 +101,12 @@ impl UserAuth {
             }
             _ => None,
         };
-        if let Some(authenticator) = added {
+        // Never the last: that would leave the account to whoever enrolls
+        // next with the password. Every session ends below either way.
+        if let Some(authenticator) = added.filter(|_| self.authenticators.len() > 1) {
             events.push(E::AuthenticatorRemoved {
                 authenticator,
-                last: self.authenticators.len() == 1,
+                last: false,
                 at: now,
             });
         }
@@ -395,6 +397,41 @@ mod tests {
             ]
         );
         assert!(matches!(events[2], E::SessionEnded { .. }));
+    }
+
+    #[test]
+    fn a_report_never_removes_the_last_authenticator() {
+        let now = later(10);
+        let mut given = with_key(now);
+        given.push(E::AuthenticatorRemoved {
+            authenticator: AuthenticatorId::FIRST,
+            last: false,
+            at: now,
+        });
+        let added = E::WebAuthnCredentialAdded {
+            authenticator: authenticator_id(3),
+            name: sealed_text("Work key"),
+            credential: credential(3, 0),
+            at: now,
+        };
+        let events = events_of(
+            at(now),
+            given,
+            UserAuthCommand::ReportActivity {
+                reported: ReportedActivity {
+                    sequence: 9,
+                    event: Box::new(added),
+                },
+                by: Reporter::Session(reference(8)),
+            },
+        );
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, E::AuthenticatorRemoved { .. })),
+            "{events:?}"
+        );
+        assert!(events.iter().any(|e| matches!(e, E::SessionEnded { .. })));
     }
 
     #[test]

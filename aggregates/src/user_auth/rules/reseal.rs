@@ -32,16 +32,26 @@ impl UserAuth {
                 }
             }
         }
+        let totp_device_setup = resealed(
+            s,
+            SealPurpose::TotpSecret,
+            self.pending_totp_device.as_ref().map(|p| &p.secret),
+        )?;
         let enrollment_secret = resealed(
             s,
             SealPurpose::TotpSecret,
             self.pending_enrollment.as_ref().map(|p| &p.secret),
         )?;
         let recovery_code = resealed(s, SealPurpose::RecoveryCode, self.recovery_code.as_ref())?;
-        let resealed = [&password_hash, &enrollment_secret, &recovery_code]
-            .into_iter()
-            .filter(|sealed| sealed.is_some())
-            .count()
+        let resealed = [
+            &password_hash,
+            &enrollment_secret,
+            &recovery_code,
+            &totp_device_setup,
+        ]
+        .into_iter()
+        .filter(|sealed| sealed.is_some())
+        .count()
             + totp_devices.len();
         let events = if resealed == 0 {
             vec![]
@@ -50,6 +60,7 @@ impl UserAuth {
                 password_hash,
                 totp_secret: None,
                 totp_devices,
+                totp_device_setup,
                 enrollment_secret,
                 recovery_code,
                 at: now,
@@ -119,6 +130,7 @@ mod tests {
             .then_expect_events(vec![E::SecretsResealed {
                 password_hash: Some(password_hash_under(NEW_KEY)),
                 totp_secret: None,
+                totp_device_setup: None,
                 totp_devices: vec![ResealedSecret {
                     authenticator: AuthenticatorId::FIRST,
                     secret: totp_secret_under(NEW_KEY),
@@ -138,6 +150,7 @@ mod tests {
             .then_expect_events(vec![E::SecretsResealed {
                 password_hash: Some(password_hash_under(NEW_KEY)),
                 totp_secret: None,
+                totp_device_setup: None,
                 totp_devices: vec![],
                 enrollment_secret: Some(totp_secret_under(NEW_KEY)),
                 recovery_code: None,
@@ -159,6 +172,7 @@ mod tests {
             .then_expect_events(vec![E::SecretsResealed {
                 password_hash: None,
                 totp_secret: None,
+                totp_device_setup: None,
                 totp_devices: vec![ResealedSecret {
                     authenticator: AuthenticatorId::FIRST,
                     secret: totp_secret_under(NEW_KEY),

@@ -267,7 +267,7 @@ mod tests {
         assert!(matches!(
             &events[2],
             E::SessionStarted {
-                method: SignInMethod::Enrollment,
+                method: SignInMethod::WebAuthn,
                 ..
             }
         ));
