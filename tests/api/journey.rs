@@ -13,7 +13,9 @@ async fn a_new_user_enrolls_signs_out_and_signs_in_again_with_totp(pool: PgPool)
 
     let login = app.password_step(&email).await;
     assert_eq!(login["next"], "enroll");
-    assert_eq!(login["alternatives"], json!([]));
+    // No recovery path before an authenticator: only the other kind of
+    // first authenticator, a security key or passkey.
+    assert_eq!(login["alternatives"], json!(["webauthn"]));
     assert!(login["login_token"]
         .as_str()
         .unwrap()

@@ -449,7 +449,11 @@ async fn what_is_not_a_webauthn_answer_spends_neither_the_challenge_nor_a_try(po
     }
     let events = app.audit_events(app.user_id(&user.email).await).await;
     assert!(!events.iter().any(|e| e["type"] == "WebAuthnRejected"));
-    ok_json(answer(&app, &token, &key.assert(&options)).await, StatusCode::OK).await;
+    ok_json(
+        answer(&app, &token, &key.assert(&options)).await,
+        StatusCode::OK,
+    )
+    .await;
 }
 
 #[sqlx::test(migrations = "./migrations")]

@@ -253,12 +253,7 @@ fn recovery_code_view(ctx: &ApiContext, browser: &Browser, me: &Me, page: Page<'
                 p { "Your current recovery code stops working, and a new one is shown once." }
                 form method="post" action="/profile/recovery-code" {
                     (csrf.field())
-                    @if me.reauthentication_required {
-                        (views::password_field("current-password", Some(&format!(
-                            "You signed in more than {} minutes ago: enter your password to confirm.",
-                            ctx.app.policy().reauthentication_window.num_minutes()
-                        ))))
-                    }
+                    (views::password_again(me.reauthentication_required, ctx.app.policy().reauthentication_window))
                     div.actions {
                         button type="submit" { "Make a new recovery code" }
                         a.button.secondary href="/profile" { "Cancel" }

@@ -55,12 +55,7 @@ fn change_view(
                     label for="new-email" { "New email address" }
                     input #new-email type="email" name="email" autocomplete="email" required value=(typed)
                         spellcheck="false" autocapitalize="none";
-                    @if me.reauthentication_required {
-                        (views::password_field("current-password", Some(&format!(
-                            "You signed in more than {} minutes ago: enter your password to confirm.",
-                            ctx.app.policy().reauthentication_window.num_minutes()
-                        ))))
-                    }
+                    (views::password_again(me.reauthentication_required, ctx.app.policy().reauthentication_window))
                     div.actions {
                         button type="submit" { "Send the link" }
                         a.button.secondary href="/profile" { "Cancel" }
@@ -237,12 +232,7 @@ fn erase_view(ctx: &ApiContext, browser: &Browser, me: &Me, page: Page<'_>) -> R
                     p.hint #confirm-email-hint { "It is " (me.email) "." }
                     input #confirm-email type="email" name="confirm_email" autocomplete="off" required
                         spellcheck="false" autocapitalize="none" aria-describedby="confirm-email-hint";
-                    @if me.reauthentication_required {
-                        (views::password_field("current-password", Some(&format!(
-                            "You signed in more than {} minutes ago: enter your password to confirm.",
-                            ctx.app.policy().reauthentication_window.num_minutes()
-                        ))))
-                    }
+                    (views::password_again(me.reauthentication_required, ctx.app.policy().reauthentication_window))
                     div.actions {
                         button.danger type="submit" { "Delete my account" }
                         a.button.secondary href="/profile" { "Cancel" }

@@ -132,6 +132,31 @@ fn ceremony_form(
     }
 }
 
+/// A ceremony's page, with the script: `main` around the options, or the
+/// page that says why there are none.
+fn ceremony_page(
+    ctx: &ApiContext,
+    browser: &Browser,
+    page: Page<'_>,
+    step: Step,
+    options: Result<WebAuthnOptions, AppError>,
+    main: impl FnOnce(&Csrf, &WebAuthnOptions) -> Markup,
+) -> Response {
+    let options = match options {
+        Ok(options) => options,
+        Err(err) => {
+            return refused_here(ctx, &err, step, |status, problem| {
+                problem_page(ctx, browser, status, page.title, &problem.message)
+            })
+        }
+    };
+    let page = Page {
+        script: true,
+        ..page
+    };
+    show(ctx, browser, page, |csrf| main(csrf, &options))
+}
+
 fn name_field(value: &str, hint: &str) -> Markup {
     html! {
         label for="name" { "Name" }
@@ -151,22 +176,11 @@ async fn sign_in_view(ctx: &ApiContext, browser: &Browser, page: Page<'_>) -> Re
     let Ok(login) = pending(browser) else {
         return see_other("/sign-in");
     };
-    let options = match ctx.app.webauthn_sign_in_options(login).await {
-        Ok(options) => options,
-        Err(err) => {
-            return refused_here(ctx, &err, Step::Other, |status, problem| {
-                problem_page(ctx, browser, status, KEY_TITLE, &problem.message)
-            })
-        }
-    };
-    let page = Page {
-        script: true,
-        ..page
-    };
-    show(ctx, browser, page, |csrf| {
+    let options = ctx.app.webauthn_sign_in_options(login).await;
+    ceremony_page(ctx, browser, page, Step::Other, options, |csrf, options| {
         html! {
             p { "Your account has a security key or passkey. Use it to finish signing in: your browser will ask for it." }
-            (ceremony_form("/sign-in/key", "get", &options, csrf, Markup::default(), "Use security key or passkey"))
+            (ceremony_form("/sign-in/key", "get", options, csrf, Markup::default(), "Use security key or passkey"))
             p { a href="/sign-in/code" { "Enter a code from your authenticator app instead" } }
             p { a href="/sign-in/other" { "Try another method" } }
             (views::cancel_sign_in(&csrf.field()))
@@ -228,22 +242,11 @@ async fn enroll_view(ctx: &ApiContext, browser: &Browser, page: Page<'_>, name: 
     let Ok(login) = pending(browser) else {
         return see_other("/sign-in");
     };
-    let options = match ctx.app.webauthn_enroll_options(login).await {
-        Ok(options) => options,
-        Err(err) => {
-            return refused_here(ctx, &err, Step::Totp, |status, problem| {
-                problem_page(ctx, browser, status, ENROLL_KEY_TITLE, &problem.message)
-            })
-        }
-    };
-    let page = Page {
-        script: true,
-        ..page
-    };
-    show(ctx, browser, page, |csrf| {
+    let options = ctx.app.webauthn_enroll_options(login).await;
+    ceremony_page(ctx, browser, page, Step::Totp, options, |csrf, options| {
         html! {
             p { "Your account needs a second factor before you can sign in. A security key (such as a YubiKey) or a passkey on this device (Touch ID, Windows Hello, your phone) can be it." }
-            (ceremony_form("/sign-in/enroll/key", "create", &options, csrf,
+            (ceremony_form("/sign-in/enroll/key", "create", options, csrf,
                 name_field(if name.is_empty() { "Security key" } else { name }, "So you can tell it from others later, such as \"Laptop\" or \"Blue YubiKey\"."),
                 "Set up security key or passkey"))
             p { a href="/sign-in/enroll" { "Use an authenticator app instead" } }
@@ -376,14 +379,10 @@ pub(super) fn authenticators_section(
 }
 
 fn password_again(ctx: &ApiContext, me: &Me) -> Markup {
-    html! {
-        @if me.reauthentication_required {
-            (views::password_field("current-password", Some(&format!(
-                "You signed in more than {} minutes ago: enter your password to confirm.",
-                ctx.app.policy().reauthentication_window.num_minutes()
-            ))))
-        }
-    }
+    views::password_again(
+        me.reauthentication_required,
+        ctx.app.policy().reauthentication_window,
+    )
 }
 
 pub(super) async fn add_key_page(
@@ -405,23 +404,15 @@ async fn add_key_view(
     let Ok(token) = session(browser) else {
         return see_other("/sign-in");
     };
-    let options = match ctx.app.webauthn_register_options(token).await {
-        Ok(options) => options,
-        Err(err) => {
-            return refused_here(ctx, &err, Step::Other, |status, problem| {
-                problem_page(ctx, browser, status, ADD_KEY_TITLE, &problem.message)
-            })
-        }
-    };
+    let options = ctx.app.webauthn_register_options(token).await;
     let page = Page {
         account: Some(&me.email),
-        script: true,
         ..page
     };
-    show(ctx, browser, page, |csrf| {
+    ceremony_page(ctx, browser, page, Step::Other, options, |csrf, options| {
         html! {
             p { "A security key (such as a YubiKey) or a passkey on this device signs you in where a code would, and no fake sign-in page can relay it." }
-            (ceremony_form("/profile/authenticators/key", "create", &options, csrf,
+            (ceremony_form("/profile/authenticators/key", "create", options, csrf,
                 html! {
                     (name_field(if name.is_empty() { "Security key" } else { name }, "So you can tell it from others, such as \"Laptop\" or \"Blue YubiKey\"."))
                     (password_again(ctx, me))

@@ -1073,12 +1073,7 @@ fn reset_view(ctx: &ApiContext, browser: &Browser, me: &Me, page: Page<'_>) -> R
             p { "This forgets your authenticator app and your recovery code, and signs you out on every device, this one included. At your next sign-in you will set up a new authenticator app." }
             form method="post" action="/profile/reset-mfa" {
                 (csrf.field())
-                @if me.reauthentication_required {
-                    (views::password_field("current-password", Some(&format!(
-                        "You signed in more than {} minutes ago: enter your password to confirm.",
-                        ctx.app.policy().reauthentication_window.num_minutes()
-                    ))))
-                }
+                (views::password_again(me.reauthentication_required, ctx.app.policy().reauthentication_window))
                 div.actions {
                     button.danger type="submit" { "Reset my MFA" }
                     a.button.secondary href="/profile" { "Cancel" }

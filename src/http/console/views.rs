@@ -153,6 +153,19 @@ pub fn password_field(autocomplete: &str, hint: Option<&str>) -> Markup {
     }
 }
 
+/// The password again, when the session was not won recently enough for
+/// the change at hand.
+pub fn password_again(required: bool, window: chrono::Duration) -> Markup {
+    html! {
+        @if required {
+            (password_field("current-password", Some(&format!(
+                "You signed in more than {} minutes ago: enter your password to confirm.",
+                window.num_minutes()
+            ))))
+        }
+    }
+}
+
 pub fn totp_field() -> Markup {
     html! {
         label for="code" { "Enter the 6-digit code from your authenticator app" }

@@ -14,8 +14,8 @@ pub(in crate::user_auth) const MAX_AUTHENTICATORS: usize = 16;
 use super::totp::unix_secs;
 use super::Decision;
 use crate::user_auth::{
-    check_code, Assurance, AuthenticatorId, AuthenticatorName, Decided, NewWebAuthnCredential,
-    Password, Reference, ResetCancellation, SealPurpose, TotpCheck, TotpCode, TotpSecret, UserAuth,
+    check_code, AuthenticatorId, AuthenticatorName, Decided, NewWebAuthnCredential, Password,
+    Reference, ResetCancellation, SealPurpose, TotpCheck, TotpCode, TotpSecret, UserAuth,
     UserAuthError as Error, UserAuthEvent as E, UserAuthServices, Verdict,
 };
 
@@ -56,12 +56,7 @@ impl UserAuth {
         s: &UserAuthServices,
         now: DateTime<Utc>,
     ) -> Decision {
-        let live = self
-            .live_session(&session, now, &s.policy)
-            .ok_or(Error::SessionInvalid)?;
-        if live.aal != Assurance::Aal2 {
-            return Err(Error::SecondFactorRequired);
-        }
+        self.second_factor_session(&session, s, now)?;
         // Removing the last one while this app waited leaves the account to
         // enroll, which issues the recovery code an authenticator needs.
         if !self.is_enrolled() {
@@ -147,12 +142,7 @@ impl UserAuth {
     ) -> Decision {
         // Which authenticators exist is not told to a session that could
         // not remove one.
-        let live = self
-            .live_session(&session, now, &s.policy)
-            .ok_or(Error::SessionInvalid)?;
-        if live.aal != Assurance::Aal2 {
-            return Err(Error::SecondFactorRequired);
-        }
+        self.second_factor_session(&session, s, now)?;
         self.authenticator(authenticator)
             .ok_or(Error::UnknownAuthenticator)?;
         let last = self.authenticators.len() == 1;

@@ -123,7 +123,8 @@ impl UserAuth {
         })
     }
 
-    fn second_factor_session(
+    /// That `session` is live and was won with a second factor.
+    pub(super) fn second_factor_session(
         &self,
         session: &Reference,
         s: &UserAuthServices,
