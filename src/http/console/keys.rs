@@ -349,7 +349,9 @@ pub(super) fn authenticators_section(
             @for entry in authenticators {
                 li {
                     span.name { (entry.name) }
-                    " · " (kind_words(entry.kind))
+                    @if entry.name != kind_words(entry.kind) {
+                        " · " (kind_words(entry.kind))
+                    }
                     br;
                     span.hint {
                         "Added " (when(entry.added_at)) ". "

@@ -998,6 +998,7 @@ async fn profile_page(
                     (ctx.app.policy().session_idle.num_minutes()) " minutes without use."
                 }
             }
+            (keys::authenticators_section(&ctx, &me, &authenticators))
             h2 { "Lost your phone?" }
             @if let Some(at) = me.pending_mfa_reset {
                 p #pending-reset {
@@ -1009,10 +1010,9 @@ async fn profile_page(
                     button type="submit" { "Cancel the reset" }
                 }
             } @else {
-                p { "If your authenticator app is lost or someone else may have it, reset your multi-factor authentication. You will be signed out everywhere and set up a new authenticator at your next sign-in." }
+                p { "If one authenticator is lost or someone else may have it, remove it above. If none you can still use is left, reset your multi-factor authentication: every authenticator is forgotten, you are signed out everywhere, and you set up a new one at your next sign-in." }
                 p { a.button.danger href="/profile/reset-mfa" { "Reset My Multi-Factor Authentication" } }
             }
-            (keys::authenticators_section(&ctx, &me, &authenticators))
             (account::sessions_section(&sessions, me.session.aal, csrf))
             h2 { "Security activity" }
             p { "Every sign-in, failed try and change on your account, and where it came from. If something was not you, say so there." }
