@@ -241,7 +241,8 @@ pub async fn keep(
     sqlx::query(
         "WITH over AS (
              DELETE FROM webauthn_ceremonies WHERE ctid IN (
-                 SELECT ctid FROM webauthn_ceremonies WHERE expires_at <= $5
+                 SELECT ctid FROM webauthn_ceremonies
+                  WHERE expires_at <= $5 AND NOT (purpose = $1 AND bound_to = $2)
                   LIMIT 16 FOR UPDATE SKIP LOCKED))
          INSERT INTO webauthn_ceremonies (purpose, bound_to, user_id, state, expires_at)
          VALUES ($1, $2, $3, $4, $6)

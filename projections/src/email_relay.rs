@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use authledger_aggregates::{Reference, Sealed, UserAuthEvent as E};
+use authledger_aggregates::{Reference, Sealed, UserAuthEvent as E, WebAuthnRejection};
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
@@ -132,6 +132,11 @@ fn mail_for(event: &E) -> Option<Mail> {
         E::TotpRejected {
             enrolling: true, ..
         } => return None,
+        // Told as what it may be, whatever else failed in the attempt.
+        E::WebAuthnRejected {
+            reason: WebAuthnRejection::SignCountRegressed { .. },
+            ..
+        } => Mail::notice(MailKind::SecurityKeyCopied),
         E::TotpRejected { attempt, .. }
         | E::RecoveryCodeRejected { attempt, .. }
         | E::WebAuthnRejected { attempt, .. } => Mail {
@@ -532,6 +537,46 @@ mod tests {
                 MailKind::MfaResetCancelled {
                     reason: ResetCancellation::SignedInWithSecondFactor,
                 },
+            ),
+        ];
+        for (event, kind) in cases {
+            assert_eq!(mail_for(&event), Some(Mail::notice(kind)), "{event:?}");
+        }
+    }
+
+    #[test]
+    fn authenticators_added_removed_or_copied_are_each_told_of() {
+        let authenticator = authledger_aggregates::AuthenticatorId(uuid::Uuid::from_u128(3));
+        let cases = [
+            (
+                E::TotpDeviceAdded {
+                    authenticator,
+                    name: sealed("spare"),
+                    secret: sealed("secret"),
+                    step: 1,
+                    at: at(0),
+                },
+                MailKind::AuthenticatorAdded,
+            ),
+            (
+                E::AuthenticatorRemoved {
+                    authenticator,
+                    last: false,
+                    at: at(0),
+                },
+                MailKind::AuthenticatorRemoved,
+            ),
+            (
+                E::WebAuthnRejected {
+                    attempt: Reference::from_bytes([4; 16]),
+                    reason: WebAuthnRejection::SignCountRegressed {
+                        authenticator,
+                        stored: 5,
+                        presented: 2,
+                    },
+                    at: at(0),
+                },
+                MailKind::SecurityKeyCopied,
             ),
         ];
         for (event, kind) in cases {

@@ -68,6 +68,9 @@ pub enum MailKind {
     AuthenticatorAdded,
     /// An authenticator was removed.
     AuthenticatorRemoved,
+    /// A security key answered with a signature count that did not go up:
+    /// two copies of it may exist.
+    SecurityKeyCopied,
 }
 
 /// A mail to send. It holds no secret and nothing plain about the user: a

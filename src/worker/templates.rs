@@ -73,6 +73,7 @@ pub(super) fn link_target(kind: MailKind) -> Option<LinkTarget> {
         MailKind::AuthenticatorEnrolled
         | MailKind::AuthenticatorAdded
         | MailKind::AuthenticatorRemoved
+        | MailKind::SecurityKeyCopied
         | MailKind::MfaReset
         | MailKind::RecoveryCodeUsed
         | MailKind::SignedInWithEmailLink
@@ -251,6 +252,13 @@ pub(super) fn render(
             vec![
                 Block::Text(format!("An authenticator app, security key or passkey was added to your account at {when}, {origin}. It signs in as well as the ones you had.")),
                 Block::Text(NOT_YOU_AUTHENTICATOR.into()),
+            ],
+        ),
+        MailKind::SecurityKeyCopied => (
+            "One of your security keys may have been copied",
+            vec![
+                Block::Text(format!("At {when}, {origin}, a security key of your account answered with a signature count lower than it had already reached. That happens when two copies of the key are in use. The answer was refused.")),
+                Block::Text("If you did not copy it, sign in with another authenticator, remove that key from My Profile, and change your password. If it is your only one, reset your multi-factor authentication.".into()),
             ],
         ),
         MailKind::AuthenticatorRemoved => (
@@ -501,6 +509,9 @@ mod tests {
             MailKind::MfaResetCancelled {
                 reason: ResetCancellation::ReportedByUser,
             },
+            MailKind::AuthenticatorAdded,
+            MailKind::AuthenticatorRemoved,
+            MailKind::SecurityKeyCopied,
         ]
     }
 
@@ -1005,6 +1016,18 @@ mod tests {
                 "Your account no longer uses this email address",
             ),
             (MailKind::NewDeviceSignIn, "New sign-in to your account"),
+            (
+                MailKind::AuthenticatorAdded,
+                "Another authenticator was added to your account",
+            ),
+            (
+                MailKind::AuthenticatorRemoved,
+                "An authenticator was removed from your account",
+            ),
+            (
+                MailKind::SecurityKeyCopied,
+                "One of your security keys may have been copied",
+            ),
         ];
         for (kind, subject) in expected {
             // A URL offered to a notice is not shown.

@@ -14,11 +14,16 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use crate::helpers::*;
+use crate::sessions::{introspect, CLIENT_TOKEN};
 
 const ORIGIN: &str = "https://auth.example.test";
 
 async fn spawn(pool: PgPool) -> TestApp {
-    spawn_app_with(pool, |c| c.public_url = ORIGIN.into()).await
+    spawn_app_with(pool, |c| {
+        c.public_url = ORIGIN.into();
+        c.client_tokens = vec![CLIENT_TOKEN.into()];
+    })
+    .await
 }
 
 /// A security key in software. `counter` is what its next signature
@@ -275,6 +280,16 @@ async fn a_security_key_added_from_the_profile_signs_in_as_a_second_factor(pool:
     let me: Value = app.me(session).await.json().await.unwrap();
     assert_eq!(me["session"]["method"], "webauthn");
     assert_eq!(me["session"]["aal"], "aal2");
+    // What a relying app is told of it.
+    let introspected: Value = introspect(&app, Some(CLIENT_TOKEN), session)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(introspected["active"], true);
+    assert_eq!(introspected["method"], "webauthn");
+    assert_eq!(introspected["aal"], "aal2");
+    assert_eq!(introspected["amr"], json!(["pwd", "hwk", "mfa"]));
     let listed = authenticators(&app, session).await;
     assert!(listed[1]["last_used_at"].is_string());
 }
@@ -353,7 +368,11 @@ async fn a_challenge_expires(pool: PgPool) {
         "webauthn-challenge-invalid",
     )
     .await;
-    // Options asked again in the same attempt work.
+    // Options asked again in the same attempt replace those that expired
+    // unanswered, and work.
+    app.post_ok("/v1/login/webauthn/options", json!({"login_token": token}))
+        .await;
+    app.clock.advance(chrono::Duration::seconds(61));
     let options = app
         .post_ok("/v1/login/webauthn/options", json!({"login_token": token}))
         .await;
