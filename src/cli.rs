@@ -334,7 +334,7 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
             let (id, at, state, authenticators) = app.user_state(&user, at).await?;
             let authenticators: Vec<serde_json::Value> = authenticators
                 .iter()
-                .map(|a| serde_json::json!({"id": a.id, "kind": a.kind, "name": a.name, "added_at": a.added_at, "last_used_at": a.last_used_at, "credential_id": a.credential_id}))
+                .map(|a| serde_json::json!({"id": a.id, "kind": a.kind, "name": a.name, "added_at": a.added_at, "last_used_at": a.last_used_at, "credential_id": a.credential_id, "suspected_copy_at": a.suspected_copy_at}))
                 .collect();
             let sessions: Vec<serde_json::Value> = state
                 .live_sessions

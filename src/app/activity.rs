@@ -344,7 +344,14 @@ fn describe(event: &E) -> Option<(&'static str, String)> {
             ..
         } => said(
             "security_key_clone_suspected",
-            "A security key answered with a signature count that did not go up: it may have been copied",
+            "A security key answered with a signature count that went back: it may have been copied, and is refused until removed",
+        ),
+        E::WebAuthnRejected {
+            reason: WebAuthnRejection::SuspectedCopy { .. },
+            ..
+        } => said(
+            "security_key_rejected",
+            "A security key suspected of having been copied was refused",
         ),
         E::WebAuthnRejected { .. } => said(
             "security_key_rejected",

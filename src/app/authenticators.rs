@@ -33,6 +33,9 @@ pub struct AuthenticatorEntry {
     pub transports: Vec<String>,
     /// A security key's credential id, as browsers name it (base64url).
     pub credential_id: Option<String>,
+    /// Since when it is refused: it answered with a signature count that
+    /// went back, so two copies of it may exist.
+    pub suspected_copy_at: Option<DateTime<Utc>>,
 }
 
 /// What the browser passes to `navigator.credentials`, as
@@ -96,7 +99,7 @@ impl App {
         state
             .attempt_open_until(&attempt, self.now(), self.policy())
             .ok_or(AppError::LoginAttemptInvalid)?;
-        Ok(self.webauthn_available() && state.webauthn_credentials().next().is_some())
+        Ok(self.webauthn_available() && state.usable_webauthn_credentials().next().is_some())
     }
 
     /// A challenge for the second step of a sign-in, for any of the
@@ -108,11 +111,11 @@ impl App {
         let until = state
             .attempt_open_until(&attempt, self.now(), self.policy())
             .ok_or(AppError::LoginAttemptInvalid)?;
-        if state.webauthn_credentials().next().is_none() {
+        if state.usable_webauthn_credentials().next().is_none() {
             return Err(AppError::NoSecurityKey);
         }
         let (options, ceremony) = rp
-            .start_authentication(state.webauthn_credentials())
+            .start_authentication(state.usable_webauthn_credentials())
             .map_err(AppError::internal)?;
         self.keep_ceremony(Purpose::SignIn, &attempt, user, &ceremony, until)
             .await?;
@@ -463,6 +466,7 @@ pub(super) fn entries(
             last_used_at: view.last_used_at,
             transports: view.transports,
             credential_id: view.credential_id,
+            suspected_copy_at: view.suspected_copy_at,
         })
         .collect()
 }

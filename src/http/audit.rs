@@ -119,6 +119,8 @@ pub struct AuditedAuthenticator {
     /// A security key's credential id (base64url), as its browser names it.
     credential_id: Option<String>,
     transports: Vec<String>,
+    /// When it answered with a signature count that went back; refused since.
+    suspected_copy_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -196,6 +198,7 @@ impl MfaState {
                     last_used_at: a.last_used_at,
                     credential_id: a.credential_id,
                     transports: a.transports,
+                    suspected_copy_at: a.suspected_copy_at,
                 })
                 .collect(),
             live_sessions: state

@@ -162,6 +162,9 @@ pub struct Authenticator {
     last_used_at: Option<DateTime<Utc>>,
     /// For a security key: how it reaches the browser (`usb`, `nfc`, `ble`, `internal`, `hybrid`).
     transports: Vec<String>,
+    /// Set when the key answered with a signature count that went back:
+    /// two copies of it may exist, and it is refused until removed.
+    suspected_copy_at: Option<DateTime<Utc>>,
 }
 
 impl From<app::AuthenticatorEntry> for Authenticator {
@@ -173,6 +176,7 @@ impl From<app::AuthenticatorEntry> for Authenticator {
             added_at: entry.added_at,
             last_used_at: entry.last_used_at,
             transports: entry.transports,
+            suspected_copy_at: entry.suspected_copy_at,
         }
     }
 }

@@ -696,7 +696,7 @@ impl From<&AppError> for ApiError {
             E::WebAuthnSignCountRegressed => Self::new(
                 StatusCode::UNAUTHORIZED,
                 "webauthn-sign-count-regressed",
-                "The security key's signature count did not go up: two copies of it may be in use; it was refused and recorded",
+                "The security key's signature count went back: two copies of it may be in use; it is refused, and recorded, until its owner removes it",
             ),
             E::WebAuthnResponseMalformed => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -449,6 +449,25 @@ async fn a_cloned_key_whose_count_went_back_is_refused_and_recorded(pool: PgPool
         rejected["payload"]["reason"]["sign_count_regressed"]["presented"],
         1
     );
+    // Neither copy can be told to be the owner's: the key is refused from
+    // now on, and not offered, until its owner removes it.
+    let listed = authenticators(&app, &user.session_token).await;
+    assert!(listed[1]["suspected_copy_at"].is_string(), "{listed:?}");
+    let login = app.password_step(&user.email).await;
+    assert_eq!(
+        login["alternatives"],
+        json!(["email_link", "recovery_code"])
+    );
+    assert_problem(
+        app.post(
+            "/v1/login/webauthn/options",
+            json!({"login_token": login["login_token"]}),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "no-security-key",
+    )
+    .await;
 }
 
 #[sqlx::test(migrations = "./migrations")]

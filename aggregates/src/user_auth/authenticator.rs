@@ -137,6 +137,9 @@ pub struct AuthenticatorView {
     /// For a WebAuthn credential: its id and transports.
     pub credential_id: Option<String>,
     pub transports: Vec<String>,
+    /// When a security key answered with a signature count that went back:
+    /// refused since, until removed.
+    pub suspected_copy_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

@@ -376,6 +376,9 @@ pub enum WebAuthnRejection {
         stored: u32,
         presented: u32,
     },
+    /// Signed by a key refused since its count went back: whichever copy
+    /// it is, it no longer signs in until its owner removes it.
+    SuspectedCopy { authenticator: AuthenticatorId },
 }
 
 /// An authenticator app's secret sealed again (`SealPurpose::TotpSecret`).

@@ -7,7 +7,7 @@ use super::authenticator::{
     AuthenticatorId, AuthenticatorKind, AuthenticatorView, WebAuthnCredential,
 };
 use super::device::DeviceDigest;
-use super::events::{Assurance, ResetCancellation, SignInMethod, UserAuthEvent};
+use super::events::{Assurance, ResetCancellation, SignInMethod, UserAuthEvent, WebAuthnRejection};
 use super::reference::Reference;
 use super::services::{Policy, Sealed};
 
@@ -137,6 +137,10 @@ pub(super) struct Authenticator {
     pub added_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub factor: Factor,
+    /// When a security key answered with a count that went back: it is
+    /// refused from then on, both copies, until its owner removes it.
+    #[serde(default)]
+    pub suspected_copy_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,6 +167,7 @@ impl Authenticator {
             last_used_at: self.last_used_at,
             credential_id,
             transports,
+            suspected_copy_at: self.suspected_copy_at,
         }
     }
 }
@@ -282,12 +287,25 @@ impl UserAuth {
             .collect()
     }
 
-    /// The account's security keys and passkeys, for a WebAuthn challenge.
+    /// Every security key and passkey of the account, refused ones too:
+    /// none of them may be registered again while it is held.
     pub fn webauthn_credentials(&self) -> impl Iterator<Item = &WebAuthnCredential> {
         self.authenticators.iter().filter_map(|a| match &a.factor {
             Factor::WebAuthn(credential) => Some(credential),
             Factor::Totp { .. } => None,
         })
+    }
+
+    /// The security keys and passkeys that may sign in: not one suspected
+    /// of having been copied.
+    pub fn usable_webauthn_credentials(&self) -> impl Iterator<Item = &WebAuthnCredential> {
+        self.authenticators
+            .iter()
+            .filter(|a| a.suspected_copy_at.is_none())
+            .filter_map(|a| match &a.factor {
+                Factor::WebAuthn(credential) => Some(credential),
+                Factor::Totp { .. } => None,
+            })
     }
 
     /// Whether the account holds an authenticator app.
@@ -527,6 +545,21 @@ impl UserAuth {
             .find(|known| known.digest.matches(device))
     }
 
+    /// A second factor failed in login attempt `attempt`.
+    fn factor_failed(&mut self, attempt: &Reference) {
+        // A known device's failures count against it alone.
+        let device = self
+            .attempt_device(attempt)
+            .map(|known| known.digest.clone());
+        match device.and_then(|d| self.known_device_mut(&d)) {
+            Some(known) => known.failures += 1,
+            None => self.consecutive_failures += 1,
+        }
+        if let Some(open) = self.attempt.as_mut().filter(|a| &a.reference == attempt) {
+            open.failures += 1;
+        }
+    }
+
     pub(super) fn apply_event(&mut self, event: UserAuthEvent) {
         use UserAuthEvent as E;
         match event {
@@ -595,21 +628,19 @@ impl UserAuth {
                     }
                 }
             }
+            E::WebAuthnRejected {
+                attempt,
+                reason: WebAuthnRejection::SignCountRegressed { authenticator, .. },
+                at,
+            } => {
+                if let Some(copied) = self.authenticator_mut(Some(authenticator)) {
+                    copied.suspected_copy_at.get_or_insert(at);
+                }
+                self.factor_failed(&attempt);
+            }
             E::TotpRejected { attempt, .. }
             | E::RecoveryCodeRejected { attempt, .. }
-            | E::WebAuthnRejected { attempt, .. } => {
-                // A known device's failures count against it alone.
-                let device = self
-                    .attempt_device(&attempt)
-                    .map(|known| known.digest.clone());
-                match device.and_then(|d| self.known_device_mut(&d)) {
-                    Some(known) => known.failures += 1,
-                    None => self.consecutive_failures += 1,
-                }
-                if let Some(open) = self.attempt.as_mut().filter(|a| a.reference == attempt) {
-                    open.failures += 1;
-                }
-            }
+            | E::WebAuthnRejected { attempt, .. } => self.factor_failed(&attempt),
             E::EmailLinkRequested {
                 link,
                 attempt,
@@ -660,6 +691,7 @@ impl UserAuth {
                         added_at: at,
                         last_used_at: Some(at),
                         factor,
+                        suspected_copy_at: None,
                     });
                 }
             }
@@ -691,6 +723,7 @@ impl UserAuth {
                         secret,
                         last_used_step: step,
                     },
+                    suspected_copy_at: None,
                 });
             }
             E::WebAuthnCredentialAdded {
@@ -705,6 +738,7 @@ impl UserAuth {
                     added_at: at,
                     last_used_at: None,
                     factor: Factor::WebAuthn(credential),
+                    suspected_copy_at: None,
                 });
             }
             E::AuthenticatorRemoved {

@@ -360,6 +360,10 @@ pub(super) fn authenticators_section(
                             None => { "Not used yet." }
                         }
                     }
+                    @if let Some(at) = entry.suspected_copy_at {
+                        br;
+                        strong.refused { "Refused since " (when(at)) ": it may have been copied. Remove it; if it is yours, add it again." }
+                    }
                     " "
                     a href=(format!("/profile/authenticators/{}/remove", entry.id)) {
                         "Remove" span.visually-hidden { " " (entry.name) }

@@ -95,7 +95,7 @@ impl UserAuth {
                         expires_at,
                         email_link_available: self.email_link_available(),
                         totp_available: self.totp_available(),
-                        webauthn_available: self.webauthn_credentials().next().is_some(),
+                        webauthn_available: self.usable_webauthn_credentials().next().is_some(),
                     },
                 })
             }

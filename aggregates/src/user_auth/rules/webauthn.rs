@@ -3,7 +3,8 @@
 //! the rule checks that the credential is still the account's and that its
 //! signature count went up since the count held now, not the one the
 //! challenge was made from. A count that did not go up is a cloned key: it
-//! is refused, recorded, and counts as a failed factor.
+//! is refused, recorded, and counts as a failed factor; the key is refused
+//! from then on, whichever copy answers, until its owner removes it.
 use chrono::{DateTime, Utc};
 
 use super::Decision;
@@ -47,14 +48,21 @@ impl UserAuth {
         };
         let held = self.authenticators.iter().find_map(|a| match &a.factor {
             Factor::WebAuthn(credential) if credential.credential_id == credential_id => {
-                Some((a.id, credential.sign_count))
+                Some((a.id, credential.sign_count, a.suspected_copy_at))
             }
             _ => None,
         });
-        let Some((authenticator, stored)) = held else {
+        let Some((authenticator, stored, suspected)) = held else {
             // Removed between the challenge and the answer.
             return rejected(WebAuthnRejection::UnknownCredential, FailedFactor::WebAuthn);
         };
+        // Two copies were seen: neither can be told to be the owner's.
+        if suspected.is_some() {
+            return rejected(
+                WebAuthnRejection::SuspectedCopy { authenticator },
+                FailedFactor::WebAuthnSignCount,
+            );
+        }
         // WebAuthn §6.1.1: authenticators without a counter always say 0;
         // once either side counts, the count must go up.
         if (sign_count != 0 || stored != 0) && sign_count <= stored {
@@ -164,6 +172,35 @@ mod tests {
             panic!("{verdict:?}");
         };
         assert_eq!(rejection.factor, FailedFactor::WebAuthnSignCount);
+    }
+
+    #[test]
+    fn once_a_copy_was_seen_the_key_is_refused_whichever_copy_answers() {
+        let now = later(10);
+        let mut given = key_with_attempt(now);
+        given.push(E::WebAuthnRejected {
+            attempt: reference(7),
+            reason: WebAuthnRejection::SignCountRegressed {
+                authenticator: authenticator_id(3),
+                stored: 5,
+                presented: 2,
+            },
+            at: now,
+        });
+        let state = folded(given.clone());
+        assert_eq!(state.authenticators()[1].suspected_copy_at, Some(now));
+        assert_eq!(state.usable_webauthn_credentials().count(), 0);
+        assert_eq!(state.webauthn_credentials().count(), 1);
+        at(now)
+            .given(given)
+            .when(assertion(3, 9))
+            .then_expect_events(vec![E::WebAuthnRejected {
+                attempt: reference(7),
+                reason: WebAuthnRejection::SuspectedCopy {
+                    authenticator: authenticator_id(3),
+                },
+                at: now,
+            }]);
     }
 
     #[test]
