@@ -180,7 +180,9 @@ impl RelyingParty {
                 Ok(SecurityKey::from(stored))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let (options, state) = self.webauthn.start_securitykey_authentication(&keys)?;
+        let (mut options, state) = self.webauthn.start_securitykey_authentication(&keys)?;
+        // As at registration: passkeys on the platform are as welcome.
+        options.public_key.hints = None;
         Ok((serde_json::to_value(options)?, serde_json::to_value(state)?))
     }
 

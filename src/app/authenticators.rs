@@ -15,6 +15,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{App, AppError, AppResult, Caller, Enrollment, SignedIn, SignedInWithCode};
+use crate::command_bus::BusError;
 use crate::keys::UserKeeper;
 use crate::services::new_totp_secret;
 use crate::webauthn::{self, Assertion, Purpose, Registration, RelyingParty};
@@ -36,6 +37,13 @@ pub struct AuthenticatorEntry {
     /// Since when it is refused: it answered with a signature count that
     /// went back, so two copies of it may exist.
     pub suspected_copy_at: Option<DateTime<Utc>>,
+}
+
+/// Which kinds of authenticator a sign-in is offered.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FactorsOffered {
+    pub totp: bool,
+    pub webauthn: bool,
 }
 
 /// What the browser passes to `navigator.credentials`, as
@@ -91,15 +99,20 @@ impl App {
             .ok_or(AppError::WebAuthnChallengeInvalid)
     }
 
-    /// Whether this sign-in can finish with a security key or passkey: the
-    /// account holds one and the service can use them.
-    pub async fn webauthn_offered(&self, login_token: &str) -> AppResult<bool> {
+    /// Which kinds of authenticator can finish this sign-in: a code when
+    /// the account holds an app, a key when it holds one that may sign in
+    /// and the service can use keys.
+    pub async fn factors_offered(&self, login_token: &str) -> AppResult<FactorsOffered> {
         let (user, attempt) = self.login_token(login_token)?;
         let state = self.load(user).await?;
         state
             .attempt_open_until(&attempt, self.now(), self.policy())
             .ok_or(AppError::LoginAttemptInvalid)?;
-        Ok(self.webauthn_available() && state.usable_webauthn_credentials().next().is_some())
+        Ok(FactorsOffered {
+            totp: state.totp_available(),
+            webauthn: self.webauthn_available()
+                && state.usable_webauthn_credentials().next().is_some(),
+        })
     }
 
     /// A challenge for the second step of a sign-in, for any of the
@@ -307,9 +320,9 @@ impl App {
         if live.aal != authledger_aggregates::Assurance::Aal2 {
             return Err(AppError::SecondFactorRequired);
         }
-        if !state.is_enrolled() {
-            return Err(AppError::EnrollmentRequired);
-        }
+        state
+            .may_add_authenticator()
+            .map_err(|refusal| self.refused(BusError::Refused(refusal)))?;
         let until = live.idle_expires_at(self.policy());
         let email =
             super::identity::address_of(&state, &keeper).ok_or(AppError::Unauthenticated)?;
@@ -348,6 +361,9 @@ impl App {
         if live.aal != authledger_aggregates::Assurance::Aal2 {
             return Err(AppError::SecondFactorRequired);
         }
+        state
+            .may_add_authenticator()
+            .map_err(|refusal| self.refused(BusError::Refused(refusal)))?;
         if password.is_none() && state.reauthentication_required(&session, now, policy) {
             return Err(AppError::ReauthenticationRequired);
         }

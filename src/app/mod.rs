@@ -33,7 +33,7 @@ use uuid::Uuid;
 pub use activity::{ActivityEntry, ActivityPage, ActivityPageSize, Reported};
 pub use admin::{AdminAction, AdminDone};
 pub use audit::{AuditPage, EventFilter, History, PageSize};
-pub use authenticators::{AuthenticatorEntry, WebAuthnOptions};
+pub use authenticators::{AuthenticatorEntry, FactorsOffered, WebAuthnOptions};
 pub use directory::{Filter as UserFilter, UserDetail, UserPage, UserQuery, UserSummary};
 pub use enrollment::Enrollment;
 pub use error::{AppError, AppResult};

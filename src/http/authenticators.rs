@@ -54,7 +54,6 @@ pub struct AssertionRequest {
         (status = 409, description = "`no-security-key`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`", body = Problem, content_type = "application/problem+json"),
         (status = 501, description = "`webauthn-unavailable`: the public URL's host is an IP address", body = Problem, content_type = "application/problem+json"),
-        SecondFactorProblems,
         BodyProblems,
         ServerProblems,
     ))]
@@ -72,9 +71,9 @@ pub async fn sign_in_options(
     request_body = AssertionRequest,
     responses(
         (status = 200, description = "Signed in", body = SessionGranted),
-        (status = 401, description = "`invalid-login-token`, `login-attempt-invalid`, `webauthn-rejected` (recorded as a failed second factor; a signature count that did not go up is recorded as a possibly cloned key)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid-login-token`, `login-attempt-invalid`, `webauthn-rejected` (recorded as a failed second factor), `webauthn-sign-count-regressed` (the key's count went back: refused until its owner removes it, recorded as a possibly copied key), `login-attempt-exhausted`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`webauthn-challenge-invalid` (answered already, expired, never asked for in this attempt), `enrollment-required`, `contended`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid-body`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-body`, `webauthn-response-malformed` (spends neither the challenge nor a try)", body = Problem, content_type = "application/problem+json"),
         (status = 501, description = "`webauthn-unavailable`", body = Problem, content_type = "application/problem+json"),
         SecondFactorProblems,
         BodyProblems,
@@ -102,7 +101,6 @@ pub async fn sign_in(
         (status = 409, description = "`already-enrolled`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`", body = Problem, content_type = "application/problem+json"),
         (status = 501, description = "`webauthn-unavailable`", body = Problem, content_type = "application/problem+json"),
-        SecondFactorProblems,
         BodyProblems,
         ServerProblems,
     ))]
@@ -133,7 +131,7 @@ pub struct EnrollKeyRequest {
         (status = 200, description = "Enrolled and signed in; keep the recovery code", body = SessionWithRecoveryCode),
         (status = 401, description = "`invalid-login-token`, `login-attempt-invalid`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`webauthn-challenge-invalid`, `already-enrolled`, `contended`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid-body`, `invalid-authenticator-name`, `webauthn-registration-invalid`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-body`, `invalid-authenticator-name`, `webauthn-registration-invalid`, `webauthn-response-malformed`", body = Problem, content_type = "application/problem+json"),
         (status = 501, description = "`webauthn-unavailable`", body = Problem, content_type = "application/problem+json"),
         SecondFactorProblems,
         BodyProblems,
@@ -213,7 +211,7 @@ pub struct PasswordAgain {
 }
 
 /// Begins another authenticator app: a fresh secret, which a code from
-/// the app confirms within the sign-in attempt's lifetime (10 minutes by
+/// the app confirms within the sign-in attempt's lifetime (5 minutes by
 /// default). Needs a session won with a second factor. The body may be
 /// empty.
 #[utoipa::path(post, path = "/v1/me/authenticators/totp", tag = "me",
@@ -223,7 +221,7 @@ pub struct PasswordAgain {
         (status = 200, description = "Scan this into the new app", body = Enrollment),
         (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`second-factor-required`, `reauthentication-required`, `reauthentication-failed`, `account-locked`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`enrollment-required`, `contended`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`enrollment-required`, `too-many-authenticators`, `contended`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`, `unacceptable-password`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`throttled`, with Retry-After", body = Problem, content_type = "application/problem+json"),
         BodyProblems,
@@ -266,7 +264,7 @@ pub struct Added {
         (status = 201, description = "Added", body = Added),
         (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`second-factor-required`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`authenticator-setup-not-started`, `contended`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`authenticator-setup-not-started`, `enrollment-required`, `too-many-authenticators`, `contended`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`, `invalid-authenticator-name`, `invalid-code-format`, `setup-code-incorrect`", body = Problem, content_type = "application/problem+json"),
         BodyProblems,
         ServerProblems,
@@ -296,7 +294,7 @@ pub async fn confirm_totp(
         (status = 200, description = "Pass these to `navigator.credentials.create()`", body = WebAuthnOptions),
         (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`second-factor-required`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`enrollment-required`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`enrollment-required`, `too-many-authenticators`", body = Problem, content_type = "application/problem+json"),
         (status = 501, description = "`webauthn-unavailable`", body = Problem, content_type = "application/problem+json"),
         ServerProblems,
     ))]
@@ -330,8 +328,8 @@ pub struct RegisterKeyRequest {
         (status = 201, description = "Added", body = Added),
         (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`second-factor-required`, `reauthentication-required`, `reauthentication-failed`, `account-locked`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`webauthn-challenge-invalid`, `credential-already-registered`, `enrollment-required`, `contended`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid-body`, `invalid-authenticator-name`, `unacceptable-password`, `webauthn-registration-invalid`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`webauthn-challenge-invalid`, `credential-already-registered`, `enrollment-required`, `too-many-authenticators`, `contended`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-body`, `invalid-authenticator-name`, `unacceptable-password`, `webauthn-registration-invalid`, `webauthn-response-malformed`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`throttled`, with Retry-After", body = Problem, content_type = "application/problem+json"),
         (status = 501, description = "`webauthn-unavailable`", body = Problem, content_type = "application/problem+json"),
         BodyProblems,

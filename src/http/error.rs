@@ -617,6 +617,10 @@ impl From<&AppError> for ApiError {
                 let failed = match failed {
                     None => return throttled,
                     Some(FailedFactor::Password) => Self::reauthentication_failed(),
+                    Some(FailedFactor::WebAuthn) => Self::from(&AppError::WebAuthnRejected),
+                    Some(FailedFactor::WebAuthnSignCount) => {
+                        Self::from(&AppError::WebAuthnSignCountRegressed)
+                    }
                     Some(_) => Self::invalid_code(),
                 };
                 let detail = format!("{}; try again after {}", failed.title, until.to_rfc3339());

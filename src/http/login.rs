@@ -164,7 +164,7 @@ impl From<app::SignedInWithCode> for SessionWithRecoveryCode {
     request_body = CodeRequest,
     responses(
         (status = 200, description = "Signed in", body = SessionGranted),
-        (status = 401, description = "`invalid-login-token`, `login-attempt-invalid`, `invalid-code`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid-login-token`, `login-attempt-invalid`, `invalid-code`, `login-attempt-exhausted`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`enrollment-required`, `contended`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`, `invalid-code-format`", body = Problem, content_type = "application/problem+json"),
         SecondFactorProblems,

@@ -173,11 +173,11 @@ pub struct IntrospectionResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     aal: Option<Assurance>,
-    /// How the session was won: `totp`, `enrollment`, `recovery_code` or `email_link`.
+    /// How the session was won: `totp`, `webauthn` (a security key or passkey), `enrollment`, `recovery_code` or `email_link`.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     method: Option<SignInMethod>,
-    /// RFC 8176 methods: `pwd`, plus `otp` and `mfa` for a TOTP code, `mfa` for a recovery code.
+    /// RFC 8176 methods: `pwd`, plus `otp` and `mfa` for a TOTP code, `hwk` and `mfa` for a security key or passkey, `mfa` for a recovery code.
     #[serde(skip_serializing_if = "Option::is_none")]
     amr: Option<Vec<&'static str>>,
 }

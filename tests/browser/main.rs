@@ -895,6 +895,9 @@ async fn a_security_key_as_the_first_authenticator_by_clicks(pool: PgPool) {
     // The key is the account's only factor: the code page is skipped.
     sign_in(&browser, &email).await;
     assert_eq!(browser.heading().await, "Use your security key or passkey");
+    // No app to take a code from is offered.
+    let page = browser.text("main").await;
+    assert!(!page.contains("authenticator app"), "{page}");
     browser.click_on("Use security key or passkey").await;
     assert_eq!(browser.path().await, "/profile");
     browser.quit().await;

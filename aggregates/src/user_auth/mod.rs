@@ -42,6 +42,7 @@ pub use recovery_code::{
     RECOVERY_CODE_BYTES,
 };
 pub use reference::Reference;
+pub use rules::MAX_AUTHENTICATORS;
 pub use services::{
     Clock, PasswordCheck, PasswordHash, PasswordHasher, Policy, Randomness, SealPurpose, Sealed,
     SecretKeeper, ServiceError, UserAuthServices,

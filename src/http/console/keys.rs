@@ -53,6 +53,9 @@ pub(super) struct RemoveForm {
     confirm_last: Option<String>,
 }
 
+/// The most authenticators an account holds (the domain refuses more).
+const MAX_LISTED: usize = authledger_aggregates::MAX_AUTHENTICATORS;
+
 const KEY_TITLE: &str = "Use your security key or passkey";
 const ENROLL_KEY_TITLE: &str = "Set up a security key or passkey";
 const ADD_KEY_TITLE: &str = "Add a security key or passkey";
@@ -176,12 +179,19 @@ async fn sign_in_view(ctx: &ApiContext, browser: &Browser, page: Page<'_>) -> Re
     let Ok(login) = pending(browser) else {
         return see_other("/sign-in");
     };
+    let totp = ctx
+        .app
+        .factors_offered(login)
+        .await
+        .is_ok_and(|offered| offered.totp);
     let options = ctx.app.webauthn_sign_in_options(login).await;
     ceremony_page(ctx, browser, page, Step::Other, options, |csrf, options| {
         html! {
             p { "Your account has a security key or passkey. Use it to finish signing in: your browser will ask for it." }
             (ceremony_form("/sign-in/key", "get", options, csrf, Markup::default(), "Use security key or passkey"))
-            p { a href="/sign-in/code" { "Enter a code from your authenticator app instead" } }
+            @if totp {
+                p { a href="/sign-in/code" { "Enter a code from your authenticator app instead" } }
+            }
             p { a href="/sign-in/other" { "Try another method" } }
             (views::cancel_sign_in(&csrf.field()))
         }
@@ -364,14 +374,20 @@ pub(super) fn authenticators_section(
                         br;
                         strong.refused { "Refused since " (when(at)) ": it may have been copied. Remove it; if it is yours, add it again." }
                     }
-                    " "
-                    a href=(format!("/profile/authenticators/{}/remove", entry.id)) {
-                        "Remove" span.visually-hidden { " " (entry.name) }
+                    @if me.session.aal == Assurance::Aal2 {
+                        " "
+                        a href=(format!("/profile/authenticators/{}/remove", entry.id)) {
+                            "Remove" span.visually-hidden { " " (entry.name) }
+                        }
                     }
                 }
             }
         }
-        @if me.session.aal == Assurance::Aal2 {
+        @if authenticators.is_empty() {
+            p { "Your account has no authenticator: your next sign-in sets one up, with a new recovery code." }
+        } @else if me.session.aal == Assurance::Aal2 && authenticators.len() >= MAX_LISTED {
+            p { "Your account holds " (MAX_LISTED) " authenticators, as many as it may: remove one to add another." }
+        } @else if me.session.aal == Assurance::Aal2 {
             ul.choices {
                 li { a.button href="/profile/authenticators/app" { "Add an authenticator app" } }
                 @if ctx.app.webauthn_available() {

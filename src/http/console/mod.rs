@@ -30,7 +30,9 @@ use browser::{
 use views::{grouped, wait_words, Page, Problem};
 
 use super::{ApiContext, ApiError};
-use crate::app::{AppError, Caller, Enrollment, Me, ResetDone, SignedIn, SignedInWithCode};
+use crate::app::{
+    AppError, Caller, Enrollment, FactorsOffered, Me, ResetDone, SignedIn, SignedInWithCode,
+};
 use crate::words;
 
 /// What a console handler answers: the page, or where the browser goes
@@ -589,14 +591,14 @@ async fn register(
 
 async fn code_page(State(ctx): State<ApiContext>, browser: Browser) -> Answer {
     let login = pending(&browser)?;
-    let key = key_offered(&ctx, login).await;
+    let key = offered(&ctx, login).await.webauthn;
     Ok(code_view(&ctx, &browser, Page::new("Enter your code"), key))
 }
 
-/// Whether the code page also offers a security key or passkey; a failure
-/// shows up when the code is sent.
-async fn key_offered(ctx: &ApiContext, login: &str) -> bool {
-    ctx.app.webauthn_offered(login).await.unwrap_or(false)
+/// Which kinds of authenticator the sign-in's pages offer; a failure shows
+/// up when a factor is sent.
+async fn offered(ctx: &ApiContext, login: &str) -> FactorsOffered {
+    ctx.app.factors_offered(login).await.unwrap_or_default()
 }
 
 fn code_view(ctx: &ApiContext, browser: &Browser, page: Page<'_>, key: bool) -> Response {
@@ -636,7 +638,7 @@ async fn submit_code(
         Ok(session) => return Ok(signed_in(&ctx, &session, see_other("/profile"))),
         Err(err) => err,
     };
-    let key = key_offered(&ctx, login).await;
+    let key = offered(&ctx, login).await.webauthn;
     Ok(refused(&ctx, &err, Step::Totp, |status, problem| {
         code_view(
             &ctx,
@@ -663,11 +665,13 @@ async fn other_methods_page(State(ctx): State<ApiContext>, browser: Browser) -> 
             }))
         }
     };
+    let factors = offered(&ctx, login).await;
     Ok(other_methods_view(
         &ctx,
         &browser,
         Page::new("Try another method"),
         email,
+        factors,
     ))
 }
 
@@ -679,6 +683,7 @@ fn other_methods_view(
     browser: &Browser,
     page: Page<'_>,
     email: bool,
+    factors: FactorsOffered,
 ) -> Response {
     show(ctx, browser, page, |csrf| {
         html! {
@@ -696,10 +701,15 @@ fn other_methods_view(
                 }
                 li {
                     a.button href="/sign-in/recovery" aria-describedby="recovery-hint" { "Recovery code" }
-                    p.hint #recovery-hint { "The code you saved when you set up your authenticator app." }
+                    p.hint #recovery-hint { "The code you saved when you set up your first authenticator." }
                 }
             }
-            p { a href="/sign-in/code" { "Use your authenticator app" } }
+            @if factors.webauthn {
+                p { a href="/sign-in/key" { "Use your security key or passkey" } }
+            }
+            @if factors.totp {
+                p { a href="/sign-in/code" { "Use your authenticator app" } }
+            }
             (views::cancel_sign_in(&csrf.field()))
         }
     })
@@ -724,15 +734,19 @@ async fn send_email_link(
                 (views::cancel_sign_in(&csrf.field()))
             }
         }),
-        Err(err) => refused(&ctx, &err, Step::Other, |status, problem| {
-            let email = !matches!(err, AppError::EmailLinkUnavailable);
-            other_methods_view(
-                &ctx,
-                &browser,
-                again("Try another method", status, problem),
-                email,
-            )
-        }),
+        Err(err) => {
+            let factors = offered(&ctx, login).await;
+            refused(&ctx, &err, Step::Other, |status, problem| {
+                let email = !matches!(err, AppError::EmailLinkUnavailable);
+                other_methods_view(
+                    &ctx,
+                    &browser,
+                    again("Try another method", status, problem),
+                    email,
+                    factors,
+                )
+            })
+        }
     })
 }
 
@@ -763,7 +777,7 @@ fn recovery_view(ctx: &ApiContext, browser: &Browser, page: Page<'_>) -> Respons
             form method="post" action="/sign-in/recovery" {
                 (csrf.field())
                 label for="code" { "Recovery code" }
-                p.hint #code-hint { "The code you saved when you set up your authenticator app. It works once; you get a new one." }
+                p.hint #code-hint { "The code you saved when you set up your first authenticator. It works once; you get a new one." }
                 input #code type="text" name="code" autocomplete="off" spellcheck="false"
                     autocapitalize="characters" required aria-describedby="code-hint";
                 button type="submit" { "Sign in" }

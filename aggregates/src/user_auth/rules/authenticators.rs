@@ -10,13 +10,13 @@ use super::reauthentication::Reauthentication;
 
 /// How many authenticators an account may hold: each sign-in with a code
 /// tries every app, so each one more is one more code that would pass.
-pub(in crate::user_auth) const MAX_AUTHENTICATORS: usize = 16;
+pub const MAX_AUTHENTICATORS: usize = 16;
 use super::totp::unix_secs;
 use super::Decision;
 use crate::user_auth::{
     check_code, AuthenticatorId, AuthenticatorName, Decided, NewWebAuthnCredential, Password,
-    Reference, ResetCancellation, SealPurpose, TotpCheck, TotpCode, TotpSecret, UserAuth,
-    UserAuthError as Error, UserAuthEvent as E, UserAuthServices, Verdict,
+    Reference, ResetCancellation, SealPurpose, SessionEndReason, TotpCheck, TotpCode, TotpSecret,
+    UserAuth, UserAuthError as Error, UserAuthEvent as E, UserAuthServices, Verdict,
 };
 
 impl UserAuth {
@@ -28,7 +28,7 @@ impl UserAuth {
         s: &UserAuthServices,
         now: DateTime<Utc>,
     ) -> Decision {
-        self.room_for_another()?;
+        self.may_add_authenticator()?;
         if let Some(refused) = self
             .authorise_change(&session, password.as_ref(), s, now)
             .await?
@@ -59,10 +59,7 @@ impl UserAuth {
         self.second_factor_session(&session, s, now)?;
         // Removing the last one while this app waited leaves the account to
         // enroll, which issues the recovery code an authenticator needs.
-        if !self.is_enrolled() {
-            return Err(Error::EnrollmentRequired);
-        }
-        self.room_for_another()?;
+        self.may_add_authenticator()?;
         let pending = self
             .pending_totp_device(&session, now, &s.policy)
             .ok_or(Error::TotpDeviceSetupNotStarted)?;
@@ -110,7 +107,7 @@ impl UserAuth {
         {
             return Err(Error::CredentialAlreadyRegistered);
         }
-        self.room_for_another()?;
+        self.may_add_authenticator()?;
         self.fresh_id(authenticator)?;
         if let Some(refused) = self
             .authorise_change(&session, password.as_ref(), s, now)
@@ -158,11 +155,14 @@ impl UserAuth {
         let mut events = Vec::new();
         // A waiting reset has nothing left to forget: the account enrolls
         // at its next sign-in either way.
+        // As the user's own cancel does, the sessions won by email link
+        // end with it: whoever asked for the reset may hold one.
         if last && self.pending_mfa_reset.is_some() {
             events.push(E::MfaResetCancelled {
                 reason: ResetCancellation::CancelledByUser,
                 at: now,
             });
+            events.extend(self.end_aal1_sessions(SessionEndReason::ResetCancelled, s, now));
         }
         events.push(E::AuthenticatorRemoved {
             authenticator,
@@ -197,7 +197,15 @@ impl UserAuth {
         }
     }
 
-    fn room_for_another(&self) -> Result<(), Error> {
+    /// Whether another authenticator may be added from a session now:
+    /// the account is enrolled (after the last one was removed, the next
+    /// sign-in enrolls, with the recovery code that goes with it) and holds
+    /// fewer than the most it may. Callers ask before a WebAuthn ceremony,
+    /// so that a key does not make a credential the account then refuses.
+    pub fn may_add_authenticator(&self) -> Result<(), Error> {
+        if !self.is_enrolled() {
+            return Err(Error::EnrollmentRequired);
+        }
         if self.authenticators.len() >= MAX_AUTHENTICATORS {
             return Err(Error::TooManyAuthenticators);
         }
@@ -591,14 +599,17 @@ mod tests {
     }
 
     #[test]
-    fn removing_the_last_authenticator_calls_off_a_waiting_reset() {
+    fn removing_the_last_authenticator_calls_off_a_waiting_reset_and_its_email_sessions() {
         let now = later(10);
         let mut given = signed_in(now);
-        given.push(E::MfaResetRequested {
-            effective_at: now + Duration::hours(24),
-            denial: reference(30),
-            at: now,
-        });
+        given.extend([
+            session_started(9, SignInMethod::EmailLink, now),
+            E::MfaResetRequested {
+                effective_at: now + Duration::hours(24),
+                denial: reference(30),
+                at: now,
+            },
+        ]);
         at(now)
             .given(given)
             .when(UserAuthCommand::RemoveAuthenticator {
@@ -610,6 +621,11 @@ mod tests {
             .then_expect_events(vec![
                 E::MfaResetCancelled {
                     reason: ResetCancellation::CancelledByUser,
+                    at: now,
+                },
+                E::SessionEnded {
+                    session: reference(9),
+                    reason: SessionEndReason::ResetCancelled,
                     at: now,
                 },
                 E::AuthenticatorRemoved {

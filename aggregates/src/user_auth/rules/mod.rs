@@ -28,6 +28,8 @@
 //!   credentials.
 mod admin;
 mod authenticators;
+
+pub use authenticators::MAX_AUTHENTICATORS;
 mod change_email;
 mod change_password;
 mod email_link;
