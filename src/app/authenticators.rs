@@ -8,7 +8,7 @@
 //! checked.
 use authledger_aggregates::{
     AuthenticatorId, AuthenticatorKind, AuthenticatorName, NewWebAuthnCredential, Password,
-    Reference, SealPurpose, SecretKeeper, TotpCode, TotpSecret, UserAuth, UserAuthCommand, Verdict,
+    Reference, SealPurpose, TotpCode, UserAuth, UserAuthCommand, Verdict,
 };
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -269,19 +269,8 @@ impl App {
     pub async fn pending_totp_device(&self, session_token: &str) -> AppResult<Option<Enrollment>> {
         let (user, session) = self.session_token(session_token)?;
         let (state, keeper) = self.load_keeper(user).await?;
-        let (Some(sealed), Some(email)) = (
-            state.pending_totp_device_secret(&session, self.now(), self.policy()),
-            super::identity::address_of(&state, &keeper),
-        ) else {
-            return Ok(None);
-        };
-        let bytes = keeper
-            .unseal(SealPurpose::TotpSecret, sealed)
-            .map_err(AppError::internal)?;
-        let secret = TotpSecret::from_slice(&bytes).ok_or_else(|| {
-            AppError::internal(anyhow::anyhow!("a sealed TOTP secret has the wrong length"))
-        })?;
-        self.enrollment_of(&secret, &email).map(Some)
+        let sealed = state.pending_totp_device_secret(&session, self.now(), self.policy());
+        self.shown_again(&state, &keeper, sealed)
     }
 
     /// Adds the authenticator app begun from this session under `name`,

@@ -1,12 +1,14 @@
 //! Enrollment: an account without an authenticator gets one during a
 //! sign-in, confirmed with a first code.
 use authledger_aggregates::{
-    AuthenticatorId, SealPurpose, SecretKeeper, TotpCode, TotpSecret, UserAuthCommand,
+    AuthenticatorId, SealPurpose, Sealed, SecretKeeper, TotpCode, TotpSecret, UserAuth,
+    UserAuthCommand,
 };
 use qrcode::render::svg;
 use qrcode::QrCode;
 
 use super::{App, AppError, AppResult, Caller, SignedInWithCode};
+use crate::keys::UserKeeper;
 use crate::services::new_totp_secret;
 
 /// What an authenticator app needs, shown while the enrollment is pending.
@@ -58,10 +60,20 @@ impl App {
             .load_with_keeper(user)
             .await
             .map_err(|err| self.refused(err))?;
-        let (Some(sealed), Some(email)) = (
-            state.pending_enrollment_secret(&attempt, self.now(), self.policy()),
-            super::identity::address_of(&state, &keeper),
-        ) else {
+        let sealed = state.pending_enrollment_secret(&attempt, self.now(), self.policy());
+        self.shown_again(&state, &keeper, sealed)
+    }
+
+    /// An app's secret waiting for its first code, `sealed`, shown again
+    /// for the account's address; `None` when nothing waits.
+    pub(super) fn shown_again(
+        &self,
+        state: &UserAuth,
+        keeper: &UserKeeper,
+        sealed: Option<&Sealed>,
+    ) -> AppResult<Option<Enrollment>> {
+        let (Some(sealed), Some(email)) = (sealed, super::identity::address_of(state, keeper))
+        else {
             return Ok(None);
         };
         let bytes = keeper
