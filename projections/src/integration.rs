@@ -16,8 +16,8 @@
 use std::sync::Arc;
 
 use authledger_aggregates::{
-    Actor as DomainActor, Assurance, AuthenticatorKind, Reference, ResetCancellation,
-    SessionEndReason, SignInMethod, UserAuthEvent as E,
+    Actor as DomainActor, Assurance, AuthenticatorId, AuthenticatorKind, Reference,
+    ResetCancellation, SessionEndReason, SignInMethod, UserAuthEvent as E,
 };
 use chrono::{DateTime, Utc};
 use lapin::types::ShortString;
@@ -97,7 +97,11 @@ pub enum PublicEvent {
     Unlocked {},
     Suspended {},
     Reactivated {},
-    MfaEnrolled {},
+    /// The account's first authenticator: `authenticator` is its id, as a
+    /// later `user.authenticator_removed` names it.
+    MfaEnrolled {
+        authenticator: Uuid,
+    },
     /// Another authenticator was added from a session.
     AuthenticatorAdded {
         authenticator: Uuid,
@@ -148,7 +152,7 @@ impl PublicEvent {
             Self::Unlocked {} => "user.unlocked",
             Self::Suspended {} => "user.suspended",
             Self::Reactivated {} => "user.reactivated",
-            Self::MfaEnrolled {} => "user.mfa_enrolled",
+            Self::MfaEnrolled { .. } => "user.mfa_enrolled",
             Self::AuthenticatorAdded { .. } => "user.authenticator_added",
             Self::AuthenticatorRemoved { .. } => "user.authenticator_removed",
             Self::MfaResetRequested { .. } => "user.mfa_reset_requested",
@@ -351,7 +355,9 @@ pub fn public_event(event: &E) -> Option<PublicEvent> {
         E::AccountUnlocked { .. } => P::Unlocked {},
         E::AccountSuspended { .. } => P::Suspended {},
         E::AccountReactivated { .. } => P::Reactivated {},
-        E::MfaEnrolled { .. } => P::MfaEnrolled {},
+        E::MfaEnrolled { authenticator, .. } => P::MfaEnrolled {
+            authenticator: authenticator.unwrap_or(AuthenticatorId::FIRST).0,
+        },
         E::MfaResetRequested { effective_at, .. } => P::MfaResetRequested {
             effective_at: *effective_at,
         },
@@ -484,7 +490,7 @@ mod tests {
     use std::collections::{HashMap, HashSet};
 
     use authledger_aggregates::{
-        AuthenticatorId, DeviceDigest, Sealed, TotpRejection, WebAuthnCredential, WebAuthnRejection,
+        DeviceDigest, Sealed, TotpRejection, WebAuthnCredential, WebAuthnRejection,
     };
     use chrono::TimeZone;
     use serde_json::{json, Value};

@@ -155,6 +155,9 @@ async fn a_journey_is_published_in_order_with_nothing_personal_and_no_secret(poo
     );
 
     let data: Vec<&Value> = events.iter().map(|e| &e.body["data"]).collect();
+    // The first authenticator's id, as a later removal would name it.
+    let enrolled = data[2]["authenticator"].as_str().unwrap();
+    assert!(uuid::Uuid::parse_str(enrolled).is_ok(), "{enrolled}");
     assert_eq!(data[3]["method"], "enrollment");
     assert_eq!(
         (data[4]["method"].clone(), data[4]["aal"].clone()),
