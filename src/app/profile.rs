@@ -24,6 +24,8 @@ pub struct Me {
     pub current_password_required: bool,
     /// When a waiting MFA reset takes effect.
     pub pending_mfa_reset: Option<DateTime<Utc>>,
+    /// Every authenticator, oldest first, names opened.
+    pub authenticators: Vec<super::AuthenticatorEntry>,
 }
 
 /// What "Reset my multi-factor authentication" did.
@@ -71,6 +73,10 @@ impl App {
             reauthentication_required: state.reauthentication_required(&session, now, policy),
             current_password_required: state.current_password_required(&session, now, policy),
             pending_mfa_reset: state.pending_mfa_reset(),
+            authenticators: super::authenticators::entries(
+                state.authenticators(),
+                &executed.keeper,
+            ),
             session: live,
         })
     }

@@ -93,6 +93,19 @@ fn key_problem(err: &AppError) -> Option<&'static str> {
     })
 }
 
+/// A ceremony's own refusal, with its status and in the user's words;
+/// `None` for what every page says alike.
+fn key_refusal(err: &AppError) -> Option<(axum::http::StatusCode, Problem)> {
+    let message = key_problem(err)?;
+    Some((
+        crate::http::ApiError::from(err).status(),
+        Problem {
+            message: message.to_owned(),
+            retry_after: None,
+        },
+    ))
+}
+
 /// A refusal as a page: the ceremonies' own in their words, the rest as
 /// everywhere else.
 fn refused_here(
@@ -101,14 +114,8 @@ fn refused_here(
     step: Step,
     stay: impl FnOnce(axum::http::StatusCode, Problem) -> Response,
 ) -> Response {
-    match key_problem(err) {
-        Some(message) => stay(
-            crate::http::ApiError::from(err).status(),
-            Problem {
-                message: message.to_owned(),
-                retry_after: None,
-            },
-        ),
+    match key_refusal(err) {
+        Some((status, problem)) => stay(status, problem),
         None => refused(ctx, err, step, stay),
     }
 }
@@ -224,20 +231,11 @@ pub(super) async fn sign_in(
         Ok(session) => return Ok(signed_in(&ctx, &session, see_other("/profile"))),
         Err(err) => err,
     };
-    // A wait or a lock says so; anything else offers a new challenge.
-    let (status, problem) = match key_problem(&err) {
-        Some(message) => (
-            crate::http::ApiError::from(&err).status(),
-            Problem {
-                message: message.to_owned(),
-                retry_after: None,
-            },
-        ),
-        None => {
-            return Ok(refused(&ctx, &err, Step::Totp, |status, problem| {
-                problem_page(&ctx, &browser, status, KEY_TITLE, &problem.message)
-            }))
-        }
+    // A wait or a lock says so; a key's own refusal offers a new challenge.
+    let Some((status, problem)) = key_refusal(&err) else {
+        return Ok(refused(&ctx, &err, Step::Totp, |status, problem| {
+            problem_page(&ctx, &browser, status, KEY_TITLE, &problem.message)
+        }));
     };
     Ok(sign_in_view(&ctx, &browser, again(KEY_TITLE, status, problem)).await)
 }
@@ -299,36 +297,16 @@ pub(super) async fn enroll(
         }
         Err(err) => err,
     };
-    let Some(message) = key_problem(&err) else {
+    let Some((status, problem)) = key_refusal(&err) else {
         return Ok(refused(&ctx, &err, Step::Totp, |status, problem| {
             problem_page(&ctx, &browser, status, ENROLL_KEY_TITLE, &problem.message)
         }));
     };
-    let page = again(
-        ENROLL_KEY_TITLE,
-        crate::http::ApiError::from(&err).status(),
-        Problem {
-            message: message.to_owned(),
-            retry_after: None,
-        },
-    );
+    let page = again(ENROLL_KEY_TITLE, status, problem);
     Ok(enroll_view(&ctx, &browser, page, &value.name).await)
 }
 
 // ---- My Profile --------------------------------------------------------------
-
-/// The signed-in user's authenticators, or the page that says why not.
-pub(super) async fn authenticators_of(
-    ctx: &ApiContext,
-    browser: &Browser,
-) -> Result<Vec<AuthenticatorEntry>, Response> {
-    let token = session(browser)?;
-    ctx.app.authenticators(token).await.map_err(|err| {
-        refused(ctx, &err, Step::Other, |status, problem| {
-            problem_page(ctx, browser, status, "My Profile", &problem.message)
-        })
-    })
-}
 
 fn kind_words(kind: AuthenticatorKind) -> &'static str {
     match kind {
@@ -454,11 +432,11 @@ pub(super) async fn add_key(
     let token = session(&browser)?;
     let password = Some(value.password.as_str()).filter(|p| !p.is_empty());
     let result = match answer(&value.credential) {
-        Ok(credential) => ctx
-            .app
-            .add_webauthn_credential(&caller, token, password, &value.name, &credential)
-            .await
-            .map_err(|err| (crate::http::ApiError::from(&err).status(), err)),
+        Ok(credential) => {
+            ctx.app
+                .add_webauthn_credential(&caller, token, password, &value.name, &credential)
+                .await
+        }
         Err(problem) => {
             let me = signed_in_user(&ctx, &caller, &browser).await?;
             let page = again(
@@ -471,21 +449,16 @@ pub(super) async fn add_key(
     };
     let err = match result {
         Ok(_) => return Ok(see_other("/profile?notice=authenticator-added")),
-        Err((_, err)) => err,
+        Err(err) => err,
     };
     let me = signed_in_user(&ctx, &caller, &browser).await?;
-    let problem = match key_problem(&err) {
-        Some(message) => Problem {
-            message: message.to_owned(),
-            retry_after: None,
-        },
-        None => super::say(&err, Step::Password),
-    };
-    let page = again(
-        ADD_KEY_TITLE,
-        crate::http::ApiError::from(&err).status(),
-        problem,
-    );
+    let (status, problem) = key_refusal(&err).unwrap_or_else(|| {
+        (
+            crate::http::ApiError::from(&err).status(),
+            super::say(&err, Step::Password),
+        )
+    });
+    let page = again(ADD_KEY_TITLE, status, problem);
     Ok(add_key_view(&ctx, &browser, &me, page, &value.name).await)
 }
 
@@ -623,12 +596,11 @@ pub(super) async fn remove_page(
     Path(id): Path<String>,
 ) -> Answer {
     let me = signed_in_user(&ctx, &caller, &browser).await?;
-    let authenticators = authenticators_of(&ctx, &browser).await?;
     Ok(remove_view(
         &ctx,
         &browser,
         &me,
-        &authenticators,
+        &me.authenticators,
         &id,
         Page::new(REMOVE_TITLE),
     ))
@@ -707,7 +679,6 @@ pub(super) async fn remove(
         Err(_) => AppError::UnknownAuthenticator,
     };
     let me = signed_in_user(&ctx, &caller, &browser).await?;
-    let authenticators = authenticators_of(&ctx, &browser).await?;
     Ok(refused_here(
         &ctx,
         &err,
@@ -717,7 +688,7 @@ pub(super) async fn remove(
                 &ctx,
                 &browser,
                 &me,
-                &authenticators,
+                &me.authenticators,
                 &id,
                 again(REMOVE_TITLE, status, problem),
             )

@@ -989,7 +989,7 @@ async fn profile_page(
 ) -> Answer {
     let me = signed_in_user(&ctx, &caller, &browser).await?;
     let sessions = account::sessions_of(&ctx, &caller, &browser).await?;
-    let authenticators = keys::authenticators_of(&ctx, &browser).await?;
+    let authenticators = &me.authenticators;
     let page = Page {
         account: Some(&me.email),
         notice: profile_notice(query.as_deref()),
@@ -1002,7 +1002,7 @@ async fn profile_page(
                 dd #profile-email { (me.email) }
                 dt { "Multi-factor authentication" }
                 dd #mfa-status {
-                    (keys::mfa_summary(&authenticators))
+                    (keys::mfa_summary(authenticators))
                     @if let Some(at) = me.enrolled_at { ", since " (when(at)) }
                 }
                 dt { "This session" }
@@ -1012,7 +1012,7 @@ async fn profile_page(
                     (ctx.app.policy().session_idle.num_minutes()) " minutes without use."
                 }
             }
-            (keys::authenticators_section(&ctx, &me, &authenticators))
+            (keys::authenticators_section(&ctx, &me, authenticators))
             h2 { "Lost your phone?" }
             @if let Some(at) = me.pending_mfa_reset {
                 p #pending-reset {
